@@ -1,0 +1,47 @@
+# cxresearch: two commands for users (`make demo`, `make test`); see README.md.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.cxresearch-installed
+DEMO_DIR ?= data/demo
+DEMO_CUSTOMERS ?= 20000
+DEMO_SEED ?= 20261122
+REPORTS ?= reports
+WORKERS ?= 2
+
+.PHONY: setup demo test test-fast bench bench-quick lab clean
+
+# Virtual environment + editable install + Jupyter kernel named `cxresearch`.
+# Re-runs only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cxresearch needs Python 3.11+, found " + sys.version.split()[0]'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name cxresearch --display-name "Python (cxresearch)" >/dev/null
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/cxresearch simulate --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED) --out $(DEMO_DIR)
+	$(BIN)/cxresearch validate $(DEMO_DIR)/dataset.yaml
+	$(BIN)/cxresearch demo --data $(DEMO_DIR) --out $(REPORTS) --workers $(WORKERS)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+bench-quick: setup
+	$(BIN)/python benchmarks/run.py --quick
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf $(REPORTS) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,26 @@
+"""The ``cxresearch`` command line: ``simulate``, ``validate``, ``run``.
+
+Each command lives beside the code it drives (``cxresearch/<area>/commands.py``) and imports heavy
+libraries only when it runs, so ``cxresearch --help`` stays fast.
+"""
+from __future__ import annotations
+
+import click
+
+from cxresearch import __version__
+from cxresearch.data.commands import simulate_command, validate_command
+from cxresearch.studies.commands import run_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cxresearch")
+def main() -> None:
+    """Customer Experience research: simulate data, validate a dataset spec, run studies."""
+
+
+main.add_command(simulate_command)
+main.add_command(validate_command)
+main.add_command(run_command)
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,83 @@
+"""Headline numbers a study notebook records for ``results.json`` (instead of scrapbook).
+
+In a notebook: ``record_result("nps.mean", 31.2)``. Dotted keys nest. Under the runner the file named by
+the ``CXRESEARCH_RESULTS`` environment variable is rewritten atomically on every call, so a run that fails
+halfway still leaves what it recorded. Interactively (JupyterLab) values are kept in memory and can be
+read back with :func:`recorded_results`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS_ENV = "CXRESEARCH_RESULTS"
+_RESULTS: dict[str, Any] = {}
+
+
+def to_jsonable(value: Any, where: str = "value") -> Any:
+    """Convert numpy / pandas scalars and arrays to JSON-native values; NaN becomes None.
+
+    Raises TypeError naming ``where`` for anything that has no faithful JSON form.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return None if math.isnan(v) or math.isinf(v) else v
+    if isinstance(value, np.ndarray):
+        return [to_jsonable(v, where) for v in value.tolist()]
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "tolist"):  # pandas Series / xarray
+        return to_jsonable(value.tolist(), where)
+    raise TypeError(f"{where}: cannot record a {type(value).__name__} in results.json")
+
+
+def _set_nested(target: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    if not all(parts):
+        raise ValueError(f"result key {dotted!r} has an empty part")
+    node = target
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON to ``path`` atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def record_result(key: str, value: Any) -> Any:
+    """Record one headline number (or a small dict / list of them) under a dotted ``key``."""
+    _set_nested(_RESULTS, key, to_jsonable(value, key))
+    target = os.environ.get(RESULTS_ENV)
+    if target:
+        write_json_atomic(target, _RESULTS)
+    return value
+
+
+def recorded_results() -> dict[str, Any]:
+    """What has been recorded in this kernel so far."""
+    return json.loads(json.dumps(_RESULTS))
