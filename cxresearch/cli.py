@@ -8,7 +8,8 @@ from __future__ import annotations
 import click
 
 from cxresearch import __version__
-from cxresearch.data.commands import simulate_command, validate_command
+from cxresearch.data.commands import validate_command
+from cxresearch.data.simulator import simulate_command
 from cxresearch.studies.commands import run_command
 
 
