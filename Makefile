@@ -26,7 +26,7 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/cxresearch simulate --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED) --out $(DEMO_DIR)
 	$(BIN)/cxresearch validate $(DEMO_DIR)/dataset.yaml
-	$(BIN)/cxresearch demo --data $(DEMO_DIR) --out $(REPORTS) --workers $(WORKERS)
+	$(BIN)/cxresearch run params/*.yaml --out $(REPORTS) --workers $(WORKERS)
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from cxresearch.yamlio import load_yaml
 
@@ -90,17 +90,64 @@ class Scale(_Strict):
         return f"{self.min:g}-{self.max:g}"
 
 
-def _check_na_codes(codes: list[NACode], scale: Scale, what: str) -> list[NACode]:
+def _normalise_na_code(code: Any) -> NACode:
+    """Numbers stay numbers; a quoted number (``"99"``) becomes that number; ``blank``/``""`` -> ``"blank"``."""
+    if isinstance(code, bool):
+        raise ValueError(f"not-applicable code {code!r} is a yes/no value; write the code as it appears in the export")
+    if isinstance(code, (int, float)):
+        return code
+    if isinstance(code, str):
+        text = code.strip()
+        if text.lower() in ("blank", ""):
+            return "blank"
+        try:
+            number = float(text)
+        except ValueError:
+            return text  # a string code such as "NA" or "n/a" in a CSV export
+        return int(number) if number.is_integer() else number
+    raise ValueError(f"not-applicable code {code!r} must be a number, a string or the word 'blank'")
+
+
+#: a not-applicable code as a spec field: normalised before pydantic's own coercion (so yes/no is refused)
+NACodeField = Annotated[NACode, BeforeValidator(_normalise_na_code)]
+
+
+def _check_na_codes(codes: list[NACode], scale: Scale | None, what: str) -> list[NACode]:
+    """Normalise the codes and reject numeric codes inside the answer scale (they would hide real answers)."""
+    codes = list(dict.fromkeys(_normalise_na_code(code) for code in codes))
     for code in codes:
-        if isinstance(code, str):
-            if code.strip().lower() not in ("blank", ""):
-                # a string code such as "NA" or "n/a" in a CSV export
-                continue
-        elif scale.min <= float(code) <= scale.max:
+        if scale is not None and not isinstance(code, str) and scale.min <= float(code) <= scale.max:
             raise ValueError(
                 f"{what}: not-applicable code {code!r} lies inside the scale {scale}; "
                 "it would be indistinguishable from a real answer")
     return codes
+
+
+def label_key(value: Any) -> str:
+    """The text form of an export value used to match ``labels`` / ``churn_labels`` keys.
+
+    Case-insensitive and stripped; numbers without a fractional part lose their ``.0``; yes/no booleans
+    become ``true``/``false``.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip().lower()
+
+
+def _check_labels(labels: dict[Any, int] | None, what: str) -> dict[str, int] | None:
+    if labels is None:
+        return None
+    if not isinstance(labels, dict):
+        raise ValueError(f"{what} must be a mapping of export values to codes")
+    out: dict[str, int] = {}
+    for key, code in labels.items():
+        text = key if isinstance(key, str) else label_key(key)
+        if label_key(text) in {label_key(k) for k in out}:
+            raise ValueError(f"{what}: label {text!r} is given twice (labels are matched ignoring case)")
+        out[text] = code
+    return out
 
 
 class Touchpoint(_Strict):
@@ -112,7 +159,13 @@ class Touchpoint(_Strict):
     stage: str | None = None  # journey stage: onboarding, usage, service, billing...
     need: str | None = None  # customer need served (for initiative roadmaps)
     scale: Scale
-    not_applicable: list[NACode] = Field(default_factory=list)
+    not_applicable: list[NACodeField] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _na_codes(self) -> "Touchpoint":
+        object.__setattr__(self, "not_applicable",
+                           _check_na_codes(self.not_applicable, self.scale, f"touchpoint column {self.column!r}"))
+        return self
 
 
 class Item(_Strict):
@@ -128,7 +181,7 @@ class Emotion(_Strict):
 
     items: dict[str, Item]
     scale: Scale
-    not_applicable: list[NACode] = Field(default_factory=list)
+    not_applicable: list[NACodeField] = Field(default_factory=list)
 
     @field_validator("items")
     @classmethod
@@ -138,6 +191,11 @@ class Emotion(_Strict):
         for key in items:
             _check_identifier(key, "emotion item name")
         return items
+
+    @model_validator(mode="after")
+    def _na_codes(self) -> "Emotion":
+        object.__setattr__(self, "not_applicable", _check_na_codes(self.not_applicable, self.scale, "emotion"))
+        return self
 
 
 class Recode(_Strict):
@@ -168,10 +226,29 @@ class Outcome(_Strict):
     label: str | None = None
     recode: Recode | None = None
     labels: dict[str, int] | None = None
-    not_applicable: list[NACode] = Field(default_factory=list)
+    not_applicable: list[NACodeField] = Field(default_factory=list)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_keys(cls, labels: Any) -> Any:
+        return _check_labels(labels, "outcome labels")
+
+    @property
+    def answer_scale(self) -> Scale | None:
+        """The scale of the exported answers (before recoding); None for labelled outcomes."""
+        if self.kind != "recommend":
+            return None
+        return self.recode.from_ if self.recode is not None else Scale(min=0, max=10)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Outcome":
+        object.__setattr__(self, "not_applicable",
+                           _check_na_codes(self.not_applicable, self.answer_scale, f"outcome column {self.column!r}"))
+        if self.labels is not None:
+            keys = {label_key(k) for k in self.labels}
+            for code in self.not_applicable:
+                if label_key(code) in keys:
+                    raise ValueError(f"outcome not-applicable code {code!r} is also one of the labels")
         if self.kind == "recommend":
             if self.labels is not None:
                 raise ValueError("a 'recommend' outcome is numeric 0-10: use 'recode', not 'labels'")
@@ -207,10 +284,23 @@ class Survey(_Strict):
     def _tp_keys(cls, tps: dict[str, Touchpoint]) -> dict[str, Touchpoint]:
         if not tps:
             raise ValueError("declare at least one touchpoint")
-        for key, tp in tps.items():
+        for key in tps:
             _check_identifier(key, "touchpoint name")
-            _check_na_codes(tp.not_applicable, tp.scale, f"touchpoint {key!r}")
         return tps
+
+    @model_validator(mode="after")
+    def _output_names(self) -> "Survey":
+        reserved = {"customer_id", "segment", "market", "wave", "survey_date", "unit", "recommend", "outcome"}
+        seen: dict[str, str] = {}
+        names = [(k, "touchpoint") for k in self.touchpoints]
+        names += [(k, "emotion item") for k in (self.emotion.items if self.emotion else {})]
+        for name, what in names:
+            if name in reserved:
+                raise ValueError(f"{what} name {name!r} is reserved for a column of the canonical survey table")
+            if name in seen:
+                raise ValueError(f"{what} name {name!r} is also used as a {seen[name]} name")
+            seen[name] = what
+        return self
 
 
 class Customers(_Strict):
@@ -241,7 +331,14 @@ class Customers(_Strict):
             raise ValueError("'end' needs 'start'")
         if self.churn_labels is not None and sorted(set(self.churn_labels.values())) != [0, 1]:
             raise ValueError("churn_labels must map to 0 and 1")
+        if self.margin is not None and self.revenue is not None:
+            raise ValueError("give either 'margin' or 'revenue' (used as margin when no margin is known), not both")
         return self
+
+    @field_validator("churn_labels", mode="before")
+    @classmethod
+    def _label_keys(cls, labels: Any) -> Any:
+        return _check_labels(labels, "churn_labels")
 
 
 class Benchmark(_Strict):
@@ -255,7 +352,7 @@ class Benchmark(_Strict):
     recommend: str | None = None  # 0-10
     attributes: dict[str, str] = Field(default_factory=dict)  # attribute name -> column
     scale: Scale | None = None  # scale of the attributes
-    not_applicable: list[NACode] = Field(default_factory=list)
+    not_applicable: list[NACodeField] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _scale_if_attrs(self) -> "Benchmark":
@@ -263,6 +360,11 @@ class Benchmark(_Strict):
             raise ValueError("benchmark attributes need a 'scale'")
         for key in self.attributes:
             _check_identifier(key, "benchmark attribute name")
+            if key in ("brand", "is_own", "market", "wave", "recommend"):
+                raise ValueError(f"benchmark attribute name {key!r} is reserved for a column of the canonical table")
+        # the codes apply to the attribute ratings (not to recommend, where 0 is a real answer)
+        object.__setattr__(self, "not_applicable",
+                           _check_na_codes(self.not_applicable, self.scale, "benchmark attributes"))
         return self
 
 
@@ -272,7 +374,8 @@ class DatasetSpec(_Strict):
     version: Literal[1] = 1
     name: str
     description: str | None = None
-    as_of: date | None = None  # data as-of date shown in report headers
+    as_of: date | None = None  # data as-of date: report headers; active customers are censored here
+    date_format: str | None = None  # strftime format of text dates (e.g. "%d/%m/%Y"); default ISO 8601
     tables: dict[str, TableSource]
     survey: Survey
     customers: Customers | None = None
@@ -287,6 +390,10 @@ class DatasetSpec(_Strict):
             if block is not None and block.table not in self.tables:
                 raise ValueError(
                     f"{role}.table {block.table!r} is not declared under 'tables' (declared: {sorted(self.tables)})")
+        if self.customers is not None and self.customers.start is not None and self.as_of is None:
+            raise ValueError(
+                "customers with 'start' dates need 'as_of' (YYYY-MM-DD): customers still active (no end date) "
+                "are censored at that date")
         return self
 
     def resolve(self, relative: str) -> Path:

@@ -1,0 +1,44 @@
+"""Dataset spec, loading (DuckDB -> canonical frames), validation (pandera) and NPS classes.
+
+Names are imported lazily (PEP 562) so ``import cxresearch.data`` and the CLI start fast: pandas,
+DuckDB and pandera load only when a function that needs them is first used.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "load_dataset": "cxresearch.data.loading",
+    "CXData": "cxresearch.data.loading",
+    "explain_load": "cxresearch.data.loading",
+    "load_spec": "cxresearch.data.spec",
+    "DatasetSpec": "cxresearch.data.spec",
+    "SpecError": "cxresearch.data.spec",
+    "DataValidationError": "cxresearch.data.validation",
+    "Problem": "cxresearch.data.validation",
+    "ValidationReport": "cxresearch.data.validation",
+    "validate_dataset": "cxresearch.data.validation",
+    "nps_class": "cxresearch.data.nps",
+    "nps_score": "cxresearch.data.nps",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from cxresearch.data.loading import CXData, explain_load, load_dataset
+    from cxresearch.data.nps import nps_class, nps_score
+    from cxresearch.data.spec import DatasetSpec, SpecError, load_spec
+    from cxresearch.data.validation import DataValidationError, Problem, ValidationReport, validate_dataset
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cxresearch.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
