@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ def to_jsonable(value: Any, where: str = "value") -> Any:
     """
     if value is None or isinstance(value, (bool, str)):
         return value
+    if type(value).__name__ in ("NAType", "NaTType"):  # pandas missing scalars
+        return None
     if isinstance(value, (np.bool_,)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
@@ -60,13 +63,26 @@ def _set_nested(target: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON to ``path`` atomically (temp file in the same folder, then rename)."""
+def write_text_atomic(path: str | Path, text: str | bytes) -> None:
+    """Write ``text`` to ``path`` atomically: a uniquely named temp file in the same folder, then
+    ``os.replace``, so a reader never sees a half-written file (also with several writers)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        if isinstance(text, bytes):
+            tmp.write_bytes(text)
+        else:
+            tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON to ``path`` atomically (temp file in the same folder, then rename)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False, ensure_ascii=False) + "\n")
 
 
 def record_result(key: str, value: Any) -> Any:

@@ -297,7 +297,12 @@ def _first_line(exc: BaseException) -> str:
 def _connect() -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB connection, quiet (no progress bar in notebooks or the CLI)."""
     conn = duckdb.connect(":memory:")
-    conn.execute("SET enable_progress_bar = false")
+    try:
+        conn.execute("SET enable_progress_bar = false")
+    except duckdb.InvalidInputException:
+        # Inside a Jupyter kernel without ipywidgets DuckDB refuses to touch the setting at all; its
+        # progress bar is then never drawn either, so there is nothing to switch off.
+        pass
     return conn
 
 
