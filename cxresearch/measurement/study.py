@@ -1,0 +1,258 @@
+"""Plain-language sentences and business-reader tables for the measurement notebook.
+
+The notebook computes with the other measurement modules and calls these helpers to say the result in
+words (with the interval and the probability that matters) and to turn result frames into tables with
+readable column names and formatted numbers, ready for :func:`cxresearch.reports.show_table`.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cxresearch.measurement.posterior import DEFAULT_LEVEL
+
+
+def signed(value: float, digits: int = 1) -> str:
+    """+12.3 / -4.0 / n/a."""
+    return "n/a" if value is None or pd.isna(value) else f"{value:+.{digits}f}"
+
+
+def pct(value: float, digits: int = 0) -> str:
+    """0.314 -> '31%'."""
+    return "n/a" if value is None or pd.isna(value) else f"{100 * value:.{digits}f}%"
+
+
+def span(low: float, high: float, fmt: str = "signed", digits: int = 1) -> str:
+    """'+10.9 to +13.5' (fmt 'signed'), '27% to 31%' (fmt 'pct') or '3.21 to 3.30' (fmt 'plain')."""
+    if fmt == "pct":
+        return f"{pct(low, digits)} to {pct(high, digits)}"
+    if fmt == "plain":
+        return f"{low:.{digits}f} to {high:.{digits}f}"
+    return f"{signed(low, digits)} to {signed(high, digits)}"
+
+
+def level_text(level: float = DEFAULT_LEVEL) -> str:
+    """'90%'."""
+    return f"{100 * level:.0f}%"
+
+
+def likelihood_words(p: float) -> str:
+    """A verbal scale for a probability (used next to the number, never instead of it)."""
+    if p >= 0.99:
+        return "virtually certain"
+    if p >= 0.9:
+        return "very likely"
+    if p >= 0.67:
+        return "likely"
+    if p > 0.33:
+        return "about as likely as not"
+    if p > 0.1:
+        return "unlikely"
+    if p > 0.01:
+        return "very unlikely"
+    return "virtually ruled out"
+
+
+def describe_nps(mean: float, low: float, high: float, n: int, wave: str, level: float = DEFAULT_LEVEL,
+                 scope: str = "all customers") -> str:
+    """One sentence: the NPS with its interval, for whom and from how many answers."""
+    when = "across all survey waves" if wave == "all" else f"in survey wave {wave}"
+    return (f"The Net Promoter Score of {scope} {when} is {signed(mean)} "
+            f"(we are {level_text(level)} sure the true value lies between {signed(low)} and {signed(high)}), "
+            f"based on {n:,} answers.")
+
+
+def describe_change(change: Mapping[str, Any], level: float = DEFAULT_LEVEL) -> str:
+    """One sentence: the wave-over-wave change, its interval and P(it truly rose)."""
+    direction = "rose" if change["change_mean"] > 0 else "fell"
+    p_up = float(change["p_increase"])
+    return (f"From wave {change['from_wave']} to wave {change['to_wave']} the NPS {direction} by "
+            f"{abs(change['change_mean']):.1f} points ({level_text(level)} interval "
+            f"{span(change['change_low'], change['change_high'])}). The probability that it truly rose is "
+            f"{pct(p_up)} ({likelihood_words(p_up)}).")
+
+
+def describe_target(p_meets: float, target: float, wave: str) -> str:
+    """One sentence: P(the true NPS meets the target)."""
+    when = "across all waves" if wave == "all" else f"in wave {wave}"
+    return (f"The probability that the true NPS {when} meets the target of {target:+g} is {pct(p_meets)} "
+            f"({likelihood_words(p_meets)}).")
+
+
+def nps_table(summary: pd.DataFrame, label: str = "Group", level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+    """Business table of an NPS summary: group, answers, NPS, interval, the three shares."""
+    lv = level_text(level)
+    return pd.DataFrame({
+        label: summary["label"],
+        "Answers": summary["n"].map("{:,}".format),
+        "NPS": summary["nps_mean"].map(signed),
+        f"NPS {lv} interval": [span(lo, hi) for lo, hi in zip(summary["nps_low"], summary["nps_high"])],
+        "Detractors (0-6)": summary["detractor_mean"].map(pct),
+        "Passives (7-8)": summary["passive_mean"].map(pct),
+        "Promoters (9-10)": summary["promoter_mean"].map(pct),
+        "NPS in the sample": summary["nps_observed"].map(signed),
+    })
+
+
+def differences_table(pairs: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+    """Business table of pairwise NPS differences with P(first > second)."""
+    return pd.DataFrame({
+        "Higher group": pairs["group_a"], "Compared with": pairs["group_b"],
+        "NPS difference (points)": pairs["mean"].map(signed),
+        f"{level_text(level)} interval": [span(lo, hi) for lo, hi in zip(pairs["low"], pairs["high"])],
+        "Probability the difference is real (> 0)": pairs["p_greater"].map(pct),
+    })
+
+
+def scorecard_table(card: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+    """Business table of the touchpoint scorecard."""
+    lv = level_text(level)
+    top_def = card["top_box_definition"].iloc[0] if card["top_box_definition"].nunique() == 1 else "top"
+    bottom_def = card["bottom_box_definition"].iloc[0] if card["bottom_box_definition"].nunique() == 1 else "bottom"
+    return pd.DataFrame({
+        "Journey stage": card["stage"].str.capitalize(), "Touchpoint": card["label"], "Channel": card["channel"],
+        "Customers who used it": card["n_customers"].map("{:,}".format),
+        "Used by": card["usage"].map(pct),
+        "Mean rating": card["mean"].map("{:.2f}".format),
+        f"Mean {lv} interval": [span(lo, hi, "plain", 2) for lo, hi in zip(card["mean_low"], card["mean_high"])],
+        f"Top box ({top_def})": card["top_box"].map(pct),
+        f"Top box {lv} interval": [span(lo, hi, "pct") for lo, hi in zip(card["top_box_low"], card["top_box_high"])],
+        f"Bottom box ({bottom_def})": card["bottom_box"].map(pct),
+        f"Bottom box {lv} interval": [span(lo, hi, "pct") for lo, hi in
+                                      zip(card["bottom_box_low"], card["bottom_box_high"])],
+    })
+
+
+def touchpoint_change_table(changes: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+    """Business table of wave-over-wave touchpoint changes."""
+    lv = level_text(level)
+    return pd.DataFrame({
+        "Touchpoint": changes["label"],
+        f"Mean, wave {changes['from_wave'].iloc[0]}": changes["mean_from"].map("{:.2f}".format),
+        f"Mean, wave {changes['to_wave'].iloc[0]}": changes["mean_to"].map("{:.2f}".format),
+        "Change in mean": changes["mean_change"].map(lambda v: signed(v, 2)),
+        f"{lv} interval": [span(lo, hi, digits=2) for lo, hi in zip(changes["mean_change_low"], changes["mean_change_high"])],
+        "Probability it rose": changes["mean_p_increase"].map(pct),
+        "Top box change (points)": (100 * changes["top_box_change"]).map(signed),
+    })
+
+
+def benchmark_table(position: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+    """Business table of our position against each competitor."""
+    lv = level_text(level)
+    nps = position["metric"] == "nps"
+
+    def value(v: float, is_nps: bool) -> str:
+        return signed(v) if is_nps else f"{v:.2f}"
+
+    return pd.DataFrame({
+        "Measure": position["metric_label"], "Competitor": position["competitor"],
+        "Us": [value(v, f) for v, f in zip(position["ours_mean"], nps)],
+        "Them": [value(v, f) for v, f in zip(position["theirs_mean"], nps)],
+        "Difference (us - them)": [signed(v, 1 if f else 2) for v, f in zip(position["diff_mean"], nps)],
+        f"{lv} interval": [span(lo, hi, digits=1 if f else 2) for lo, hi, f in
+                           zip(position["diff_low"], position["diff_high"], nps)],
+        "Probability we are ahead": position["p_ours_better"].map(pct),
+        "Verdict": position["verdict"].str.capitalize(),
+    })
+
+
+def league_display(table: pd.DataFrame, metric_label: str, level: float = DEFAULT_LEVEL,
+                   rows: int | None = None) -> pd.DataFrame:
+    """Business table of a league table (optionally only the first ``rows``)."""
+    lv = level_text(level)
+    nps = metric_label == "NPS"
+    fmt = signed if nps else (lambda v: f"{v:.2f}")
+    frame = table if rows is None else table.head(rows)
+    return pd.DataFrame({
+        "Position": frame["rank"], "Unit": frame["unit"], "Answers": frame["n"].map("{:,}".format),
+        "Raw score": frame["observed"].map(fmt),
+        "Fair score (shrunk)": frame["estimate"].map(fmt),
+        f"Score {lv} interval": [span(lo, hi, digits=1 if nps else 2) if nps else span(lo, hi, "plain", 2)
+                                 for lo, hi in zip(frame["low"], frame["high"])],
+        f"Rank {lv} interval": [f"{lo} to {hi}" for lo, hi in zip(frame["rank_low"], frame["rank_high"])],
+        f"Probability of a top-{table.attrs.get('top_k', 3)} place": frame["p_top"].map(pct),
+    })
+
+
+def kpi_table(tracking: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+    """Business table of NPS tracking per wave."""
+    lv = level_text(level)
+    out = pd.DataFrame({
+        "Wave": tracking["wave"], "Answers": tracking["n"].map("{:,}".format),
+        "NPS": tracking["mean"].map(signed),
+        f"{lv} interval": [span(lo, hi) for lo, hi in zip(tracking["low"], tracking["high"])],
+        "Change from previous wave": tracking["change_mean"].map(signed),
+        f"Change {lv} interval": [span(lo, hi) if not pd.isna(lo) else "" for lo, hi in
+                                  zip(tracking["change_low"], tracking["change_high"])],
+        "Probability it rose": tracking["p_increase"].map(lambda p: "" if pd.isna(p) else pct(p)),
+    })
+    if "p_meets_target" in tracking:
+        out[f"Probability of meeting the target ({tracking['target'].iloc[0]:+g})"] = tracking["p_meets_target"].map(pct)
+    return out
+
+
+def interval_pair(low: float, high: float) -> list[float]:
+    """[low, high] as plain floats (for results.json)."""
+    return [float(low), float(high)]
+
+
+def breakdown_dimensions(survey: pd.DataFrame, candidates: Sequence[str] = ("segment", "market")) -> list[str]:
+    """The grouping columns that still vary after the run's filters (a run for one segment compares markets)."""
+    return [c for c in candidates if c in survey.columns and survey[c].nunique(dropna=True) > 1]
+
+
+def summary_results(summary: pd.DataFrame, key_col: str) -> dict[str, dict[str, Any]]:
+    """{group: {mean, interval, n}} of an NPS summary, for results.json."""
+    return {str(row[key_col]): {"mean": float(row["nps_mean"]), "interval": interval_pair(row["nps_low"], row["nps_high"]),
+                                "n": int(row["n"])}
+            for _, row in summary.iterrows()}
+
+
+def finite(value: Any) -> float | None:
+    """A float, or None when missing (JSON null)."""
+    return None if value is None or pd.isna(value) or not np.isfinite(float(value)) else float(value)
+
+
+def fit_check_banner(diagnostics: Mapping[str, Any] | None, what: str) -> Any:
+    """Show whether a pooled fit can be trusted: the MCMC diagnostics banner for NUTS fits, or the grid
+    check of the exact computation (posterior mass at the grid edges must be negligible)."""
+    from cxresearch.reports import banner, diagnostics_banner
+
+    if not diagnostics:
+        return None
+    if "rhat_max" in diagnostics:
+        return diagnostics_banner(diagnostics)
+    if diagnostics.get("passed"):
+        return banner(f"{what}: computed exactly, without sampling (numerical integration over the pooling "
+                      f"parameters; posterior mass at the grid edges {diagnostics.get('edge_mass', float('nan')):.1e}, "
+                      "below the 1e-3 limit).", level="ok", title="Model check passed")
+    return banner(f"{what}: the numerical integration did not hold the whole posterior (mass at the grid "
+                  f"edges {diagnostics.get('edge_mass', float('nan')):.1e}). Do not use these numbers for decisions.",
+                  level="error", title="MODEL CHECK FAILED")
+
+
+def scope_text(segment: str, market: str) -> str:
+    """'all customers' / 'customers in segment mass' / 'customers in market NO' / both."""
+    parts = []
+    if str(segment) != "all":
+        parts.append(f"segment {segment}")
+    if str(market) != "all":
+        parts.append(f"market {market}")
+    return "customers in " + " and ".join(parts) if parts else "all customers"
+
+
+def touchpoint_target_table(tracking: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+    """Business table of touchpoint top-box targets per wave: share, interval, target, P(meeting it)."""
+    lv = level_text(level)
+    return pd.DataFrame({
+        "Touchpoint": tracking["label"], "Wave": tracking["wave"],
+        "Customers who used it": tracking["n"].map("{:,}".format),
+        "Top-box share": tracking["mean"].map(pct),
+        f"{lv} interval": [span(lo, hi, "pct") for lo, hi in zip(tracking["low"], tracking["high"])],
+        "Target": tracking["target"].map(pct),
+        "Probability of meeting the target": tracking["p_meets_target"].map(pct),
+    })

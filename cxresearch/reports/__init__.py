@@ -1,0 +1,11 @@
+"""Shared presentation for study notebooks: figure theme, business tables, banners."""
+from cxresearch.reports.display import (
+    banner,
+    diagnostics_banner,
+    format_interval,
+    format_pct,
+    set_theme,
+    show_table,
+)
+
+__all__ = ["banner", "diagnostics_banner", "format_interval", "format_pct", "set_theme", "show_table"]

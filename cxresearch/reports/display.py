@@ -1,0 +1,105 @@
+"""Figures and tables for business readers: one seaborn theme, formatted numbers, visible banners."""
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+PALETTE = ["#1f4e79", "#c0504d", "#9bbb59", "#8064a2", "#4bacc6", "#f79646", "#7f7f7f", "#2c7c5b"]
+NPS_COLORS = {"detractor": "#c0504d", "passive": "#bfbfbf", "promoter": "#2c7c5b"}
+
+_LEVEL_STYLE = {
+    "error": ("#fdecea", "#b71c1c"),
+    "warning": ("#fff4e5", "#8a4b00"),
+    "info": ("#e8f1fb", "#1f4e79"),
+    "ok": ("#e9f5ec", "#1b5e20"),
+}
+
+
+def set_theme(context: str = "notebook") -> None:
+    """Apply the cxresearch figure theme (seaborn whitegrid, readable fonts, fixed palette)."""
+    import matplotlib as mpl
+    import seaborn as sns
+
+    sns.set_theme(context=context, style="whitegrid", palette=PALETTE, font_scale=1.0)
+    mpl.rcParams.update({
+        "figure.figsize": (8, 4.5),
+        "figure.dpi": 100,
+        "savefig.bbox": "tight",
+        "axes.titleweight": "bold",
+        "axes.titlesize": 12,
+        "axes.labelsize": 11,
+        "figure.constrained_layout.use": True,
+    })
+
+
+def format_pct(value: float, digits: int = 0) -> str:
+    """0.314 -> '31%'."""
+    return "n/a" if value is None or pd.isna(value) else f"{100 * value:.{digits}f}%"
+
+
+def format_interval(mean: float, low: float, high: float, digits: int = 1, unit: str = "") -> str:
+    """'31.2 (90% interval 27.0 to 35.1)'."""
+    if any(v is None or pd.isna(v) for v in (mean, low, high)):
+        return "n/a"
+    return f"{mean:.{digits}f}{unit} ({low:.{digits}f} to {high:.{digits}f}{unit})"
+
+
+def banner(message: str, level: str = "info", title: str | None = None) -> Any:
+    """A coloured box shown at the point of the call (HTML in a notebook, text elsewhere)."""
+    bg, fg = _LEVEL_STYLE.get(level, _LEVEL_STYLE["info"])
+    head = f"<strong>{html.escape(title)}</strong><br>" if title else ""
+    body = (f'<div class="cx-banner cx-banner-{html.escape(level)}" style="background:{bg};color:{fg};'
+            f'border-left:6px solid {fg};padding:10px 14px;margin:8px 0;font-size:1.05em">'
+            f"{head}{html.escape(message)}</div>")
+    try:
+        from IPython.display import HTML, display
+
+        display(HTML(body))
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        print(f"[{level.upper()}] {title or ''} {message}")
+    return body
+
+
+def diagnostics_banner(diagnostics: Mapping[str, Any]) -> Any:
+    """Banner stating whether a Bayesian fit passed its diagnostics gate, with the figures."""
+    figures = (f"R-hat max {diagnostics.get('rhat_max', float('nan')):.3f}, "
+               f"bulk ESS min {diagnostics.get('ess_bulk_min', float('nan')):.0f}, "
+               f"tail ESS min {diagnostics.get('ess_tail_min', float('nan')):.0f}, "
+               f"divergences {diagnostics.get('divergences', 'n/a')}")
+    method = diagnostics.get("method")
+    if method and "approx" in str(method).lower():
+        figures += f"; method: {method} (approximate: intervals may be too narrow)"
+    if diagnostics.get("passed"):
+        return banner(figures, level="ok", title="Model diagnostics passed")
+    return banner(f"{figures}. Do not use these numbers for decisions until the model is re-run and passes.",
+                  level="error", title="MODEL DID NOT CONVERGE")
+
+
+def show_table(frame: pd.DataFrame, formats: Mapping[str, str] | None = None,
+               caption: str | None = None, hide_index: bool = True,
+               highlight: Sequence[str] = ()) -> Any:
+    """Display a DataFrame formatted for business readers (number formats, caption, no index)."""
+    styler = frame.style.format(formats or {}, na_rep="n/a")
+    if caption:
+        styler = styler.set_caption(caption)
+    if hide_index:
+        styler = styler.hide(axis="index")
+    text_columns = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if text_columns:  # words read left-aligned, numbers right-aligned
+        styler = styler.set_properties(subset=text_columns, **{"text-align": "left"})
+    if highlight:
+        styler = styler.set_properties(subset=list(highlight), **{"font-weight": "bold"})
+    styler = styler.set_table_styles([
+        {"selector": "caption", "props": "caption-side: top; font-weight: bold; text-align: left;"},
+        {"selector": "th", "props": "text-align: left; background: #f2f2f2;"},
+    ])
+    try:
+        from IPython.display import display
+
+        display(styler)
+    except ImportError:  # pragma: no cover
+        print(frame.to_string())
+    return styler
