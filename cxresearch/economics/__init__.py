@@ -1,0 +1,58 @@
+"""Economics study: survival-based churn, customer lifetime value and Net Promoter Economics.
+
+- :mod:`~cxresearch.economics.survival`: lifelines Kaplan-Meier (log-rank, at-risk counts), Cox PH with a
+  proportional-hazards check, parametric AFT models chosen by AIC.
+- :mod:`~cxresearch.economics.exposure`: DuckDB exposure tables (events and months at risk per period x
+  covariate cell) and customer profiles, from a Parquet file, a DuckDB relation or a pandas frame.
+- :mod:`~cxresearch.economics.bayes_survival`: hierarchical piecewise-exponential model (PyMC + nutpie).
+- :mod:`~cxresearch.economics.clv`: CLV conditional on current tenure, with intervals.
+- :mod:`~cxresearch.economics.npe`: CLV by NPS class decomposed into retention, cross-sell and word of
+  mouth; value of moving a detractor; value at risk by segment and market.
+
+lifelines and PyMC are imported only inside the functions that fit models.
+"""
+from cxresearch.economics.bayes_survival import (
+    DiagnosticsGate,
+    PiecewiseExponentialFit,
+    fit_piecewise_exponential,
+    sampling_diagnostics,
+)
+from cxresearch.economics.clv import (
+    ClvResult,
+    ConstantHazardModel,
+    ExtrapolationWarning,
+    constant_hazard_clv,
+    customer_lifetime_value,
+    discounted_lifetime_draws,
+    median_survival,
+    monthly_discount_factor,
+)
+from cxresearch.economics.exposure import (
+    ExposureTable,
+    build_exposure_table,
+    customer_profile,
+    group_summary,
+    join_nps_class,
+    margin_per_product,
+    nps_class_sql,
+)
+from cxresearch.economics.features import customer_cx_features, emotion_items, touchpoint_scales
+from cxresearch.economics.npe import NpeResult, WordOfMouthAssumptions, class_cashflows, net_promoter_economics
+from cxresearch.economics.survival import (
+    CoxResult,
+    KaplanMeierResult,
+    ParametricSurvivalModel,
+    fit_cox,
+    fit_parametric,
+    kaplan_meier,
+)
+
+__all__ = [
+    "ClvResult", "ConstantHazardModel", "CoxResult", "DiagnosticsGate", "ExposureTable", "ExtrapolationWarning",
+    "KaplanMeierResult", "NpeResult", "ParametricSurvivalModel", "PiecewiseExponentialFit",
+    "WordOfMouthAssumptions", "build_exposure_table", "class_cashflows", "constant_hazard_clv", "customer_cx_features",
+    "customer_lifetime_value", "customer_profile", "discounted_lifetime_draws", "emotion_items",
+    "fit_cox", "fit_parametric", "fit_piecewise_exponential", "group_summary", "join_nps_class",
+    "kaplan_meier", "margin_per_product", "median_survival", "monthly_discount_factor",
+    "net_promoter_economics", "nps_class_sql", "sampling_diagnostics", "touchpoint_scales",
+]
