@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.cxresearch-installed
 DEMO_DIR ?= data/demo
 DEMO_CUSTOMERS ?= 20000
 DEMO_SEED ?= 20261122
+# An action plan planted in wave 2 (half the branches), so the initiatives study can evaluate it.
+DEMO_INTERVENTION ?= touchpoint=branch_visit,effect=0.5,treated_share=0.5
 REPORTS ?= reports
 WORKERS ?= 2
 
@@ -24,7 +26,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/cxresearch simulate --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED) --out $(DEMO_DIR)
+	$(BIN)/cxresearch simulate --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED) --intervention $(DEMO_INTERVENTION) --out $(DEMO_DIR)
 	$(BIN)/cxresearch validate $(DEMO_DIR)/dataset.yaml
 	$(BIN)/cxresearch run params/*.yaml --out $(REPORTS) --workers $(WORKERS)
 

@@ -3,7 +3,6 @@ network host unresolvable (offline), follows each row's link, checks the report'
 row's segment and market, and saves a screenshot to test-artifacts/index.png."""
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 import tempfile
@@ -21,17 +20,7 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
-def _fixtures():
-    if "study_fixtures" not in sys.modules:
-        path = Path(__file__).resolve().parent / "notebooks" / "study_fixtures.py"
-        spec = importlib.util.spec_from_file_location("study_fixtures", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["study_fixtures"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["study_fixtures"]
-
-
-F = _fixtures()
+import study_fixtures as F  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Params files: validation before any kernel starts, YAML codes, matrix expansion, safe names, threads."""
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -31,17 +30,7 @@ from cxresearch.studies.runner import (
 )
 
 
-def _fixtures():
-    if "study_fixtures" not in sys.modules:
-        path = Path(__file__).resolve().parent / "notebooks" / "study_fixtures.py"
-        spec = importlib.util.spec_from_file_location("study_fixtures", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["study_fixtures"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["study_fixtures"]
-
-
-F = _fixtures()
+import study_fixtures as F  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
 @pytest.fixture(scope="module")

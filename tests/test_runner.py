@@ -7,7 +7,6 @@ numbers must agree exactly (up to float rounding, 1e-9).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shutil
 import sys
@@ -25,17 +24,7 @@ from cxresearch.studies.runner import available_cores, plan_runs, threads_per_ru
 pytestmark = pytest.mark.timeout(300)
 
 
-def _fixtures():
-    if "study_fixtures" not in sys.modules:
-        path = Path(__file__).resolve().parent / "notebooks" / "study_fixtures.py"
-        spec = importlib.util.spec_from_file_location("study_fixtures", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["study_fixtures"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["study_fixtures"]
-
-
-F = _fixtures()
+import study_fixtures as F  # noqa: E402  (tests/ is on sys.path under pytest)
 RUNS = [("007", "NO"), ("007", "SE"), ("mass", "NO"), ("mass", "SE")]
 
 

@@ -3,7 +3,6 @@ a red banner at the top of its report; the other runs complete; the command list
 exits non-zero; a rerun skips the successes and reruns the failures."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -19,17 +18,7 @@ pytestmark = pytest.mark.timeout(300)
 TIMEOUT_S = 6  # execution_timeout of the sleeping notebook: well above its quick first cells
 
 
-def _fixtures():
-    if "study_fixtures" not in sys.modules:
-        path = Path(__file__).resolve().parent / "notebooks" / "study_fixtures.py"
-        spec = importlib.util.spec_from_file_location("study_fixtures", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["study_fixtures"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["study_fixtures"]
-
-
-F = _fixtures()
+import study_fixtures as F  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
 def _invoke(*args: str):

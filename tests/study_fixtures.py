@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-NOTEBOOKS = Path(__file__).resolve().parent
+NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 
 
 def make_dataset(folder: Path, segments: list[str], markets: list[str], n_per_cell: int = 30,
