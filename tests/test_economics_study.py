@@ -64,3 +64,20 @@ def test_notebook_runs_on_simulated_data_and_records_results(tmp_path, monkeypat
     assert set(recorded["diagnostics"]) == {"rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "passed"}
     hr = recorded["hazard_ratio"]["detractor_vs_promoter"]
     assert hr["interval"][0] < hr["mean"] < hr["interval"][1]
+
+
+def test_headline_names_the_numbers_and_leads_with_a_failed_gate():
+    import pandas as pd
+
+    from cxresearch.economics.study import headline_markdown
+
+    summary = pd.DataFrame({"nps_class": ["detractor", "passive", "promoter"], "clv": [586.0, 608.0, 689.0],
+                            "lower": [477.0, 537.0, 602.0], "upper": [721.0, 682.0, 790.0]})
+    args = dict(hazard_ratio={"mean": 2.14, "interval": [1.6, 2.6]}, clv_summary=summary,
+                move={"mean": 333.0, "interval": [295.0, 375.0]}, horizon_months=36, interval=0.9,
+                scope="customers in market NO")
+    ok = headline_markdown(diagnostics={"passed": True}, **args)
+    assert "**2.1 times**" in ok and "a promoter **€689** (€602 to €790)" in ok and "**€333**" in ok
+    assert "did not pass" not in ok
+    failed = headline_markdown(diagnostics={"passed": False}, **args)
+    assert failed.split("\n\n", 1)[1].startswith("**Warning: the Bayesian survival model did not pass")

@@ -175,3 +175,38 @@ def value_at_risk_table(npe: Any, dimension: str, interval: float) -> pd.DataFra
                    f"{lv} high", "Per detractor", "Per customer"]
     return out
 
+
+
+def headline_markdown(hazard_ratio: Mapping[str, Any], clv_summary: pd.DataFrame, move: Mapping[str, Any],
+                      diagnostics: Mapping[str, Any], *, horizon_months: int, interval: float,
+                      scope: str, currency: str = "€") -> str:
+    """The first-screen summary for business readers: churn risk, CLV by class, value of a fixed detractor.
+
+    ``clv_summary`` is :class:`ClvResult.summary` by ``nps_class`` (columns clv, lower, upper);
+    ``move`` and ``hazard_ratio`` are ``{"mean", "interval"}`` dicts. A failed diagnostics gate leads.
+    """
+    lv = f"{round(100 * interval)}%"
+    rows = {str(r["nps_class"]): r for _, r in clv_summary.iterrows()}
+
+    def money(value: float) -> str:
+        return f"{currency}{value:,.0f}"
+
+    lines = []
+    if not diagnostics.get("passed", False):
+        lines.append("**Warning: the Bayesian survival model did not pass its diagnostics; the figures below are "
+                     "not reliable until it is re-run and passes.**")
+    low, high = hazard_ratio["interval"]
+    lines.append(f"- **Churn:** detractors leave **{hazard_ratio['mean']:.1f} times** as fast as promoters "
+                 f"({lv} interval {low:.1f} to {high:.1f}).")
+    parts = []
+    for cls in ("promoter", "passive", "detractor"):
+        if cls in rows:
+            r = rows[cls]
+            parts.append(f"a {cls} **{money(r['clv'])}** ({money(r['lower'])} to {money(r['upper'])})")
+    if parts:
+        lines.append(f"- **Customer value over the next {horizon_months} months** (discounted margin): "
+                     + ", ".join(parts) + ".")
+    m_low, m_high = move["interval"]
+    lines.append(f"- **Turning one detractor into a promoter** is worth **{money(move['mean'])}** ({lv} interval "
+                 f"{money(m_low)} to {money(m_high)}), word-of-mouth assumptions included.")
+    return f"### Headline ({scope})\n\n" + "\n".join(lines)
