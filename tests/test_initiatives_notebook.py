@@ -8,25 +8,9 @@ from pathlib import Path
 import pytest
 
 from cxresearch.data.simulator import simulate_dataset
-from cxresearch.studies.params import check_parameters, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "initiatives.ipynb"
-PARAMS = REPO / "params" / "initiatives.yaml"
-
-
-def test_params_file_passes_the_runner_checks() -> None:
-    loaded = load_params(PARAMS) if (REPO / "data" / "demo" / "dataset.yaml").is_file() else None
-    if loaded is None:  # the demo data is made by `make demo`; check the notebook parameters regardless
-        from cxresearch.yamlio import load_yaml
-
-        settings = load_yaml(PARAMS)["settings"]
-    else:
-        assert loaded.params.study == "initiatives" and loaded.notebook == NOTEBOOK
-        assert [(m.segment, m.market) for m in loaded.params.matrix] == [("all", "all")]
-        settings = loaded.params.settings
-    check_parameters(NOTEBOOK, {"dataset": "x", "segment": "all", "market": "all", "seed": 1, **settings},
-                     str(PARAMS))
 
 
 @pytest.mark.slow

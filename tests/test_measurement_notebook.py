@@ -10,11 +10,10 @@ import nbformat
 import pytest
 from test_measurement_data import family_z, simulated, within
 
-from cxresearch.studies.params import check_parameters, load_params, notebook_parameters
+from cxresearch.studies.params import notebook_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "measurement.ipynb"
-PARAMS = REPO / "params" / "measurement.yaml"
 
 
 def test_notebook_is_committed_without_outputs_and_has_one_parameters_cell() -> None:
@@ -30,16 +29,6 @@ def test_notebook_is_committed_without_outputs_and_has_one_parameters_cell() -> 
     assert defaults["segment"] == '"all"' and defaults["market"] == '"all"' and defaults["seed"] == "1"
     for name in ("target_nps", "pooling", "draws", "interval", "benchmark_threshold", "touchpoint_targets"):
         assert name in declared, name
-
-
-def test_params_file_matches_the_notebook() -> None:
-    loaded = load_params(PARAMS)
-    params = loaded.params
-    assert params.study == "measurement" and loaded.notebook == NOTEBOOK
-    assert [(m.segment, m.market) for m in params.matrix] == [("each", "all"), ("all", "each")]
-    assert params.seed == 1 and params.execution_timeout == 1800
-    check_parameters(NOTEBOOK, {"dataset": "x", "segment": "all", "market": "all", "seed": 1, **params.settings},
-                     str(PARAMS))
 
 
 @pytest.mark.slow

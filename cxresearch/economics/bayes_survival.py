@@ -390,7 +390,10 @@ def fit_piecewise_exponential(exposure: ExposureTable, *, fixed: Sequence[str] =
         prior_sd_baseline=prior_sd_baseline, prior_scale_group_sd=prior_scale_group_sd,
         parametrization=parametrization, centred_min_events=centred_min_events)
     fixed, hierarchical, chosen = info["fixed"], info["hierarchical"], info["parametrization"]
-    cores = cores or min(chains, 2)
+    if cores is None:  # the runner's share of the machine (all cores outside the runner)
+        from cxresearch.studies import run_threads
+
+        cores = min(chains, run_threads())
     if sampler == "nutpie":
         import nutpie
 

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cxresearch.reports.display import scope_text  # noqa: F401  (re-exported for the notebooks)
+
 from cxresearch.data.nps import NPS_CLASSES
 
 #: Settings of the economics notebook and their allowed ranges (inclusive); None = no bound.
@@ -79,16 +81,6 @@ def analysis_frame(data: Any, wave: str | None = "1") -> pd.DataFrame:
 def varying(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
     """The columns that take more than one value (a filtered run has a single segment or market)."""
     return [c for c in columns if c in frame.columns and frame[c].nunique(dropna=True) > 1]
-
-
-def scope_text(segment: str, market: str) -> str:
-    """'all customers' / 'customers in segment mass' / 'customers in market NO' / both."""
-    parts = []
-    if str(segment) != "all":
-        parts.append(f"segment {segment}")
-    if str(market) != "all":
-        parts.append(f"market {market}")
-    return "customers in " + " and ".join(parts) if parts else "all customers"
 
 
 def counts_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cxresearch.reports.display import scope_text  # noqa: F401  (re-exported for the notebooks)
+
 from cxresearch.measurement.posterior import DEFAULT_LEVEL
 
 
@@ -233,16 +235,6 @@ def fit_check_banner(diagnostics: Mapping[str, Any] | None, what: str) -> Any:
     return banner(f"{what}: the numerical integration did not hold the whole posterior (mass at the grid "
                   f"edges {diagnostics.get('edge_mass', float('nan')):.1e}). Do not use these numbers for decisions.",
                   level="error", title="MODEL CHECK FAILED")
-
-
-def scope_text(segment: str, market: str) -> str:
-    """'all customers' / 'customers in segment mass' / 'customers in market NO' / both."""
-    parts = []
-    if str(segment) != "all":
-        parts.append(f"segment {segment}")
-    if str(market) != "all":
-        parts.append(f"market {market}")
-    return "customers in " + " and ".join(parts) if parts else "all customers"
 
 
 def touchpoint_target_table(tracking: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:

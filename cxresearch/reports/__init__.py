@@ -5,7 +5,8 @@ from cxresearch.reports.display import (
     format_interval,
     format_pct,
     set_theme,
+    scope_text,
     show_table,
 )
 
-__all__ = ["banner", "diagnostics_banner", "format_interval", "format_pct", "set_theme", "show_table"]
+__all__ = ["banner", "diagnostics_banner", "format_interval", "format_pct", "scope_text", "set_theme", "show_table"]

@@ -82,9 +82,12 @@ def show_table(frame: pd.DataFrame, formats: Mapping[str, str] | None = None,
                caption: str | None = None, hide_index: bool = True,
                highlight: Sequence[str] = ()) -> Any:
     """Display a DataFrame formatted for business readers (number formats, caption, no index)."""
-    styler = frame.style.format(formats or {}, na_rep="n/a")
+    # escape="html": segment / market / unit names come from user data and must not become markup
+    styler = frame.style.format(formats or {}, na_rep="n/a", escape="html")
+    if formats:  # columns with their own format still need their text escaped
+        styler = styler.format_index(escape="html", axis=1)
     if caption:
-        styler = styler.set_caption(caption)
+        styler = styler.set_caption(html.escape(caption))
     if hide_index:
         styler = styler.hide(axis="index")
     text_columns = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
@@ -103,3 +106,16 @@ def show_table(frame: pd.DataFrame, formats: Mapping[str, str] | None = None,
     except ImportError:  # pragma: no cover
         print(frame.to_string())
     return styler
+
+
+def scope_text(segment: str, market: str) -> str:
+    """'all customers' / 'customers in segment mass' / 'customers in market NO' / both.
+
+    HTML-escaped: the values come from user data and end up in Markdown and HTML of the reports.
+    """
+    parts = []
+    if str(segment) != "all":
+        parts.append(f"segment {html.escape(str(segment))}")
+    if str(market) != "all":
+        parts.append(f"market {html.escape(str(market))}")
+    return "customers in " + " and ".join(parts) if parts else "all customers"
