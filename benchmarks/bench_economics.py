@@ -5,8 +5,10 @@
 ``bench_economics(customers)`` simulates a dataset (``cxresearch.data.simulator``; kept under
 ``benchmarks/out/`` and reused), then in a fresh subprocess (so the peak RSS is the workload's alone):
 
-1. joins customers.parquet with the wave-1 survey answers in DuckDB (tenure from dates, NPS class from the
-   recommend code) into a DuckDB temp table: no pandas frame of customers is ever made;
+1. builds the per-customer analysis relation from the dataset spec inside DuckDB
+   (``cxresearch.economics.scale.customer_relation_from_spec``: column mapping, not-applicable codes, the
+   1-11 -> 0-10 recode, tenure from dates censored at as_of, wave-1 NPS class) into a DuckDB temp table:
+   no pandas frame of customers is ever made;
 2. aggregates the exposure table (events and months at risk per period x class x segment x market), the
    customer profile for CLV (active customers by cell and tenure month), product counts and the margin
    per product, all in DuckDB SQL;
@@ -33,16 +35,12 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
 TARGET_SECONDS, TARGET_RSS_MB = 300.0, 6144.0
 
-#: DuckDB SQL turning the simulator's export into the canonical analysis columns (one row per customer).
-PREPARE_SQL = """
-CREATE TEMP TABLE prepared AS
-SELECT c.segment, c.market,
-       date_diff('day', c.start_date, COALESCE(c.end_date, DATE '{as_of}')) / 30.4375 AS tenure,
-       CAST(c.churned AS INTEGER) AS churn, c.monthly_margin AS margin, CAST(c.n_products AS DOUBLE) AS n_products,
-       {nps_class} AS nps_class
-FROM read_parquet('{customers}') c
-LEFT JOIN (SELECT customer_id, nps_raw - 1 AS recommend FROM read_parquet('{survey}') WHERE wave = '1') s
-  USING (customer_id)
+#: Python run in the child: the spec's tables -> the per-customer analysis relation (DuckDB, following the
+#: dataset spec: column mapping, codes, recodes, tenure from dates) -> a DuckDB temp table, never pandas.
+PREPARE = """
+from cxresearch.economics.scale import customer_relation_from_spec
+con = duckdb.connect(config={"threads": 2, "memory_limit": "3GB"})
+customer_relation_from_spec(spec_path, connection=con).create("prepared")
 """
 
 _CHILD = r"""
@@ -52,24 +50,21 @@ import duckdb
 from cxresearch.economics import (WordOfMouthAssumptions, build_exposure_table, customer_lifetime_value,
                                   customer_profile, fit_piecewise_exponential, group_summary, margin_per_product,
                                   net_promoter_economics)
-from cxresearch.economics.exposure import nps_class_sql
-sys.path.insert(0, sys.argv[3])
-from bench_economics import PREPARE_SQL
+sys.path.insert(0, sys.argv[2])
+from bench_economics import PREPARE
 
-data, as_of = sys.argv[1], sys.argv[2]
+spec_path = sys.argv[1]
 timings = {}
 started = time.perf_counter()
-con = duckdb.connect(config={"threads": 2, "memory_limit": "3GB"})
-con.execute(PREPARE_SQL.format(as_of=as_of, customers=f"{data}/customers.parquet", survey=f"{data}/survey.parquet",
-                               nps_class=nps_class_sql("recommend")))
+exec(PREPARE)
 timings["prepare_s"] = time.perf_counter() - started
 t = time.perf_counter()
 known = con.table("prepared").filter("nps_class IS NOT NULL")
 covariates = ["nps_class", "segment", "market"]
 exposure = build_exposure_table(known, covariates=covariates)
-profile = customer_profile(known, covariates=covariates, products_col="n_products")
-products = group_summary(known, by=["segment", "nps_class"], value_col="n_products")
-mpp = margin_per_product(known, products_col="n_products")
+profile = customer_profile(known, covariates=covariates, products_col="products")
+products = group_summary(known, by=["segment", "nps_class"], value_col="products")
+mpp = margin_per_product(known, products_col="products")
 timings["aggregate_s"] = time.perf_counter() - t
 t = time.perf_counter()
 fit = fit_piecewise_exponential(exposure, fixed=["nps_class"], hierarchical=["segment", "market"],
@@ -98,14 +93,11 @@ import json, resource, sys, time, warnings
 warnings.simplefilter("ignore")
 import duckdb
 from cxresearch.economics import fit_cox
-from cxresearch.economics.exposure import nps_class_sql
-sys.path.insert(0, sys.argv[3])
-from bench_economics import PREPARE_SQL
+sys.path.insert(0, sys.argv[2])
+from bench_economics import PREPARE
 
-data, as_of, limit = sys.argv[1], sys.argv[2], int(sys.argv[4])
-con = duckdb.connect(config={"threads": 2})
-con.execute(PREPARE_SQL.format(as_of=as_of, customers=f"{data}/customers.parquet", survey=f"{data}/survey.parquet",
-                               nps_class=nps_class_sql("recommend")))
+spec_path, limit = sys.argv[1], int(sys.argv[3])
+exec(PREPARE)
 frame = con.execute(f"SELECT * FROM prepared WHERE nps_class IS NOT NULL LIMIT {limit}").df()
 started = time.perf_counter()
 cox = fit_cox(frame, covariates=["nps_class", "segment", "market"], reference={"nps_class": "promoter"},
@@ -127,10 +119,6 @@ def simulated_dataset(customers: int, seed: int = 1, out_root: Path = OUT) -> Pa
     return folder
 
 
-def _as_of(folder: Path) -> str:
-    return json.loads((folder / "truth.json").read_text())["as_of"]
-
-
 def _child(script: str, *args: str, timeout_s: int) -> dict:
     proc = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout_s, check=False)
@@ -148,7 +136,7 @@ def bench_economics(customers: int, data: str | Path | None = None, seed: int = 
     generated = time.perf_counter()
     folder = Path(data) if data is not None else simulated_dataset(customers, seed)
     generate_s = time.perf_counter() - generated
-    result = _child(_CHILD, str(folder), _as_of(folder), str(REPO / "benchmarks"), timeout_s=timeout_s)
+    result = _child(_CHILD, str(folder / "dataset.yaml"), str(REPO / "benchmarks"), timeout_s=timeout_s)
     result.update(customers=customers, data=str(folder), generate_s=generate_s,
                   target_s=TARGET_SECONDS, target_rss_mb=TARGET_RSS_MB,
                   met=bool(result["total_s"] < TARGET_SECONDS and result["peak_rss_mb"] < TARGET_RSS_MB))
@@ -159,7 +147,7 @@ def bench_cox_reference(customers: int = 1_000_000, data: str | Path | None = No
                         timeout_s: int = 1800) -> dict:
     """lifelines CoxPH (class + segment + market) on up to ``customers`` rows with an NPS answer."""
     folder = Path(data) if data is not None else simulated_dataset(max(customers * 2, 1000), seed)
-    result = _child(_COX_CHILD, str(folder), _as_of(folder), str(REPO / "benchmarks"), str(customers),
+    result = _child(_COX_CHILD, str(folder / "dataset.yaml"), str(REPO / "benchmarks"), str(customers),
                     timeout_s=timeout_s)
     result["customers"] = customers
     return result

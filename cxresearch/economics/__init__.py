@@ -37,6 +37,7 @@ from cxresearch.economics.exposure import (
     nps_class_sql,
 )
 from cxresearch.economics.features import customer_cx_features, emotion_items, touchpoint_scales
+from cxresearch.economics.scale import customer_relation_from_spec, exposure_from_spec
 from cxresearch.economics.npe import NpeResult, WordOfMouthAssumptions, class_cashflows, net_promoter_economics
 from cxresearch.economics.survival import (
     CoxResult,
@@ -51,7 +52,7 @@ __all__ = [
     "ClvResult", "ConstantHazardModel", "CoxResult", "DiagnosticsGate", "ExposureTable", "ExtrapolationWarning",
     "KaplanMeierResult", "NpeResult", "ParametricSurvivalModel", "PiecewiseExponentialFit",
     "WordOfMouthAssumptions", "build_exposure_table", "class_cashflows", "constant_hazard_clv", "customer_cx_features",
-    "customer_lifetime_value", "customer_profile", "discounted_lifetime_draws", "emotion_items",
+    "customer_lifetime_value", "customer_profile", "customer_relation_from_spec", "exposure_from_spec", "discounted_lifetime_draws", "emotion_items",
     "fit_cox", "fit_parametric", "fit_piecewise_exponential", "group_summary", "join_nps_class",
     "kaplan_meier", "margin_per_product", "median_survival", "monthly_discount_factor",
     "net_promoter_economics", "nps_class_sql", "sampling_diagnostics", "touchpoint_scales",
