@@ -7,6 +7,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from cxresearch.results import record_result  # noqa: E402  (the notebook helper for results.json)
+from cxresearch.results import record_headline, record_result  # noqa: E402  (notebook helpers for results.json)
 
-__all__ = ["__version__", "record_result"]
+__all__ = ["__version__", "record_headline", "record_result"]

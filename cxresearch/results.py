@@ -97,3 +97,38 @@ def record_result(key: str, value: Any) -> Any:
 def recorded_results() -> dict[str, Any]:
     """What has been recorded in this kernel so far."""
     return json.loads(json.dumps(_RESULTS))
+
+
+HEADLINE_KEY = "headline"
+
+
+def record_headline(label: str, value: Any, unit: str = "", interval: list | tuple | None = None) -> Any:
+    """Record one headline KPI for the study index: ``label`` in words, its ``value``, an optional
+    ``unit`` ("%", "points", "EUR", or "" for a plain number) and an optional ``[low, high]`` interval.
+
+    Entries are kept in recording order under ``results["headline"]`` (a list of
+    ``{label, value, unit, interval}``); recording the same label again replaces that entry in place.
+    The index shows them instead of the first numbers recorded. Returns ``value``.
+    """
+    if not isinstance(label, str) or not label.strip():
+        raise ValueError(f"headline label must be non-empty text, got {label!r}")
+    if not isinstance(unit, str):
+        raise TypeError(f"headline {label!r}: unit must be text, got {type(unit).__name__}")
+    where = f"{HEADLINE_KEY}[{label}]"
+    entry = {"label": label.strip(), "value": to_jsonable(value, where), "unit": unit,
+             "interval": None if interval is None else to_jsonable(list(interval), f"{where}.interval")}
+    if entry["interval"] is not None and len(entry["interval"]) != 2:
+        raise ValueError(f"headline {label!r}: interval must be [low, high], got {interval!r}")
+    entries = _RESULTS.get(HEADLINE_KEY)
+    if not isinstance(entries, list):
+        entries = []
+    labels = [e.get("label") if isinstance(e, dict) else None for e in entries]
+    if entry["label"] in labels:
+        entries[labels.index(entry["label"])] = entry
+    else:
+        entries.append(entry)
+    _RESULTS[HEADLINE_KEY] = entries
+    target = os.environ.get(RESULTS_ENV)
+    if target:
+        write_json_atomic(target, _RESULTS)
+    return value

@@ -584,3 +584,45 @@ def explain_load(spec: DatasetSpec | str | Path, role: str = "survey", segment: 
         with reader._using(table):
             rows = conn.execute(f"EXPLAIN {sql}", params).fetchall()
     return "\n".join(str(r[1]) for r in rows)
+
+
+def distinct_values(spec: DatasetSpec | str | Path, role: str = "survey",
+                    columns: Sequence[str] = ("segment", "market")) -> pd.DataFrame:
+    """Distinct combinations of canonical code columns (e.g. segment x market) of one table role.
+
+    Reads the source exactly as :func:`load_dataset` does (same file discovery, CSV / Parquet / folder /
+    DuckDB handling) but runs ``SELECT DISTINCT`` inside DuckDB, so only the combinations reach pandas.
+    ``columns`` are canonical names of code fields (``segment``, ``market``, ``wave``, ``unit``...);
+    values come back as stripped text, and rows where any of them is blank are left out. Raises
+    :class:`DataValidationError` naming the table when it cannot be read, and ``ValueError`` naming the
+    column when the spec declares no such field for ``role``.
+    """
+    spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
+    if role not in ROLES or getattr(spec, role) is None:
+        raise ValueError(f"table role {role!r} is not in this dataset spec (roles: {list(ROLES)})")
+    by_name = {rule.name: rule for rule in rules_for(spec, role)}
+    unknown = [c for c in columns if c not in by_name]
+    if unknown or not columns:
+        raise ValueError(f"{role}: no field(s) {unknown or list(columns)} in the spec "
+                         f"(declared: {', '.join(by_name)})")
+    with _connect() as conn:
+        reader = _Reader(spec, conn)
+        try:
+            table = reader.open(role)
+        except _SourceProblem as exc:
+            raise DataValidationError([exc.problem]) from None
+        missing = [by_name[c].column for c in columns if by_name[c].column not in table.columns]
+        if missing:
+            raise DataValidationError([Problem(table.label, col, "column not found "
+                                               f"(columns: {', '.join(sorted(table.columns))})") for col in missing])
+        # the same canonical form as the loader's code columns: stripped text, blank -> missing
+        items = [f"NULLIF(trim(CAST({_quote(by_name[c].column)} AS VARCHAR)), '') AS {_quote(c)}" for c in columns]
+        keep = " AND ".join(f"{_quote(c)} IS NOT NULL" for c in columns)
+        sql = f"SELECT * FROM (SELECT DISTINCT {', '.join(items)} FROM {table.from_sql} AS t) WHERE {keep}"
+        try:
+            with reader._using(table):
+                rows = conn.execute(sql, table.params).fetchall()
+        except duckdb.Error as exc:
+            raise DataValidationError([Problem(table.label, None, f"cannot read: {_first_line(exc)}")]) from None
+    rows = sorted(rows, key=lambda row: tuple(_natural_key(v) for v in row))
+    return pd.DataFrame(rows, columns=list(columns), dtype=object).astype(TEXT)

@@ -248,3 +248,23 @@ def touchpoint_target_table(tracking: pd.DataFrame, level: float = DEFAULT_LEVEL
         "Target": tracking["target"].map(pct),
         "Probability of meeting the target": tracking["p_meets_target"].map(pct),
     })
+
+
+def tracked_wave(tracking: pd.DataFrame, wave: str) -> pd.Series | None:
+    """The overall (ungrouped) row of :func:`~cxresearch.measurement.nps_tracking` for ``wave``, or None
+    (``wave`` is "all" or not tracked). The headline quotes this row, so the banner and the KPI table
+    show the same numbers from the same posterior draws instead of two Monte-Carlo estimates."""
+    rows = tracking[tracking["wave"].astype(str) == str(wave)]
+    return None if rows.empty else rows.iloc[-1]
+
+
+def latest_change(tracking: pd.DataFrame) -> dict[str, Any] | None:
+    """The last wave's change from the previous wave, from the tracking table (same draws as the KPI
+    table), in the shape :func:`describe_change` reads; None with fewer than two waves."""
+    rows = tracking.dropna(subset=["change_mean"])
+    if rows.empty:
+        return None
+    last = rows.iloc[-1]
+    return {"from_wave": str(last["change_from"]), "to_wave": str(last["wave"]), "change_mean": float(last["change_mean"]),
+            "change_low": float(last["change_low"]), "change_high": float(last["change_high"]),
+            "p_increase": float(last["p_increase"])}

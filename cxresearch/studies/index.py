@@ -47,6 +47,58 @@ def headline_kpis(results: Any, limit: int = 6) -> list[tuple[str, float]]:
     return flat[:limit]
 
 
+def _fmt_headline_number(value: Any, unit: str, signed: bool) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "" if value is None else str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "n/a"
+    sign = "+" if signed else ""
+    if isinstance(value, int):
+        return f"{value:{sign},}"
+    magnitude = abs(value)
+    if unit == "%" or magnitude >= 100:
+        spec = ",.0f"
+    elif magnitude >= 10:
+        spec = ".1f"
+    else:
+        spec = ".2f"
+    return f"{value:{sign}{spec}}"
+
+
+def format_headline(entry: Mapping[str, Any]) -> str:
+    """One headline entry as text without its label, e.g. ``+20.5 points (+18.9 to +22.1)`` or ``73%``.
+
+    ``points`` values (NPS, changes) are signed; ``%`` sticks to the number; other units follow it.
+    """
+    unit = str(entry.get("unit") or "")
+    signed = unit == "points"
+
+    def with_unit(value: Any) -> str:
+        text = _fmt_headline_number(value, unit, signed)
+        if not unit:
+            return text
+        return f"{text}{unit}" if unit == "%" else f"{text} {unit}"
+
+    text = with_unit(entry.get("value"))
+    interval = entry.get("interval")
+    if isinstance(interval, (list, tuple)) and len(interval) == 2 and None not in interval:
+        low, high = (_fmt_headline_number(v, unit, signed) for v in interval)
+        text += f" ({low} to {high})"
+    return text
+
+
+def headline_entries(results: Any, limit: int = 6) -> list[tuple[str, str]]:
+    """(label, formatted value) pairs of the notebook's ``record_headline`` entries, in recording order;
+    empty when it recorded none (the index then falls back to :func:`headline_kpis`)."""
+    entries = results.get("headline") if isinstance(results, Mapping) else None
+    if isinstance(entries, Mapping):  # tolerate a dict keyed by label
+        entries = [{"label": k, **v} if isinstance(v, Mapping) else {"label": k, "value": v}
+                   for k, v in entries.items()]
+    shown = [(str(e["label"]), format_headline(e)) for e in (entries or [])
+             if isinstance(e, Mapping) and e.get("label") is not None]
+    return shown[:limit]
+
+
 @dataclass
 class IndexRow:
     """One run in the index."""
@@ -63,6 +115,7 @@ class IndexRow:
     as_of: str | None = None
     error: str | None = None
     kpis: list[tuple[str, float]] = field(default_factory=list)
+    headline: list[tuple[str, str]] = field(default_factory=list)  # (label, formatted value) shown in the index
     diagnostics_failed: list[str] = field(default_factory=list)
     has_report: bool = False
 
@@ -92,7 +145,7 @@ def collect_rows(out_root: str | Path, planned: Iterable[Any] = ()) -> list[Inde
             duration_s=manifest.get("duration_s"), finished_at=manifest.get("finished_at"),
             run_id=manifest.get("run_id"), as_of=(manifest.get("data") or {}).get("as_of"),
             error=(f"{error.get('kind')}: {error.get('message')}" if error else None),
-            kpis=headline_kpis(results), diagnostics_failed=list(manifest.get("diagnostics_failed") or []),
+            kpis=headline_kpis(results), headline=headline_entries(results), diagnostics_failed=list(manifest.get("diagnostics_failed") or []),
             has_report=(run_dir / REPORT_NAME).is_file())
     for plan in planned:
         if plan.folder not in rows:
@@ -121,7 +174,7 @@ td.num{text-align:right;white-space:nowrap}
   font-size:.85em;font-weight:700}
 tr.failed td{background:#fff5f5}
 ul.kpis{list-style:none;margin:0;padding:0} ul.kpis li{white-space:nowrap}
-ul.kpis code{color:#57606a}
+ul.kpis code{color:#57606a} ul.kpis .kpi-label{font-weight:600}
 .err{color:#b71c1c;font-size:.85em;max-width:32em;overflow-wrap:anywhere}
 """
 
@@ -157,7 +210,11 @@ def index_html(rows: list[IndexRow], title: str = "cxresearch study reports") ->
         flag = ('<br><span class="flag" title="results.json: ' + _esc(", ".join(row.diagnostics_failed)) +
                 '">model did not pass its diagnostics</span>') if row.diagnostics_failed else ""
         err = f'<div class="err">{_esc(row.error[:300])}</div>' if row.error and row.status == "failed" else ""
-        kpis = "".join(f"<li><code>{_esc(k)}</code> {_esc(_fmt_number(v))}</li>" for k, v in row.kpis)
+        if row.headline:
+            kpis = "".join(f'<li class="headline"><span class="kpi-label">{_esc(k)}</span> {_esc(v)}</li>'
+                           for k, v in row.headline)
+        else:  # no record_headline entries: the first numbers recorded, under their keys
+            kpis = "".join(f"<li><code>{_esc(k)}</code> {_esc(_fmt_number(v))}</li>" for k, v in row.kpis)
         if row.has_report:
             href = quote(f"{row.folder}/{REPORT_NAME}", safe="/~")
             link = f'<a class="report-link" href="{_esc(href)}">report</a>'

@@ -348,59 +348,20 @@ def check_parameters(notebook: str | Path, parameters: Mapping[str, Any], source
 
 # --------------------------------------------------------------------------- matrix expansion
 
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _relation_sql(spec: Any, table: str) -> tuple[str, str | None]:
-    """(FROM-clause SQL, DuckDB database file to attach or None) for one table of a dataset spec."""
-    source = spec.tables[table]
-    if source.database is not None:
-        inner = _quote_ident(source.table) if source.table else f"({source.query})"
-        return inner, str(spec.resolve(source.database))
-    path = spec.resolve(source.path)
-    if path.is_dir():
-        fmt = source.format
-        if fmt is None:
-            has_parquet = any(path.rglob("*.parquet"))
-            fmt = "parquet" if has_parquet else "csv"
-        pattern = str(path / "**" / f"*.{fmt}")
-    elif path.is_file():
-        fmt = source.format or ("parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv")
-        pattern = str(path)
-    else:
-        raise ParamsError(f"{spec.base_dir}: tables.{table}.path: not found: {path}")
-    if fmt == "parquet":
-        return f"read_parquet({_sql_string(pattern)}, union_by_name=true)", None
-    delim = f", delim={_sql_string(source.csv_delimiter)}" if source.csv_delimiter else ""
-    # all_varchar: CSV codes such as 007 must not be read as the number 7
-    return f"read_csv({_sql_string(pattern)}, all_varchar=true, union_by_name=true{delim})", None
-
-
 def segment_market_pairs(dataset: str | Path) -> set[tuple[str, str]]:
-    """Distinct (segment, market) pairs in the dataset's survey table, as text, read with DuckDB."""
-    import duckdb
+    """Distinct (segment, market) pairs in the dataset's survey table, as text.
 
-    from cxresearch.data.spec import load_spec
+    Read by the data loader's own source reader (:func:`cxresearch.data.loading.distinct_values`), so
+    whatever ``cxresearch run`` can load, the matrix expansion can read, and vice versa.
+    """
+    from cxresearch.data.loading import distinct_values
+    from cxresearch.data.validation import DataValidationError
 
-    spec = load_spec(dataset)
-    seg, mkt = spec.survey.segment, spec.survey.market
-    relation, database = _relation_sql(spec, spec.survey.table)
-    sql = (f"SELECT DISTINCT CAST({_quote_ident(seg)} AS VARCHAR) AS s, CAST({_quote_ident(mkt)} AS VARCHAR) AS m "
-           f"FROM {relation} WHERE {_quote_ident(seg)} IS NOT NULL AND {_quote_ident(mkt)} IS NOT NULL")
-    con = duckdb.connect(database or ":memory:", read_only=database is not None)
     try:
-        rows = con.execute(sql).fetchall()
-    except duckdb.Error as exc:
-        raise ParamsError(f"{dataset}: cannot read segment {seg!r} / market {mkt!r} of table "
-                          f"{spec.survey.table!r}: {exc}") from None
-    finally:
-        con.close()
-    return {(s.strip(), m.strip()) for s, m in rows if s.strip() and m.strip()}
+        pairs = distinct_values(dataset, "survey", ["segment", "market"])
+    except (DataValidationError, ValueError) as exc:
+        raise ParamsError(f"{dataset}: cannot read the segments and markets of the survey table: {exc}") from None
+    return {(str(s), str(m)) for s, m in pairs.itertuples(index=False)}
 
 
 def expand_matrix(entries: Sequence[MatrixEntry], pairs: set[tuple[str, str]],
