@@ -473,14 +473,17 @@ def prepare_run(plan: RunPlan) -> dict[str, Any]:
 def outcome_from_manifest(plan: RunPlan, manifest: Mapping[str, Any], results: Mapping[str, Any] | None,
                           skipped: bool = False) -> dict[str, Any]:
     """The summary of one run that the command prints and collects."""
-    from cxresearch.studies.index import headline_kpis
+    from cxresearch.studies.index import headline_entries, headline_kpis
 
+    # the notebook's own headline (record_headline) when it has one, else its first numbers
+    kpis = headline_entries(results or {}, limit=3) or [
+        (key, f"{value:.4g}") for key, value in headline_kpis(results or {}, limit=3)]
     return {
         "study": plan.study, "segment": plan.segment, "market": plan.market, "folder": plan.folder,
         "out_root": plan.out_root, "run_id": manifest.get("run_id"),
         "status": manifest.get("status"), "skipped": skipped, "duration_s": manifest.get("duration_s"),
         "error": manifest.get("error"), "diagnostics_failed": list(manifest.get("diagnostics_failed") or []),
-        "kpis": headline_kpis(results or {}, limit=3),
+        "kpis": kpis,
         "report": str(plan.run_dir / REPORT_NAME),
     }
 
@@ -549,7 +552,7 @@ def summary_line(outcome: Mapping[str, Any]) -> str:
             error = outcome.get("error") or {}
             parts.append(f"{error.get('kind', 'error')}: {str(error.get('message', '')).splitlines()[0][:160]}")
         else:
-            parts.extend(f"{k}={v:.4g}" for k, v in outcome.get("kpis", []))
+            parts.extend(f"{k}={v}" if isinstance(v, str) else f"{k}={v:.4g}" for k, v in outcome.get("kpis", []))
             if outcome.get("diagnostics_failed"):
                 parts.append("DIAGNOSTICS FAILED: " + ", ".join(outcome["diagnostics_failed"]))
     return "  ".join(parts)
