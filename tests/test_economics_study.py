@@ -29,7 +29,8 @@ def test_params_file_matches_the_notebook_parameters() -> None:
     from cxresearch.yamlio import load_yaml
 
     params = load_yaml(PARAMS)
-    assert params["study"] == "economics" and params["matrix"] == [{"segment": "each", "market": "all"},
+    assert params["study"] == "economics" and params["matrix"] == [{"segment": "all", "market": "all"},
+                                                                   {"segment": "each", "market": "all"},
                                                                    {"segment": "all", "market": "each"}]
     check_parameters(NOTEBOOK, params["settings"], str(PARAMS))  # names exist, values of the default's kind
     study.validate_settings(params["settings"], source=str(PARAMS))
