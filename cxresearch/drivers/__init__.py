@@ -1,0 +1,62 @@
+"""Bayesian driver models: touchpoint experience -> emotion -> behaviour, with effects a business reads.
+
+Declare the path model (:class:`DriverModelSpec`), fit it (:func:`fit_driver_model`: nutpie NUTS, or the
+labelled approximate ADVI mode, with a diagnostics gate), and summarise it (:func:`summarize_drivers`:
+impacts on NPS, ranking, importance-performance, Kano classes, root causes of detractors, group
+differences), record results.json keys (:func:`record_driver_results`) and write the first screen
+(:func:`fix_first_markdown`). Heavy imports (PyMC, nutpie) happen inside these modules, not here.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "DriverModelSpec": "cxresearch.drivers.spec",
+    "ConstructSpec": "cxresearch.drivers.spec",
+    "PathSpec": "cxresearch.drivers.spec",
+    "ModelSpecError": "cxresearch.drivers.spec",
+    "default_model_spec": "cxresearch.drivers.spec",
+    "resolve_model_spec": "cxresearch.drivers.spec",
+    "parse_model_spec": "cxresearch.drivers.spec",
+    "prepare_data": "cxresearch.drivers.model",
+    "build_model": "cxresearch.drivers.model",
+    "fit_driver_model": "cxresearch.drivers.fit",
+    "DriverFit": "cxresearch.drivers.fit",
+    "shared_fit": "cxresearch.drivers.store",
+    "save_fit": "cxresearch.drivers.store",
+    "load_fit": "cxresearch.drivers.store",
+    "GATE": "cxresearch.drivers.fit",
+    "summarize_drivers": "cxresearch.drivers.summary",
+    "DriverSummary": "cxresearch.drivers.summary",
+    "record_driver_results": "cxresearch.drivers.summary",
+    "results_dict": "cxresearch.drivers.summary",
+    "fix_first_markdown": "cxresearch.drivers.summary",
+    "ecsi_comparison": "cxresearch.drivers.reference",
+    "ordered_logistic_logp": "cxresearch.drivers.likelihoods",
+    "ordered_logistic_logp_terms": "cxresearch.drivers.likelihoods",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxresearch.drivers.fit import GATE, DriverFit, fit_driver_model
+    from cxresearch.drivers.likelihoods import ordered_logistic_logp, ordered_logistic_logp_terms
+    from cxresearch.drivers.model import build_model, prepare_data
+    from cxresearch.drivers.reference import ecsi_comparison
+    from cxresearch.drivers.spec import (ConstructSpec, DriverModelSpec, ModelSpecError, PathSpec, default_model_spec,
+                                         parse_model_spec, resolve_model_spec)
+    from cxresearch.drivers.summary import (DriverSummary, fix_first_markdown, record_driver_results, results_dict,
+                                            summarize_drivers)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cxresearch.drivers' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,341 @@
+"""Driver-model workloads: ours (O(rows) kernels + nutpie, or ADVI) against plain PyMC.
+
+    python benchmarks/bench_drivers.py [--quick] [--only ordinal,large,approx] [--profile]
+
+Workloads (each function returns a row: workload, size, ours_s, baseline_s, ratio, diagnostics, ...):
+
+- ``hierarchical_ordinal``: 20,000 respondents x 12 touchpoints x 8 groups, recommend (0-10) on the
+  touchpoints with group-varying slopes. Ours: the driver model (fused ordered-logistic kernel, nutpie).
+  Baseline: *the same model* written plainly, ``pm.OrderedLogistic`` on the dense design with a gather of
+  the group slopes, sampled with ``pm.sample`` defaults. Metric: ESS/s (minimum bulk ESS over all free
+  parameters / sampling seconds); target ratio >= 10; posterior means of the touchpoint coefficients
+  agree within 0.05 or 3 MCSE.
+- ``large_nuts``: 130,000 respondents x 14 touchpoints, full model (touchpoints -> emotion -> recommend,
+  segment x market groups), 2 chains x 1000 draws; target < 300 s with R-hat <= 1.01.
+- ``approx_1m``: 1,000,000 respondents, ADVI (minibatch) + impacts; target < 600 s; impacts compared with
+  NUTS on a 50,000-row subsample (target: within 0.02 on the share scale, i.e. 2 NPS points).
+
+``--quick`` shrinks every size so the suite finishes in minutes. ``rows(quick)`` adapts the rows to
+``benchmarks/run.py``. The synthetic generator follows the simulator's driver model (docs/SIMULATOR.md)
+with any number of touchpoints and groups.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SIZES = {
+    "hierarchical_ordinal": {"full": 20_000, "quick": 3_000},
+    "large_nuts": {"full": 130_000, "quick": 10_000},
+    "approx_1m": {"full": 1_000_000, "quick": 100_000},
+}
+
+
+# --------------------------------------------------------------------------------------------------------
+# synthetic data: the simulator's driver model with T touchpoints and G groups
+# --------------------------------------------------------------------------------------------------------
+def synthetic_survey(n: int, touchpoints: int = 12, groups: int = 8, seed: int = 0, markets: int = 1,
+                     emotion: bool = True) -> pd.DataFrame:
+    """Survey rows: ratings 1-5 (NaN = not used), emotion items 1-7, recommend 0-10, ``group`` (and
+    ``market``). eta = sum_t used * (nu + beta_g (r - 3) + penalty [r <= 2] + reward [r = 5]) + N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    kinds = rng.choice(["performance", "must-be", "delighter", "indifferent"], touchpoints, p=[0.4, 0.25, 0.2, 0.15])
+    beta = np.where(kinds == "performance", 0.3, np.where(kinds == "indifferent", 0.03, 0.06))
+    penalty = np.where(kinds == "must-be", -0.9, 0.0)
+    reward = np.where(kinds == "delighter", 0.9, 0.0)
+    group = rng.integers(0, groups, n)
+    market = rng.integers(0, markets, n)
+    dev = rng.normal(0, 0.05, (groups, touchpoints))
+    p_use = rng.uniform(0.2, 0.95, touchpoints)
+    used = rng.random((n, touchpoints)) < p_use
+    quality = rng.normal(0.7, 0.3, touchpoints) + rng.normal(0, 1, (n, touchpoints))
+    rating = 1 + (quality[..., None] > np.array([-1.5, -0.5, 0.5, 1.5])).sum(axis=-1)
+    r = rating - 3.0
+    contrib = used * (beta[None] * r + dev[group] * r + penalty * (rating <= 2) + reward * (rating == 5))
+    eta = contrib.sum(axis=1) + 0.2 * (group % 3) + rng.normal(0, 1, n)
+    cols: dict[str, Any] = {"group": [f"g{g}" for g in group], "market": [f"m{m}" for m in market]}
+    for t in range(touchpoints):
+        cols[f"tp{t:02d}"] = np.where(used[:, t], rating[:, t], np.nan)
+    if emotion:
+        for item, (load, cuts) in {"emo_happy": (1.6, [-4.3, -2.9, -1.5, 0.1, 2.0, 4.1]),
+                                   "emo_trust": (1.3, [-4.4, -3.1, -1.9, -0.3, 1.4, 3.3]),
+                                   "emo_calm": (1.4, [-3.7, -2.4, -1.3, 0.2, 1.8, 3.7])}.items():
+            cols[item] = 1.0 + (load * eta[:, None] + rng.logistic(size=(n, 1)) > np.array(cuts)).sum(axis=1)
+    rec_cuts = np.array([-4.57, -4.07, -3.56, -3.06, -2.6, -1.79, -1.11, 0.01, 1.49, 2.99])
+    cols["recommend"] = ((1.4 * eta)[:, None] + rng.logistic(size=(n, 1)) > rec_cuts).sum(axis=1).astype(float)
+    frame = pd.DataFrame(cols)
+    frame.attrs["kinds"] = dict(zip([f"tp{t:02d}" for t in range(touchpoints)], kinds))
+    return frame
+
+
+def _model(touchpoints: int, emotion: bool, group_by: list[str]) -> dict[str, Any]:
+    constructs = {f"tp{t:02d}": {"items": [f"tp{t:02d}"], "kind": "touchpoint", "scale": [1, 5]}
+                  for t in range(touchpoints)}
+    constructs["recommend"] = {"items": ["recommend"], "likelihood": "ordered_logistic", "scale": [0, 10]}
+    paths = ["touchpoints -> recommend"]
+    if emotion:
+        constructs["emotion"] = {"items": ["emo_happy", "emo_trust", "emo_calm"]}
+        paths += ["touchpoints -> emotion", "emotion -> recommend"]
+    return {"constructs": constructs, "paths": paths, "group_by": group_by}
+
+
+def _diag_text(d: dict[str, Any]) -> str:
+    return (f"R-hat {d['rhat_max']:.3f}, ESS bulk {d['ess_bulk_min']:.0f} / tail {d['ess_tail_min']:.0f}, "
+            f"div {d['divergences']}, {'passed' if d['passed'] else 'NOT passed'}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# workload 1: hierarchical ordinal, ours vs plain PyMC
+# --------------------------------------------------------------------------------------------------------
+def plain_pymc_model(prep):
+    """The same model as ``build_model(prep)`` for a touchpoints -> ordinal outcome equation, written the
+    plain way: dense design matrix, gathered group slopes, ``pm.OrderedLogistic``."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from cxresearch.drivers.model import build_model
+
+    _, layout = build_model(prep)
+    eq = layout.equations[prep.outcome]
+    priors = prep.resolved.spec.priors
+    cols = eq.tp_index
+    states = prep.states[:, cols]
+    feats = np.stack([prep.features[t][cols] for t in eq.terms])  # (terms, T, S)
+    design = np.stack([feats[k][np.arange(len(cols))[None, :], states] for k in range(len(eq.terms))], axis=1)
+    n_rows = prep.n
+    # centring of each touchpoint's contribution: subtract column means (same as the kernel's table centring)
+    design = design - design.mean(axis=0, keepdims=True)
+    slope_x = prep.features["slope"][cols][np.arange(len(cols))[None, :], states]
+    coords = {"group_free": [f"{d}#{k}" for d in prep.group_dims for k in range(len(prep.levels[d]) - 1)],
+              "group_dim": list(prep.group_dims), eq.name("term"): eq.terms,
+              eq.touchpoints_dim: [prep.touchpoints[c] for c in cols]}
+    with pm.Model(coords=coords) as model:
+        coef = pm.Normal(eq.name("coef"), 0.0, priors.touchpoint_sd, dims=(eq.name("term"), eq.touchpoints_dim))
+        sd = pm.HalfNormal(eq.name("sd_slope"), priors.group_sd, dims="group_dim")
+        z = pm.StudentT(eq.name("z_slope"), nu=4.0, mu=0.0, sigma=1.0, dims=("group_free", eq.touchpoints_dim)) \
+            if _uses_student_t() else pm.Normal(eq.name("z_slope"), 0.0, 1.0, dims=("group_free", eq.touchpoints_dim))
+        scaled = z * sd[eq.dim_of_free][:, None]
+        dev = (eq.slope_basis * scaled.T[:, None, :]).sum(axis=2).T
+        cell_dev = pt.dot(eq.cell_of_level, dev)
+        z_i = pm.Normal(eq.name("z_intercept"), 0.0, 1.0, dims="group_free")
+        icpt = pt.dot(eq.cell_of_level, pt.dot(eq.intercept_basis, z_i * priors.group_intercept_sd))
+        cuts = pm.Normal(eq.name("cutpoints"), 0.0, priors.cutpoint_sd, shape=prep.n_categories[prep.outcome] - 1,
+                         transform=pm.distributions.transforms.ordered,
+                         initval=np.linspace(-3, 3, prep.n_categories[prep.outcome] - 1))
+        group_part = (slope_x * cell_dev[prep.cell]).sum(axis=1)
+        eta = pt.tensordot(design, coef, axes=[[1, 2], [0, 1]]) + group_part - group_part.mean() + icpt[prep.cell]
+        pm.OrderedLogistic("y", eta=eta, cutpoints=cuts, observed=prep.outcomes[prep.outcome])
+    assert n_rows == len(prep.outcomes[prep.outcome])
+    return model
+
+
+def _uses_student_t() -> bool:
+    import inspect
+
+    from cxresearch.drivers import model as m
+
+    return "StudentT" in inspect.getsource(m.build_model)
+
+
+def _min_ess(idata, names) -> tuple[float, float]:
+    import arviz as az
+
+    ess = az.ess(idata, var_names=names, method="bulk")
+    rhat = az.rhat(idata, var_names=names)
+    return (min(float(np.nanmin(v.values)) for v in ess.data_vars.values()),
+            max(float(np.nanmax(v.values)) for v in rhat.data_vars.values()))
+
+
+def bench_hierarchical_ordinal(n: int = 20_000, touchpoints: int = 12, groups: int = 8, draws: int = 1000,
+                               baseline_draws: int = 1000, seed: int = 1, profile: bool = False) -> dict[str, Any]:
+    """ESS/s of ours vs plain PyMC on the same hierarchical ordinal model (see the module docstring)."""
+    import arviz as az
+    import pymc as pm
+
+    from cxresearch.drivers.fit import fit_driver_model
+
+    frame = synthetic_survey(n, touchpoints, groups, seed=seed, emotion=False)
+    spec = _model(touchpoints, emotion=False, group_by=["group"])
+    prof = cProfile.Profile() if profile else None
+    if prof:
+        prof.enable()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_driver_model(frame, spec, draws=draws, tune=draws, chains=2, seed=seed, reuse_compiled=False)
+    if prof:
+        prof.disable()
+    free = [v for v in fit.idata.posterior.data_vars]
+    ours_ess, ours_rhat = _min_ess(fit.idata, free)
+    ours_s = fit.timings["sample_s"]
+    model = plain_pymc_model(fit.prep)
+    t0 = time.perf_counter()
+    with model, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = pm.sample(draws=baseline_draws, tune=baseline_draws, chains=2, cores=2, random_seed=seed,
+                         progressbar=False, compute_convergence_checks=False)
+    base_total = time.perf_counter() - t0
+    base_s = float(base.posterior.attrs.get("sampling_time", base_total))
+    names = [rv.name for rv in model.free_RVs]
+    base_ess, base_rhat = _min_ess(base, names)
+    coef = f"{fit.prep.outcome}__coef"
+    a, b = fit.idata.posterior[coef], base.posterior[coef]
+    diff = np.abs(a.mean(("chain", "draw")).values - b.mean(("chain", "draw")).values)
+    mcse = np.sqrt(az.mcse(fit.idata, var_names=[coef])[coef].values ** 2
+                   + az.mcse(base, var_names=[coef])[coef].values ** 2)
+    agree = bool(np.all((diff <= 0.05) | (diff <= 3 * mcse)))
+    ratio = (ours_ess / ours_s) / (base_ess / base_s)
+    row = {"workload": "hierarchical_ordinal", "size": f"{n:,} x {touchpoints} tp x {groups} groups",
+           "ours_s": ours_s, "baseline_s": base_s, "ratio": ratio, "target": ">= 10x ESS/s",
+           "met": bool(ratio >= 10 and agree),
+           "ours_ess_per_s": ours_ess / ours_s, "baseline_ess_per_s": base_ess / base_s,
+           "ours_compile_s": fit.timings.get("compile_s"), "baseline_total_s": base_total,
+           "max_coef_diff": float(diff.max()), "means_agree": agree,
+           "diagnostics": f"ours {_diag_text(fit.diagnostics)}; plain PyMC R-hat {base_rhat:.3f}, ESS {base_ess:.0f}"}
+    if prof:
+        row["profile"] = _profile_text(prof)
+    return row
+
+
+# --------------------------------------------------------------------------------------------------------
+# workload 2: 130k x 14, full NUTS
+# --------------------------------------------------------------------------------------------------------
+def bench_large_nuts(n: int = 130_000, touchpoints: int = 14, draws: int = 1000, seed: int = 2,
+                     profile: bool = False) -> dict[str, Any]:
+    """Full model (touchpoints -> emotion -> recommend, 4 groups x 3 markets), 2 chains x ``draws``."""
+    from cxresearch.drivers.fit import fit_driver_model
+    from cxresearch.drivers.summary import summarize_drivers
+
+    frame = synthetic_survey(n, touchpoints, groups=4, markets=3, seed=seed)
+    spec = _model(touchpoints, emotion=True, group_by=["group", "market"])
+    prof = cProfile.Profile() if profile else None
+    if prof:
+        prof.enable()
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_driver_model(frame, spec, draws=draws, tune=draws, chains=2, seed=seed, reuse_compiled=False)
+    fit_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    summarize_drivers(fit, max_draws=1000)
+    summary_s = time.perf_counter() - t1
+    if prof:
+        prof.disable()
+    total = fit_s + summary_s
+    row = {"workload": "large_nuts", "size": f"{n:,} x {touchpoints} tp, 2 chains x {draws}",
+           "ours_s": total, "baseline_s": 300.0, "ratio": total / 300.0, "target": "< 300 s, R-hat <= 1.01",
+           "met": bool(total < 300 and fit.diagnostics["rhat_max"] <= 1.01),
+           "fit_s": fit_s, "compile_s": fit.timings.get("compile_s"), "sample_s": fit.timings.get("sample_s"),
+           "summary_s": summary_s, "diagnostics": _diag_text(fit.diagnostics)}
+    if prof:
+        row["profile"] = _profile_text(prof)
+    return row
+
+
+# --------------------------------------------------------------------------------------------------------
+# workload 3: 1M rows, approximate mode
+# --------------------------------------------------------------------------------------------------------
+def bench_approx_1m(n: int = 1_000_000, touchpoints: int = 12, subsample: int = 50_000, seed: int = 3,
+                    nuts_draws: int = 500) -> dict[str, Any]:
+    """ADVI on ``n`` rows (+ impacts) against NUTS on a ``subsample``-row subsample."""
+    from cxresearch.drivers.fit import fit_driver_model
+    from cxresearch.drivers.summary import summarize_drivers
+
+    frame = synthetic_survey(n, touchpoints, groups=4, markets=3, seed=seed)
+    spec = _model(touchpoints, emotion=True, group_by=["group", "market"])
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        approx = fit_driver_model(frame, spec, method="approx", draws=1000, seed=seed)
+        approx_summary = summarize_drivers(approx, max_draws=1000)
+    approx_s = time.perf_counter() - t0
+    sub = frame.sample(subsample, random_state=seed)
+    t1 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nuts = fit_driver_model(sub, spec, draws=nuts_draws, tune=nuts_draws, chains=2, seed=seed)
+        nuts_summary = summarize_drivers(nuts, max_draws=1000)
+        approx_sub = fit_driver_model(sub, spec, method="approx", draws=1000, seed=seed)
+        approx_sub_summary = summarize_drivers(approx_sub, max_draws=1000)
+    nuts_s = time.perf_counter() - t1
+    a = approx_summary.impacts.set_index("touchpoint").impact_nps
+    b = nuts_summary.impacts.set_index("touchpoint").impact_nps
+    c = approx_sub_summary.impacts.set_index("touchpoint").impact_nps
+    diff_full = float((a - b).abs().max()) / 100  # share scale
+    diff_same = float((c - b).abs().max()) / 100
+    return {"workload": "approx_1m", "size": f"{n:,} x {touchpoints} tp (NUTS on {subsample:,})",
+            "ours_s": approx_s, "baseline_s": 600.0, "ratio": approx_s / 600.0,
+            "target": "< 600 s; impacts within 0.02 of NUTS", "met": bool(approx_s < 600 and diff_full <= 0.02),
+            "max_impact_diff_1m_vs_nuts_50k": diff_full, "max_impact_diff_same_50k": diff_same,
+            "nuts_50k_s": nuts_s, "diagnostics": f"{approx.diagnostics['method']}: "
+                                                 f"{'converged' if approx.diagnostics['passed'] else 'NOT converged'}; "
+                                                 f"NUTS 50k {_diag_text(nuts.diagnostics)}"}
+
+
+def _profile_text(prof: cProfile.Profile, top: int = 15) -> str:
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(top)
+    return out.getvalue()
+
+
+WORKLOADS = {"ordinal": "hierarchical_ordinal", "large": "large_nuts", "approx": "approx_1m"}
+
+
+def run(quick: bool = False, only: list[str] | None = None, profile: bool = False) -> list[dict[str, Any]]:
+    """Run the workloads (``only``: a subset of ordinal, large, approx)."""
+    size = "quick" if quick else "full"
+    rows = []
+    for key in (only or list(WORKLOADS)):
+        name = WORKLOADS[key]
+        n = SIZES[name][size]
+        print(f"-- {name} ({n:,} rows)", flush=True)
+        if name == "hierarchical_ordinal":
+            rows.append(bench_hierarchical_ordinal(n, draws=300 if quick else 1000,
+                                                   baseline_draws=300 if quick else 500, profile=profile))
+        elif name == "large_nuts":
+            rows.append(bench_large_nuts(n, draws=300 if quick else 1000, profile=profile))
+        else:
+            rows.append(bench_approx_1m(n, subsample=10_000 if quick else 50_000, nuts_draws=300 if quick else 500))
+        print({k: v for k, v in rows[-1].items() if k != "profile"}, flush=True)
+        if profile and "profile" in rows[-1]:
+            print(rows[-1]["profile"])
+    return rows
+
+
+def rows(quick: bool = False) -> list[dict[str, Any]]:
+    """Rows for ``benchmarks/run.py`` (ours / baseline as seconds)."""
+    out = []
+    for r in run(quick=quick):
+        out.append({"workload": f"drivers: {r['workload']}", "size": r["size"], "ours": f"{r['ours_s']:.1f} s",
+                    "baseline": f"{r['baseline_s']:.1f} s" if r["workload"] == "hierarchical_ordinal"
+                    else f"target {r['baseline_s']:.0f} s",
+                    "ratio": r["ratio"], "target": r["target"], "met": r["met"], "diagnostics": r["diagnostics"]})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="", help="comma-separated: " + ",".join(WORKLOADS))
+    parser.add_argument("--profile", action="store_true", help="cProfile of our fits (top functions)")
+    args = parser.parse_args(argv)
+    only = [o for o in args.only.split(",") if o] or None
+    for r in run(quick=args.quick, only=only, profile=args.profile):
+        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items() if k != "profile"})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,725 @@
+"""What the fitted driver model says, in the units a business reads, with 90% intervals.
+
+Everything is computed per posterior draw and summarised at the end (mean, 5% and 95% quantiles,
+probabilities), so every number carries its uncertainty:
+
+- :func:`path_coefficients`: each structural path (touchpoint paths: per rating step).
+- :func:`touchpoint_effects`: direct, indirect (through the mediators, e.g. emotion) and total effects of
+  each touchpoint's terms (slope per step, bottom-box penalty, top-box reward) on the outcome's linear
+  predictor.
+- :func:`impact_nps`: the change in NPS points (and promoter / detractor shares) if the touchpoint's
+  rating rose one step (capped at the scale top) for the customers who used it. It is *pushed through
+  the fitted model*: for each draw, each user's ratings change, every downstream construct moves by the
+  model's equations (each respondent's residual held fixed, as in a structural counterfactual), and the
+  outcome's category probabilities are recomputed. With ``population=True`` the rows are re-weighted per
+  draw by a Bayesian bootstrap, so the interval covers the customers the respondents represent.
+- :func:`driver_ranking`: rank of each touchpoint by impact per draw -> P(rank = r), P(top 3).
+- :func:`importance_performance`: importance = impact on NPS; performance = mean rating of its users on
+  a 0-1 scale (min -> 0, max -> 1), uncertain by its standard error. A touchpoint is in the *fix first*
+  quadrant in a draw when its impact is above the median impact of all touchpoints and its performance is
+  below the median performance; P(fix first) is the share of draws where that holds.
+- :func:`kano_classes`: from the total effect curve f on the outcome scale, D = f(mid) - f(min) (how
+  much a bad experience hurts) and S = f(max) - f(mid) (how much a great one helps), clipped at 0. Per
+  draw: *indifferent* if max(D, S) is below ``threshold`` (default 0.25) times the largest max(D, S) of
+  all touchpoints (it barely matters next to the strongest driver; a relative rule works on any outcome
+  scale); else with asymmetry a = (S - D) / (S + D):
+  *must-be* if a < -1/3 (a bad experience hurts at least twice what a great one helps), *delighter*
+  (moment of truth) if a > 1/3, else *performance*. The class is the most probable one.
+- :func:`detractor_root_causes`: for the customers with a bottom-box experience, how much more likely
+  they are to be detractors than had it been the first rating above the bottom box; and the share of
+  all detractors that this explains.
+- :func:`group_differences`: slope deviations of each segment / market from the average (total effect
+  on the outcome per rating step) with P(> 0), and pairwise level differences; :func:`impact_by_group`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cxresearch.drivers.fit import DriverFit
+from cxresearch.drivers.model import EquationLayout, intercept_deviations, slope_deviations
+
+INTERVAL = (0.05, 0.95)
+KANO_CLASSES = ("must-be", "performance", "delighter", "indifferent")
+DETRACTOR_MAX, PROMOTER_MIN = 6, 9  # NPS classes on 0-10
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def summarise(draws: np.ndarray, axis: int = 0) -> dict[str, np.ndarray]:
+    """Mean, 5% and 95% quantiles and P(> 0) over ``axis``."""
+    draws = np.asarray(draws, dtype=float)
+    lo, hi = np.quantile(draws, INTERVAL, axis=axis)
+    return {"mean": draws.mean(axis=axis), "low": lo, "high": hi, "p_positive": (draws > 0).mean(axis=axis)}
+
+
+# --------------------------------------------------------------------------------------------------------
+# per-draw parameters of each equation
+# --------------------------------------------------------------------------------------------------------
+@dataclass
+class EquationDraws:
+    """One equation's parameters per (thinned) draw, and its lookup tables."""
+
+    layout: EquationLayout
+    coef: np.ndarray  # (S, terms, T_j)
+    level_dev: np.ndarray | None  # (S, L, T_j) slope deviations by level
+    cell_dev: np.ndarray  # (S, C, T_j)
+    intercept_cell: np.ndarray  # (S, C)
+    paths: np.ndarray  # (S, K_j)
+    theta: np.ndarray  # cutpoints (S, K-1) or sigma (S, 1) or zeros
+    table: np.ndarray  # (S, C, T_j + 1, n_states); last slot = intercept at state 0
+    cols: np.ndarray  # touchpoint columns in prep.states
+    sd_eta: np.ndarray | None = None  # latent: (S,) sd of the latent score
+
+
+@dataclass
+class Posterior:
+    """Thinned per-draw parameters of all equations, and the data they apply to."""
+
+    fit: DriverFit
+    index: np.ndarray  # which draws were kept
+    equations: dict[str, EquationDraws]
+    latent_eta: dict[str, np.ndarray] = field(default_factory=dict)  # (S, N)
+
+    @property
+    def n(self) -> int:
+        return len(self.index)
+
+
+def _term_values(fit: DriverFit, name: str, index: np.ndarray) -> np.ndarray:
+    return fit.draws(name)[index]
+
+
+def posterior(fit: DriverFit, max_draws: int = 1000, seed: int = 0) -> Posterior:
+    """Thin the draws to at most ``max_draws`` (evenly spaced) and rebuild every equation's tables."""
+    total = fit.n_draws
+    index = np.unique(np.linspace(0, total - 1, min(max_draws, total)).round().astype(int))
+    prep = fit.prep
+    post = fit.idata.posterior
+    equations: dict[str, EquationDraws] = {}
+    n_s = len(index)
+    for j, eq in fit.layout.equations.items():
+        n_tj = len(eq.tp_index)
+        coef = _term_values(fit, eq.name("coef"), index) if n_tj else np.zeros((n_s, 1, 0))
+        level_dev, cell_dev = None, np.zeros((n_s, prep.n_cells, n_tj))
+        if eq.slope_dims:
+            if eq.name("z_slope") in post:
+                level_dev = slope_deviations(eq, _term_values(fit, eq.name("sd_slope"), index),
+                                             _term_values(fit, eq.name("z_slope"), index))
+            else:  # centred parametrisation: the scaled free values are sampled directly
+                level_dev = np.einsum("tlk,skt->slt", eq.slope_basis, _term_values(fit, eq.name("raw_slope"), index))
+            cell_dev = np.einsum("cl,slt->sct", eq.cell_of_level, level_dev)
+        icpt = np.zeros((n_s, prep.n_cells))
+        if eq.has_intercept:
+            icpt = icpt + _term_values(fit, eq.name("intercept"), index)[:, None]
+        if eq.intercept_dims and len(eq.dim_of_level):
+            dev_i = intercept_deviations(eq, fit.prep.resolved.spec.priors.group_intercept_sd,
+                                         _term_values(fit, eq.name("z_intercept"), index))
+            icpt = icpt + np.einsum("cl,sl->sc", eq.cell_of_level, dev_i)
+        paths = _term_values(fit, eq.name("path"), index) if eq.construct_sources else np.zeros((n_s, 0))
+        if eq.likelihood == "ordered_logistic":
+            theta = _term_values(fit, eq.name("cutpoints"), index)
+        elif eq.likelihood == "gaussian":
+            theta = _term_values(fit, eq.name("sigma"), index)[:, None]
+        else:
+            theta = np.zeros((n_s, 1))
+        cols = eq.tp_index
+        features = np.stack([prep.features[t][cols] for t in eq.terms]) if n_tj else np.zeros((1, 0, prep.n_states))
+        table = build_tables(coef, cell_dev, icpt, features, prep.features["slope"][cols], cols, prep.freq)
+        equations[j] = EquationDraws(layout=eq, coef=coef, level_dev=level_dev, cell_dev=cell_dev,
+                                     intercept_cell=icpt, paths=paths, theta=theta, table=table, cols=cols)
+    latent_eta = {k: _term_values(fit, f"{k}__eta", index) for k in fit.layout.latent if f"{k}__eta" in post}
+    return Posterior(fit=fit, index=index, equations=equations, latent_eta=latent_eta)
+
+
+def build_tables(coef: np.ndarray, cell_dev: np.ndarray, intercept_cell: np.ndarray, features: np.ndarray,
+                 slope_feature: np.ndarray, cols: np.ndarray, freq: np.ndarray) -> np.ndarray:
+    """NumPy twin of :func:`cxresearch.drivers.kernels.build_table`, vectorised over draws."""
+    n_s = coef.shape[0]
+    n_cells = cell_dev.shape[1]
+    n_tj, n_states = slope_feature.shape
+    base = np.einsum("nkt,ktq->ntq", coef, features) if n_tj else np.zeros((n_s, 0, n_states))
+    table_tp = base[:, None, :, :] + cell_dev[..., None] * slope_feature[None, None, :, :]
+    n_rows = freq[:, -1, :].sum()
+    if n_tj:
+        mean = np.einsum("ctq,nctq->nt", freq[:, cols, :], table_tp) / n_rows
+        table_tp = table_tp - mean[:, None, :, None]
+    slot = np.zeros((n_s, n_cells, 1, n_states))
+    slot[:, :, 0, 0] = intercept_cell
+    return np.concatenate([table_tp, slot], axis=2)
+
+
+def _eq_states(fit: DriverFit, eq: EquationDraws, rows: np.ndarray) -> np.ndarray:
+    states = fit.prep.states
+    return np.column_stack([states[rows][:, eq.cols], states[rows][:, -1]]) if len(eq.cols) \
+        else states[rows][:, -1:]
+
+
+def linear_predictors(p: Posterior, rows: np.ndarray | None = None, draws: slice = slice(None)) -> dict[str, np.ndarray]:
+    """eta of every endogenous construct (draws, rows): the model's linear predictor (latent: its score)."""
+    fit = p.fit
+    prep = fit.prep
+    rows = np.arange(prep.n) if rows is None else rows
+    out: dict[str, np.ndarray] = {}
+    for j in prep.resolved.endogenous:
+        eq = p.equations[j]
+        if j in p.latent_eta:
+            out[j] = p.latent_eta[j][draws][:, rows]
+            continue
+        table = eq.table[draws]
+        n_s, n_cells, n_slots, n_states = table.shape
+        st = _eq_states(fit, eq, rows)
+        flat_index = (prep.cell[rows][:, None].astype(np.int64) * n_slots + np.arange(n_slots)[None, :]) * n_states + st
+        flat = table.reshape(n_s, -1)
+        eta = np.empty((n_s, len(rows)))
+        step = max(1, int(2e7 // max(1, n_s * n_slots)))  # bound the gather's temporary to ~160 MB
+        for start in range(0, len(rows), step):
+            eta[:, start:start + step] = flat[:, flat_index[start:start + step]].sum(axis=-1)
+        for s_i, s in enumerate(eq.layout.construct_sources):
+            score = p.latent_eta[s][draws][:, rows] if s in p.latent_eta else prep.scores[s][rows][None, :]
+            eta = eta + eq.paths[draws][:, s_i:s_i + 1] * score
+        out[j] = eta
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# effects along the paths
+# --------------------------------------------------------------------------------------------------------
+def _mediator_gain(p: Posterior, k: str) -> np.ndarray:
+    """d score_k / d eta_k per draw: 1 for composite / Gaussian / latent constructs; for an ordinal or
+    binary outcome used as a predictor, the average slope of its expected (standardised) value."""
+    prep = p.fit.prep
+    like = prep.likelihood(k)
+    if like in ("gaussian", "latent"):
+        return np.ones(p.n)
+    rows = np.arange(prep.n)
+    if prep.n > 50_000:
+        rows = np.sort(np.random.default_rng(0).choice(prep.n, 50_000, replace=False))
+    eta = linear_predictors(p, rows)[k]
+    sd = prep.score_moments[k][1] or 1.0
+    if like == "bernoulli":
+        s = _sigmoid(eta)
+        return (s * (1 - s)).mean(axis=1) / sd
+    cuts = p.equations[k].theta
+    cdf = _sigmoid(cuts[:, None, :] - eta[:, :, None])
+    return (cdf * (1 - cdf)).sum(axis=2).mean(axis=1) / sd  # d E[y] / d eta = sum_k pdf of the cutpoints
+
+
+def touchpoint_total_terms(p: Posterior) -> dict[str, dict[str, np.ndarray]]:
+    """Per construct: {term: (S, T) total effect of each touchpoint's term on that construct's eta}."""
+    prep = p.fit.prep
+    n_tp = len(prep.touchpoints)
+    terms = ("used", "slope", "penalty", "reward")
+    total: dict[str, dict[str, np.ndarray]] = {}
+    gains: dict[str, np.ndarray] = {}
+    for j in prep.resolved.endogenous:
+        eq = p.equations[j]
+        cur = {t: np.zeros((p.n, n_tp)) for t in terms}
+        for k_i, term in enumerate(eq.layout.terms):
+            cur[term][:, eq.cols] += eq.coef[:, k_i, :]
+        for s_i, s in enumerate(eq.layout.construct_sources):
+            if s in total:
+                if s not in gains:
+                    gains[s] = _mediator_gain(p, s)
+                for term in terms:
+                    cur[term] += (eq.paths[:, s_i] * gains[s])[:, None] * total[s][term]
+        total[j] = cur
+    return total
+
+
+def touchpoint_effects(p: Posterior, term: str = "slope") -> pd.DataFrame:
+    """Direct, indirect and total effects of each touchpoint's ``term`` on the outcome (its eta units)."""
+    prep = p.fit.prep
+    outcome = prep.outcome
+    total = touchpoint_total_terms(p)[outcome][term]
+    eq = p.equations[outcome]
+    direct = np.zeros_like(total)
+    if term in eq.layout.terms:
+        direct[:, eq.cols] = eq.coef[:, eq.layout.terms.index(term), :]
+    rows = []
+    for kind, arr in (("direct", direct), ("indirect", total - direct), ("total", total)):
+        s = summarise(arr)
+        for t_i, tp in enumerate(prep.touchpoints):
+            rows.append({"touchpoint": tp, "effect": kind, "term": term, "mean": s["mean"][t_i],
+                         "low": s["low"][t_i], "high": s["high"][t_i], "p_positive": s["p_positive"][t_i]})
+    return pd.DataFrame(rows)
+
+
+def touchpoint_effects_xarray(p: Posterior):
+    """Draws of the direct / indirect / total effects as an xarray DataArray
+    with dims (sample, effect, term, touchpoint)."""
+    import xarray as xr
+
+    prep = p.fit.prep
+    tot = touchpoint_total_terms(p)[prep.outcome]
+    eq = p.equations[prep.outcome]
+    terms = [t for t in ("used", "slope", "penalty", "reward") if t in tot]
+    data = np.zeros((p.n, 3, len(terms), len(prep.touchpoints)))
+    for k, term in enumerate(terms):
+        direct = np.zeros_like(tot[term])
+        if term in eq.layout.terms:
+            direct[:, eq.cols] = eq.coef[:, eq.layout.terms.index(term), :]
+        data[:, 0, k], data[:, 1, k], data[:, 2, k] = direct, tot[term] - direct, tot[term]
+    return xr.DataArray(data, dims=("sample", "effect", "term", "touchpoint"),
+                        coords={"effect": ["direct", "indirect", "total"], "term": terms,
+                                "touchpoint": prep.touchpoints}, name="effect")
+
+
+def _standardising_sd(p: Posterior, construct: str, eta: dict[str, np.ndarray] | None) -> np.ndarray:
+    """Per-draw sd of a construct's (latent) score: 1 for standardised composites; for an ordinal /
+    binary outcome the sd of its latent response (var(eta) + pi^2/3); for latent constructs the sd of
+    the sampled scores."""
+    prep = p.fit.prep
+    if construct in p.latent_eta:
+        return p.latent_eta[construct].std(axis=1)
+    like = prep.likelihood(construct) if construct in prep.resolved.endogenous else "gaussian"
+    if like in ("ordered_logistic", "bernoulli"):
+        return np.sqrt(eta[construct].var(axis=1) + np.pi ** 2 / 3)
+    return np.ones(p.n)
+
+
+def path_coefficients(p: Posterior, rows: Any = None) -> pd.DataFrame:
+    """Every structural path: the coefficient (touchpoint sources: slope per rating step) and, for
+    construct -> construct paths, the standardised coefficient, with 90% intervals. ``rows``: the rows
+    whose spread standardises ordinal / binary outcomes (default all)."""
+    prep = p.fit.prep
+    need_eta = any(prep.likelihood(j) in ("ordered_logistic", "bernoulli") for j in prep.resolved.endogenous)
+    eta = linear_predictors(p, _selection(p.fit, rows)) if need_eta else None
+    rows = []
+    for j in prep.resolved.endogenous:
+        eq = p.equations[j]
+        if "slope" in eq.layout.terms:
+            k = eq.layout.terms.index("slope")
+            s = summarise(eq.coef[:, k, :])
+            for t_i, t in enumerate(eq.cols):
+                rows.append({"source": prep.touchpoints[t], "target": j, "kind": "touchpoint (per rating step)",
+                             "mean": s["mean"][t_i], "low": s["low"][t_i], "high": s["high"][t_i],
+                             "p_positive": s["p_positive"][t_i], "std_mean": np.nan, "std_low": np.nan,
+                             "std_high": np.nan})
+        sd_target = _standardising_sd(p, j, eta)
+        for s_i, src in enumerate(eq.layout.construct_sources):
+            raw = eq.paths[:, s_i]
+            std = raw * _standardising_sd(p, src, eta) / sd_target
+            s, ss = summarise(raw), summarise(std)
+            rows.append({"source": src, "target": j, "kind": "construct", "mean": s["mean"], "low": s["low"],
+                         "high": s["high"], "p_positive": s["p_positive"], "std_mean": ss["mean"],
+                         "std_low": ss["low"], "std_high": ss["high"]})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------------------
+# counterfactuals pushed through the model
+# --------------------------------------------------------------------------------------------------------
+def _outcome_kind(prep) -> str:
+    outcome = prep.outcome
+    like = prep.likelihood(outcome)
+    if like == "ordered_logistic" and prep.n_categories[outcome] == 11 \
+            and np.allclose(prep.category_values[outcome], np.arange(11)):
+        return "nps"
+    return like
+
+
+def _class_probs(eta: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """P(detractor), P(promoter) of 0-10 answers; eta (S, n), cuts (S, 10)."""
+    p_det = _sigmoid(cuts[:, DETRACTOR_MAX][:, None] - eta)
+    p_prom = 1.0 - _sigmoid(cuts[:, PROMOTER_MIN - 1][:, None] - eta)
+    return p_det, p_prom
+
+
+def _expected_outcome(eta: np.ndarray, theta: np.ndarray, like: str, values: np.ndarray | None) -> np.ndarray:
+    if like == "bernoulli":
+        return _sigmoid(eta)
+    if like == "ordered_logistic":
+        cdf = _sigmoid(theta[:, None, :] - eta[:, :, None])
+        zeros = np.zeros(cdf.shape[:-1] + (1,))
+        probs = np.diff(np.concatenate([zeros, cdf, zeros + 1.0], axis=-1), axis=-1)
+        return probs @ values
+    return eta
+
+
+def _propagate(p: Posterior, rows: np.ndarray, t: int, new_states: np.ndarray, draws: slice,
+               base: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Change of every endogenous eta (draws, rows) when touchpoint ``t`` moves to ``new_states`` on ``rows``."""
+    fit = p.fit
+    prep = fit.prep
+    delta: dict[str, np.ndarray] = {}
+    old_states = prep.states[rows, t]
+    cells = prep.cell[rows]
+    for j in prep.resolved.endogenous:
+        eq = p.equations[j]
+        d = np.zeros((p.index[draws].shape[0], len(rows)))
+        pos = np.flatnonzero(eq.cols == t)
+        if len(pos):
+            tab = eq.table[draws][:, :, pos[0], :]  # (S, C, n_states)
+            d = d + tab[:, cells, new_states] - tab[:, cells, old_states]
+        for s_i, s in enumerate(eq.layout.construct_sources):
+            if s not in delta:
+                continue
+            like = prep.likelihood(s)
+            if like in ("gaussian", "latent"):
+                ds = delta[s]
+            else:
+                ex0 = _expected_outcome(base[s], p.equations[s].theta[draws], like, prep.category_values.get(s))
+                ex1 = _expected_outcome(base[s] + delta[s], p.equations[s].theta[draws], like,
+                                        prep.category_values.get(s))
+                ds = (ex1 - ex0) / (prep.score_moments[s][1] or 1.0)
+            d = d + eq.paths[draws][:, s_i:s_i + 1] * ds
+        delta[j] = d
+    return delta
+
+
+def _bootstrap_weights(rng: np.random.Generator, n_draws: int, n_rows: int, population: bool) -> np.ndarray:
+    if not population:
+        return np.full((n_draws, n_rows), 1.0 / n_rows)
+    w = rng.standard_exponential((n_draws, n_rows))
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def _selection(fit: DriverFit, rows: Any) -> np.ndarray:
+    if rows is None:
+        return np.arange(fit.prep.n)
+    rows = np.asarray(rows)
+    if rows.dtype == bool:
+        if len(rows) != fit.prep.n:
+            raise ValueError(f"row mask has {len(rows)} entries for {fit.prep.n} model rows")
+        return np.flatnonzero(rows)
+    return rows.astype(int)
+
+
+def impact_draws(p: Posterior, rows: Any = None, population: bool = True, seed: int = 0,
+                 chunk: int = 50) -> dict[str, np.ndarray]:
+    """Per-draw impact of a one-step rise (capped at the top) for each touchpoint's users.
+
+    Returns arrays (S, T): ``nps`` (points), ``promoter`` and ``detractor`` (share changes, 0-1) for a
+    0-10 recommend outcome; otherwise ``outcome`` (change of the mean outcome / P(yes)).
+    ``rows``: the model rows to average over (mask or indices; default all).
+    """
+    fit = p.fit
+    prep = fit.prep
+    sel = _selection(fit, rows)
+    kind = _outcome_kind(prep)
+    outcome = prep.outcome
+    n_tp = len(prep.touchpoints)
+    rng = np.random.default_rng(seed)
+    keys = ("nps", "promoter", "detractor") if kind == "nps" else ("outcome",)
+    out = {k: np.zeros((p.n, n_tp)) for k in keys}
+    for start in range(0, p.n, chunk):
+        draws = slice(start, min(start + chunk, p.n))
+        n_s = draws.stop - draws.start
+        weights = _bootstrap_weights(rng, n_s, len(sel), population)
+        base = linear_predictors(p, sel, draws)
+        theta = p.equations[outcome].theta[draws]
+        for t in range(n_tp):
+            used = prep.states[sel, t] > 0
+            if not used.any():
+                continue
+            users = sel[used]
+            top = prep.scales[prep.touchpoints[t]].points
+            new = np.minimum(prep.states[users, t] + 1, top)
+            base_u = {k: v[:, used] for k, v in base.items()}
+            delta = _propagate(p, users, t, new, draws, base_u)
+            eta0 = base_u[outcome]
+            eta1 = eta0 + delta[outcome]
+            w = weights[:, used]
+            if kind == "nps":
+                d0, p0 = _class_probs(eta0, theta)
+                d1, p1 = _class_probs(eta1, theta)
+                out["promoter"][draws, t] = ((p1 - p0) * w).sum(axis=1)
+                out["detractor"][draws, t] = ((d1 - d0) * w).sum(axis=1)
+                out["nps"][draws, t] = 100.0 * (out["promoter"][draws, t] - out["detractor"][draws, t])
+            else:
+                like = prep.likelihood(outcome)
+                e0 = _expected_outcome(eta0, theta, like, prep.category_values.get(outcome))
+                e1 = _expected_outcome(eta1, theta, like, prep.category_values.get(outcome))
+                out["outcome"][draws, t] = ((e1 - e0) * w).sum(axis=1)
+    return out
+
+
+def impact_table(p: Posterior, draws: dict[str, np.ndarray] | None = None, **kwargs: Any) -> pd.DataFrame:
+    """Impact per touchpoint with 90% intervals (NPS points; promoter / detractor shares in points)."""
+    prep = p.fit.prep
+    draws = draws or impact_draws(p, **kwargs)
+    frame = pd.DataFrame({"touchpoint": prep.touchpoints,
+                          "label": [prep.resolved.constructs[t].label or t for t in prep.touchpoints],
+                          "users": [(prep.states[:, t] > 0).mean() for t in range(len(prep.touchpoints))]})
+    for key, arr in draws.items():
+        scale = 100.0 if key in ("promoter", "detractor") else 1.0
+        s = summarise(arr * scale)
+        name = "impact_nps" if key == "nps" else f"impact_{key}"
+        frame[name] = s["mean"]
+        frame[f"{name}_low"] = s["low"]
+        frame[f"{name}_high"] = s["high"]
+        frame[f"{name}_p_positive"] = s["p_positive"]
+    return frame
+
+
+def impact_main_key(draws: dict[str, np.ndarray]) -> str:
+    return "nps" if "nps" in draws else "outcome"
+
+
+def driver_ranking(p: Posterior, draws: dict[str, np.ndarray]) -> pd.DataFrame:
+    """P(rank = r) per touchpoint (rank 1 = largest impact), expected rank and P(top 3)."""
+    prep = p.fit.prep
+    imp = draws[impact_main_key(draws)]
+    ranks = (-imp).argsort(axis=1).argsort(axis=1) + 1  # (S, T)
+    n_tp = imp.shape[1]
+    frame = pd.DataFrame({"touchpoint": prep.touchpoints, "expected_rank": ranks.mean(axis=0),
+                          "p_top3": (ranks <= 3).mean(axis=0)})
+    for r in range(1, n_tp + 1):
+        frame[f"p_rank_{r}"] = (ranks == r).mean(axis=0)
+    return frame.sort_values("expected_rank").reset_index(drop=True)
+
+
+def importance_performance(p: Posterior, draws: dict[str, np.ndarray], seed: int = 0) -> pd.DataFrame:
+    """Importance (impact) vs performance (users' mean rating, 0-1) with P(fix first) (see module doc)."""
+    prep = p.fit.prep
+    imp = draws[impact_main_key(draws)]
+    rng = np.random.default_rng(seed)
+    perf_mean, perf_se = [], []
+    for t, tp in enumerate(prep.touchpoints):
+        sc = prep.scales[tp]
+        st = prep.states[:, t]
+        vals = (st[st > 0] - 1) / (sc.points - 1)
+        perf_mean.append(vals.mean())
+        perf_se.append(vals.std(ddof=1) / np.sqrt(len(vals)) if len(vals) > 1 else 0.0)
+    perf_mean, perf_se = np.array(perf_mean), np.array(perf_se)
+    perf = perf_mean[None, :] + perf_se[None, :] * rng.standard_normal(imp.shape)
+    important = imp > np.median(imp, axis=1, keepdims=True)
+    poor = perf < np.median(perf, axis=1, keepdims=True)
+    s = summarise(imp)
+    frame = pd.DataFrame({
+        "touchpoint": prep.touchpoints,
+        "label": [prep.resolved.constructs[t].label or t for t in prep.touchpoints],
+        "importance": s["mean"], "importance_low": s["low"], "importance_high": s["high"],
+        "performance": perf_mean, "mean_rating": [prep.scales[tp].min + m * (prep.scales[tp].points - 1)
+                                                   for tp, m in zip(prep.touchpoints, perf_mean)],
+        "p_important": important.mean(axis=0), "p_poor": poor.mean(axis=0),
+        "p_fix_first": (important & poor).mean(axis=0)})
+    imp_med, perf_med = np.median(s["mean"]), np.median(perf_mean)
+    frame["quadrant"] = np.select(
+        [(frame.importance > imp_med) & (frame.performance < perf_med), frame.importance > imp_med,
+         frame.performance < perf_med],
+        ["fix first", "maintain", "monitor"], default="lower priority")
+    return frame
+
+
+def kano_draws(p: Posterior) -> tuple[np.ndarray, np.ndarray]:
+    """(D, S): per draw and touchpoint, the hurt of a worst vs a neutral experience and the lift of a best
+    vs a neutral one, on the outcome's linear predictor (see the module docstring)."""
+    prep = p.fit.prep
+    tot = touchpoint_total_terms(p)[prep.outcome]
+    mid_gap = np.array([prep.scales[t].midpoint - prep.scales[t].min for t in prep.touchpoints])
+    top_gap = np.array([prep.scales[t].max - prep.scales[t].midpoint for t in prep.touchpoints])
+    # bottom box holds the minimum; the midpoint lies above the bottom box on the scales we accept
+    hurt = tot["slope"] * mid_gap - tot["penalty"]
+    lift = tot["slope"] * top_gap + tot["reward"]
+    return np.clip(hurt, 0, None), np.clip(lift, 0, None)
+
+
+def kano_classes(p: Posterior, threshold: float = 0.25, asymmetry: float = 1 / 3) -> pd.DataFrame:
+    """Kano class per touchpoint with the probability of each class (rules in the module docstring)."""
+    prep = p.fit.prep
+    hurt, lift = kano_draws(p)
+    a = (lift - hurt) / np.maximum(lift + hurt, 1e-12)
+    swing = np.maximum(hurt, lift)
+    small = swing < threshold * swing.max(axis=1, keepdims=True)
+    cls = np.where(small, 3, np.where(a < -asymmetry, 0, np.where(a > asymmetry, 2, 1)))
+    frame = pd.DataFrame({"touchpoint": prep.touchpoints})
+    sh, sl = summarise(hurt), summarise(lift)
+    frame["penalty"], frame["penalty_low"], frame["penalty_high"] = sh["mean"], sh["low"], sh["high"]
+    frame["reward"], frame["reward_low"], frame["reward_high"] = sl["mean"], sl["low"], sl["high"]
+    for k, name in enumerate(KANO_CLASSES):
+        frame[f"p_{name}"] = (cls == k).mean(axis=0)
+    probs = frame[[f"p_{c}" for c in KANO_CLASSES]].to_numpy()
+    frame["kano"] = [KANO_CLASSES[i] for i in probs.argmax(axis=1)]
+    frame["p_kano"] = probs.max(axis=1)
+    return frame
+
+
+def detractor_root_causes(p: Posterior, rows: Any = None, population: bool = True, seed: int = 0,
+                          chunk: int = 50) -> pd.DataFrame:
+    """Which bad experiences raise P(detractor) most (0-10 recommend outcome only).
+
+    For each touchpoint: the share of respondents with a bottom-box experience; their excess detractor
+    risk (P(detractor) now minus P(detractor) had the experience been the first rating above the bottom
+    box), and the share of all expected detractors this explains. Sorted by the latter.
+    """
+    fit = p.fit
+    prep = fit.prep
+    if _outcome_kind(prep) != "nps":
+        raise ValueError(f"root causes of detractors need a 0-10 recommend outcome; {prep.outcome!r} is "
+                         f"{prep.likelihood(prep.outcome)}")
+    sel = _selection(fit, rows)
+    bottom = prep.resolved.spec.bottom_box
+    rng = np.random.default_rng(seed)
+    n_tp = len(prep.touchpoints)
+    excess = np.zeros((p.n, n_tp))
+    explained = np.zeros((p.n, n_tp))
+    share_bad = np.zeros(n_tp)
+    for start in range(0, p.n, chunk):
+        draws = slice(start, min(start + chunk, p.n))
+        weights = _bootstrap_weights(rng, draws.stop - draws.start, len(sel), population)
+        base = linear_predictors(p, sel, draws)
+        theta = p.equations[prep.outcome].theta[draws]
+        p_det_all, _ = _class_probs(base[prep.outcome], theta)
+        det_total = (p_det_all * weights).sum(axis=1)
+        for t in range(n_tp):
+            st = prep.states[sel, t]
+            bad = (st > 0) & (st <= bottom)
+            share_bad[t] = bad.mean()
+            if not bad.any():
+                continue
+            rows_bad = sel[bad]
+            new = np.full(len(rows_bad), bottom + 1)
+            base_b = {k: v[:, bad] for k, v in base.items()}
+            delta = _propagate(p, rows_bad, t, new, draws, base_b)
+            d_now, _ = _class_probs(base_b[prep.outcome], theta)
+            d_fixed, _ = _class_probs(base_b[prep.outcome] + delta[prep.outcome], theta)
+            w = weights[:, bad]
+            diff = d_now - d_fixed
+            excess[draws, t] = (diff * w).sum(axis=1) / w.sum(axis=1)
+            explained[draws, t] = (diff * w).sum(axis=1) / det_total
+    se, sx = summarise(100 * excess), summarise(explained)
+    frame = pd.DataFrame({
+        "touchpoint": prep.touchpoints,
+        "label": [prep.resolved.constructs[t].label or t for t in prep.touchpoints],
+        "share_bad_experience": share_bad,
+        "excess_detractor_risk_pts": se["mean"], "excess_low": se["low"], "excess_high": se["high"],
+        "share_of_detractors_explained": sx["mean"], "explained_low": sx["low"], "explained_high": sx["high"],
+        "p_raises_detractors": se["p_positive"]})
+    return frame.sort_values("share_of_detractors_explained", ascending=False).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------------
+# segments and markets
+# --------------------------------------------------------------------------------------------------------
+def level_slope_deviations(p: Posterior) -> dict[str, np.ndarray]:
+    """(S, L, T) deviation of each group level's total slope (on the outcome) from the average slope."""
+    prep = p.fit.prep
+    n_tp = len(prep.touchpoints)
+    n_levels = sum(len(prep.levels[d]) for d in prep.group_dims)
+    total: dict[str, np.ndarray] = {}
+    gains: dict[str, np.ndarray] = {}
+    for j in prep.resolved.endogenous:
+        eq = p.equations[j]
+        cur = np.zeros((p.n, n_levels, n_tp))
+        if eq.level_dev is not None:
+            cur[:, :, eq.cols] += eq.level_dev
+        for s_i, s in enumerate(eq.layout.construct_sources):
+            if s in total:
+                if s not in gains:
+                    gains[s] = _mediator_gain(p, s)
+                cur += (eq.paths[:, s_i] * gains[s])[:, None, None] * total[s]
+        total[j] = cur
+    return total
+
+
+def group_differences(p: Posterior) -> pd.DataFrame:
+    """Each level's slope deviation from the average (total effect on the outcome per rating step),
+    with its 90% interval and P(deviation > 0); rows for every group dimension, level and touchpoint."""
+    prep = p.fit.prep
+    if not prep.group_dims:
+        return pd.DataFrame(columns=["dimension", "level", "touchpoint", "mean", "low", "high", "p_positive"])
+    dev = level_slope_deviations(p)[prep.outcome]
+    rows, offset = [], 0
+    for d in prep.group_dims:
+        for l_i, level in enumerate(prep.levels[d]):
+            s = summarise(dev[:, offset + l_i, :])
+            for t_i, tp in enumerate(prep.touchpoints):
+                rows.append({"dimension": d, "level": level, "touchpoint": tp, "mean": s["mean"][t_i],
+                             "low": s["low"][t_i], "high": s["high"][t_i], "p_positive": s["p_positive"][t_i]})
+        offset += len(prep.levels[d])
+    return pd.DataFrame(rows)
+
+
+def pairwise_group_differences(p: Posterior) -> pd.DataFrame:
+    """Slope (total, per step) of level a minus level b for every pair within a dimension, P(diff > 0)."""
+    prep = p.fit.prep
+    if not prep.group_dims:
+        return pd.DataFrame(columns=["dimension", "level_a", "level_b", "touchpoint", "mean", "low", "high",
+                                     "p_positive"])
+    dev = level_slope_deviations(p)[prep.outcome]
+    rows, offset = [], 0
+    for d in prep.group_dims:
+        lv = prep.levels[d]
+        for a in range(len(lv)):
+            for b in range(a + 1, len(lv)):
+                s = summarise(dev[:, offset + a, :] - dev[:, offset + b, :])
+                for t_i, tp in enumerate(prep.touchpoints):
+                    rows.append({"dimension": d, "level_a": lv[a], "level_b": lv[b], "touchpoint": tp,
+                                 "mean": s["mean"][t_i], "low": s["low"][t_i], "high": s["high"][t_i],
+                                 "p_positive": s["p_positive"][t_i]})
+        offset += len(lv)
+    return pd.DataFrame(rows)
+
+
+def impact_by_group(p: Posterior, dimension: str, population: bool = True, seed: int = 0) -> pd.DataFrame:
+    """Impact on NPS per touchpoint within each level of ``dimension``, pushed through the model with the
+    level's own slopes, plus P(this level's impact > the average level's)."""
+    fit = p.fit
+    prep = fit.prep
+    frame = prep.frame
+    if dimension not in frame.columns:
+        raise ValueError(f"impact_by_group: {dimension!r} is not a column of the data "
+                         f"(group columns: {prep.resolved.spec.group_by})")
+    levels = sorted(frame[dimension].astype("string").dropna().unique().tolist())
+    draws_by_level = {}
+    for lv in levels:
+        mask = (frame[dimension].astype("string") == lv).to_numpy()
+        draws_by_level[lv] = impact_draws(p, rows=mask, population=population, seed=seed)
+    key = impact_main_key(next(iter(draws_by_level.values())))
+    avg = np.mean([d[key] for d in draws_by_level.values()], axis=0)
+    rows = []
+    for lv, d in draws_by_level.items():
+        s = summarise(d[key])
+        above = (d[key] > avg).mean(axis=0)
+        for t_i, tp in enumerate(prep.touchpoints):
+            rows.append({"dimension": dimension, "level": lv, "touchpoint": tp, "impact": s["mean"][t_i],
+                         "low": s["low"][t_i], "high": s["high"][t_i], "p_above_average": above[t_i]})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------------------
+# posterior predictive check
+# --------------------------------------------------------------------------------------------------------
+def posterior_predictive_check(p: Posterior, seed: int = 0, rows: Any = None) -> pd.DataFrame:
+    """Observed vs posterior-predicted share of each outcome category (ordinal / binary outcomes), or
+    observed vs predicted deciles of a Gaussian outcome, with 90% predictive intervals (on ``rows``)."""
+    fit = p.fit
+    prep = fit.prep
+    outcome = prep.outcome
+    like = prep.likelihood(outcome)
+    rng = np.random.default_rng(seed)
+    sel = _selection(fit, rows)
+    eta = linear_predictors(p, sel)[outcome]
+    observed = prep.outcomes[outcome][sel]
+    theta = p.equations[outcome].theta
+    if like == "ordered_logistic":
+        k = prep.n_categories[outcome]
+        pred = np.empty((eta.shape[0], k))
+        for start in range(0, eta.shape[0], 20):  # draw chunks bound the (draws, rows, K) temporaries
+            part = slice(start, start + 20)
+            cdf = _sigmoid(theta[part, None, :] - eta[part, :, None])
+            sims = (rng.random(eta[part].shape)[:, :, None] > cdf).sum(axis=2)  # category draws
+            pred[part] = np.stack([(sims == c).mean(axis=1) for c in range(k)], axis=1)
+        obs = np.bincount(observed, minlength=k) / len(sel)
+        cats = prep.category_values[outcome]
+    elif like == "bernoulli":
+        sims = rng.random(eta.shape) < _sigmoid(eta)
+        pred = np.stack([1 - sims.mean(axis=1), sims.mean(axis=1)], axis=1)
+        obs = np.bincount(observed, minlength=2) / len(sel)
+        cats = np.array([0.0, 1.0])
+    else:
+        sims = eta + theta[:, :1] * rng.standard_normal(eta.shape)
+        qs = np.linspace(0.1, 0.9, 9)
+        pred = np.quantile(sims, qs, axis=1).T
+        obs = np.quantile(observed, qs)
+        cats = qs
+    lo, hi = np.quantile(pred, INTERVAL, axis=0)
+    return pd.DataFrame({"category": cats, "observed": obs, "predicted": pred.mean(axis=0), "low": lo, "high": hi,
+                         "inside_interval": (obs >= lo) & (obs <= hi)})

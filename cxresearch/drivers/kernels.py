@@ -1,0 +1,392 @@
+"""Fused O(rows) likelihood kernels: one pass computes the log-likelihood and its gradient.
+
+A driver equation's linear predictor is a sum of per-touchpoint *lookup tables*:
+
+    eta_i = extra_i + sum_t table[cell_i, t, state_it]
+
+where ``state_it`` is 0 for "not used" and 1..S for the rating, ``cell_i`` is the respondent's
+segment x market cell, and ``table[c, t, s]`` = used effect + (slope + group deviation) x centred
+rating + bottom-box penalty + top-box reward (built from the parameters in :mod:`.model`). The last
+touchpoint slot is an intercept column (state 0 for every row). ``extra`` carries the continuous
+predictors (composite scores, latent scores).
+
+A dense design matrix would cost rows x (4 x touchpoints + group deviations) multiply-adds twice per
+gradient and a gather of group slopes whose gradient is a slow scatter; here one loop over the rows does
+the lookups, the likelihood, and scatters the gradient into the small table (which stays in cache).
+
+:class:`TableLikelihood` wraps the kernels as a PyTensor Op with one output for the log-likelihood and
+outputs for its gradients; its ``grad`` reuses those outputs, so PyTensor merges the forward and the
+backward pass into a single call. It has a Numba implementation (used by nutpie) and a Python
+``perform`` (used by the C backend, e.g. ADVI) that calls the same compiled kernel.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.gradient import disconnected_type
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+
+LIKELIHOODS = ("ordered_logistic", "bernoulli", "gaussian")
+
+
+@numba.njit(inline="always")
+def _softplus(x: float) -> float:
+    if x > 0:
+        return x + math.log1p(math.exp(-x))
+    return math.log1p(math.exp(x))
+
+
+@numba.njit(inline="always")
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@numba.njit(inline="always")
+def _softplus_sigmoid(x: float) -> tuple[float, float]:
+    """(softplus(x), sigmoid(x)) sharing one exp: the kernels' hot path."""
+    if x > 0:
+        e = math.exp(-x)
+        return x + math.log1p(e), 1.0 / (1.0 + e)
+    e = math.exp(x)
+    return math.log1p(e), e / (1.0 + e)
+
+
+@numba.njit(cache=True, nogil=True)
+def ordinal_kernel(table, extra, theta, states, cell, y):  # pragma: no cover - compiled
+    """Ordered logistic: sum_i [-softplus(c[k-1] - eta_i) - softplus(eta_i - c[k])], k = y_i.
+
+    The category-only term log(1 - exp(c[k-1] - c[k])) is added outside (it needs only counts).
+    ``theta`` holds the K-1 increasing cutpoints.
+    """
+    n, n_tp = states.shape
+    n_cut = theta.shape[0]
+    g_table = np.zeros_like(table)
+    g_extra = np.empty(n)
+    g_theta = np.zeros(n_cut)
+    logp = 0.0
+    for i in range(n):
+        c = cell[i]
+        eta = extra[i]
+        for t in range(n_tp):
+            eta += table[c, t, states[i, t]]
+        k = int(y[i])
+        d = 0.0
+        if k > 0:
+            sp, s = _softplus_sigmoid(theta[k - 1] - eta)
+            logp -= sp
+            d += s
+            g_theta[k - 1] -= s
+        if k < n_cut:
+            sp, s = _softplus_sigmoid(eta - theta[k])
+            logp -= sp
+            d -= s
+            g_theta[k] += s
+        g_extra[i] = d
+        for t in range(n_tp):
+            g_table[c, t, states[i, t]] += d
+    return logp, g_table, g_extra, g_theta
+
+
+@numba.njit(cache=True, nogil=True)
+def bernoulli_kernel(table, extra, theta, states, cell, y):  # pragma: no cover - compiled
+    """Bernoulli with a logit link: sum_i [y_i eta_i - softplus(eta_i)]; ``theta`` is unused."""
+    n, n_tp = states.shape
+    g_table = np.zeros_like(table)
+    g_extra = np.empty(n)
+    g_theta = np.zeros(theta.shape[0])
+    logp = 0.0
+    for i in range(n):
+        c = cell[i]
+        eta = extra[i]
+        for t in range(n_tp):
+            eta += table[c, t, states[i, t]]
+        sp, s = _softplus_sigmoid(eta)
+        logp += y[i] * eta - sp
+        d = y[i] - s
+        g_extra[i] = d
+        for t in range(n_tp):
+            g_table[c, t, states[i, t]] += d
+    return logp, g_table, g_extra, g_theta
+
+
+@numba.njit(cache=True, nogil=True)
+def gaussian_kernel(table, extra, theta, states, cell, y):  # pragma: no cover - compiled
+    """Gaussian: sum_i log N(y_i | eta_i, sigma); ``theta`` = [sigma]."""
+    n, n_tp = states.shape
+    sigma = theta[0]
+    inv_var = 1.0 / (sigma * sigma)
+    g_table = np.zeros_like(table)
+    g_extra = np.empty(n)
+    g_theta = np.zeros(theta.shape[0])
+    ss = 0.0
+    for i in range(n):
+        c = cell[i]
+        eta = extra[i]
+        for t in range(n_tp):
+            eta += table[c, t, states[i, t]]
+        r = y[i] - eta
+        ss += r * r
+        d = r * inv_var
+        g_extra[i] = d
+        for t in range(n_tp):
+            g_table[c, t, states[i, t]] += d
+    logp = -n * math.log(sigma) - 0.5 * n * math.log(2 * math.pi) - 0.5 * ss * inv_var
+    g_theta[0] = -n / sigma + ss / (sigma * sigma * sigma)
+    return logp, g_table, g_extra, g_theta
+
+
+_KERNELS = {"ordered_logistic": ordinal_kernel, "bernoulli": bernoulli_kernel, "gaussian": gaussian_kernel}
+
+
+class TableLikelihood(Op):
+    """log p(y | eta) with eta_i = extra_i + sum_t table[cell_i, t, state_it], and its gradient.
+
+    Inputs: table (C, T, S) float64, extra (N,) float64, theta (cutpoints / [sigma] / [0]) float64,
+    states (N, T) int32, cell (N,) int32, y (N,) (int32 categories or float64 values).
+    Outputs: logp (scalar), d logp / d table, d logp / d extra, d logp / d theta.
+    """
+
+    __props__ = ("likelihood",)
+
+    def __init__(self, likelihood: str):
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {likelihood!r}; choose one of {LIKELIHOODS}")
+        self.likelihood = likelihood
+
+    def make_node(self, table, extra, theta, states, cell, y) -> Apply:
+        table = pt.as_tensor_variable(table)
+        extra = pt.as_tensor_variable(extra)
+        theta = pt.as_tensor_variable(theta)
+        states = pt.as_tensor_variable(states)
+        cell = pt.as_tensor_variable(cell)
+        y = pt.as_tensor_variable(y)
+        if table.ndim != 3 or extra.ndim != 1 or theta.ndim != 1 or states.ndim != 2 or cell.ndim != 1 \
+                or y.ndim != 1:
+            raise TypeError("TableLikelihood expects table (C,T,S), extra (N), theta (P), states (N,T), "
+                            "cell (N), y (N)")
+        outputs = [pt.dscalar(), pt.dtensor3(), pt.dvector(), pt.dvector()]
+        return Apply(self, [table, extra, theta, states, cell, y], outputs)
+
+    def perform(self, node, inputs, output_storage) -> None:
+        table, extra, theta, states, cell, y = inputs
+        logp, g_table, g_extra, g_theta = _KERNELS[self.likelihood](
+            np.ascontiguousarray(table, dtype="float64"), np.ascontiguousarray(extra, dtype="float64"),
+            np.ascontiguousarray(theta, dtype="float64"), states, cell, y)
+        output_storage[0][0] = np.asarray(logp, dtype="float64")
+        output_storage[1][0] = g_table
+        output_storage[2][0] = g_extra
+        output_storage[3][0] = g_theta
+
+    def connection_pattern(self, node):
+        # the data inputs (states, cell, y) are not differentiable
+        return [[True, True, True, True]] * 3 + [[False] * 4] * 3
+
+    def grad(self, inputs, output_grads):
+        from pytensor.gradient import DisconnectedType
+
+        for g in output_grads[1:]:
+            if not isinstance(g.type, DisconnectedType):
+                raise NotImplementedError("TableLikelihood: only the log-likelihood output is differentiable")
+        _, g_table, g_extra, g_theta = self(*inputs)
+        g = output_grads[0]
+        return [g * g_table, g * g_extra, g * g_theta,
+                disconnected_type(), disconnected_type(), disconnected_type()]
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [(), shapes[0], shapes[1], shapes[2]]
+
+
+@numba.njit(cache=True, nogil=True)
+def build_table(coef, cell_dev, intercept_cell, features, slope_feature, cols, freq):  # pragma: no cover
+    """Per-cell lookup table (C, T_j + 1, S) of one equation, centred on each touchpoint's mean contribution.
+
+    table[c, t, s] = sum_k coef[k, t] features[k, t, s] + cell_dev[c, t] slope_feature[t, s] - mean_t;
+    the last slot holds the cell intercept at state 0. Returns (table, number of rows in ``freq``).
+    """
+    n_terms, n_tp, n_states = features.shape
+    n_cells = cell_dev.shape[0]
+    table = np.zeros((n_cells, n_tp + 1, n_states))
+    n_rows = 0.0
+    for c in range(n_cells):
+        for s in range(n_states):
+            n_rows += freq[c, freq.shape[1] - 1, s]
+    for t in range(n_tp):
+        for s in range(n_states):
+            base = 0.0
+            for k in range(n_terms):
+                base += coef[k, t] * features[k, t, s]
+            for c in range(n_cells):
+                table[c, t, s] = base + cell_dev[c, t] * slope_feature[t, s]
+        mean = 0.0
+        for c in range(n_cells):
+            for s in range(n_states):
+                mean += freq[c, cols[t], s] * table[c, t, s]
+        mean /= n_rows
+        for c in range(n_cells):
+            for s in range(n_states):
+                table[c, t, s] -= mean
+    for c in range(n_cells):
+        table[c, n_tp, 0] = intercept_cell[c]
+    return table, n_rows
+
+
+@numba.njit(cache=True, nogil=True)
+def equation_kernel(kind, coef, cell_dev, intercept_cell, extra, theta, features, slope_feature, cols, freq,
+                    states, cell, y):  # pragma: no cover - compiled
+    """One equation: build its table, run the row kernel, and chain the gradient back to the parameters.
+
+    ``kind``: 0 ordered logistic, 1 bernoulli, 2 gaussian. ``cols``: the equation's touchpoint columns
+    in ``states`` (the intercept slot, the last column of ``states``, is appended here).
+    """
+    n_terms, n_tp, n_states = features.shape
+    table, n_rows = build_table(coef, cell_dev, intercept_cell, features, slope_feature, cols, freq)
+    last = states.shape[1] - 1
+    sub = np.empty((states.shape[0], n_tp + 1), dtype=np.int32)
+    for i in range(states.shape[0]):
+        for t in range(n_tp):
+            sub[i, t] = states[i, cols[t]]
+        sub[i, n_tp] = states[i, last]
+    if kind == 0:
+        logp, g_table, g_extra, g_theta = ordinal_kernel(table, extra, theta, sub, cell, y)
+    elif kind == 1:
+        logp, g_table, g_extra, g_theta = bernoulli_kernel(table, extra, theta, sub, cell, y)
+    else:
+        logp, g_table, g_extra, g_theta = gaussian_kernel(table, extra, theta, sub, cell, y)
+    n_cells = cell_dev.shape[0]
+    g_coef = np.zeros_like(coef)
+    g_dev = np.zeros_like(cell_dev)
+    g_icpt = np.zeros(n_cells)
+    for t in range(n_tp):
+        total = 0.0
+        for c in range(n_cells):
+            for s in range(n_states):
+                total += g_table[c, t, s]
+        for c in range(n_cells):
+            for s in range(n_states):
+                g = g_table[c, t, s] - freq[c, cols[t], s] / n_rows * total
+                for k in range(n_terms):
+                    g_coef[k, t] += g * features[k, t, s]
+                g_dev[c, t] += g * slope_feature[t, s]
+    for c in range(n_cells):
+        g_icpt[c] = g_table[c, n_tp, 0]
+    return logp, g_coef, g_dev, g_icpt, g_extra, g_theta
+
+
+_KIND = {"ordered_logistic": 0, "bernoulli": 1, "gaussian": 2}
+
+
+class EquationLikelihood(Op):
+    """log p(y | eta) of one driver equation, with its lookup table built inside (few graph nodes).
+
+    Differentiable inputs: coef (terms, T_j), cell_dev (C, T_j), intercept_cell (C,), extra (N,),
+    theta (cutpoints / [sigma] / [0]). Data inputs: features (terms, T_j, S), slope_feature (T_j, S),
+    cols (T_j,) int64, freq (C, T + 1, S), states (N, T + 1) int32, cell (N,) int32, y (N,).
+    Outputs: logp and its gradient with respect to each differentiable input.
+    """
+
+    __props__ = ("likelihood",)
+
+    def __init__(self, likelihood: str):
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {likelihood!r}; choose one of {LIKELIHOODS}")
+        self.likelihood = likelihood
+
+    def make_node(self, coef, cell_dev, intercept_cell, extra, theta, features, slope_feature, cols, freq,
+                  states, cell, y) -> Apply:
+        inputs = [pt.as_tensor_variable(v) for v in (coef, cell_dev, intercept_cell, extra, theta, features,
+                                                      slope_feature, cols, freq, states, cell, y)]
+        ndims = [2, 2, 1, 1, 1, 3, 2, 1, 3, 2, 1, 1]
+        for v, nd in zip(inputs, ndims):
+            if v.ndim != nd:
+                raise TypeError(f"EquationLikelihood: input {v} has {v.ndim} dimensions, expected {nd}")
+        outputs = [pt.dscalar(), pt.dmatrix(), pt.dmatrix(), pt.dvector(), pt.dvector(), pt.dvector()]
+        return Apply(self, inputs, outputs)
+
+    def perform(self, node, inputs, output_storage) -> None:
+        floats = [np.ascontiguousarray(v, dtype="float64") for v in inputs[:7]]
+        out = equation_kernel(_KIND[self.likelihood], *floats, np.asarray(inputs[7], dtype=np.int64),
+                              np.ascontiguousarray(inputs[8], dtype="float64"),
+                              np.ascontiguousarray(inputs[9], dtype=np.int32),
+                              np.ascontiguousarray(inputs[10], dtype=np.int32), inputs[11])
+        output_storage[0][0] = np.asarray(out[0], dtype="float64")
+        for k in range(1, 6):
+            output_storage[k][0] = out[k]
+
+    def connection_pattern(self, node):
+        return [[True] * 6] * 5 + [[False] * 6] * 7
+
+    def grad(self, inputs, output_grads):
+        from pytensor.gradient import DisconnectedType
+
+        for g in output_grads[1:]:
+            if not isinstance(g.type, DisconnectedType):
+                raise NotImplementedError("EquationLikelihood: only the log-likelihood output is differentiable")
+        outs = self(*inputs)
+        g = output_grads[0]
+        return [g * o for o in outs[1:]] + [disconnected_type() for _ in range(7)]
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [(), shapes[0], shapes[1], shapes[2], shapes[3], shapes[4]]
+
+
+def equation_loglik(likelihood: str, coef, cell_dev, intercept_cell, extra, theta, features, slope_feature,
+                    cols, freq, states, cell, y):
+    """Log-likelihood tensor of one driver equation (see :class:`EquationLikelihood`)."""
+    return EquationLikelihood(likelihood)(coef, cell_dev, intercept_cell, extra, theta, features,
+                                          slope_feature, cols, freq, states, cell, y)[0]
+
+
+def table_loglik(likelihood: str, table, extra, theta, states, cell, y):
+    """Log-likelihood tensor from a ready lookup table (see :class:`TableLikelihood`)."""
+    return TableLikelihood(likelihood)(table, extra, theta, states, cell, y)[0]
+
+
+def _register_numba() -> None:
+    from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
+
+    @register_funcify_default_op_cache_key(TableLikelihood)
+    def _funcify_table(op, node=None, **kwargs):
+        kernel = _KERNELS[op.likelihood]
+
+        @numba_njit
+        def table_likelihood(table, extra, theta, states, cell, y):
+            logp, g_table, g_extra, g_theta = kernel(table, extra, theta, states, cell, y)
+            return np.asarray(logp), g_table, g_extra, g_theta
+
+        return table_likelihood, 1
+
+    @register_funcify_default_op_cache_key(EquationLikelihood)
+    def _funcify_equation(op, node=None, **kwargs):
+        kind = _KIND[op.likelihood]
+
+        @numba_njit
+        def equation_likelihood(coef, cell_dev, intercept_cell, extra, theta, features, slope_feature, cols,
+                                freq, states, cell, y):
+            out = equation_kernel(kind, coef, cell_dev, intercept_cell, extra, theta, features, slope_feature,
+                                  cols, freq, states, cell, y)
+            return np.asarray(out[0]), out[1], out[2], out[3], out[4], out[5]
+
+        return equation_likelihood, 1
+
+
+_register_numba()
+
+
+def numpy_linear_predictor(tables: np.ndarray, states: np.ndarray, cell: np.ndarray,
+                           chunk: int = 64) -> np.ndarray:
+    """eta (draws, N) = sum_t tables[draw, cell_i, t, state_it] for a stack of per-draw tables."""
+    tables = np.asarray(tables)
+    n_draws, n_cells, n_tp, n_states = tables.shape
+    flat_index = (cell[:, None].astype("int64") * n_tp + np.arange(n_tp)[None, :]) * n_states + states
+    flat = tables.reshape(n_draws, -1)
+    out = np.empty((n_draws, len(cell)))
+    for start in range(0, n_draws, chunk):
+        out[start:start + chunk] = flat[start:start + chunk][:, flat_index].sum(axis=-1)
+    return out

@@ -1,0 +1,695 @@
+"""From a declared path model and survey rows to a PyMC model.
+
+:func:`prepare_data` turns the survey frame into the arrays the model needs (touchpoint states, group
+cells, composite scores, outcome codes), and :func:`build_model` writes the PyMC model:
+
+- **touchpoints** (exogenous): each contributes, to every construct it has a path into,
+  ``used + (slope + group deviation) x (rating - scale midpoint) + penalty x [bottom box] +
+  reward x [top box]`` where used, 0 where not used. Stored as a lookup table per segment x market cell
+  (see :mod:`.kernels`), so the likelihood costs O(rows).
+- **composite constructs**: the weighted mean of the items' z-scores, standardised (an observed score).
+- **latent constructs**: a score per respondent, ``eta = structural part + residual`` with the residual
+  variance fixed to 1 (or the first loading fixed to 1), measured by its items (Gaussian on z-scores,
+  or ordered logistic).
+- **endogenous observed constructs**: ordered logistic (cutpoints), Bernoulli (logit) or Gaussian.
+- **groups** (segment, market): touchpoint slopes vary by level, ``sd_dim x z`` (non-centred, one sd per
+  group dimension and equation), and so do intercepts (``group_intercept_sd x z``); deviations are centred
+  on their (user-)weighted mean so the common coefficient is the population average.
+
+Design columns are centred (their mean contribution is subtracted), which leaves every coefficient and
+every effect unchanged but decorrelates them from the cutpoints / intercepts: far fewer leapfrog steps.
+"""
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cxresearch.drivers.spec import ConstructSpec, DriverModelSpec, ModelSpecError, ResolvedModel, ScaleSpec, \
+    resolve_model_spec
+
+TERMS = ("used", "slope", "penalty", "reward")
+
+
+@dataclass
+class PreparedData:
+    """Arrays for one fit. ``states[:, t]`` is 0 for not used and 1..points for the rating."""
+
+    resolved: ResolvedModel
+    n: int
+    index: pd.Index  # labels of the input frame's rows that were kept
+    frame: pd.DataFrame  # the kept rows (group columns, wave, touchpoints, items)
+    group_dims: list[str]
+    levels: dict[str, list[str]]
+    level_idx: dict[str, np.ndarray]
+    cell: np.ndarray  # (N,) int32, mixed radix of the level indices
+    cell_levels: np.ndarray  # (C, D) level index of each cell per dimension
+    touchpoints: list[str]
+    scales: dict[str, ScaleSpec]
+    states: np.ndarray  # (N, T + 1) int32; the last column is the intercept slot (always 0)
+    n_states: int  # S: 1 + the largest number of scale points
+    features: dict[str, np.ndarray]  # term -> (T, S) value of the term's column at each state
+    freq: np.ndarray  # (C, T + 1, S) counts of rows by cell, touchpoint, state
+    scores: dict[str, np.ndarray]  # observed construct scores (standardised), (N,)
+    score_moments: dict[str, tuple[float, float]]  # raw mean and sd before standardising
+    outcomes: dict[str, np.ndarray]  # endogenous observed: int32 codes or float64 standardised values
+    n_categories: dict[str, int]
+    category_values: dict[str, np.ndarray]  # answer value of each category code
+    items: dict[str, dict[str, np.ndarray]]  # latent constructs: item -> values (NaN = missing)
+    item_categories: dict[str, dict[str, int]]  # latent ordinal items: number of categories
+    weights: dict[str, np.ndarray]  # composite item weights used
+    dropped_rows: dict[str, int] = field(default_factory=dict)
+    dropped_touchpoints: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_cells(self) -> int:
+        return int(self.cell_levels.shape[0])
+
+    @property
+    def outcome(self) -> str:
+        return self.resolved.outcome
+
+    def likelihood(self, construct: str) -> str:
+        """'latent', 'ordered_logistic', 'bernoulli' or 'gaussian' for an endogenous construct."""
+        c = self.resolved.constructs[construct]
+        if c.mode == "latent":
+            return "latent"
+        return c.likelihood or "gaussian"
+
+    def structure_key(self) -> tuple:
+        """What a compiled model depends on besides the data values (for reusing compiled models)."""
+        return (self.resolved.model_dump_json(), tuple(self.touchpoints), tuple(self.group_dims),
+                tuple(tuple(v) for v in self.levels.values()), self.n_states,
+                tuple(sorted(self.n_categories.items())))
+
+
+# --------------------------------------------------------------------------------------------------------
+# data preparation
+# --------------------------------------------------------------------------------------------------------
+def prepare_data(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] | ResolvedModel,
+                 dataset_spec: Any | None = None, where: str = "survey") -> PreparedData:
+    """Validate the survey rows against the model and build the model's arrays.
+
+    Rows whose endogenous observed outcome (e.g. recommend) is missing, or whose composite items are all
+    missing, are dropped and counted in ``dropped_rows``; a not-applicable touchpoint never drops a row.
+    Touchpoints with fewer than ``min_users`` users are left out and listed in ``dropped_touchpoints``.
+    """
+    if isinstance(model, ResolvedModel):
+        resolved = model
+    else:
+        resolved = resolve_model_spec(model, dataset_spec, list(frame.columns))
+    missing = sorted({i for c in resolved.constructs.values() for i in c.items if i not in frame.columns}
+                     | {g for g in resolved.spec.group_by if g not in frame.columns})
+    if missing:
+        raise ModelSpecError(f"{where}: columns {missing} are not in the data (available: {sorted(frame.columns)})")
+    spec = resolved.spec
+    keep = np.ones(len(frame), dtype=bool)
+    dropped_rows: dict[str, int] = {}
+    targets = {p.target for p in resolved.paths}
+
+    # rows: drop missing endogenous observed outcomes and empty composites
+    numeric: dict[str, np.ndarray] = {}
+    for name, c in resolved.constructs.items():
+        for item in c.items:
+            if item not in numeric:
+                numeric[item] = _numeric_column(frame, item, where)
+        if c.kind == "touchpoint" or c.mode == "latent":
+            continue
+        values = np.column_stack([numeric[i] for i in c.items])
+        if c.is_observed_single and (name in targets or c.likelihood is not None):
+            bad = np.isnan(values[:, 0])
+        else:
+            bad = np.isnan(values).all(axis=1)
+        if bad.any():
+            dropped_rows[f"{name}: no answer"] = int((bad & keep).sum())
+            keep &= ~bad
+    for g in spec.group_by:
+        bad = frame[g].isna().to_numpy()
+        if bad.any():
+            dropped_rows[f"{g}: missing"] = int((bad & keep).sum())
+            keep &= ~bad
+    if not keep.any():
+        raise ValueError(f"{where}: no rows left for the driver model after dropping missing answers "
+                         f"({dropped_rows})")
+    kept = frame.loc[keep].reset_index(drop=True)
+    index = frame.index[keep]
+    numeric = {k: v[keep] for k, v in numeric.items()}
+    n = len(kept)
+
+    # groups: dimensions with at least two levels; cells = full grid of their levels
+    group_dims, levels, level_idx = [], {}, {}
+    for g in spec.group_by:
+        values = kept[g].astype("string").to_numpy(dtype=object)
+        lv = sorted(set(values.tolist()))
+        if len(lv) >= 2:
+            group_dims.append(g)
+            levels[g] = lv
+            lookup = {v: i for i, v in enumerate(lv)}
+            level_idx[g] = np.array([lookup[v] for v in values], dtype=np.int32)
+    sizes = [len(levels[g]) for g in group_dims]
+    cell_levels = (np.array(list(itertools.product(*[range(s) for s in sizes])), dtype=np.int32)
+                   if sizes else np.zeros((1, 0), dtype=np.int32))
+    cell = np.zeros(n, dtype=np.int64)
+    for g, size in zip(group_dims, sizes):
+        cell = cell * size + level_idx[g]
+    cell = cell.astype(np.int32)
+    n_cells = int(np.prod(sizes)) if sizes else 1
+
+    # touchpoints: integer states on their scale
+    touchpoints, scales, dropped_tp = [], {}, {}
+    tp_states = []
+    for name in resolved.touchpoints:
+        c = resolved.constructs[name]
+        r = numeric[c.items[0]]
+        scale = c.scale or _observed_scale(r, f"{where}.{c.items[0]}")
+        used = ~np.isnan(r)
+        if used.any():
+            vals = r[used]
+            off = vals[(vals < scale.min) | (vals > scale.max) | (np.abs(vals - np.round(vals)) > 1e-9)]
+            if len(off):
+                raise ValueError(f"{where}.{c.items[0]}: touchpoint ratings must be whole points on the scale "
+                                 f"{scale.min:g}-{scale.max:g}; got {sorted(set(off.tolist()))[:5]}")
+        if used.sum() < spec.min_users:
+            dropped_tp[name] = f"{int(used.sum())} users (< min_users = {spec.min_users})"
+            continue
+        touchpoints.append(name)
+        scales[name] = scale
+        tp_states.append(np.where(used, np.round(np.nan_to_num(r) - scale.min) + 1, 0).astype(np.int32))
+    n_states = 1 + max([scales[t].points for t in touchpoints], default=0)
+    n_states = max(n_states, 1)
+    states = np.column_stack(tp_states + [np.zeros(n, dtype=np.int32)]).astype(np.int32) if tp_states \
+        else np.zeros((n, 1), dtype=np.int32)
+    features = _touchpoint_features(touchpoints, scales, n_states, spec.bottom_box, spec.top_box)
+    freq = np.zeros((n_cells, len(touchpoints) + 1, n_states))
+    np.add.at(freq, (cell[:, None], np.arange(len(touchpoints) + 1)[None, :], states), 1.0)
+
+    # constructs: composite scores, outcomes, latent items
+    scores, moments, outcomes, n_categories, category_values = {}, {}, {}, {}, {}
+    items, item_categories, weights = {}, {}, {}
+    for name in resolved.order:
+        c = resolved.constructs[name]
+        if c.kind == "touchpoint":
+            continue
+        if c.mode == "latent":
+            items[name] = {}
+            item_categories[name] = {}
+            for item in c.items:
+                x = numeric[item]
+                if c.item_likelihood == "ordered_logistic":
+                    scale = c.scale or _observed_scale(x, f"{where}.{item}")
+                    codes = np.where(np.isnan(x), -1, np.round(np.nan_to_num(x) - scale.min)).astype(np.int32)
+                    items[name][item] = codes
+                    item_categories[name][item] = scale.points
+                else:
+                    mu, sd = np.nanmean(x), np.nanstd(x)
+                    items[name][item] = (x - mu) / (sd if sd > 0 else 1.0)
+            continue
+        if c.is_observed_single and name in targets and c.likelihood in ("ordered_logistic", "bernoulli"):
+            x = numeric[c.items[0]]
+            if c.likelihood == "bernoulli":
+                bad = x[(x != 0) & (x != 1)]
+                if len(bad):
+                    raise ValueError(f"{where}.{c.items[0]}: a bernoulli outcome takes 0/1, got "
+                                     f"{sorted(set(bad.tolist()))[:5]}")
+                outcomes[name] = x.astype(np.int32)
+                n_categories[name] = 2
+                category_values[name] = np.array([0.0, 1.0])
+            else:
+                scale = c.scale or _observed_scale(x, f"{where}.{c.items[0]}")
+                off = x[(x < scale.min) | (x > scale.max) | (np.abs(x - np.round(x)) > 1e-9)]
+                if len(off):
+                    raise ValueError(f"{where}.{c.items[0]}: ordinal answers must be whole points on "
+                                     f"{scale.min:g}-{scale.max:g}; got {sorted(set(off.tolist()))[:5]}")
+                outcomes[name] = np.round(x - scale.min).astype(np.int32)
+                n_categories[name] = scale.points
+                category_values[name] = scale.min + np.arange(scale.points, dtype=float)
+            # its standardised value, for paths out of it
+            mu, sd = float(np.mean(x)), float(np.std(x))
+            scores[name] = (x - mu) / (sd if sd > 0 else 1.0)
+            moments[name] = (mu, sd)
+            continue
+        w = _composite_weights(c, name)
+        weights[name] = w
+        score_raw = _weighted_item_mean(np.column_stack([numeric[i] for i in c.items]), w)
+        mu, sd = float(np.mean(score_raw)), float(np.std(score_raw))
+        if not sd > 0:
+            raise ValueError(f"{where}: construct {name!r} has no variation (items {c.items})")
+        scores[name] = (score_raw - mu) / sd
+        moments[name] = (mu, sd)
+        if name in targets:
+            outcomes[name] = scores[name]
+    pls = [n_ for n_, c in resolved.constructs.items() if c.weights == "pls" and c.mode == "composite"
+           and c.kind != "touchpoint"]
+    if pls:
+        lv_touch = {t: _standardise(np.where(states[:, i] > 0, states[:, i] - 1 - (scales[t].points - 1) / 2, 0.0))
+                    for i, t in enumerate(touchpoints)}
+        pls_w = pls_outer_weights(resolved, {name: {i: numeric[i] for i in resolved.constructs[name].items}
+                                             for name in resolved.constructs
+                                             if resolved.constructs[name].kind != "touchpoint"
+                                             and resolved.constructs[name].mode == "composite"},
+                                  lv_touch)
+        for name in pls:
+            c = resolved.constructs[name]
+            z_items = np.column_stack([_standardise(numeric[i]) for i in c.items])
+            score_raw = _weighted_item_mean(z_items, pls_w[name], standardise_items=False)
+            mu, sd = float(np.mean(score_raw)), float(np.std(score_raw))
+            scores[name] = (score_raw - mu) / sd
+            moments[name] = (mu, sd)
+            weights[name] = pls_w[name]
+            if name in outcomes:
+                outcomes[name] = scores[name]
+
+    return PreparedData(resolved=resolved, n=n, index=index, frame=kept, group_dims=group_dims, levels=levels,
+                        level_idx=level_idx, cell=cell, cell_levels=cell_levels, touchpoints=touchpoints,
+                        scales=scales, states=states, n_states=n_states, features=features, freq=freq,
+                        scores=scores, score_moments=moments, outcomes=outcomes, n_categories=n_categories,
+                        category_values=category_values, items=items, item_categories=item_categories,
+                        weights=weights, dropped_rows=dropped_rows, dropped_touchpoints=dropped_tp)
+
+
+def _numeric_column(frame: pd.DataFrame, column: str, where: str) -> np.ndarray:
+    try:
+        return pd.to_numeric(frame[column], errors="raise").astype("float64").to_numpy()
+    except (TypeError, ValueError):
+        bad = frame[column][pd.to_numeric(frame[column], errors="coerce").isna() & frame[column].notna()]
+        raise ValueError(f"{where}.{column}: values must be numeric, got {sorted(map(str, bad.unique()))[:5]}") \
+            from None
+
+
+def _observed_scale(values: np.ndarray, where: str) -> ScaleSpec:
+    v = values[~np.isnan(values)]
+    if not len(v):
+        raise ValueError(f"{where}: no answers, and no scale declared")
+    lo, hi = float(np.floor(v.min())), float(np.ceil(v.max()))
+    if hi <= lo:
+        hi = lo + 1
+    return ScaleSpec(min=lo, max=hi)
+
+
+def _standardise(x: np.ndarray) -> np.ndarray:
+    mu, sd = np.nanmean(x), np.nanstd(x)
+    return (x - mu) / (sd if sd > 0 else 1.0)
+
+
+def _composite_weights(c: ConstructSpec, name: str) -> np.ndarray:
+    if isinstance(c.weights, list):
+        w = np.asarray(c.weights, dtype=float)
+    else:
+        w = np.ones(len(c.items))
+    return w / w.sum()
+
+
+def _weighted_item_mean(x: np.ndarray, w: np.ndarray, standardise_items: bool = True) -> np.ndarray:
+    """Weighted mean of the items' z-scores over the items each row answered."""
+    z = np.column_stack([_standardise(x[:, k]) for k in range(x.shape[1])]) if standardise_items else x
+    present = ~np.isnan(z)
+    num = np.where(present, z, 0.0) @ w
+    den = present.astype(float) @ w
+    return num / den
+
+
+def _touchpoint_features(touchpoints: list[str], scales: dict[str, ScaleSpec], n_states: int,
+                         bottom_box: int, top_box: int) -> dict[str, np.ndarray]:
+    """(T, S) value of each term's column at each state (state 0 = not used: all zero)."""
+    n_tp = len(touchpoints)
+    out = {term: np.zeros((n_tp, n_states)) for term in TERMS}
+    for t, name in enumerate(touchpoints):
+        sc = scales[name]
+        points = sc.points
+        s = np.arange(1, points + 1)
+        value = sc.min + (s - 1)
+        out["used"][t, s] = 1.0
+        out["slope"][t, s] = value - sc.midpoint
+        out["penalty"][t, s] = (s <= bottom_box).astype(float)
+        out["reward"][t, s] = (s >= points - top_box + 1).astype(float)
+    return out
+
+
+def pls_outer_weights(resolved: ResolvedModel, blocks: Mapping[str, Mapping[str, np.ndarray]],
+                      touchpoint_scores: Mapping[str, np.ndarray] | None = None, tol: float = 1e-10,
+                      max_iter: int = 500) -> dict[str, np.ndarray]:
+    """PLS-PM outer weights (Mode A, path weighting scheme; Lohmoeller 1989), for composite scores.
+
+    Items are standardised (missing values mean-imputed). Inner estimation: for construct k, the
+    regression coefficients of k on its predecessors and the correlations with its followers. Outer:
+    Mode A weights = covariances of the items with the inner estimate. Returns weights that give each
+    block's standardised score as a weighted mean of the item z-scores (weights sum to 1).
+    """
+    names = list(blocks)
+    x = {k: np.column_stack([np.nan_to_num(_standardise(v)) for v in blocks[k].values()]) for k in names}
+    lv = {k: _standardise(x[k].sum(axis=1)) for k in names}
+    fixed = dict(touchpoint_scores or {})
+    w = {k: np.ones(x[k].shape[1]) for k in names}
+    for _ in range(max_iter):
+        allv = {**fixed, **lv}
+        inner = {}
+        for k in names:
+            z = np.zeros_like(lv[k])
+            preds = [p.source for p in resolved.paths if p.target == k and p.source in allv]
+            if preds:
+                design = np.column_stack([allv[p] for p in preds])
+                coef, *_ = np.linalg.lstsq(design, lv[k], rcond=None)
+                z += design @ coef
+            for p in resolved.paths:
+                if p.source == k and p.target in allv:
+                    z += np.corrcoef(lv[k], allv[p.target])[0, 1] * allv[p.target]
+            inner[k] = _standardise(z) if np.std(z) > 0 else lv[k]
+        change = 0.0
+        for k in names:
+            new_w = x[k].T @ inner[k] / len(inner[k])
+            score = x[k] @ new_w
+            new_w = new_w / np.std(score)
+            change = max(change, float(np.max(np.abs(new_w - w[k]))))
+            w[k] = new_w
+            lv[k] = _standardise(x[k] @ new_w)
+        if change < tol:
+            break
+    return {k: w[k] / w[k].sum() for k in names}
+
+
+# --------------------------------------------------------------------------------------------------------
+# the PyMC model
+# --------------------------------------------------------------------------------------------------------
+@dataclass
+class EquationLayout:
+    """Which parameters one endogenous construct's equation has (names in the PyMC model), and the
+    constant matrices that map group parameters to cells (so effects can be recomputed per draw)."""
+
+    target: str
+    likelihood: str  # latent | ordered_logistic | bernoulli | gaussian
+    tp_index: np.ndarray  # indices into PreparedData.touchpoints
+    terms: list[str]
+    construct_sources: list[str]
+    has_intercept: bool
+    intercept_dims: list[str]
+    slope_dims: list[str]
+    # group structure: the levels of all dimensions stacked (L = sum of levels); each dimension's
+    # deviations live in the subspace where their (user-)weighted mean is zero, spanned by an orthonormal
+    # basis (L_d - 1 free values per dimension): no direction of the parameters is left to the prior alone
+    dim_of_level: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # (L,)
+    dim_of_free: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # (L - D,)
+    cell_of_level: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (C, L) cell has level
+    slope_basis: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))  # (T_j, L, L - D)
+    intercept_basis: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (L, L - D)
+
+    def name(self, what: str) -> str:
+        return f"{self.target}__{what}"
+
+    @property
+    def touchpoints_dim(self) -> str:
+        return f"{self.target}__touchpoint"
+
+    def level_slices(self, prep: "PreparedData", dims: list[str]) -> dict[str, slice]:
+        out, start = {}, 0
+        for d in prep.group_dims:
+            n = len(prep.levels[d])
+            if d in dims:
+                out[d] = slice(start, start + n)
+            start += n
+        return out
+
+
+@dataclass
+class ModelLayout:
+    equations: dict[str, EquationLayout]
+    latent: list[str]
+    minibatch: int | None = None
+    stored: list[str] = field(default_factory=list)  # variables kept in the trace
+
+
+def equation_terms(spec: DriverModelSpec) -> list[str]:
+    """Touchpoint terms in every equation a touchpoint feeds."""
+    terms = ["slope"]
+    if spec.used_indicator:
+        terms.insert(0, "used")
+    if spec.asymmetric:
+        terms += ["penalty", "reward"]
+    return terms
+
+
+def _zero_mean_basis(weights: np.ndarray) -> np.ndarray:
+    """Orthonormal basis (L, L-1) of the vectors d with weights . d = 0."""
+    w = np.asarray(weights, dtype=float)
+    if not w.sum() > 0:
+        w = np.ones_like(w)
+    q, _ = np.linalg.qr(np.column_stack([w, np.eye(len(w))[:, :-1]]))
+    return q[:, 1:]
+
+
+def _group_matrices(prep: PreparedData, tp_index: np.ndarray) -> dict[str, np.ndarray]:
+    """Constant matrices for the stacked group levels of all dimensions (see EquationLayout)."""
+    dims = prep.group_dims
+    sizes = [len(prep.levels[d]) for d in dims]
+    n_levels, n_free = sum(sizes), sum(sizes) - len(sizes)
+    dim_of_level = np.concatenate([np.full(n, i) for i, n in enumerate(sizes)]) if dims else np.zeros(0, int)
+    dim_of_free = np.concatenate([np.full(n - 1, i) for i, n in enumerate(sizes)]) if dims else np.zeros(0, int)
+    offsets = np.cumsum([0] + sizes)
+    free_offsets = np.cumsum([0] + [n - 1 for n in sizes])
+    cell_of_level = np.zeros((prep.n_cells, n_levels))
+    for i in range(len(dims)):
+        cell_of_level[np.arange(prep.n_cells), offsets[i] + prep.cell_levels[:, i]] = 1.0
+    slope_basis = np.zeros((len(tp_index), n_levels, n_free))
+    intercept_basis = np.zeros((n_levels, n_free))
+    for i, d in enumerate(dims):
+        rows = slice(offsets[i], offsets[i + 1])
+        cols = slice(free_offsets[i], free_offsets[i + 1])
+        intercept_basis[rows, cols] = _zero_mean_basis(level_weights(prep, d, None))
+        if len(tp_index):
+            w = level_weights(prep, d, tp_index)
+            for t in range(len(tp_index)):
+                slope_basis[t, rows, cols] = _zero_mean_basis(w[:, t])
+    return {"dim_of_level": dim_of_level, "dim_of_free": dim_of_free, "cell_of_level": cell_of_level,
+            "slope_basis": slope_basis, "intercept_basis": intercept_basis}
+
+
+def slope_deviations(layout_eq: "EquationLayout", sd: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Level deviations of the slopes, (..., L, T_j), from sd (..., D) and free values z (..., L - D, T_j)."""
+    scaled = z * np.asarray(sd)[..., layout_eq.dim_of_free][..., :, None]
+    return np.einsum("tlk,...kt->...lt", layout_eq.slope_basis, scaled)
+
+
+def intercept_deviations(layout_eq: "EquationLayout", scale: float, z: np.ndarray) -> np.ndarray:
+    """Level deviations of the intercepts, (..., L), from the free values z (..., L - D)."""
+    return np.einsum("lk,...k->...l", layout_eq.intercept_basis, scale * np.asarray(z))
+
+
+def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1):
+    """Write the PyMC model; returns ``(model, layout)``.
+
+    With ``minibatch`` (rows per batch, for ADVI on very large samples) the rows are drawn at random each
+    step and the row terms of the log-likelihood are scaled by N / batch.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from cxresearch.drivers.kernels import equation_loglik
+    from cxresearch.drivers.likelihoods import ordered_logistic_logp
+
+    resolved, spec = prep.resolved, prep.resolved.spec
+    priors = spec.priors
+    tps = prep.touchpoints
+    n_tp = len(tps)
+    n_cells = prep.n_cells
+    endogenous = resolved.endogenous
+    latent = [n for n, c in resolved.constructs.items() if c.mode == "latent" and c.kind != "touchpoint"
+              and len(c.items) > 1]
+    if latent and minibatch:
+        raise ModelSpecError("minibatch ADVI supports composite models only (latent scores are per row)")
+    if latent and prep.n > 20000:
+        warnings.warn(f"latent mode with {prep.n} rows samples one score per row and construct; "
+                      "composite mode is much faster for large samples", stacklevel=2)
+
+    coords: dict[str, list] = {g: prep.levels[g] for g in prep.group_dims}
+    if latent:
+        coords["row"] = list(range(prep.n))
+    if prep.group_dims:
+        coords["group_level"] = [f"{d}={lv}" for d in prep.group_dims for lv in prep.levels[d]]
+        coords["group_free"] = [f"{d}#{k}" for d in prep.group_dims for k in range(len(prep.levels[d]) - 1)]
+        coords["group_dim"] = list(prep.group_dims)
+    layout = ModelLayout(equations={}, latent=latent, minibatch=minibatch)
+    terms = equation_terms(spec)
+    with pm.Model(coords=coords) as model:
+        # ---- data (shared variables: a compiled model is re-used with new data of the same structure)
+        row_data = {"states": prep.states, "cell": prep.cell}
+        for k, v in prep.outcomes.items():
+            row_data[f"y__{k}"] = v
+        for k, v in prep.scores.items():
+            row_data[f"score__{k}"] = v
+        if minibatch:
+            names = list(row_data)
+            batches = pm.Minibatch(*[pt.as_tensor_variable(row_data[k]) for k in names], batch_size=minibatch)
+            data = dict(zip(names, batches if isinstance(batches, (list, tuple)) else [batches]))
+            scale = prep.n / minibatch
+        else:
+            data = {k: pm.Data(k, v) for k, v in row_data.items()}
+            scale = 1.0
+        freq = pm.Data("freq", prep.freq)
+        states, cell = data["states"], data["cell"]
+
+        # ---- latent constructs (exogenous here; endogenous get their structural mean below)
+        eta: dict[str, Any] = {}
+        for k in latent:
+            if k not in endogenous:
+                c = resolved.constructs[k]
+                # latent scores are centred: with several items per construct the data pin each score down,
+                # and a non-centred score would be strongly correlated with the structural parameters
+                sd = 1.0 if c.identification == "variance" else pm.HalfNormal(f"{k}__sd", priors.residual_sd)
+                eta[k] = pm.Normal(f"{k}__score", 0.0, sd, dims="row")
+
+        for j in endogenous:
+            c = resolved.constructs[j]
+            likelihood = prep.likelihood(j)
+            sources = resolved.sources(j)
+            tp_sources = [s for s in sources if s in tps]
+            tp_index = np.array([tps.index(s) for s in tp_sources], dtype=np.int64)
+            construct_sources = [s for s in sources if resolved.constructs[s].kind != "touchpoint"]
+            has_intercept = likelihood in ("gaussian", "bernoulli")  # latent: mean fixed by item intercepts
+            vary = spec.varying
+            mats = _group_matrices(prep, tp_index)
+            eq = EquationLayout(target=j, likelihood=likelihood, tp_index=tp_index,
+                                terms=terms if len(tp_index) else [], construct_sources=construct_sources,
+                                has_intercept=has_intercept,
+                                intercept_dims=list(prep.group_dims) if "intercept" in vary else [],
+                                slope_dims=list(prep.group_dims) if ("slope" in vary and len(tp_index)) else [],
+                                **mats)
+            layout.equations[j] = eq
+            n_tj = len(tp_index)
+            features = np.stack([prep.features[t][tp_index] for t in eq.terms]) if n_tj \
+                else np.zeros((1, 0, prep.n_states))
+            slope_feature = prep.features["slope"][tp_index] if n_tj else np.zeros((0, prep.n_states))
+            if n_tj:
+                model.add_coord(eq.touchpoints_dim, tp_sources)
+                model.add_coord(eq.name("term"), eq.terms)
+                coef = pm.Normal(eq.name("coef"), 0.0, priors.touchpoint_sd, dims=(eq.name("term"), eq.touchpoints_dim))
+            else:
+                coef = pt.zeros((1, 0))
+            n_levels = len(eq.dim_of_level)
+            cell_dev = pt.zeros((n_cells, n_tj))
+            if eq.slope_dims:
+                # one sd per group dimension, shared by the touchpoints: identified from all their deviations
+                sd = pm.HalfNormal(eq.name("sd_slope"), priors.group_sd, dims="group_dim")
+                if spec.parametrization == "centred":
+                    scaled = pm.Normal(eq.name("raw_slope"), 0.0, sd[eq.dim_of_free][:, None],
+                                       dims=("group_free", eq.touchpoints_dim))
+                else:
+                    # Student-t (4 df): most groups alike, a few may differ a lot (less shrinkage of those)
+                    z = pm.StudentT(eq.name("z_slope"), nu=4.0, mu=0.0, sigma=1.0,
+                                    dims=("group_free", eq.touchpoints_dim))
+                    scaled = z * sd[eq.dim_of_free][:, None]
+                # deviations with a zero users'-weighted mean: the common slope is the population average
+                dev = (eq.slope_basis * scaled.T[:, None, :]).sum(axis=2).T  # (L, T_j)
+                cell_dev = pt.dot(eq.cell_of_level, dev)
+            intercept_cell = pt.zeros((n_cells,))
+            if has_intercept:
+                intercept_cell = intercept_cell + pm.Normal(eq.name("intercept"), 0.0, priors.coefficient_sd)
+            if eq.intercept_dims and n_levels:
+                # level intercepts: N(0, group_intercept_sd) deviations with a fixed scale (with 3-4 levels a
+                # learned scale is barely identified and makes a funnel), centred on the rows' mean
+                z_i = pm.Normal(eq.name("z_intercept"), 0.0, 1.0, dims="group_free")
+                dev_i = pt.dot(eq.intercept_basis, z_i * priors.group_intercept_sd)
+                intercept_cell = intercept_cell + pt.dot(eq.cell_of_level, dev_i)
+
+            extra = pt.zeros_like(cell, dtype="float64")
+            if construct_sources:
+                model.add_coord(eq.name("source"), construct_sources)
+                paths = pm.Normal(eq.name("path"), 0.0, priors.coefficient_sd, dims=eq.name("source"))
+                for s_i, s in enumerate(construct_sources):
+                    extra = extra + paths[s_i] * (eta[s] if s in eta else data[f"score__{s}"])
+
+            if likelihood == "latent":
+                eta_lin = extra + intercept_cell[cell]
+                if n_tj:
+                    base = (coef[:, :, None] * features).sum(axis=0)
+                    table = base[None, :, :] + cell_dev[:, :, None] * slope_feature[None, :, :]
+                    tp_freq = freq[:, tp_index, :]
+                    table = table - ((tp_freq * table).sum(axis=(0, 2)) / freq[:, -1, :].sum())[None, :, None]
+                    eta_lin = eta_lin + table[cell[:, None], np.arange(n_tj)[None, :], states[:, tp_index]].sum(axis=1)
+                sd = 1.0 if c.identification == "variance" else pm.HalfNormal(f"{j}__sd", priors.residual_sd)
+                eta[j] = pm.Normal(f"{j}__score", eta_lin, sd, dims="row")
+                continue
+            y = data[f"y__{j}"]
+            common = (coef, cell_dev, intercept_cell, extra)
+            rest = (features, slope_feature, tp_index, freq, states, cell, y)
+            if likelihood == "ordered_logistic":
+                k_cat = prep.n_categories[j]
+                model.add_coord(eq.name("cut"), list(range(k_cat - 1)))
+                cuts = pm.Normal(eq.name("cutpoints"), 0.0, priors.cutpoint_sd, dims=eq.name("cut"),
+                                 transform=pm.distributions.transforms.ordered,
+                                 initval=_initial_cutpoints(prep.outcomes[j], k_cat))
+                counts = pm.Data(f"counts__{j}", np.bincount(prep.outcomes[j], minlength=k_cat).astype(float))
+                gap = cuts[:-1] - cuts[1:]
+                log_gaps = pt.switch(gap > -0.693147180559945, pt.log(-pt.expm1(gap)), pt.log1p(-pt.exp(gap)))
+                loglik = scale * equation_loglik("ordered_logistic", *common, cuts, *rest) \
+                    + pt.dot(counts[1:-1], log_gaps)
+            elif likelihood == "bernoulli":
+                loglik = scale * equation_loglik("bernoulli", *common, pt.zeros(1), *rest)
+            else:
+                sigma = pm.HalfNormal(eq.name("sigma"), priors.residual_sd)
+                loglik = scale * equation_loglik("gaussian", *common, sigma[None], *rest)
+            pm.Potential(eq.name("loglik"), loglik)
+
+        # ---- measurement models of latent constructs
+        for k in latent:
+            c = resolved.constructs[k]
+            item_names = list(prep.items[k])
+            model.add_coord(f"{k}__item", item_names)
+            if c.identification == "loading":
+                free = pm.HalfNormal(f"{k}__loading_free", 1.0, shape=len(item_names) - 1)
+                loadings = pm.Deterministic(f"{k}__loading", pt.concatenate([pt.ones(1), free]), dims=f"{k}__item")
+            else:
+                loadings = pm.HalfNormal(f"{k}__loading", 1.0, dims=f"{k}__item")
+            if c.item_likelihood == "gaussian":
+                # items are z-scores: intercepts near 0; residual sds kept away from 0 (no Heywood cases)
+                intercepts = pm.Normal(f"{k}__item_intercept", 0.0, 0.5, dims=f"{k}__item")
+                item_sd = pm.Gamma(f"{k}__item_sd", alpha=4.0, beta=8.0, dims=f"{k}__item")
+                x = np.column_stack([prep.items[k][i] for i in item_names])
+                present = ~np.isnan(x)
+                x0 = np.where(present, x, 0.0)
+                mu = intercepts[None, :] + eta[k][:, None] * loadings[None, :]
+                resid = (x0 - mu) / item_sd[None, :]
+                pm.Potential(f"{k}__items", (present * (-0.5 * resid ** 2)).sum()
+                             - (present.sum(axis=0) * pt.log(item_sd)).sum() - 0.5 * present.sum() * np.log(2 * np.pi))
+            else:
+                for i_i, item in enumerate(item_names):
+                    values = prep.items[k][item]
+                    rows = np.flatnonzero(values >= 0)
+                    k_cat = prep.item_categories[k][item]
+                    model.add_coord(f"{k}__cut__{item}", list(range(k_cat - 1)))
+                    cuts = pm.Normal(f"{k}__cutpoints__{item}", 0.0, priors.cutpoint_sd, dims=f"{k}__cut__{item}",
+                                     transform=pm.distributions.transforms.ordered,
+                                     initval=_initial_cutpoints(values[rows], k_cat))
+                    pm.Potential(f"{k}__items__{item}",
+                                 ordered_logistic_logp(values[rows], loadings[i_i] * eta[k][rows], cuts, k_cat))
+            pm.Deterministic(f"{k}__eta", eta[k], dims="row")
+    layout.stored = [rv.name for rv in model.free_RVs] + [d.name for d in model.deterministics]
+    return model, layout
+
+
+def level_weights(prep: PreparedData, dim: str, tp_index: np.ndarray | None) -> np.ndarray:
+    """Share of the rows (or of each touchpoint's users) in each level of ``dim``: (L,) or (L, T_j).
+
+    Group deviations are centred on this weighted mean, so they are identified against the common
+    coefficient (and the cutpoints) instead of trading off with it: much better sampling geometry.
+    """
+    d_i = prep.group_dims.index(dim)
+    n_levels = len(prep.levels[dim])
+    if tp_index is None:
+        rows = prep.freq[:, -1, :].sum(axis=1)  # rows per cell (intercept slot: every row)
+        out = np.array([rows[prep.cell_levels[:, d_i] == lv].sum() for lv in range(n_levels)])
+        return out / max(out.sum(), 1.0)
+    users = prep.freq[:, tp_index, 1:].sum(axis=2)  # (C, T_j)
+    out = np.stack([users[prep.cell_levels[:, d_i] == lv].sum(axis=0) for lv in range(n_levels)])
+    return out / np.maximum(out.sum(axis=0, keepdims=True), 1.0)
+
+
+def _initial_cutpoints(codes: np.ndarray, n_categories: int) -> np.ndarray:
+    """Empirical cumulative logits (smoothed), strictly increasing: a starting point for the sampler."""
+    counts = np.bincount(np.asarray(codes, dtype=int), minlength=n_categories).astype(float) + 0.5
+    cum = np.cumsum(counts)[:-1] / counts.sum()
+    init = np.log(cum / (1 - cum))
+    return init + np.arange(n_categories - 1) * 1e-3

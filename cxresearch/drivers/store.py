@@ -1,0 +1,175 @@
+"""Save, load and share driver fits: one hierarchical fit for every run of a study.
+
+A driver model with segment and market partial pooling is one model of *all* the answers: fitting it
+separately for each segment would throw away the pooling and cost one fit per run. :func:`shared_fit`
+fits it once and stores the posterior (ArviZ netCDF) in a cache folder under a key made of everything the
+fit depends on (the survey rows used, the model, the sampler settings and seed, the cxresearch source
+and the PyMC / nutpie versions). The runs of a study that run in parallel take a file lock on the key, so
+the first one fits and the others wait and load it; a change to any input gives a new key, never a stale
+fit. Each run then reports on its own segment or market rows of the shared posterior.
+
+``save_fit`` / ``load_fit`` are the plain save and load (pymc-marketing style): the posterior and
+settings go to disk; the data arrays are rebuilt from the same survey rows on load (checked by hash).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cxresearch.drivers.fit import DriverFit
+from cxresearch.drivers.model import build_model, prepare_data
+from cxresearch.drivers.spec import DriverModelSpec, default_model_spec, parse_model_spec
+from cxresearch.studies.manifest import canonical_json, package_source_hash, sha256_text
+
+_FORMAT = 1
+
+
+def frame_hash(frame: pd.DataFrame) -> str:
+    """SHA-256 of a frame's values, index and column names (row order matters)."""
+    values = pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
+    return sha256_text(values.hex() + canonical_json([str(c) for c in frame.columns]))
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in ("pymc", "nutpie", "pytensor", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _resolve_spec(model: DriverModelSpec | Mapping[str, Any] | None, dataset_spec: Any) -> DriverModelSpec:
+    if model is None or (isinstance(model, Mapping) and not model):
+        if dataset_spec is None:
+            raise ValueError("no model given and no dataset spec to build the default model from")
+        return default_model_spec(dataset_spec)
+    return parse_model_spec(model)
+
+
+def fit_key(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] | None, settings: Mapping[str, Any],
+            dataset_spec: Any = None) -> str:
+    """The cache key of a fit: survey rows, model, sampler settings, seed, package source and versions."""
+    spec = _resolve_spec(model, dataset_spec)
+    parts = {"format": _FORMAT, "rows": frame_hash(frame), "model": spec.model_dump(mode="json"),
+             "settings": dict(sorted(settings.items())), "source": package_source_hash(),
+             "versions": _versions(),
+             "dataset_spec": dataset_spec.model_dump(mode="json") if hasattr(dataset_spec, "model_dump") else None}
+    return sha256_text(canonical_json(parts))[:20]
+
+
+def save_fit(fit: DriverFit, path: str | Path, frame: pd.DataFrame) -> Path:
+    """Write the posterior, diagnostics, timings and settings to ``path`` (netCDF, written atomically).
+
+    ``frame``: the survey rows the fit used, whose hash is stored so :func:`load_fit` refuses other rows.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    idata = fit.idata.copy()
+    meta = {"format": _FORMAT, "method": fit.method, "diagnostics": fit.diagnostics, "timings": fit.timings,
+            "settings": fit.settings, "rows": frame_hash(frame)}
+    idata.posterior.attrs["cxresearch_fit"] = json.dumps(meta, default=_json_default)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    idata.to_netcdf(str(partial))
+    os.replace(partial, path)
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
+
+
+def load_fit(path: str | Path, frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] | None = None,
+             dataset_spec: Any = None) -> DriverFit:
+    """Load a fit saved by :func:`save_fit` for the same survey rows and model (the arrays are rebuilt)."""
+    import arviz as az
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved driver fit at {path}")
+    idata = az.from_netcdf(str(path))
+    idata.load()
+    meta = json.loads(idata.posterior.attrs.pop("cxresearch_fit", "{}"))
+    if meta.get("format") != _FORMAT:
+        raise ValueError(f"{path}: saved with format {meta.get('format')!r}, this version reads {_FORMAT}")
+    if meta.get("rows") != frame_hash(frame):
+        raise ValueError(f"{path}: the survey rows given are not the ones this fit was made from")
+    spec = _resolve_spec(model, dataset_spec)
+    prep = prepare_data(frame, spec, dataset_spec)
+    _, layout = build_model(prep)
+    return DriverFit(prep=prep, layout=layout, idata=idata, diagnostics=meta["diagnostics"], method=meta["method"],
+                     timings=meta.get("timings", {}), settings=meta.get("settings", {}))
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[float]:
+    """Hold an exclusive lock on ``path`` (created if missing); yields the seconds spent waiting."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with open(path, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield time.perf_counter() - started
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def shared_fit(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] | None, cache_dir: str | Path, *,
+               dataset_spec: Any = None, fitter: Callable[..., DriverFit] | None = None,
+               **settings: Any) -> tuple[DriverFit, dict[str, Any]]:
+    """Fit the driver model to ``frame`` once per cache key and share it; returns (fit, provenance).
+
+    ``settings`` are :func:`cxresearch.drivers.fit_driver_model`'s keyword arguments (method, draws,
+    tune, chains, seed...). Provenance: ``key``, ``path``, ``reused`` (loaded from an earlier run) and
+    ``waited_s`` (time spent waiting for another run's fit).
+    """
+    from cxresearch.drivers.fit import fit_driver_model
+
+    fitter = fitter or fit_driver_model
+    # the chains of the shared fit run on every core: the study's other runs wait for it (cores do not
+    # change the draws, so they are not part of the key)
+    settings.setdefault("cores", min(int(settings.get("chains", 2)), os.cpu_count() or 1))
+    key = fit_key(frame, model, {k: v for k, v in settings.items() if k != "cores"}, dataset_spec)
+    cache_dir = Path(cache_dir)
+    path = cache_dir / f"drivers-{key}.nc"
+    with _locked(cache_dir / f".drivers-{key}.lock") as waited:
+        if path.is_file():
+            result = load_fit(path, frame, model, dataset_spec)
+            reused = True
+        else:
+            result = fitter(frame, model, dataset_spec=dataset_spec, **settings)
+            save_fit(result, path, frame)
+            reused = False
+    return result, {"key": key, "path": str(path), "reused": reused, "waited_s": round(waited, 1)}
+
+
+def shared_result(cache_dir: str | Path, name: str, key_parts: Mapping[str, Any],
+                  compute: Callable[[], Any], save: Callable[[Any, Path], None],
+                  load: Callable[[Path], Any]) -> tuple[Any, bool]:
+    """Compute-once for any other study artefact (e.g. the ECSI reference check): (value, reused)."""
+    key = sha256_text(canonical_json({"parts": dict(key_parts), "source": package_source_hash(),
+                                      "versions": _versions()}))[:20]
+    cache_dir = Path(cache_dir)
+    path = cache_dir / f"{name}-{key}"
+    with _locked(cache_dir / f".{name}-{key}.lock"):
+        if path.exists():
+            return load(path), True
+        value = compute()
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        save(value, partial)
+        os.replace(partial, path)
+        return value, False

@@ -1,0 +1,251 @@
+"""Report helpers for the drivers notebook: business-readable tables and sentences (no modelling here)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cxresearch.reports.display import format_interval, format_pct
+
+
+def wave_rows(fit: Any, wave: str) -> np.ndarray | None:
+    """Mask of the model rows in ``wave`` (None for "all"); raises naming the waves present."""
+    if wave in (None, "all", ""):
+        return None
+    frame = fit.prep.frame
+    if "wave" not in frame.columns:
+        raise ValueError("impact_wave: the data has no wave column; use 'all'")
+    waves = sorted(frame["wave"].astype("string").unique().tolist())
+    if str(wave) not in waves:
+        raise ValueError(f"impact_wave {wave!r} is not in the data (waves: {waves})")
+    return (frame["wave"].astype("string") == str(wave)).to_numpy()
+
+
+def fit_for_run(data: Any, model: Any, *, pooled: bool, cache_dir: str | None = None,
+                **settings: Any) -> tuple[Any, dict[str, Any] | None]:
+    """The fit a run reports on, and its provenance (None for a fit of this run's answers only).
+
+    ``pooled``: ``data`` holds every segment and market; the hierarchical model of all of them is fitted
+    once and, with ``cache_dir``, shared by every run of the study (:func:`cxresearch.drivers.store.shared_fit`).
+    Otherwise ``data`` is this run's answers and the model is fitted to them.
+    """
+    from cxresearch.drivers.fit import fit_driver_model
+    from cxresearch import record_result
+
+    if pooled and cache_dir:
+        from cxresearch.drivers.store import shared_fit
+
+        fit, shared = shared_fit(data.survey, model, cache_dir, dataset_spec=data.spec, **settings)
+    else:
+        fit = fit_driver_model(data, model, **settings)
+        shared = {"key": None, "path": None, "reused": False, "waited_s": 0.0} if pooled else None
+    record_result("fit", {"scope": "pooled" if pooled else "run", "answers_fitted": int(fit.prep.n),
+                          "shared": None if shared is None else {k: shared[k] for k in ("key", "reused")},
+                          "timings_s": {k: round(float(v), 1) for k, v in fit.timings.items()}})
+    return fit, shared
+
+
+def run_rows(fit: Any, segment: Any = "all", market: Any = "all", wave: str = "all") -> np.ndarray | None:
+    """Mask of the model rows a run reports on: its segment, market and wave (None: every row).
+
+    Used when one hierarchical fit of every answer is shared by the runs of a study: each run averages
+    impacts over its own customers, with their own segment and market coefficients. Raises when the run's
+    segment or market has no answers in the fit, naming the values present.
+    """
+    frame = fit.prep.frame
+    mask = np.ones(fit.prep.n, dtype=bool)
+    for dim, value in (("segment", segment), ("market", market)):
+        if value in (None, "all", ""):
+            continue
+        if dim not in frame.columns:
+            raise ValueError(f"{dim} {value!r}: the fitted data has no {dim} column")
+        wanted = [str(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+        present = frame[dim].astype("string")
+        missing = sorted(set(wanted) - set(present.dropna().unique().tolist()))
+        if missing:
+            raise ValueError(f"{dim} {missing} has no answers in the fitted data "
+                             f"({dim}s: {sorted(present.dropna().unique().tolist())})")
+        mask &= present.isin(wanted).fillna(False).to_numpy()
+    waves = wave_rows(fit, wave)
+    if waves is not None:
+        mask &= waves
+    if not mask.any():
+        raise ValueError(f"no answers for segment {segment!r}, market {market!r}, wave {wave!r} in the fitted data")
+    return None if mask.all() else mask
+
+
+def scope_line(fit: Any, segment: Any, market: Any, wave: str, rows: np.ndarray | None = None,
+               shared: dict[str, Any] | None = None) -> Any:
+    """One Markdown line: which customers this report covers and which answers the model was fitted to.
+
+    ``rows``: the mask of this run's answers (see :func:`run_rows`); ``shared``: the provenance of a fit
+    shared by the runs of a study (:func:`cxresearch.drivers.store.shared_fit`), None for a fit of this
+    run's answers only.
+    """
+    from IPython.display import Markdown
+
+    prep = fit.prep
+    scope = []
+    scope.append("all segments" if segment in (None, "all") else f"segment {segment}")
+    scope.append("all markets" if market in (None, "all") else f"market {market}")
+    n_rows = prep.n if rows is None else int(np.count_nonzero(rows))
+    dropped = "; ".join(f"{k} ({v} rows)" for k, v in prep.dropped_rows.items())
+    left_out = "; ".join(f"{k}: {v}" for k, v in prep.dropped_touchpoints.items())
+    text = (f"**Scope:** {', '.join(scope)}; impacts averaged over its {n_rows:,} answers "
+            f"({'every wave' if wave in (None, 'all') else f'wave {wave}'}); method: {fit.diagnostics['method']}.")
+    if shared is not None:
+        text += (f" The model is one hierarchical fit of all {prep.n:,} answers (every segment and market, "
+                 f"partial pooling){', shared by every report of this study' if shared.get('path') else ''}"
+                 f"{' (fitted by an earlier run, loaded)' if shared.get('reused') else ''}.")
+    if dropped:
+        text += f" Rows left out: {dropped}."
+    if left_out:
+        text += f" Touchpoints left out (too few users): {left_out}."
+    return Markdown(text)
+
+
+def impact_table(summary: Any) -> pd.DataFrame:
+    t = summary.touchpoint_table()
+    col = summary.impact_column
+    imp = summary.impacts.set_index("touchpoint")
+    out = pd.DataFrame({
+        "Rank": [f"{r:.1f}" for r in t.expected_rank],
+        "Touchpoint": t.label,
+        "Users": [format_pct(u) for u in t.users],
+        "NPS points from one step better": [format_interval(r[col], r[f"{col}_low"], r[f"{col}_high"])
+                                            for _, r in t.iterrows()],
+        "P(top 3)": [format_pct(p) for p in t.p_top3]})
+    if "impact_promoter" in imp.columns:
+        out["Promoters (pts)"] = [format_interval(imp.loc[tp, "impact_promoter"], imp.loc[tp, "impact_promoter_low"],
+                                                  imp.loc[tp, "impact_promoter_high"]) for tp in t.touchpoint]
+        out["Detractors (pts)"] = [format_interval(imp.loc[tp, "impact_detractor"], imp.loc[tp, "impact_detractor_low"],
+                                                   imp.loc[tp, "impact_detractor_high"]) for tp in t.touchpoint]
+    return out
+
+
+def ipa_table(summary: Any) -> pd.DataFrame:
+    ipa = summary.importance_performance.sort_values("p_fix_first", ascending=False)
+    return pd.DataFrame({"Touchpoint": ipa.label,
+                         "Importance (NPS pts)": [format_interval(r.importance, r.importance_low, r.importance_high)
+                                                  for r in ipa.itertuples()],
+                         "Mean rating": [f"{m:.2f}" for m in ipa.mean_rating],
+                         "Quadrant": ipa.quadrant, "P(fix first)": [format_pct(p) for p in ipa.p_fix_first]})
+
+
+def kano_table(summary: Any) -> pd.DataFrame:
+    k = summary.kano.merge(summary.impacts[["touchpoint", "label"]], on="touchpoint")
+    return pd.DataFrame({"Touchpoint": k.label,
+                         "Penalty (bad vs neutral)": [format_interval(r.penalty, r.penalty_low, r.penalty_high, 2)
+                                                      for r in k.itertuples()],
+                         "Reward (great vs neutral)": [format_interval(r.reward, r.reward_low, r.reward_high, 2)
+                                                       for r in k.itertuples()],
+                         "Kano class": k.kano, "P(class)": [format_pct(p) for p in k.p_kano]})
+
+
+def root_cause_table(summary: Any) -> pd.DataFrame:
+    rc = summary.root_causes
+    return pd.DataFrame({"Touchpoint": rc.label,
+                         "Customers with a bad experience": [format_pct(s, 1) for s in rc.share_bad_experience],
+                         "Extra detractor risk (pts)": [format_interval(r.excess_detractor_risk_pts, r.excess_low,
+                                                                        r.excess_high) for r in rc.itertuples()],
+                         "Share of detractors explained": [f"{format_pct(r.share_of_detractors_explained, 1)} "
+                                                           f"({format_pct(r.explained_low, 1)} to "
+                                                           f"{format_pct(r.explained_high, 1)})"
+                                                           for r in rc.itertuples()]})
+
+
+def effects_table(summary: Any) -> pd.DataFrame:
+    e = summary.effects[summary.effects.term == "slope"]
+    wide = e.pivot(index="touchpoint", columns="effect", values=["mean", "low", "high"])
+    labels = summary.impacts.set_index("touchpoint")["label"]
+    order = summary.ranking.touchpoint
+    return pd.DataFrame({
+        "Touchpoint": [labels[t] for t in order],
+        **{name.capitalize(): [format_interval(wide.loc[t, ("mean", name)], wide.loc[t, ("low", name)],
+                                               wide.loc[t, ("high", name)], 2) for t in order]
+           for name in ("direct", "indirect", "total")}})
+
+
+def paths_table(summary: Any) -> pd.DataFrame:
+    p = summary.paths
+    return pd.DataFrame({"Path": p.source + " -> " + p.target, "Kind": p.kind,
+                         "Coefficient": [format_interval(r.mean, r.low, r.high, 2) for r in p.itertuples()],
+                         "Standardised": [format_interval(r.std_mean, r.std_low, r.std_high, 2)
+                                          if not pd.isna(r.std_mean) else "" for r in p.itertuples()],
+                         "P(> 0)": [format_pct(v) for v in p.p_positive]})
+
+
+def group_table(summary: Any, threshold: float = 0.95) -> pd.DataFrame:
+    pw = summary.pairwise_differences
+    if pw.empty:
+        return pd.DataFrame()
+    clear = pw[(pw.p_positive >= threshold) | (pw.p_positive <= 1 - threshold)]
+    labels = summary.impacts.set_index("touchpoint")["label"]
+    return pd.DataFrame({"Dimension": clear.dimension, "Comparison": clear.level_a + " vs " + clear.level_b,
+                         "Touchpoint": [labels[t] for t in clear.touchpoint],
+                         "Slope difference (per step)": [format_interval(r.mean, r.low, r.high, 2)
+                                                         for r in clear.itertuples()],
+                         "P(difference > 0)": [format_pct(v) for v in clear.p_positive]})
+
+
+def diagnostics_table(fit: Any) -> pd.DataFrame:
+    d = fit.diagnostics
+    rows = [("Method", d["method"]), ("Chains x draws", f"{d['chains']} x {d['draws'] // max(d['chains'], 1)}"),
+            ("R-hat (max, gate <= 1.01)", f"{d['rhat_max']:.3f}"),
+            ("Bulk ESS (min)", f"{d['ess_bulk_min']:.0f}"), ("Tail ESS (min)", f"{d['ess_tail_min']:.0f}"),
+            ("ESS required", f"{d['ess_threshold']:.0f}"), ("Divergences", str(d["divergences"])),
+            ("Passed", "yes" if d["passed"] else "NO: " + "; ".join(d["reasons"])),
+            ("Time (s)", f"{fit.timings.get('total_s', float('nan')):.0f}")]
+    return pd.DataFrame(rows, columns=["Check", "Value"])
+
+
+def model_description(fit: Any) -> str:
+    """A plain description of the fitted path model (constructs, paths, groups)."""
+    prep = fit.prep
+    r = prep.resolved
+    lines = ["**The model.** "]
+    others = [n for n, c in r.constructs.items() if c.kind != "touchpoint"]
+    parts = []
+    for n in others:
+        c = r.constructs[n]
+        how = ("latent (measurement model)" if c.mode == "latent" and len(c.items) > 1
+               else f"composite of {len(c.items)} item(s)" if n not in prep.outcomes or prep.likelihood(n) == "gaussian"
+               else f"{prep.likelihood(n).replace('_', ' ')} outcome")
+        parts.append(f"{n} ({how})")
+    lines.append(f"{len(prep.touchpoints)} touchpoint experiences; " + "; ".join(parts) + ". ")
+    paths = sorted({f"{'touchpoints' if p.source in prep.touchpoints else p.source} -> {p.target}" for p in r.paths})
+    lines.append("Paths: " + ", ".join(paths) + ". ")
+    if prep.group_dims:
+        lines.append(f"Slopes and intercepts vary by {' and '.join(prep.group_dims)} (partial pooling). ")
+    lines.append("A not-used touchpoint keeps the respondent (a used / not-used term); bottom-box and top-box "
+                 "terms capture asymmetric effects.")
+    return "".join(lines)
+
+
+def ecsi_table(table: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame({"Path": table.source + " -> " + table.target, "SmartPLS": table.smartpls.map("{:.3f}".format)})
+    for mode in ("composite", "latent"):
+        if mode in table:
+            out[f"Ours, {mode}"] = [format_interval(r[mode], r[f"{mode}_low"], r[f"{mode}_high"], 3)
+                                    for _, r in table.iterrows()]
+            out[f"Difference ({mode})"] = table[f"{mode}_diff"].map("{:+.3f}".format)
+    return out
+
+
+def ecsi_verdict(table: pd.DataFrame, fits: dict[str, Any]) -> str:
+    lines = []
+    if "composite" in table:
+        worst = table.composite_diff.abs().max()
+        same = bool(table.composite_same_sign.all())
+        lines.append(f"Composite mode: largest difference from SmartPLS {worst:.3f} "
+                     f"({'within' if worst <= 0.10 else 'OUTSIDE'} 0.10), signs "
+                     f"{'all the same' if same else 'NOT all the same'}.")
+    if "latent" in table:
+        top = table.latent.abs().max()
+        lines.append(f"Latent mode: largest standardised path {top:.2f} "
+                     f"({'none above 1' if top <= 1 else 'ABOVE 1'}).")
+    for mode, fit in fits.items():
+        d = fit.diagnostics
+        lines.append(f"{mode.capitalize()} fit diagnostics: {'passed' if d['passed'] else 'NOT passed: ' + '; '.join(d['reasons'])}.")
+    return " ".join(lines)

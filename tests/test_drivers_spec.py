@@ -1,0 +1,147 @@
+"""The path-model declaration (params vocabulary) and the data preparation it drives."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxresearch.drivers.model import prepare_data
+from cxresearch.drivers.spec import (DriverModelSpec, ModelSpecError, default_model_spec, parse_model_spec,
+                                     resolve_model_spec)
+from cxresearch.yamlio import load_yaml
+
+REPO_PARAMS = __import__("pathlib").Path(__file__).resolve().parents[1] / "params" / "drivers.yaml"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A small simulated dataset (the real simulator) loaded through the canonical loader."""
+    from cxresearch.data import load_dataset
+    from cxresearch.data.simulator import simulate_dataset
+
+    out = tmp_path_factory.mktemp("sim")
+    simulate_dataset(out, 1500, 11, population_samples=1000)
+    return load_dataset(out / "dataset.yaml")
+
+
+def test_params_file_model_resolves_against_the_dataset(demo):
+    raw = load_yaml(REPO_PARAMS)["settings"]["model"]
+    resolved = resolve_model_spec(raw, demo.spec, list(demo.survey.columns))
+    assert resolved.touchpoints == list(demo.spec.survey.touchpoints)
+    assert resolved.outcome == "recommend"
+    assert resolved.order.index("emotion") < resolved.order.index("recommend")
+    n_tp = len(resolved.touchpoints)
+    assert len(resolved.paths) == 2 * n_tp + 1  # touchpoints -> emotion, -> recommend, emotion -> recommend
+    assert resolved.constructs["branch_visit"].scale.points == 5
+    assert resolved.constructs["recommend"].scale.points == 11
+    assert resolved.constructs["emotion"].scale.points == 7
+
+
+def test_explicit_touchpoint_constructs_in_the_field_vocabulary(demo):
+    spec = {"constructs": {"experience_app": {"items": ["mobile_app"], "kind": "touchpoint"},
+                           "experience_web": {"items": ["website"], "kind": "touchpoint"},
+                           "emotion": {"items": ["emo_happy", "emo_trust"], "mode": "latent",
+                                       "item_likelihood": "ordered_logistic"},
+                           "recommend": {"items": ["recommend"], "likelihood": "ordered_logistic"}},
+            "paths": ["touchpoints -> emotion", "emotion -> recommend", "experience_app -> recommend"]}
+    resolved = resolve_model_spec(spec, demo.spec, list(demo.survey.columns))
+    assert resolved.touchpoints == ["experience_app", "experience_web"]
+    assert resolved.sources("recommend") == ["emotion", "experience_app"]
+    assert resolved.constructs["experience_app"].scale.max == 5  # filled from the dataset spec
+
+
+@pytest.mark.parametrize("paths,message", [
+    (["touchpoints -> emotion", "emotion -> nowhere"], "unknown target 'nowhere'"),
+    (["touchpoints -> emotion", "emotion -> recommend", "recommend -> emotion"], "cycle"),
+    (["emotion -> branch_visit", "emotion -> recommend"], "exogenous"),
+    (["touchpoints -> emotion", "emotion -> recommend", "emotion -> recommend"], "declared twice"),
+    (["touchpoints emotion"], "source -> target"),
+])
+def test_bad_paths_are_named(demo, paths, message):
+    spec = {"touchpoints": "all", "paths": paths,
+            "constructs": {"emotion": {"items": ["emo_happy"]},
+                           "recommend": {"items": ["recommend"], "likelihood": "ordered_logistic"}}}
+    with pytest.raises(ModelSpecError, match=message):
+        resolve_model_spec(spec, demo.spec, list(demo.survey.columns))
+
+
+def test_unknown_keys_and_bad_constructs_are_rejected():
+    with pytest.raises(ModelSpecError, match="constructs.emotion.modee"):
+        parse_model_spec({"constructs": {"emotion": {"items": ["a"], "modee": "latent"}}, "paths": ["a -> b"]})
+    with pytest.raises(ModelSpecError, match="single observed item"):
+        parse_model_spec({"constructs": {"emotion": {"items": ["a", "b"], "likelihood": "ordered_logistic"}},
+                          "paths": []})
+    with pytest.raises(ModelSpecError, match="exactly one item"):
+        parse_model_spec({"constructs": {"tp": {"items": ["a", "b"], "kind": "touchpoint"}}, "paths": []})
+
+
+def test_missing_columns_are_listed(demo):
+    spec = {"touchpoints": ["mobile_app"], "paths": ["touchpoints -> recommend"],
+            "constructs": {"recommend": {"items": ["recomend"], "likelihood": "ordered_logistic"}},
+            "group_by": ["segmnt"]}
+    with pytest.raises(ModelSpecError, match=r"group_by: segmnt.*recommend: recomend"):
+        resolve_model_spec(spec, demo.spec, list(demo.survey.columns))
+
+
+def test_single_item_latent_construct_is_measured_without_error(demo):
+    spec = {"touchpoints": ["mobile_app"], "paths": ["touchpoints -> happy", "happy -> recommend"],
+            "constructs": {"happy": {"items": ["emo_happy"], "mode": "latent"},
+                           "recommend": {"items": ["recommend"], "likelihood": "ordered_logistic"}}}
+    resolved = resolve_model_spec(spec, demo.spec, list(demo.survey.columns))
+    assert resolved.constructs["happy"].mode == "composite"
+
+
+def test_not_applicable_touchpoints_keep_the_respondent(demo):
+    survey = demo.survey
+    prep = prepare_data(survey, default_model_spec(demo.spec), demo.spec)
+    assert prep.n == survey["recommend"].notna().sum() == len(survey)  # nobody dropped for a missing touchpoint
+    for t, tp in enumerate(prep.touchpoints):
+        rating = survey[tp].to_numpy()
+        used = ~np.isnan(rating)
+        assert ((prep.states[:, t] > 0) == used).all()
+        np.testing.assert_array_equal(prep.states[used, t], rating[used].astype(int))  # 1-5 scale -> state = rating
+    # centred rating where used, 0 where not: the slope feature at state s is s - 3 on a 1-5 scale
+    np.testing.assert_allclose(prep.features["slope"][0, 1:6], [-2, -1, 0, 1, 2])
+    np.testing.assert_allclose(prep.features["penalty"][0], [0, 1, 1, 0, 0, 0])
+    np.testing.assert_allclose(prep.features["reward"][0], [0, 0, 0, 0, 0, 1])
+    assert prep.group_dims == ["segment", "market"]
+    assert prep.n_cells == 12
+    # composite emotion: standardised weighted mean of the item z-scores
+    assert abs(prep.scores["emotion"].mean()) < 1e-9 and abs(prep.scores["emotion"].std() - 1) < 1e-9
+
+
+def test_rows_without_an_outcome_are_dropped_and_counted(demo):
+    survey = demo.survey.copy()
+    survey.loc[survey.index[:5], "recommend"] = pd.NA
+    prep = prepare_data(survey, default_model_spec(demo.spec), demo.spec)
+    assert prep.n == len(survey) - 5
+    assert prep.dropped_rows == {"recommend: no answer": 5}
+
+
+def test_ratings_off_the_scale_name_the_column(demo):
+    survey = demo.survey.copy()
+    survey.loc[survey.index[0], "website"] = 3.5
+    with pytest.raises(ValueError, match=r"website.*whole points.*3\.5"):
+        prepare_data(survey, default_model_spec(demo.spec), demo.spec)
+
+
+def test_rare_touchpoints_are_left_out_and_reported(demo):
+    survey = demo.survey.copy()
+    survey["tech_support"] = np.where(np.arange(len(survey)) < 5, 3.0, np.nan)
+    prep = prepare_data(survey, default_model_spec(demo.spec), demo.spec)
+    assert "tech_support" not in prep.touchpoints
+    assert "5 users" in prep.dropped_touchpoints["tech_support"]
+
+
+def test_group_dimension_with_one_level_is_skipped(demo):
+    survey = demo.survey[demo.survey.segment == "mass"]
+    prep = prepare_data(survey, default_model_spec(demo.spec), demo.spec)
+    assert prep.group_dims == ["market"]
+
+
+def test_default_spec_is_yaml_friendly(demo):
+    spec = default_model_spec(demo.spec, emotion_mode="latent")
+    again = DriverModelSpec.model_validate(spec.model_dump(exclude_defaults=True))
+    assert again == spec
+    assert [str(p) for p in spec.paths] == ["touchpoints -> emotion", "emotion -> recommend",
+                                            "touchpoints -> recommend"]
