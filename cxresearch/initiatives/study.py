@@ -1,11 +1,12 @@
 """The initiatives study in a few calls (what ``notebooks/initiatives.ipynb`` runs).
 
-    models = choose_models(dataset, use_truth, data, draws, seed)      # truth (demo) or fitted models
+    models = choose_models(dataset, use_truth, data, draws, seed, **fit_settings)  # fitted (default) or truth
     study = run_study(data, catalogue, models, budget=..., ...)          # values, ranking, roadmap
     plan_headline_markdown(study.roadmap, study.singles, study.catalogue, discount_rate_annual)
+    fitted_vs_truth(data, study, truth_beside(dataset))                  # validation on simulated data
 
-The fitted models plug in at :func:`fitted_models`: it must return a DriverScenarioModel and a ValueModel
-(see :mod:`cxresearch.initiatives.value`).
+The fitted models come from :func:`fitted_models`: the drivers posterior adapted to ``class_mix`` and the
+economics survival posterior turned into cash flows by NPS class (:mod:`cxresearch.initiatives.fitted`).
 """
 from __future__ import annotations
 
@@ -25,16 +26,73 @@ from cxresearch.initiatives.catalogue import (
     touchpoint_info_from_spec,
 )
 from cxresearch.initiatives.roadmap import Roadmap, build_roadmap, rank_initiatives
-from cxresearch.initiatives.value import DriverScenarioModel, InitiativeEngine, ValueModel, ValueResult
+from cxresearch.initiatives.value import (
+    INTERVAL,
+    DriverScenarioModel,
+    InitiativeEngine,
+    ValueModel,
+    ValueResult,
+    summarise_draws,
+)
+
+#: Fit settings of the fitted models (the params keys) and their defaults; see :func:`fitted_models`.
+FIT_DEFAULTS: dict[str, Any] = {
+    "driver_method": "nuts", "driver_draws": 1000, "driver_tune": 700, "driver_chains": 2,
+    "driver_max_draws": 500, "driver_wave": "latest", "survival_draws": 1000, "survival_tune": 1000,
+    "survival_chains": 2, "value_nps_wave": "1",
+    "word_of_mouth": {"referrals_per_promoter": 0.0, "prospects_lost_per_detractor": 0.0, "value_per_referral": 0.0},
+}
+_DIAGNOSTIC_KEYS = ("rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "passed", "method")
 
 
 @dataclass
 class Models:
-    """The driver and value models used, and a sentence saying which they are."""
+    """The driver and value models used, a sentence saying which they are, and their fits' diagnostics.
+
+    ``diagnostics`` is ``{"driver": {...}, "value": {...}}`` for fitted models (R-hat max, ESS min,
+    divergences, ``passed``) and empty for the simulator's true models.
+    """
 
     driver: DriverScenarioModel
     value: ValueModel
     source: str
+    diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def fitted(self) -> bool:
+        """Whether these are fitted models (with diagnostics), not the simulator's truth."""
+        return bool(self.diagnostics)
+
+    @property
+    def passed(self) -> bool:
+        """Every fit passed its diagnostics gate (True for the truth, which has none)."""
+        return all(bool(d.get("passed")) for d in self.diagnostics.values())
+
+    def failed(self) -> list[str]:
+        """Names of the fits that failed their diagnostics gate."""
+        return [k for k, d in self.diagnostics.items() if not d.get("passed")]
+
+    def results(self) -> dict[str, Any]:
+        """What results.json records under ``models``: the source and each fit's diagnostics block."""
+        out: dict[str, Any] = {"source": self.source, "fitted": self.fitted}
+        for name, d in self.diagnostics.items():
+            out[name] = {"diagnostics": {k: d.get(k) for k in _DIAGNOSTIC_KEYS if k in d}
+                         | {"reasons": list(d.get("reasons") or d.get("failures") or [])}}
+        return out
+
+    def warning_markdown(self) -> str:
+        """A bold warning naming the fits that failed their gate ('' when all passed): the report's top line."""
+        failed = self.failed()
+        if not failed:
+            return ""
+        names = {"driver": "driver model", "value": "survival (value) model"}
+        parts = []
+        for k in failed:
+            d = self.diagnostics[k]
+            reasons = "; ".join(d.get("reasons") or d.get("failures") or []) or "gate not met"
+            parts.append(f"the {names.get(k, k)} ({reasons})")
+        return ("**Warning: " + " and ".join(parts) + " did not pass the diagnostics gate. The values below are "
+                "not reliable for decisions until the models are re-run with more draws and pass.**\n\n")
 
 
 @dataclass
@@ -70,6 +128,33 @@ def validate_settings(settings: Mapping[str, Any], source: str = "settings") -> 
                 problems.append(f"{source}.{key}: expected a number, got {v!r}")
             elif v < low or (high is not None and v > high):
                 problems.append(f"{source}.{key}: {v!r} is outside {low} to {high if high is not None else 'inf'}")
+    fit_checks = {"driver_draws": (50, 100_000), "driver_tune": (50, 100_000), "driver_chains": (1, 16),
+                  "driver_max_draws": (10, 100_000), "survival_draws": (50, 100_000),
+                  "survival_tune": (50, 100_000), "survival_chains": (1, 16)}
+    for key, (low, high) in fit_checks.items():
+        if key in settings:
+            v = settings[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v):
+                problems.append(f"{source}.{key}: expected a whole number, got {v!r}")
+            elif not low <= v <= high:
+                problems.append(f"{source}.{key}: {v!r} is outside {low} to {high}")
+    if "driver_method" in settings and settings["driver_method"] not in ("nuts", "approx"):
+        problems.append(f"{source}.driver_method: must be 'nuts' or 'approx', got {settings['driver_method']!r}")
+    for key in ("driver_wave", "value_nps_wave"):
+        if key in settings and not isinstance(settings[key], str):
+            problems.append(f"{source}.{key}: expected a wave name as text (e.g. \"1\", \"latest\"), "
+                            f"got {settings[key]!r}")
+    if "word_of_mouth" in settings:
+        wom = settings["word_of_mouth"]
+        allowed = set(FIT_DEFAULTS["word_of_mouth"])
+        if not isinstance(wom, Mapping):
+            problems.append(f"{source}.word_of_mouth: expected a mapping with {sorted(allowed)}, got {wom!r}")
+        else:
+            for k, v in wom.items():
+                if k not in allowed:
+                    problems.append(f"{source}.word_of_mouth.{k}: unknown assumption (allowed: {sorted(allowed)})")
+                elif isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                    problems.append(f"{source}.word_of_mouth.{k}: expected a number >= 0, got {v!r}")
     for key in ("horizon_months", "draws"):
         if key in settings and isinstance(settings[key], float) and not settings[key].is_integer():
             problems.append(f"{source}.{key}: must be a whole number, got {settings[key]!r}")
@@ -83,22 +168,45 @@ def truth_beside(dataset: str | Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def fitted_models(data: Any, draws: int, seed: int) -> Models:
-    """HOOK for the fitted models: a driver model adapted to ``class_mix`` and the economics CLV draws.
+def fitted_models(data: Any, draws: int, seed: int, *, driver_method: str = "nuts", driver_draws: int = 1000,
+                  driver_tune: int = 700, driver_chains: int = 2, driver_max_draws: int = 500,
+                  driver_wave: str = "latest", survival_draws: int = 1000, survival_tune: int = 1000,
+                  survival_chains: int = 2, value_nps_wave: str = "1",
+                  word_of_mouth: Mapping[str, float] | None = None, driver_model: Mapping[str, Any] | None = None,
+                  baseline_wave: str = "latest") -> Models:
+    """Fit the driver model and the survival model to ``data`` (a CXData) and wrap them for the engine.
 
-    Not wired yet: the drivers and economics modules provide the posteriors; an adapter must expose
-    ``class_mix(survey, draws, rng) -> [draws, 3]`` (driver) and ``cashflows(customers, draws,
-    horizon_months, rng) -> ClvDraws`` (value). See :mod:`cxresearch.initiatives.value`.
+    Driver: :func:`cxresearch.drivers.fit_driver_model` (``driver_method`` nuts or approx) on the survey
+    rows of ``driver_wave`` ("latest": the baseline wave the initiatives start from, "all", or a wave),
+    adapted by :class:`~cxresearch.initiatives.fitted.FittedDriverModel` with ``driver_max_draws`` posterior
+    draws. Value: the economics piecewise-exponential survival model on the customers with an NPS class in
+    ``value_nps_wave`` (:func:`~cxresearch.initiatives.fitted.fit_value_model`). ``draws`` (the engine's
+    draws) bounds the posterior draws used. The returned ``source`` names both models with their
+    diagnostics (R-hat max, ESS min, divergences) and says when a gate failed.
     """
-    raise NotImplementedError(
-        "The fitted driver and economics models are not connected to the initiatives study yet. "
-        "Run on simulated data with use_truth = true (truth.json beside the dataset), or wire "
-        "cxresearch.initiatives.study.fitted_models to the drivers / economics posteriors.")
+    from cxresearch.initiatives.fitted import fit_driver_scenario_model, fit_value_model
+
+    wave = driver_wave
+    if wave == "latest":
+        wave = baseline_survey(data.survey, baseline_wave)[1]
+    driver = fit_driver_scenario_model(data, wave=wave, model=driver_model, method=driver_method,
+                                       draws=driver_draws, tune=driver_tune, chains=driver_chains, seed=seed,
+                                       max_draws=min(int(driver_max_draws), int(draws)))
+    value = fit_value_model(data, nps_wave=value_nps_wave, draws=survival_draws, tune=survival_tune,
+                            chains=survival_chains, seed=seed, clv_draws=int(draws), word_of_mouth=word_of_mouth)
+    diagnostics = {"driver": dict(driver.diagnostics), "value": dict(value.diagnostics)}
+    where = "all survey waves" if wave in ("all", "", None) else f"survey wave {wave}"
+    source = (f"fitted models: {driver.describe()} on {where}; {value.describe()}")
+    failed = [k for k, d in diagnostics.items() if not d.get("passed")]
+    if failed:
+        source = f"fitted models, NOT PASSING the diagnostics gate ({', '.join(failed)}): " + source[len("fitted models: "):]
+    return Models(driver, value, source, diagnostics)
 
 
-def choose_models(dataset: str | Path, use_truth: bool, data: Any, draws: int, seed: int) -> Models:
-    """The simulator's true models when ``use_truth`` and a truth.json sits beside the dataset; else the
-    fitted ones (:func:`fitted_models`)."""
+def choose_models(dataset: str | Path, use_truth: bool, data: Any, draws: int, seed: int,
+                  **fit_settings: Any) -> Models:
+    """The simulator's true models when ``use_truth`` (validation / demo; needs truth.json beside the
+    dataset); else the fitted ones (:func:`fitted_models`, which receives ``fit_settings``)."""
     from cxresearch.initiatives.truth import TrueDriverModel, TrueValueModel
 
     truth = truth_beside(dataset)
@@ -109,7 +217,7 @@ def choose_models(dataset: str | Path, use_truth: bool, data: Any, draws: int, s
     if use_truth:
         raise FileNotFoundError(f"use_truth is true but there is no truth.json beside {dataset}; "
                                 "set use_truth = false to use the fitted models")
-    return fitted_models(data, draws, seed)
+    return fitted_models(data, draws, seed, **fit_settings)
 
 
 def baseline_survey(survey: pd.DataFrame, wave: str = "latest") -> tuple[pd.DataFrame, str]:
@@ -144,13 +252,14 @@ def run_study(data: Any, catalogue: Any, models: Models, budget: float, discount
                        baseline_wave=wave, notes=notes)
 
 
-def evaluation_setup(dataset: str | Path, use_truth: bool, touchpoint: str, treated_units: list[str],
+def evaluation_setup(dataset: str | Path, touchpoint: str, treated_units: list[str],
                      post_waves: list[str]) -> dict[str, Any] | None:
     """What the difference-in-differences section evaluates, or None when nothing is configured.
 
-    Given ``touchpoint`` and ``treated_units`` they are used as they are. Otherwise, with ``use_truth`` and
-    a simulated dataset whose truth.json records a planted intervention, that intervention (its touchpoint,
-    treated units and wave) is evaluated and its true effects are returned under ``truth`` for comparison.
+    Given ``touchpoint`` and ``treated_units`` they are used as they are. Otherwise, on a simulated dataset
+    whose truth.json records a planted intervention, that intervention (its touchpoint, treated units and
+    wave) is evaluated and its true effects are returned under ``truth`` for comparison (the evaluation
+    itself uses only the survey data, whichever models value the initiatives).
     """
     if touchpoint and treated_units:
         return {"touchpoint": touchpoint, "treated_units": [str(u) for u in treated_units],
@@ -159,7 +268,7 @@ def evaluation_setup(dataset: str | Path, use_truth: bool, touchpoint: str, trea
         raise ValueError("evaluation: give both evaluation_touchpoint and evaluation_treated_units "
                          f"(got touchpoint={touchpoint!r}, {len(treated_units)} treated units)")
     truth_path = truth_beside(dataset)
-    if not (use_truth and truth_path is not None):
+    if truth_path is None:
         return None
     import json
 
@@ -169,3 +278,55 @@ def evaluation_setup(dataset: str | Path, use_truth: bool, touchpoint: str, trea
     return {"touchpoint": intervention["touchpoint"], "treated_units": list(intervention["treated_units"]),
             "post_waves": [str(intervention.get("wave", "2"))],
             "truth": {"rating": intervention.get("true_effect_rating"), "nps": intervention.get("true_effect_nps")}}
+
+
+# --------------------------------------------------------------------------------------------------------
+# validation against the simulator's truth
+# --------------------------------------------------------------------------------------------------------
+def fitted_vs_truth(data: Any, study: StudyResult, truth: str | Path | Mapping[str, Any]) -> pd.DataFrame:
+    """Each initiative valued with the study's (fitted) models and with the simulator's true models.
+
+    Same survey rows, customers, effect draws (same seed), horizon and discount rate; the truth carries
+    effect-size uncertainty only. Columns: initiative, label, fitted / truth net value (mean, 5%, 95%),
+    fitted / truth NPS shift, ``covered`` (the true mean inside the fitted 90% interval).
+    """
+    from cxresearch.initiatives.truth import TrueDriverModel, TrueValueModel
+
+    engine = study.engine
+    survey, _ = baseline_survey(data.survey, study.baseline_wave)
+    true_engine = InitiativeEngine(survey, engine.touchpoints, TrueDriverModel(truth), TrueValueModel(truth),
+                                   customers=data.customers, draws=engine.draws, horizon_months=engine.horizon,
+                                   discount_rate_annual=engine.discount_rate_annual, seed=engine.seed)
+    rows = []
+    for ini in study.catalogue:
+        fitted = study.singles[ini.name]
+        true = true_engine.evaluate([ini])
+        f, t = summarise_draws(fitted.net_value), summarise_draws(true.net_value)
+        fn, tn = summarise_draws(fitted.nps_shift), summarise_draws(true.nps_shift)
+        rows.append({"initiative": ini.name, "label": ini.title,
+                     "fitted_mean": f["mean"], "fitted_low": f["interval"][0], "fitted_high": f["interval"][1],
+                     "truth_mean": t["mean"], "truth_low": t["interval"][0], "truth_high": t["interval"][1],
+                     "fitted_nps_shift": fn["mean"], "truth_nps_shift": tn["mean"],
+                     "covered": bool(f["interval"][0] <= t["mean"] <= f["interval"][1])})
+    return pd.DataFrame(rows)
+
+
+def truth_comparison_display(frame: pd.DataFrame, currency: str = "€") -> pd.DataFrame:
+    """The comparison for readers: one row per initiative, money in whole units, interval in words."""
+    lv = f"{round(100 * (INTERVAL[1] - INTERVAL[0]))}%"
+    return pd.DataFrame({
+        "Initiative": frame["label"],
+        "Net value, fitted models": [f"{currency}{m:,.0f} ({currency}{lo:,.0f} to {currency}{hi:,.0f})"
+                                     for m, lo, hi in zip(frame.fitted_mean, frame.fitted_low, frame.fitted_high)],
+        "Net value, true models": [f"{currency}{m:,.0f} ({currency}{lo:,.0f} to {currency}{hi:,.0f})"
+                                   for m, lo, hi in zip(frame.truth_mean, frame.truth_low, frame.truth_high)],
+        "NPS shift (fitted / true)": [f"{a:+.1f} / {b:+.1f}" for a, b in zip(frame.fitted_nps_shift,
+                                                                             frame.truth_nps_shift)],
+        f"True value inside the fitted {lv} interval": ["yes" if c else "NO" for c in frame.covered]})
+
+
+def truth_comparison_results(frame: pd.DataFrame) -> dict[str, Any]:
+    """results.json entries: ``{initiative: {fitted: {mean, interval}, truth: {mean, interval}, covered}}``."""
+    return {r.initiative: {"fitted": {"mean": r.fitted_mean, "interval": [r.fitted_low, r.fitted_high]},
+                           "truth": {"mean": r.truth_mean, "interval": [r.truth_low, r.truth_high]},
+                           "covered": bool(r.covered)} for r in frame.itertuples(index=False)}

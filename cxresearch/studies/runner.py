@@ -652,7 +652,7 @@ def _execute_all(plans: list[RunPlan], workers: int | None, scheduler: str | Non
         return
     check_kernel(plans[0].kernel_name)
     cores = available_cores()
-    n = workers or default_workers(len(plans), cores)
+    n = min(workers or default_workers(len(plans), cores), len(plans))  # 1 run on 2 workers gets every core
     threads = threads_per_run(n, cores)
     plans = [replace(p, threads=threads) for p in plans]
     if n == 1:
