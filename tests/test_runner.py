@@ -254,3 +254,15 @@ def test_record_result_nests_converts_and_writes(tmp_path, monkeypatch):
         results.record_result("nps.bad", object())
     with pytest.raises(ValueError, match="empty part"):
         results.record_result("nps..x", 1)
+
+
+def test_runs_are_interleaved_across_studies_keeping_each_studys_order():
+    """The second worker starts another study's run instead of waiting for the first study's shared fit."""
+    from types import SimpleNamespace
+
+    from cxresearch.studies.runner import interleave_studies
+
+    plans = [SimpleNamespace(study=s, n=i) for i, s in enumerate(["drivers"] * 3 + ["economics"] * 2 + ["nps"])]
+    order = [(p.study, p.n) for p in interleave_studies(plans)]
+    assert order == [("drivers", 0), ("economics", 3), ("nps", 5), ("drivers", 1), ("economics", 4), ("drivers", 2)]
+    assert interleave_studies([]) == []

@@ -600,6 +600,7 @@ def run_studies(params_files: Sequence[str | Path], *, out: str | Path | None = 
             outcomes.append(outcome_from_manifest(p, manifest, _read_results(p.run_dir), skipped=True))
         else:
             todo.append(p)
+    todo = interleave_studies(todo)
 
     bar = tqdm(total=len(plan.runs), desc="runs", unit="run", file=sys.stderr,
                disable=(not progress) if progress is not None else None, dynamic_ncols=True)
@@ -641,6 +642,17 @@ def _read_results(run_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def interleave_studies(plans: Sequence[RunPlan]) -> list[RunPlan]:
+    """Runs in round-robin order across studies (first run of each study, then the second...), keeping
+    each study's own order. Runs of one study often share work (the drivers study's shared fit): the
+    first one does it while the other workers run other studies instead of waiting for it."""
+    by_study: dict[str, list[RunPlan]] = {}
+    for p in plans:
+        by_study.setdefault(p.study, []).append(p)
+    queues = list(by_study.values())
+    return [q[i] for i in range(max((len(q) for q in queues), default=0)) for q in queues if i < len(q)]
 
 
 def _execute_all(plans: list[RunPlan], workers: int | None, scheduler: str | None) -> Iterable[dict[str, Any]]:
