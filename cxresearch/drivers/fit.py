@@ -91,6 +91,15 @@ def compile_driver_model(prep: PreparedData, reuse: bool = True) -> tuple[Any, M
     return model, layout, compiled
 
 
+def resolve_model(model: DriverModelSpec | Mapping[str, Any] | None, dataset_spec: Any = None) -> DriverModelSpec:
+    """The path model to fit: ``model`` parsed, or (None / empty) the dataset's standard chain."""
+    if model is None or (isinstance(model, Mapping) and not model):
+        if dataset_spec is None:
+            raise ValueError("no model given and no dataset spec to build the default model from")
+        return default_model_spec(dataset_spec)
+    return parse_model_spec(model)
+
+
 def fit_driver_model(survey: Any, model: DriverModelSpec | Mapping[str, Any] | None = None, *,
                      dataset_spec: Any | None = None, method: str = "nuts", draws: int = 1000,
                      tune: int = 1000, chains: int = 2, cores: int | None = None, target_accept: float = 0.8,
@@ -109,12 +118,7 @@ def fit_driver_model(survey: Any, model: DriverModelSpec | Mapping[str, Any] | N
         frame, dataset_spec = survey.survey, dataset_spec or survey.spec
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"survey must be a DataFrame or CXData, got {type(survey).__name__}")
-    if model is None or (isinstance(model, Mapping) and not model):
-        if dataset_spec is None:
-            raise ValueError("no model given and no dataset spec to build the default model from")
-        spec = default_model_spec(dataset_spec)
-    else:
-        spec = parse_model_spec(model)
+    spec = resolve_model(model, dataset_spec)
     started = time.perf_counter()
     prep = prepare_data(frame, spec, dataset_spec)
     timings = {"prepare_s": time.perf_counter() - started}

@@ -13,21 +13,20 @@ settings go to disk; the data arrays are rebuilt from the same survey rows on lo
 """
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from cxresearch.drivers.fit import DriverFit
+from cxresearch.drivers.fit import DriverFit, resolve_model
 from cxresearch.drivers.model import build_model, prepare_data
-from cxresearch.drivers.spec import DriverModelSpec, default_model_spec, parse_model_spec
+from cxresearch.drivers.spec import DriverModelSpec
 from cxresearch.studies.manifest import canonical_json, package_source_hash, sha256_text
 
 _FORMAT = 1
@@ -49,18 +48,10 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def _resolve_spec(model: DriverModelSpec | Mapping[str, Any] | None, dataset_spec: Any) -> DriverModelSpec:
-    if model is None or (isinstance(model, Mapping) and not model):
-        if dataset_spec is None:
-            raise ValueError("no model given and no dataset spec to build the default model from")
-        return default_model_spec(dataset_spec)
-    return parse_model_spec(model)
-
-
 def fit_key(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] | None, settings: Mapping[str, Any],
             dataset_spec: Any = None) -> str:
     """The cache key of a fit: survey rows, model, sampler settings, seed, package source and versions."""
-    spec = _resolve_spec(model, dataset_spec)
+    spec = resolve_model(model, dataset_spec)
     parts = {"format": _FORMAT, "rows": frame_hash(frame), "model": spec.model_dump(mode="json"),
              "settings": dict(sorted(settings.items())), "source": package_source_hash(),
              "versions": _versions(),
@@ -108,22 +99,28 @@ def load_fit(path: str | Path, frame: pd.DataFrame, model: DriverModelSpec | Map
         raise ValueError(f"{path}: saved with format {meta.get('format')!r}, this version reads {_FORMAT}")
     if meta.get("rows") != frame_hash(frame):
         raise ValueError(f"{path}: the survey rows given are not the ones this fit was made from")
-    spec = _resolve_spec(model, dataset_spec)
+    spec = resolve_model(model, dataset_spec)
     prep = prepare_data(frame, spec, dataset_spec)
     _, layout = build_model(prep)
     return DriverFit(prep=prep, layout=layout, idata=idata, diagnostics=meta["diagnostics"], method=meta["method"],
                      timings=meta.get("timings", {}), settings=meta.get("settings", {}))
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[float]:
-    """Hold an exclusive lock on ``path`` (created if missing); yields the seconds spent waiting."""
+def _compute_once(path: Path, compute: Callable[[], Any], save: Callable[[Any, Path], None],
+                  load: Callable[[Path], Any]) -> tuple[Any, bool]:
+    """``load(path)`` if it exists, else ``compute()`` and ``save`` it atomically; under an exclusive file
+    lock beside ``path``, so parallel runs compute once and the others wait and load. (value, reused)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with open(path, "a+") as handle:
+    with open(path.with_name(f".{path.name}.lock"), "a+") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
-            yield time.perf_counter() - started
+            if path.exists():
+                return load(path), True
+            value = compute()
+            partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+            save(value, partial)
+            os.replace(partial, path)
+            return value, False
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
@@ -135,7 +132,7 @@ def shared_fit(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] |
 
     ``settings`` are :func:`cxresearch.drivers.fit_driver_model`'s keyword arguments (method, draws,
     tune, chains, seed...). Provenance: ``key``, ``path``, ``reused`` (loaded from an earlier run) and
-    ``waited_s`` (time spent waiting for another run's fit).
+    ``waited_s`` (seconds until the fit was ready: another run's fit, or this one's).
     """
     from cxresearch.drivers.fit import fit_driver_model
 
@@ -144,17 +141,13 @@ def shared_fit(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] |
     # change the draws, so they are not part of the key)
     settings.setdefault("cores", min(int(settings.get("chains", 2)), os.cpu_count() or 1))
     key = fit_key(frame, model, {k: v for k, v in settings.items() if k != "cores"}, dataset_spec)
-    cache_dir = Path(cache_dir)
-    path = cache_dir / f"drivers-{key}.nc"
-    with _locked(cache_dir / f".drivers-{key}.lock") as waited:
-        if path.is_file():
-            result = load_fit(path, frame, model, dataset_spec)
-            reused = True
-        else:
-            result = fitter(frame, model, dataset_spec=dataset_spec, **settings)
-            save_fit(result, path, frame)
-            reused = False
-    return result, {"key": key, "path": str(path), "reused": reused, "waited_s": round(waited, 1)}
+    path = Path(cache_dir) / f"drivers-{key}.nc"
+    started = time.perf_counter()
+    result, reused = _compute_once(path, lambda: fitter(frame, model, dataset_spec=dataset_spec, **settings),
+                                   lambda fit, target: save_fit(fit, target, frame),
+                                   lambda source: load_fit(source, frame, model, dataset_spec))
+    return result, {"key": key, "path": str(path), "reused": reused,
+                    "waited_s": round(time.perf_counter() - started, 1)}
 
 
 def shared_result(cache_dir: str | Path, name: str, key_parts: Mapping[str, Any],
@@ -163,13 +156,4 @@ def shared_result(cache_dir: str | Path, name: str, key_parts: Mapping[str, Any]
     """Compute-once for any other study artefact (e.g. the ECSI reference check): (value, reused)."""
     key = sha256_text(canonical_json({"parts": dict(key_parts), "source": package_source_hash(),
                                       "versions": _versions()}))[:20]
-    cache_dir = Path(cache_dir)
-    path = cache_dir / f"{name}-{key}"
-    with _locked(cache_dir / f".{name}-{key}.lock"):
-        if path.exists():
-            return load(path), True
-        value = compute()
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        save(value, partial)
-        os.replace(partial, path)
-        return value, False
+    return _compute_once(Path(cache_dir) / f"{name}-{key}", compute, save, load)

@@ -1,4 +1,5 @@
-"""Report helpers for the drivers notebook: business-readable tables and sentences (no modelling here)."""
+"""The drivers notebook's steps: which fit a run reports on (:func:`fit_for_run`) and on which answers
+(:func:`run_rows`), then business-readable tables and sentences. The modelling itself lives in fit / effects."""
 from __future__ import annotations
 
 from typing import Any

@@ -57,15 +57,11 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _gate_figures(diagnostics: Mapping[str, Any]) -> str:
-    """'R-hat max 1.004, ESS min 512, 0 divergences' (or the approximate method's wording)."""
-    method = str(diagnostics.get("method", ""))
-    ess = min(float(diagnostics.get("ess_bulk_min", np.nan)), float(diagnostics.get("ess_tail_min", np.nan)))
-    rhat = diagnostics.get("rhat_max")
-    rhat_text = "R-hat n/a" if rhat is None or not np.isfinite(rhat) else f"R-hat max {float(rhat):.3f}"
-    text = f"{rhat_text}, ESS min {ess:.0f}, {int(diagnostics.get('divergences', 0))} divergences"
-    if "approx" in method.lower():
-        text += " (approximate method: no R-hat)"
-    return text + ("; diagnostics passed" if diagnostics.get("passed") else "; DIAGNOSTICS FAILED")
+    """The diagnostics figures and the gate's verdict, for the one-line model descriptions."""
+    from cxresearch.reports.display import diagnostics_figures
+
+    return diagnostics_figures(diagnostics) + ("; diagnostics passed" if diagnostics.get("passed")
+                                               else "; DIAGNOSTICS FAILED")
 
 
 # --------------------------------------------------------------------------------------------------------
