@@ -3,9 +3,7 @@ network host unresolvable (offline), follows each row's link, checks the report'
 row's segment and market, and saves a screenshot to test-artifacts/index.png."""
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,38 +13,10 @@ from cxresearch.studies.commands import run_command
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 import study_fixtures as F  # noqa: E402  (tests/ is on sys.path under pytest)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("chromium / chromedriver not installed at /usr/bin")
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="cx-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=1400,1000", f"--user-data-dir={profile}",
-                "--host-resolver-rules=MAP * ~NOTFOUND"):  # offline: any CDN fetch would fail
-        options.add_argument(arg)
-    try:
-        driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    except Exception as exc:  # noqa: BLE001 - a broken browser install is an environment problem
-        shutil.rmtree(profile, ignore_errors=True)
-        pytest.skip(f"chromium could not start: {exc}")
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

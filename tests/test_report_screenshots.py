@@ -5,8 +5,6 @@ The screenshot is kept as test-artifacts/measurement_report.png for review."""
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,37 +17,8 @@ from cxresearch.yamlio import dump_yaml, load_yaml
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]  # ~13-23 s: not slow
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = REPO / "test-artifacts"
 WINDOW = (1300, 1000)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("chromium / chromedriver not installed at /usr/bin")
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="cx-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--user-data-dir={profile}",
-                "--host-resolver-rules=MAP * ~NOTFOUND"):  # offline: the report must not need the network
-        options.add_argument(arg)
-    try:
-        driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    except Exception as exc:  # noqa: BLE001 - a broken browser install is an environment problem
-        shutil.rmtree(profile, ignore_errors=True)
-        pytest.skip(f"chromium could not start: {exc}")
-    driver.set_page_load_timeout(60)
-    driver.set_window_size(*WINDOW)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +46,7 @@ def test_headline_is_on_the_first_screen(browser, measurement_report):
     headline = f"NPS {signed(results['nps']['mean'])}"
     interval_text = span(low, high)
 
+    browser.set_window_size(*WINDOW)
     browser.get(measurement_report.as_uri())
     browser.execute_script("window.scrollTo(0, 0)")
     ARTIFACTS.mkdir(exist_ok=True)

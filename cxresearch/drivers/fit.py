@@ -104,11 +104,14 @@ def fit_driver_model(survey: Any, model: DriverModelSpec | Mapping[str, Any] | N
                      dataset_spec: Any | None = None, method: str = "nuts", draws: int = 1000,
                      tune: int = 1000, chains: int = 2, cores: int | None = None, target_accept: float = 0.8,
                      seed: int = 1, advi_iterations: int = 30000, minibatch: int | str | None = "auto",
-                     low_rank: bool = False, progress: bool = False, reuse_compiled: bool = True) -> DriverFit:
+                     low_rank: bool = True, progress: bool = False, reuse_compiled: bool = True) -> DriverFit:
     """Fit the path model to survey rows (a canonical survey frame or a ``CXData``).
 
     ``method``: ``"nuts"`` (nutpie, default) or ``"approx"`` (mean-field ADVI; minibatches of 10,000 rows
-    above 50,000 rows when ``minibatch="auto"``). ``model``: a :class:`DriverModelSpec` or its mapping;
+    above 50,000 rows when ``minibatch="auto"``). ``low_rank`` (default): nutpie's low-rank modified mass matrix,
+    which learns the correlations of the touchpoint terms: about half the leapfrog steps per draw of the
+    diagonal one on the demo survey (15 vs 31, same ESS) and a quarter on 130k answers
+    (``benchmarks/bench_drivers.py``); False gives the diagonal mass matrix. ``model``: a :class:`DriverModelSpec` or its mapping;
     None gives the standard chain touchpoints -> emotion -> outcome (+ direct) from the dataset spec.
     """
     if method not in METHODS:
@@ -123,7 +126,7 @@ def fit_driver_model(survey: Any, model: DriverModelSpec | Mapping[str, Any] | N
     prep = prepare_data(frame, spec, dataset_spec)
     timings = {"prepare_s": time.perf_counter() - started}
     settings = {"method": method, "draws": draws, "tune": tune, "chains": chains, "target_accept": target_accept,
-                "seed": seed}
+                "seed": seed, "low_rank": low_rank}
     if method == "nuts":
         import nutpie
 

@@ -11,8 +11,10 @@ touchpoint slot is an intercept column (state 0 for every row). ``extra`` carrie
 predictors (composite scores, latent scores).
 
 A dense design matrix would cost rows x (4 x touchpoints + group deviations) multiply-adds twice per
-gradient and a gather of group slopes whose gradient is a slow scatter; here one loop over the rows does
-the lookups, the likelihood, and scatters the gradient into the small table (which stays in cache).
+gradient and a gather of group slopes whose gradient is a slow scatter; here three tight loops over the
+rows do the lookups (eta), the likelihood and d logp / d eta, and the scatter of that gradient into the
+small table (which stays in cache), reading the touchpoint states in place. On 130k answers x 14
+touchpoints an ordinal equation takes about 7.7 ms per log-likelihood + gradient on one core.
 
 :class:`TableLikelihood` wraps the kernels as a PyTensor Op with one output for the log-likelihood and
 outputs for its gradients; its ``grad`` reuses those outputs, so PyTensor merges the forward and the
@@ -58,88 +60,116 @@ def _softplus_sigmoid(x: float) -> tuple[float, float]:
     return math.log1p(e), e / (1.0 + e)
 
 
+@numba.njit(inline="always")
+def _softplus_parts(x: float) -> tuple[float, float, float]:
+    """softplus(x) = max(x, 0) + log(1 + q) with q = exp(-|x|) in (0, 1]: returns (max(x, 0), q, sigmoid(x)),
+    so a caller can take one log of a product of (1 + q) terms."""
+    if x > 0:
+        q = math.exp(-x)
+        return x, q, 1.0 / (1.0 + q)
+    q = math.exp(x)
+    return 0.0, q, q / (1.0 + q)
+
+
+@numba.njit(inline="always")
+def _gather(table, extra, states, cols, cell, eta):
+    """eta_i = extra_i + sum_t table[cell_i, t, states[i, cols[t]]] (flat offsets: no per-call copies)."""
+    flat = table.ravel()
+    n_slots, n_states = table.shape[1], table.shape[2]
+    for i in range(states.shape[0]):
+        base = cell[i] * n_slots * n_states
+        e = extra[i]
+        for t in range(cols.shape[0]):
+            e += flat[base + t * n_states + states[i, cols[t]]]
+        eta[i] = e
+
+
+@numba.njit(inline="always")
+def _scatter(table, states, cols, cell, d):
+    """d logp / d table: sum of the rows' d logp / d eta over their (cell, touchpoint, state) entries.
+
+    Four interleaved accumulators break the store-to-load chains of consecutive rows hitting one entry."""
+    n_slots, n_states = table.shape[1], table.shape[2]
+    size = table.size
+    acc = np.zeros(4 * size)
+    for i in range(states.shape[0]):
+        base = cell[i] * n_slots * n_states + (i & 3) * size
+        di = d[i]
+        for t in range(cols.shape[0]):
+            acc[base + t * n_states + states[i, cols[t]]] += di
+    return (acc[:size] + acc[size:2 * size] + acc[2 * size:3 * size] + acc[3 * size:]).reshape(table.shape)
+
+
 @numba.njit(cache=True, nogil=True)
-def ordinal_kernel(table, extra, theta, states, cell, y):  # pragma: no cover - compiled
+def ordinal_kernel(table, extra, theta, states, cols, cell, y):  # pragma: no cover - compiled
     """Ordered logistic: sum_i [-softplus(c[k-1] - eta_i) - softplus(eta_i - c[k])], k = y_i.
 
     The category-only term log(1 - exp(c[k-1] - c[k])) is added outside (it needs only counts).
-    ``theta`` holds the K-1 increasing cutpoints.
+    ``theta`` holds the K-1 increasing cutpoints. The two softplus terms share one log:
+    softplus(x) = max(x, 0) + log(1 + exp(-|x|)), and log(1 + q1) + log(1 + q2) = log((1 + q1)(1 + q2))
+    with q in (0, 1], so the product stays in [1, 4] (absolute error ~1e-16 per row).
     """
-    n, n_tp = states.shape
+    n = states.shape[0]
     n_cut = theta.shape[0]
-    g_table = np.zeros_like(table)
-    g_extra = np.empty(n)
     g_theta = np.zeros(n_cut)
+    g_extra = np.empty(n)
+    _gather(table, extra, states, cols, cell, g_extra)  # eta, overwritten by d logp / d eta below
     logp = 0.0
     for i in range(n):
-        c = cell[i]
-        eta = extra[i]
-        for t in range(n_tp):
-            eta += table[c, t, states[i, t]]
+        eta = g_extra[i]
         k = int(y[i])
         d = 0.0
+        prod = 1.0
         if k > 0:
-            sp, s = _softplus_sigmoid(theta[k - 1] - eta)
-            logp -= sp
+            linear, q, s = _softplus_parts(theta[k - 1] - eta)
+            logp -= linear
+            prod *= 1.0 + q
             d += s
             g_theta[k - 1] -= s
         if k < n_cut:
-            sp, s = _softplus_sigmoid(eta - theta[k])
-            logp -= sp
+            linear, q, s = _softplus_parts(eta - theta[k])
+            logp -= linear
+            prod *= 1.0 + q
             d -= s
             g_theta[k] += s
+        logp -= math.log(prod)
         g_extra[i] = d
-        for t in range(n_tp):
-            g_table[c, t, states[i, t]] += d
-    return logp, g_table, g_extra, g_theta
+    return logp, _scatter(table, states, cols, cell, g_extra), g_extra, g_theta
 
 
 @numba.njit(cache=True, nogil=True)
-def bernoulli_kernel(table, extra, theta, states, cell, y):  # pragma: no cover - compiled
+def bernoulli_kernel(table, extra, theta, states, cols, cell, y):  # pragma: no cover - compiled
     """Bernoulli with a logit link: sum_i [y_i eta_i - softplus(eta_i)]; ``theta`` is unused."""
-    n, n_tp = states.shape
-    g_table = np.zeros_like(table)
-    g_extra = np.empty(n)
+    n = states.shape[0]
     g_theta = np.zeros(theta.shape[0])
+    g_extra = np.empty(n)
+    _gather(table, extra, states, cols, cell, g_extra)
     logp = 0.0
     for i in range(n):
-        c = cell[i]
-        eta = extra[i]
-        for t in range(n_tp):
-            eta += table[c, t, states[i, t]]
+        eta = g_extra[i]
         sp, s = _softplus_sigmoid(eta)
         logp += y[i] * eta - sp
-        d = y[i] - s
-        g_extra[i] = d
-        for t in range(n_tp):
-            g_table[c, t, states[i, t]] += d
-    return logp, g_table, g_extra, g_theta
+        g_extra[i] = y[i] - s
+    return logp, _scatter(table, states, cols, cell, g_extra), g_extra, g_theta
 
 
 @numba.njit(cache=True, nogil=True)
-def gaussian_kernel(table, extra, theta, states, cell, y):  # pragma: no cover - compiled
+def gaussian_kernel(table, extra, theta, states, cols, cell, y):  # pragma: no cover - compiled
     """Gaussian: sum_i log N(y_i | eta_i, sigma); ``theta`` = [sigma]."""
-    n, n_tp = states.shape
+    n = states.shape[0]
     sigma = theta[0]
     inv_var = 1.0 / (sigma * sigma)
-    g_table = np.zeros_like(table)
-    g_extra = np.empty(n)
     g_theta = np.zeros(theta.shape[0])
+    g_extra = np.empty(n)
+    _gather(table, extra, states, cols, cell, g_extra)
     ss = 0.0
     for i in range(n):
-        c = cell[i]
-        eta = extra[i]
-        for t in range(n_tp):
-            eta += table[c, t, states[i, t]]
-        r = y[i] - eta
+        r = y[i] - g_extra[i]
         ss += r * r
-        d = r * inv_var
-        g_extra[i] = d
-        for t in range(n_tp):
-            g_table[c, t, states[i, t]] += d
+        g_extra[i] = r * inv_var
     logp = -n * math.log(sigma) - 0.5 * n * math.log(2 * math.pi) - 0.5 * ss * inv_var
     g_theta[0] = -n / sigma + ss / (sigma * sigma * sigma)
-    return logp, g_table, g_extra, g_theta
+    return logp, _scatter(table, states, cols, cell, g_extra), g_extra, g_theta
 
 
 _KERNELS = {"ordered_logistic": ordinal_kernel, "bernoulli": bernoulli_kernel, "gaussian": gaussian_kernel}
@@ -178,7 +208,8 @@ class TableLikelihood(Op):
         table, extra, theta, states, cell, y = inputs
         logp, g_table, g_extra, g_theta = _KERNELS[self.likelihood](
             np.ascontiguousarray(table, dtype="float64"), np.ascontiguousarray(extra, dtype="float64"),
-            np.ascontiguousarray(theta, dtype="float64"), states, cell, y)
+            np.ascontiguousarray(theta, dtype="float64"), states, np.arange(states.shape[1], dtype=np.int64),
+            cell, y)
         output_storage[0][0] = np.asarray(logp, dtype="float64")
         output_storage[1][0] = g_table
         output_storage[2][0] = g_extra
@@ -247,18 +278,15 @@ def equation_kernel(kind, coef, cell_dev, intercept_cell, extra, theta, features
     """
     n_terms, n_tp, n_states = features.shape
     table, n_rows = build_table(coef, cell_dev, intercept_cell, features, slope_feature, cols, freq)
-    last = states.shape[1] - 1
-    sub = np.empty((states.shape[0], n_tp + 1), dtype=np.int32)
-    for i in range(states.shape[0]):
-        for t in range(n_tp):
-            sub[i, t] = states[i, cols[t]]
-        sub[i, n_tp] = states[i, last]
+    slots = np.empty(n_tp + 1, dtype=np.int64)  # the equation's columns of ``states`` + the intercept slot
+    slots[:n_tp] = cols
+    slots[n_tp] = states.shape[1] - 1
     if kind == 0:
-        logp, g_table, g_extra, g_theta = ordinal_kernel(table, extra, theta, sub, cell, y)
+        logp, g_table, g_extra, g_theta = ordinal_kernel(table, extra, theta, states, slots, cell, y)
     elif kind == 1:
-        logp, g_table, g_extra, g_theta = bernoulli_kernel(table, extra, theta, sub, cell, y)
+        logp, g_table, g_extra, g_theta = bernoulli_kernel(table, extra, theta, states, slots, cell, y)
     else:
-        logp, g_table, g_extra, g_theta = gaussian_kernel(table, extra, theta, sub, cell, y)
+        logp, g_table, g_extra, g_theta = gaussian_kernel(table, extra, theta, states, slots, cell, y)
     n_cells = cell_dev.shape[0]
     g_coef = np.zeros_like(coef)
     g_dev = np.zeros_like(cell_dev)
@@ -357,7 +385,8 @@ def _register_numba() -> None:
 
         @numba_njit
         def table_likelihood(table, extra, theta, states, cell, y):
-            logp, g_table, g_extra, g_theta = kernel(table, extra, theta, states, cell, y)
+            cols = np.arange(states.shape[1])
+            logp, g_table, g_extra, g_theta = kernel(table, extra, theta, states, cols, cell, y)
             return np.asarray(logp), g_table, g_extra, g_theta
 
         return table_likelihood, 1
