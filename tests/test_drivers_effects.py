@@ -13,8 +13,8 @@ import pytest
 
 from cxresearch.drivers import effects as fx
 from cxresearch.drivers.fit import DriverFit
-from cxresearch.drivers.kernels import equation_kernel
-from cxresearch.drivers.model import build_model, prepare_data
+from cxresearch.drivers.kernels import equation_kernel, gaussian_suffstat_kernel, row_offsets
+from cxresearch.drivers.model import build_model, gaussian_statistics, prepare_data
 from cxresearch.drivers.spec import default_model_spec
 from cxresearch.drivers.summary import fix_first_markdown, results_dict, summarize_drivers
 
@@ -83,7 +83,8 @@ def test_numpy_linear_predictor_matches_the_likelihood_kernel(prep):
             kind = 0 if j == "recommend" else 2
             logp = equation_kernel(kind, eq.coef[s], eq.cell_dev[s], eq.intercept_cell[s],
                                    np.asarray(extra, dtype=float), eq.theta[s], features,
-                                   prep.features["slope"][eq.cols], eq.cols, prep.freq, prep.states, prep.cell,
+                                   prep.features["slope"][eq.cols], eq.cols, prep.freq,
+                                   row_offsets(prep.states, prep.cell, eq.cols, prep.n_cells, prep.n_states),
                                    prep.outcomes[j])[0]
             if j == "recommend":
                 from cxresearch.drivers.likelihoods import ordered_logistic_probs
@@ -96,6 +97,12 @@ def test_numpy_linear_predictor_matches_the_likelihood_kernel(prep):
                 sigma = eq.theta[s, 0]
                 resid = prep.outcomes[j] - eta[j][s]
                 ours = (-0.5 * (resid / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)).sum()
+                # the same equation on per-cell sufficient statistics (what the sampler uses on large data)
+                stats = gaussian_statistics(prep, eq.layout).values()
+                on_stats = gaussian_suffstat_kernel(eq.coef[s], eq.cell_dev[s], eq.intercept_cell[s], eq.theta[s],
+                                                    features, prep.features["slope"][eq.cols], eq.cols, prep.freq,
+                                                    *stats)[0]
+                assert on_stats == pytest.approx(ours, rel=1e-9)
             assert logp == pytest.approx(ours, rel=1e-9)
 
 

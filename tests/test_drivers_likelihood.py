@@ -8,10 +8,10 @@ import pytensor.tensor as pt
 import pytest
 
 from cxresearch.drivers.effects import build_tables
-from cxresearch.drivers.kernels import build_table, equation_loglik, table_loglik
-from cxresearch.drivers.likelihoods import (gaussian_logp_from_stats, gaussian_sufficient_statistics,
-                                            ordered_logistic_logp, ordered_logistic_logp_terms,
-                                            ordered_logistic_probs)
+from cxresearch.drivers.kernels import (bernoulli_kernel, build_table, equation_loglik, gaussian_kernel,
+                                       gaussian_sufficient_statistics, gaussian_suffstat_loglik, ordinal_kernel,
+                                       row_offsets)
+from cxresearch.drivers.likelihoods import ordered_logistic_logp, ordered_logistic_logp_terms, ordered_logistic_probs
 
 
 def _random_ordinal(seed: int, n: int = 400, k: int = 11):
@@ -72,17 +72,6 @@ def test_probabilities_sum_to_one():
     assert (probs >= 0).all()
 
 
-def test_gaussian_sufficient_statistics_equal_the_row_likelihood():
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(500, 4))
-    y = x @ np.array([0.5, -1.0, 0.2, 0.0]) + rng.normal(0, 0.7, 500)
-    b, s = np.array([0.4, -0.9, 0.3, 0.1]), 0.8
-    stats = gaussian_sufficient_statistics(x, y)
-    ours = gaussian_logp_from_stats(stats, pt.as_tensor(b), pt.as_tensor(s)).eval()
-    direct = pm.logp(pm.Normal.dist(x @ b, s), y).sum().eval()
-    assert ours == pytest.approx(direct, rel=1e-10)
-
-
 # ---------------------------------------------------------------------------------- fused kernels
 def _kernel_case(seed: int = 0):
     rng = np.random.default_rng(seed)
@@ -94,28 +83,31 @@ def _kernel_case(seed: int = 0):
     return rng, n, cells, n_tp, n_states, k, states, cell, y_ord
 
 
+@pytest.mark.parametrize("declared_cells", [None, 20_000], ids=["uint16-offsets", "int32-offsets"])
 @pytest.mark.parametrize("likelihood", ["ordered_logistic", "bernoulli", "gaussian"])
-def test_table_kernel_matches_pytensor_reference(likelihood):
-    """Log-likelihood and gradients of the lookup-table kernel equal a plain PyTensor graph (1e-10)."""
+def test_row_kernels_match_pytensor_reference(likelihood, declared_cells):
+    """Log-likelihood and gradients of the lookup-table row kernels equal a plain PyTensor graph (1e-10),
+    with the compact (uint16) row offsets and with the int32 ones used for tables above 65,536 entries."""
     rng, n, cells, n_tp, n_states, k, states, cell, y_ord = _kernel_case()
+    offsets = row_offsets(states, cell, np.arange(n_tp), declared_cells or cells, n_states)
+    assert offsets.dtype == (np.uint16 if declared_cells is None else np.int32)
     y = {"ordered_logistic": y_ord, "bernoulli": (y_ord > 2).astype("int32"),
          "gaussian": rng.normal(size=n)}[likelihood]
+    kernel = {"ordered_logistic": ordinal_kernel, "bernoulli": bernoulli_kernel, "gaussian": gaussian_kernel}[likelihood]
     tab, ex, th = pt.dtensor3("table"), pt.dvector("extra"), pt.dvector("theta")
-    ours = table_loglik(likelihood, tab, ex, th, states, cell, y)
     eta = ex + tab[cell[:, None], np.arange(n_tp + 1)[None, :], states].sum(axis=1)
     if likelihood == "ordered_logistic":
-        counts = np.bincount(y_ord, minlength=k)[1:-1].astype(float)
-        ref = ordered_logistic_logp_terms(y_ord, eta, th, k).sum() \
-            - pt.dot(counts, pt.log(-pt.expm1(th[:-1] - th[1:])))  # the kernel leaves the gap term outside
+        ref = ordered_logistic_logp_terms(y_ord, eta, th, k).sum()
+        ref = ref - pt.dot(np.bincount(y_ord, minlength=k)[1:-1].astype(float),  # the kernel leaves the gap
+                           pt.log(-pt.expm1(th[:-1] - th[1:])))                 # term (counts only) outside
         theta = np.sort(rng.normal(size=k - 1))
     elif likelihood == "bernoulli":
         ref, theta = (y * eta - pt.softplus(eta)).sum() + 0 * th.sum(), np.zeros(1)
     else:
         ref, theta = pm.logp(pm.Normal.dist(eta, th[0]), y).sum(), np.array([1.3])
-    values = [rng.normal(size=(cells, n_tp + 1, n_states)), rng.normal(size=n), theta]
-    f = pytensor.function([tab, ex, th], [ours, *pt.grad(ours, [tab, ex, th])])
+    table, extra = rng.normal(size=(cells, n_tp + 1, n_states)), rng.normal(size=n)
     g = pytensor.function([tab, ex, th], [ref, *pt.grad(ref, [tab, ex, th])])
-    for a, b in zip(f(*values), g(*values)):
+    for a, b in zip(kernel(table, extra, theta, offsets, y), g(table, extra, theta)):
         np.testing.assert_allclose(a, b, atol=1e-10)
 
 
@@ -131,8 +123,8 @@ def test_equation_kernel_gradient_matches_finite_differences_in_numba():
     np.add.at(freq, (cell[:, None], np.arange(n_tp + 1)[None, :], states), 1.0)
     coef, dev, icpt, extra = pt.dmatrix("coef"), pt.dmatrix("dev"), pt.dvector("icpt"), pt.dvector("extra")
     cuts = pt.dvector("cuts")
-    ll = equation_loglik("ordered_logistic", coef, dev, icpt, extra, cuts, features, slope, cols, freq, states,
-                         cell, y_ord)
+    ll = equation_loglik("ordered_logistic", coef, dev, icpt, extra, cuts, features, slope, cols, freq,
+                         row_offsets(states, cell, cols, cells, n_states), y_ord)
     f = pytensor.function([coef, dev, icpt, extra, cuts], [ll, *pt.grad(ll, [coef, dev, icpt, extra, cuts])],
                           mode="NUMBA")
     point = [rng.normal(size=(n_terms, n_tp)) * 0.3, rng.normal(size=(cells, n_tp)) * 0.1, np.zeros(cells),
@@ -152,3 +144,34 @@ def test_equation_kernel_gradient_matches_finite_differences_in_numba():
             numeric = (f(*up)[0] - f(*dn)[0]) / (2 * h)
             assert grads[arg][idx] == pytest.approx(numeric, rel=1e-5, abs=1e-6)
     assert np.isfinite(value)
+
+
+@pytest.mark.parametrize("mode", ["NUMBA", "FAST_RUN"])
+def test_gaussian_on_sufficient_statistics_equals_the_row_kernel(mode):
+    """The Gaussian equation on per-cell statistics: the same log-likelihood and gradients as the O(rows)
+    kernel with no row-level predictors (1e-8), in the Numba backend (nutpie) and the C one (ADVI)."""
+    rng, n, cells, n_tp, n_states, k, states, cell, _ = _kernel_case(2)
+    n_terms = 4
+    features = rng.normal(size=(n_terms, n_tp, n_states))
+    features[:, :, 0] = 0.0
+    slope = features[1]
+    cols = np.array([0, 2, 3], dtype=np.int64)  # an equation on a subset of the touchpoints
+    freq = np.zeros((cells, n_tp + 1, n_states))
+    np.add.at(freq, (cell[:, None], np.arange(n_tp + 1)[None, :], states), 1.0)
+    y = rng.normal(size=n) * 1.5 + 0.3
+    m, yv, yy_n = gaussian_sufficient_statistics(states, cell, y, cols, cells, n_states)
+    assert m.shape == (cells, (len(cols) + 1) * n_states, (len(cols) + 1) * n_states)
+    assert yy_n[1] == n and m.sum() == n * (len(cols) + 1) ** 2  # every row counted once per slot pair
+    coef, dev, icpt, sigma = pt.dmatrix("coef"), pt.dmatrix("dev"), pt.dvector("icpt"), pt.dvector("sigma")
+    rows = equation_loglik("gaussian", coef, dev, icpt, np.zeros(n), sigma, features[:, cols], slope[cols], cols,
+                           freq, row_offsets(states, cell, cols, cells, n_states), y)
+    stats = gaussian_suffstat_loglik(coef, dev, icpt, sigma, features[:, cols], slope[cols], cols, freq, m, yv,
+                                     yy_n)
+    args = [coef, dev, icpt, sigma]
+    f = pytensor.function(args, [rows, *pt.grad(rows, args)], mode=mode)
+    g = pytensor.function(args, [stats, *pt.grad(stats, args)], mode=mode)
+    for _ in range(3):
+        point = [rng.normal(size=(n_terms, len(cols))) * 0.5, rng.normal(size=(cells, len(cols))) * 0.3,
+                 rng.normal(size=cells), np.array([rng.uniform(0.5, 2.0)])]
+        for a, b in zip(f(*point), g(*point)):
+            np.testing.assert_allclose(b, a, rtol=1e-8, atol=1e-8)

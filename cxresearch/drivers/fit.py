@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxresearch.drivers.model import ModelLayout, PreparedData, build_model, prepare_data
+from cxresearch.drivers.model import (ModelLayout, PreparedData, build_model, equation_offsets, gaussian_statistics,
+                                      prepare_data)
 from cxresearch.drivers.spec import DriverModelSpec, default_model_spec, parse_model_spec
 
 #: the diagnostics gate (see the module docstring)
@@ -61,8 +62,11 @@ class DriverFit:
 _COMPILED: dict[tuple, tuple[Any, ModelLayout, Any]] = {}
 
 
-def _data_values(prep: PreparedData) -> dict[str, np.ndarray]:
-    values = {"states": prep.states, "cell": prep.cell, "freq": prep.freq}
+def _data_values(prep: PreparedData, layout: ModelLayout) -> dict[str, np.ndarray]:
+    values = {"states": prep.states, "cell": prep.cell, "freq": prep.freq, **equation_offsets(prep)}
+    for eq in layout.equations.values():
+        if eq.sufficient_statistics:
+            values.update(gaussian_statistics(prep, eq))
     for k, v in prep.outcomes.items():
         values[f"y__{k}"] = v
     for k, v in prep.scores.items():
@@ -82,7 +86,7 @@ def compile_driver_model(prep: PreparedData, reuse: bool = True) -> tuple[Any, M
     if reuse and key in _COMPILED:
         model, layout, compiled = _COMPILED[key]
         shared = set(compiled.shared_data) if hasattr(compiled, "shared_data") else set()
-        values = {k: v for k, v in _data_values(prep).items() if k in shared}
+        values = {k: v for k, v in _data_values(prep, layout).items() if k in shared}
         return model, layout, compiled.with_data(**values)
     model, layout = build_model(prep)
     compiled = nutpie.compile_pymc_model(model)

@@ -1,4 +1,5 @@
-"""Likelihoods that cost O(rows): ordered logistic by gathered cutpoints, Gaussian by sufficient statistics.
+"""Likelihoods that cost O(rows): ordered logistic by gathered cutpoints (the Gaussian equation on
+sufficient statistics lives with the fused kernels in :mod:`.kernels`).
 
 ``pm.OrderedLogistic`` builds an N x K matrix of category probabilities (K sigmoids per row, then a
 difference and a log), so a 0-10 answer costs eleven sigmoids per respondent. The log-probability of
@@ -94,23 +95,3 @@ def _np_sigmoid(x: np.ndarray) -> np.ndarray:
     ex = np.exp(x[~pos])
     out[~pos] = ex / (1.0 + ex)
     return out
-
-
-def gaussian_sufficient_statistics(design: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-    """X'X, X'y, y'y and n of one block of rows: a Gaussian regression's likelihood needs nothing else."""
-    design = np.asarray(design, dtype="float64")
-    y = np.asarray(y, dtype="float64")
-    return {"xx": design.T @ design, "xy": design.T @ y, "yy": np.array(float(y @ y)),
-            "n": np.array(float(len(y)))}
-
-
-def gaussian_logp_from_stats(stats: dict[str, np.ndarray], coef: TensorVariable,
-                             sigma: TensorVariable) -> TensorVariable:
-    """Exact log-likelihood of y ~ Normal(X coef, sigma) from the block's sufficient statistics.
-
-    sum_i log N(y_i | x_i b, s) = -n log(s) - n/2 log(2 pi) - (y'y - 2 b'X'y + b'X'X b) / (2 s^2);
-    the cost is O(columns^2), independent of the number of rows.
-    """
-    rss = stats["yy"] - 2.0 * pt.dot(coef, stats["xy"]) + pt.dot(coef, pt.dot(stats["xx"], coef))
-    n = float(stats["n"])
-    return -n * pt.log(sigma) - 0.5 * n * np.log(2 * np.pi) - rss / (2.0 * sigma ** 2)

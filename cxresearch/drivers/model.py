@@ -396,6 +396,8 @@ class EquationLayout:
     cell_of_level: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (C, L) cell has level
     slope_basis: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))  # (T_j, L, L - D)
     intercept_basis: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (L, L - D)
+    # Gaussian equation evaluated on per-cell sufficient statistics (exact; see gaussian_statistics)
+    sufficient_statistics: bool = False
 
     def name(self, what: str) -> str:
         return f"{self.target}__{what}"
@@ -478,6 +480,32 @@ def intercept_deviations(layout_eq: "EquationLayout", scale: float, z: np.ndarra
     return np.einsum("lk,...k->...l", layout_eq.intercept_basis, scale * np.asarray(z))
 
 
+def equation_offsets(prep: PreparedData) -> dict[str, np.ndarray]:
+    """``offsets__<target>``: each row's positions in the lookup table of every observed equation (row data,
+    drawn together with the other row arrays in minibatch mode; see :func:`.kernels.row_offsets`)."""
+    from cxresearch.drivers.kernels import row_offsets
+
+    resolved = prep.resolved
+    out = {}
+    for j in resolved.endogenous:
+        if prep.likelihood(j) == "latent":
+            continue
+        tp_index = [prep.touchpoints.index(s) for s in resolved.sources(j) if s in prep.touchpoints]
+        out[f"offsets__{j}"] = row_offsets(prep.states, prep.cell, np.array(tp_index, dtype=np.int64), prep.n_cells,
+                                           prep.n_states)
+    return out
+
+
+def gaussian_statistics(prep: PreparedData, eq: EquationLayout) -> dict[str, np.ndarray]:
+    """The shared data of a Gaussian equation on sufficient statistics: co-occurrence counts of the
+    (touchpoint, state) slots per cell, per-slot sums of the outcome, and [sum y^2, n]."""
+    from cxresearch.drivers.kernels import gaussian_sufficient_statistics
+
+    m, yv, yy_n = gaussian_sufficient_statistics(prep.states, prep.cell, prep.outcomes[eq.target], eq.tp_index,
+                                                 prep.n_cells, prep.n_states)
+    return {eq.name("suffstat_m"): m, eq.name("suffstat_y"): yv, eq.name("suffstat_yy_n"): yy_n}
+
+
 def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1):
     """Write the PyMC model; returns ``(model, layout)``.
 
@@ -487,7 +515,7 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
     import pymc as pm
     import pytensor.tensor as pt
 
-    from cxresearch.drivers.kernels import equation_loglik
+    from cxresearch.drivers.kernels import equation_loglik, gaussian_suffstat_loglik
     from cxresearch.drivers.likelihoods import ordered_logistic_logp
 
     resolved, spec = prep.resolved, prep.resolved.spec
@@ -516,6 +544,7 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
     with pm.Model(coords=coords) as model:
         # ---- data (shared variables: a compiled model is re-used with new data of the same structure)
         row_data = {"states": prep.states, "cell": prep.cell}
+        row_data.update(equation_offsets(prep))
         for k, v in prep.outcomes.items():
             row_data[f"y__{k}"] = v
         for k, v in prep.scores.items():
@@ -614,7 +643,7 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
                 continue
             y = data[f"y__{j}"]
             common = (coef, cell_dev, intercept_cell, extra)
-            rest = (features, slope_feature, tp_index, freq, states, cell, y)
+            rest = (features, slope_feature, tp_index, freq, data[f"offsets__{j}"], y)
             if likelihood == "ordered_logistic":
                 k_cat = prep.n_categories[j]
                 model.add_coord(eq.name("cut"), list(range(k_cat - 1)))
@@ -630,7 +659,17 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
                 loglik = scale * equation_loglik("bernoulli", *common, pt.zeros(1), *rest)
             else:
                 sigma = pm.HalfNormal(eq.name("sigma"), priors.residual_sd)
-                loglik = scale * equation_loglik("gaussian", *common, sigma[None], *rest)
+                n_a = (n_tj + 1) * prep.n_states
+                # no row-level predictors: the likelihood needs only per-cell statistics (exact), cheaper
+                # than a pass over the rows when cells x (slots x states)^2 < rows x slots
+                eq.sufficient_statistics = (not minibatch and not construct_sources
+                                            and n_cells * n_a * n_a < prep.n * (n_tj + 1))
+                if eq.sufficient_statistics:
+                    stats = [pm.Data(k, v) for k, v in gaussian_statistics(prep, eq).items()]
+                    loglik = gaussian_suffstat_loglik(coef, cell_dev, intercept_cell, sigma[None], features,
+                                                      slope_feature, tp_index, freq, *stats)
+                else:
+                    loglik = scale * equation_loglik("gaussian", *common, sigma[None], *rest)
             pm.Potential(eq.name("loglik"), loglik)
 
         # ---- measurement models of latent constructs
