@@ -52,6 +52,9 @@ def test_latent_mode_has_no_standardised_path_above_one(comparison):
     assert np.isfinite(table["latent"]).all()
     d = fits["latent"].diagnostics
     assert {"rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "passed"} <= set(d)
+    # low_rank="auto": per-respondent latent scores get the diagonal mass matrix (the low-rank warm-up took
+    # over 4 minutes here), composite scores the low-rank one
+    assert fits["latent"].settings["low_rank"] is False and fits["composite"].settings["low_rank"] is True
 
 
 def test_comparison_table_has_both_modes_beside_smartpls(comparison):

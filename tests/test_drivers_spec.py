@@ -145,3 +145,18 @@ def test_default_spec_is_yaml_friendly(demo):
     assert again == spec
     assert [str(p) for p in spec.paths] == ["touchpoints -> emotion", "emotion -> recommend",
                                             "touchpoints -> recommend"]
+
+
+def test_low_rank_auto_uses_the_diagonal_mass_matrix_for_latent_constructs(demo):
+    """``low_rank="auto"``: low-rank for touchpoint terms, diagonal with per-respondent latent scores or
+    beyond LOW_RANK_MAX_DIM parameters (nutpie's low-rank warm-up grows with parameters x window^2)."""
+    from cxresearch.drivers.fit import LOW_RANK_MAX_DIM, choose_low_rank
+
+    composite = prepare_data(demo.survey, default_model_spec(demo.spec), demo.spec)
+    latent = prepare_data(demo.survey, default_model_spec(demo.spec, emotion_mode="latent"), demo.spec)
+    assert choose_low_rank("auto", composite, 300) is True
+    assert choose_low_rank("auto", composite, LOW_RANK_MAX_DIM + 1) is False
+    assert choose_low_rank("auto", latent, 300) is False
+    assert choose_low_rank(True, latent, 300) is True and choose_low_rank(False, composite, 10) is False
+    with pytest.raises(ValueError, match="'sometimes'"):
+        choose_low_rank("sometimes", composite, 10)

@@ -104,18 +104,39 @@ def resolve_model(model: DriverModelSpec | Mapping[str, Any] | None, dataset_spe
     return parse_model_spec(model)
 
 
+LOW_RANK_MAX_DIM = 1000
+
+
+def choose_low_rank(low_rank: bool | str, prep: PreparedData, n_dim: int) -> bool:
+    """Resolve ``low_rank="auto"``: the low-rank mass matrix for models of touchpoint terms, the diagonal one
+    for models with latent constructs (one score per respondent and construct) or above
+    :data:`LOW_RANK_MAX_DIM` parameters. nutpie refits the low-rank correction on its stored warm-up draws,
+    a cost that grows with parameters x window^2: on the ECSI latent model (250 rows, 1,583 parameters)
+    2 x 1,000 warm-up draws took over 4 minutes against 8 s diagonal, with a worse R-hat.
+    """
+    if isinstance(low_rank, bool):
+        return low_rank
+    if low_rank != "auto":
+        raise ValueError(f"low_rank must be true, false or 'auto', got {low_rank!r}")
+    latent = any(c.mode == "latent" for c in prep.resolved.constructs.values())
+    return bool(not latent and n_dim <= LOW_RANK_MAX_DIM)
+
+
 def fit_driver_model(survey: Any, model: DriverModelSpec | Mapping[str, Any] | None = None, *,
                      dataset_spec: Any | None = None, method: str = "nuts", draws: int = 1000,
                      tune: int = 1000, chains: int = 2, cores: int | None = None, target_accept: float = 0.8,
                      seed: int = 1, advi_iterations: int = 30000, minibatch: int | str | None = "auto",
-                     low_rank: bool = True, progress: bool = False, reuse_compiled: bool = True) -> DriverFit:
+                     low_rank: bool | str = "auto", progress: bool = False,
+                     reuse_compiled: bool = True) -> DriverFit:
     """Fit the path model to survey rows (a canonical survey frame or a ``CXData``).
 
     ``method``: ``"nuts"`` (nutpie, default) or ``"approx"`` (mean-field ADVI; minibatches of 10,000 rows
-    above 50,000 rows when ``minibatch="auto"``). ``low_rank`` (default): nutpie's low-rank modified mass matrix,
-    which learns the correlations of the touchpoint terms: about half the leapfrog steps per draw of the
-    diagonal one on the demo survey (15 vs 31, same ESS) and a quarter on 130k answers
-    (``benchmarks/bench_drivers.py``); False gives the diagonal mass matrix. ``model``: a :class:`DriverModelSpec` or its mapping;
+    above 50,000 rows when ``minibatch="auto"``). ``low_rank``: True uses nutpie's low-rank modified mass
+    matrix, which learns the correlations of the touchpoint terms: about half the leapfrog steps per draw of
+    the diagonal one on the demo survey (15 vs 31, same ESS) and a quarter on 130k answers
+    (``benchmarks/bench_drivers.py``); False gives the diagonal mass matrix; ``"auto"`` (default) picks the
+    low-rank one unless the model has latent constructs or more than :data:`LOW_RANK_MAX_DIM` parameters
+    (see :func:`choose_low_rank`). ``model``: a :class:`DriverModelSpec` or its mapping;
     None gives the standard chain touchpoints -> emotion -> outcome (+ direct) from the dataset spec.
     """
     if method not in METHODS:
@@ -130,7 +151,7 @@ def fit_driver_model(survey: Any, model: DriverModelSpec | Mapping[str, Any] | N
     prep = prepare_data(frame, spec, dataset_spec)
     timings = {"prepare_s": time.perf_counter() - started}
     settings = {"method": method, "draws": draws, "tune": tune, "chains": chains, "target_accept": target_accept,
-                "seed": seed, "low_rank": low_rank}
+                "seed": seed}
     if method == "nuts":
         import nutpie
 
@@ -139,6 +160,8 @@ def fit_driver_model(survey: Any, model: DriverModelSpec | Mapping[str, Any] | N
         t0 = time.perf_counter()
         pm_model, layout, compiled = compile_driver_model(prep, reuse=reuse_compiled)
         timings["compile_s"] = time.perf_counter() - t0
+        low_rank = choose_low_rank(low_rank, prep, compiled.n_dim)
+        settings["low_rank"] = low_rank
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
