@@ -156,7 +156,7 @@ def test_low_rank_auto_uses_the_diagonal_mass_matrix_for_latent_constructs(demo)
     latent = prepare_data(demo.survey, default_model_spec(demo.spec, emotion_mode="latent"), demo.spec)
     assert choose_low_rank("auto", composite, 300) is True
     assert choose_low_rank("auto", composite, LOW_RANK_MAX_DIM + 1) is False
-    assert choose_low_rank("auto", latent, 300) is False
+    assert choose_low_rank("auto", latent, 300) is False and choose_low_rank(None, latent, 300) is False
     assert choose_low_rank(True, latent, 300) is True and choose_low_rank(False, composite, 10) is False
     with pytest.raises(ValueError, match="'sometimes'"):
         choose_low_rank("sometimes", composite, 10)

@@ -107,8 +107,8 @@ def resolve_model(model: DriverModelSpec | Mapping[str, Any] | None, dataset_spe
 LOW_RANK_MAX_DIM = 1000
 
 
-def choose_low_rank(low_rank: bool | str, prep: PreparedData, n_dim: int) -> bool:
-    """Resolve ``low_rank="auto"``: the low-rank mass matrix for models of touchpoint terms, the diagonal one
+def choose_low_rank(low_rank: bool | str | None, prep: PreparedData, n_dim: int) -> bool:
+    """Resolve ``low_rank="auto"`` (or None): the low-rank mass matrix for models of touchpoint terms, the diagonal one
     for models with latent constructs (one score per respondent and construct) or above
     :data:`LOW_RANK_MAX_DIM` parameters. nutpie refits the low-rank correction on its stored warm-up draws,
     a cost that grows with parameters x window^2: on the ECSI latent model (250 rows, 1,583 parameters)
@@ -116,7 +116,7 @@ def choose_low_rank(low_rank: bool | str, prep: PreparedData, n_dim: int) -> boo
     """
     if isinstance(low_rank, bool):
         return low_rank
-    if low_rank != "auto":
+    if low_rank not in (None, "auto"):
         raise ValueError(f"low_rank must be true, false or 'auto', got {low_rank!r}")
     latent = any(c.mode == "latent" for c in prep.resolved.constructs.values())
     return bool(not latent and n_dim <= LOW_RANK_MAX_DIM)
@@ -126,7 +126,7 @@ def fit_driver_model(survey: Any, model: DriverModelSpec | Mapping[str, Any] | N
                      dataset_spec: Any | None = None, method: str = "nuts", draws: int = 1000,
                      tune: int = 1000, chains: int = 2, cores: int | None = None, target_accept: float = 0.8,
                      seed: int = 1, advi_iterations: int = 30000, minibatch: int | str | None = "auto",
-                     low_rank: bool | str = "auto", progress: bool = False,
+                     low_rank: bool | str | None = "auto", progress: bool = False,
                      reuse_compiled: bool = True) -> DriverFit:
     """Fit the path model to survey rows (a canonical survey frame or a ``CXData``).
 
