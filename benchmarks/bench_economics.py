@@ -44,7 +44,7 @@ customer_relation_from_spec(spec_path, connection=con).create("prepared")
 """
 
 _CHILD = r"""
-import json, resource, sys, time, warnings
+import json, sys, time, warnings
 warnings.simplefilter("ignore")
 import duckdb
 from cxresearch.economics import (WordOfMouthAssumptions, build_exposure_table, customer_lifetime_value,
@@ -52,6 +52,7 @@ from cxresearch.economics import (WordOfMouthAssumptions, build_exposure_table, 
                                   net_promoter_economics)
 sys.path.insert(0, sys.argv[2])
 from bench_economics import PREPARE
+from peak_memory import peak_rss_mb
 
 spec_path = sys.argv[1]
 timings = {}
@@ -79,8 +80,7 @@ npe = net_promoter_economics(value_model, profile, products=products, margin_per
                              discount_rate_annual=0.1)
 timings["clv_npe_s"] = time.perf_counter() - t
 timings["total_s"] = time.perf_counter() - started
-peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({**timings, "peak_rss_mb": peak_kb / 1024, "customers_modelled": exposure.n_customers,
+print(json.dumps({**timings, "peak_rss_mb": peak_rss_mb(), "customers_modelled": exposure.n_customers,
                   "cells": exposure.n_cells, "profile_rows": len(profile),
                   "hazard_ratio_detractor": fit.hazard_ratio("nps_class", "detractor"),
                   "diagnostics": {k: fit.diagnostics[k] for k in ("rhat_max", "ess_bulk_min", "ess_tail_min",
@@ -89,12 +89,13 @@ print(json.dumps({**timings, "peak_rss_mb": peak_kb / 1024, "customers_modelled"
 """
 
 _COX_CHILD = r"""
-import json, resource, sys, time, warnings
+import json, sys, time, warnings
 warnings.simplefilter("ignore")
 import duckdb
 from cxresearch.economics import fit_cox
 sys.path.insert(0, sys.argv[2])
 from bench_economics import PREPARE
+from peak_memory import peak_rss_mb
 
 spec_path, limit = sys.argv[1], int(sys.argv[3])
 exec(PREPARE)
@@ -103,8 +104,7 @@ started = time.perf_counter()
 cox = fit_cox(frame, covariates=["nps_class", "segment", "market"], reference={"nps_class": "promoter"},
               check_ph=False)
 seconds = time.perf_counter() - started
-peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_kb / 1024, "rows": len(frame),
+print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "rows": len(frame),
                   "hazard_ratio_detractor": cox.hazard_ratio("nps_class=detractor")}))
 """
 

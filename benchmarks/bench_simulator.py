@@ -2,8 +2,8 @@
 
     python benchmarks/bench_simulator.py [--customers 1000000] [--out DIR] [--keep]
 
-Each run is a fresh subprocess, so the peak resident set size (``ru_maxrss``) is that of the simulation
-alone. Targets: 10M customers in under 5 minutes with peak RSS under 3 GB on a 2-core machine.
+Each run is a fresh subprocess, so the peak resident set size (``VmHWM``, see ``peak_memory.py``) is that
+of the simulation alone. Targets: 10M customers in under 5 minutes with peak RSS under 3 GB on a 2-core machine.
 There is no baseline implementation to compare with: rows report against the targets only.
 """
 from __future__ import annotations
@@ -19,14 +19,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 _CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from cxresearch.data.simulator import simulate_dataset
 customers, out, seed = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+sys.path.insert(0, sys.argv[4])
+from peak_memory import peak_rss_mb
 started = time.perf_counter()
 summary = simulate_dataset(out, customers=customers, seed=seed)
 seconds = time.perf_counter() - started
-peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_kb / 1024, "survey_rows": summary.survey_rows,
+print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "survey_rows": summary.survey_rows,
                   "customer_rows": summary.customer_rows, "units": summary.units}))
 """
 
@@ -41,7 +42,8 @@ def bench_simulate(customers: int, out_dir: Path, seed: int = 1, timeout_s: int 
     and bytes on disk.
     """
     out_dir = Path(out_dir)
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(customers), str(out_dir), str(seed)], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(customers), str(out_dir), str(seed),
+                           str(Path(__file__).resolve().parent)], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout_s, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"simulate {customers} customers into {out_dir} failed (exit {proc.returncode}):\n"
