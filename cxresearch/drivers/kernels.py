@@ -261,29 +261,27 @@ def gaussian_sufficient_statistics(states: np.ndarray, cell: np.ndarray, y: np.n
     sum y^2 - 2 table[c] . Y[c] + table[c]' M[c] table[c], with Y[c, a] = sum_i x_ia y_i and the
     co-occurrence counts M[c, a, b] = sum_i x_ia x_ib. Returns (M (C, A, A), Y (C, A), [sum y^2, n]).
     """
-    slots = np.append(np.asarray(cols, dtype=np.int64), states.shape[1] - 1)
+    offsets = row_offsets(states, cell, cols, n_cells, n_states)
     y = np.ascontiguousarray(y, dtype="float64")
-    m, yv = _cooccurrence(np.ascontiguousarray(states), np.ascontiguousarray(cell, dtype=np.int64), y, slots,
-                          n_cells, n_states)
+    m, yv = _cooccurrence(offsets, np.ascontiguousarray(cell, dtype=np.int64), y, n_cells,
+                          offsets.shape[1] * n_states)
     return m, yv, np.array([float(y @ y), float(len(y))])
 
 
 @numba.njit(cache=True, nogil=True)
-def _cooccurrence(states, cell, y, slots, n_cells, n_states):  # pragma: no cover - compiled
-    n_slots = slots.shape[0]
-    n_a = n_slots * n_states
+def _cooccurrence(offsets, cell, y, n_cells, n_a):  # pragma: no cover - compiled
+    """M and Y of :func:`gaussian_sufficient_statistics` from the rows' table positions (slot a of row i
+    is its position minus its cell's first one)."""
     m = np.zeros((n_cells, n_a, n_a))
     yv = np.zeros((n_cells, n_a))
-    idx = np.empty(n_slots, dtype=np.int64)
-    for i in range(states.shape[0]):
+    for i in range(offsets.shape[0]):
         c = cell[i]
-        for p in range(n_slots):
-            idx[p] = p * n_states + states[i, slots[p]]
-        for p in range(n_slots):
-            a = idx[p]
+        first = c * n_a
+        for p in range(offsets.shape[1]):
+            a = offsets[i, p] - first
             yv[c, a] += y[i]
-            for q in range(n_slots):
-                m[c, a, idx[q]] += 1.0
+            for q in range(offsets.shape[1]):
+                m[c, a, offsets[i, q] - first] += 1.0
     return m, yv
 
 
@@ -318,7 +316,51 @@ def gaussian_suffstat_kernel(coef, cell_dev, intercept_cell, theta, features, sl
 _KIND = {"ordered_logistic": 0, "bernoulli": 1, "gaussian": 2}
 
 
-class EquationLikelihood(Op):
+class _FusedKernelOp(Op):
+    """A fused kernel as a PyTensor Op: output 0 is the log-likelihood, output k is its gradient with respect
+    to differentiable input k - 1 (the first ``n_differentiable`` inputs; the rest are data). ``grad``
+    reuses those outputs, so PyTensor merges the forward and the backward pass into one call."""
+
+    input_ndims: tuple[int, ...] = ()
+    n_differentiable = 0
+
+    def make_node(self, *args) -> Apply:
+        inputs = [pt.as_tensor_variable(v) for v in args]
+        if len(inputs) != len(self.input_ndims):
+            raise TypeError(f"{type(self).__name__}: {len(inputs)} inputs, expected {len(self.input_ndims)}")
+        for v, nd in zip(inputs, self.input_ndims):
+            if v.ndim != nd:
+                raise TypeError(f"{type(self).__name__}: input {v} has {v.ndim} dimensions, expected {nd}")
+        outputs = [pt.dscalar()] + [pt.tensor(dtype="float64", shape=(None,) * nd)
+                                     for nd in self.input_ndims[:self.n_differentiable]]
+        return Apply(self, inputs, outputs)
+
+    def _store(self, out, output_storage) -> None:
+        output_storage[0][0] = np.asarray(out[0], dtype="float64")
+        for k in range(1, self.n_differentiable + 1):
+            output_storage[k][0] = out[k]
+
+    def connection_pattern(self, node):
+        n_out = self.n_differentiable + 1
+        n_data = len(self.input_ndims) - self.n_differentiable
+        return [[True] * n_out] * self.n_differentiable + [[False] * n_out] * n_data
+
+    def grad(self, inputs, output_grads):
+        from pytensor.gradient import DisconnectedType
+
+        for g in output_grads[1:]:
+            if not isinstance(g.type, DisconnectedType):
+                raise NotImplementedError(f"{type(self).__name__}: only the log-likelihood output is differentiable")
+        outs = self(*inputs)
+        g = output_grads[0]
+        n_data = len(self.input_ndims) - self.n_differentiable
+        return [g * o for o in outs[1:]] + [disconnected_type() for _ in range(n_data)]
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [()] + list(shapes[:self.n_differentiable])
+
+
+class EquationLikelihood(_FusedKernelOp):
     """log p(y | eta) of one driver equation, with its lookup table built inside (few graph nodes).
 
     Differentiable inputs: coef (terms, T_j), cell_dev (C, T_j), intercept_cell (C,), extra (N,),
@@ -328,50 +370,22 @@ class EquationLikelihood(Op):
     """
 
     __props__ = ("likelihood",)
+    input_ndims = (2, 2, 1, 1, 1, 3, 2, 1, 3, 2, 1)
+    n_differentiable = 5
 
     def __init__(self, likelihood: str):
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"unknown likelihood {likelihood!r}; choose one of {LIKELIHOODS}")
         self.likelihood = likelihood
 
-    def make_node(self, coef, cell_dev, intercept_cell, extra, theta, features, slope_feature, cols, freq,
-                  offsets, y) -> Apply:
-        inputs = [pt.as_tensor_variable(v) for v in (coef, cell_dev, intercept_cell, extra, theta, features,
-                                                      slope_feature, cols, freq, offsets, y)]
-        ndims = [2, 2, 1, 1, 1, 3, 2, 1, 3, 2, 1]
-        for v, nd in zip(inputs, ndims):
-            if v.ndim != nd:
-                raise TypeError(f"EquationLikelihood: input {v} has {v.ndim} dimensions, expected {nd}")
-        outputs = [pt.dscalar(), pt.dmatrix(), pt.dmatrix(), pt.dvector(), pt.dvector(), pt.dvector()]
-        return Apply(self, inputs, outputs)
-
     def perform(self, node, inputs, output_storage) -> None:
         floats = [np.ascontiguousarray(v, dtype="float64") for v in inputs[:7]]
-        out = equation_kernel(_KIND[self.likelihood], *floats, np.asarray(inputs[7], dtype=np.int64),
-                              np.ascontiguousarray(inputs[8], dtype="float64"), np.ascontiguousarray(inputs[9]),
-                              inputs[10])
-        output_storage[0][0] = np.asarray(out[0], dtype="float64")
-        for k in range(1, 6):
-            output_storage[k][0] = out[k]
-
-    def connection_pattern(self, node):
-        return [[True] * 6] * 5 + [[False] * 6] * 6
-
-    def grad(self, inputs, output_grads):
-        from pytensor.gradient import DisconnectedType
-
-        for g in output_grads[1:]:
-            if not isinstance(g.type, DisconnectedType):
-                raise NotImplementedError("EquationLikelihood: only the log-likelihood output is differentiable")
-        outs = self(*inputs)
-        g = output_grads[0]
-        return [g * o for o in outs[1:]] + [disconnected_type() for _ in range(6)]
-
-    def infer_shape(self, fgraph, node, shapes):
-        return [(), shapes[0], shapes[1], shapes[2], shapes[3], shapes[4]]
+        self._store(equation_kernel(_KIND[self.likelihood], *floats, np.asarray(inputs[7], dtype=np.int64),
+                                    np.ascontiguousarray(inputs[8], dtype="float64"),
+                                    np.ascontiguousarray(inputs[9]), inputs[10]), output_storage)
 
 
-class GaussianSuffStatLikelihood(Op):
+class GaussianSuffStatLikelihood(_FusedKernelOp):
     """log N(y | eta, sigma) of a Gaussian driver equation whose predictor is the lookup table alone
     (touchpoint terms + cell intercepts, no row-level predictors), evaluated on the per-cell statistics of
     :func:`gaussian_sufficient_statistics`: the cost no longer grows with the number of answers.
@@ -381,41 +395,13 @@ class GaussianSuffStatLikelihood(Op):
     """
 
     __props__ = ()
-
-    def make_node(self, coef, cell_dev, intercept_cell, theta, features, slope_feature, cols, freq, m, yv,
-                  yy_n) -> Apply:
-        inputs = [pt.as_tensor_variable(v) for v in (coef, cell_dev, intercept_cell, theta, features,
-                                                      slope_feature, cols, freq, m, yv, yy_n)]
-        ndims = [2, 2, 1, 1, 3, 2, 1, 3, 3, 2, 1]
-        for v, nd in zip(inputs, ndims):
-            if v.ndim != nd:
-                raise TypeError(f"GaussianSuffStatLikelihood: input {v} has {v.ndim} dimensions, expected {nd}")
-        outputs = [pt.dscalar(), pt.dmatrix(), pt.dmatrix(), pt.dvector(), pt.dvector()]
-        return Apply(self, inputs, outputs)
+    input_ndims = (2, 2, 1, 1, 3, 2, 1, 3, 3, 2, 1)
+    n_differentiable = 4
 
     def perform(self, node, inputs, output_storage) -> None:
         args = [np.ascontiguousarray(v, dtype="float64") for v in inputs]
         args[6] = np.asarray(inputs[6], dtype=np.int64)
-        out = gaussian_suffstat_kernel(*args)
-        output_storage[0][0] = np.asarray(out[0], dtype="float64")
-        for k in range(1, 5):
-            output_storage[k][0] = out[k]
-
-    def connection_pattern(self, node):
-        return [[True] * 5] * 4 + [[False] * 5] * 7
-
-    def grad(self, inputs, output_grads):
-        from pytensor.gradient import DisconnectedType
-
-        for g in output_grads[1:]:
-            if not isinstance(g.type, DisconnectedType):
-                raise NotImplementedError("GaussianSuffStatLikelihood: only the log-likelihood is differentiable")
-        outs = self(*inputs)
-        g = output_grads[0]
-        return [g * o for o in outs[1:]] + [disconnected_type() for _ in range(7)]
-
-    def infer_shape(self, fgraph, node, shapes):
-        return [(), shapes[0], shapes[1], shapes[2], shapes[3]]
+        self._store(gaussian_suffstat_kernel(*args), output_storage)
 
 
 def gaussian_suffstat_loglik(coef, cell_dev, intercept_cell, theta, features, slope_feature, cols, freq, m, yv,

@@ -81,6 +81,11 @@ class PreparedData:
             return "latent"
         return c.likelihood or "gaussian"
 
+    def touchpoint_columns(self, construct: str) -> np.ndarray:
+        """The columns of ``states`` of the touchpoints that drive ``construct`` (in its sources' order)."""
+        return np.array([self.touchpoints.index(s) for s in self.resolved.sources(construct)
+                         if s in self.touchpoints], dtype=np.int64)
+
     def structure_key(self) -> tuple:
         """What a compiled model depends on besides the data values (for reusing compiled models)."""
         return (self.resolved.model_dump_json(), tuple(self.touchpoints), tuple(self.group_dims),
@@ -485,13 +490,11 @@ def equation_offsets(prep: PreparedData) -> dict[str, np.ndarray]:
     drawn together with the other row arrays in minibatch mode; see :func:`.kernels.row_offsets`)."""
     from cxresearch.drivers.kernels import row_offsets
 
-    resolved = prep.resolved
     out = {}
-    for j in resolved.endogenous:
+    for j in prep.resolved.endogenous:
         if prep.likelihood(j) == "latent":
             continue
-        tp_index = [prep.touchpoints.index(s) for s in resolved.sources(j) if s in prep.touchpoints]
-        out[f"offsets__{j}"] = row_offsets(prep.states, prep.cell, np.array(tp_index, dtype=np.int64), prep.n_cells,
+        out[f"offsets__{j}"] = row_offsets(prep.states, prep.cell, prep.touchpoint_columns(j), prep.n_cells,
                                            prep.n_states)
     return out
 
@@ -575,7 +578,7 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
             likelihood = prep.likelihood(j)
             sources = resolved.sources(j)
             tp_sources = [s for s in sources if s in tps]
-            tp_index = np.array([tps.index(s) for s in tp_sources], dtype=np.int64)
+            tp_index = prep.touchpoint_columns(j)
             construct_sources = [s for s in sources if resolved.constructs[s].kind != "touchpoint"]
             has_intercept = likelihood in ("gaussian", "bernoulli")  # latent: mean fixed by item intercepts
             vary = spec.varying
