@@ -155,7 +155,7 @@ def fit_driver_model(survey: Any, model: DriverModelSpec | Mapping[str, Any] | N
     if method == "nuts":
         import nutpie
 
-        from cxresearch.studies import run_threads
+        from cxresearch.runtime import run_threads
 
         t0 = time.perf_counter()
         pm_model, layout, compiled = compile_driver_model(prep, reuse=reuse_compiled)

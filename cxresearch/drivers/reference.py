@@ -107,7 +107,7 @@ def ecsi_reference_check(folder: str | Path | None = None, cache_dir: str | Path
     if cache_dir is None:
         return (*compute(), False)
     from cxresearch.drivers.store import shared_result
-    from cxresearch.studies.manifest import sha256_file
+    from cxresearch.runtime import sha256_file
 
     def save(value: tuple[pd.DataFrame, str], path: Path) -> None:
         path.write_text(json.dumps({"table": value[0].to_dict(orient="list"), "verdict": value[1]}), encoding="utf-8")

@@ -13,7 +13,6 @@ settings go to disk; the data arrays are rebuilt from the same survey rows on lo
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -27,25 +26,13 @@ import pandas as pd
 from cxresearch.drivers.fit import DriverFit, resolve_model
 from cxresearch.drivers.model import build_model, prepare_data
 from cxresearch.drivers.spec import DriverModelSpec
-from cxresearch.studies.manifest import canonical_json, package_source_hash, sha256_text
+from cxresearch.runtime import canonical_json, compute_once, frame_hash, json_default, library_versions, package_source_hash, sha256_text
 
 _FORMAT = 1
 
 
-def frame_hash(frame: pd.DataFrame) -> str:
-    """SHA-256 of a frame's values, index and column names (row order matters)."""
-    values = pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
-    return sha256_text(values.hex() + canonical_json([str(c) for c in frame.columns]))
-
-
 def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in ("pymc", "nutpie", "pytensor", "numpy"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return library_versions(("pymc", "nutpie", "pytensor", "numpy"))
 
 
 def fit_key(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] | None, settings: Mapping[str, Any],
@@ -69,19 +56,11 @@ def save_fit(fit: DriverFit, path: str | Path, frame: pd.DataFrame) -> Path:
     idata = fit.idata.copy()
     meta = {"format": _FORMAT, "method": fit.method, "diagnostics": fit.diagnostics, "timings": fit.timings,
             "settings": fit.settings, "rows": frame_hash(frame)}
-    idata.posterior.attrs["cxresearch_fit"] = json.dumps(meta, default=_json_default)
+    idata.posterior.attrs["cxresearch_fit"] = json.dumps(meta, default=json_default)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     idata.to_netcdf(str(partial))
     os.replace(partial, path)
     return path
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    return str(value)
 
 
 def load_fit(path: str | Path, frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] | None = None,
@@ -106,25 +85,6 @@ def load_fit(path: str | Path, frame: pd.DataFrame, model: DriverModelSpec | Map
                      timings=meta.get("timings", {}), settings=meta.get("settings", {}))
 
 
-def _compute_once(path: Path, compute: Callable[[], Any], save: Callable[[Any, Path], None],
-                  load: Callable[[Path], Any]) -> tuple[Any, bool]:
-    """``load(path)`` if it exists, else ``compute()`` and ``save`` it atomically; under an exclusive file
-    lock beside ``path``, so parallel runs compute once and the others wait and load. (value, reused)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.lock"), "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            if path.exists():
-                return load(path), True
-            value = compute()
-            partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-            save(value, partial)
-            os.replace(partial, path)
-            return value, False
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def shared_fit(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] | None, cache_dir: str | Path, *,
                dataset_spec: Any = None, fitter: Callable[..., DriverFit] | None = None,
                **settings: Any) -> tuple[DriverFit, dict[str, Any]]:
@@ -143,7 +103,7 @@ def shared_fit(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] |
     key = fit_key(frame, model, {k: v for k, v in settings.items() if k != "cores"}, dataset_spec)
     path = Path(cache_dir) / f"drivers-{key}.nc"
     started = time.perf_counter()
-    result, reused = _compute_once(path, lambda: fitter(frame, model, dataset_spec=dataset_spec, **settings),
+    result, reused = compute_once(path, lambda: fitter(frame, model, dataset_spec=dataset_spec, **settings),
                                    lambda fit, target: save_fit(fit, target, frame),
                                    lambda source: load_fit(source, frame, model, dataset_spec))
     return result, {"key": key, "path": str(path), "reused": reused,
@@ -156,4 +116,4 @@ def shared_result(cache_dir: str | Path, name: str, key_parts: Mapping[str, Any]
     """Compute-once for any other study artefact (e.g. the ECSI reference check): (value, reused)."""
     key = sha256_text(canonical_json({"parts": dict(key_parts), "source": package_source_hash(),
                                       "versions": _versions()}))[:20]
-    return _compute_once(Path(cache_dir) / f"{name}-{key}", compute, save, load)
+    return compute_once(Path(cache_dir) / f"{name}-{key}", compute, save, load)

@@ -391,7 +391,7 @@ def fit_piecewise_exponential(exposure: ExposureTable, *, fixed: Sequence[str] =
         parametrization=parametrization, centred_min_events=centred_min_events)
     fixed, hierarchical, chosen = info["fixed"], info["hierarchical"], info["parametrization"]
     if cores is None:  # the runner's share of the machine (all cores outside the runner)
-        from cxresearch.studies import run_threads
+        from cxresearch.runtime import run_threads
 
         cores = min(chains, run_threads())
     if sampler == "nutpie":

@@ -64,26 +64,31 @@ def banner(message: str, level: str = "info", title: str | None = None) -> Any:
 
 
 def diagnostics_figures(diagnostics: Mapping[str, Any]) -> str:
-    """'R-hat max 1.004, bulk ESS min 512, tail ESS min 640, divergences 0' (+ the approximate method)."""
-    def number(key: str, spec: str) -> str:
-        value = diagnostics.get(key)
-        return "n/a" if value is None or pd.isna(value) else format(float(value), spec)
+    """'R-hat max 1.004, bulk ESS min 512, tail ESS min 640, divergences 0, E-BFMI min 0.85; method: ...'."""
+    from cxresearch.diagnostics import describe
 
-    figures = (f"R-hat max {number('rhat_max', '.3f')}, bulk ESS min {number('ess_bulk_min', '.0f')}, "
-               f"tail ESS min {number('ess_tail_min', '.0f')}, divergences {diagnostics.get('divergences', 'n/a')}")
-    method = diagnostics.get("method")
-    if method and "approx" in str(method).lower():
-        figures += f"; method: {method} (approximate: intervals may be too narrow)"
-    return figures
+    return describe(diagnostics)
 
 
 def diagnostics_banner(diagnostics: Mapping[str, Any]) -> Any:
-    """Banner stating whether a Bayesian fit passed its diagnostics gate, with the figures."""
-    figures = diagnostics_figures(diagnostics)
-    if diagnostics.get("passed"):
-        return banner(figures, level="ok", title="Model diagnostics passed")
-    return banner(f"{figures}. Do not use these numbers for decisions until the model is re-run and passes.",
-                  level="error", title="MODEL DID NOT CONVERGE")
+    """Banner stating the one gate's verdict with the figures and the reasons (see cxresearch.diagnostics).
+
+    Passed NUTS fits are green; approximate fits are never green (amber, "approximate"); failures are red
+    and list what to change.
+    """
+    from cxresearch.diagnostics import as_diagnostics, gate_text
+
+    d = as_diagnostics(diagnostics)
+    figures = diagnostics_figures(d)
+    reasons = " ".join(f"({i}) {r}." for i, r in enumerate(d.reasons, 1))
+    gate = gate_text()
+    if d.verdict == "passed":
+        return banner(f"{figures}. Gate: {gate}.", level="ok", title="Model diagnostics passed")
+    if d.verdict == "approximate":
+        return banner(f"{figures}. Approximate fit: its own check passed, but it is not a sampled posterior; "
+                      "confirm decisions with a NUTS fit.", level="warning", title="Approximate model (not NUTS)")
+    return banner(f"{figures}. Gate: {gate}. What failed: {reasons} Do not use these numbers for decisions until the "
+                  "model is re-run and passes.", level="error", title="MODEL DID NOT PASS ITS DIAGNOSTICS")
 
 
 def show_table(frame: pd.DataFrame, formats: Mapping[str, str] | None = None,

@@ -8,7 +8,6 @@ rerun can skip a run that already succeeded.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from collections.abc import Mapping
@@ -16,6 +15,8 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from cxresearch.runtime import canonical_json, combine_hashes, package_source_hash, sha256_file, sha256_text
 
 MANIFEST_NAME = "manifest.json"
 RESULTS_NAME = "results.json"
@@ -29,42 +30,7 @@ CORE_PACKAGES = (
     "ipykernel", "jupyter_client", "dask", "distributed",
 )
 
-_CHUNK = 1 << 20
 _DATA_SUFFIXES = {".csv", ".parquet", ".pq", ".tsv", ".txt", ".duckdb", ".db"}
-
-
-def canonical_json(data: Any) -> str:
-    """Deterministic JSON (sorted keys, no whitespace, UTF-8 kept) used for hashing parameters."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def sha256_text(text: str) -> str:
-    """sha256 hex digest of UTF-8 text."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    """sha256 hex digest of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _combine(entries: Mapping[str, str]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(entries):
-        digest.update(f"{name}\0{entries[name]}\n".encode())
-    return digest.hexdigest()
-
-
-def package_source_hash(package_dir: str | Path | None = None) -> str:
-    """sha256 over every ``cxresearch/**/*.py`` file (relative path + content), in sorted order."""
-    root = Path(package_dir) if package_dir else Path(__file__).resolve().parents[1]
-    files = {p.relative_to(root).as_posix(): sha256_file(p) for p in root.rglob("*.py")
-             if "__pycache__" not in p.parts}
-    return _combine(files)
 
 
 def _source_files(path: Path) -> list[Path]:
@@ -94,7 +60,7 @@ def data_hashes(dataset: str | Path) -> dict[str, Any]:
             raise FileNotFoundError(f"{dataset}: tables.{name}: no data file at {location}")
         hashes = {(p.relative_to(location).as_posix() if location.is_dir() else p.name): sha256_file(p)
                   for p in files}
-        tables[name] = {"source": str(location), "sha256": _combine(hashes), "files": hashes}
+        tables[name] = {"source": str(location), "sha256": combine_hashes(hashes), "files": hashes}
     return {
         "spec": {"path": str(dataset), "sha256": sha256_file(dataset)},
         "name": spec.name,
