@@ -11,7 +11,7 @@ DEMO_INTERVENTION ?= touchpoint=branch_visit,effect=0.5,treated_share=0.5
 REPORTS ?= reports
 WORKERS ?= 2
 
-.PHONY: setup demo test test-fast bench bench-quick lab clean
+.PHONY: setup demo lint test test-fast bench bench-quick lab clean
 
 # Virtual environment + editable install + Jupyter kernel named `cxresearch`.
 # Re-runs only when pyproject.toml changes.
@@ -30,7 +30,13 @@ demo: setup
 	$(BIN)/cxresearch validate $(DEMO_DIR)/dataset.yaml
 	$(BIN)/cxresearch run params/*.yaml --out $(REPORTS) --workers $(WORKERS)
 
-test: setup
+# Static checks (part of `make test`): ruff lint + format check on code and tests, mypy on the package.
+lint: setup
+	$(BIN)/ruff check cxresearch tests benchmarks
+	$(BIN)/ruff format --check cxresearch tests benchmarks
+	$(BIN)/mypy
+
+test: setup lint
 	$(BIN)/python -m pytest -q
 
 test-fast: setup

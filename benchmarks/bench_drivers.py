@@ -21,6 +21,7 @@ Workloads (each function returns a row: workload, size, ours_s, baseline_s, rati
 ``benchmarks/run.py``. The synthetic generator follows the simulator's driver model (docs/SIMULATOR.md)
 with any number of touchpoints and groups.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,9 @@ SIZES = {
 # --------------------------------------------------------------------------------------------------------
 # synthetic data: the simulator's driver model with T touchpoints and G groups
 # --------------------------------------------------------------------------------------------------------
-def synthetic_survey(n: int, touchpoints: int = 12, groups: int = 8, seed: int = 0, markets: int = 1,
-                     emotion: bool = True) -> pd.DataFrame:
+def synthetic_survey(
+    n: int, touchpoints: int = 12, groups: int = 8, seed: int = 0, markets: int = 1, emotion: bool = True
+) -> pd.DataFrame:
     """Survey rows: ratings 1-5 (NaN = not used), emotion items 1-7, recommend 0-10, ``group`` (and
     ``market``). eta = sum_t used * (nu + beta_g (r - 3) + penalty [r <= 2] + reward [r = 5]) + N(0, 1)."""
     rng = np.random.default_rng(seed)
@@ -73,9 +75,11 @@ def synthetic_survey(n: int, touchpoints: int = 12, groups: int = 8, seed: int =
     for t in range(touchpoints):
         cols[f"tp{t:02d}"] = np.where(used[:, t], rating[:, t], np.nan)
     if emotion:
-        for item, (load, cuts) in {"emo_happy": (1.6, [-4.3, -2.9, -1.5, 0.1, 2.0, 4.1]),
-                                   "emo_trust": (1.3, [-4.4, -3.1, -1.9, -0.3, 1.4, 3.3]),
-                                   "emo_calm": (1.4, [-3.7, -2.4, -1.3, 0.2, 1.8, 3.7])}.items():
+        for item, (load, cuts) in {
+            "emo_happy": (1.6, [-4.3, -2.9, -1.5, 0.1, 2.0, 4.1]),
+            "emo_trust": (1.3, [-4.4, -3.1, -1.9, -0.3, 1.4, 3.3]),
+            "emo_calm": (1.4, [-3.7, -2.4, -1.3, 0.2, 1.8, 3.7]),
+        }.items():
             cols[item] = 1.0 + (load * eta[:, None] + rng.logistic(size=(n, 1)) > np.array(cuts)).sum(axis=1)
     rec_cuts = np.array([-4.57, -4.07, -3.56, -3.06, -2.6, -1.79, -1.11, 0.01, 1.49, 2.99])
     cols["recommend"] = ((1.4 * eta)[:, None] + rng.logistic(size=(n, 1)) > rec_cuts).sum(axis=1).astype(float)
@@ -85,8 +89,9 @@ def synthetic_survey(n: int, touchpoints: int = 12, groups: int = 8, seed: int =
 
 
 def _model(touchpoints: int, emotion: bool, group_by: list[str]) -> dict[str, Any]:
-    constructs = {f"tp{t:02d}": {"items": [f"tp{t:02d}"], "kind": "touchpoint", "scale": [1, 5]}
-                  for t in range(touchpoints)}
+    constructs = {
+        f"tp{t:02d}": {"items": [f"tp{t:02d}"], "kind": "touchpoint", "scale": [1, 5]} for t in range(touchpoints)
+    }
     constructs["recommend"] = {"items": ["recommend"], "likelihood": "ordered_logistic", "scale": [0, 10]}
     paths = ["touchpoints -> recommend"]
     if emotion:
@@ -96,8 +101,10 @@ def _model(touchpoints: int, emotion: bool, group_by: list[str]) -> dict[str, An
 
 
 def _diag_text(d: dict[str, Any]) -> str:
-    return (f"R-hat {d['rhat_max']:.3f}, ESS bulk {d['ess_bulk_min']:.0f} / tail {d['ess_tail_min']:.0f}, "
-            f"div {d['divergences']}, {'passed' if d['passed'] else 'NOT passed'}")
+    return (
+        f"R-hat {d['rhat_max']:.3f}, ESS bulk {d['ess_bulk_min']:.0f} / tail {d['ess_tail_min']:.0f}, "
+        f"div {d['divergences']}, {'passed' if d['passed'] else 'NOT passed'}"
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -122,22 +129,33 @@ def plain_pymc_model(prep):
     # centring of each touchpoint's contribution: subtract column means (same as the kernel's table centring)
     design = design - design.mean(axis=0, keepdims=True)
     slope_x = prep.features["slope"][cols][np.arange(len(cols))[None, :], states]
-    coords = {"group_free": [f"{d}#{k}" for d in prep.group_dims for k in range(len(prep.levels[d]) - 1)],
-              "group_dim": list(prep.group_dims), eq.name("term"): eq.terms,
-              eq.touchpoints_dim: [prep.touchpoints[c] for c in cols]}
+    coords = {
+        "group_free": [f"{d}#{k}" for d in prep.group_dims for k in range(len(prep.levels[d]) - 1)],
+        "group_dim": list(prep.group_dims),
+        eq.name("term"): eq.terms,
+        eq.touchpoints_dim: [prep.touchpoints[c] for c in cols],
+    }
     with pm.Model(coords=coords) as model:
         coef = pm.Normal(eq.name("coef"), 0.0, priors.touchpoint_sd, dims=(eq.name("term"), eq.touchpoints_dim))
         sd = pm.HalfNormal(eq.name("sd_slope"), priors.group_sd, dims="group_dim")
-        z = pm.StudentT(eq.name("z_slope"), nu=4.0, mu=0.0, sigma=1.0, dims=("group_free", eq.touchpoints_dim)) \
-            if _uses_student_t() else pm.Normal(eq.name("z_slope"), 0.0, 1.0, dims=("group_free", eq.touchpoints_dim))
+        z = (
+            pm.StudentT(eq.name("z_slope"), nu=4.0, mu=0.0, sigma=1.0, dims=("group_free", eq.touchpoints_dim))
+            if _uses_student_t()
+            else pm.Normal(eq.name("z_slope"), 0.0, 1.0, dims=("group_free", eq.touchpoints_dim))
+        )
         scaled = z * sd[eq.dim_of_free][:, None]
         dev = (eq.slope_basis * scaled.T[:, None, :]).sum(axis=2).T
         cell_dev = pt.dot(eq.cell_of_level, dev)
         z_i = pm.Normal(eq.name("z_intercept"), 0.0, 1.0, dims="group_free")
         icpt = pt.dot(eq.cell_of_level, pt.dot(eq.intercept_basis, z_i * priors.group_intercept_sd))
-        cuts = pm.Normal(eq.name("cutpoints"), 0.0, priors.cutpoint_sd, shape=prep.n_categories[prep.outcome] - 1,
-                         transform=pm.distributions.transforms.ordered,
-                         initval=np.linspace(-3, 3, prep.n_categories[prep.outcome] - 1))
+        cuts = pm.Normal(
+            eq.name("cutpoints"),
+            0.0,
+            priors.cutpoint_sd,
+            shape=prep.n_categories[prep.outcome] - 1,
+            transform=pm.distributions.transforms.ordered,
+            initval=np.linspace(-3, 3, prep.n_categories[prep.outcome] - 1),
+        )
         group_part = (slope_x * cell_dev[prep.cell]).sum(axis=1)
         eta = pt.tensordot(design, coef, axes=[[1, 2], [0, 1]]) + group_part - group_part.mean() + icpt[prep.cell]
         pm.OrderedLogistic("y", eta=eta, cutpoints=cuts, observed=prep.outcomes[prep.outcome])
@@ -158,12 +176,21 @@ def _min_ess(idata, names) -> tuple[float, float]:
 
     ess = az.ess(idata, var_names=names, method="bulk")
     rhat = az.rhat(idata, var_names=names)
-    return (min(float(np.nanmin(v.values)) for v in ess.data_vars.values()),
-            max(float(np.nanmax(v.values)) for v in rhat.data_vars.values()))
+    return (
+        min(float(np.nanmin(v.values)) for v in ess.data_vars.values()),
+        max(float(np.nanmax(v.values)) for v in rhat.data_vars.values()),
+    )
 
 
-def bench_hierarchical_ordinal(n: int = 20_000, touchpoints: int = 12, groups: int = 8, draws: int = 1000,
-                               baseline_draws: int = 1000, seed: int = 1, profile: bool = False) -> dict[str, Any]:
+def bench_hierarchical_ordinal(
+    n: int = 20_000,
+    touchpoints: int = 12,
+    groups: int = 8,
+    draws: int = 1000,
+    baseline_draws: int = 1000,
+    seed: int = 1,
+    profile: bool = False,
+) -> dict[str, Any]:
     """ESS/s of ours vs plain PyMC on the same hierarchical ordinal model (see the module docstring)."""
     import arviz as az
     import pymc as pm
@@ -187,8 +214,15 @@ def bench_hierarchical_ordinal(n: int = 20_000, touchpoints: int = 12, groups: i
     t0 = time.perf_counter()
     with model, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        base = pm.sample(draws=baseline_draws, tune=baseline_draws, chains=2, cores=2, random_seed=seed,
-                         progressbar=False, compute_convergence_checks=False)
+        base = pm.sample(
+            draws=baseline_draws,
+            tune=baseline_draws,
+            chains=2,
+            cores=2,
+            random_seed=seed,
+            progressbar=False,
+            compute_convergence_checks=False,
+        )
     base_total = time.perf_counter() - t0
     base_s = base_total  # pm.sample wall seconds, compile included
     names = [rv.name for rv in model.free_RVs]
@@ -196,17 +230,27 @@ def bench_hierarchical_ordinal(n: int = 20_000, touchpoints: int = 12, groups: i
     coef = f"{fit.prep.outcome}__coef"
     a, b = fit.idata.posterior[coef], base.posterior[coef]
     diff = np.abs(a.mean(("chain", "draw")).values - b.mean(("chain", "draw")).values)
-    mcse = np.sqrt(az.mcse(fit.idata, var_names=[coef])[coef].values ** 2
-                   + az.mcse(base, var_names=[coef])[coef].values ** 2)
+    mcse = np.sqrt(
+        az.mcse(fit.idata, var_names=[coef])[coef].values ** 2 + az.mcse(base, var_names=[coef])[coef].values ** 2
+    )
     agree = bool(np.all((diff <= 0.05) | (diff <= 3 * mcse)))
     ratio = (ours_ess / ours_s) / (base_ess / base_s)
-    row = {"workload": "hierarchical_ordinal", "size": f"{n:,} x {touchpoints} tp x {groups} groups",
-           "ours_s": ours_s, "baseline_s": base_s, "ratio": ratio, "target": ">= 10x ESS/s",
-           "met": bool(ratio >= 10 and agree),
-           "ours_ess_per_s": ours_ess / ours_s, "baseline_ess_per_s": base_ess / base_s,
-           "ours_compile_s": fit.timings.get("compile_s"), "baseline_total_s": base_total,
-           "max_coef_diff": float(diff.max()), "means_agree": agree,
-           "diagnostics": f"ours {_diag_text(fit.diagnostics)}; plain PyMC R-hat {base_rhat:.3f}, ESS {base_ess:.0f}"}
+    row = {
+        "workload": "hierarchical_ordinal",
+        "size": f"{n:,} x {touchpoints} tp x {groups} groups",
+        "ours_s": ours_s,
+        "baseline_s": base_s,
+        "ratio": ratio,
+        "target": ">= 10x ESS/s",
+        "met": bool(ratio >= 10 and agree),
+        "ours_ess_per_s": ours_ess / ours_s,
+        "baseline_ess_per_s": base_ess / base_s,
+        "ours_compile_s": fit.timings.get("compile_s"),
+        "baseline_total_s": base_total,
+        "max_coef_diff": float(diff.max()),
+        "means_agree": agree,
+        "diagnostics": f"ours {_diag_text(fit.diagnostics)}; plain PyMC R-hat {base_rhat:.3f}, ESS {base_ess:.0f}",
+    }
     if prof:
         row["profile"] = _profile_text(prof)
     return row
@@ -225,8 +269,9 @@ def _median_ms(fn, evals: int) -> float:
     return 1000 * float(np.median(times))
 
 
-def bench_gradient(n: int = 20_000, touchpoints: int = 12, groups: int = 8, seed: int = 1,
-                   evals: int = 200) -> dict[str, Any]:
+def bench_gradient(
+    n: int = 20_000, touchpoints: int = 12, groups: int = 8, seed: int = 1, evals: int = 200
+) -> dict[str, Any]:
     """Median milliseconds per log-likelihood + gradient on the hierarchical ordinal model, each as its
     sampler runs it: ours is the function nutpie calls (numba, fused kernel), the baseline is what
     ``pm.sample`` calls for the plain formulation (``model.logp_dlogp_function``, C backend)."""
@@ -249,8 +294,13 @@ def bench_gradient(n: int = 20_000, touchpoints: int = 12, groups: int = 8, seed
     out, logp = np.zeros_like(x), np.zeros(())
     cfunc = compiled.compiled_logp_func.ctypes
     dbl = ctypes.POINTER(ctypes.c_double)
-    args = (compiled.n_dim, x.ctypes.data_as(dbl), out.ctypes.data_as(dbl), logp.ctypes.data_as(dbl),
-            compiled.user_data.ctypes.data_as(ctypes.c_void_p))
+    args = (
+        compiled.n_dim,
+        x.ctypes.data_as(dbl),
+        out.ctypes.data_as(dbl),
+        logp.ctypes.data_as(dbl),
+        compiled.user_data.ctypes.data_as(ctypes.c_void_p),
+    )
     if cfunc(*args) != 0:
         raise RuntimeError("the compiled log-likelihood failed at the benchmark point")
     ours_ms = _median_ms(lambda: cfunc(*args), evals)
@@ -258,18 +308,33 @@ def bench_gradient(n: int = 20_000, touchpoints: int = 12, groups: int = 8, seed
     q = DictToArrayBijection.map(plain.initial_point()).data
     q = q + rng.normal(0, 0.1, q.size)
     base_ms = _median_ms(lambda: plain_fn(q), max(evals // 4, 20))
-    return {"workload": "gradient", "size": f"{n:,} x {touchpoints} tp x {groups} groups, 11 categories",
-            "ours_s": ours_ms / 1000, "baseline_s": base_ms / 1000, "ratio": base_ms / ours_ms,
-            "target": "report (issue: 8.6 vs 0.5 ms)", "met": True, "ours_ms": ours_ms, "baseline_ms": base_ms,
-            "diagnostics": f"median of {evals} (ours) / {max(evals // 4, 20)} (plain) evaluations; "
-                           f"ours {ours_ms:.2f} ms, plain PyMC {base_ms:.2f} ms per logp + gradient"}
+    return {
+        "workload": "gradient",
+        "size": f"{n:,} x {touchpoints} tp x {groups} groups, 11 categories",
+        "ours_s": ours_ms / 1000,
+        "baseline_s": base_ms / 1000,
+        "ratio": base_ms / ours_ms,
+        "target": "report (issue: 8.6 vs 0.5 ms)",
+        "met": True,
+        "ours_ms": ours_ms,
+        "baseline_ms": base_ms,
+        "diagnostics": f"median of {evals} (ours) / {max(evals // 4, 20)} (plain) evaluations; "
+        f"ours {ours_ms:.2f} ms, plain PyMC {base_ms:.2f} ms per logp + gradient",
+    }
 
 
 # --------------------------------------------------------------------------------------------------------
 # workload 2: 130k x 14, full NUTS
 # --------------------------------------------------------------------------------------------------------
-def bench_large_nuts(n: int = 130_000, touchpoints: int = 14, draws: int = 1000, tune: int = 500, seed: int = 2,
-                     profile: bool = False, low_rank: bool = True) -> dict[str, Any]:
+def bench_large_nuts(
+    n: int = 130_000,
+    touchpoints: int = 14,
+    draws: int = 1000,
+    tune: int = 500,
+    seed: int = 2,
+    profile: bool = False,
+    low_rank: bool = True,
+) -> dict[str, Any]:
     """Full model (touchpoints -> emotion -> recommend, 4 groups x 3 markets), 2 chains x ``draws`` after
     ``tune`` warm-up draws (nutpie's default warm-up is 300; PyMC's 1000).
 
@@ -286,8 +351,9 @@ def bench_large_nuts(n: int = 130_000, touchpoints: int = 14, draws: int = 1000,
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = fit_driver_model(frame, spec, draws=draws, tune=tune, chains=2, seed=seed, reuse_compiled=False,
-                               low_rank=low_rank)
+        fit = fit_driver_model(
+            frame, spec, draws=draws, tune=tune, chains=2, seed=seed, reuse_compiled=False, low_rank=low_rank
+        )
     fit_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     summarize_drivers(fit, max_draws=1000)
@@ -296,14 +362,23 @@ def bench_large_nuts(n: int = 130_000, touchpoints: int = 14, draws: int = 1000,
         prof.disable()
     steps = fit.idata.sample_stats["n_steps"].values if "n_steps" in fit.idata.sample_stats else np.array([np.nan])
     # the target is the fit (compile + warm-up + draws); the report's summary is timed beside it
-    row = {"workload": "large_nuts", "size": f"{n:,} x {touchpoints} tp, 2 chains x {draws} (+{tune} warm-up)"
-                                             + (" (low-rank mass matrix)" if low_rank else ""),
-           "ours_s": fit_s, "baseline_s": 300.0, "ratio": fit_s / 300.0, "target": "fit < 300 s, R-hat <= 1.01",
-           "met": bool(fit_s < 300 and fit.diagnostics["rhat_max"] <= 1.01),
-           "fit_s": fit_s, "compile_s": fit.timings.get("compile_s"), "sample_s": fit.timings.get("sample_s"),
-           "summary_s": summary_s, "leapfrog_steps_per_draw": float(np.mean(steps)),
-           "diagnostics": _diag_text(fit.diagnostics) + f", {np.mean(steps):.0f} leapfrog steps per draw, "
-                          f"summary (50k-row subsample) {summary_s:.0f} s"}
+    row = {
+        "workload": "large_nuts",
+        "size": f"{n:,} x {touchpoints} tp, 2 chains x {draws} (+{tune} warm-up)"
+        + (" (low-rank mass matrix)" if low_rank else ""),
+        "ours_s": fit_s,
+        "baseline_s": 300.0,
+        "ratio": fit_s / 300.0,
+        "target": "fit < 300 s, R-hat <= 1.01",
+        "met": bool(fit_s < 300 and fit.diagnostics["rhat_max"] <= 1.01),
+        "fit_s": fit_s,
+        "compile_s": fit.timings.get("compile_s"),
+        "sample_s": fit.timings.get("sample_s"),
+        "summary_s": summary_s,
+        "leapfrog_steps_per_draw": float(np.mean(steps)),
+        "diagnostics": _diag_text(fit.diagnostics) + f", {np.mean(steps):.0f} leapfrog steps per draw, "
+        f"summary (50k-row subsample) {summary_s:.0f} s",
+    }
     if prof:
         row["profile"] = _profile_text(prof)
     return row
@@ -312,8 +387,9 @@ def bench_large_nuts(n: int = 130_000, touchpoints: int = 14, draws: int = 1000,
 # --------------------------------------------------------------------------------------------------------
 # workload 3: 1M rows, approximate mode
 # --------------------------------------------------------------------------------------------------------
-def bench_approx_1m(n: int = 1_000_000, touchpoints: int = 12, subsample: int = 50_000, seed: int = 3,
-                    nuts_draws: int = 1000) -> dict[str, Any]:
+def bench_approx_1m(
+    n: int = 1_000_000, touchpoints: int = 12, subsample: int = 50_000, seed: int = 3, nuts_draws: int = 1000
+) -> dict[str, Any]:
     """ADVI on ``n`` rows (+ impacts) against NUTS on a ``subsample``-row subsample."""
     from cxresearch.drivers.fit import fit_driver_model
     from cxresearch.drivers.summary import summarize_drivers
@@ -340,13 +416,21 @@ def bench_approx_1m(n: int = 1_000_000, touchpoints: int = 12, subsample: int = 
     c = approx_sub_summary.impacts.set_index("touchpoint").impact_nps
     diff_full = float((a - b).abs().max()) / 100  # share scale
     diff_same = float((c - b).abs().max()) / 100
-    return {"workload": "approx_1m", "size": f"{n:,} x {touchpoints} tp (NUTS on {subsample:,})",
-            "ours_s": approx_s, "baseline_s": 600.0, "ratio": approx_s / 600.0,
-            "target": "< 600 s; impacts within 0.02 of NUTS", "met": bool(approx_s < 600 and diff_full <= 0.02),
-            "max_impact_diff_1m_vs_nuts_50k": diff_full, "max_impact_diff_same_50k": diff_same,
-            "nuts_50k_s": nuts_s, "diagnostics": f"{approx.diagnostics['method']}: "
-                                                 f"{'converged' if approx.diagnostics['passed'] else 'NOT converged'}; "
-                                                 f"NUTS 50k {_diag_text(nuts.diagnostics)}"}
+    return {
+        "workload": "approx_1m",
+        "size": f"{n:,} x {touchpoints} tp (NUTS on {subsample:,})",
+        "ours_s": approx_s,
+        "baseline_s": 600.0,
+        "ratio": approx_s / 600.0,
+        "target": "< 600 s; impacts within 0.02 of NUTS",
+        "met": bool(approx_s < 600 and diff_full <= 0.02),
+        "max_impact_diff_1m_vs_nuts_50k": diff_full,
+        "max_impact_diff_same_50k": diff_same,
+        "nuts_50k_s": nuts_s,
+        "diagnostics": f"{approx.diagnostics['method']}: "
+        f"{'converged' if approx.diagnostics['passed'] else 'NOT converged'}; "
+        f"NUTS 50k {_diag_text(nuts.diagnostics)}",
+    }
 
 
 def _profile_text(prof: cProfile.Profile, top: int = 15) -> str:
@@ -355,23 +439,25 @@ def _profile_text(prof: cProfile.Profile, top: int = 15) -> str:
     return out.getvalue()
 
 
-WORKLOADS = {"gradient": "gradient", "ordinal": "hierarchical_ordinal", "large": "large_nuts",
-             "approx": "approx_1m"}
+WORKLOADS = {"gradient": "gradient", "ordinal": "hierarchical_ordinal", "large": "large_nuts", "approx": "approx_1m"}
 
 
 def run(quick: bool = False, only: list[str] | None = None, profile: bool = False) -> list[dict[str, Any]]:
     """Run the workloads (``only``: a subset of gradient, ordinal, large, approx)."""
     size = "quick" if quick else "full"
     rows = []
-    for key in (only or list(WORKLOADS)):
+    for key in only or list(WORKLOADS):
         name = WORKLOADS[key]
         n = SIZES[name][size]
         print(f"-- {name} ({n:,} rows)", flush=True)
         if name == "gradient":
             rows.append(bench_gradient(n, evals=100 if quick else 200))
         elif name == "hierarchical_ordinal":
-            rows.append(bench_hierarchical_ordinal(n, draws=300 if quick else 1000,
-                                                   baseline_draws=300 if quick else 500, profile=profile))
+            rows.append(
+                bench_hierarchical_ordinal(
+                    n, draws=300 if quick else 1000, baseline_draws=300 if quick else 500, profile=profile
+                )
+            )
         elif name == "large_nuts":
             rows.append(bench_large_nuts(n, draws=300 if quick else 1000, tune=300 if quick else 500, profile=profile))
         else:
@@ -390,13 +476,26 @@ def rows(quick: bool = False) -> list[dict[str, Any]]:
             ours, base = f"{r['ours_ms']:.2f} ms", f"{r['baseline_ms']:.2f} ms (plain PyMC)"
         else:
             ours = f"{r['ours_s']:.1f} s"
-            base = f"{r['baseline_s']:.1f} s" if r["workload"] == "hierarchical_ordinal" \
+            base = (
+                f"{r['baseline_s']:.1f} s"
+                if r["workload"] == "hierarchical_ordinal"
                 else f"target {r['baseline_s']:.0f} s"
+            )
         target, met = r["target"], r["met"]
         if quick and r["workload"] != "gradient":  # the targets hold at the full sizes: quick rows report only
             target, met = f"at full size: {target}", None
-        out.append({"workload": f"drivers: {r['workload']}", "size": r["size"], "ours": ours, "baseline": base,
-                    "ratio": r["ratio"], "target": target, "met": met, "diagnostics": r["diagnostics"]})
+        out.append(
+            {
+                "workload": f"drivers: {r['workload']}",
+                "size": r["size"],
+                "ours": ours,
+                "baseline": base,
+                "ratio": r["ratio"],
+                "target": target,
+                "met": met,
+                "diagnostics": r["diagnostics"],
+            }
+        )
     return out
 
 

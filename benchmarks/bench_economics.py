@@ -22,6 +22,7 @@ frame of the customers with an NPS answer; the fit alone, without the proportion
 scales with customers, not cells. The row's ratio is our seconds / the baseline's seconds: not like for like
 (ours is a full Bayesian fit with 4 chains plus CLV, on up to 10x the customers), so read it as context.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -113,22 +114,24 @@ def simulated_dataset(customers: int, seed: int = 1, out_root: Path = OUT) -> Pa
     """A simulator dataset of ``customers`` under ``out_root`` (made once, reused)."""
     folder = Path(out_root) / f"economics-sim-{customers}-seed{seed}"
     if not (folder / "truth.json").exists():
-        code = ("import sys; from cxresearch.data.simulator import simulate_dataset; "
-                "simulate_dataset(sys.argv[1], customers=int(sys.argv[2]), seed=int(sys.argv[3]))")
+        code = (
+            "import sys; from cxresearch.data.simulator import simulate_dataset; "
+            "simulate_dataset(sys.argv[1], customers=int(sys.argv[2]), seed=int(sys.argv[3]))"
+        )
         subprocess.run([sys.executable, "-c", code, str(folder), str(customers), str(seed)], cwd=REPO, check=True)
     return folder
 
 
 def _child(script: str, *args: str, timeout_s: int) -> dict:
-    proc = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout_s, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"economics benchmark child failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench_economics(customers: int, data: str | Path | None = None, seed: int = 1,
-                    timeout_s: int = 1800) -> dict:
+def bench_economics(customers: int, data: str | Path | None = None, seed: int = 1, timeout_s: int = 1800) -> dict:
     """Aggregate (DuckDB over Parquet) + Bayesian fit + CLV for ``customers``: wall times and peak RSS.
 
     ``data``: an existing simulator dataset folder (default: simulate one under benchmarks/out/).
@@ -137,18 +140,25 @@ def bench_economics(customers: int, data: str | Path | None = None, seed: int = 
     folder = Path(data) if data is not None else simulated_dataset(customers, seed)
     generate_s = time.perf_counter() - generated
     result = _child(_CHILD, str(folder / "dataset.yaml"), str(REPO / "benchmarks"), timeout_s=timeout_s)
-    result.update(customers=customers, data=str(folder), generate_s=generate_s,
-                  target_s=TARGET_SECONDS, target_rss_mb=TARGET_RSS_MB,
-                  met=bool(result["total_s"] < TARGET_SECONDS and result["peak_rss_mb"] < TARGET_RSS_MB))
+    result.update(
+        customers=customers,
+        data=str(folder),
+        generate_s=generate_s,
+        target_s=TARGET_SECONDS,
+        target_rss_mb=TARGET_RSS_MB,
+        met=bool(result["total_s"] < TARGET_SECONDS and result["peak_rss_mb"] < TARGET_RSS_MB),
+    )
     return result
 
 
-def bench_cox_reference(customers: int = 1_000_000, data: str | Path | None = None, seed: int = 1,
-                        timeout_s: int = 1800) -> dict:
+def bench_cox_reference(
+    customers: int = 1_000_000, data: str | Path | None = None, seed: int = 1, timeout_s: int = 1800
+) -> dict:
     """lifelines CoxPH (class + segment + market) on up to ``customers`` rows with an NPS answer."""
     folder = Path(data) if data is not None else simulated_dataset(max(customers * 2, 1000), seed)
-    result = _child(_COX_CHILD, str(folder / "dataset.yaml"), str(REPO / "benchmarks"), str(customers),
-                    timeout_s=timeout_s)
+    result = _child(
+        _COX_CHILD, str(folder / "dataset.yaml"), str(REPO / "benchmarks"), str(customers), timeout_s=timeout_s
+    )
     result["customers"] = customers
     return result
 
@@ -158,18 +168,24 @@ def rows(quick: bool = False) -> list[dict]:
     customers = 1_000_000 if quick else 10_000_000
     ours = bench_economics(customers)
     cox = bench_cox_reference(1_000_000, data=ours["data"])  # its first 1M customers with an NPS answer
-    return [{
-        "workload": "economics: DuckDB aggregate + piecewise-exponential fit (nutpie) + CLV/NPE",
-        "size": f"{customers:,} customers ({ours['customers_modelled']:,} with NPS class, {ours['cells']} cells)",
-        "ours": f"{ours['total_s']:.0f} s, {ours['peak_rss_mb']:,.0f} MB",
-        "baseline": (f"lifelines CoxPH point fit on {cox['rows']:,} rows: {cox['seconds']:.0f} s, "
-                     f"{cox['peak_rss_mb']:,.0f} MB"),
-        "ratio": ours["total_s"] / cox["seconds"],  # our seconds per baseline second (not like for like)
-        "target": f"< {TARGET_SECONDS:.0f} s and < {TARGET_RSS_MB / 1024:.0f} GB",
-        "met": ours["met"],
-        "diagnostics": (f"R-hat {ours['diagnostics']['rhat_max']:.3f}, ESS {ours['diagnostics']['ess_bulk_min']:.0f}, "
-                        f"divergences {ours['diagnostics']['divergences']}, passed {ours['diagnostics']['passed']}"),
-    }]
+    return [
+        {
+            "workload": "economics: DuckDB aggregate + piecewise-exponential fit (nutpie) + CLV/NPE",
+            "size": f"{customers:,} customers ({ours['customers_modelled']:,} with NPS class, {ours['cells']} cells)",
+            "ours": f"{ours['total_s']:.0f} s, {ours['peak_rss_mb']:,.0f} MB",
+            "baseline": (
+                f"lifelines CoxPH point fit on {cox['rows']:,} rows: {cox['seconds']:.0f} s, "
+                f"{cox['peak_rss_mb']:,.0f} MB"
+            ),
+            "ratio": ours["total_s"] / cox["seconds"],  # our seconds per baseline second (not like for like)
+            "target": f"< {TARGET_SECONDS:.0f} s and < {TARGET_RSS_MB / 1024:.0f} GB",
+            "met": ours["met"],
+            "diagnostics": (
+                f"R-hat {ours['diagnostics']['rhat_max']:.3f}, ESS {ours['diagnostics']['ess_bulk_min']:.0f}, "
+                f"divergences {ours['diagnostics']['divergences']}, passed {ours['diagnostics']['passed']}"
+            ),
+        }
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

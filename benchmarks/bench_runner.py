@@ -8,6 +8,7 @@
 
 Run: ``.venv/bin/python benchmarks/bench_runner.py [--runs 8]`` (prints JSON).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,10 +42,12 @@ def bench_runner(n_runs: int = 8, repeats: int = 3) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="cx-bench-runner-") as tmp:
         root = Path(tmp)
         spec, _ = fx.make_dataset(root / "data", segments, ["NO"], n_per_cell=50)
-        trivial = fx.write_params(root / "trivial.yaml", fx.params_text(
-            "trivial", "trivial.ipynb", spec, "{segment: [s00], market: all}"))
-        small = fx.write_params(root / "small.yaml", fx.params_text(
-            "small", "nps.ipynb", spec, "{segment: each, market: all}"))
+        trivial = fx.write_params(
+            root / "trivial.yaml", fx.params_text("trivial", "trivial.ipynb", spec, "{segment: [s00], market: all}")
+        )
+        small = fx.write_params(
+            root / "small.yaml", fx.params_text("small", "nps.ipynb", spec, "{segment: each, market: all}")
+        )
 
         # overhead: planning once, then `repeats` executions of the trivial notebook (first one warms caches)
         t0 = time.perf_counter()
@@ -61,8 +64,14 @@ def bench_runner(n_runs: int = 8, repeats: int = 3) -> dict[str, Any]:
         walls = {}
         for workers in (1, 2):
             t0 = time.perf_counter()
-            summary = run_studies([small], out=root / f"out{workers}", workers=workers, force=True,
-                                  progress=False, echo=lambda _line: None)
+            summary = run_studies(
+                [small],
+                out=root / f"out{workers}",
+                workers=workers,
+                force=True,
+                progress=False,
+                echo=lambda _line: None,
+            )
             walls[workers] = time.perf_counter() - t0
             assert summary.exit_code == 0 and len(summary.outcomes) == n_runs
     warm = execs[1:]
@@ -84,14 +93,28 @@ def rows(quick: bool = False) -> list[dict]:
     """Rows for benchmarks/run.py: overhead per run (target < 3 s) and 8 runs on 2 vs 1 workers (>= 1.6x)."""
     r = bench_runner(n_runs=8, repeats=3 if quick else 5)
     return [
-        {"workload": "runner overhead per run (kernel start + imports + render)", "size": "trivial notebook",
-         "ours": f"{r['overhead_per_run_s']:.2f} s", "baseline": "", "ratio": "", "target": "< 3 s",
-         "met": r["overhead_per_run_s"] < 3.0,
-         "diagnostics": f"median of warm runs; first run {r['overhead_first_run_s']:.2f} s; planning {r['planning_s']:.2f} s"},
-        {"workload": "runner: 8 small runs, 2 workers vs 1", "size": f"{r['n_runs']} runs, {r['cores']} cores",
-         "ours": f"{r['wall_2_workers_s']:.1f} s", "baseline": f"{r['wall_1_worker_s']:.1f} s",
-         "ratio": r["speedup_2_vs_1"], "target": ">= 1.6x", "met": r["speedup_2_vs_1"] >= 1.6,
-         "diagnostics": "baseline = the same runs on 1 worker"},
+        {
+            "workload": "runner overhead per run (kernel start + imports + render)",
+            "size": "trivial notebook",
+            "ours": f"{r['overhead_per_run_s']:.2f} s",
+            "baseline": "",
+            "ratio": "",
+            "target": "< 3 s",
+            "met": r["overhead_per_run_s"] < 3.0,
+            "diagnostics": (
+                f"median of warm runs; first run {r['overhead_first_run_s']:.2f} s; planning {r['planning_s']:.2f} s"
+            ),
+        },
+        {
+            "workload": "runner: 8 small runs, 2 workers vs 1",
+            "size": f"{r['n_runs']} runs, {r['cores']} cores",
+            "ours": f"{r['wall_2_workers_s']:.1f} s",
+            "baseline": f"{r['wall_1_worker_s']:.1f} s",
+            "ratio": r["speedup_2_vs_1"],
+            "target": ">= 1.6x",
+            "met": r["speedup_2_vs_1"] >= 1.6,
+            "diagnostics": "baseline = the same runs on 1 worker",
+        },
     ]
 
 

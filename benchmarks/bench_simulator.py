@@ -6,6 +6,7 @@ Each run is a fresh subprocess, so the peak resident set size (``VmHWM``, see ``
 of the simulation alone. Targets: 10M customers in under 5 minutes with peak RSS under 3 GB on a 2-core machine.
 There is no baseline implementation to compare with: rows report against the targets only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,12 +43,18 @@ def bench_simulate(customers: int, out_dir: Path, seed: int = 1, timeout_s: int 
     and bytes on disk.
     """
     out_dir = Path(out_dir)
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(customers), str(out_dir), str(seed),
-                           str(Path(__file__).resolve().parent)], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout_s, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(customers), str(out_dir), str(seed), str(Path(__file__).resolve().parent)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
     if proc.returncode != 0:
-        raise RuntimeError(f"simulate {customers} customers into {out_dir} failed (exit {proc.returncode}):\n"
-                           f"{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"simulate {customers} customers into {out_dir} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}"
+        )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["customers"] = customers
     result["disk_mb"] = sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file()) / 2**20
@@ -62,13 +69,18 @@ def rows(quick: bool = False) -> list[dict]:
         with tempfile.TemporaryDirectory(prefix="cx-sim-bench-") as tmp:
             r = bench_simulate(customers, Path(tmp) / "data")
         max_s, max_mb = TARGETS[customers]
-        out.append({
-            "workload": "simulate_dataset", "size": f"{customers:,} customers",
-            "ours": f"{r['seconds']:.1f} s, {r['peak_rss_mb']:.0f} MB peak", "baseline": "", "ratio": "",
-            "target": f"< {max_s:.0f} s, < {max_mb / 1024:.0f} GB",
-            "met": r["seconds"] < max_s and r["peak_rss_mb"] < max_mb,
-            "diagnostics": f"{r['survey_rows']:,} survey rows, {r['disk_mb']:.0f} MB on disk",
-        })
+        out.append(
+            {
+                "workload": "simulate_dataset",
+                "size": f"{customers:,} customers",
+                "ours": f"{r['seconds']:.1f} s, {r['peak_rss_mb']:.0f} MB peak",
+                "baseline": "",
+                "ratio": "",
+                "target": f"< {max_s:.0f} s, < {max_mb / 1024:.0f} GB",
+                "met": r["seconds"] < max_s and r["peak_rss_mb"] < max_mb,
+                "diagnostics": f"{r['survey_rows']:,} survey rows, {r['disk_mb']:.0f} MB on disk",
+            }
+        )
     return out
 
 
@@ -76,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output folder, kept (default: a temporary folder, deleted afterwards)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder, kept (default: a temporary folder, deleted afterwards)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
     tmp = None

@@ -1,4 +1,5 @@
 """Peak memory of the current process, for the benchmark child processes."""
+
 from __future__ import annotations
 
 import resource

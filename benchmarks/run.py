@@ -7,6 +7,7 @@ Each ``benchmarks/bench_<area>.py`` exposes ``rows(quick: bool) -> list[dict]`` 
 True / False / None for "report only"). The table is printed and appended, with the date and the machine,
 to ``benchmarks/RESULTS.md``. Timings are medians of repeated runs where a run is cheap (see each module).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.extend(area_rows)
 
     table = markdown_table(rows)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = f"## {stamp} ({'quick' if args.quick else 'full'}), {machine()}"
     print()
     print(header)

@@ -3,6 +3,7 @@
 Bayesian driver models linking touchpoint experiences to emotion and behaviour, survival-based churn
 and CLV economics, and parameterised study notebooks rendered as reports per segment and market.
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 Each command lives beside the code it drives (``cxresearch/<area>/commands.py``) and imports heavy
 libraries only when it runs, so ``cxresearch --help`` stays fast.
 """
+
 from __future__ import annotations
 
 import click

@@ -111,12 +111,21 @@ class Diagnostics(Mapping[str, Any]):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Diagnostics:
         """Rebuild from :meth:`to_dict` output (e.g. a saved fit's metadata)."""
-        known = {k: data.get(k) for k in RESULT_KEYS if k in data}
-        known["reasons"] = tuple(data.get("reasons") or ())
         parts = {name: cls.from_dict(p) for name, p in (data.get("fits") or {}).items()}
         extra = {k: v for k, v in data.items() if k not in RESULT_KEYS and k not in ("gate", "worst", "fits")}
         return cls(
-            **{"passed": bool(data.get("passed")), "method": str(data.get("method", "")), **known},
+            passed=bool(data.get("passed")),
+            method=str(data.get("method") or ""),
+            approximate=bool(data.get("approximate", False)),
+            chains=data.get("chains"),
+            draws=data.get("draws"),
+            rhat_max=data.get("rhat_max"),
+            ess_bulk_min=data.get("ess_bulk_min"),
+            ess_tail_min=data.get("ess_tail_min"),
+            divergences=data.get("divergences"),
+            bfmi_min=data.get("bfmi_min"),
+            pareto_k=data.get("pareto_k"),
+            reasons=tuple(data.get("reasons") or ()),
             worst=dict(data.get("worst") or {}),
             parts=parts,
             extra=extra,
@@ -143,8 +152,9 @@ def _extreme(dataset: Any, largest: bool) -> tuple[str | None, float]:
         finite = np.isfinite(flat)
         if not finite.any():
             continue
-        index = int(np.nanargmax(np.where(finite, flat, -np.inf)) if largest else np.nanargmin(
-            np.where(finite, flat, np.inf)))
+        index = int(
+            np.nanargmax(np.where(finite, flat, -np.inf)) if largest else np.nanargmin(np.where(finite, flat, np.inf))
+        )
         value = float(flat[index])
         if best_name is None or (value > best if largest else value < best):
             where = np.unravel_index(index, values.shape) if values.ndim else ()
@@ -184,8 +194,9 @@ def check_mcmc(idata: Any, var_names: Sequence[str] | None = None, method: str =
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             bfmi_min = float(np.min(az.bfmi(idata)))
-    reasons = mcmc_reasons(chains, draws, rhat_max, rhat_at, bulk_min, bulk_at, tail_min, tail_at, divergences,
-                           bfmi_min)
+    reasons = mcmc_reasons(
+        chains, draws, rhat_max, rhat_at, bulk_min, bulk_at, tail_min, tail_at, divergences, bfmi_min
+    )
     return Diagnostics(
         passed=not reasons,
         method=method,
@@ -218,21 +229,31 @@ def mcmc_reasons(
     if chains < 2:
         reasons.append("R-hat needs at least 2 chains: run chains=2 or more")
     if not rhat_max <= GATE["rhat_max"]:
-        reasons.append(f"R-hat {rhat_max:.3f} > {GATE['rhat_max']} on {rhat_at}: the chains disagree; "
-                       "run more tuning and draws, or simplify the model around this parameter")
+        reasons.append(
+            f"R-hat {rhat_max:.3f} > {GATE['rhat_max']} on {rhat_at}: the chains disagree; "
+            "run more tuning and draws, or simplify the model around this parameter"
+        )
     if not bulk_min >= GATE["ess_bulk_min"]:
-        reasons.append(f"bulk ESS {bulk_min:.0f} < {GATE['ess_bulk_min']:.0f} on {bulk_at}: run more draws "
-                       f"(about {_draws_needed(draws, bulk_min)} in all)")
+        reasons.append(
+            f"bulk ESS {bulk_min:.0f} < {GATE['ess_bulk_min']:.0f} on {bulk_at}: run more draws "
+            f"(about {_draws_needed(draws, bulk_min)} in all)"
+        )
     if not tail_min >= GATE["ess_tail_min"]:
-        reasons.append(f"tail ESS {tail_min:.0f} < {GATE['ess_tail_min']:.0f} on {tail_at}: the interval ends "
-                       f"are unreliable; run more draws (about {_draws_needed(draws, tail_min)} in all)")
+        reasons.append(
+            f"tail ESS {tail_min:.0f} < {GATE['ess_tail_min']:.0f} on {tail_at}: the interval ends "
+            f"are unreliable; run more draws (about {_draws_needed(draws, tail_min)} in all)"
+        )
     if divergences > GATE["divergence_share_max"] * draws:
-        reasons.append(f"{divergences} divergent transitions ({100 * divergences / max(draws, 1):.2f}% of draws, "
-                       f"at most {100 * GATE['divergence_share_max']:.1f}%): raise target_accept or "
-                       "reparameterise (often a group sd near zero)")
+        reasons.append(
+            f"{divergences} divergent transitions ({100 * divergences / max(draws, 1):.2f}% of draws, "
+            f"at most {100 * GATE['divergence_share_max']:.1f}%): raise target_accept or "
+            "reparameterise (often a group sd near zero)"
+        )
     if bfmi_min is not None and not bfmi_min >= GATE["bfmi_min"]:
-        reasons.append(f"E-BFMI {bfmi_min:.2f} < {GATE['bfmi_min']}: the sampler explores the energy poorly "
-                       "(a funnel); reparameterise or use fewer, better-identified group levels")
+        reasons.append(
+            f"E-BFMI {bfmi_min:.2f} < {GATE['bfmi_min']}: the sampler explores the energy poorly "
+            "(a funnel); reparameterise or use fewer, better-identified group levels"
+        )
     return reasons
 
 
@@ -243,8 +264,9 @@ def _draws_needed(draws: int, ess: float) -> int:
     return int(math.ceil(draws * factor / 100.0) * 100)
 
 
-def check_approximate(method: str, pareto_k: float | None, converged: bool = True, draws: int | None = None,
-                      **extra: Any) -> Diagnostics:
+def check_approximate(
+    method: str, pareto_k: float | None, converged: bool = True, draws: int | None = None, **extra: Any
+) -> Diagnostics:
     """The check of an approximate (variational) fit: optimisation converged and PSIS Pareto-k < 0.7.
 
     ``pareto_k`` is the Pareto shape of the importance ratios p(theta, y) / q(theta) over the
@@ -256,11 +278,21 @@ def check_approximate(method: str, pareto_k: float | None, converged: bool = Tru
     if pareto_k is None or not math.isfinite(pareto_k):
         reasons.append("Pareto-k of the approximation could not be computed: treat the numbers as unchecked")
     elif pareto_k >= GATE["pareto_k_max"]:
-        reasons.append(f"Pareto-k {pareto_k:.2f} >= {GATE['pareto_k_max']}: the approximation is far from the "
-                       "posterior (intervals too narrow); run NUTS")
+        reasons.append(
+            f"Pareto-k {pareto_k:.2f} >= {GATE['pareto_k_max']}: the approximation is far from the "
+            "posterior (intervals too narrow); run NUTS"
+        )
     label = method if "approx" in method.lower() else f"{method} (approximate)"
-    return Diagnostics(passed=not reasons, method=label, approximate=True, chains=1, draws=draws,
-                       pareto_k=pareto_k, reasons=tuple(reasons), extra=extra)
+    return Diagnostics(
+        passed=not reasons,
+        method=label,
+        approximate=True,
+        chains=1,
+        draws=draws,
+        pareto_k=pareto_k,
+        reasons=tuple(reasons),
+        extra=extra,
+    )
 
 
 def pareto_k(log_ratios: np.ndarray) -> float:
@@ -336,9 +368,11 @@ def describe(diagnostics: Diagnostics | Mapping[str, Any]) -> str:
     if d.approximate:
         figures = f"Pareto-k {number(d.pareto_k, '.2f')} (approximation usable below {GATE['pareto_k_max']})"
     else:
-        figures = (f"R-hat max {number(d.rhat_max, '.3f')}, bulk ESS min {number(d.ess_bulk_min, '.0f')}, "
-                   f"tail ESS min {number(d.ess_tail_min, '.0f')}, divergences "
-                   f"{'n/a' if d.divergences is None else d.divergences}, E-BFMI min {number(d.bfmi_min, '.2f')}")
+        figures = (
+            f"R-hat max {number(d.rhat_max, '.3f')}, bulk ESS min {number(d.ess_bulk_min, '.0f')}, "
+            f"tail ESS min {number(d.ess_tail_min, '.0f')}, divergences "
+            f"{'n/a' if d.divergences is None else d.divergences}, E-BFMI min {number(d.bfmi_min, '.2f')}"
+        )
     if d.method:
         figures += f"; method: {d.method}"
     if d.approximate:
@@ -348,9 +382,11 @@ def describe(diagnostics: Diagnostics | Mapping[str, Any]) -> str:
 
 def gate_text() -> str:
     """The gate in one sentence, for reports."""
-    return (f"R-hat <= {GATE['rhat_max']}, bulk and tail ESS >= {GATE['ess_bulk_min']:.0f}, divergences <= "
-            f"{100 * GATE['divergence_share_max']:.1f}% of draws, E-BFMI >= {GATE['bfmi_min']} "
-            f"(approximate fits: Pareto-k < {GATE['pareto_k_max']})")
+    return (
+        f"R-hat <= {GATE['rhat_max']}, bulk and tail ESS >= {GATE['ess_bulk_min']:.0f}, divergences <= "
+        f"{100 * GATE['divergence_share_max']:.1f}% of draws, E-BFMI >= {GATE['bfmi_min']} "
+        f"(approximate fits: Pareto-k < {GATE['pareto_k_max']})"
+    )
 
 
 def as_dict(value: Diagnostics | Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -59,17 +59,21 @@ def interval(draws: np.ndarray, level: float = DEFAULT_LEVEL, axis: int = 0) -> 
     return low, high
 
 
-def summary_frame(draws: Mapping[str, np.ndarray], level: float = DEFAULT_LEVEL, index_name: str = "quantity") -> (
-    pd.DataFrame
-):
+def summary_frame(
+    draws: Mapping[str, np.ndarray], level: float = DEFAULT_LEVEL, index_name: str = "quantity"
+) -> pd.DataFrame:
     """The standard summary of named 1-D draw arrays: ``mean, sd, low, high``, level in ``attrs``."""
     level = check_level(level)
     rows = {}
     for name, values in draws.items():
         values = np.asarray(values, dtype=float).ravel()
         low, high = interval(values, level)
-        rows[name] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if values.size > 1 else math.nan,
-                      "low": float(low), "high": float(high)}
+        rows[name] = {
+            "mean": float(values.mean()),
+            "sd": float(values.std(ddof=1)) if values.size > 1 else math.nan,
+            "low": float(low),
+            "high": float(high),
+        }
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(SUMMARY_COLUMNS))
     frame.index.name = index_name
     frame.attrs["level"] = level
@@ -117,10 +121,14 @@ class FittedModel(ABC):
     # --- save / load ------------------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
         """What ``save`` writes to ``meta.json``."""
-        return {"format": SAVE_FORMAT, "model_type": self.model_type,
-                "model_config": _config_json(getattr(self, "model_config", {})),
-                "sampler_config": _config_json(getattr(self, "sampler_config", {})),
-                "data_hash": getattr(self, "data_hash", None), "cxresearch_version": package_version()}
+        return {
+            "format": SAVE_FORMAT,
+            "model_type": self.model_type,
+            "model_config": _config_json(getattr(self, "model_config", {})),
+            "sampler_config": _config_json(getattr(self, "sampler_config", {})),
+            "data_hash": getattr(self, "data_hash", None),
+            "cxresearch_version": package_version(),
+        }
 
     def save(self, path: str | Path) -> Path:
         """Write the fit to the folder ``path`` (replaced atomically): ``meta.json`` plus the model's state."""
@@ -145,27 +153,34 @@ class FittedModel(ABC):
             raise FileNotFoundError(f"{path}: not a saved cxresearch fit (no {META_NAME})")
         meta = json.loads(meta_file.read_text())
         if meta.get("format") != SAVE_FORMAT:
-            raise DifferentModelError(f"{path}: saved with format {meta.get('format')!r}, this version reads "
-                                      f"{SAVE_FORMAT}")
+            raise DifferentModelError(
+                f"{path}: saved with format {meta.get('format')!r}, this version reads {SAVE_FORMAT}"
+            )
         if meta.get("model_type") != cls.model_type:
             raise DifferentModelError(f"{path}: holds a {meta.get('model_type')!r} fit, not a {cls.model_type!r}")
         return meta
 
     @classmethod
-    def load(cls: type[M], path: str | Path, model_config: Mapping[str, Any] | None = None,
-             data_hash: str | None = None) -> M:
+    def load(
+        cls: type[M], path: str | Path, model_config: Mapping[str, Any] | None = None, data_hash: str | None = None
+    ) -> M:
         """Load a fit saved by :meth:`save`; refuse it (:class:`DifferentModelError`) when ``model_config``
         or ``data_hash`` is given and differs from what was stored."""
         path = Path(path)
         meta = cls.read_meta(path)
         if model_config is not None and canonical_json(_config_json(model_config)) != canonical_json(
-                meta["model_config"]):
-            changed = sorted(k for k in set(meta["model_config"]) | set(_config_json(model_config))
-                             if meta["model_config"].get(k) != _config_json(model_config).get(k))
+            meta["model_config"]
+        ):
+            changed = sorted(
+                k
+                for k in set(meta["model_config"]) | set(_config_json(model_config))
+                if meta["model_config"].get(k) != _config_json(model_config).get(k)
+            )
             raise DifferentModelError(f"{path}: saved with a different model config (differs in {changed}); refit")
         if data_hash is not None and data_hash != meta.get("data_hash"):
-            raise DifferentModelError(f"{path}: fitted to other data (hash {meta.get('data_hash')!s:.12} != "
-                                      f"{data_hash:.12}); refit")
+            raise DifferentModelError(
+                f"{path}: fitted to other data (hash {meta.get('data_hash')!s:.12} != {data_hash:.12}); refit"
+            )
         return cls._load_state(path, meta)
 
     @abstractmethod

@@ -5,6 +5,7 @@ the ``CXRESEARCH_RESULTS`` environment variable is rewritten atomically on every
 halfway still leaves what it recorded. Interactively (JupyterLab) values are kept in memory and can be
 read back with :func:`recorded_results`.
 """
+
 from __future__ import annotations
 
 import json
@@ -115,8 +116,12 @@ def record_headline(label: str, value: Any, unit: str = "", interval: list | tup
     if not isinstance(unit, str):
         raise TypeError(f"headline {label!r}: unit must be text, got {type(unit).__name__}")
     where = f"{HEADLINE_KEY}[{label}]"
-    entry = {"label": label.strip(), "value": to_jsonable(value, where), "unit": unit,
-             "interval": None if interval is None else to_jsonable(list(interval), f"{where}.interval")}
+    entry = {
+        "label": label.strip(),
+        "value": to_jsonable(value, where),
+        "unit": unit,
+        "interval": None if interval is None else to_jsonable(list(interval), f"{where}.interval"),
+    }
     if entry["interval"] is not None and len(entry["interval"]) != 2:
         raise ValueError(f"headline {label!r}: interval must be [low, high], got {interval!r}")
     entries = _RESULTS.get(HEADLINE_KEY)

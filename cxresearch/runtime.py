@@ -58,9 +58,7 @@ def combine_hashes(entries: Mapping[str, str]) -> str:
 def package_source_hash(package_dir: str | Path | None = None) -> str:
     """sha256 over every ``cxresearch/**/*.py`` file (relative path + content), in sorted order."""
     root = Path(package_dir) if package_dir else Path(__file__).resolve().parent
-    files = {
-        p.relative_to(root).as_posix(): sha256_file(p) for p in root.rglob("*.py") if "__pycache__" not in p.parts
-    }
+    files = {p.relative_to(root).as_posix(): sha256_file(p) for p in root.rglob("*.py") if "__pycache__" not in p.parts}
     return combine_hashes(files)
 
 
@@ -72,9 +70,9 @@ def frame_hash(frame: Any) -> str:
     return sha256_text(values.hex() + canonical_json([str(c) for c in frame.columns]))
 
 
-def library_versions(names: Iterable[str] = ("pymc", "nutpie", "pytensor", "numpy", "arviz", "lifelines")) -> dict[
-    str, str | None
-]:
+def library_versions(
+    names: Iterable[str] = ("pymc", "nutpie", "pytensor", "numpy", "arviz", "lifelines"),
+) -> dict[str, str | None]:
     """Installed versions of ``names`` (None when not installed)."""
     out: dict[str, str | None] = {}
     for name in names:

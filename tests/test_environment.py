@@ -1,4 +1,5 @@
 """pyproject.toml (the source for pip) and environment.yml (conda-forge) must name the same packages."""
+
 from __future__ import annotations
 
 import re
@@ -33,7 +34,7 @@ def _conda_requirements() -> dict[str, str]:
             if name in NOT_PACKAGES:
                 continue
             name = CONDA_TO_PYPI.get(name, name)
-            out[name] = name + dep.strip()[len(_name(dep)):].replace(" ", "")
+            out[name] = name + dep.strip()[len(_name(dep)) :].replace(" ", "")
     return out
 
 
@@ -53,3 +54,57 @@ def test_environment_installs_the_package_itself():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_block = next(d for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     assert "-e ." in pip_block["pip"]
+
+
+def _third_party_imports() -> dict[str, set[str]]:
+    """Top-level names of every non-stdlib, non-cxresearch import in the package (AST, any depth) -> files."""
+    import ast
+    import sys
+
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / "cxresearch").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top != "cxresearch" and top not in sys.stdlib_module_names and top != "__future__":
+                    found.setdefault(top, set()).add(path.relative_to(ROOT).as_posix())
+    return found
+
+
+def test_every_imported_package_is_declared():
+    """What the package imports is a declared runtime dependency (no package that only works by accident)."""
+    from importlib.metadata import packages_distributions
+
+    declared = set(_runtime_requirements())
+    providers = packages_distributions()
+    undeclared = {}
+    for module, files in _third_party_imports().items():
+        dists = {d.lower().replace("_", "-") for d in providers.get(module, [])}
+        if not dists & declared:
+            undeclared[module] = sorted(files)
+    assert undeclared == {}, f"imported but not declared in pyproject.toml [project.dependencies]: {undeclared}"
+
+
+def test_every_declared_runtime_package_is_used():
+    """A runtime dependency nothing imports is dead weight (kept: ones used only as a kernel, server or engine)."""
+    from importlib.metadata import packages_distributions
+
+    used_dists = set()
+    providers = packages_distributions()
+    for module in _third_party_imports():
+        used_dists |= {d.lower().replace("_", "-") for d in providers.get(module, [])}
+    # used without an import statement: the `cxresearch` Jupyter kernel the runner starts, and JupyterLab (`make lab`)
+    not_imported = {"ipykernel", "jupyterlab"}
+    unused = sorted(set(_runtime_requirements()) - used_dists - not_imported)
+    assert unused == [], f"declared in pyproject.toml but never imported by cxresearch: {unused}"
+
+
+def _runtime_requirements() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {_name(r): r for r in project["dependencies"]}

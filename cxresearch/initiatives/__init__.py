@@ -10,24 +10,43 @@
 
 Submodules are imported on use (PyMC loads only for difference-in-differences).
 """
+
 from __future__ import annotations
 
 from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "Catalogue": "catalogue", "Initiative": "catalogue", "CatalogueError": "catalogue",
-    "load_catalogue": "catalogue", "check_catalogue": "catalogue", "TouchpointInfo": "catalogue",
+    "Catalogue": "catalogue",
+    "Initiative": "catalogue",
+    "CatalogueError": "catalogue",
+    "load_catalogue": "catalogue",
+    "check_catalogue": "catalogue",
+    "TouchpointInfo": "catalogue",
     "touchpoint_info_from_spec": "catalogue",
-    "parse_distribution": "effects", "EffectDistribution": "effects",
-    "DriverScenarioModel": "value", "ValueModel": "value", "ClvDraws": "value", "ClvDrawsValueModel": "value",
-    "InitiativeEngine": "value", "ValueResult": "value",
-    "TrueDriverModel": "truth", "TrueValueModel": "truth",
-    "rank_initiatives": "roadmap", "select_under_budget": "roadmap", "build_roadmap": "roadmap",
+    "parse_distribution": "effects",
+    "EffectDistribution": "effects",
+    "DriverScenarioModel": "value",
+    "ValueModel": "value",
+    "ClvDraws": "value",
+    "ClvDrawsValueModel": "value",
+    "InitiativeEngine": "value",
+    "ValueResult": "value",
+    "TrueDriverModel": "truth",
+    "TrueValueModel": "truth",
+    "rank_initiatives": "roadmap",
+    "select_under_budget": "roadmap",
+    "build_roadmap": "roadmap",
     "Roadmap": "roadmap",
-    "did_rating": "did", "did_nps": "did", "did_churn": "did", "DidResult": "did",
-    "plan_headline_markdown": "report", "record_initiative_results": "report",
-    "run_study": "study", "choose_models": "study", "validate_settings": "study",
+    "did_rating": "did",
+    "did_nps": "did",
+    "did_churn": "did",
+    "DidResult": "did",
+    "plan_headline_markdown": "report",
+    "record_initiative_results": "report",
+    "run_study": "study",
+    "choose_models": "study",
+    "validate_settings": "study",
 }
 
 __all__ = sorted(_EXPORTS)

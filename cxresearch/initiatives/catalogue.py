@@ -37,6 +37,7 @@ month of the horizon.
 
 Every error names the key path, e.g. ``catalogue[app_redesign].effect: ...``.
 """
+
 from __future__ import annotations
 
 import re
@@ -107,8 +108,7 @@ class Scope(_Strict):
 
     def includes(self, segment: str, market: str) -> bool:
         """Whether customers of this segment and market are in scope."""
-        return (self.segments is None or segment in self.segments) and \
-            (self.markets is None or market in self.markets)
+        return (self.segments is None or segment in self.segments) and (self.markets is None or market in self.markets)
 
 
 class Effect(_Strict):
@@ -120,11 +120,13 @@ class Effect(_Strict):
     becomes: Literal["typical"] | float = "typical"
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "Effect":
+    def _one_kind(self) -> Effect:
         given = [k for k in ("uplift", "remove_bad") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of 'uplift' (rating points) or 'remove_bad' "
-                             f"(share of bottom-box experiences removed); got {given or 'neither'}")
+            raise ValueError(
+                "give exactly one of 'uplift' (rating points) or 'remove_bad' "
+                f"(share of bottom-box experiences removed); got {given or 'neither'}"
+            )
         try:
             self.distribution  # noqa: B018 - parse now so errors surface at validation time
         except EffectSpecError as exc:
@@ -215,7 +217,7 @@ class Catalogue(_Strict):
     initiatives: tuple[Initiative, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique(self) -> "Catalogue":
+    def _unique(self) -> Catalogue:
         names = [i.name for i in self.initiatives]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
@@ -233,7 +235,7 @@ class Catalogue(_Strict):
                 return initiative
         raise KeyError(f"no initiative named {name!r}; the catalogue has {self.names}")
 
-    def __iter__(self):  # type: ignore[override]
+    def __iter__(self):  # iterates initiatives, unlike pydantic's (field, value) pairs
         return iter(self.initiatives)
 
     def __len__(self) -> int:
@@ -252,7 +254,7 @@ def _format_errors(exc: ValidationError, raw: Sequence[Any], source: str) -> str
         if loc and loc[0] == "initiatives":
             loc = loc[1:]
         if loc and isinstance(loc[0], int):
-            idx = loc.pop(0)
+            idx = int(loc.pop(0))
             item = raw[idx] if idx < len(raw) else None
             name = item.get("name") if isinstance(item, Mapping) else None
             parts[0] = f"{source}[{name}]" if isinstance(name, str) and name else f"{source}[{idx}]"
@@ -312,14 +314,26 @@ class TouchpointInfo:
 
 def touchpoint_info_from_spec(spec: Any) -> dict[str, TouchpointInfo]:
     """Touchpoint scales and labels from a DatasetSpec (``need`` falls back to the journey ``stage``)."""
-    return {key: TouchpointInfo(key=key, scale_min=float(tp.scale.min), scale_max=float(tp.scale.max),
-                                channel=tp.channel, need=tp.need or tp.stage, label=tp.label)
-            for key, tp in spec.survey.touchpoints.items()}
+    return {
+        key: TouchpointInfo(
+            key=key,
+            scale_min=float(tp.scale.min),
+            scale_max=float(tp.scale.max),
+            channel=tp.channel,
+            need=tp.need or tp.stage,
+            label=tp.label,
+        )
+        for key, tp in spec.survey.touchpoints.items()
+    }
 
 
-def check_catalogue(catalogue: Catalogue, touchpoints: Mapping[str, TouchpointInfo],
-                    segments: Iterable[str] | None = None, markets: Iterable[str] | None = None,
-                    where: str = "catalogue") -> None:
+def check_catalogue(
+    catalogue: Catalogue,
+    touchpoints: Mapping[str, TouchpointInfo],
+    segments: Iterable[str] | None = None,
+    markets: Iterable[str] | None = None,
+    where: str = "catalogue",
+) -> None:
     """Check a catalogue against a dataset: touchpoints, segments and markets exist; channels agree;
     ``becomes`` and ``bottom_box_max`` lie on the touchpoint scale. Raises CatalogueError naming keys."""
     problems = []
@@ -331,35 +345,49 @@ def check_catalogue(catalogue: Catalogue, touchpoints: Mapping[str, TouchpointIn
         if unknown:
             problems.append(f"{at}.touchpoints: unknown touchpoint(s) {unknown}; the dataset has {sorted(touchpoints)}")
             continue
-        for dim, known, given in (("segments", seg_known, ini.scope.segments), ("markets", mkt_known, ini.scope.markets)):
+        for dim, known, given in (
+            ("segments", seg_known, ini.scope.segments),
+            ("markets", mkt_known, ini.scope.markets),
+        ):
             if known is not None and given is not None:
                 missing = [g for g in given if g not in known]
                 if missing:
                     problems.append(f"{at}.scope.{dim}: {missing} not in the data (known: {known})")
         if ini.scope.channels is not None:
-            off = [t for t in ini.touchpoints
-                   if touchpoints[t].channel is not None and touchpoints[t].channel not in ini.scope.channels]
+            off = [
+                t
+                for t in ini.touchpoints
+                if touchpoints[t].channel is not None and touchpoints[t].channel not in ini.scope.channels
+            ]
             if off:
-                problems.append(f"{at}.scope.channels: touchpoint(s) {off} are on channel(s) "
-                                f"{sorted({touchpoints[t].channel for t in off})}, not in {list(ini.scope.channels)}")
+                problems.append(
+                    f"{at}.scope.channels: touchpoint(s) {off} are on channel(s) "
+                    f"{sorted({str(touchpoints[t].channel) for t in off})}, not in {list(ini.scope.channels)}"
+                )
         eff = ini.effect
         for t in ini.touchpoints:
             info = touchpoints[t]
             if eff.kind == "remove_bad":
                 bb = eff.bottom_box_max if eff.bottom_box_max is not None else info.bottom_box_max
                 if not info.scale_min <= bb < info.scale_max:
-                    problems.append(f"{at}.effect.bottom_box_max: {bb:g} is not inside the {t} scale "
-                                    f"{info.scale_min:g}-{info.scale_max:g}")
+                    problems.append(
+                        f"{at}.effect.bottom_box_max: {bb:g} is not inside the {t} scale "
+                        f"{info.scale_min:g}-{info.scale_max:g}"
+                    )
                 if eff.becomes != "typical" and not bb < float(eff.becomes) <= info.scale_max:
-                    problems.append(f"{at}.effect.becomes: {eff.becomes!r} must be above the bottom box ({bb:g}) "
-                                    f"and at most {info.scale_max:g} on the {t} scale")
+                    problems.append(
+                        f"{at}.effect.becomes: {eff.becomes!r} must be above the bottom box ({bb:g}) "
+                        f"and at most {info.scale_max:g} on the {t} scale"
+                    )
             else:
                 width = info.scale_max - info.scale_min
                 dist = eff.distribution
                 lo, hi = (float(v) for v in dist.quantile([0.001, 0.999]))
                 if max(abs(lo), abs(hi)) > width:
-                    problems.append(f"{at}.effect.uplift: {dist.describe()} points exceeds the width of the "
-                                    f"{t} scale ({info.scale_min:g}-{info.scale_max:g})")
+                    problems.append(
+                        f"{at}.effect.uplift: {dist.describe()} points exceeds the width of the "
+                        f"{t} scale ({info.scale_min:g}-{info.scale_max:g})"
+                    )
     if problems:
         raise CatalogueError("\n".join(problems))
 
@@ -368,8 +396,11 @@ def initiative_channels(ini: Initiative, touchpoints: Mapping[str, TouchpointInf
     """Channels of an initiative: its scope's, else those of its touchpoints ('unspecified' if none)."""
     if ini.scope.channels is not None:
         return ini.scope.channels
-    found = tuple(dict.fromkeys(touchpoints[t].channel for t in ini.touchpoints
-                                if t in touchpoints and touchpoints[t].channel))
+    found = tuple(
+        dict.fromkeys(
+            str(touchpoints[t].channel) for t in ini.touchpoints if t in touchpoints and touchpoints[t].channel
+        )
+    )
     return found or ("unspecified",)
 
 
@@ -377,6 +408,7 @@ def initiative_needs(ini: Initiative, touchpoints: Mapping[str, TouchpointInfo])
     """Customer needs of an initiative: its scope's, else its touchpoints' need / stage."""
     if ini.scope.needs is not None:
         return ini.scope.needs
-    found = tuple(dict.fromkeys(touchpoints[t].need for t in ini.touchpoints
-                                if t in touchpoints and touchpoints[t].need))
+    found = tuple(
+        dict.fromkeys(str(touchpoints[t].need) for t in ini.touchpoints if t in touchpoints and touchpoints[t].need)
+    )
     return found or ("unspecified",)

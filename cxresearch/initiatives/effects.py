@@ -16,6 +16,7 @@ An initiative's effect is itself uncertain. The catalogue states it in one of th
 :func:`parse_distribution` turns any of these into an :class:`EffectDistribution`; its ``sample`` draws one
 value per posterior draw and ``mean`` / ``quantile`` describe it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,8 +65,11 @@ class EffectDistribution:
     @property
     def is_point(self) -> bool:
         """True when the effect is known exactly (no effect-size uncertainty)."""
-        return self.kind == "point" or (self.kind in ("uniform", "triangular") and self.p["low"] == self.p["high"]) \
+        return (
+            self.kind == "point"
+            or (self.kind in ("uniform", "triangular") and self.p["low"] == self.p["high"])
             or (self.kind == "normal" and self.p["sd"] == 0)
+        )
 
     def _point_value(self) -> float:
         p = self.p
@@ -136,7 +140,9 @@ def _pair(value: Any, where: str) -> tuple[float, float]:
     return low, high
 
 
-def _keys(body: Any, required: set[str], where: str, optional: set[str] = frozenset()) -> dict[str, float]:
+def _keys(
+    body: Any, required: set[str], where: str, optional: frozenset[str] | set[str] = frozenset()
+) -> dict[str, float]:
     if not isinstance(body, dict):
         raise EffectSpecError(f"{where}: expected a mapping with keys {sorted(required)}, got {body!r}")
     unknown = set(body) - required - set(optional)
@@ -148,7 +154,9 @@ def _keys(body: Any, required: set[str], where: str, optional: set[str] = frozen
     return {k: _number(v, f"{where}.{k}") for k, v in body.items()}
 
 
-def parse_distribution(value: Any, where: str = "effect", clip: tuple[float, float] | None = None) -> EffectDistribution:
+def parse_distribution(
+    value: Any, where: str = "effect", clip: tuple[float, float] | None = None
+) -> EffectDistribution:
     """Parse a catalogue effect (point, range, or ``{kind: params}``) into an :class:`EffectDistribution`.
 
     ``where`` is the key path used in error messages; ``clip`` bounds the draws (e.g. (0, 1) for shares).
@@ -168,12 +176,16 @@ def parse_distribution(value: Any, where: str = "effect", clip: tuple[float, flo
     if not isinstance(value, dict) or len(value) != 1:
         raise EffectSpecError(
             f"{where}: give a number, a range [low, high], or one of {{uniform, triangular, normal, beta}}: "
-            f"{{...}}; got {value!r}")
-    (kind, body), = value.items()
+            f"{{...}}; got {value!r}"
+        )
+    ((kind, body),) = value.items()
     sub = f"{where}.{kind}"
     if kind == "uniform":
-        low, high = _pair(body, sub) if isinstance(body, (list, tuple)) else \
-            tuple(_keys(body, {"low", "high"}, sub)[k] for k in ("low", "high"))
+        low, high = (
+            _pair(body, sub)
+            if isinstance(body, (list, tuple))
+            else tuple(_keys(body, {"low", "high"}, sub)[k] for k in ("low", "high"))
+        )
         if low > high:
             raise EffectSpecError(f"{sub}: low {low:g} is above high {high:g}")
         _check_inside(low, high, clip, sub)
@@ -205,7 +217,8 @@ def parse_distribution(value: Any, where: str = "effect", clip: tuple[float, flo
                 raise EffectSpecError(f"{sub}.mean: a beta mean lies strictly between 0 and 1, got {m:g}")
             if not 0 < sd**2 < m * (1 - m):
                 raise EffectSpecError(
-                    f"{sub}.sd: a beta with mean {m:g} needs 0 < sd < {np.sqrt(m * (1 - m)):.3g}, got {sd:g}")
+                    f"{sub}.sd: a beta with mean {m:g} needs 0 < sd < {np.sqrt(m * (1 - m)):.3g}, got {sd:g}"
+                )
             k = m * (1 - m) / sd**2 - 1
             a, b = m * k, (1 - m) * k
         else:
@@ -222,8 +235,9 @@ def _check_inside(low: float, high: float, clip: tuple[float, float] | None, whe
         raise EffectSpecError(f"{where}: range {low:g}-{high:g} must lie within {clip[0]:g}-{clip[1]:g}")
 
 
-def effect_grid(dist: EffectDistribution, levels: int, draws: np.ndarray | None = None,
-                integers: bool = False) -> np.ndarray:
+def effect_grid(
+    dist: EffectDistribution, levels: int, draws: np.ndarray | None = None, integers: bool = False
+) -> np.ndarray:
     """Effect levels at which scenarios are simulated; per-draw values are interpolated between them.
 
     Spans the draws (or the 0.1%-99.9% quantiles), ``levels`` evenly spaced points, plus every integer

@@ -14,6 +14,7 @@
 Budgets are checked against each initiative's undiscounted cost over the horizon (one-off plus recurring
 x months), which is how a budget is usually stated; values are discounted.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,9 @@ class Selection:
     candidates: int
 
 
-def _group_tables(names: Sequence[str], groups: Sequence[Sequence[str]],
-                  group_value: Callable[[frozenset[str]], float]) -> list[tuple[list[int], np.ndarray]]:
+def _group_tables(
+    names: Sequence[str], groups: Sequence[Sequence[str]], group_value: Callable[[frozenset[str]], float]
+) -> list[tuple[list[int], np.ndarray]]:
     """Per group: member positions and the value of every subset of it (indexed by its bit mask)."""
     index = {n: i for i, n in enumerate(names)}
     tables = []
@@ -81,8 +83,13 @@ def _group_tables(names: Sequence[str], groups: Sequence[Sequence[str]],
     return tables
 
 
-def select_under_budget(costs: Mapping[str, float], group_value: Callable[[frozenset[str]], float],
-                        groups: Sequence[Sequence[str]], budget: float, method: str = "auto") -> Selection:
+def select_under_budget(
+    costs: Mapping[str, float],
+    group_value: Callable[[frozenset[str]], float],
+    groups: Sequence[Sequence[str]],
+    budget: float,
+    method: str = "auto",
+) -> Selection:
     """Exact best set of initiatives under ``budget``.
 
     ``costs``: name -> cost counted against the budget (catalogue order = the order of the mapping).
@@ -107,8 +114,9 @@ def select_under_budget(costs: Mapping[str, float], group_value: Callable[[froze
     raise ValueError(f"method must be 'auto', 'enumerate' or 'knapsack', got {method!r}")
 
 
-def _enumerate(names: list[str], costs: Mapping[str, float], tables: list[tuple[list[int], np.ndarray]],
-               budget: float) -> Selection:
+def _enumerate(
+    names: list[str], costs: Mapping[str, float], tables: list[tuple[list[int], np.ndarray]], budget: float
+) -> Selection:
     n = len(names)
     if n > 26:
         raise ValueError(f"enumerating {n} initiatives (2^{n} sets) is too much; use method='knapsack'")
@@ -150,8 +158,9 @@ def _cost_unit(values: Sequence[float], budget: float) -> tuple[float, bool]:
     return max(unit_eur, budget / KNAPSACK_MAX_CELLS), False
 
 
-def _knapsack(names: list[str], costs: Mapping[str, float], tables: list[tuple[list[int], np.ndarray]],
-              budget: float) -> Selection:
+def _knapsack(
+    names: list[str], costs: Mapping[str, float], tables: list[tuple[list[int], np.ndarray]], budget: float
+) -> Selection:
     """Multiple-choice knapsack: one subset per overlap group; exact on integer cost units."""
     unit, exact = _cost_unit(list(costs.values()), budget)
     cap = int(math.floor(budget / unit + 1e-9))
@@ -205,8 +214,9 @@ def _knapsack(names: list[str], costs: Mapping[str, float], tables: list[tuple[l
 
 
 # --------------------------------------------------------------------------------------------- ranking
-def rank_initiatives(results: Mapping[str, ValueResult], catalogue: Catalogue,
-                     touchpoints: Mapping[str, TouchpointInfo]) -> pd.DataFrame:
+def rank_initiatives(
+    results: Mapping[str, ValueResult], catalogue: Catalogue, touchpoints: Mapping[str, TouchpointInfo]
+) -> pd.DataFrame:
     """One row per initiative: value, risk and payback figures, rank by value and rank by risk.
 
     Rank by risk orders by P(ROI > 0), then by the 5% quantile of net value (the bad case).
@@ -217,19 +227,27 @@ def rank_initiatives(results: Mapping[str, ValueResult], catalogue: Catalogue,
         nv = summarise_draws(r.net_value)
         roi = summarise_draws(r.roi)
         pb = r.payback_summary()
-        rows.append({
-            "initiative": ini.name, "label": ini.title,
-            "channel": " + ".join(initiative_channels(ini, touchpoints)),
-            "need": " + ".join(initiative_needs(ini, touchpoints)),
-            "markets": "all" if ini.scope.markets is None else ", ".join(ini.scope.markets),
-            "effect": ini.effect.describe(),
-            "cost": r.cost_total, "net_value": nv["mean"], "net_value_low": nv["interval"][0],
-            "net_value_high": nv["interval"][1], "q05": float(np.quantile(r.net_value, 0.05)),
-            "roi": roi["mean"], "p_roi_positive": r.p_roi_positive,
-            "payback_median": pb["median"], "p_payback": pb["p_within_horizon"],
-            "nps_shift": float(r.nps_shift.mean()),
-            "main_uncertainty": _main_uncertainty(r.variance_shares),
-        })
+        rows.append(
+            {
+                "initiative": ini.name,
+                "label": ini.title,
+                "channel": " + ".join(initiative_channels(ini, touchpoints)),
+                "need": " + ".join(initiative_needs(ini, touchpoints)),
+                "markets": "all" if ini.scope.markets is None else ", ".join(ini.scope.markets),
+                "effect": ini.effect.describe(),
+                "cost": r.cost_total,
+                "net_value": nv["mean"],
+                "net_value_low": nv["interval"][0],
+                "net_value_high": nv["interval"][1],
+                "q05": float(np.quantile(r.net_value, 0.05)),
+                "roi": roi["mean"],
+                "p_roi_positive": r.p_roi_positive,
+                "payback_median": pb["median"],
+                "p_payback": pb["p_within_horizon"],
+                "nps_shift": float(r.nps_shift.mean()),
+                "main_uncertainty": _main_uncertainty(r.variance_shares),
+            }
+        )
     table = pd.DataFrame(rows)
     if table.empty:
         return table
@@ -243,9 +261,13 @@ def rank_initiatives(results: Mapping[str, ValueResult], catalogue: Catalogue,
 def _main_uncertainty(shares: Mapping[str, float] | None) -> str:
     if not shares:
         return "none"
-    labels = {"effect_size": "effect size", "driver_model": "driver model", "value_model": "customer value",
-              "interaction": "interaction"}
-    key = max(shares, key=shares.get)
+    labels = {
+        "effect_size": "effect size",
+        "driver_model": "driver model",
+        "value_model": "customer value",
+        "interaction": "interaction",
+    }
+    key = max(shares, key=lambda name: shares[name])
     return f"{labels.get(key, key)} ({100 * shares[key]:.0f}%)"
 
 
@@ -266,16 +288,22 @@ class Roadmap:
 
     def summary(self) -> dict[str, Any]:
         """JSON-native headline (what results.json records for the plan)."""
-        return {"plan": list(self.plan), "plan_value": summarise_draws(self.value.net_value),
-                "plan_p_payback": self.value.p_payback if self.plan else None,
-                "plan_cost": self.selection.cost, "budget": self.selection.budget,
-                "plan_payback_months": self.value.payback_summary() if self.plan else None,
-                "plan_p_roi_positive": self.value.p_roi_positive if self.plan else None,
-                "selection_method": self.selection.method, "selection_exact": self.selection.exact}
+        return {
+            "plan": list(self.plan),
+            "plan_value": summarise_draws(self.value.net_value),
+            "plan_p_payback": self.value.p_payback if self.plan else None,
+            "plan_cost": self.selection.cost,
+            "budget": self.selection.budget,
+            "plan_payback_months": self.value.payback_summary() if self.plan else None,
+            "plan_p_roi_positive": self.value.p_roi_positive if self.plan else None,
+            "selection_method": self.selection.method,
+            "selection_exact": self.selection.exact,
+        }
 
 
-def group_value_function(engine: InitiativeEngine, catalogue: Catalogue,
-                         known: Mapping[str, ValueResult] | None = None) -> Callable[[frozenset[str]], float]:
+def group_value_function(
+    engine: InitiativeEngine, catalogue: Catalogue, known: Mapping[str, ValueResult] | None = None
+) -> Callable[[frozenset[str]], float]:
     """Expected net value of a subset of initiatives evaluated jointly (cached; ``known`` single results
     are reused)."""
     cache: dict[frozenset[str], float] = {frozenset([n]): float(r.net_value.mean()) for n, r in (known or {}).items()}
@@ -289,8 +317,13 @@ def group_value_function(engine: InitiativeEngine, catalogue: Catalogue,
     return value
 
 
-def build_roadmap(engine: InitiativeEngine, catalogue: Catalogue, budget: float,
-                  singles: Mapping[str, ValueResult] | None = None, method: str = "auto") -> Roadmap:
+def build_roadmap(
+    engine: InitiativeEngine,
+    catalogue: Catalogue,
+    budget: float,
+    singles: Mapping[str, ValueResult] | None = None,
+    method: str = "auto",
+) -> Roadmap:
     """Choose the best set under ``budget``, order it in steps and break it down by channel, need, market.
 
     ``singles`` (each initiative alone, from :meth:`InitiativeEngine.evaluate_each`) are reused when given.
@@ -317,48 +350,87 @@ def build_roadmap(engine: InitiativeEngine, catalogue: Catalogue, budget: float,
         increment = best_res.net_value - previous
         step_draws[best.name] = increment
         inc = summarise_draws(increment)
-        rows.append({
-            "step": len(prefix) + 1, "initiative": best.name, "label": best.title,
-            "channel": " + ".join(initiative_channels(best, engine.touchpoints)),
-            "need": " + ".join(initiative_needs(best, engine.touchpoints)),
-            "markets": "all" if best.scope.markets is None else ", ".join(best.scope.markets),
-            "cost": best.cost.total(horizon),
-            "step_value": inc["mean"], "step_value_low": inc["interval"][0], "step_value_high": inc["interval"][1],
-            "p_step_positive": float(np.mean(increment > 0)),
-            "cumulative_value": float(best_res.net_value.mean()),
-            "cumulative_cost": float(sum(i.cost.total(horizon) for i in prefix + [best])),
-            "p_payback_so_far": best_res.p_payback,
-        })
+        rows.append(
+            {
+                "step": len(prefix) + 1,
+                "initiative": best.name,
+                "label": best.title,
+                "channel": " + ".join(initiative_channels(best, engine.touchpoints)),
+                "need": " + ".join(initiative_needs(best, engine.touchpoints)),
+                "markets": "all" if best.scope.markets is None else ", ".join(best.scope.markets),
+                "cost": best.cost.total(horizon),
+                "step_value": inc["mean"],
+                "step_value_low": inc["interval"][0],
+                "step_value_high": inc["interval"][1],
+                "p_step_positive": float(np.mean(increment > 0)),
+                "cumulative_value": float(best_res.net_value.mean()),
+                "cumulative_cost": float(sum(i.cost.total(horizon) for i in prefix + [best])),
+                "p_payback_so_far": best_res.p_payback,
+            }
+        )
         prefix.append(best)
         remaining.remove(best)
         previous = best_res.net_value
         prefix_result = best_res
     plan_value = prefix_result if prefix_result is not None else engine.evaluate([])
-    steps = pd.DataFrame(rows, columns=["step", "initiative", "label", "channel", "need", "markets", "cost",
-                                        "step_value", "step_value_low", "step_value_high", "p_step_positive",
-                                        "cumulative_value", "cumulative_cost", "p_payback_so_far"])
+    steps = pd.DataFrame(
+        rows,
+        columns=[
+            "step",
+            "initiative",
+            "label",
+            "channel",
+            "need",
+            "markets",
+            "cost",
+            "step_value",
+            "step_value_low",
+            "step_value_high",
+            "p_step_positive",
+            "cumulative_value",
+            "cumulative_cost",
+            "p_payback_so_far",
+        ],
+    )
     by_channel = _breakdown(steps, step_draws, "channel")
     by_need = _breakdown(steps, step_draws, "need")
     by_market = market_breakdown(plan_value, [catalogue[n] for n in selection.names], singles, horizon)
-    return Roadmap(plan=[p.name for p in prefix], selection=selection, value=plan_value, steps=steps,
-                   by_channel=by_channel, by_need=by_need, by_market=by_market, step_draws=step_draws,
-                   labels={i.name: i.title for i in catalogue})
+    return Roadmap(
+        plan=[p.name for p in prefix],
+        selection=selection,
+        value=plan_value,
+        steps=steps,
+        by_channel=by_channel,
+        by_need=by_need,
+        by_market=by_market,
+        step_draws=step_draws,
+        labels={i.name: i.title for i in catalogue},
+    )
 
 
 def _breakdown(steps: pd.DataFrame, step_draws: Mapping[str, np.ndarray], column: str) -> pd.DataFrame:
     """Sum of step values (per draw, so intervals are right) by a label column."""
     rows = []
     for key, part in steps.groupby(column, sort=False):
-        draws = sum(step_draws[n] for n in part["initiative"])
+        draws = np.sum([step_draws[n] for n in part["initiative"]], axis=0)
         s = summarise_draws(draws)
-        rows.append({column: key, "initiatives": ", ".join(part["label"]), "cost": float(part["cost"].sum()),
-                     "value": s["mean"], "value_low": s["interval"][0], "value_high": s["interval"][1],
-                     "p_positive": float(np.mean(draws > 0))})
+        rows.append(
+            {
+                column: key,
+                "initiatives": ", ".join(part["label"]),
+                "cost": float(part["cost"].sum()),
+                "value": s["mean"],
+                "value_low": s["interval"][0],
+                "value_high": s["interval"][1],
+                "p_positive": float(np.mean(draws > 0)),
+            }
+        )
     return pd.DataFrame(rows, columns=[column, "initiatives", "cost", "value", "value_low", "value_high", "p_positive"])
 
 
-def market_breakdown(plan_value: ValueResult, chosen: Sequence[Initiative], singles: Mapping[str, ValueResult],
-                     horizon: int) -> pd.DataFrame:
+def market_breakdown(
+    plan_value: ValueResult, chosen: Sequence[Initiative], singles: Mapping[str, ValueResult], horizon: int
+) -> pd.DataFrame:
     """Plan value by market: discounted benefit in the market minus the costs allocated to it.
 
     Each initiative's cost is allocated to the markets it reaches in proportion to its customers there.
@@ -378,7 +450,15 @@ def market_breakdown(plan_value: ValueResult, chosen: Sequence[Initiative], sing
         benefit = plan_value.benefit_by_market.get(market, np.zeros(draws))
         value = benefit - alloc.get(market, 0.0)
         s = summarise_draws(value)
-        rows.append({"market": market, "customers": plan_value.customers_by_market.get(market, 0),
-                     "benefit": float(np.mean(benefit)), "cost": alloc.get(market, 0.0), "value": s["mean"],
-                     "value_low": s["interval"][0], "value_high": s["interval"][1]})
+        rows.append(
+            {
+                "market": market,
+                "customers": plan_value.customers_by_market.get(market, 0),
+                "benefit": float(np.mean(benefit)),
+                "cost": alloc.get(market, 0.0),
+                "value": s["mean"],
+                "value_low": s["interval"][0],
+                "value_high": s["interval"][1],
+            }
+        )
     return pd.DataFrame(rows)

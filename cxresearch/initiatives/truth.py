@@ -21,6 +21,7 @@ customers have survived so far); monthly margin = E[base margin | segment] (logn
 product_margin x E[extra products | segment, class] (Poisson mean rate_seg x multiplier_class), the latter
 reported as the cross-sell part. The simulator plants no word-of-mouth value, so that part is zero.
 """
+
 from __future__ import annotations
 
 import json
@@ -67,8 +68,9 @@ class TrueDriverModel:
         self.touchpoints: dict[str, dict[str, float]] = _get(self.truth, "touchpoints")
         self.alpha_seg = {str(k): float(v) for k, v in _get(drivers, "alpha_seg").items()}
         self.alpha_mkt = {str(k): float(v) for k, v in _get(drivers, "alpha_mkt").items()}
-        self.beta_by_group = {str(k): {t: float(b) for t, b in v.items()}
-                              for k, v in drivers.get("beta_by_group", {}).items()}
+        self.beta_by_group = {
+            str(k): {t: float(b) for t, b in v.items()} for k, v in drivers.get("beta_by_group", {}).items()
+        }
         self.dev_seg = drivers.get("dev_seg", {})
         self.dev_mkt = drivers.get("dev_mkt", {})
         rec = _get(drivers, "recommend")
@@ -86,8 +88,11 @@ class TrueDriverModel:
         group = self.beta_by_group.get(f"{segment}|{market}")
         if group is not None and tp in group:
             return group[tp]
-        return float(self.touchpoints[tp]["beta"]) + float(self.dev_seg.get(segment, {}).get(tp, 0.0)) \
+        return (
+            float(self.touchpoints[tp]["beta"])
+            + float(self.dev_seg.get(segment, {}).get(tp, 0.0))
             + float(self.dev_mkt.get(market, {}).get(tp, 0.0))
+        )
 
     def expected_emotion(self, survey: pd.DataFrame) -> np.ndarray:
         """E[eta_i | ratings, segment, market] per respondent (the emotion without its noise)."""
@@ -108,8 +113,12 @@ class TrueDriverModel:
                 continue
             betas = np.array([self.beta(s, m, tp) for s, m in uniques])[codes]
             rr = np.where(used, r, self.centre)
-            contrib = (float(par["nu"]) + betas * (rr - self.centre)
-                       + float(par["penalty"]) * (rr <= self.bad_max) + float(par["reward"]) * (rr >= self.top))
+            contrib = (
+                float(par["nu"])
+                + betas * (rr - self.centre)
+                + float(par["penalty"]) * (rr <= self.bad_max)
+                + float(par["reward"]) * (rr >= self.top)
+            )
             eta += np.where(used, contrib, 0.0)
         return eta
 
@@ -146,8 +155,9 @@ class TrueDriverModel:
 class TrueValueModel:
     """True expected cash flows by NPS class from the simulator's churn and margin parameters (a ValueModel)."""
 
-    def __init__(self, truth: str | Path | Mapping[str, Any],
-                 word_of_mouth_by_class: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self, truth: str | Path | Mapping[str, Any], word_of_mouth_by_class: Mapping[str, float] | None = None
+    ) -> None:
         self.truth = load_truth(truth)
         churn = _get(self.truth, "churn")
         value = _get(self.truth, "value")
@@ -155,8 +165,10 @@ class TrueValueModel:
         self.scale_by_segment = {str(k): float(v) for k, v in _get(churn, "scale_by_segment").items()}
         self.log_hr_class = np.array([float(_get(churn, "log_hr_class")[c]) for c in NPS_CLASSES])
         self.log_hr_market = {str(k): float(v) for k, v in churn.get("log_hr_market", {}).items()}
-        self.base_margin = {str(k): float(np.exp(v["meanlog"] + v["sdlog"] ** 2 / 2))
-                            for k, v in _get(value, "base_margin_by_segment").items()}
+        self.base_margin = {
+            str(k): float(np.exp(v["meanlog"] + v["sdlog"] ** 2 / 2))
+            for k, v in _get(value, "base_margin_by_segment").items()
+        }
         self.product_margin = float(_get(value, "product_margin"))
         self.product_rate = {str(k): float(v) for k, v in _get(value, "product_rate_by_segment").items()}
         mult = _get(value, "product_multiplier_by_class")
@@ -175,8 +187,9 @@ class TrueValueModel:
         hr = np.exp(self.log_hr_class[None, :] + log_hr_m[:, None])  # [n, 3]
         return np.exp(-hr[:, :, None] * cum[:, None, :])
 
-    def cashflows(self, customers: pd.DataFrame, draws: int, horizon_months: int,
-                  rng: np.random.Generator | None = None) -> ClvDraws:
+    def cashflows(
+        self, customers: pd.DataFrame, draws: int, horizon_months: int, rng: np.random.Generator | None = None
+    ) -> ClvDraws:
         """Mean over these customers of margin x conditional survival by class, repeated per draw."""
         if len(customers) == 0:
             zeros = np.zeros((draws, 3, horizon_months))
@@ -190,12 +203,15 @@ class TrueValueModel:
         tenure = np.nan_to_num(tenure, nan=0.0)
         surv = self.survival(seg, mkt, tenure, horizon_months)  # [n, 3, M]
         base = np.array([self.base_margin[s] for s in seg])
-        cross = self.product_margin * np.array([self.product_rate[s] for s in seg])[:, None] \
-            * self.product_multiplier[None, :]  # [n, 3]
+        cross = (
+            self.product_margin
+            * np.array([self.product_rate[s] for s in seg])[:, None]
+            * self.product_multiplier[None, :]
+        )  # [n, 3]
         parts = {
             "margin": (base[:, None, None] * surv).mean(axis=0),
             "cross_sell": (cross[:, :, None] * surv).mean(axis=0),
             "word_of_mouth": (self.word_of_mouth[None, :, None] * surv).mean(axis=0),
         }
         tile = {k: np.broadcast_to(v, (draws, *v.shape)).copy() for k, v in parts.items()}
-        return ClvDraws(sum(tile.values()), tile)
+        return ClvDraws(np.sum(list(tile.values()), axis=0), tile)

@@ -51,6 +51,7 @@ Time to effect: month ``m`` of the horizon credits the share of the effect activ
 moves class is credited the cash flow of the new class from then on; overlapping initiatives with
 different timing are combined month by month over which of them are active.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -101,8 +102,9 @@ class ClvDraws:
             raise ValueError("ClvDraws.cashflow has non-finite values")
         for name, part in self.components.items():
             if np.shape(part) != self.cashflow.shape:
-                raise ValueError(f"ClvDraws.components[{name!r}] has shape {np.shape(part)}, "
-                                 f"expected {self.cashflow.shape}")
+                raise ValueError(
+                    f"ClvDraws.components[{name!r}] has shape {np.shape(part)}, expected {self.cashflow.shape}"
+                )
 
     @property
     def draws(self) -> int:
@@ -115,18 +117,24 @@ class ClvDraws:
         return self.cashflow.shape[2]
 
     @classmethod
-    def from_parts(cls, survival: np.ndarray, margin: np.ndarray, cross_sell: np.ndarray | None = None,
-                   word_of_mouth: np.ndarray | None = None) -> "ClvDraws":
+    def from_parts(
+        cls,
+        survival: np.ndarray,
+        margin: np.ndarray,
+        cross_sell: np.ndarray | None = None,
+        word_of_mouth: np.ndarray | None = None,
+    ) -> ClvDraws:
         """Build from survival curves ``[draw, 3, month]`` (probability of still being a customer at the
         end of each month) and monthly values per class ``[draw, 3]``: margin, cross-sell margin and word
         of mouth (each earned while the customer stays)."""
         survival = np.asarray(survival, dtype=float)
         parts = {"margin": margin, "cross_sell": cross_sell, "word_of_mouth": word_of_mouth}
-        components = {name: survival * np.asarray(v, dtype=float)[:, :, None]
-                      for name, v in parts.items() if v is not None}
+        components = {
+            name: survival * np.asarray(v, dtype=float)[:, :, None] for name, v in parts.items() if v is not None
+        }
         return cls(cashflow=sum(components.values()), components=components)
 
-    def take(self, draws: int) -> "ClvDraws":
+    def take(self, draws: int) -> ClvDraws:
         """The first ``draws`` draws (cycling when there are fewer)."""
         index = np.arange(draws) % self.draws
         return ClvDraws(self.cashflow[index], {k: v[index] for k, v in self.components.items()})
@@ -142,8 +150,7 @@ class ClvDraws:
 class ValueModel(Protocol):
     """Per-class expected cash flows of customers, per posterior draw (see the module docstring)."""
 
-    def cashflows(self, customers: pd.DataFrame, draws: int, horizon_months: int,
-                  rng: np.random.Generator) -> ClvDraws:
+    def cashflows(self, customers: pd.DataFrame, draws: int, horizon_months: int, rng: np.random.Generator) -> ClvDraws:
         """Expected monthly cash flow by class for these customers, shape [draws, 3, horizon_months]."""
         ...
 
@@ -154,15 +161,13 @@ class ClvDrawsValueModel:
     ``by_stratum`` maps (segment, market) to its ClvDraws; ``default`` is used for the others.
     """
 
-    def __init__(self, default: ClvDraws | None = None,
-                 by_stratum: Mapping[Stratum, ClvDraws] | None = None) -> None:
+    def __init__(self, default: ClvDraws | None = None, by_stratum: Mapping[Stratum, ClvDraws] | None = None) -> None:
         if default is None and not by_stratum:
             raise ValueError("ClvDrawsValueModel needs a default ClvDraws or one per stratum")
         self.default = default
         self.by_stratum = dict(by_stratum or {})
 
-    def cashflows(self, customers: pd.DataFrame, draws: int, horizon_months: int,
-                  rng: np.random.Generator) -> ClvDraws:
+    def cashflows(self, customers: pd.DataFrame, draws: int, horizon_months: int, rng: np.random.Generator) -> ClvDraws:
         key = (str(customers["segment"].iloc[0]), str(customers["market"].iloc[0])) if len(customers) else None
         clv = self.by_stratum.get(key, self.default) if key else self.default
         if clv is None:
@@ -170,8 +175,9 @@ class ClvDrawsValueModel:
         if clv.months < horizon_months:
             raise ValueError(f"ClvDraws cover {clv.months} months, the horizon is {horizon_months}")
         out = clv.take(draws)
-        return ClvDraws(out.cashflow[:, :, :horizon_months],
-                        {k: v[:, :, :horizon_months] for k, v in out.components.items()})
+        return ClvDraws(
+            out.cashflow[:, :, :horizon_months], {k: v[:, :, :horizon_months] for k, v in out.components.items()}
+        )
 
 
 def discount_factors(discount_rate_annual: float, months: int) -> np.ndarray:
@@ -223,7 +229,11 @@ def summarise_draws(values: np.ndarray) -> dict[str, Any]:
     if not len(v):
         return {"mean": None, "interval": [None, None], "sd": None}
     low, high = np.quantile(v, INTERVAL)
-    return {"mean": float(v.mean()), "interval": [float(low), float(high)], "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+    return {
+        "mean": float(v.mean()),
+        "interval": [float(low), float(high)],
+        "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+    }
 
 
 @dataclass
@@ -278,8 +288,12 @@ class ValueResult:
         pb = self.payback_months
         q = np.quantile(pb, [0.5, *INTERVAL], method="inverted_cdf")  # no interpolation with inf
         as_num = [float(x) if np.isfinite(x) else None for x in q]
-        return {"median": as_num[0], "interval": as_num[1:], "p_within_horizon": self.p_payback,
-                "horizon_months": self.horizon_months}
+        return {
+            "median": as_num[0],
+            "interval": as_num[1:],
+            "p_within_horizon": self.p_payback,
+            "horizon_months": self.horizon_months,
+        }
 
     def summary(self) -> dict[str, Any]:
         """JSON-native headline figures (what results.json records per initiative)."""
@@ -321,11 +335,21 @@ class InitiativeEngine:
         Effect levels simulated per uncertain effect alone / per dimension when simulated jointly.
     """
 
-    def __init__(self, survey: pd.DataFrame, touchpoints: Mapping[str, TouchpointInfo],
-                 driver: DriverScenarioModel, value: ValueModel, customers: pd.DataFrame | None = None,
-                 customer_counts: Mapping[Stratum, int] | None = None, draws: int = 1000,
-                 horizon_months: int = 60, discount_rate_annual: float = 0.08, seed: int = 1,
-                 grid_levels: int = 9, joint_grid_levels: int = 5) -> None:
+    def __init__(
+        self,
+        survey: pd.DataFrame,
+        touchpoints: Mapping[str, TouchpointInfo],
+        driver: DriverScenarioModel,
+        value: ValueModel,
+        customers: pd.DataFrame | None = None,
+        customer_counts: Mapping[Stratum, int] | None = None,
+        draws: int = 1000,
+        horizon_months: int = 60,
+        discount_rate_annual: float = 0.08,
+        seed: int = 1,
+        grid_levels: int = 9,
+        joint_grid_levels: int = 5,
+    ) -> None:
         for col in ("segment", "market"):
             if col not in survey.columns:
                 raise ValueError(f"survey: missing column {col!r} (have {list(survey.columns)})")
@@ -344,7 +368,8 @@ class InitiativeEngine:
         survey["segment"] = survey["segment"].astype(str)
         survey["market"] = survey["market"].astype(str)
         self._respondents: dict[Stratum, pd.DataFrame] = {
-            (str(s), str(m)): g.reset_index(drop=True) for (s, m), g in survey.groupby(["segment", "market"], sort=True)}
+            (str(s), str(m)): g.reset_index(drop=True) for (s, m), g in survey.groupby(["segment", "market"], sort=True)
+        }
         self._customers: dict[Stratum, pd.DataFrame] = {}
         if customers is not None:
             missing = {"segment", "market", "churn"} - set(customers.columns)
@@ -353,8 +378,10 @@ class InitiativeEngine:
             active = customers[customers["churn"].astype(int) == 0].copy()
             active["segment"] = active["segment"].astype(str)
             active["market"] = active["market"].astype(str)
-            self._customers = {(str(s), str(m)): g.reset_index(drop=True)
-                               for (s, m), g in active.groupby(["segment", "market"], sort=True)}
+            self._customers = {
+                (str(s), str(m)): g.reset_index(drop=True)
+                for (s, m), g in active.groupby(["segment", "market"], sort=True)
+            }
             self.customer_counts = {k: len(v) for k, v in self._customers.items()}
         elif customer_counts is not None:
             self.customer_counts = {(str(k[0]), str(k[1])): int(v) for k, v in customer_counts.items()}
@@ -362,7 +389,7 @@ class InitiativeEngine:
             raise ValueError("give the customers table or customer_counts {(segment, market): active customers}")
         self._mix_cache: dict[Any, np.ndarray] = {}
         self._emotion_cache: dict[Any, np.ndarray | None] = {}
-        self._shift_cache: dict[Any, tuple[np.ndarray, list[np.ndarray], list[str]]] = {}
+        self._shift_cache: dict[Any, tuple[np.ndarray, list[np.ndarray], np.ndarray | None]] = {}
         self._value_cache: dict[Stratum, ClvDraws] = {}
         self._effects: dict[str, np.ndarray] = {}
         self._initiatives: dict[str, Initiative] = {}
@@ -380,7 +407,9 @@ class InitiativeEngine:
             raise ValueError(f"two different initiatives are named {ini.name!r}")
         unknown = [t for t in ini.touchpoints if t not in self.touchpoints]
         if unknown:
-            raise ValueError(f"initiative {ini.name!r}: unknown touchpoint(s) {unknown}; known {sorted(self.touchpoints)}")
+            raise ValueError(
+                f"initiative {ini.name!r}: unknown touchpoint(s) {unknown}; known {sorted(self.touchpoints)}"
+            )
         self._initiatives[ini.name] = ini
 
     def effect_draws(self, ini: Initiative) -> np.ndarray:
@@ -399,8 +428,11 @@ class InitiativeEngine:
         """Ratings above the bottom box among users in the initiative's scope, and their CDF."""
         key = (ini.name, tp)
         if key not in self._typical:
-            values = [g[tp].to_numpy(dtype=float) for s, g in self._respondents.items()
-                      if ini.scope.includes(*s) and tp in g.columns]
+            values = [
+                g[tp].to_numpy(dtype=float)
+                for s, g in self._respondents.items()
+                if ini.scope.includes(*s) and tp in g.columns
+            ]
             v = np.concatenate(values) if values else np.array([])
             v = v[np.isfinite(v) & (v > bottom)]
             if not len(v):
@@ -420,8 +452,9 @@ class InitiativeEngine:
             return frame
         out = frame.copy()
         n = len(out)
-        ordered = [c for c in changes if c[0].effect.kind == "remove_bad"] + \
-                  [c for c in changes if c[0].effect.kind == "uplift"]
+        ordered = [c for c in changes if c[0].effect.kind == "remove_bad"] + [
+            c for c in changes if c[0].effect.kind == "uplift"
+        ]
         for ini, level in ordered:
             for tp in ini.touchpoints:
                 if tp not in out.columns:
@@ -461,8 +494,11 @@ class InitiativeEngine:
                 raise ValueError(f"driver model class_mix returned shape {mix.shape}, expected ({self.draws}, 3)")
             self._mix_cache[key] = mix
             emotion = getattr(self.driver, "emotion_mean", None)
-            self._emotion_cache[key] = None if emotion is None else np.asarray(
-                emotion(frame, self.draws, self._driver_rng(stratum)), dtype=float)
+            self._emotion_cache[key] = (
+                None
+                if emotion is None
+                else np.asarray(emotion(frame, self.draws, self._driver_rng(stratum)), dtype=float)
+            )
         return self._mix_cache[key]
 
     def _emotion(self, stratum: Stratum, changes: Sequence[tuple[Initiative, float]] = ()) -> np.ndarray | None:
@@ -479,17 +515,22 @@ class InitiativeEngine:
             rng = np.random.default_rng(_stable_seed(self.seed, "value", *stratum))
             clv = self.value.cashflows(customers, self.draws, self.horizon, rng)
             if clv.cashflow.shape != (self.draws, 3, self.horizon):
-                raise ValueError(f"value model returned cash flows of shape {clv.cashflow.shape}, "
-                                 f"expected ({self.draws}, 3, {self.horizon})")
+                raise ValueError(
+                    f"value model returned cash flows of shape {clv.cashflow.shape}, "
+                    f"expected ({self.draws}, 3, {self.horizon})"
+                )
             self._value_cache[stratum] = clv
         return self._value_cache[stratum]
 
     def _grid(self, ini: Initiative, joint: bool) -> np.ndarray:
         levels = self.joint_grid_levels if joint else self.grid_levels
-        return effect_grid(ini.effect.distribution, levels, self.effect_draws(ini),
-                           integers=ini.effect.kind == "uplift")
+        return effect_grid(
+            ini.effect.distribution, levels, self.effect_draws(ini), integers=ini.effect.kind == "uplift"
+        )
 
-    def shift_grid(self, stratum: Stratum, subset: Sequence[Initiative]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None]:
+    def shift_grid(
+        self, stratum: Stratum, subset: Sequence[Initiative]
+    ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None]:
         """Class-mix shift on the product grid of the subset's effect levels.
 
         Returns (F, grids, E): F has shape (*grid sizes, draws, 3) = class_mix(changed) - class_mix(baseline);
@@ -508,14 +549,15 @@ class InitiativeEngine:
             for idx in itertools.product(*(range(s) for s in shape)):
                 changes = [(ini, grids[k][j]) for k, (ini, j) in enumerate(zip(subset, idx))]
                 F[idx] = self.class_mix(stratum, changes) - base
-                if E is not None:
+                if E is not None and base_emotion is not None:
                     E[idx] = self._emotion(stratum, changes) - base_emotion
             self._shift_cache[key] = (F, grids, E)
         return self._shift_cache[key]
 
     # ----------------------------------------------------------------- evaluation
-    def _subset_shift(self, stratum: Stratum, subset: Sequence[Initiative], vary_effect: bool,
-                      vary_driver: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def _subset_shift(
+        self, stratum: Stratum, subset: Sequence[Initiative], vary_effect: bool, vary_driver: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Per-draw shift [draws, 3] (and emotion shift) of a subset acting together in one stratum."""
         active = [i for i in subset if i.scope.includes(*stratum)]
         if not active or stratum not in self._respondents:
@@ -563,8 +605,9 @@ class InitiativeEngine:
                 full.variance_shares = None
         return full
 
-    def _evaluate(self, initiatives: list[Initiative], vary_effect: bool, vary_driver: bool, vary_value: bool,
-                  light: bool = False) -> ValueResult:
+    def _evaluate(
+        self, initiatives: list[Initiative], vary_effect: bool, vary_driver: bool, vary_value: bool, light: bool = False
+    ) -> ValueResult:
         D, M = self.draws, self.horizon
         months = np.arange(1, M + 1)
         by_name = {i.name: i for i in initiatives}
@@ -585,8 +628,10 @@ class InitiativeEngine:
             market = stratum[1]
             customers_by_market[market] = customers_by_market.get(market, 0) + n_customers
             if stratum not in self._respondents:
-                notes.append(f"no respondents in segment {stratum[0]!r} x market {stratum[1]!r}: "
-                             f"its {n_customers} customers are given no benefit")
+                notes.append(
+                    f"no respondents in segment {stratum[0]!r} x market {stratum[1]!r}: "
+                    f"its {n_customers} customers are given no benefit"
+                )
                 continue
             cf = self.cashflows(stratum).cashflow
             if not vary_value:
@@ -640,11 +685,21 @@ class InitiativeEngine:
             paid = cumulative >= -1e-9
             payback = np.where(paid.any(axis=1), np.argmax(paid, axis=1).astype(float), np.inf)
         return ValueResult(
-            names=tuple(i.name for i in initiatives), net_value=net, benefit_pv=benefit_pv, cost_pv=cost_pv,
-            cost_total=float(sum(i.cost.total(M) for i in initiatives)), cumulative_net=cumulative,
-            payback_months=payback, benefit_by_market=benefit_by_market, customers_by_market=customers_by_market,
-            class_shift=class_shift, emotion_shift=emotion_shift if have_emotion and initiatives else None,
-            horizon_months=M, effect_draws={i.name: self.effect_draws(i) for i in initiatives}, notes=notes)
+            names=tuple(i.name for i in initiatives),
+            net_value=net,
+            benefit_pv=benefit_pv,
+            cost_pv=cost_pv,
+            cost_total=float(sum(i.cost.total(M) for i in initiatives)),
+            cumulative_net=cumulative,
+            payback_months=payback,
+            benefit_by_market=benefit_by_market,
+            customers_by_market=customers_by_market,
+            class_shift=class_shift,
+            emotion_shift=emotion_shift if have_emotion and initiatives else None,
+            horizon_months=M,
+            effect_draws={i.name: self.effect_draws(i) for i in initiatives},
+            notes=notes,
+        )
 
     def evaluate_each(self, initiatives: Iterable[Initiative], decompose: bool = True) -> dict[str, ValueResult]:
         """Each initiative alone, with its variance decomposition."""
@@ -658,7 +713,8 @@ def _interp_multilinear(F: np.ndarray, grids: list[np.ndarray], points: np.ndarr
     Returns (draws, C): for draw d, F[..., d, :] interpolated at points[:, d] (clamped to the grid).
     """
     D = F.shape[-2]
-    lows, weights = [], []
+    lows: list[np.ndarray] = []
+    weights: list[np.ndarray | None] = []
     for k, g in enumerate(grids):
         if len(g) == 1:
             lows.append(np.zeros(D, dtype=int))
@@ -675,16 +731,16 @@ def _interp_multilinear(F: np.ndarray, grids: list[np.ndarray], points: np.ndarr
         index = []
         skip = False
         for k, bit in enumerate(corner):
-            if weights[k] is None:
+            weight = weights[k]
+            if weight is None:
                 if bit:
                     skip = True
                     break
                 index.append(lows[k])
                 continue
-            w = w * (weights[k] if bit else 1.0 - weights[k])
+            w = w * (weight if bit else 1.0 - weight)
             index.append(lows[k] + bit)
         if skip:
             continue
         out += w[:, None] * F[tuple(index) + (draw_index,)]
     return out
-

@@ -1,11 +1,12 @@
 """Shared presentation for study notebooks: figure theme, business tables, banners."""
+
 from cxresearch.reports.display import (
     banner,
     diagnostics_banner,
     format_interval,
     format_pct,
-    set_theme,
     scope_text,
+    set_theme,
     show_table,
 )
 

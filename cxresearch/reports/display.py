@@ -1,4 +1,5 @@
 """Figures and tables for business readers: one seaborn theme, formatted numbers, visible banners."""
+
 from __future__ import annotations
 
 import html
@@ -24,15 +25,17 @@ def set_theme(context: str = "notebook") -> None:
     import seaborn as sns
 
     sns.set_theme(context=context, style="whitegrid", palette=PALETTE, font_scale=1.0)
-    mpl.rcParams.update({
-        "figure.figsize": (8, 4.5),
-        "figure.dpi": 100,
-        "savefig.bbox": "tight",
-        "axes.titleweight": "bold",
-        "axes.titlesize": 12,
-        "axes.labelsize": 11,
-        "figure.constrained_layout.use": True,
-    })
+    mpl.rcParams.update(
+        {
+            "figure.figsize": (8, 4.5),
+            "figure.dpi": 100,
+            "savefig.bbox": "tight",
+            "axes.titleweight": "bold",
+            "axes.titlesize": 12,
+            "axes.labelsize": 11,
+            "figure.constrained_layout.use": True,
+        }
+    )
 
 
 def format_pct(value: float, digits: int = 0) -> str:
@@ -51,9 +54,11 @@ def banner(message: str, level: str = "info", title: str | None = None) -> Any:
     """A coloured box shown at the point of the call (HTML in a notebook, text elsewhere)."""
     bg, fg = _LEVEL_STYLE.get(level, _LEVEL_STYLE["info"])
     head = f"<strong>{html.escape(title)}</strong><br>" if title else ""
-    body = (f'<div class="cx-banner cx-banner-{html.escape(level)}" style="background:{bg};color:{fg};'
-            f'border-left:6px solid {fg};padding:10px 14px;margin:8px 0;font-size:1.05em">'
-            f"{head}{html.escape(message)}</div>")
+    body = (
+        f'<div class="cx-banner cx-banner-{html.escape(level)}" style="background:{bg};color:{fg};'
+        f'border-left:6px solid {fg};padding:10px 14px;margin:8px 0;font-size:1.05em">'
+        f"{head}{html.escape(message)}</div>"
+    )
     try:
         from IPython.display import HTML, display
 
@@ -85,15 +90,27 @@ def diagnostics_banner(diagnostics: Mapping[str, Any]) -> Any:
     if d.verdict == "passed":
         return banner(f"{figures}. Gate: {gate}.", level="ok", title="Model diagnostics passed")
     if d.verdict == "approximate":
-        return banner(f"{figures}. Approximate fit: its own check passed, but it is not a sampled posterior; "
-                      "confirm decisions with a NUTS fit.", level="warning", title="Approximate model (not NUTS)")
-    return banner(f"{figures}. Gate: {gate}. What failed: {reasons} Do not use these numbers for decisions until the "
-                  "model is re-run and passes.", level="error", title="MODEL DID NOT PASS ITS DIAGNOSTICS")
+        return banner(
+            f"{figures}. Approximate fit: its own check passed, but it is not a sampled posterior; "
+            "confirm decisions with a NUTS fit.",
+            level="warning",
+            title="Approximate model (not NUTS)",
+        )
+    return banner(
+        f"{figures}. Gate: {gate}. What failed: {reasons} Do not use these numbers for decisions until the "
+        "model is re-run and passes.",
+        level="error",
+        title="MODEL DID NOT CONVERGE: it failed the diagnostics gate",
+    )
 
 
-def show_table(frame: pd.DataFrame, formats: Mapping[str, str] | None = None,
-               caption: str | None = None, hide_index: bool = True,
-               highlight: Sequence[str] = ()) -> Any:
+def show_table(
+    frame: pd.DataFrame,
+    formats: Mapping[str, str] | None = None,
+    caption: str | None = None,
+    hide_index: bool = True,
+    highlight: Sequence[str] = (),
+) -> Any:
     """Display a DataFrame formatted for business readers (number formats, caption, no index)."""
     # escape="html": segment / market / unit names come from user data and must not become markup
     styler = frame.style.format(formats or {}, na_rep="n/a", escape="html")
@@ -108,10 +125,12 @@ def show_table(frame: pd.DataFrame, formats: Mapping[str, str] | None = None,
         styler = styler.set_properties(subset=text_columns, **{"text-align": "left"})
     if highlight:
         styler = styler.set_properties(subset=list(highlight), **{"font-weight": "bold"})
-    styler = styler.set_table_styles([
-        {"selector": "caption", "props": "caption-side: top; font-weight: bold; text-align: left;"},
-        {"selector": "th", "props": "text-align: left; background: #f2f2f2;"},
-    ])
+    styler = styler.set_table_styles(
+        [
+            {"selector": "caption", "props": "caption-side: top; font-weight: bold; text-align: left;"},
+            {"selector": "th", "props": "text-align: left; background: #f2f2f2;"},
+        ]
+    )
     try:
         from IPython.display import display
 

@@ -7,6 +7,7 @@ model did not pass its diagnostics. Every user string in the header is HTML-esca
 no network: require.js, MathJax, mermaid and widget scripts are left out (they load from a CDN), CSS
 is inlined and figures are inline PNG data.
 """
+
 from __future__ import annotations
 
 import copy
@@ -120,11 +121,16 @@ def header_html(header: ReportHeader) -> str:
     """The header block plus any banners, every user string escaped."""
     heading = header.title or header.study
     fields = [
-        ("Study", "study", header.study), ("Status", "status", header.status),
-        ("Segment", "segment", header.segment), ("Market", "market", header.market),
-        ("Data as of", "as_of", header.as_of), ("Dataset", "dataset", header.dataset_name),
-        ("Run id", "run_id", header.run_id), ("Duration", "duration", format_duration(header.duration_s)),
-        ("Started", "started_at", header.started_at), ("cxresearch", "version", header.cxresearch_version),
+        ("Study", "study", header.study),
+        ("Status", "status", header.status),
+        ("Segment", "segment", header.segment),
+        ("Market", "market", header.market),
+        ("Data as of", "as_of", header.as_of),
+        ("Dataset", "dataset", header.dataset_name),
+        ("Run id", "run_id", header.run_id),
+        ("Duration", "duration", format_duration(header.duration_s)),
+        ("Started", "started_at", header.started_at),
+        ("cxresearch", "version", header.cxresearch_version),
     ]
     items = []
     for label, key, value in fields:
@@ -143,16 +149,19 @@ def header_html(header: ReportHeader) -> str:
         if error.get("cell_index") is not None:
             where = f' <a href="#{anchor}">Go to the cell where it stopped.</a>'
         parts.append(
-            f'<div class="cx-banner cx-banner-failed" id="cx-failure-banner" role="alert"><strong>{_esc(title)}</strong>'
+            '<div class="cx-banner cx-banner-failed" id="cx-failure-banner" role="alert">'
+            f"<strong>{_esc(title)}</strong>"
             f"<br>The numbers below are incomplete: the notebook is shown up to the point where it stopped."
-            f"{where}<pre>{_esc(message)}</pre></div>")
+            f"{where}<pre>{_esc(message)}</pre></div>"
+        )
     if header.failed_diagnostics:
         keys = ", ".join(header.failed_diagnostics)
         parts.append(
             f'<div class="cx-banner cx-banner-diagnostics" id="cx-diagnostics-banner" role="alert">'
             f"<strong>MODEL DID NOT PASS ITS DIAGNOSTICS</strong><br>"
             f"Do not use these numbers for decisions until the model is re-run and passes "
-            f"(results.json: {_esc(keys)}).</div>")
+            f"(results.json: {_esc(keys)}).</div>"
+        )
     return "\n".join(parts)
 
 
@@ -173,7 +182,8 @@ def mark_stop(nb: Any, message: str) -> int | None:
     if index is None:
         return None
     marker = nbformat.v4.new_markdown_cell(
-        f'<span id="{STOP_ANCHOR}"></span>Execution stopped here: {_esc(strip_ansi(message))}')
+        f'<span id="{STOP_ANCHOR}"></span>Execution stopped here: {_esc(strip_ansi(message))}'
+    )
     marker.metadata["tags"] = ["cx-stop-marker"]
     nb.cells.insert(index, marker)
     return index
@@ -220,5 +230,7 @@ def render_report(nb: Any, header: ReportHeader) -> str:
 
 def fallback_report(header: ReportHeader, note: str) -> str:
     """A minimal page (header, banners, a note) for when nbconvert itself fails."""
-    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_esc(header.study)}</title>"
-            f"<style>{_CSS}</style></head><body>{header_html(header)}<pre>{_esc(note)}</pre></body></html>")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_esc(header.study)}</title>'
+        f"<style>{_CSS}</style></head><body>{header_html(header)}<pre>{_esc(note)}</pre></body></html>"
+    )

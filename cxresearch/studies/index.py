@@ -5,6 +5,7 @@ headline KPIs from each ``results.json`` and relative links to each ``report.htm
 Rows come from the run folders on disk (``<out>/<study>/<folder>/manifest.json``) plus the runs the
 current command planned but did not run yet ("not run"), so the index covers every study in ``out``.
 """
+
 from __future__ import annotations
 
 import html
@@ -12,7 +13,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -92,10 +93,14 @@ def headline_entries(results: Any, limit: int = 6) -> list[tuple[str, str]]:
     empty when it recorded none (the index then falls back to :func:`headline_kpis`)."""
     entries = results.get("headline") if isinstance(results, Mapping) else None
     if isinstance(entries, Mapping):  # tolerate a dict keyed by label
-        entries = [{"label": k, **v} if isinstance(v, Mapping) else {"label": k, "value": v}
-                   for k, v in entries.items()]
-    shown = [(str(e["label"]), format_headline(e)) for e in (entries or [])
-             if isinstance(e, Mapping) and e.get("label") is not None]
+        entries = [
+            {"label": k, **v} if isinstance(v, Mapping) else {"label": k, "value": v} for k, v in entries.items()
+        ]
+    shown = [
+        (str(e["label"]), format_headline(e))
+        for e in (entries or [])
+        if isinstance(e, Mapping) and e.get("label") is not None
+    ]
     return shown[:limit]
 
 
@@ -140,22 +145,43 @@ def collect_rows(out_root: str | Path, planned: Iterable[Any] = ()) -> list[Inde
         results = _read_json(run_dir / RESULTS_NAME) or {}
         error = manifest.get("error") or {}
         rows[folder] = IndexRow(
-            study=str(manifest["study"]), segment=str(manifest["segment"]), market=str(manifest["market"]),
-            folder=folder, status=str(manifest["status"]), title=manifest.get("title"),
-            duration_s=manifest.get("duration_s"), finished_at=manifest.get("finished_at"),
-            run_id=manifest.get("run_id"), as_of=(manifest.get("data") or {}).get("as_of"),
+            study=str(manifest["study"]),
+            segment=str(manifest["segment"]),
+            market=str(manifest["market"]),
+            folder=folder,
+            status=str(manifest["status"]),
+            title=manifest.get("title"),
+            duration_s=manifest.get("duration_s"),
+            finished_at=manifest.get("finished_at"),
+            run_id=manifest.get("run_id"),
+            as_of=(manifest.get("data") or {}).get("as_of"),
             error=(f"{error.get('kind')}: {error.get('message')}" if error else None),
-            kpis=headline_kpis(results), headline=headline_entries(results), diagnostics_failed=list(manifest.get("diagnostics_failed") or []),
-            has_report=(run_dir / REPORT_NAME).is_file())
+            kpis=headline_kpis(results),
+            headline=headline_entries(results),
+            diagnostics_failed=list(manifest.get("diagnostics_failed") or []),
+            has_report=(run_dir / REPORT_NAME).is_file(),
+        )
     for plan in planned:
         if plan.folder not in rows:
-            rows[plan.folder] = IndexRow(study=plan.study, segment=plan.segment, market=plan.market,
-                                         folder=plan.folder, status="not run", title=plan.title,
-                                         as_of=(plan.data or {}).get("as_of"))
+            rows[plan.folder] = IndexRow(
+                study=plan.study,
+                segment=plan.segment,
+                market=plan.market,
+                folder=plan.folder,
+                status="not run",
+                title=plan.title,
+                as_of=(plan.data or {}).get("as_of"),
+            )
 
     def order(row: IndexRow) -> tuple:
-        return (row.study.casefold(), row.segment != "all", row.segment.casefold(), row.market != "all",
-                row.market.casefold(), row.folder)
+        return (
+            row.study.casefold(),
+            row.segment != "all",
+            row.segment.casefold(),
+            row.market != "all",
+            row.market.casefold(),
+            row.folder,
+        )
 
     return sorted(rows.values(), key=order)
 
@@ -207,12 +233,20 @@ def index_html(rows: list[IndexRow], title: str = "cxresearch study reports") ->
     body = []
     for row in rows:
         status_class = "status-" + row.status.replace(" ", "-")
-        flag = ('<br><span class="flag" title="results.json: ' + _esc(", ".join(row.diagnostics_failed)) +
-                '">model did not pass its diagnostics</span>') if row.diagnostics_failed else ""
+        flag = (
+            (
+                '<br><span class="flag" title="results.json: '
+                + _esc(", ".join(row.diagnostics_failed))
+                + '">model did not pass its diagnostics</span>'
+            )
+            if row.diagnostics_failed
+            else ""
+        )
         err = f'<div class="err">{_esc(row.error[:300])}</div>' if row.error and row.status == "failed" else ""
         if row.headline:
-            kpis = "".join(f'<li class="headline"><span class="kpi-label">{_esc(k)}</span> {_esc(v)}</li>'
-                           for k, v in row.headline)
+            kpis = "".join(
+                f'<li class="headline"><span class="kpi-label">{_esc(k)}</span> {_esc(v)}</li>' for k, v in row.headline
+            )
         else:  # no record_headline entries: the first numbers recorded, under their keys
             kpis = "".join(f"<li><code>{_esc(k)}</code> {_esc(_fmt_number(v))}</li>" for k, v in row.kpis)
         if row.has_report:
@@ -220,7 +254,9 @@ def index_html(rows: list[IndexRow], title: str = "cxresearch study reports") ->
             link = f'<a class="report-link" href="{_esc(href)}">report</a>'
         else:
             link = '<span class="no-report">none</span>'
-        study = _esc(row.study) + (f'<br><small>{_esc(row.title)}</small>' if row.title and row.title != row.study else "")
+        study = _esc(row.study) + (
+            f"<br><small>{_esc(row.title)}</small>" if row.title and row.title != row.study else ""
+        )
         body.append(
             f'<tr class="run {"failed" if row.status == "failed" else ""}" data-study="{_esc(row.study)}" '
             f'data-segment="{_esc(row.segment)}" data-market="{_esc(row.market)}" data-status="{_esc(row.status)}">'
@@ -228,17 +264,18 @@ def index_html(rows: list[IndexRow], title: str = "cxresearch study reports") ->
             f'<td><span class="status {status_class}">{_esc(row.status)}</span>{flag}{err}</td>'
             f'<td class="num">{_esc(_fmt_duration(row.duration_s))}</td>'
             f'<td><ul class="kpis">{kpis}</ul></td><td>{_esc(row.as_of)}</td>'
-            f"<td>{_esc(row.finished_at)}<br><small>{_esc(row.run_id)}</small></td><td>{link}</td></tr>")
-    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            f"<td>{_esc(row.finished_at)}<br><small>{_esc(row.run_id)}</small></td><td>{link}</td></tr>"
+        )
+    generated = datetime.now(UTC).isoformat(timespec="seconds")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{_esc(title)}</h1><p class=\"meta\">{len(rows)} runs: {_esc(summary)}. Generated {_esc(generated)}.</p>"
+        f'<h1>{_esc(title)}</h1><p class="meta">{len(rows)} runs: {_esc(summary)}. Generated {_esc(generated)}.</p>'
         '<table id="runs"><thead><tr><th>Study</th><th>Segment</th><th>Market</th><th>Status</th>'
         "<th>Duration</th><th>Headline KPIs</th><th>Data as of</th><th>Finished (UTC) / run id</th>"
-        "<th>Report</th></tr></thead><tbody>"
-        + "".join(body) + "</tbody></table></body></html>\n")
+        "<th>Report</th></tr></thead><tbody>" + "".join(body) + "</tbody></table></body></html>\n"
+    )
 
 
 def write_index(out_root: str | Path, planned: Iterable[Any] = (), title: str = "cxresearch study reports") -> Path:

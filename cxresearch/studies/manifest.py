@@ -6,6 +6,7 @@ the dataset spec and of each table's source file(s), the seed, start / end / dur
 error summary. The *inputs fingerprint* (notebook, parameters, package source, data) decides whether a
 rerun can skip a run that already succeeded.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from cxresearch.runtime import canonical_json, combine_hashes, package_source_hash, sha256_file, sha256_text
+from cxresearch.runtime import canonical_json, combine_hashes, sha256_file, sha256_text
 
 MANIFEST_NAME = "manifest.json"
 RESULTS_NAME = "results.json"
@@ -25,9 +26,28 @@ MANIFEST_SCHEMA = 1
 
 #: Libraries whose versions can change a study's numbers or its report.
 CORE_PACKAGES = (
-    "numpy", "scipy", "pandas", "pyarrow", "duckdb", "pandera", "pydantic", "pymc", "pytensor", "arviz",
-    "nutpie", "lifelines", "matplotlib", "seaborn", "papermill", "nbclient", "nbconvert", "nbformat",
-    "ipykernel", "jupyter_client", "dask", "distributed",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pyarrow",
+    "duckdb",
+    "pandera",
+    "pydantic",
+    "pymc",
+    "pytensor",
+    "arviz",
+    "nutpie",
+    "lifelines",
+    "matplotlib",
+    "seaborn",
+    "papermill",
+    "nbclient",
+    "nbconvert",
+    "nbformat",
+    "ipykernel",
+    "jupyter_client",
+    "dask",
+    "distributed",
 )
 
 _DATA_SUFFIXES = {".csv", ".parquet", ".pq", ".tsv", ".txt", ".duckdb", ".db"}
@@ -37,8 +57,11 @@ def _source_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
-                      and p.suffix.lower() in _DATA_SUFFIXES)
+        return sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in _DATA_SUFFIXES
+        )
     return []
 
 
@@ -54,12 +77,14 @@ def data_hashes(dataset: str | Path) -> dict[str, Any]:
     spec = load_spec(dataset)
     tables: dict[str, Any] = {}
     for name, source in spec.tables.items():
-        location = spec.resolve(source.path if source.path is not None else source.database).resolve()
+        where = source.path if source.path is not None else source.database
+        if where is None:
+            raise ValueError(f"{dataset}: tables.{name}: neither path nor database is set")
+        location = spec.resolve(where).resolve()
         files = _source_files(location)
         if not files:
             raise FileNotFoundError(f"{dataset}: tables.{name}: no data file at {location}")
-        hashes = {(p.relative_to(location).as_posix() if location.is_dir() else p.name): sha256_file(p)
-                  for p in files}
+        hashes = {(p.relative_to(location).as_posix() if location.is_dir() else p.name): sha256_file(p) for p in files}
         tables[name] = {"source": str(location), "sha256": combine_hashes(hashes), "files": hashes}
     return {
         "spec": {"path": str(dataset), "sha256": sha256_file(dataset)},
@@ -75,8 +100,9 @@ def git_info(where: str | None = None) -> dict[str, Any] | None:
     folder = Path(where) if where else Path(__file__).resolve().parents[2]
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
-                              timeout=20, check=True).stdout
+        return subprocess.run(
+            ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=20, check=True
+        ).stdout
 
     try:
         commit = git("rev-parse", "HEAD").strip()
@@ -99,8 +125,9 @@ def package_versions(names: tuple[str, ...] = CORE_PACKAGES) -> dict[str, str | 
     return versions
 
 
-def inputs_fingerprint(*, notebook_sha256: str, parameters_sha256: str, package_sha256: str,
-                       data: Mapping[str, Any], title: str | None) -> str:
+def inputs_fingerprint(
+    *, notebook_sha256: str, parameters_sha256: str, package_sha256: str, data: Mapping[str, Any], title: str | None
+) -> str:
     """The hash a rerun compares: notebook, parameters, package source, data (spec + tables) and the
     report title. Package *versions* are recorded but not part of it (a lock file change is a
     source change in practice, and reinstalling the same versions must not force reruns)."""
@@ -108,8 +135,7 @@ def inputs_fingerprint(*, notebook_sha256: str, parameters_sha256: str, package_
         "notebook": notebook_sha256,
         "parameters": parameters_sha256,
         "package": package_sha256,
-        "data": {"spec": data["spec"]["sha256"],
-                 "tables": {k: v["sha256"] for k, v in data["tables"].items()}},
+        "data": {"spec": data["spec"]["sha256"], "tables": {k: v["sha256"] for k, v in data["tables"].items()}},
         "title": title,
     }
     return sha256_text(canonical_json(payload))
