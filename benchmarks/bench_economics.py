@@ -53,6 +53,7 @@ from cxresearch.economics import (WordOfMouthAssumptions, build_exposure_table, 
                                   net_promoter_economics)
 sys.path.insert(0, sys.argv[2])
 from bench_economics import PREPARE
+from cxresearch.diagnostics import as_dict
 from peak_memory import peak_rss_mb
 
 spec_path = sys.argv[1]
@@ -84,8 +85,7 @@ timings["total_s"] = time.perf_counter() - started
 print(json.dumps({**timings, "peak_rss_mb": peak_rss_mb(), "customers_modelled": exposure.n_customers,
                   "cells": exposure.n_cells, "profile_rows": len(profile),
                   "hazard_ratio_detractor": fit.hazard_ratio("nps_class", "detractor"),
-                  "diagnostics": {k: fit.diagnostics[k] for k in ("rhat_max", "ess_bulk_min", "ess_tail_min",
-                                                                  "divergences", "passed")},
+                  "diagnostics": as_dict(fit.diagnostics()),
                   "clv": clv.to_results("nps_class")}))
 """
 

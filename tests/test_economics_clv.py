@@ -35,8 +35,7 @@ def posterior_fit(log_h0: np.ndarray, breaks: list[float], class_log_hr: np.ndar
     exposure = ExposureTable(frame=pd.DataFrame(), breaks=list(breaks), covariates=fixed, levels=levels,
                              duration_col="tenure", event_col="churn", n_customers=0, n_events=0,
                              max_duration=max_duration)
-    return PiecewiseExponentialFit(idata=idata, exposure=exposure, fixed=fixed, hierarchical=[], levels=levels,
-                                   diagnostics={}, interval=0.9, fit_seconds=0.0)
+    return PiecewiseExponentialFit(idata=idata, exposure=exposure, fixed=fixed, hierarchical=[], levels=levels)
 
 
 def geometric(margin: float, hazard: float, horizon: int, rate: float) -> float:
@@ -60,7 +59,7 @@ def test_constant_hazard_clv_matches_geometric_series(hazard: float, horizon: in
     expected = {"a": (10 * 1 + 20 * 3) / 4 * g, "b": 35 * g}  # memoryless: tenure does not matter
     for _, row in result.summary.iterrows():
         assert row["clv"] == pytest.approx(expected[row["group"]], abs=1e-6)
-        assert row["lower"] == pytest.approx(row["upper"], abs=1e-9)  # no uncertainty given
+        assert row["low"] == pytest.approx(row["high"], abs=1e-9)  # no uncertainty given
     assert constant_hazard_clv(1.0, hazard, horizon, rate) == pytest.approx(g, abs=1e-9)
 
 
@@ -103,7 +102,7 @@ def test_interval_reflects_hazard_draws_and_margin_sampling() -> None:
                                      discount_rate_annual=0.1, sampling_uncertainty=False)
     exact = np.array([geometric(10.0, h, 24, 0.1) for h in np.quantile(draws, [0.95, 0.05])])
     # CLV decreases in the hazard, so its 5% / 95% quantiles are those of the hazard reversed
-    np.testing.assert_allclose(result.summary[["lower", "upper"]].to_numpy()[0], exact, rtol=1e-3)
+    np.testing.assert_allclose(result.summary[["low", "high"]].to_numpy()[0], exact, rtol=1e-3)
 
     # margin sampling: mean CLV of n customers with margin sd s has sd G * s / sqrt(n)
     rng = np.random.default_rng(3)
@@ -113,12 +112,12 @@ def test_interval_reflects_hazard_draws_and_margin_sampling() -> None:
     res = customer_lifetime_value(model, per_customer, horizon_months=24, discount_rate_annual=0.1, seed=2)
     g = geometric(1.0, 0.02, 24, 0.1)
     expected_width = 2 * 1.6449 * g * margins.std(ddof=1) / math.sqrt(n)
-    width = float(res.summary["upper"].iloc[0] - res.summary["lower"].iloc[0])
+    width = float(res.summary["high"].iloc[0] - res.summary["low"].iloc[0])
     assert width == pytest.approx(expected_width, rel=0.1)  # 4000 bootstrap draws: ~3% Monte-Carlo error
     grouped = pd.DataFrame({"tenure": [0.0], "n": [n], "margin_mean": [margins.mean()],
                             "margin_sd": [margins.std(ddof=1)]})
     res_grouped = customer_lifetime_value(model, grouped, horizon_months=24, discount_rate_annual=0.1, seed=2)
-    width_grouped = float(res_grouped.summary["upper"].iloc[0] - res_grouped.summary["lower"].iloc[0])
+    width_grouped = float(res_grouped.summary["high"].iloc[0] - res_grouped.summary["low"].iloc[0])
     assert width_grouped == pytest.approx(expected_width, rel=0.1)
 
 

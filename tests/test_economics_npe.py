@@ -29,7 +29,7 @@ def class_fit() -> PiecewiseExponentialFit:
                              duration_col="tenure", event_col="churn", n_customers=0, n_events=0,
                              max_duration=200.0)
     return PiecewiseExponentialFit(idata=idata, exposure=exposure, fixed=["nps_class"], hierarchical=[],
-                                   levels=levels, diagnostics={}, interval=0.9, fit_seconds=0.0)
+                                   levels=levels)
 
 
 def lifetime(nps_class: str) -> float:

@@ -80,8 +80,8 @@ def test_bayesian_model_recovers_hazard_ratios_and_clv(simulated) -> None:
     assert table.n_cells <= 12 * 3 * 3 * 4  # cost grows with cells, not customers
     fit = fit_piecewise_exponential(table, fixed=["nps_class"], hierarchical=["segment", "market"],
                                     reference={"nps_class": "promoter"}, draws=1000, tune=1000, chains=2,
-                                    seed=SEED, interval=0.9)
-    assert fit.diagnostics["passed"], fit.diagnostics["failures"]
+                                    seed=SEED)
+    assert fit.diagnostics().passed, fit.diagnostics().reasons
 
     for cls in ("detractor", "passive"):
         assert inside(churn["log_hr_class"][cls], fit.contrast("nps_class", cls)), cls
@@ -97,13 +97,13 @@ def test_bayesian_model_recovers_hazard_ratios_and_clv(simulated) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a 24-month horizon stays mostly inside the 72 observed months
         clv = customer_lifetime_value(fit, profile, horizon_months=HORIZON, discount_rate_annual=RATE,
-                                      group_by=["nps_class"], interval=0.9, seed=SEED)
+                                      group_by=["nps_class"], level=0.9, seed=SEED)
     active = known[known["churn"] == 0]
     classes = active["nps_class"]
     true_clv = (pd.Series(expected_margin(active, value, classes) * true_lifetime(active, churn, classes))
                 .groupby(classes.to_numpy()).mean())
     for _, row in clv.summary.iterrows():
-        assert row["lower"] <= true_clv[row["nps_class"]] <= row["upper"], (row.to_dict(), true_clv.to_dict())
+        assert row["low"] <= true_clv[row["nps_class"]] <= row["high"], (row.to_dict(), true_clv.to_dict())
         assert abs(row["clv"] / true_clv[row["nps_class"]] - 1) < 0.05
 
     # Net Promoter Economics: its CLV equals the CLV above (same draws and weights), and the value of
@@ -131,12 +131,12 @@ def test_bayesian_model_recovers_hazard_ratios_and_clv(simulated) -> None:
 def test_cox_model_recovers_class_and_market_hazard_ratios(simulated) -> None:
     known, truth = simulated
     cox = fit_cox(known, covariates=COVARIATES, reference={"nps_class": "promoter", "market": "ES"},
-                  interval=0.9)
+                  level=0.9)
     hr = cox.hazard_ratios.set_index("term")
     for cls in ("detractor", "passive"):
-        assert hr.loc[f"nps_class={cls}", "lower"] <= math.exp(truth["churn"]["log_hr_class"][cls]) \
-            <= hr.loc[f"nps_class={cls}", "upper"], cls
+        assert hr.loc[f"nps_class={cls}", "low"] <= math.exp(truth["churn"]["log_hr_class"][cls]) \
+            <= hr.loc[f"nps_class={cls}", "high"], cls
     for market in ("PT", "MX", "NO"):
-        assert hr.loc[f"market={market}", "lower"] <= math.exp(truth["churn"]["log_hr_market"][market]) \
-            <= hr.loc[f"market={market}", "upper"], market
+        assert hr.loc[f"market={market}", "low"] <= math.exp(truth["churn"]["log_hr_market"][market]) \
+            <= hr.loc[f"market={market}", "high"], market
     assert cox.ph_ok  # the simulator's hazards are proportional

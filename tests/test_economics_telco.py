@@ -60,12 +60,12 @@ def test_kaplan_meier_matches_lifelines(telco: pd.DataFrame, positive: pd.DataFr
     from lifelines import KaplanMeierFitter
     from lifelines.statistics import multivariate_logrank_test
 
-    km = kaplan_meier(telco, by="Contract", event_col="event", interval=0.9)
+    km = kaplan_meier(telco, by="Contract", event_col="event", level=0.9)
     for contract, rows in positive.groupby("Contract"):
         direct = KaplanMeierFitter(alpha=0.1).fit(rows["tenure"], rows["event"])
         ours = km.curves[km.curves["group"] == contract]
         np.testing.assert_allclose(ours["survival"], direct.survival_function_.iloc[:, 0], atol=1e-12)
-        np.testing.assert_allclose(ours["lower"], direct.confidence_interval_.iloc[:, 0], atol=1e-12)
+        np.testing.assert_allclose(ours["low"], direct.confidence_interval_.iloc[:, 0], atol=1e-12)
         np.testing.assert_allclose(ours["at_risk"], direct.event_table["at_risk"], atol=0)
         at_risk_24 = km.at_risk.set_index("group").loc[contract, "24"]
         assert at_risk_24 == int((rows["tenure"] >= 24).sum())
@@ -86,14 +86,15 @@ def test_cox_matches_lifelines(telco: pd.DataFrame, positive: pd.DataFrame) -> N
     for term, coef in direct.params_.items():
         assert ours.loc[term, "coef"] == pytest.approx(coef, abs=1e-6)
         assert ours.loc[term, "se"] == pytest.approx(direct.standard_errors_[term], abs=1e-6)
-        assert ours.loc[term, "lower"] == pytest.approx(math.exp(direct.confidence_intervals_.loc[term].iloc[0]),
+        assert ours.loc[term, "low"] == pytest.approx(math.exp(direct.confidence_intervals_.loc[term].iloc[0]),
                                                         rel=1e-6)
     ph = proportional_hazard_test(direct, X, time_transform="rank").summary
     np.testing.assert_allclose(result.ph_test.set_index("term").loc[ph.index, "test_statistic"],
                                ph["test_statistic"], rtol=1e-6)
     # telco contracts are a known proportional-hazards violation (early churn of month-to-month customers)
     assert not result.ph_ok
-    assert result.hazard_ratio("Contract=Two year")["mean"] == pytest.approx(math.exp(direct.params_["Contract=Two year"]))
+    two_year = result.hazard_ratio("Contract=Two year")
+    assert two_year["mean"] == pytest.approx(math.exp(direct.params_["Contract=Two year"]))
 
 
 @pytest.mark.parametrize("name, fitter_name", [("weibull", "WeibullAFTFitter"), ("lognormal", "LogNormalAFTFitter"),
@@ -135,7 +136,7 @@ def test_model_chosen_by_aic_and_clv_interval(telco: pd.DataFrame) -> None:
             values.append(row["margin_mean"] * sum(1.1 ** (-k / 12) * s[k] / s[0] for k in range(1, 25)))
         point[contract] = np.average(values, weights=rows["n"])
     for _, row in clv.summary.iterrows():
-        assert row["lower"] < point[row["Contract"]] < row["upper"]
+        assert row["low"] < point[row["Contract"]] < row["high"]
         assert row["clv"] == pytest.approx(point[row["Contract"]], rel=0.01)  # mean over draws ~ plug-in
 
 
@@ -155,16 +156,15 @@ def test_bayesian_hazard_ratios_agree_with_cox(telco: pd.DataFrame) -> None:
     """Monthly periods (telco tenure is whole months), so the piecewise model is the Cox model with a
     Breslow-type baseline; wide priors because contract effects are far larger than CX effects."""
     covariates = ["Contract", "charges_band"]
-    cox = fit_cox(telco, covariates=covariates, event_col="event", interval=0.9)
+    cox = fit_cox(telco, covariates=covariates, event_col="event", level=0.9)
     table = build_exposure_table(telco, covariates=covariates, event_col="event",
                                  period_breaks=list(range(0, 72)))
     fit = fit_piecewise_exponential(table, fixed=covariates, prior_sd_log_hr=3.0, draws=1000, tune=1000,
-                                    chains=2, seed=3, interval=0.9)
-    assert fit.diagnostics["passed"], fit.diagnostics["failures"]
-    bayes = fit.hazard_ratios()
-    bayes["term"] = bayes["covariate"] + "=" + bayes["level"]
+                                    chains=2, seed=3)
+    assert fit.diagnostics().passed, fit.diagnostics().reasons
+    bayes = fit.hazard_ratios(level=0.9)
     merged = bayes.merge(cox.hazard_ratios, on="term", suffixes=("_bayes", "_cox"))
     assert len(merged) == 2 + 3
     for _, row in merged.iterrows():
-        assert row["lower_cox"] <= row["hr_median"] <= row["upper_cox"], row["term"]
-        assert row["lower_bayes"] <= row["hr_cox"] <= row["upper_bayes"], row["term"]
+        assert row["low_cox"] <= row["hr_median"] <= row["high_cox"], row["term"]
+        assert row["low_bayes"] <= row["hr_cox"] <= row["high_bayes"], row["term"]

@@ -27,7 +27,7 @@ def test_notebook_is_committed_without_outputs_and_has_one_parameters_cell() -> 
     defaults = {name: info["default"] for name, info in declared.items()}
     assert defaults["dataset"] == '"../data/demo/dataset.yaml"'
     assert defaults["segment"] == '"all"' and defaults["market"] == '"all"' and defaults["seed"] == "1"
-    for name in ("target_nps", "pooling", "draws", "interval", "benchmark_threshold", "touchpoint_targets"):
+    for name in ("target_nps", "pooling", "draws", "level", "benchmark_threshold", "touchpoint_targets"):
         assert name in declared, name
 
 

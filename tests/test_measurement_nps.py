@@ -62,7 +62,7 @@ def test_unpooled_posterior_matches_the_closed_form_dirichlet() -> None:
     exact_cov = -alpha[0] * alpha[2] / (a0**2 * (a0 + 1))
     assert abs(np.cov(shares[:, 0], shares[:, 2])[0, 1] - exact_cov) < 0.05 * abs(exact_cov)
     # NPS = 100 (p_promoter - p_detractor): exact mean
-    summary = post.summary()
+    summary = post.table()
     assert summary["nps_mean"].iloc[0] == pytest.approx(100 * (alpha[2] - alpha[0]) / a0, abs=0.15)
     assert summary["nps_observed"].iloc[0] == pytest.approx(100 * (111 - 37) / 200)
 
@@ -73,7 +73,8 @@ def test_unpooled_groups_each_get_their_own_dirichlet() -> None:
     for group, counts in (("a", (10, 10, 30)), ("b", (30, 10, 10))):
         alpha = np.array(counts) + 1.0
         assert np.allclose(post.group_draws(group).mean(axis=0), alpha / alpha.sum(), atol=0.01)
-    assert "closed form" in post.method and post.diagnostics is None
+    assert "closed form" in post.method and post.diagnostics().verdict == "passed"
+    assert post.diagnostics().rhat_max is None  # closed form: nothing sampled, nothing to diagnose
 
 
 def test_collapse_weights_cells_by_their_answers() -> None:
@@ -116,7 +117,7 @@ def test_ninety_percent_intervals_are_calibrated_over_repeated_samples() -> None
     for _ in range(reps):
         counts = rng.multinomial(300, truth)
         frame = pd.DataFrame([{"detractor": counts[0], "passive": counts[1], "promoter": counts[2], "n": 300}])
-        row = dirichlet_shares(frame, draws=2000, seed=rng).summary().iloc[0]
+        row = dirichlet_shares(frame, draws=2000, seed=rng).table().iloc[0]
         covered += row["nps_low"] <= true_nps <= row["nps_high"]
     # Binomial(400, 0.9): 99% of outcomes lie within 0.9 +/- 0.039
     assert abs(covered / reps - 0.9) < 0.04, covered / reps
@@ -151,8 +152,8 @@ def test_pooling_shrinks_a_small_group_and_leaves_large_groups_alone() -> None:
     survey = _survey_from_counts(counts)
     pooled = nps_posterior(survey, by="segment", pooling=True, draws=4000, seed=5)
     unpooled = nps_posterior(survey, by="segment", pooling=False, draws=4000, seed=5)
-    p_sum, u_sum = pooled.summary().set_index("label"), unpooled.summary().set_index("label")
-    assert pooled.diagnostics["passed"] and pooled.diagnostics["edge_mass"] < 1e-3
+    p_sum, u_sum = pooled.table().set_index("label"), unpooled.table().set_index("label")
+    assert pooled.diagnostics()["passed"] and pooled.diagnostics()["edge_mass"] < 1e-3
     assert p_sum.loc["tiny", "nps_mean"] < 30  # raw +100, unpooled about +64; pooled close to +10
     assert abs(p_sum.loc["tiny", "nps_mean"] - 10) < 0.3 * abs(u_sum.loc["tiny", "nps_mean"] - 10)
     assert abs(p_sum.loc["g0", "nps_mean"] - u_sum.loc["g0", "nps_mean"]) < 1.0  # large groups barely move
@@ -161,8 +162,8 @@ def test_pooling_shrinks_a_small_group_and_leaves_large_groups_alone() -> None:
 def test_pooled_equals_unpooled_when_every_group_is_large() -> None:
     counts = {"a": (2000, 3000, 5000), "b": (3000, 3000, 4000), "c": (2500, 3500, 4000)}
     survey = _survey_from_counts(counts)
-    pooled = hierarchical_shares(class_counts(survey, "segment"), "segment", draws=4000, seed=2).summary()
-    unpooled = nps_posterior(survey, by="segment", draws=4000, seed=2).summary()
+    pooled = hierarchical_shares(class_counts(survey, "segment"), "segment", draws=4000, seed=2).table()
+    unpooled = nps_posterior(survey, by="segment", draws=4000, seed=2).table()
     assert np.allclose(pooled["nps_mean"], unpooled["nps_mean"], atol=0.6)
     assert np.allclose(pooled["nps_high"] - pooled["nps_low"], unpooled["nps_high"] - unpooled["nps_low"], rtol=0.1)
 
@@ -196,7 +197,7 @@ def test_shares_and_nps_by_wave_cover_the_truth(sim: dict) -> None:
         assert label == wave
         post = nps_posterior(rows, draws=20_000, seed=int(wave))
         truth, se = population["shares_by_wave"][wave], population["se"]["shares_by_wave"][wave]
-        row = post.summary().iloc[0]
+        row = post.table().iloc[0]
         nps = post.nps()[0]
         for k, name in enumerate(NPS_CLASSES):
             d = post.draws[0][:, k]
@@ -236,8 +237,8 @@ def test_segments_and_markets_cover_the_truth_unpooled_and_pooled(sim: dict) -> 
         for pooling in (False, True):
             post = nps_posterior(rows, by=dim, pooling=pooling, draws=20_000, seed=3)
             if pooling:
-                assert post.diagnostics["passed"], post.diagnostics
-            summary = post.summary().set_index(dim)
+                assert post.diagnostics()["passed"], post.diagnostics()
+            summary = post.table().set_index(dim)
             nps = post.nps()
             for i, level in enumerate(post.groups[dim]):
                 truth = population[key][level]["1"]["nps"]
@@ -269,8 +270,8 @@ def test_nuts_logistic_normal_alternative_reports_diagnostics() -> None:
     survey = _survey_from_counts(counts, column="market")
     nuts = nps_posterior(survey, by="market", pooling=True, method="nuts", draws=400, tune=400, chains=2, seed=1)
     exact = nps_posterior(survey, by="market", pooling=True, draws=4000, seed=1)
-    diag = nuts.diagnostics
+    diag = nuts.diagnostics()
     for key in ("rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "passed"):
         assert key in diag, key
     assert diag["rhat_max"] < 1.05
-    assert np.allclose(nuts.summary()["nps_mean"], exact.summary()["nps_mean"], atol=1.5)
+    assert np.allclose(nuts.table()["nps_mean"], exact.table()["nps_mean"], atol=1.5)

@@ -104,7 +104,7 @@ def _theme() -> None:
 
 def test_nps_figures(survey: pd.DataFrame) -> None:
     for dim in ("segment", "market"):
-        summary = nps_posterior(survey, by=dim, pooling=True, draws=1000, seed=1).summary()
+        summary = nps_posterior(survey, by=dim, pooling=True, draws=1000, seed=1).table()
         assert_readable(plots.plot_nps_intervals(summary, title=f"NPS by {dim}", overall=10.0))
         assert_readable(plots.plot_nps_shares(summary, title=f"Shares by {dim}"))
     tracking = nps_tracking(survey, target_nps=15.0, draws=1000, seed=1)

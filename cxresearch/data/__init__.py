@@ -1,4 +1,8 @@
-"""Dataset spec, loading (DuckDB -> canonical frames), validation (pandera) and NPS classes.
+"""Dataset spec, loading (DuckDB -> canonical frames), recoding (DuckDB SQL), validation (pandera), NPS classes.
+
+Modules: ``spec`` (the dataset.yaml model), ``rules`` (field rules, problems, errors), ``sources``
+(opening tables in DuckDB), ``recode`` (the one recoding engine, SQL), ``validation`` (pandera checks),
+``loading`` (canonical frames), ``check`` (``validate_dataset``, the ``cxresearch validate`` entry).
 
 Names are imported lazily (PEP 562) so ``import cxresearch.data`` and the CLI start fast: pandas,
 DuckDB and pandera load only when a function that needs them is first used.
@@ -15,10 +19,13 @@ _EXPORTS = {
     "load_spec": "cxresearch.data.spec",
     "DatasetSpec": "cxresearch.data.spec",
     "SpecError": "cxresearch.data.spec",
-    "DataValidationError": "cxresearch.data.validation",
-    "Problem": "cxresearch.data.validation",
-    "ValidationReport": "cxresearch.data.validation",
-    "validate_dataset": "cxresearch.data.validation",
+    "DataValidationError": "cxresearch.data.rules",
+    "Problem": "cxresearch.data.rules",
+    "FieldRule": "cxresearch.data.rules",
+    "rules_for": "cxresearch.data.rules",
+    "ValidationReport": "cxresearch.data.check",
+    "validate_dataset": "cxresearch.data.check",
+    "distinct_values": "cxresearch.data.loading",
     "nps_class": "cxresearch.data.nps",
     "nps_score": "cxresearch.data.nps",
 }
@@ -26,10 +33,11 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from cxresearch.data.loading import CXData, explain_load, load_dataset
+    from cxresearch.data.check import ValidationReport, validate_dataset
+    from cxresearch.data.loading import CXData, distinct_values, explain_load, load_dataset
     from cxresearch.data.nps import nps_class, nps_score
+    from cxresearch.data.rules import DataValidationError, FieldRule, Problem, rules_for
     from cxresearch.data.spec import DatasetSpec, SpecError, load_spec
-    from cxresearch.data.validation import DataValidationError, Problem, ValidationReport, validate_dataset
 
 
 def __getattr__(name: str) -> Any:

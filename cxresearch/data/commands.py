@@ -17,7 +17,7 @@ def validate_command(spec: str, segment: tuple[str, ...], market: tuple[str, ...
     Prints a short summary (tables, rows, segments, markets, waves, touchpoint usage, churn rate) and
     exits 0, or prints every problem found (file, column, rows, values) and exits 1.
     """
-    from cxresearch.data.validation import validate_dataset
+    from cxresearch.data.check import validate_dataset
 
     report = validate_dataset(spec, segment=list(segment) or None, market=list(market) or None)
     if report.ok:

@@ -1,50 +1,45 @@
 """Load a dataset described by a spec into the canonical frames of ``docs/ARCHITECTURE.md``.
 
-Every table is read through DuckDB (in-process, a fresh in-memory connection per load; database files
-are attached read-only): a Parquet file, a CSV file (all columns read as text so codes such as ``007``
-survive and bad values can be reported), a folder of CSV/Parquet files (unioned by column name, hive
-``key=value`` folders become columns), or a DuckDB database with a table or a SQL query.
+Tables are opened through DuckDB by :mod:`cxresearch.data.sources` (Parquet, CSV, folders of files,
+DuckDB tables or queries; source files are never written to). Only the columns the spec names are
+selected, and the segment / market filters are pushed down as SQL ``WHERE`` clauses with bound
+parameters, so a filtered load of a 10M-row Parquet file reads only the matching rows into pandas.
 
-Only the columns the spec names are selected, and the segment / market filters are pushed down as SQL
-``WHERE`` clauses with bound parameters, so a filtered load of a 10M-row Parquet file reads only the
-matching rows into pandas. The raw rows are validated (:mod:`cxresearch.data.validation`) and then
-recoded: not-applicable codes -> missing, 1-11 -> 0-10, labels -> codes, reverse-keyed items reversed,
-tenure in months, margin from revenue when no margin is given. Source files are never written to.
+The recoding happens in the same select, in DuckDB, by the one recoding engine
+(:mod:`cxresearch.data.recode`): for each rule the value as read, a *bad* flag, a *blank* flag and the
+canonical value (not-applicable codes -> missing, 1-11 -> 0-10, labels -> codes, reverse-keyed items
+reversed, tenure in months, margin from revenue when no margin is given). The raw rows are validated
+(:mod:`cxresearch.data.validation`) against those flags before the canonical columns are kept.
 """
 from __future__ import annotations
 
 import difflib
-import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
-import pyarrow as pa
 
-from cxresearch.data.spec import DatasetSpec, load_spec
-from cxresearch.data.validation import (
-    DAYS_PER_MONTH,
-    MONTHS_PER_UNIT,
-    TEXT,
-    DataValidationError,
-    FieldRule,
-    Problem,
-    SourceInfo,
-    _natural_key,
-    build_schema,
-    rules_for,
-    run_schema,
+from cxresearch.data.recode import blank_sql, canonical_sql, date_sql, parsed_sql, tenure_from_dates_sql
+from cxresearch.data.rules import TEXT, DataValidationError, FieldRule, Problem, natural_key, rules_for
+from cxresearch.data.sources import (
+    SourceProblem,
+    SourceReader,
+    SourceTable,
+    connect,
+    filter_values,
+    first_line,
+    quote,
+    source_hash,
 )
+from cxresearch.data.spec import DatasetSpec, load_spec
+from cxresearch.data.validation import ParsedValues, build_schema, run_schema
+
+__all__ = ["ROLES", "CXData", "distinct_values", "explain_load", "load_dataset", "source_hash"]
 
 ROLES: tuple[str, ...] = ("survey", "customers", "benchmark")
-CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".csv.zst")
-PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
-FILE_COLUMN = "__cx_source_file"
-#: Arrow -> pandas: text stays Arrow-backed (fast, vectorised string operations)
-_ARROW_TYPES = {pa.string(): TEXT, pa.large_string(): TEXT, pa.string_view(): TEXT}
 
 
 @dataclass
@@ -64,299 +59,78 @@ class CXData:
     notes: list[str] = field(default_factory=list)
 
 
-class _SourceProblem(Exception):
-    def __init__(self, problem: Problem):
-        super().__init__(str(problem))
-        self.problem = problem
-
-
-# --------------------------------------------------------------------------------------------- sources
-def _quote(identifier: str) -> str:
-    """A SQL identifier, double-quoted (column names come from the spec, never trusted as SQL)."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-@dataclass
-class _Table:
-    role: str
-    label: str
-    from_sql: str
-    params: list[Any]
-    files: list[Path]
-    alias: str | None = None  # attached database to USE while querying (SQL queries name its tables)
-    columns: dict[str, str] = field(default_factory=dict)  # user columns -> DuckDB type
-    file_column: str | None = None
-    file_labels: dict[str, str] = field(default_factory=dict)
-
-    def info(self) -> SourceInfo:
-        return SourceInfo(self.label, tuple(self.columns), self.file_column, self.file_labels)
-
-
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    for suffix in CSV_SUFFIXES + PARQUET_SUFFIXES:
-        if name.endswith(suffix):
-            return suffix
-    return path.suffix.lower()
-
-
-def _format_of(path: Path, declared: str | None) -> str | None:
-    if declared:
-        return declared
-    suffix = _suffix(path)
-    if suffix in CSV_SUFFIXES:
-        return "csv"
-    if suffix in PARQUET_SUFFIXES:
-        return "parquet"
-    return None
-
-
-class _Reader:
-    """Opens the spec's tables on one DuckDB connection and runs the filtered, projected selects."""
-
-    def __init__(self, spec: DatasetSpec, conn: duckdb.DuckDBPyConnection):
-        self.spec = spec
-        self.conn = conn
-        self._aliases: dict[Path, str] = {}
-        self._tables: dict[str, _Table] = {}
-
-    # -- opening
-    def open(self, role: str) -> _Table:
-        if role in self._tables:
-            return self._tables[role]
-        block = getattr(self.spec, role)
-        src = self.spec.tables[block.table]
-        table = self._open_path(role, block.table, src) if src.path is not None else self._open_db(role, src)
-        try:
-            with self._using(table):
-                described = self.conn.execute(f"DESCRIBE SELECT * FROM {table.from_sql} AS t", table.params).fetchall()
-        except duckdb.Error as exc:
-            raise _SourceProblem(Problem(table.label, None, f"cannot read: {_first_line(exc)}")) from None
-        table.columns = {str(row[0]): str(row[1]) for row in described if row[0] != FILE_COLUMN}
-        self._tables[role] = table
-        return table
-
-    def _open_path(self, role: str, name: str, src: Any) -> _Table:
-        path = self.spec.resolve(src.path)
-        label = src.path
-        if not path.exists():
-            raise _SourceProblem(Problem(label, None, f"file or folder not found (looked for {path})"))
-        delim = src.csv_delimiter
-        if path.is_dir():
-            def readable(f: Path) -> bool:  # data files only: no hidden files or _SUCCESS-style markers
-                hidden = any(part.startswith((".", "_")) for part in f.relative_to(path).parts)
-                fmt = _format_of(f, None)
-                return f.is_file() and not hidden and fmt is not None and src.format in (None, fmt)
-
-            files = sorted(f for f in path.rglob("*") if readable(f))
-            if not files:
-                raise _SourceProblem(Problem(label, None, "no CSV or Parquet files in this folder"))
-            hive = any("=" in part for f in files for part in f.relative_to(path).parent.parts)
-            hive_sql = ", hive_partitioning=true, hive_types_autocast=false" if hive else ""
-            csv = [str(f) for f in files if _format_of(f, None) == "csv"]
-            parquet = [str(f) for f in files if _format_of(f, None) == "parquet"]
-            parts, params = [], []
-            if csv:
-                parts.append(f"SELECT * FROM read_csv(?, all_varchar=true, header=true, union_by_name=true, "
-                             f"filename='{FILE_COLUMN}'{hive_sql}{', delim=?' if delim else ''})")
-                params += [csv] + ([delim] if delim else [])
-            if parquet:
-                parts.append(f"SELECT * FROM read_parquet(?, union_by_name=true, filename='{FILE_COLUMN}'{hive_sql})")
-                params.append(parquet)
-            from_sql = f"({' UNION ALL BY NAME '.join(parts)})"
-            base = label.rstrip("/\\")
-            labels = {str(f): f"{base}/{f.relative_to(path).as_posix()}" for f in files}
-            return _Table(role, label, from_sql, params, files, file_column=FILE_COLUMN, file_labels=labels)
-        fmt = _format_of(path, src.format)
-        if fmt is None:
-            raise _SourceProblem(Problem(label, None, "cannot tell the format from the file name; "
-                                         "add 'format: csv' or 'format: parquet' to the table"))
-        if fmt == "csv":
-            if delim is None and _suffix(path).startswith(".tsv"):
-                delim = "\t"
-            from_sql = f"read_csv(?, all_varchar=true, header=true{', delim=?' if delim else ''})"
-            params = [str(path)] + ([delim] if delim else [])
-        else:
-            from_sql, params = "read_parquet(?)", [str(path)]
-        return _Table(role, label, from_sql, params, [path])
-
-    def _open_db(self, role: str, src: Any) -> _Table:
-        path = self.spec.resolve(src.database)
-        label = f"{src.database} (table {src.table})" if src.table else f"{src.database} (query)"
-        if not path.is_file():
-            raise _SourceProblem(Problem(label, None, f"DuckDB database not found (looked for {path})"))
-        key = path.resolve()
-        if key not in self._aliases:
-            alias = f"cx_db{len(self._aliases)}"
-            try:
-                self.conn.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(key)])
-            except duckdb.Error as exc:
-                message = f"cannot open as a DuckDB database: {_first_line(exc)}"
-                raise _SourceProblem(Problem(label, None, message)) from None
-            self._aliases[key] = alias
-        alias = self._aliases[key]
-        if src.query is not None:
-            from_sql = f"({src.query.strip().rstrip(';')})"
-        else:
-            parts = src.table.split(".")
-            known = self._db_tables(alias)
-            wanted = parts[-1]
-            if wanted not in {t for _, t in known}:
-                names = sorted({t for _, t in known})
-                close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.6)
-                hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-                raise _SourceProblem(Problem(label, None, f"table {wanted!r} not found{hint} "
-                                             f"(tables: {', '.join(names) or 'none'})"))
-            from_sql = ".".join([alias] + [_quote(p) for p in parts])
-        return _Table(role, label, from_sql, [], [path], alias=alias)
-
-    def _db_tables(self, alias: str) -> list[tuple[str, str]]:
-        rows = self.conn.execute(
-            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? "
-            "UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = ? AND NOT internal",
-            [alias, alias]).fetchall()
-        return [(str(s), str(t)) for s, t in rows]
-
-    # -- reading
-    class _Use:
-        def __init__(self, conn: duckdb.DuckDBPyConnection, alias: str | None):
-            self.conn, self.alias = conn, alias
-
-        def __enter__(self) -> None:
-            if self.alias:
-                self.conn.execute(f"USE {self.alias}")
-
-        def __exit__(self, *exc: object) -> None:
-            if self.alias:
-                self.conn.execute("USE memory")
-
-    def _using(self, table: _Table) -> _Reader._Use:
-        return _Reader._Use(self.conn, table.alias)
-
-    def select_sql(self, table: _Table, columns: Iterable[str], filters: dict[str, list[str]],
-                   semi_join: str | None = None) -> tuple[str, list[Any]]:
-        """SELECT of the existing needed columns with the filters as bound-parameter WHERE clauses."""
-        wanted = [c for c in dict.fromkeys(columns) if c in table.columns]
-        items = [f"CAST({_quote(c)} AS DOUBLE) AS {_quote(c)}" if table.columns[c].upper().startswith(("DECIMAL",
-                 "HUGEINT", "UHUGEINT")) else _quote(c) for c in wanted]
-        if table.file_column:
-            items.append(_quote(table.file_column))
-        select = ", ".join(items) or "NULL AS __cx_none"
-        clauses, params = [], list(table.params)
-        for col, values in filters.items():
-            if col not in table.columns or not values:
-                continue
-            ref = _quote(col)
-            if table.columns[col].upper() != "VARCHAR":
-                ref = f"CAST({ref} AS VARCHAR)"
-            clauses.append(f"{ref} IN ({', '.join('?' for _ in values)})")
-            params += list(values)
-        if semi_join is not None and semi_join in table.columns:
-            clauses.append(f"trim(CAST({_quote(semi_join)} AS VARCHAR)) IN (SELECT customer_id FROM __cx_keys)")
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        return f"SELECT {select} FROM {table.from_sql} AS t{where}", params
-
-    def fetch(self, table: _Table, columns: Iterable[str], filters: dict[str, list[str]],
-              keys: pd.Series | None = None, key_column: str | None = None) -> pd.DataFrame:
-        """Run the projected, filtered select and return the raw rows (RangeIndex)."""
-        sql, params = self.select_sql(table, columns, filters, key_column if keys is not None else None)
-        try:
-            if keys is not None:
-                self.conn.register("__cx_keys", pd.DataFrame({"customer_id": keys.astype(str).unique()}))
-            with self._using(table):
-                arrow = self.conn.sql(sql, params=params).to_arrow_table()
-            frame = arrow.to_pandas(types_mapper=_ARROW_TYPES.get, date_as_object=False)
-        except duckdb.Error as exc:
-            raise _SourceProblem(Problem(table.label, None, f"cannot read: {_first_line(exc)}")) from None
-        finally:
-            if keys is not None:
-                self.conn.unregister("__cx_keys")
-        if "__cx_none" in frame:
-            frame = frame.drop(columns="__cx_none")
-        return frame.reset_index(drop=True)
-
-    def count(self, table: _Table) -> int:
-        """Number of rows in a table (no filter)."""
-        with self._using(table):
-            return int(self.conn.execute(f"SELECT count(*) FROM {table.from_sql} AS t", table.params).fetchone()[0])
-
-    def distinct(self, table: _Table, column: str, limit: int = 50) -> list[str]:
-        """Distinct values of a column (for messages when a filter matches nothing)."""
-        if column not in table.columns:
-            return []
-        with self._using(table):
-            rows = self.conn.execute(f"SELECT DISTINCT CAST({_quote(column)} AS VARCHAR) AS v FROM {table.from_sql} "
-                                     f"AS t WHERE v IS NOT NULL LIMIT {int(limit)}", table.params).fetchall()
-        return sorted((str(r[0]) for r in rows), key=_natural_key)
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _connect() -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory DuckDB connection, quiet (no progress bar in notebooks or the CLI)."""
-    conn = duckdb.connect(":memory:")
-    try:
-        conn.execute("SET enable_progress_bar = false")
-    except duckdb.InvalidInputException:
-        # Inside a Jupyter kernel without ipywidgets DuckDB refuses to touch the setting at all; its
-        # progress bar is then never drawn either, so there is nothing to switch off.
-        pass
-    return conn
-
-
-# --------------------------------------------------------------------------------------------- hashing
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def _sha256_file(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _HASH_CACHE[key] = digest.hexdigest()
-    return _HASH_CACHE[key]
-
-
-def source_hash(files: Sequence[Path], root: Path | None = None) -> str:
-    """sha256 of one file's bytes, or of the sorted "relative name + sha256" lines of several files."""
-    if len(files) == 1 and root is None:
-        return _sha256_file(files[0])
-    lines = sorted(f"{(f.relative_to(root) if root else f).as_posix()}\t{_sha256_file(f)}\n" for f in files)
-    return hashlib.sha256("".join(lines).encode()).hexdigest()
-
-
 # --------------------------------------------------------------------------------------------- recoding
-def _canonical(raw: pd.DataFrame, rules: Sequence[FieldRule], parsed: Any) -> dict[str, pd.Series]:
-    """Convert validated raw columns to canonical ones (codes -> missing, recodes, labels, units).
+#: name of the computed column holding tenure from start / end dates (customers)
+_TENURE = "__cx_tenure"
 
-    ``parsed`` is the validation run's cache, so each column is parsed once for checking and recoding.
-    """
+
+def _recode_columns(spec: DatasetSpec, role: str, rules: Sequence[FieldRule], table: SourceTable
+                    ) -> list[tuple[str, str]]:
+    """(alias, SQL) of the recoding engine's columns for every rule whose raw column the table has:
+    ``__cx_v<i>`` value as read, ``__cx_b<i>`` bad, ``__cx_n<i>`` blank (required columns), ``__cx_c<i>``
+    canonical value (when it differs from the value as read)."""
+    items: list[tuple[str, str]] = []
+    for i, rule in enumerate(rules):
+        kind = table.columns.get(rule.column)
+        if kind is None:  # reported by validation as a missing column
+            continue
+        value, bad = parsed_sql(rule, kind, spec.date_format)
+        items += [(f"__cx_v{i}", value), (f"__cx_b{i}", bad)]
+        if rule.required:
+            items.append((f"__cx_n{i}", blank_sql(rule.column, kind)))
+        canonical = canonical_sql(rule, kind, spec.date_format)
+        if canonical != value:
+            items.append((f"__cx_c{i}", canonical))
+    c = spec.customers
+    if role == "customers" and c is not None and c.start and c.start in table.columns and spec.as_of is not None:
+        names = {r.name for r in rules}
+        if "start_date" in names and (not c.end or c.end in table.columns):
+            start = date_sql(c.start, table.columns[c.start], spec.date_format)[0]
+            end = date_sql(c.end, table.columns[c.end], spec.date_format)[0] if c.end else None
+            items.append((_TENURE, tenure_from_dates_sql(start, end, spec.as_of)))
+    return items
+
+
+def _as_bool(values: pd.Series) -> pd.Series:
+    """A SQL flag column as numpy bool (the engine's flags are never NULL)."""
+    if values.isna().any():
+        raise AssertionError(f"recoding flag {values.name} has missing values")
+    return values.astype(bool)
+
+
+def _parsed(frame: pd.DataFrame, rules: Sequence[FieldRule], date_format: str | None) -> ParsedValues:
+    values, bad, blank = {}, {}, {}
+    for i, rule in enumerate(rules):
+        if f"__cx_v{i}" not in frame:
+            continue
+        key = (rule.name, rule.column)
+        value = frame[f"__cx_v{i}"]
+        values[key] = value.astype("datetime64[ns]") if rule.kind == "date" else value
+        bad[key] = _as_bool(frame[f"__cx_b{i}"])
+        if f"__cx_n{i}" in frame:
+            blank[key] = _as_bool(frame[f"__cx_n{i}"])
+    return ParsedValues(values, bad, blank, date_format)
+
+
+def _canonical(frame: pd.DataFrame, rules: Sequence[FieldRule]) -> dict[str, pd.Series]:
+    """The canonical columns the engine computed, with the pandas dtypes of docs/ARCHITECTURE.md."""
     out: dict[str, pd.Series] = {}
-    for rule in rules:
-        values = parsed.get(rule, raw[rule.column])[0]
-        if rule.kind in ("id", "code", "date", "label"):
-            out[rule.name] = values
-        elif rule.kind == "rating":
-            if rule.reverse and rule.scale is not None:
-                values = rule.scale.max + rule.scale.min - values
+    for i, rule in enumerate(rules):
+        values = frame[f"__cx_c{i}" if f"__cx_c{i}" in frame else f"__cx_v{i}"].rename(rule.name)
+        if rule.kind in ("id", "code"):
+            out[rule.name] = values.astype(TEXT)
+        elif rule.kind == "date":
+            out[rule.name] = values.astype("datetime64[ns]")
+        elif rule.kind in ("rating", "number", "duration"):
             out[rule.name] = values.astype("float64")
-        elif rule.kind == "recommend":
-            if rule.recode is not None:
-                values = values - rule.recode.from_.min + rule.recode.to.min
-            out[rule.name] = values.round().astype("Int64")
+        elif rule.kind in ("recommend", "label"):
+            out[rule.name] = values.astype("Int64")
         elif rule.kind == "churn":
-            out[rule.name] = values.astype("int64") if not values.isna().any() else values
-        elif rule.kind == "duration":
-            out[rule.name] = values * MONTHS_PER_UNIT[rule.time_unit]
-        elif rule.kind == "number":
-            out[rule.name] = values.astype("float64")
+            out[rule.name] = values.astype("int64") if not values.isna().any() else values.astype("Int64")
         else:  # pragma: no cover - every kind is handled above
             raise AssertionError(rule.kind)
+    if _TENURE in frame:  # tenure from dates replaces a duration column (as the spec's start date says)
+        out["tenure"] = frame[_TENURE].astype("float64").rename("tenure")
     return out
 
 
@@ -374,11 +148,6 @@ def _survey_frame(cols: dict[str, pd.Series], spec: DatasetSpec, index: pd.Index
 def _customers_frame(cols: dict[str, pd.Series], spec: DatasetSpec, index: pd.Index) -> pd.DataFrame:
     c = spec.customers
     frame = pd.DataFrame(cols, index=index)
-    if c.start:
-        as_of = pd.Timestamp(spec.as_of)
-        end = frame["end_date"] if "end_date" in frame else pd.Series(pd.NaT, index=index, dtype="datetime64[ns]")
-        days = (end.fillna(as_of) - frame["start_date"]).dt.total_seconds() / 86400.0
-        frame["tenure"] = days / DAYS_PER_MONTH
     order = ["customer_id", "segment", "market", "unit", "tenure", "churn", "margin", "start_date", "end_date",
              *c.cross_sell]
     return frame[[col for col in order if col in frame]]
@@ -393,31 +162,16 @@ def _benchmark_frame(cols: dict[str, pd.Series], spec: DatasetSpec, index: pd.In
 
 
 # --------------------------------------------------------------------------------------------- loading
-def _filter_values(value: Any, what: str) -> list[str] | None:
-    """None / "all" -> no filter; a value or a list of values -> their string codes."""
-    if value is None:
-        return None
-    values = [value] if isinstance(value, (str, int, float)) else list(value)
-    if not values:
-        raise ValueError(f"{what} filter is an empty list; use None or 'all' for no filter")
-    texts = [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip() for v in values]
-    if any(t.lower() == "all" for t in texts):
-        if len(texts) > 1:
-            raise ValueError(f"{what} filter mixes 'all' with values {texts}")
-        return None
-    return list(dict.fromkeys(texts))
-
-
 @dataclass
 class _Loaded:
     frame: pd.DataFrame | None
-    table: _Table | None
+    table: SourceTable | None
 
 
 class _Loader:
     def __init__(self, spec: DatasetSpec, conn: duckdb.DuckDBPyConnection, validate: bool):
         self.spec = spec
-        self.reader = _Reader(spec, conn)
+        self.reader = SourceReader(spec, conn)
         self.validate = validate
         self.problems: list[Problem] = []
         self.notes: list[str] = []
@@ -427,16 +181,17 @@ class _Loader:
         """Read, validate and recode one table role. ``filters``: raw column -> (dimension, values)."""
         try:
             table = self.reader.open(role)
-        except _SourceProblem as exc:
+        except SourceProblem as exc:
             self.problems.append(exc.problem)
             return _Loaded(None, None)
         sql_filters = {col: values for col, (_, values) in filters.items() if values}
         try:
-            raw = self.reader.fetch(table, [r.column for r in rules], sql_filters, keys, key_column)
-        except _SourceProblem as exc:
+            frame = self.reader.fetch(table, [r.column for r in rules], sql_filters, keys, key_column,
+                                      computed=_recode_columns(self.spec, role, rules, table))
+        except SourceProblem as exc:
             self.problems.append(exc.problem)
             return _Loaded(None, table)
-        if raw.empty and sql_filters:
+        if frame.empty and sql_filters:
             for col, (what, values) in filters.items():
                 known = self.reader.distinct(table, col)
                 if values and col in table.columns and not set(values) & set(known):
@@ -448,18 +203,20 @@ class _Loader:
                         self.notes.append(f"{table.label}: column {col}: {message}")
                     else:
                         self.problems.append(Problem(table.label, col, message))
-        schema, registry, parsed = build_schema(self.spec, role, rules, list(raw.columns),
-                                                essential_only=not self.validate)
+        raw = frame[[col for col in frame.columns if not col.startswith("__cx_") or col == table.file_column]]
+        parsed = _parsed(frame, rules, self.spec.date_format)
+        schema, registry = build_schema(self.spec, role, rules, list(raw.columns), parsed,
+                                        essential_only=not self.validate)
         problems = run_schema(raw, schema, registry, table.info())
         if problems:
             self.problems += problems
             return _Loaded(None, table)
-        return _Loaded(pd.DataFrame(_canonical(raw, rules, parsed), index=raw.index), table)
+        return _Loaded(pd.DataFrame(_canonical(frame, rules), index=frame.index), table)
 
 
 def _membership(survey: pd.DataFrame) -> pd.DataFrame:
     """customer_id -> segment, market from the survey: the latest wave a customer answered."""
-    waves = sorted(survey["wave"].dropna().unique().tolist(), key=_natural_key)
+    waves = sorted(survey["wave"].dropna().unique().tolist(), key=natural_key)
     rank = survey["wave"].map({w: i for i, w in enumerate(waves)})
     cols = [c for c in ("segment", "market") if c in survey]
     latest = survey.assign(_rank=rank).sort_values("_rank", kind="stable").groupby("customer_id", sort=False).last()
@@ -480,15 +237,15 @@ def load_dataset(spec: DatasetSpec | str | Path, segment: Any = None, market: An
     unknown = [t for t in wanted if t not in ROLES]
     if unknown:
         raise ValueError(f"unknown table role(s) {unknown}; choose from {list(ROLES)}")
-    segments, markets = _filter_values(segment, "segment"), _filter_values(market, "market")
+    segments, markets = filter_values(segment, "segment"), filter_values(market, "market")
     frames: dict[str, pd.DataFrame | None] = {role: None for role in ROLES}
-    loaded: dict[str, _Table] = {}
+    loaded: dict[str, SourceTable] = {}
 
     c = spec.customers
     customers_wanted = "customers" in wanted and c is not None
     needs_membership = customers_wanted and (c.segment is None or c.market is None)
 
-    with _connect() as conn:
+    with connect() as conn:
         loader = _Loader(spec, conn, validate)
         s = spec.survey
         if "survey" in wanted or needs_membership:
@@ -568,20 +325,22 @@ def explain_load(spec: DatasetSpec | str | Path, role: str = "survey", segment: 
     """DuckDB's physical plan of the select a filtered load runs (shows filters pushed into the scan)."""
     spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
     block = getattr(spec, role)
-    segments, markets = _filter_values(segment, "segment"), _filter_values(market, "market")
+    segments, markets = filter_values(segment, "segment"), filter_values(market, "market")
     filters: dict[str, list[str]] = {}
     if getattr(block, "segment", None) and segments:
         filters[block.segment] = segments
     if getattr(block, "market", None) and markets:
         filters[block.market] = markets
-    with _connect() as conn:
-        reader = _Reader(spec, conn)
+    with connect() as conn:
+        reader = SourceReader(spec, conn)
         try:
             table = reader.open(role)
-        except _SourceProblem as exc:
+        except SourceProblem as exc:
             raise DataValidationError([exc.problem]) from None
-        sql, params = reader.select_sql(table, [r.column for r in rules_for(spec, role)], filters)
-        with reader._using(table):
+        rules = rules_for(spec, role)
+        sql, params = reader.select_sql(table, [r.column for r in rules], filters,
+                                        computed=_recode_columns(spec, role, rules, table))
+        with reader.using(table):
             rows = conn.execute(f"EXPLAIN {sql}", params).fetchall()
     return "\n".join(str(r[1]) for r in rows)
 
@@ -605,24 +364,24 @@ def distinct_values(spec: DatasetSpec | str | Path, role: str = "survey",
     if unknown or not columns:
         raise ValueError(f"{role}: no field(s) {unknown or list(columns)} in the spec "
                          f"(declared: {', '.join(by_name)})")
-    with _connect() as conn:
-        reader = _Reader(spec, conn)
+    with connect() as conn:
+        reader = SourceReader(spec, conn)
         try:
             table = reader.open(role)
-        except _SourceProblem as exc:
+        except SourceProblem as exc:
             raise DataValidationError([exc.problem]) from None
         missing = [by_name[c].column for c in columns if by_name[c].column not in table.columns]
         if missing:
             raise DataValidationError([Problem(table.label, col, "column not found "
                                                f"(columns: {', '.join(sorted(table.columns))})") for col in missing])
         # the same canonical form as the loader's code columns: stripped text, blank -> missing
-        items = [f"NULLIF(trim(CAST({_quote(by_name[c].column)} AS VARCHAR)), '') AS {_quote(c)}" for c in columns]
-        keep = " AND ".join(f"{_quote(c)} IS NOT NULL" for c in columns)
+        items = [f"NULLIF(trim(CAST({quote(by_name[c].column)} AS VARCHAR)), '') AS {quote(c)}" for c in columns]
+        keep = " AND ".join(f"{quote(c)} IS NOT NULL" for c in columns)
         sql = f"SELECT * FROM (SELECT DISTINCT {', '.join(items)} FROM {table.from_sql} AS t) WHERE {keep}"
         try:
-            with reader._using(table):
+            with reader.using(table):
                 rows = conn.execute(sql, table.params).fetchall()
         except duckdb.Error as exc:
-            raise DataValidationError([Problem(table.label, None, f"cannot read: {_first_line(exc)}")]) from None
-    rows = sorted(rows, key=lambda row: tuple(_natural_key(v) for v in row))
+            raise DataValidationError([Problem(table.label, None, f"cannot read: {first_line(exc)}")]) from None
+    rows = sorted(rows, key=lambda row: tuple(natural_key(v) for v in row))
     return pd.DataFrame(rows, columns=list(columns), dtype=object).astype(TEXT)

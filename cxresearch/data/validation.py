@@ -1,386 +1,42 @@
 """Data validation: pandera schemas built from the dataset spec, and one clear message per problem.
 
-Every column a spec names gets a *rule* (:class:`FieldRule`: its role, scale, not-applicable codes,
-labels). The rules become a pandera ``DataFrameSchema`` that runs lazily on the raw table as read from
-the source (CSV columns still text), so every problem is collected before anything is raised. Each
-pandera failure is turned into a :class:`Problem` that names the file, the column, how many rows and the
-first few offending values, e.g.::
+Every column a spec names has a rule (:class:`cxresearch.data.rules.FieldRule`: its role, scale,
+not-applicable codes, labels). The rules become a pandera ``DataFrameSchema`` that runs lazily on the raw
+table as read from the source (CSV columns still text), so every problem is collected before anything is
+raised. Each pandera failure is turned into a :class:`~cxresearch.data.rules.Problem` that names the
+file, the column, how many rows and the first few offending values, e.g.::
 
     survey.parquet: column tp_branch: 3 rows outside the scale 1-5 (not-applicable codes: 0): 7, 8, -1
 
-The parsing helpers here (not-applicable codes, numbers, dates, labels) are the same ones the loader
-uses to build the canonical frames, so what validation accepts is exactly what loading converts.
+The checks do not parse values themselves: they read the values and *bad* flags that the recoding
+engine (:mod:`cxresearch.data.recode`, DuckDB SQL) computed beside the raw columns
+(:class:`ParsedValues`), so what validation accepts is exactly what loading converts.
 """
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pandera
-import pyarrow as pa
 from pandera.errors import SchemaErrors
 
-from cxresearch.data.spec import DatasetSpec, NACode, Recode, Scale, SpecError, label_key, load_spec
-
-if TYPE_CHECKING:  # pragma: no cover
-    from cxresearch.data.loading import CXData
-
-FieldKind = Literal["id", "code", "date", "rating", "recommend", "label", "churn", "duration", "number"]
-
-#: days per month used to express durations in months (365.25 / 12)
-DAYS_PER_MONTH = 30.4375
-MONTHS_PER_UNIT = {"days": 1 / DAYS_PER_MONTH, "weeks": 7 / DAYS_PER_MONTH, "months": 1.0, "years": 12.0}
-
-#: how many distinct offending values a message shows
-SHOW_VALUES = 5
-
-
-# --------------------------------------------------------------------------------------------- problems
-@dataclass(frozen=True)
-class Problem:
-    """One problem in the data: where (file, column), what, how many rows, the first offending values."""
-
-    source: str
-    column: str | None
-    message: str
-    rows: int = 0
-    values: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        where = f"{self.source}: column {self.column}" if self.column else self.source
-        text = f"{where}: {self.message}"
-        return f"{text}: {', '.join(self.values)}" if self.values else text
-
-
-class DataValidationError(ValueError):
-    """The data does not match its spec; ``problems`` holds every problem found, ``str()`` lists them."""
-
-    def __init__(self, problems: Sequence[Problem]):
-        self.problems = list(problems)
-        n = len(self.problems)
-        head = f"{n} problem{'s' if n != 1 else ''} in the data:"
-        super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems)]))
-
-    def __reduce__(self) -> tuple[Any, ...]:  # keep the problems when pickled (e.g. across Dask workers)
-        return (type(self), (self.problems,))
-
-
-@dataclass
-class ValidationReport:
-    """Result of :func:`validate_dataset`: ``ok``, every problem, and the loaded data when it is ok."""
-
-    spec_path: str
-    problems: list[Problem] = field(default_factory=list)
-    data: CXData | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when no problem was found."""
-        return not self.problems
-
-    def summary(self) -> str:
-        """A short human summary: tables and rows, segments, markets, waves, touchpoint usage, churn."""
-        if not self.ok:
-            n = len(self.problems)
-            lines = [f"{self.spec_path}: {n} problem{'s' if n != 1 else ''}"]
-            lines += [f"  - {p}" for p in self.problems]
-            return "\n".join(lines)
-        return describe_data(self.data, self.spec_path) if self.data is not None else f"{self.spec_path}: ok"
-
-
-def describe_data(data: CXData, title: str = "") -> str:
-    """Summary lines of loaded data (used by ``cxresearch validate``)."""
-    spec = data.spec
-    lines = [f"{title or spec.name}: ok (dataset {spec.name!r}" + (f", as of {spec.as_of}" if spec.as_of else "") + ")"]
-    for role in ("survey", "customers", "benchmark"):
-        frame = getattr(data, role)
-        if frame is not None:
-            files = data.sources.get(role, [])
-            where = Path(files[0]).name if len(files) == 1 else f"{len(files)} files"
-            lines.append(f"  {role}: {len(frame):,} rows ({where})")
-    survey = data.survey
-    if survey is not None:
-        def values(col: str) -> str:
-            return ", ".join(sorted(survey[col].dropna().unique().tolist(), key=_natural_key))
-
-        lines.append(f"  segments: {values('segment')}")
-        lines.append(f"  markets: {values('market')}")
-        lines.append(f"  waves: {values('wave')}")
-        usage = ", ".join(f"{key} {100 * survey[key].notna().mean():.0f}%" for key in spec.survey.touchpoints)
-        lines.append(f"  touchpoint usage: {usage}")
-        if "recommend" in survey:
-            from cxresearch.data.nps import nps_score
-
-            lines.append(f"  NPS: {nps_score(survey['recommend'].astype('float64')):.1f} "
-                         f"({survey['recommend'].notna().sum():,} answers)")
-    if data.customers is not None and len(data.customers):
-        churn = data.customers["churn"]
-        lines.append(f"  churn rate: {100 * churn.mean():.1f}% ({int(churn.sum()):,} of {len(churn):,} customers)")
-    if data.benchmark is not None:
-        brands = sorted(data.benchmark["brand"].dropna().unique().tolist(), key=_natural_key)
-        lines.append(f"  benchmark brands: {', '.join(brands)} (own: {spec.benchmark.own_brand})")
-    lines += [f"  note: {note}" for note in data.notes]
-    return "\n".join(lines)
-
-
-def _natural_key(text: str) -> tuple:
-    """Sort "2" before "10" and keep text codes in alphabetical order."""
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
-                 for part in re.split(r"(\d+)", str(text)) if part)
-
-
-# --------------------------------------------------------------------------------------------- rules
-@dataclass(frozen=True)
-class FieldRule:
-    """What one raw column means: its canonical name, kind, scale, codes and labels."""
-
-    name: str  # canonical column name in CXData
-    column: str  # column in the source table
-    kind: FieldKind
-    what: str  # in words, for messages ("segment", "touchpoint onboarding")
-    required: bool = False  # every row needs a value
-    scale: Scale | None = None
-    na_codes: tuple[NACode, ...] = ()
-    recode: Recode | None = None
-    labels: dict[str, int] | None = None
-    reverse: bool = False
-    unique: bool = False
-    time_unit: str = "months"  # for duration columns
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """How messages name a table: its label, every column it has, and (folders) the per-row file column."""
-
-    label: str
-    columns: tuple[str, ...]
-    file_column: str | None = None
-    file_labels: dict[str, str] = field(default_factory=dict)  # file path as DuckDB reports it -> label
-
-
-def rules_for(spec: DatasetSpec, role: str) -> list[FieldRule]:
-    """The field rules of one table role ("survey", "customers", "benchmark") of a spec."""
-    if role == "survey":
-        s = spec.survey
-        rules = [FieldRule("customer_id", s.id, "id", "customer id", required=True),
-                 FieldRule("segment", s.segment, "code", "segment", required=True),
-                 FieldRule("market", s.market, "code", "market", required=True)]
-        if s.wave:
-            rules.append(FieldRule("wave", s.wave, "code", "wave", required=True))
-        if s.date:
-            rules.append(FieldRule("survey_date", s.date, "date", "survey date"))
-        if s.unit:
-            rules.append(FieldRule("unit", s.unit, "code", "unit"))
-        for key, tp in s.touchpoints.items():
-            rules.append(FieldRule(key, tp.column, "rating", f"touchpoint {key}", scale=tp.scale,
-                                   na_codes=tuple(tp.not_applicable)))
-        if s.emotion is not None:
-            for key, item in s.emotion.items.items():
-                rules.append(FieldRule(key, item.column, "rating", f"emotion item {key}", scale=s.emotion.scale,
-                                       na_codes=tuple(s.emotion.not_applicable), reverse=item.reverse))
-        out = s.outcome
-        if out.kind == "recommend":
-            rules.append(FieldRule("recommend", out.column, "recommend", "likelihood to recommend",
-                                   scale=out.answer_scale, na_codes=tuple(out.not_applicable), recode=out.recode))
-        else:
-            rules.append(FieldRule("outcome", out.column, "label", f"{out.kind} outcome",
-                                   na_codes=tuple(out.not_applicable), labels=out.labels))
-        return rules
-    if role == "customers":
-        c = spec.customers
-        if c is None:
-            return []
-        rules = [FieldRule("customer_id", c.id, "id", "customer id", required=True, unique=True)]
-        if c.segment:
-            rules.append(FieldRule("segment", c.segment, "code", "segment", required=True))
-        if c.market:
-            rules.append(FieldRule("market", c.market, "code", "market", required=True))
-        if c.unit:
-            rules.append(FieldRule("unit", c.unit, "code", "unit"))
-        if c.tenure:
-            rules.append(FieldRule("tenure", c.tenure, "duration", "tenure", required=True, time_unit=c.tenure_unit))
-        if c.start:
-            rules.append(FieldRule("start_date", c.start, "date", "start date", required=True))
-        if c.end:
-            rules.append(FieldRule("end_date", c.end, "date", "end date"))
-        rules.append(FieldRule("churn", c.churn, "churn", "churn flag", required=True, labels=c.churn_labels))
-        if c.margin or c.revenue:
-            rules.append(FieldRule("margin", c.margin or c.revenue, "number", "margin" if c.margin else "revenue"))
-        for col in c.cross_sell:
-            rules.append(FieldRule(col, col, "number", f"cross-sell column {col}"))
-        return rules
-    if role == "benchmark":
-        b = spec.benchmark
-        if b is None:
-            return []
-        rules = [FieldRule("brand", b.brand, "code", "brand", required=True)]
-        if b.market:
-            rules.append(FieldRule("market", b.market, "code", "market", required=True))
-        if b.wave:
-            rules.append(FieldRule("wave", b.wave, "code", "wave", required=True))
-        if b.recommend:
-            rules.append(FieldRule("recommend", b.recommend, "rating", "likelihood to recommend",
-                                   scale=Scale(min=0, max=10)))
-        for key, col in b.attributes.items():
-            rules.append(FieldRule(key, col, "rating", f"benchmark attribute {key}", scale=b.scale,
-                                   na_codes=tuple(b.not_applicable)))
-        return rules
-    raise ValueError(f"unknown table role {role!r}; use survey, customers or benchmark")
-
-
-# --------------------------------------------------------------------------------------------- parsing
-#: text columns are handled as Arrow-backed strings (vectorised strip / lower / casts)
-TEXT = pd.StringDtype("pyarrow")
-
-
-def _is_text(raw: pd.Series) -> bool:
-    if isinstance(raw.dtype, pd.StringDtype):
-        return True
-    return raw.dtype == object and pd.api.types.infer_dtype(raw, skipna=True) in ("string", "empty")
-
-
-def _is_number(raw: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype)
-
-
-def stripped_text(raw: pd.Series) -> pd.Series:
-    """A text column stripped of surrounding spaces, with empty strings as <NA> (Arrow strings)."""
-    text = raw.astype(TEXT).str.strip()
-    return text.mask(text.eq("").fillna(False).astype(bool))
-
-
-def _per_value(raw: pd.Series, fn: Callable[[Any], Any]) -> pd.Series:
-    """Fallback for columns mixing Python types: apply ``fn`` to each non-missing value."""
-    return raw.astype(object).map(lambda v: None if v is None or (not isinstance(v, str) and pd.isna(v)) else fn(v))
-
-
-def _text_of(raw: pd.Series) -> pd.Series:
-    """Any column as stripped text (numbers without a trailing .0, booleans as true/false), blanks <NA>."""
-    if _is_text(raw):
-        return stripped_text(raw)
-    if _is_number(raw):
-        arr = pa.array(raw.astype("float64") if pd.api.types.is_float_dtype(raw.dtype) else raw, from_pandas=True)
-        return pd.Series(pd.arrays.ArrowStringArray(arr.cast(pa.string())), index=raw.index)
-    if pd.api.types.is_bool_dtype(raw.dtype):
-        return raw.map({True: "true", False: "false"}).astype(TEXT)
-    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
-        at_midnight = (raw.dropna() == raw.dropna().dt.normalize()).all()
-        return raw.dt.strftime("%Y-%m-%d" if at_midnight else "%Y-%m-%dT%H:%M:%S").astype(TEXT)
-
-    def text(v: Any) -> str:
-        if isinstance(v, (bool, np.bool_)):
-            return "true" if v else "false"
-        if isinstance(v, (float, np.floating)) and float(v).is_integer():
-            return str(int(v))
-        if isinstance(v, (date, datetime)):
-            return v.isoformat()
-        return str(v).strip()
-
-    return stripped_text(_per_value(raw, text).astype(object))
-
-
-def blank_mask(raw: pd.Series) -> pd.Series:
-    """NULL, NaN or an empty / whitespace-only string: always missing."""
-    if _is_text(raw) or raw.dtype == object:
-        return _text_of(raw).isna().astype(bool)
-    return raw.isna().astype(bool)
-
-
-def _to_float(text: pd.Series) -> pd.Series:
-    """Stripped text -> float64 (NaN where not a number). Arrow's cast is the fast path for clean columns."""
-    try:
-        arr = pa.array(text.array).cast(pa.float64())
-        return pd.Series(arr.to_numpy(zero_copy_only=False), index=text.index, dtype="float64")
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):
-        return pd.to_numeric(text.astype(object), errors="coerce").astype("float64")
-
-
-def _codes(codes: Sequence[NACode]) -> tuple[list[float], set[str]]:
-    numbers = [float(c) for c in codes if not isinstance(c, str)]
-    words = {label_key(c) for c in codes if isinstance(c, str) and c != "blank"}
-    return numbers, words
-
-
-def na_mask(raw: pd.Series, codes: Sequence[NACode]) -> pd.Series:
-    """Rows holding a not-applicable code (or blank): these become missing, never a score."""
-    return parse_numbers(raw, codes, _only_missing=True)[0]
-
-
-def parse_numbers(raw: pd.Series, codes: Sequence[NACode] = (), _only_missing: bool = False
-                  ) -> tuple[pd.Series, pd.Series]:
-    """(float64 values with not-applicable codes as NaN, mask of rows that are not numbers)."""
-    numbers, words = _codes(codes)
-    if _is_number(raw) or pd.api.types.is_bool_dtype(raw.dtype):
-        values = raw.astype("float64")
-        missing = values.isna() | values.isin(numbers)
-    else:
-        text = _text_of(raw)
-        missing = text.isna().astype(bool)
-        if words:
-            missing |= text.str.lower().isin(words).fillna(False).astype(bool)
-        values = _to_float(text.mask(missing))
-        if numbers:
-            missing |= values.isin(numbers)
-    if _only_missing:
-        return missing, missing
-    values = values.mask(missing)
-    bad = (~missing) & values.isna()
-    return values, bad.astype(bool)
-
-
-def parse_dates(raw: pd.Series, date_format: str | None = None) -> tuple[pd.Series, pd.Series]:
-    """(datetime64[ns] values, mask of non-blank rows that are not dates). Text dates: ISO 8601 by default."""
-    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
-        values = raw.dt.tz_localize(None) if getattr(raw.dt, "tz", None) is not None else raw
-        missing = values.isna()
-    else:
-        text = _text_of(raw)
-        missing = text.isna()
-        values = pd.to_datetime(text.astype(object), errors="coerce", format=date_format or "ISO8601")
-    values = values.astype("datetime64[ns]")
-    bad = (~missing.astype(bool)) & values.isna()
-    return values, bad.astype(bool)
-
-
-def parse_labels(raw: pd.Series, labels: dict[str, int], codes: Sequence[NACode] = ()) -> tuple[pd.Series, pd.Series]:
-    """(Int64 codes from ``labels``, mask of rows whose value is not a known label nor a not-applicable code)."""
-    keys = _text_of(raw).str.lower()
-    numbers, words = _codes(codes)
-    missing = keys.isna().astype(bool)
-    na_words = words | {label_key(n) for n in numbers}
-    if na_words:
-        missing |= keys.isin(na_words).fillna(False).astype(bool)
-    values = pd.Series(pd.NA, index=raw.index, dtype="Int64")
-    for label, code in labels.items():
-        values[keys.eq(label_key(label)).fillna(False).astype(bool).to_numpy()] = code
-    values = values.mask(missing)
-    bad = (~missing) & values.isna()
-    return values, bad.astype(bool)
-
-
-def parse_churn(raw: pd.Series, labels: dict[str, int] | None) -> tuple[pd.Series, pd.Series]:
-    """(Int64 0/1 churn flags, mask of non-blank rows that are not 0/1 or a known churn label)."""
-    if labels:
-        return parse_labels(raw, labels)
-    values, bad = parse_numbers(raw)
-    bad = bad | (values.notna() & ~values.isin([0.0, 1.0]))
-    return values.where(~bad).astype("Int64"), bad
-
-
-def code_strings(raw: pd.Series) -> pd.Series:
-    """Codes (ids, segments, markets, waves, units, brands) as stripped strings; blanks become <NA>.
-
-    Whole numbers lose their ``.0`` (a wave stored as 1.0 is "1"); text such as ``NO`` or ``007`` is kept.
-    The dtype is pandas' ``string`` (Arrow-backed).
-    """
-    return _text_of(raw)
+from cxresearch.data.rules import (  # noqa: F401  (DataValidationError, rules_for: re-exported)
+    SHOW_VALUES,
+    DataValidationError,
+    FieldRule,
+    Problem,
+    SourceInfo,
+    rules_for,
+)
+from cxresearch.data.spec import DatasetSpec, NACode
+
+__all__ = ["DataValidationError", "ParsedValues", "Problem", "build_schema", "rule_date_hint", "rules_for",
+           "run_schema"]
 
 
 class _Shown(str):
@@ -445,30 +101,32 @@ class _CheckInfo:
     across_columns: bool = False  # a check on the whole row (reported after the single-column checks)
 
 
-class _Parsed:
-    """Parse each raw column once per validation run (several checks look at the same parsed values)."""
+class ParsedValues:
+    """The recoding engine's reading of each rule's raw column, row-aligned with the raw table.
 
-    def __init__(self, date_format: str | None):
+    ``values[key]`` / ``bad[key]`` / ``blank[key]`` with ``key = (rule.name, rule.column)``: the value as
+    read (a rating on its scale, a date, a label's code, a code as text), True where a non-blank value
+    cannot be read, True where the value is missing (NULL, NaN or blank text).
+    """
+
+    def __init__(self, values: Mapping[tuple[str, str], pd.Series], bad: Mapping[tuple[str, str], pd.Series],
+                 blank: Mapping[tuple[str, str], pd.Series], date_format: str | None):
+        self.values, self.bad, self.blank = dict(values), dict(bad), dict(blank)
         self.date_format = date_format
-        self._cache: dict[tuple[str, str], tuple[pd.Series, pd.Series]] = {}
 
-    def get(self, rule: FieldRule, raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    def get(self, rule: FieldRule, raw: pd.Series | None = None) -> tuple[pd.Series, pd.Series]:
+        """(values, bad) of one rule's column (``raw`` is accepted for the checks' call shape, not read)."""
         key = (rule.name, rule.column)
-        if key not in self._cache:
-            if rule.kind in ("rating", "recommend", "number", "duration"):
-                self._cache[key] = parse_numbers(raw, rule.na_codes)
-            elif rule.kind == "date":
-                self._cache[key] = parse_dates(raw, self.date_format)
-            elif rule.kind == "label":
-                self._cache[key] = parse_labels(raw, rule.labels or {}, rule.na_codes)
-            elif rule.kind == "churn":
-                self._cache[key] = parse_churn(raw, rule.labels)
-            else:
-                self._cache[key] = (code_strings(raw), pd.Series(False, index=raw.index))
-        return self._cache[key]
+        if key not in self.values:
+            raise KeyError(f"column {rule.column!r} ({rule.what}) was not read with the recoding engine")
+        return self.values[key], self.bad[key]
+
+    def is_blank(self, rule: FieldRule) -> pd.Series:
+        """True where the rule's column is missing (NULL, NaN, empty or whitespace-only text)."""
+        return self.blank[(rule.name, rule.column)]
 
 
-def _column_checks(rule: FieldRule, parsed: _Parsed, essential_only: bool,
+def _column_checks(rule: FieldRule, parsed: ParsedValues, essential_only: bool,
                    register: Callable[[_CheckInfo], str]) -> list[pandera.Check]:
     """pandera checks for one rule; each check returns True for good rows."""
     col = rule.column
@@ -479,7 +137,7 @@ def _column_checks(rule: FieldRule, parsed: _Parsed, essential_only: bool,
         checks.append(pandera.Check(fn, error=key, name=key, ignore_na=False))
 
     if rule.required:
-        add(lambda s: ~blank_mask(s), f"with no {rule.what} (every row needs one)", show_values=False)
+        add(lambda s: ~parsed.is_blank(rule), f"with no {rule.what} (every row needs one)", show_values=False)
 
     if rule.kind in ("rating", "recommend", "number", "duration"):
         note = _codes_note(rule.na_codes)
@@ -535,9 +193,11 @@ def _whole(values: pd.Series) -> pd.Series:
 
 
 def build_schema(spec: DatasetSpec, role: str, rules: Sequence[FieldRule], present: Sequence[str],
-                 essential_only: bool = False) -> tuple[pandera.DataFrameSchema, dict[str, _CheckInfo], _Parsed]:
-    """The pandera schema of one table role, what each check's failures mean, and the parsed-values cache.
+                 parsed: ParsedValues, essential_only: bool = False
+                 ) -> tuple[pandera.DataFrameSchema, dict[str, _CheckInfo]]:
+    """The pandera schema of one table role and what each check's failures mean.
 
+    ``parsed`` holds the recoding engine's values of every rule whose column is ``present``.
     ``essential_only`` keeps only what recoding needs (columns present, required values, values that
     parse, known labels) and drops scale ranges, duplicates, negative durations and cross-column checks.
     """
@@ -548,7 +208,6 @@ def build_schema(spec: DatasetSpec, role: str, rules: Sequence[FieldRule], prese
         registry[key] = info
         return key
 
-    parsed = _Parsed(spec.date_format)
     columns: dict[str, pandera.Column] = {}
     by_column: dict[str, list[pandera.Check]] = {}
     for rule in rules:
@@ -560,10 +219,10 @@ def build_schema(spec: DatasetSpec, role: str, rules: Sequence[FieldRule], prese
     if not essential_only:
         frame_checks = _frame_checks(spec, role, {r.name: r for r in rules}, set(present), parsed, register)
     schema = pandera.DataFrameSchema(columns, checks=frame_checks, strict=False, coerce=False, name=role)
-    return schema, registry, parsed
+    return schema, registry
 
 
-def _frame_checks(spec: DatasetSpec, role: str, rules: dict[str, FieldRule], present: set[str], parsed: _Parsed,
+def _frame_checks(spec: DatasetSpec, role: str, rules: dict[str, FieldRule], present: set[str], parsed: ParsedValues,
                   register: Callable[[_CheckInfo], str]) -> list[pandera.Check]:
     """Checks across columns: duplicated (id, wave) answers, dates, churn vs end date, the own brand."""
     checks: list[pandera.Check] = []
@@ -581,7 +240,7 @@ def _frame_checks(spec: DatasetSpec, role: str, rules: dict[str, FieldRule], pre
         cols = [rid.column] + ([rwave.column] if rwave else [])
 
         def unique_answers(df: pd.DataFrame) -> pd.Series:
-            keys = pd.DataFrame({c: code_strings(df[c]) for c in cols})
+            keys = pd.DataFrame({r.column: parsed.get(r)[0] for r in [rid] + ([rwave] if rwave else [])})
             return ~(keys.notna().all(axis=1) & keys.duplicated(keep=False))
 
         if rwave:
@@ -630,7 +289,7 @@ def _frame_checks(spec: DatasetSpec, role: str, rules: dict[str, FieldRule], pre
         own = spec.benchmark.own_brand
 
         def own_present(df: pd.DataFrame) -> bool:
-            brands = code_strings(df[rbrand.column])
+            brands = parsed.get(rbrand)[0]
             return bool(len(brands) == 0 or (brands == own).any())
 
         add(own_present, _CheckInfo(rbrand.column, f"own_brand {own!r} does not occur", lambda raw, idx: [], False))
@@ -699,25 +358,3 @@ def _not_found(column: str, existing: Sequence[str]) -> str:
         text += f"; did you mean {' or '.join(repr(c) for c in close)}?"
     shown = ", ".join(list(existing)[:12]) + (", ..." if len(existing) > 12 else "")
     return f"{text} (columns: {shown})"
-
-
-# --------------------------------------------------------------------------------------------- entry point
-def validate_dataset(spec: DatasetSpec | str | Path, segment: Any = None, market: Any = None) -> ValidationReport:
-    """Load and validate a dataset described by a spec; every problem found is in the report (none raised).
-
-    An unreadable spec is reported as problems too (one per spec error line).
-    """
-    from cxresearch.data.loading import load_dataset
-
-    label = str(spec) if not isinstance(spec, DatasetSpec) else spec.name
-    try:
-        if not isinstance(spec, DatasetSpec):
-            spec = load_spec(spec)
-    except (SpecError, FileNotFoundError, ValueError) as exc:
-        lines = str(exc).splitlines() or [str(exc)]
-        return ValidationReport(label, [Problem(label, None, line.removeprefix(f"{label}: ")) for line in lines])
-    try:
-        data = load_dataset(spec, segment=segment, market=market, validate=True)
-    except DataValidationError as exc:
-        return ValidationReport(label, exc.problems)
-    return ValidationReport(label, [], data)

@@ -1,5 +1,9 @@
 """Economics study: survival-based churn, customer lifetime value and Net Promoter Economics.
 
+Every fitted model (Kaplan-Meier, Cox, parametric AFT, piecewise exponential) has the one surface of
+:class:`cxresearch.protocol.FittedModel`: ``summary(level)``, ``predict(new_customers, kind, times)``,
+``diagnostics()``, ``plot_*(ax=None)``, ``save`` / ``load``.
+
 - :mod:`~cxresearch.economics.survival`: lifelines Kaplan-Meier (log-rank, at-risk counts), Cox PH with a
   proportional-hazards check, parametric AFT models chosen by AIC.
 - :mod:`~cxresearch.economics.exposure`: DuckDB exposure tables (events and months at risk per period x
@@ -11,12 +15,7 @@
 
 lifelines and PyMC are imported only inside the functions that fit models.
 """
-from cxresearch.economics.bayes_survival import (
-    DiagnosticsGate,
-    PiecewiseExponentialFit,
-    fit_piecewise_exponential,
-    sampling_diagnostics,
-)
+from cxresearch.economics.bayes_survival import PiecewiseExponentialFit, fit_piecewise_exponential
 from cxresearch.economics.clv import (
     ClvResult,
     ConstantHazardModel,
@@ -37,8 +36,8 @@ from cxresearch.economics.exposure import (
     nps_class_sql,
 )
 from cxresearch.economics.features import customer_cx_features, emotion_items, touchpoint_scales
-from cxresearch.economics.scale import customer_relation_from_spec, exposure_from_spec
 from cxresearch.economics.npe import NpeResult, WordOfMouthAssumptions, class_cashflows, net_promoter_economics
+from cxresearch.economics.scale import customer_relation_from_spec, exposure_from_spec
 from cxresearch.economics.survival import (
     CoxResult,
     KaplanMeierResult,
@@ -49,11 +48,12 @@ from cxresearch.economics.survival import (
 )
 
 __all__ = [
-    "ClvResult", "ConstantHazardModel", "CoxResult", "DiagnosticsGate", "ExposureTable", "ExtrapolationWarning",
+    "ClvResult", "ConstantHazardModel", "CoxResult", "ExposureTable", "ExtrapolationWarning",
     "KaplanMeierResult", "NpeResult", "ParametricSurvivalModel", "PiecewiseExponentialFit",
     "WordOfMouthAssumptions", "build_exposure_table", "class_cashflows", "constant_hazard_clv", "customer_cx_features",
-    "customer_lifetime_value", "customer_profile", "customer_relation_from_spec", "exposure_from_spec", "discounted_lifetime_draws", "emotion_items",
-    "fit_cox", "fit_parametric", "fit_piecewise_exponential", "group_summary", "join_nps_class",
+    "customer_lifetime_value", "customer_profile", "customer_relation_from_spec", "discounted_lifetime_draws",
+    "emotion_items", "exposure_from_spec", "fit_cox", "fit_parametric", "fit_piecewise_exponential",
+    "group_summary", "join_nps_class",
     "kaplan_meier", "margin_per_product", "median_survival", "monthly_discount_factor",
-    "net_promoter_economics", "nps_class_sql", "sampling_diagnostics", "touchpoint_scales",
+    "net_promoter_economics", "nps_class_sql", "touchpoint_scales",
 ]

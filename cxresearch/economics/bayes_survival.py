@@ -19,86 +19,87 @@ The likelihood is Poisson on the aggregated exposure table (events per period x 
 at risk), which is exactly the piecewise-exponential likelihood for categorical covariates. Its cost grows
 with the number of cells, not of customers. Beyond the last cut point the hazard of the last (open)
 period is carried forward: that is an extrapolation, flagged by CLV when a horizon goes far past the data.
+
+The fit (:class:`PiecewiseExponentialFit`) is a :class:`cxresearch.protocol.FittedModel`: ``summary(level)``,
+``predict(new_customers, kind, times)`` with dims (sample, customer, time), ``diagnostics()`` (the one gate,
+:func:`cxresearch.diagnostics.check_mcmc`, over the free parameters), ``plot_survival`` /
+``plot_baseline_hazard``, and ``save`` / ``load`` (posterior NetCDF + exposure table Parquet; ``load``
+refuses another model config or exposure table).
 """
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from cxresearch.diagnostics import Diagnostics, check_mcmc
 from cxresearch.economics.exposure import ExposureTable
+from cxresearch.protocol import (
+    DEFAULT_LEVEL,
+    FittedModel,
+    check_level,
+    interval,
+    load_idata,
+    save_idata,
+    standard_summary,
+    summary_frame,
+)
+from cxresearch.runtime import canonical_json, combine_hashes, frame_hash, json_default, sha256_text
+
+PREDICT_KINDS = ("survival", "hazard", "cumulative_hazard")
 
 
-@dataclass(frozen=True)
-class DiagnosticsGate:
-    """Pass/fail thresholds for a sampled posterior (Vehtari et al. 2021: R-hat < 1.01, ESS > 100 per chain)."""
-
-    rhat_max: float = 1.01
-    ess_bulk_min_per_chain: float = 100.0
-    ess_tail_min_per_chain: float = 100.0
-    max_divergences: int = 0
+def exposure_hash(exposure: ExposureTable) -> str:
+    """SHA-256 of an exposure table: its cells (events, months at risk) and its period cut points."""
+    return combine_hashes({"frame": frame_hash(exposure.frame.reset_index(drop=True)),
+                           "breaks": sha256_text(canonical_json([float(b) for b in exposure.breaks]))})
 
 
-def sampling_diagnostics(idata: Any, var_names: Sequence[str] | None = None,
-                         gate: DiagnosticsGate = DiagnosticsGate(), method: str = "NUTS") -> dict[str, Any]:
-    """R-hat (max), bulk / tail ESS (min), divergences over ``var_names``, and whether the gate passes."""
-    import arviz as az
-
-    post = idata.posterior
-    names = list(var_names) if var_names is not None else list(post.data_vars)
-    chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
-
-    def _extreme(ds: Any, fn: Any) -> tuple[float, str]:
-        values = {v: float(fn(ds[v].values)) for v in names}
-        worst = (max if fn is np.nanmax else min)(values, key=values.get)
-        return values[worst], worst
-
-    rhat, rhat_at = _extreme(az.rhat(idata, var_names=names), np.nanmax)
-    ess_bulk, bulk_at = _extreme(az.ess(idata, var_names=names, method="bulk"), np.nanmin)
-    ess_tail, tail_at = _extreme(az.ess(idata, var_names=names, method="tail"), np.nanmin)
-    divergences = int(idata.sample_stats["diverging"].values.sum()) if "diverging" in idata.sample_stats else 0
-    thresholds = {"rhat_max": gate.rhat_max, "ess_bulk_min": gate.ess_bulk_min_per_chain * chains,
-                  "ess_tail_min": gate.ess_tail_min_per_chain * chains, "max_divergences": gate.max_divergences}
-    failures = []
-    if not rhat <= gate.rhat_max:
-        failures.append(f"R-hat {rhat:.3f} > {gate.rhat_max} ({rhat_at})")
-    if not ess_bulk >= thresholds["ess_bulk_min"]:
-        failures.append(f"bulk ESS {ess_bulk:.0f} < {thresholds['ess_bulk_min']:.0f} ({bulk_at})")
-    if not ess_tail >= thresholds["ess_tail_min"]:
-        failures.append(f"tail ESS {ess_tail:.0f} < {thresholds['ess_tail_min']:.0f} ({tail_at})")
-    if divergences > gate.max_divergences:
-        failures.append(f"{divergences} divergent transitions")
-    return {"rhat_max": rhat, "ess_bulk_min": ess_bulk, "ess_tail_min": ess_tail, "divergences": divergences,
-            "passed": not failures, "failures": failures, "method": method, "chains": chains,
-            "draws": draws, "thresholds": thresholds}
-
-
-def _quantiles(draws: np.ndarray, interval: float) -> tuple[np.ndarray, np.ndarray]:
-    tail = (1 - interval) / 2
-    return np.quantile(draws, tail, axis=0), np.quantile(draws, 1 - tail, axis=0)
+def _exposure_state(exposure: ExposureTable) -> dict[str, Any]:
+    state = asdict(exposure)
+    state.pop("frame")
+    return state
 
 
 @dataclass
-class PiecewiseExponentialFit:
-    """Posterior of the piecewise-exponential model, with diagnostics and hazards for any profile."""
+class PiecewiseExponentialFit(FittedModel):
+    """Posterior of the piecewise-exponential model: the standard fitted-model surface
+    (:class:`cxresearch.protocol.FittedModel`) plus hazards for any customer profile (CLV uses these).
+
+    ``summary(level)`` rows, index ``quantity``, with a ``scale`` column saying what each row measures:
+
+    - ``log_hazard_ratio[<covariate>=<level>]`` and ``hazard_ratio[...]``: fixed covariates against their
+      reference level, hierarchical ones against the average of their levels (column ``reference``);
+    - ``group_sd[<covariate>]``: between-level sd of a hierarchical covariate (log-hazard scale);
+    - ``baseline_hazard[<start>-<end>]``: monthly hazard per tenure period of the reference cell (fixed
+      covariates at their reference, hierarchical at their average).
+    """
+
+    model_type: ClassVar[str] = "piecewise_exponential"
 
     idata: Any = field(repr=False)
     exposure: ExposureTable = field(repr=False)
     fixed: list[str]
     hierarchical: list[str]
     levels: dict[str, list[str]]  # fixed: reference first; hierarchical: all levels
-    diagnostics: dict[str, Any]
-    interval: float
-    fit_seconds: float
+    fit_seconds: float = 0.0
     dropped_covariates: list[str] = field(default_factory=list)
     parametrization: dict[str, str] = field(default_factory=dict)  # hierarchical covariate -> centred / non-centred
     centering: dict[str, np.ndarray] = field(default_factory=dict)  # fixed covariate -> mean dummy (non-ref levels)
+    model_config: dict[str, Any] = field(default_factory=dict)
+    sampler_config: dict[str, Any] = field(default_factory=dict)
+    data_hash: str | None = None
+    method: str = "NUTS"
+    _diagnostics: Diagnostics | None = field(default=None, repr=False, compare=False)
     _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
+    # --- posterior access --------------------------------------------------------------------------------
     def _log_h0_reference(self) -> np.ndarray:
         """Baseline log hazard per period for the reference levels of the fixed covariates: (draws, J)."""
         base = self.draws("log_h0")
@@ -118,6 +119,14 @@ class PiecewiseExponentialFit:
     def breaks(self) -> np.ndarray:
         return np.asarray(self.exposure.breaks, dtype=float)
 
+    @property
+    def free_parameters(self) -> list[str]:
+        """The sampled (free) parameters the diagnostics gate checks."""
+        names = ["log_h0", *[f"log_hr_{c}" for c in self.fixed]]
+        for c in self.hierarchical:
+            names += [f"sigma_{c}", f"effect_{c}" if self.parametrization.get(c) == "centred" else f"z_{c}"]
+        return names
+
     def draws(self, name: str) -> np.ndarray:
         """Posterior draws of a variable, chains stacked first: (n_draws, ...) (cached, read-only)."""
         if name not in self._cache:
@@ -132,9 +141,10 @@ class PiecewiseExponentialFit:
         post = self.idata.posterior
         return int(post.sizes["chain"] * post.sizes["draw"])
 
-    def thinned(self, max_draws: int) -> "PiecewiseExponentialFit":
+    def thinned(self, max_draws: int) -> PiecewiseExponentialFit:
         """The same fit keeping at most ``max_draws`` posterior draws, evenly spaced over each chain
-        (CLV over thousands of profile rows needs far fewer draws than the diagnostics)."""
+        (CLV over thousands of profile rows needs far fewer draws than the diagnostics). The thinned fit
+        keeps the full fit's diagnostics."""
         post = self.idata.posterior
         per_chain = max(1, int(max_draws) // int(post.sizes["chain"]))
         if per_chain >= post.sizes["draw"]:
@@ -143,8 +153,167 @@ class PiecewiseExponentialFit:
         import arviz as az
 
         idata = az.InferenceData(posterior=post.isel(draw=keep))
-        return replace(self, idata=idata, _cache={})
+        return replace(self, idata=idata, _diagnostics=self.diagnostics(), _cache={})
 
+    # --- the standard surface --------------------------------------------------------------------------
+    def diagnostics(self) -> Diagnostics:
+        """The one gate (:func:`cxresearch.diagnostics.check_mcmc`) over the free parameters (cached)."""
+        if self._diagnostics is None:
+            self._diagnostics = check_mcmc(self.idata, self.free_parameters, method=self.method)
+        return self._diagnostics
+
+    def summary(self, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+        """Log hazard ratios, hazard ratios, group sds and baseline hazards: ``mean, sd, low, high`` at
+        ``level`` (equal-tailed), plus ``scale`` and ``reference`` columns; ``attrs["level"]``."""
+        level = check_level(level)
+        draws: dict[str, np.ndarray] = {}
+        scale: dict[str, str] = {}
+        reference: dict[str, str | None] = {}
+        for c, category, ref in self._comparisons():
+            log_hr = self.contrast(c, category, ref)
+            for name, values, what in ((f"log_hazard_ratio[{c}={category}]", log_hr, "log hazard ratio"),
+                                       (f"hazard_ratio[{c}={category}]", np.exp(log_hr), "hazard ratio")):
+                draws[name], scale[name], reference[name] = values, what, ref if ref is not None else "average"
+        for c in self.hierarchical:
+            name = f"group_sd[{c}]"
+            draws[name], scale[name], reference[name] = self.draws(f"sigma_{c}"), "sd of log hazard", None
+        rate = np.exp(self._log_h0_reference())
+        for j, (start, end) in enumerate(self._periods()):
+            name = f"baseline_hazard[{start:g}-{end:g}]"
+            draws[name], scale[name], reference[name] = rate[:, j], "monthly hazard", self._reference_cell()
+        frame = summary_frame(draws, level)
+        frame["scale"] = [scale[k] for k in frame.index]
+        frame["reference"] = [reference[k] for k in frame.index]
+        return standard_summary(frame, level)
+
+    def predict(self, new_customers: pd.DataFrame, kind: str = "survival", times: Any = None) -> Any:
+        """Posterior predictions for customer profiles at tenures ``times`` (months; default 0, 1, ... up to
+        the longest observed tenure): ``xarray.DataArray`` dims (sample, customer, time).
+
+        ``kind``: "survival" S(t), "hazard" h(t) (monthly, piecewise constant: the hazard of the period
+        that contains t, periods being (a_j, a_{j+1}]) or "cumulative_hazard" H(t). ``new_customers`` needs
+        a column per covariate with levels seen in the fit; its index labels the ``customer`` dim.
+        """
+        import xarray as xr
+
+        if kind not in PREDICT_KINDS:
+            raise ValueError(f"kind must be one of {PREDICT_KINDS}, got {kind!r}")
+        times = self._times(times)
+        if kind == "hazard":
+            log_rate = self.log_rate_draws(new_customers)  # (S, n, J)
+            period = np.clip(np.searchsorted(self.breaks, times, side="left") - 1, 0, len(self.breaks) - 1)
+            values = np.exp(log_rate[:, :, period])
+        else:
+            values = self.cumulative_hazard_draws(new_customers, times)
+            if kind == "survival":
+                values = np.exp(-values)
+        return xr.DataArray(values, dims=("sample", "customer", "time"), name=kind,
+                            coords={"sample": np.arange(values.shape[0]), "customer": new_customers.index.to_numpy(),
+                                    "time": times})
+
+    def plot_survival(self, new_customers: pd.DataFrame | None = None, times: Any = None,
+                      level: float = DEFAULT_LEVEL, ax: Any = None) -> Any:
+        """Posterior mean survival with its ``level`` band, one curve per row of ``new_customers`` (default:
+        one per level of the first fixed covariate, other fixed covariates at their reference and
+        hierarchical ones at the first level). Returns the Axes."""
+        import matplotlib.pyplot as plt
+
+        from cxresearch.reports.display import NPS_COLORS, PALETTE
+
+        if new_customers is None:
+            new_customers = self._default_profiles()
+        surv = self.predict(new_customers, kind="survival", times=times)
+        if ax is None:
+            _, ax = plt.subplots()
+        low, high = interval(surv.values, level, axis=0)
+        label_col = self.fixed[0] if self.fixed else None
+        for i, customer in enumerate(surv["customer"].values):
+            label = str(new_customers[label_col].iloc[i]) if label_col else str(customer)
+            color = NPS_COLORS.get(label, PALETTE[i % len(PALETTE)])
+            ax.plot(surv["time"], surv.values[:, i, :].mean(axis=0), color=color, lw=2, label=label)
+            ax.fill_between(surv["time"], low[i], high[i], color=color, alpha=0.2, lw=0)
+        ax.set_xlabel("Tenure (months)")
+        ax.set_ylabel("Share still a customer")
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=8)
+        return ax
+
+    def plot_baseline_hazard(self, level: float = DEFAULT_LEVEL, ax: Any = None, title: str | None = None) -> Any:
+        """Step plot of the monthly baseline hazard of the reference cell with its ``level`` band (the last
+        period is open: drawn up to the longest observed tenure). Returns the Axes."""
+        import matplotlib.pyplot as plt
+
+        from cxresearch.reports.display import PALETTE
+
+        base = self.baseline_hazard(level)
+        ends = base["end"].replace(np.inf, max(self.max_observed_tenure, float(base["start"].iloc[-1]) + 1.0))
+        if ax is None:
+            _, ax = plt.subplots()
+        for row, end in zip(base.itertuples(index=False), ends.to_numpy(), strict=True):
+            ax.fill_between([row.start, end], row.low, row.high, color=PALETTE[0], alpha=0.2, lw=0)
+            ax.hlines(row.hazard, row.start, end, color=PALETTE[0], lw=2)
+        ax.set_xlabel("Tenure (months)")
+        ax.set_ylabel("Monthly hazard")
+        ax.set_title(title or f"Monthly churn hazard by tenure ({self._reference_cell() or 'overall'})")
+        return ax
+
+    # --- save / load -------------------------------------------------------------------------------------
+    def _save_state(self, folder: Path) -> None:
+        save_idata(self.idata, folder)
+        self.exposure.frame.to_parquet(folder / "exposure.parquet", index=False)
+        state = {"exposure": _exposure_state(self.exposure), "fixed": self.fixed, "hierarchical": self.hierarchical,
+                 "levels": self.levels, "fit_seconds": self.fit_seconds, "dropped_covariates": self.dropped_covariates,
+                 "parametrization": self.parametrization, "method": self.method,
+                 "centering": {c: np.asarray(v, dtype=float).tolist() for c, v in self.centering.items()},
+                 "diagnostics": self.diagnostics().to_dict()}
+        (folder / "state.json").write_text(json.dumps(state, default=json_default))
+
+    @classmethod
+    def _load_state(cls, folder: Path, meta: Mapping[str, Any]) -> PiecewiseExponentialFit:
+        state = json.loads((folder / "state.json").read_text())
+        exposure = ExposureTable(frame=pd.read_parquet(folder / "exposure.parquet"), **state["exposure"])
+        return cls(idata=load_idata(folder), exposure=exposure, fixed=state["fixed"],
+                   hierarchical=state["hierarchical"], levels=state["levels"], fit_seconds=state["fit_seconds"],
+                   dropped_covariates=state["dropped_covariates"], parametrization=state["parametrization"],
+                   centering={c: np.asarray(v, dtype=float) for c, v in state["centering"].items()},
+                   model_config=dict(meta["model_config"]), sampler_config=dict(meta["sampler_config"]),
+                   data_hash=meta.get("data_hash"), method=state["method"],
+                   _diagnostics=Diagnostics.from_dict(state["diagnostics"]))
+
+    # --- helpers -----------------------------------------------------------------------------------------
+    def _times(self, times: Any) -> np.ndarray:
+        if times is None:
+            return np.arange(0.0, np.floor(self.max_observed_tenure) + 1.0)
+        times = np.atleast_1d(np.asarray(times, dtype=float))
+        if times.ndim != 1 or (times < 0).any() or np.isnan(times).any():
+            raise ValueError(f"times must be a 1-D list of tenures >= 0 (months), got {times!r}")
+        return times
+
+    def _periods(self) -> list[tuple[float, float]]:
+        starts = [float(b) for b in self.exposure.breaks]
+        return list(zip(starts, [*starts[1:], np.inf], strict=True))
+
+    def _comparisons(self) -> list[tuple[str, str, str | None]]:
+        """(covariate, level, reference) per reported hazard ratio; reference None = the levels' average."""
+        out: list[tuple[str, str, str | None]] = []
+        for c in self.covariates:
+            lv = self.levels[c]
+            out += [(c, x, lv[0]) for x in lv[1:]] if c in self.fixed else [(c, x, None) for x in lv]
+        return out
+
+    def _reference_cell(self) -> str:
+        parts = [f"{c} {self.levels[c][0]}" for c in self.fixed] + [f"average {c}" for c in self.hierarchical]
+        return ", ".join(parts)
+
+    def _default_profiles(self) -> pd.DataFrame:
+        base = {c: self.levels[c][0] for c in self.covariates}
+        if not self.fixed:
+            return pd.DataFrame([base], index=["reference"])
+        first = self.fixed[0]
+        rows = [{**base, first: x} for x in self.levels[first]]
+        return pd.DataFrame(rows, index=pd.Index(self.levels[first], name="customer"))
+
+    # --- hazards for profiles (CLV, NPE) -------------------------------------------------------------------
     def effect_draws(self, covariate: str) -> np.ndarray:
         """Log-hazard effect per level (n_draws, n_levels): 0 for a fixed covariate's reference level."""
         if covariate in self.fixed:
@@ -214,64 +383,68 @@ class PiecewiseExponentialFit:
             out[:, lo:hi] = np.exp(-cum) @ weights
         return out
 
-    def contrast(self, covariate: str, level: str, reference: str | None = None) -> np.ndarray:
-        """Draws of the log hazard ratio of ``level`` vs ``reference`` (default: the fixed reference level,
-        or the average of a hierarchical covariate's levels)."""
+    def contrast(self, covariate: str, category: str, reference: str | None = None) -> np.ndarray:
+        """Draws of the log hazard ratio of level ``category`` vs ``reference`` (default: the fixed
+        reference level, or the average of a hierarchical covariate's levels)."""
         lv = self.levels.get(covariate)
         if lv is None:
             raise KeyError(f"{covariate!r} is not a covariate of this model ({self.covariates})")
-        for x in (level, reference):
+        for x in (category, reference):
             if x is not None and x not in lv:
                 raise ValueError(f"level {x!r} of {covariate!r} not in the model ({lv})")
         eff = self.effect_draws(covariate)
-        out = eff[:, lv.index(level)]
+        out = eff[:, lv.index(category)]
         if reference is not None:
             out = out - eff[:, lv.index(reference)]
         elif covariate in self.hierarchical:
             out = out - eff.mean(axis=1)
         return out
 
-    def hazard_ratio(self, covariate: str, level: str, reference: str | None = None,
-                     interval: float | None = None) -> dict[str, Any]:
-        """``{"mean", "interval"}`` of one hazard ratio (for results.json)."""
-        hr = np.exp(self.contrast(covariate, level, reference))
-        lo, hi = _quantiles(hr, interval or self.interval)
-        return {"mean": float(hr.mean()), "interval": [float(lo), float(hi)]}
+    def hazard_ratio(self, covariate: str, category: str, reference: str | None = None,
+                     level: float = DEFAULT_LEVEL) -> dict[str, Any]:
+        """``{"mean", "interval": [low, high]}`` of one hazard ratio at ``level`` (the results.json shape)."""
+        hr = np.exp(self.contrast(covariate, category, reference))
+        low, high = interval(hr, level)
+        return {"mean": float(hr.mean()), "interval": [float(low), float(high)]}
 
-    def hazard_ratios(self, interval: float | None = None) -> pd.DataFrame:
-        """Hazard ratios with equal-tailed intervals: fixed vs their reference, hierarchical vs the average."""
-        interval = interval or self.interval
+    def hazard_ratios(self, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+        """Hazard ratios with equal-tailed ``level`` intervals (columns ``hr, low, high``): fixed covariates
+        vs their reference, hierarchical vs the average of their levels (one row per comparison)."""
         rows = []
-        for c in self.covariates:
-            lv = self.levels[c]
-            comparisons = ([(x, lv[0]) for x in lv[1:]] if c in self.fixed else [(x, None) for x in lv])
-            for level, ref in comparisons:
-                log_hr = self.contrast(c, level, ref)
-                hr = np.exp(log_hr)
-                lo, hi = _quantiles(hr, interval)
-                rows.append({"covariate": c, "level": level, "reference": ref if ref is not None else "average",
-                             "kind": "fixed" if c in self.fixed else "hierarchical",
-                             "hr": float(hr.mean()), "hr_median": float(np.median(hr)), "lower": float(lo),
-                             "upper": float(hi), "log_hr": float(log_hr.mean()), "log_hr_sd": float(log_hr.std()),
-                             "prob_hr_above_1": float((log_hr > 0).mean())})
-        return pd.DataFrame(rows)
+        for c, category, ref in self._comparisons():
+            log_hr = self.contrast(c, category, ref)
+            hr = np.exp(log_hr)
+            low, high = interval(hr, level)
+            rows.append({"term": f"{c}={category}", "covariate": c, "level": category,
+                         "reference": ref if ref is not None else "average",
+                         "kind": "fixed" if c in self.fixed else "hierarchical",
+                         "hr": float(hr.mean()), "hr_median": float(np.median(hr)), "low": float(low),
+                         "high": float(high), "log_hr": float(log_hr.mean()), "log_hr_sd": float(log_hr.std()),
+                         "prob_hr_above_1": float((log_hr > 0).mean())})
+        frame = pd.DataFrame(rows)
+        frame.attrs["level"] = check_level(level)
+        return frame
 
-    def group_sd(self, interval: float | None = None) -> pd.DataFrame:
+    def group_sd(self, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
         """Posterior of the between-level standard deviation of each hierarchical covariate (log scale)."""
         rows = []
         for c in self.hierarchical:
             s = self.draws(f"sigma_{c}")
-            lo, hi = _quantiles(s, interval or self.interval)
-            rows.append({"covariate": c, "sd": float(s.mean()), "lower": float(lo), "upper": float(hi)})
-        return pd.DataFrame(rows, columns=["covariate", "sd", "lower", "upper"])
+            low, high = interval(s, level)
+            rows.append({"covariate": c, "sd": float(s.mean()), "low": float(low), "high": float(high)})
+        frame = pd.DataFrame(rows, columns=["covariate", "sd", "low", "high"])
+        frame.attrs["level"] = check_level(level)
+        return frame
 
-    def baseline_hazard(self, interval: float | None = None) -> pd.DataFrame:
+    def baseline_hazard(self, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
         """Monthly hazard per period for the reference cell (fixed at reference, hierarchical at average)."""
         rate = np.exp(self._log_h0_reference())
-        lo, hi = _quantiles(rate, interval or self.interval)
+        low, high = interval(rate, level)
         ends = list(self.exposure.breaks[1:]) + [np.inf]
-        return pd.DataFrame({"period": np.arange(len(self.exposure.breaks)), "start": self.exposure.breaks,
-                             "end": ends, "hazard": rate.mean(axis=0), "lower": lo, "upper": hi})
+        frame = pd.DataFrame({"period": np.arange(len(self.exposure.breaks)), "start": self.exposure.breaks,
+                              "end": ends, "hazard": rate.mean(axis=0), "low": low, "high": high})
+        frame.attrs["level"] = check_level(level)
+        return frame
 
 
 def _collapse(exposure: ExposureTable, covariates: list[str]) -> pd.DataFrame:
@@ -371,14 +544,14 @@ def fit_piecewise_exponential(exposure: ExposureTable, *, fixed: Sequence[str] =
                               prior_scale_group_sd: float = 0.5, parametrization: str | Mapping[str, str] = "auto",
                               centred_min_events: int = 100, draws: int = 1000, tune: int = 1000,
                               chains: int = 4, cores: int | None = None, seed: int = 1,
-                              sampler: str = "nutpie", target_accept: float = 0.95, interval: float = 0.9,
-                              gate: DiagnosticsGate = DiagnosticsGate()) -> PiecewiseExponentialFit:
-    """Fit the hierarchical piecewise-exponential model by NUTS and check the diagnostics gate.
+                              sampler: str = "nutpie", target_accept: float = 0.95) -> PiecewiseExponentialFit:
+    """Fit the hierarchical piecewise-exponential model by NUTS; ``fit.diagnostics()`` applies the gate.
 
     ``sampler``: "nutpie" (default; compiles the model with numba, then samples fast) or "pymc".
     ``fixed`` covariates get reference-coded log hazard ratios (``reference`` per column, e.g.
     ``{"nps_class": "promoter"}``); ``hierarchical`` ones are partially pooled. Other covariates of the
-    exposure table are summed over.
+    exposure table are summed over. The fit's ``model_config`` records the breaks, covariates, references,
+    priors and the hierarchical parametrisation chosen; ``sampler_config`` the NUTS settings.
     """
     import pymc as pm
 
@@ -405,11 +578,18 @@ def fit_piecewise_exponential(exposure: ExposureTable, *, fixed: Sequence[str] =
             idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
                               target_accept=target_accept, progressbar=False, nuts_sampler="pymc",
                               compute_convergence_checks=False)
-    var_names = ["log_h0", *[f"log_hr_{c}" for c in fixed],
-                 *[v for c in hierarchical
-                   for v in (f"sigma_{c}", f"z_{c}" if chosen[c] == "non-centred" else f"effect_{c}")]]
-    diagnostics = sampling_diagnostics(idata, var_names, gate, method=f"NUTS ({sampler})")
-    return PiecewiseExponentialFit(idata=idata, exposure=exposure, fixed=fixed, hierarchical=hierarchical,
-                                   levels=info["levels"], diagnostics=diagnostics, interval=interval,
-                                   fit_seconds=time.perf_counter() - start, dropped_covariates=info["dropped"],
-                                   parametrization=chosen, centering=info["centering"])
+    model_config = {"breaks": [float(b) for b in exposure.breaks], "fixed": fixed, "hierarchical": hierarchical,
+                    "reference": {c: info["levels"][c][0] for c in fixed}, "dropped": info["dropped"],
+                    "priors": {"sd_log_hr": float(prior_sd_log_hr), "sd_baseline": float(prior_sd_baseline),
+                               "scale_group_sd": float(prior_scale_group_sd)},
+                    "parametrization": chosen, "centred_min_events": int(centred_min_events)}
+    sampler_config = {"sampler": sampler, "draws": int(draws), "tune": int(tune), "chains": int(chains),
+                      "seed": int(seed), "target_accept": float(target_accept)}
+    fit = PiecewiseExponentialFit(idata=idata, exposure=exposure, fixed=fixed, hierarchical=hierarchical,
+                                  levels=info["levels"], fit_seconds=time.perf_counter() - start,
+                                  dropped_covariates=info["dropped"], parametrization=chosen,
+                                  centering=info["centering"], model_config=model_config,
+                                  sampler_config=sampler_config, data_hash=exposure_hash(exposure),
+                                  method=f"NUTS ({sampler})")
+    fit.diagnostics()  # computed once now, kept by thinned copies and saves
+    return fit

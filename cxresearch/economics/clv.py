@@ -28,6 +28,8 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from cxresearch.protocol import DEFAULT_LEVEL, check_level, interval
+
 
 class SurvivalModel(Protocol):
     """What CLV needs from a fitted survival model."""
@@ -169,15 +171,16 @@ def resampling_weights(n: np.ndarray, margin: np.ndarray, margin_sd: np.ndarray,
     return w, m
 
 
-def summarise_draws(draws: np.ndarray, interval: float) -> dict[str, Any]:
-    """``{"mean", "interval": [lo, hi]}`` with an equal-tailed interval (NaN draws ignored)."""
+def summarise_draws(draws: np.ndarray, level: float = DEFAULT_LEVEL) -> dict[str, Any]:
+    """``{"mean", "interval": [low, high]}`` (the results.json shape) with an equal-tailed ``level`` interval
+    (NaN draws ignored)."""
+    level = check_level(level)
     draws = np.asarray(draws, dtype=float)
     draws = draws[~np.isnan(draws)]
     if draws.size == 0:
         return {"mean": float("nan"), "interval": [float("nan"), float("nan")]}
-    tail = (1 - interval) / 2
-    return {"mean": float(draws.mean()),
-            "interval": [float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail))]}
+    low, high = interval(draws, level)
+    return {"mean": float(draws.mean()), "interval": [float(low), float(high)]}
 
 
 def _group_keys(profile: pd.DataFrame, group_by: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -206,7 +209,7 @@ def weighted_group_means(values: np.ndarray, weights: np.ndarray, codes: np.ndar
 class ClvResult:
     """CLV per group with intervals, the per-draw values and how far the horizon extrapolates."""
 
-    summary: pd.DataFrame  # group columns, n_customers, margin_mean, discounted_months, clv, lower, upper
+    summary: pd.DataFrame  # group columns, n_customers, margin_mean, discounted_months, clv, low, high
     draws: Any  # xarray.DataArray (draw, group)
     lifetime_draws: np.ndarray = field(repr=False)  # (draws, profile rows): discounted months
     extrapolation: dict[str, Any] = field(default_factory=dict)
@@ -214,7 +217,7 @@ class ClvResult:
 
     def to_results(self, group_col: str) -> dict[str, dict[str, Any]]:
         """``{group: {"mean", "interval"}}`` for results.json."""
-        return {str(r[group_col]): {"mean": float(r["clv"]), "interval": [float(r["lower"]), float(r["upper"])]}
+        return {str(r[group_col]): {"mean": float(r["clv"]), "interval": [float(r["low"]), float(r["high"])]}
                 for _, r in self.summary.iterrows()}
 
 
@@ -222,10 +225,11 @@ def customer_lifetime_value(model: SurvivalModel, profile: pd.DataFrame, *, hori
                             discount_rate_annual: float, group_by: Sequence[str] = (),
                             margin_col: str = "margin_mean", count_col: str | None = "n",
                             margin_sd_col: str | None = "margin_sd", tenure_col: str = "tenure",
-                            interval: float = 0.9, sampling_uncertainty: bool = True, seed: int = 1,
+                            level: float = DEFAULT_LEVEL, sampling_uncertainty: bool = True, seed: int = 1,
                             extrapolation_tolerance: float = 0.25,
                             override: Mapping[str, str] | None = None) -> ClvResult:
-    """Mean CLV per group (conditional on each customer's tenure) with intervals from the model's draws.
+    """Mean CLV per group (conditional on each customer's tenure) with ``level`` intervals (columns ``low``,
+    ``high``) from the model's draws.
 
     Warns with :class:`ExtrapolationWarning` (and sets ``extrapolation["extrapolated"]``) when more than
     ``extrapolation_tolerance`` of the customer-months in the horizon lie beyond the longest observed tenure.
@@ -233,6 +237,7 @@ def customer_lifetime_value(model: SurvivalModel, profile: pd.DataFrame, *, hori
     import xarray as xr
 
     horizon = _check_horizon(horizon_months)
+    level = check_level(level)
     group_by = list(group_by)
     margin, n, sd = _profile_arrays(profile, margin_col, count_col, margin_sd_col)
     lifetime = discounted_lifetime_draws(model, profile, horizon_months=horizon,
@@ -243,14 +248,13 @@ def customer_lifetime_value(model: SurvivalModel, profile: pd.DataFrame, *, hori
     keys, codes = _group_keys(profile, group_by)
     clv = weighted_group_means(m * lifetime, w, codes, len(keys))
     months = weighted_group_means(lifetime, np.broadcast_to(n, lifetime.shape), codes, len(keys))
-    tail = (1 - interval) / 2
     summary = keys.copy()
     summary["n_customers"] = np.bincount(codes, weights=n, minlength=len(keys)).astype("int64")
     summary["margin_mean"] = np.bincount(codes, weights=n * margin, minlength=len(keys)) / summary["n_customers"]
     summary["discounted_months"] = months.mean(axis=0)
     summary["clv"] = clv.mean(axis=0)
-    summary["lower"] = np.quantile(clv, tail, axis=0)
-    summary["upper"] = np.quantile(clv, 1 - tail, axis=0)
+    summary["low"], summary["high"] = interval(clv, level, axis=0)
+    summary.attrs["level"] = level
     labels = ["|".join(map(str, row)) for row in keys.itertuples(index=False)]
     coords: dict[str, Any] = {"group": labels}
     for c in keys.columns:
@@ -262,19 +266,20 @@ def customer_lifetime_value(model: SurvivalModel, profile: pd.DataFrame, *, hori
     assumptions = {"horizon_months": horizon, "discount_rate_annual": discount_rate_annual,
                    "monthly_discount_factor": monthly_discount_factor(discount_rate_annual),
                    "timing": "margin earned at the end of each month the customer is still active",
-                   "interval": interval, "sampling_uncertainty": sampling_uncertainty}
+                   "level": level, "sampling_uncertainty": sampling_uncertainty}
     return ClvResult(summary=summary, draws=draws, lifetime_draws=lifetime, extrapolation=info,
                      assumptions=assumptions)
 
 
 def median_survival(model: SurvivalModel, profile: pd.DataFrame, *, group_by: Sequence[str] = (),
-                    count_col: str | None = "n", interval: float = 0.9, max_time: float | None = None,
+                    count_col: str | None = "n", level: float = DEFAULT_LEVEL, max_time: float | None = None,
                     step: float = 0.25) -> pd.DataFrame:
     """Median lifetime (months) of a new customer per group, from the group's mix of covariate cells.
 
     The group's survival curve is the customer-weighted mean of the cells' curves. ``extrapolated`` is True
     when the median lies beyond the longest observed tenure; draws that never reach 0.5 before ``max_time``
-    (default 10x the longest tenure) are counted in ``share_not_reached`` and left out of mean / interval.
+    (default 10x the longest tenure) are counted in ``share_not_reached`` and left out of mean / interval
+    (``low``, ``high`` at ``level``).
     """
     group_by = list(group_by)
     cols = [*model.covariates, *[g for g in group_by if g not in model.covariates]]
@@ -306,8 +311,10 @@ def median_survival(model: SurvivalModel, profile: pd.DataFrame, *, group_by: Se
                 continue
             s0, s1 = surv[s_i, j - 1], surv[s_i, j]
             med[s_i] = grid[j - 1] + step * (s0 - 0.5) / (s0 - s1)
-        summ = summarise_draws(med, interval)
-        rows.append({**keys.iloc[g].to_dict(), "median": summ["mean"], "lower": summ["interval"][0],
-                     "upper": summ["interval"][1], "share_not_reached": float(1 - reached.mean()),
+        summ = summarise_draws(med, level)
+        rows.append({**keys.iloc[g].to_dict(), "median": summ["mean"], "low": summ["interval"][0],
+                     "high": summ["interval"][1], "share_not_reached": float(1 - reached.mean()),
                      "extrapolated": bool(summ["mean"] > t_max) if not math.isnan(summ["mean"]) else True})
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs["level"] = check_level(level)
+    return frame

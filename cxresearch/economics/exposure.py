@@ -193,7 +193,7 @@ def build_exposure_table(source: Source, *, duration_col: str = "tenure", event_
     t, e = quote_ident(duration_col), quote_ident(event_col)
     cov_exprs = {c: covariate_expression(c, bins.get(c)) for c in covariates}
 
-    checks = [f"COUNT(*) AS n", f"COUNT(*) FILTER (WHERE {t} IS NULL) AS null_duration",
+    checks = ["COUNT(*) AS n", f"COUNT(*) FILTER (WHERE {t} IS NULL) AS null_duration",
               f"COUNT(*) FILTER (WHERE {t} < 0) AS negative_duration",
               f"COUNT(*) FILTER (WHERE {e} IS NULL OR {e} NOT IN (0, 1)) AS bad_event",
               f"MAX({t}) AS max_duration"]

@@ -39,6 +39,7 @@ from cxresearch.economics.clv import (
     resampling_weights,
     summarise_draws,
 )
+from cxresearch.protocol import DEFAULT_LEVEL, check_level
 
 
 @dataclass(frozen=True)
@@ -75,21 +76,21 @@ class WordOfMouthAssumptions:
 class NpeResult:
     """Net Promoter Economics tables with intervals, the assumptions used and the raw draws."""
 
-    clv_by_class: pd.DataFrame  # nps_class, component, mean, lower, upper
-    value_of_moves: pd.DataFrame  # from_class, to_class, component, mean, lower, upper
-    value_at_risk: pd.DataFrame  # dimension, level, n_customers, n_detractors, value_at_risk, lower, upper, ...
+    clv_by_class: pd.DataFrame  # nps_class, component, mean, low, high
+    value_of_moves: pd.DataFrame  # from_class, to_class, component, mean, low, high
+    value_at_risk: pd.DataFrame  # dimension, level, n_customers, n_detractors, value_at_risk, low, high, ...
     assumptions: pd.DataFrame
     draws: dict[str, np.ndarray] = field(repr=False)
     extrapolation: dict[str, Any] = field(default_factory=dict)
-    interval: float = 0.9
+    level: float = DEFAULT_LEVEL  # of every interval in the tables and in to_results
 
     def clv_wide(self) -> pd.DataFrame:
         """One row per class, one column per component (means), plus the CLV interval."""
         wide = self.clv_by_class.pivot(index="nps_class", columns="component", values="mean")
-        ci = self.clv_by_class[self.clv_by_class["component"] == "clv"].set_index("nps_class")[["lower", "upper"]]
-        out = wide.join(ci.rename(columns={"lower": "clv_lower", "upper": "clv_upper"}))
+        ci = self.clv_by_class[self.clv_by_class["component"] == "clv"].set_index("nps_class")[["low", "high"]]
+        out = wide.join(ci.rename(columns={"low": "clv_low", "high": "clv_high"}))
         order = [c for c in NPS_CLASSES if c in out.index]
-        cols = [c for c in ("retention", "cross_sell", "clv", "clv_lower", "clv_upper", "word_of_mouth", "total")
+        cols = [c for c in ("retention", "cross_sell", "clv", "clv_low", "clv_high", "word_of_mouth", "total")
                 if c in out.columns]
         return out.loc[order, cols].reset_index()
 
@@ -98,11 +99,11 @@ class NpeResult:
         key = f"{from_class}->{to_class}:{component}"
         if key not in self.draws:
             raise KeyError(f"no move {from_class} -> {to_class} ({component}); have {sorted(self.draws)}")
-        return summarise_draws(self.draws[key], self.interval)
+        return summarise_draws(self.draws[key], self.level)
 
     def to_results(self) -> dict[str, Any]:
         """CLV per class and move values in the results.json shape ``{mean, interval}``."""
-        clv = {c: summarise_draws(self.draws[f"{c}:clv"], self.interval)
+        clv = {c: summarise_draws(self.draws[f"{c}:clv"], self.level)
                for c in NPS_CLASSES if f"{c}:clv" in self.draws}
         moves = {f"value_{f}_to_{t}": self.move(f, t) for f, t in _MOVES if f"{f}->{t}:total" in self.draws}
         return {"clv": clv, **moves}
@@ -112,9 +113,9 @@ _MOVES = (("detractor", "passive"), ("detractor", "promoter"), ("passive", "prom
 _COMPONENTS = ("retention", "cross_sell", "clv", "word_of_mouth", "total")
 
 
-def _summary_rows(prefix: dict[str, Any], draws: np.ndarray, interval: float) -> dict[str, Any]:
-    s = summarise_draws(draws, interval)
-    return {**prefix, "mean": s["mean"], "lower": s["interval"][0], "upper": s["interval"][1]}
+def _summary_rows(prefix: dict[str, Any], draws: np.ndarray, level: float) -> dict[str, Any]:
+    s = summarise_draws(draws, level)
+    return {**prefix, "mean": s["mean"], "low": s["interval"][0], "high": s["interval"][1]}
 
 
 def _product_mean_draws(products: pd.DataFrame, keys: list[str], n_draws: int,
@@ -133,15 +134,17 @@ def net_promoter_economics(model: SurvivalModel, profile: pd.DataFrame, *, produ
                            tenure_col: str = "tenure", margin_col: str = "margin_mean",
                            margin_sd_col: str = "margin_sd", count_col: str = "n",
                            products_col: str = "products_mean", base_products: float = 1.0,
-                           interval: float = 0.9, seed: int = 1, sampling_uncertainty: bool = True,
+                           level: float = DEFAULT_LEVEL, seed: int = 1, sampling_uncertainty: bool = True,
                            extrapolation_tolerance: float = 0.25) -> NpeResult:
     """CLV of promoters / passives / detractors split into retention, cross-sell and word of mouth, the value
-    of moving a detractor, and value at risk by segment and market, all with intervals.
+    of moving a detractor, and value at risk by segment and market, all with ``level`` intervals (columns
+    ``low``, ``high``).
 
     ``profile``: active customers by covariates and tenure (``customer_profile(..., products_col=...)``).
     ``products``: mean / sd / n of the product count per (segment, class) (``group_summary``), or per class
     when ``segment_col`` is None. ``margin_per_product``: ``{"estimate", "se"}`` (``margin_per_product``).
     """
+    level = check_level(level)
     needed = [class_col, tenure_col, margin_col, margin_sd_col, count_col, products_col]
     needed += [c for c in (segment_col, market_col) if c]
     missing = [c for c in needed if c not in profile.columns]
@@ -193,7 +196,7 @@ def net_promoter_economics(model: SurvivalModel, profile: pd.DataFrame, *, produ
         for comp in _COMPONENTS:
             draws[f"{c}:{comp}"] = parts[comp]
             rows.append(_summary_rows({"nps_class": c, "component": comp,
-                                       "n_customers": int(n[mask].sum())}, parts[comp], interval))
+                                       "n_customers": int(n[mask].sum())}, parts[comp], level))
     clv_table = pd.DataFrame(rows)
 
     prod_draws = _product_mean_draws(products.astype({k: str for k in prod_keys}), prod_keys, n_draws, rng)
@@ -231,7 +234,7 @@ def net_promoter_economics(model: SurvivalModel, profile: pd.DataFrame, *, produ
             mean_draws = (parts_row[comp] * ww).sum(axis=1) / ww.sum(axis=1)
             draws[f"{from_c}->{to_c}:{comp}"] = mean_draws
             move_rows.append(_summary_rows({"from_class": from_c, "to_class": to_c, "component": comp},
-                                           mean_draws, interval))
+                                           mean_draws, level))
         per_row_value[(from_c, to_c)] = (idx, parts_row["total"])
     moves_table = pd.DataFrame(move_rows)
 
@@ -240,16 +243,16 @@ def net_promoter_economics(model: SurvivalModel, profile: pd.DataFrame, *, produ
         idx, total = per_row_value[("detractor", "promoter")]
         for dim in [c for c in (segment_col, market_col) if c]:
             levels = profile[dim].astype(str).to_numpy()
-            for level in sorted(set(levels)):
-                in_group = levels == level
+            for group in sorted(set(levels)):
+                in_group = levels == group
                 det = in_group[idx]
                 at_risk = (total[:, det] * w[:, idx][:, det]).sum(axis=1)
-                draws[f"value_at_risk:{dim}={level}"] = at_risk
+                draws[f"value_at_risk:{dim}={group}"] = at_risk
                 n_det = float(n[idx][det].sum())
-                s = summarise_draws(at_risk, interval)
-                risk_rows.append({"dimension": dim, "level": level, "n_customers": int(n[in_group].sum()),
+                s = summarise_draws(at_risk, level)
+                risk_rows.append({"dimension": dim, "level": group, "n_customers": int(n[in_group].sum()),
                                   "n_detractors": int(n_det), "value_at_risk": s["mean"],
-                                  "lower": s["interval"][0], "upper": s["interval"][1],
+                                  "low": s["interval"][0], "high": s["interval"][1],
                                   "per_detractor": s["mean"] / n_det if n_det else float("nan"),
                                   "per_customer": s["mean"] / float(n[in_group].sum())})
     risk_table = pd.DataFrame(risk_rows)
@@ -266,7 +269,7 @@ def net_promoter_economics(model: SurvivalModel, profile: pd.DataFrame, *, produ
         {"assumption": "Discount rate", "value": discount_rate_annual, "unit": "per year", "source": "params"},
     ])], ignore_index=True)
     return NpeResult(clv_by_class=clv_table, value_of_moves=moves_table, value_at_risk=risk_table,
-                     assumptions=assumptions, draws=draws, extrapolation=info, interval=interval)
+                     assumptions=assumptions, draws=draws, extrapolation=info, level=level)
 
 
 def class_cashflows(model: SurvivalModel, profile: pd.DataFrame, *, horizon_months: int,

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from cxresearch.data.nps import NPS_CLASSES
+from cxresearch.protocol import DEFAULT_LEVEL, interval
 from cxresearch.reports.display import NPS_COLORS, PALETTE
 
 
@@ -28,12 +29,13 @@ def plot_kaplan_meier(km: Any, title: str | None = None) -> Any:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    km.plot(ax=ax, title=title)
+    km.plot_survival(ax=ax, title=title)
     return fig
 
 
 def plot_hazard_ratios(table: pd.DataFrame, title: str = "Hazard ratios") -> Any:
-    """Dot-and-interval plot of hazard ratios on a log axis; 1 = no difference."""
+    """Dot-and-interval plot of hazard ratios (a table with ``covariate, level, reference, hr, low, high``, as
+    ``CoxResult.hazard_ratios`` or ``PiecewiseExponentialFit.hazard_ratios()``) on a log axis; 1 = no difference."""
     import matplotlib.pyplot as plt
     import matplotlib.ticker as mticker
 
@@ -46,7 +48,7 @@ def plot_hazard_ratios(table: pd.DataFrame, title: str = "Hazard ratios") -> Any
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(table) + 1.5))
     y = np.arange(len(table))[::-1]
     colors = [NPS_COLORS.get(str(lv), PALETTE[0]) for lv in table["level"]]
-    ax.hlines(y, table["lower"].to_numpy(dtype=float), table["upper"].to_numpy(dtype=float), color=colors, lw=3)
+    ax.hlines(y, table["low"].to_numpy(dtype=float), table["high"].to_numpy(dtype=float), color=colors, lw=3)
     ax.scatter(table["hr"].to_numpy(dtype=float), y, color=colors, zorder=3)
     ax.axvline(1.0, color="#7f7f7f", ls="--", lw=1)
     ax.set_xscale("log")
@@ -59,29 +61,16 @@ def plot_hazard_ratios(table: pd.DataFrame, title: str = "Hazard ratios") -> Any
     return fig
 
 
-def plot_baseline_hazard(fit: Any, title: str | None = None) -> Any:
-    """Step plot of the piecewise baseline hazard with its interval; the last period is open."""
-    import matplotlib.pyplot as plt
-
-    if title is None:
-        who = [f"{c} {fit.levels[c][0]}" for c in fit.fixed] + [f"average {c}" for c in fit.hierarchical]
-        title = "Monthly churn hazard by tenure" + (f" ({', '.join(who)})" if who else "")
-
-    base = fit.baseline_hazard()
-    ends = base["end"].replace(np.inf, fit.max_observed_tenure).to_numpy()
-    fig, ax = plt.subplots()
-    for row, end in zip(base.itertuples(index=False), ends):
-        ax.fill_between([row.start, end], row.lower, row.upper, color=PALETTE[0], alpha=0.2, lw=0)
-        ax.hlines(row.hazard, row.start, end, color=PALETTE[0], lw=2)
-    ax.set_xlabel("Tenure (months)")
-    ax.set_ylabel("Monthly hazard")
-    ax.set_title(title)
-    return fig
+def plot_baseline_hazard(fit: Any, title: str | None = None, level: float = DEFAULT_LEVEL) -> Any:
+    """Step plot of the piecewise baseline hazard with its ``level`` interval; the last period is open
+    (the figure of :meth:`PiecewiseExponentialFit.plot_baseline_hazard`)."""
+    return fit.plot_baseline_hazard(level=level, title=title).figure
 
 
 def plot_model_vs_km(km: Any, model: Any, profile: pd.DataFrame, group_col: str = "nps_class",
-                     max_time: float | None = None, title: str = "Model survival against Kaplan-Meier") -> Any:
-    """Each group's model survival (customer-weighted over its cells) over its Kaplan-Meier curve.
+                     max_time: float | None = None, title: str = "Model survival against Kaplan-Meier",
+                     level: float = DEFAULT_LEVEL) -> Any:
+    """Each group's model survival (customer-weighted over its cells, ``level`` band) over its Kaplan-Meier curve.
 
     The model curve continues past the longest observed tenure (dashed): that part is extrapolation.
     """
@@ -101,7 +90,7 @@ def plot_model_vs_km(km: Any, model: Any, profile: pd.DataFrame, group_col: str 
         inside = grid <= t_obs
         ax.plot(grid[inside], mean[inside], color=color, lw=2, label=f"{group} (model)")
         ax.plot(grid[~inside], mean[~inside], color=color, lw=2, ls="--")
-        ax.fill_between(grid, *np.quantile(surv, [0.05, 0.95], axis=0), color=color, alpha=0.15, lw=0)
+        ax.fill_between(grid, *interval(surv, level, axis=0), color=color, alpha=0.15, lw=0)
         curve = km.curves[km.curves["group"] == str(group)]
         if len(curve):
             ax.step(curve["time"], curve["survival"], where="post", color=color, lw=1, alpha=0.8)
@@ -123,7 +112,7 @@ def plot_clv(summary: pd.DataFrame, group_col: str, title: str) -> Any:
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.5))
     y = np.arange(len(rows))[::-1]
     colors = [NPS_COLORS.get(str(g), PALETTE[0]) for g in rows[group_col]]
-    clv, lo, hi = (rows[c].to_numpy(dtype=float) for c in ("clv", "lower", "upper"))
+    clv, lo, hi = (rows[c].to_numpy(dtype=float) for c in ("clv", "low", "high"))
     ax.barh(y, clv, color=colors, alpha=0.8)
     ax.errorbar(clv, y, xerr=[clv - lo, hi - clv], fmt="none", ecolor="#333333", capsize=4)
     ax.set_yticks(y, rows[group_col].astype(str).tolist())
@@ -170,7 +159,7 @@ def plot_value_at_risk(npe: Any, dimensions: Sequence[str] = ("segment", "market
     for ax, dim in zip(axes[0], present):
         rows = table[table["dimension"] == dim]
         y = np.arange(len(rows))[::-1]
-        value, lo, hi = (rows[c].to_numpy(dtype=float) for c in ("value_at_risk", "lower", "upper"))
+        value, lo, hi = (rows[c].to_numpy(dtype=float) for c in ("value_at_risk", "low", "high"))
         ax.barh(y, value, color=NPS_COLORS["detractor"], alpha=0.8)
         ax.errorbar(value, y, xerr=[value - lo, hi - value], fmt="none", ecolor="#333333", capsize=3)
         ax.set_yticks(y, rows["level"].astype(str).tolist())

@@ -1,18 +1,18 @@
 """The economics study at scale: the per-customer analysis relation built inside DuckDB from a dataset spec.
 
-:func:`cxresearch.data.load_dataset` reads a spec's tables through DuckDB but recodes them in pandas, so a
-10M-customer table would become a 10M-row frame. Here the same recoding is written as DuckDB SQL over the
-loader's own table readers (any source kind: Parquet, CSV, a folder of files, a DuckDB table or query), so
-:func:`customer_relation_from_spec` returns a lazy :class:`duckdb.DuckDBPyRelation` with one row per
-customer and :func:`exposure_from_spec` aggregates it straight into an :class:`ExposureTable` whose size
-grows with cells, not customers. The SQL mirrors :mod:`cxresearch.data.validation`'s parsers: text is
-stripped and blanks are missing, not-applicable codes become NULL, recommend answers are recoded onto 0-10
-(rounded half to even, as pandas does), churn labels are matched ignoring case, tenure comes from a
-duration column in its unit or from start/end dates censored at ``as_of`` (days / 30.4375). Segment and
-market filters are pushed into the scans. The full pandera validation is not run (use
-``cxresearch validate`` for that); :func:`customer_relation_from_spec` with ``check=True`` runs one
-aggregate query that rejects unparseable values, missing required values and missing cross-sell counts,
-naming the file, column, count and offending values.
+:func:`cxresearch.data.load_dataset` returns pandas frames, so a 10M-customer table would become a
+10M-row frame. Here the data layer's own table readers (:mod:`cxresearch.data.sources`: Parquet, CSV, a
+folder of files, a DuckDB table or query) and its one recoding engine (:mod:`cxresearch.data.recode`, the
+SQL that ``load_dataset`` runs too) build a lazy :class:`duckdb.DuckDBPyRelation` with one row per
+customer (:func:`customer_relation_from_spec`), and :func:`exposure_from_spec` aggregates it straight
+into an :class:`ExposureTable` whose size grows with cells, not customers. The engine's rules: text is
+stripped and blanks are missing, not-applicable codes become NULL, recommend answers are recoded onto
+0-10 (rounded half to even), churn labels are matched ignoring case, tenure comes from a duration column
+in its unit or from start/end dates censored at ``as_of`` (days / 30.4375). Segment and market filters
+are pushed into the scans. The full pandera validation is not run (use ``cxresearch validate`` for
+that); :func:`customer_relation_from_spec` with ``check=True`` runs one aggregate query that rejects
+unparseable values, missing required values and missing cross-sell counts, naming the file, column,
+count and offending values.
 """
 from __future__ import annotations
 
@@ -23,124 +23,36 @@ from typing import Any
 
 import duckdb
 
-from cxresearch.data.loading import _connect, _filter_values, _quote, _Reader, _SourceProblem, _Table
+from cxresearch.data.recode import churn_sql, date_sql, number_sql, recommend_sql, tenure_from_dates_sql, text_sql
+from cxresearch.data.rules import MONTHS_PER_UNIT, DataValidationError, FieldRule, Problem, natural_key, rules_for
+from cxresearch.data.sources import (
+    SourceProblem,
+    SourceReader,
+    SourceTable,
+    connect,
+    filter_values,
+    filtered_source_sql,
+    quote,
+    sql_literal,
+)
 from cxresearch.data.spec import DatasetSpec, load_spec
-from cxresearch.data.validation import (DAYS_PER_MONTH, MONTHS_PER_UNIT, DataValidationError, FieldRule, Problem,
-                                        _codes, _natural_key, label_key, rules_for)
 from cxresearch.economics.exposure import ExposureTable, build_exposure_table, nps_class_sql
 
 #: Columns of the relation :func:`customer_relation_from_spec` returns, in order.
 CUSTOMER_COLUMNS: tuple[str, ...] = ("customer_id", "segment", "market", "tenure", "churn", "margin", "products",
                                      "recommend", "nps_class")
 
-_WHITESPACE = "' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)"
-_INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-                  "UBIGINT", "UHUGEINT")
-_FLOAT_TYPES = ("FLOAT", "DOUBLE", "DECIMAL", "REAL")
-
-
-def _literal(value: Any) -> str:
-    """A SQL literal for a bound parameter of the loader's SQL (text, number or list of them)."""
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_literal(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _inline(sql: str, params: Sequence[Any]) -> str:
-    """Replace the ``?`` placeholders of the loader's table SQL by literals (a relation has no parameters)."""
-    parts = sql.split("?")
-    if len(parts) - 1 != len(params):
-        raise AssertionError(f"{len(parts) - 1} placeholders for {len(params)} parameters in {sql!r}")
-    out = parts[0]
-    for value, rest in zip(params, parts[1:]):
-        out += _literal(value) + rest
-    return out
-
-
-# ------------------------------------------------------------------------------------- SQL parsers
-def text_sql(column: str, duckdb_type: str) -> str:
-    """SQL for :func:`cxresearch.data.validation.code_strings`: stripped text, whole numbers without ``.0``,
-    booleans ``true``/``false``, dates ISO; blanks and NaN are NULL."""
-    col, kind = _quote(column), duckdb_type.upper()
-    if kind.startswith(_INTEGER_TYPES):
-        return f"CAST({col} AS VARCHAR)"
-    if kind.startswith(_FLOAT_TYPES):
-        x = f"CAST({col} AS DOUBLE)"
-        return (f"(CASE WHEN {x} IS NULL OR isnan({x}) THEN NULL WHEN isfinite({x}) AND {x} = trunc({x}) "
-                f"AND abs({x}) < 1e15 THEN CAST(CAST({x} AS BIGINT) AS VARCHAR) ELSE CAST({x} AS VARCHAR) END)")
-    if kind == "BOOLEAN":
-        return f"(CASE WHEN {col} IS NULL THEN NULL WHEN {col} THEN 'true' ELSE 'false' END)"
-    if kind == "DATE":
-        return f"strftime({col}, '%Y-%m-%d')"
-    return f"NULLIF(trim(CAST({col} AS VARCHAR), {_WHITESPACE}), '')"
-
-
-def number_sql(column: str, duckdb_type: str, codes: Sequence[Any] = ()) -> tuple[str, str]:
-    """(SQL value of :func:`~cxresearch.data.validation.parse_numbers`, SQL true where a value is not a number).
-
-    Not-applicable codes (numbers, words, ``blank``) give NULL and are not flagged.
-    """
-    numbers, words = _codes(codes)
-    kind = duckdb_type.upper()
-    if kind.startswith(_INTEGER_TYPES + _FLOAT_TYPES) or kind == "BOOLEAN":
-        x = f"CAST({_quote(column)} AS DOUBLE)"
-        value = f"(CASE WHEN {x} IS NULL OR isnan({x}) THEN NULL ELSE {x} END)"
-        bad = "FALSE"  # typed numbers are always numbers
-    else:
-        text = text_sql(column, duckdb_type)
-        na = (f"lower({text}) IN ({', '.join(_literal(w) for w in sorted(words))})" if words else "FALSE")
-        value = f"(CASE WHEN {na} THEN NULL ELSE TRY_CAST({text} AS DOUBLE) END)"
-        bad = f"({text} IS NOT NULL AND NOT ({na}) AND {value} IS NULL)"
-    if numbers:
-        value = f"(CASE WHEN {value} IN ({', '.join(repr(float(n)) for n in numbers)}) THEN NULL ELSE {value} END)"
-    return value, bad
-
-
-def date_sql(column: str, duckdb_type: str, date_format: str | None) -> tuple[str, str]:
-    """(SQL TIMESTAMP of :func:`~cxresearch.data.validation.parse_dates`, SQL true where not a date)."""
-    kind = duckdb_type.upper()
-    if kind == "DATE" or kind.startswith("TIMESTAMP"):
-        return f"CAST({_quote(column)} AS TIMESTAMP)", "FALSE"
-    text = text_sql(column, duckdb_type)
-    value = (f"try_strptime({text}, {_literal(date_format)})" if date_format
-             else f"TRY_CAST({text} AS TIMESTAMP)")
-    return value, f"({text} IS NOT NULL AND {value} IS NULL)"
-
-
-def churn_sql(column: str, duckdb_type: str, labels: dict[str, int] | None) -> tuple[str, str]:
-    """(SQL 0/1 of :func:`~cxresearch.data.validation.parse_churn`, SQL true where not a flag nor a label)."""
-    if labels:
-        key = f"lower({text_sql(column, duckdb_type)})"
-        whens = " ".join(f"WHEN {_literal(label_key(k))} THEN {int(v)}" for k, v in labels.items())
-        value = f"(CASE {key} {whens} END)"
-        return value, f"({key} IS NOT NULL AND {value} IS NULL)"
-    number, bad = number_sql(column, duckdb_type)
-    value = f"(CASE WHEN {number} IN (0.0, 1.0) THEN CAST({number} AS INTEGER) END)"
-    return value, f"({bad} OR ({number} IS NOT NULL AND {value} IS NULL))"
-
-
-def recommend_sql(rule: FieldRule, duckdb_type: str) -> tuple[str, str]:
-    """(SQL 0-10 answer, recoded and rounded half to even like the loader, SQL true where not a number)."""
-    value, bad = number_sql(rule.column, duckdb_type, rule.na_codes)
-    if rule.recode is not None:
-        value = f"({value} - {float(rule.recode.from_.min)!r} + {float(rule.recode.to.min)!r})"
-    return f"CAST(round_even({value}, 0) AS INTEGER)", bad
-
 
 # ------------------------------------------------------------------------------------- the relation
-def _open(reader: _Reader, role: str) -> _Table:
+def _open(reader: SourceReader, role: str) -> SourceTable:
     try:
         table = reader.open(role)
-    except _SourceProblem as exc:
+    except SourceProblem as exc:
         raise DataValidationError([exc.problem]) from None
     return table
 
 
-def _check_columns(table: _Table, rules: Sequence[FieldRule]) -> None:
+def _check_columns(table: SourceTable, rules: Sequence[FieldRule]) -> None:
     missing = [r for r in rules if r.column not in table.columns]
     if missing:
         problems = []
@@ -151,20 +63,8 @@ def _check_columns(table: _Table, rules: Sequence[FieldRule]) -> None:
         raise DataValidationError(problems)
 
 
-def _from_sql(table: _Table, filters: dict[str, list[str] | None]) -> str:
-    """The table's source with the segment / market filters as the loader applies them (raw values as text)."""
-    clauses = []
-    for col, values in filters.items():
-        if not values or col not in table.columns:
-            continue
-        ref = _quote(col) if table.columns[col].upper() == "VARCHAR" else f"CAST({_quote(col)} AS VARCHAR)"
-        clauses.append(f"{ref} IN ({', '.join(_literal(v) for v in values)})")
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    return f"(SELECT * FROM {_inline(table.from_sql, table.params)} AS t{where})"
-
-
-def _sql_parts(spec: DatasetSpec, reader: _Reader, segments: list[str] | None, markets: list[str] | None,
-               nps_wave: str | None) -> tuple[str, dict[str, tuple[str, str]], _Table, str]:
+def _sql_parts(spec: DatasetSpec, reader: SourceReader, segments: list[str] | None, markets: list[str] | None,
+               nps_wave: str | None) -> tuple[str, dict[str, tuple[str, str]], SourceTable, str]:
     """The relation's SQL; per checked customer column (SQL true for a bad value, raw column); the customer
     table and its filtered FROM clause."""
     c, s = spec.customers, spec.survey
@@ -197,9 +97,11 @@ def _sql_parts(spec: DatasetSpec, reader: _Reader, segments: list[str] | None, m
         checks["tenure"] = (f"({bad} OR {value} IS NULL)", c.tenure)
     else:
         start, bad_start = date_sql(c.start, ct[c.start], spec.date_format)
-        end, bad_end = (date_sql(c.end, ct[c.end], spec.date_format) if c.end else ("NULL::TIMESTAMP", "FALSE"))
-        as_of = f"TIMESTAMP '{spec.as_of.isoformat()}'"
-        sel.append(f"(epoch(COALESCE({end}, {as_of})) - epoch({start})) / 86400.0 / {DAYS_PER_MONTH!r} AS tenure")
+        end: str | None = None
+        bad_end = "FALSE"
+        if c.end:
+            end, bad_end = date_sql(c.end, ct[c.end], spec.date_format)
+        sel.append(f"{tenure_from_dates_sql(start, end, spec.as_of)} AS tenure")
         checks["start_date"] = (f"({bad_start} OR {start} IS NULL)", c.start)
         if c.end:
             checks["end_date"] = (bad_end, c.end)
@@ -224,20 +126,20 @@ def _sql_parts(spec: DatasetSpec, reader: _Reader, segments: list[str] | None, m
         sel.append("1.0::DOUBLE AS products")
     cust_filters = {c.segment: segments, c.market: markets} if (c.segment or c.market) else {}
     cust_filters = {k: v for k, v in cust_filters.items() if k}
-    customers_from = f"{_from_sql(ctable, cust_filters)} AS t"
+    customers_from = f"{filtered_source_sql(ctable, cust_filters)} AS t"
     customers_sql = f"SELECT {', '.join(sel)} FROM {customers_from}"
 
     sid = text_sql(s.id, st[s.id])
     wave = text_sql(s.wave, st[s.wave]) if s.wave else "'1'"
     rec, _ = recommend_sql(srules["recommend"], st[s.outcome.column])
     order = date_sql(s.date, st[s.date], spec.date_format)[0] if s.date else "NULL::TIMESTAMP"
-    survey_from = _from_sql(stable, {s.segment: segments, s.market: markets})
+    survey_from = filtered_source_sql(stable, {s.segment: segments, s.market: markets})
     answers_sql = (f"SELECT {sid} AS customer_id, {wave} AS wave, {rec} AS recommend, {order} AS answered, "
                    f"{text_sql(s.segment, st[s.segment])} AS segment, {text_sql(s.market, st[s.market])} AS market "
                    f"FROM {survey_from} AS t")
     # the latest answer of the wave (by date; undated answers sort last, as pandas puts NaT last)
     nps_sql = ("SELECT customer_id, arg_max(recommend, COALESCE(epoch(answered), 'inf'::DOUBLE)) AS recommend "
-               f"FROM answers WHERE wave = {_literal(str(nps_wave))} AND recommend IS NOT NULL GROUP BY customer_id"
+               f"FROM answers WHERE wave = {sql_literal(str(nps_wave))} AND recommend IS NOT NULL GROUP BY customer_id"
                if nps_wave is not None else
                "SELECT customer_id, arg_max(recommend, COALESCE(epoch(answered), 'inf'::DOUBLE)) AS recommend "
                "FROM answers WHERE recommend IS NOT NULL GROUP BY customer_id")
@@ -245,10 +147,11 @@ def _sql_parts(spec: DatasetSpec, reader: _Reader, segments: list[str] | None, m
     missing_dims = [d for d in ("segment", "market") if not getattr(c, d)]
     if missing_dims:
         # segment / market from the survey: the latest wave each customer answered (waves in natural order)
-        with reader._using(stable):
+        with reader.using(stable):
             waves = [r[0] for r in reader.conn.execute(
                 f"SELECT DISTINCT {wave} FROM {survey_from} AS t WHERE {wave} IS NOT NULL").fetchall()]
-        ranks = " ".join(f"WHEN {_literal(w)} THEN {i}" for i, w in enumerate(sorted(waves, key=_natural_key)))
+        ordered = sorted(waves, key=natural_key)
+        ranks = " ".join(f"WHEN {sql_literal(w)} THEN {i}" for i, w in enumerate(ordered))
         rank = f"(CASE wave {ranks} END)" if waves else "0"
         ctes.append("members AS (SELECT customer_id, "
                     + ", ".join(f"arg_max({d}, {rank}) AS {d}" for d in missing_dims)
@@ -257,8 +160,8 @@ def _sql_parts(spec: DatasetSpec, reader: _Reader, segments: list[str] | None, m
     else:
         source = "cust"
     out = ", ".join(CUSTOMER_COLUMNS[:-2])
-    sql = (f"WITH {', '.join(ctes)} SELECT {out}, nps.recommend AS recommend, {nps_class_sql('recommend')} AS nps_class "
-           f"FROM (SELECT * FROM {source}) LEFT JOIN nps USING (customer_id)")
+    sql = (f"WITH {', '.join(ctes)} SELECT {out}, nps.recommend AS recommend, "
+           f"{nps_class_sql('recommend')} AS nps_class FROM (SELECT * FROM {source}) LEFT JOIN nps USING (customer_id)")
     return sql, checks, ctable, customers_from
 
 
@@ -277,30 +180,30 @@ def customer_relation_from_spec(spec_or_path: DatasetSpec | str | Path, *, segme
     ValueError when the filters leave no customer.
     """
     spec = spec_or_path if isinstance(spec_or_path, DatasetSpec) else load_spec(spec_or_path)
-    segments, markets = _filter_values(segment, "segment"), _filter_values(market, "market")
-    conn = connection if connection is not None else _connect()
-    reader = _Reader(spec, conn)
+    segments, markets = filter_values(segment, "segment"), filter_values(market, "market")
+    conn = connection if connection is not None else connect()
+    reader = SourceReader(spec, conn)
     sql, checks, ctable, customers_from = _sql_parts(spec, reader, segments, markets, nps_wave)
-    if any(t.alias for t in reader._tables.values()):
+    if any(t.alias for t in reader.tables.values()):
         # a DuckDB 'query' source names its tables without the attached database: resolve it there
-        conn.execute(f"USE {next(t.alias for t in reader._tables.values() if t.alias)}")
+        conn.execute(f"USE {next(t.alias for t in reader.tables.values() if t.alias)}")
     if check:
         _run_checks(conn, ctable, customers_from, checks, segments, markets)
     rel = conn.sql(sql)
     return rel
 
 
-def _run_checks(conn: duckdb.DuckDBPyConnection, table: _Table, base: str,
+def _run_checks(conn: duckdb.DuckDBPyConnection, table: SourceTable, base: str,
                 checks: dict[str, tuple[str, str]], segments: list[str] | None, markets: list[str] | None) -> None:
     """One scan of the customer table counting bad values per column; raise naming column, count, values."""
-    aggs = [f"COUNT(*) FILTER (WHERE {cond}) AS {_quote(name)}" for name, (cond, _) in checks.items()]
+    aggs = [f"COUNT(*) FILTER (WHERE {cond}) AS {quote(name)}" for name, (cond, _) in checks.items()]
     aggs.append("COUNT(*) AS __rows")
     counts = conn.execute(f"SELECT {', '.join(aggs)} FROM {base}").fetchall()[0]
     problems = []
     for (name, (cond, column)), n in zip(checks.items(), counts[:-1]):
         if n:
             shown = [r[0] for r in conn.execute(
-                f"SELECT DISTINCT CAST({_quote(column)} AS VARCHAR) FROM {base} WHERE {cond} LIMIT 5").fetchall()]
+                f"SELECT DISTINCT CAST({quote(column)} AS VARCHAR) FROM {base} WHERE {cond} LIMIT 5").fetchall()]
             problems.append(Problem(table.label, column, f"{n:,} rows with a missing or unreadable {name} "
                                     f"(e.g. {', '.join('(blank)' if v is None else repr(v) for v in shown)})"))
     if problems:

@@ -1,6 +1,10 @@
-"""Glue for the economics study notebook: settings checks, the analysis frame, tables for business readers.
+"""Glue for the economics study notebook: the analysis frame, tables for business readers and the
+``results.json`` blocks.
 
-The notebook stays thin: it calls these functions and the modelling functions of this package.
+The notebook stays thin: every table and every recorded result comes from one call here or in the
+modelling modules of this package. Intervals are at one ``level`` (columns ``low`` / ``high``); results.json
+keeps its ``{"mean", "interval": [low, high]}`` shape and diagnostics blocks are
+:func:`cxresearch.diagnostics.as_dict` (the same keys as every other study).
 """
 from __future__ import annotations
 
@@ -10,50 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cxresearch.data.nps import NPS_CLASSES
+from cxresearch.diagnostics import as_dict
+from cxresearch.protocol import DEFAULT_LEVEL, check_level
 from cxresearch.reports.display import scope_text  # noqa: F401  (re-exported for the notebooks)
 
-from cxresearch.data.nps import NPS_CLASSES
-
-#: Settings of the economics notebook and their allowed ranges (inclusive); None = no bound.
-SETTING_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "discount_rate_annual": (-0.99, 1.0), "horizon_months": (1, 600), "interval": (0.5, 0.99),
-    "draws": (100, 100_000), "tune": (100, 100_000), "chains": (1, 16), "clv_draws": (100, 100_000),
-    "referrals_per_promoter": (0, None), "prospects_lost_per_detractor": (0, None),
-    "value_per_referral": (0, None), "base_products": (0, None), "extrapolation_tolerance": (0, 1),
-}
-_WHOLE = ("horizon_months", "draws", "tune", "chains", "clv_draws")
 #: Bins that turn the continuous CX covariates into categories for the piecewise-exponential model.
 CX_BINS: dict[str, list[float]] = {"emotion": [-np.inf, -1.0, 0.0, 1.0, np.inf],
                                    "bad_experiences": [0.0, 1.0, 2.0, np.inf]}
-
-
-def validate_settings(settings: Mapping[str, Any], source: str = "settings") -> None:
-    """Raise ValueError naming every bad setting (key, value and allowed range)."""
-    problems = []
-    for key, (low, high) in SETTING_RANGES.items():
-        if key not in settings:
-            continue
-        value = settings[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append(f"{source}.{key}: expected a number, got {value!r}")
-            continue
-        if (low is not None and value < low) or (high is not None and value > high):
-            problems.append(f"{source}.{key}: {value!r} is outside {low} to {high if high is not None else 'inf'}")
-        if key in _WHOLE and float(value) != int(value):
-            problems.append(f"{source}.{key}: must be a whole number, got {value!r}")
-    breaks = settings.get("period_breaks")
-    if breaks:
-        if not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in breaks) or breaks[0] != 0 \
-                or any(b <= a for a, b in zip(breaks[:-1], breaks[1:])):
-            problems.append(f"{source}.period_breaks: must start at 0 and increase, got {breaks!r}")
-    unknown_cx = sorted(set(settings.get("bayesian_cx_covariates") or []) - set(CX_BINS))
-    if unknown_cx:
-        problems.append(f"{source}.bayesian_cx_covariates: {unknown_cx} unknown; choose from {sorted(CX_BINS)}")
-    sampler = settings.get("sampler")
-    if sampler is not None and sampler not in ("nutpie", "pymc"):
-        problems.append(f"{source}.sampler: must be 'nutpie' or 'pymc', got {sampler!r}")
-    if problems:
-        raise ValueError("\n".join(problems))
 
 
 def analysis_frame(data: Any, wave: str | None = "1") -> pd.DataFrame:
@@ -94,9 +62,15 @@ def counts_table(frame: pd.DataFrame) -> pd.DataFrame:
          "tenure 0 (no time at risk)": int((frame.loc[known, "tenure"] == 0).sum())}])
 
 
-def hazard_ratio_table(table: pd.DataFrame, interval: float) -> pd.DataFrame:
-    """Hazard ratios for readers: what is compared, the ratio and its interval, and a plain reading."""
-    lv = f"{round(100 * interval)}%"
+def _pct(level: float) -> str:
+    return f"{round(100 * check_level(level))}%"
+
+
+def hazard_ratio_table(table: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+    """Hazard ratios for readers (from ``columns covariate, level, reference, hr, low, high``): what is
+    compared, the ratio and its ``level`` interval, and a plain reading."""
+    lv = _pct(level)
+
     def compared(r: Any) -> str:
         if r.level is None or (isinstance(r.level, float) and np.isnan(r.level)):
             return f"{r.covariate} (one unit more)"
@@ -104,17 +78,33 @@ def hazard_ratio_table(table: pd.DataFrame, interval: float) -> pd.DataFrame:
 
     out = pd.DataFrame({
         "Compared": [compared(r) for r in table.itertuples(index=False)],
-        "Hazard ratio": table["hr"].to_numpy(), f"{lv} low": table["lower"].to_numpy(),
-        f"{lv} high": table["upper"].to_numpy()})
+        "Hazard ratio": table["hr"].to_numpy(), f"{lv} low": table["low"].to_numpy(),
+        f"{lv} high": table["high"].to_numpy()})
     out["Reading"] = [("churns faster" if lo > 1 else "churns slower" if hi < 1 else "no clear difference")
-                      for lo, hi in zip(table["lower"], table["upper"])]
+                      for lo, hi in zip(table["low"], table["high"], strict=True)]
     return out
 
 
-def clv_table(summary: pd.DataFrame, group_col: str, interval: float) -> pd.DataFrame:
-    """CLV per group with interval, customers, mean margin and expected discounted months."""
-    lv = f"{round(100 * interval)}%"
-    out = summary[[group_col, "n_customers", "margin_mean", "discounted_months", "clv", "lower", "upper"]].copy()
+def median_table(km: Any, by: str, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+    """Kaplan-Meier median tenure per group with its interval, columns named for readers."""
+    lv = _pct(level)
+    return km.medians.rename(columns={"group": by, "median": "median tenure (months)", "low": f"{lv} low",
+                                      "high": f"{lv} high"})
+
+
+def logrank_text(km: Any) -> str:
+    """'Log-rank test: statistic 12.3 on 2 degrees of freedom, p = 0.002.' (empty with a single group)."""
+    p_value = km.logrank["p_value"]
+    if p_value is None:
+        return ""
+    return (f"Log-rank test: statistic {km.logrank['test_statistic']:.1f} on {km.logrank['degrees_of_freedom']} "
+            "degrees of freedom, " + ("p < 1e-16." if p_value < 1e-16 else f"p = {p_value:.2g}."))
+
+
+def clv_table(summary: pd.DataFrame, group_col: str, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+    """CLV per group with its ``level`` interval, customers, mean margin and expected discounted months."""
+    lv = _pct(level)
+    out = summary[[group_col, "n_customers", "margin_mean", "discounted_months", "clv", "low", "high"]].copy()
     out.columns = [group_col.replace("_", " ").capitalize(), "Active customers", "Monthly margin",
                    "Discounted months", "CLV", f"{lv} low", f"{lv} high"]
     return out
@@ -126,58 +116,129 @@ def order_classes(frame: pd.DataFrame, column: str = "nps_class") -> pd.DataFram
     return frame.sort_values(column, key=lambda s: s.map(rank)).reset_index(drop=True)
 
 
-def interval_dict(mean: float, lower: float, upper: float) -> dict[str, Any]:
-    """``{"mean", "interval"}`` for results.json."""
-    return {"mean": float(mean), "interval": [float(lower), float(upper)]}
+def interval_dict(mean: float, low: float, high: float) -> dict[str, Any]:
+    """``{"mean", "interval": [low, high]}`` for results.json."""
+    return {"mean": float(mean), "interval": [float(low), float(high)]}
 
 
-def diagnostics_result(diagnostics: Mapping[str, Any]) -> dict[str, Any]:
-    """The diagnostics keys recorded in results.json."""
-    return {k: diagnostics[k] for k in ("rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "passed")}
+def diagnostics_result(diagnostics: Any) -> dict[str, Any] | None:
+    """The diagnostics block recorded in results.json: :func:`cxresearch.diagnostics.as_dict`."""
+    return as_dict(diagnostics)
 
 
 def median_results(table: pd.DataFrame) -> dict[str, Any]:
     """``{class: {"mean", "interval", "extrapolated"}}`` from :func:`median_survival`."""
-    return {str(r["nps_class"]): {**interval_dict(r["median"], r["lower"], r["upper"]),
+    return {str(r["nps_class"]): {**interval_dict(r["median"], r["low"], r["high"]),
                                   "extrapolated": bool(r["extrapolated"])} for _, r in table.iterrows()}
 
 
-def moves_table(npe: Any, interval: float) -> pd.DataFrame:
-    """Value of moving one customer between classes, by component, wide (means) plus the total interval."""
-    lv = f"{round(100 * interval)}%"
+def moves_table(npe: Any, level: float | None = None) -> pd.DataFrame:
+    """Value of moving one customer between classes, by component, wide (means) plus the total interval
+    (at the level of ``npe`` unless given: the table only renames, it does not recompute)."""
+    lv = _pct(npe.level if level is None else level)
     moves = npe.value_of_moves
     wide = moves.pivot_table(index=["from_class", "to_class"], columns="component", values="mean", sort=False)
-    total = moves[moves["component"] == "total"].set_index(["from_class", "to_class"])[["lower", "upper"]]
+    total = moves[moves["component"] == "total"].set_index(["from_class", "to_class"])[["low", "high"]]
     out = wide.join(total).reset_index()
     out.insert(0, "Move", out["from_class"] + " -> " + out["to_class"])
-    cols = ["Move", "retention", "cross_sell", "word_of_mouth", "total", "lower", "upper"]
+    cols = ["Move", "retention", "cross_sell", "word_of_mouth", "total", "low", "high"]
     out = out[cols]
     out.columns = ["Move one customer", "Retention", "Cross-sell / upsell", "Word of mouth", "Total",
                    f"Total {lv} low", f"Total {lv} high"]
     return out
 
 
-def value_at_risk_table(npe: Any, dimension: str, interval: float) -> pd.DataFrame:
-    """Value at risk by one dimension (segment or market)."""
-    lv = f"{round(100 * interval)}%"
-    rows = npe.value_at_risk[npe.value_at_risk["dimension"] == dimension]
-    out = rows[["level", "n_customers", "n_detractors", "value_at_risk", "lower", "upper", "per_detractor",
+def value_at_risk_table(npe: Any, dimension: str, level: float | None = None) -> pd.DataFrame:
+    """Value at risk by one dimension (segment or market), at the level of ``npe``."""
+    lv = _pct(npe.level if level is None else level)
+    rows = npe.value_at_risk[npe.value_at_risk["dimension"] == dimension] if len(npe.value_at_risk) else \
+        pd.DataFrame(columns=["level", "n_customers", "n_detractors", "value_at_risk", "low", "high",
+                              "per_detractor", "per_customer"])
+    out = rows[["level", "n_customers", "n_detractors", "value_at_risk", "low", "high", "per_detractor",
                 "per_customer"]].copy()
     out.columns = [dimension.capitalize(), "Active customers", "Detractors", "Value at risk", f"{lv} low",
                    f"{lv} high", "Per detractor", "Per customer"]
     return out
 
 
+# ---------------------------------------------------------------------------------------------------
+# results.json blocks (dotted keys, as record_result takes them)
+# ---------------------------------------------------------------------------------------------------
+def record_results(results: Mapping[str, Any]) -> dict[str, Any]:
+    """Record every ``{dotted key: value}`` in results.json (``cxresearch.record_result``); returns them."""
+    from cxresearch.results import record_result
+
+    return {key: record_result(key, value) for key, value in results.items()}
+
+
+def km_results(km: Any) -> dict[str, Any]:
+    """The log-rank p-value of one Kaplan-Meier comparison: ``{"km.logrank_p.<by>": p}``."""
+    return {f"km.logrank_p.{km.by or 'all'}": km.logrank["p_value"]}
+
+
+def cox_results(cox: Any, term: str = "nps_class=detractor", level: float | None = None) -> dict[str, Any]:
+    """The Cox model's hazard ratio of ``term`` (at ``level``, default the fit's), concordance, the
+    proportional-hazards verdict and the fit's diagnostics block."""
+    return {"cox.hazard_ratio_detractor_vs_promoter": cox.hazard_ratio(term, level),
+            "cox.concordance": float(cox.concordance), "cox.proportional_hazards_ok": bool(cox.ph_ok),
+            "cox.diagnostics": as_dict(cox.diagnostics())}
+
+
+def parametric_results(parametric: Any, clv: Any) -> dict[str, Any]:
+    """The parametric model chosen by AIC, its diagnostics block and its CLV by NPS class."""
+    return {"parametric.model": parametric.name, "parametric.diagnostics": as_dict(parametric.diagnostics()),
+            "parametric.clv": clv.to_results("nps_class")}
+
+
+def bayes_results(fit: Any, medians: pd.DataFrame, level: float = DEFAULT_LEVEL) -> dict[str, Any]:
+    """The piecewise-exponential model's diagnostics block (the study's headline gate), the class hazard
+    ratios against promoters (at ``level``) and the median lifetimes by class."""
+    out: dict[str, Any] = {"diagnostics": as_dict(fit.diagnostics())}
+    for cls in fit.levels.get("nps_class", [])[1:]:
+        out[f"hazard_ratio.{cls}_vs_{fit.levels['nps_class'][0]}"] = fit.hazard_ratio("nps_class", cls, level=level)
+    out["median_survival"] = median_results(medians)
+    return out
+
+
+def clv_results(clv: Any, clv_by: Mapping[str, Any]) -> dict[str, Any]:
+    """CLV by NPS class and by each other dimension, and the assumptions with the extrapolation flag."""
+    info = clv.extrapolation
+    return {"clv": clv.to_results("nps_class"),
+            **{f"clv_by_{d}": result.to_results(d) for d, result in clv_by.items()},
+            "clv_assumptions": {**clv.assumptions, "extrapolated": info["extrapolated"],
+                                "share_months_beyond_observed": info["share_months_beyond"]}}
+
+
+def npe_results(npe: Any, word_of_mouth: Any, margin_per_product: Mapping[str, Any]) -> dict[str, Any]:
+    """Net Promoter Economics for results.json: the value of moves, the components per class, the
+    assumptions used and value at risk by segment and market."""
+    moves = npe.to_results()
+    wide = npe.clv_wide()
+    risk = npe.value_at_risk
+    return {
+        "value_detractor_to_promoter": moves.get("value_detractor_to_promoter"),
+        "value_detractor_to_passive": moves.get("value_detractor_to_passive"),
+        "npe.components": {r["nps_class"]: {k: float(r[k]) for k in ("retention", "cross_sell", "word_of_mouth",
+                                                                     "total")} for _, r in wide.iterrows()},
+        "npe.assumptions": {"referrals_per_promoter": word_of_mouth.referrals_per_promoter,
+                            "prospects_lost_per_detractor": word_of_mouth.prospects_lost_per_detractor,
+                            "value_per_referral": word_of_mouth.value_per_referral,
+                            "margin_per_product": float(margin_per_product["estimate"])},
+        "value_at_risk": {d: {str(r["level"]): interval_dict(r["value_at_risk"], r["low"], r["high"])
+                              for _, r in risk[risk["dimension"] == d].iterrows()} if len(risk) else {}
+                          for d in ("segment", "market")},
+    }
+
 
 def headline_markdown(hazard_ratio: Mapping[str, Any], clv_summary: pd.DataFrame, move: Mapping[str, Any],
-                      diagnostics: Mapping[str, Any], *, horizon_months: int, interval: float,
+                      diagnostics: Mapping[str, Any], *, horizon_months: int, level: float = DEFAULT_LEVEL,
                       scope: str, currency: str = "€") -> str:
     """The first-screen summary for business readers: churn risk, CLV by class, value of a fixed detractor.
 
-    ``clv_summary`` is :class:`ClvResult.summary` by ``nps_class`` (columns clv, lower, upper);
+    ``clv_summary`` is :class:`ClvResult.summary` by ``nps_class`` (columns clv, low, high);
     ``move`` and ``hazard_ratio`` are ``{"mean", "interval"}`` dicts. A failed diagnostics gate leads.
     """
-    lv = f"{round(100 * interval)}%"
+    lv = _pct(level)
     rows = {str(r["nps_class"]): r for _, r in clv_summary.iterrows()}
 
     def money(value: float) -> str:
@@ -194,7 +255,7 @@ def headline_markdown(hazard_ratio: Mapping[str, Any], clv_summary: pd.DataFrame
     for cls in ("promoter", "passive", "detractor"):
         if cls in rows:
             r = rows[cls]
-            parts.append(f"a {cls} **{money(r['clv'])}** ({money(r['lower'])} to {money(r['upper'])})")
+            parts.append(f"a {cls} **{money(r['clv'])}** ({money(r['low'])} to {money(r['high'])})")
     if parts:
         lines.append(f"- **Customer value over the next {horizon_months} months** (discounted margin): "
                      + ", ".join(parts) + ".")

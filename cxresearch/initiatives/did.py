@@ -16,7 +16,10 @@ effect ``tau``: what changed in the treated units after the start beyond the com
   a dataset with one churn flag per customer (such as the simulator's, where churn depends on the wave-1
   answer only) has none, and :func:`churn_by_period` says so rather than inventing it.
 
-Each result carries P(effect > 0) and MCMC diagnostics (R-hat, bulk/tail ESS, divergences, pass/fail).
+Each result carries P(effect > 0) and the verdict of the one diagnostics gate
+(:func:`cxresearch.diagnostics.check_mcmc`: R-hat, bulk / tail ESS, divergence share, E-BFMI).
+``DidResult.summary(level)`` is the standard summary frame (``mean, sd, low, high``, ``attrs["level"]``);
+``DidResult.to_dict(level)`` is its JSON form for results.json.
 """
 from __future__ import annotations
 
@@ -27,17 +30,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxresearch.initiatives.value import INTERVAL
+from cxresearch.diagnostics import Diagnostics, as_dict, check_mcmc, combine
+from cxresearch.protocol import DEFAULT_LEVEL, check_level, interval, standard_summary
 
 #: What the report says about churn when no churn-by-period data exist.
 CHURN_NOTE = ("Churn is not evaluated: it needs churn observed by period in treated and control units "
               "(customers active at each wave and whether they left in the months after). Give such a table "
               "to did_churn (churn_by_period builds it from customer start and end dates). In the simulated "
               "data churn depends only on the wave-1 answer, so a wave-2 action cannot move it.")
-
-#: Diagnostics gate: every R-hat at most this, bulk and tail ESS at least this, no divergences.
-RHAT_MAX = 1.01
-ESS_MIN = 400
+#: How the DiD models are sampled (the method named in every diagnostics block).
+METHOD = "NUTS (PyMC)"
 
 
 @dataclass
@@ -47,7 +49,7 @@ class DidResult:
     outcome: str
     effect: np.ndarray  # draws of the effect on the reporting scale
     unit_label: str  # 'rating points', 'NPS points', 'churn percentage points'
-    diagnostics: dict[str, Any]
+    diagnostics: Diagnostics  # the one gate's verdict (cxresearch.diagnostics.check_mcmc)
     cells: pd.DataFrame
     tau: np.ndarray  # draws of the model coefficient (same as effect for the Gaussian model)
     treated_units: list[str] = field(default_factory=list)
@@ -59,19 +61,36 @@ class DidResult:
         """P(effect > 0)."""
         return float(np.mean(self.effect > 0))
 
-    def summary(self) -> dict[str, Any]:
-        """JSON-native: mean, 90% interval, sd, P(effect > 0), units, diagnostics."""
-        low, high = np.quantile(self.effect, INTERVAL)
-        return {"outcome": self.outcome, "mean": float(self.effect.mean()), "interval": [float(low), float(high)],
-                "sd": float(self.effect.std(ddof=1)), "p_positive": self.p_positive, "unit": self.unit_label,
-                "treated_units": len(self.treated_units), "control_units": len(self.control_units),
-                "respondents": int(self.cells["n"].sum()), "diagnostics": self.diagnostics}
+    def summary(self, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+        """The standard summary: one row (the outcome) with ``mean, sd, low, high`` of the effect (equal-tailed
+        interval at ``level``, in ``attrs["level"]``), then ``p_positive``, ``unit``, the numbers of treated
+        and control units and of respondents."""
+        level = check_level(level)
+        low, high = interval(self.effect, level)
+        frame = pd.DataFrame([{"mean": float(self.effect.mean()), "sd": float(self.effect.std(ddof=1)),
+                               "low": float(low), "high": float(high), "p_positive": self.p_positive,
+                               "unit": self.unit_label, "treated_units": len(self.treated_units),
+                               "control_units": len(self.control_units),
+                               "respondents": int(self.cells["n"].sum())}],
+                             index=pd.Index([self.outcome], name="outcome"))
+        return standard_summary(frame, level)
 
-    def describe(self) -> str:
+    def to_dict(self, level: float = DEFAULT_LEVEL) -> dict[str, Any]:
+        """JSON-native block for results.json: the summary row, ``interval`` [low, high], ``level`` and the
+        gate's ``diagnostics`` (:func:`cxresearch.diagnostics.as_dict`)."""
+        row = self.summary(level).iloc[0]
+        return {"outcome": self.outcome, "mean": float(row["mean"]), "sd": float(row["sd"]),
+                "interval": [float(row["low"]), float(row["high"])], "level": check_level(level),
+                "p_positive": float(row["p_positive"]), "unit": self.unit_label,
+                "treated_units": int(row["treated_units"]), "control_units": int(row["control_units"]),
+                "respondents": int(row["respondents"]), "diagnostics": as_dict(self.diagnostics)}
+
+    def describe(self, level: float = DEFAULT_LEVEL) -> str:
         """One sentence for a business reader."""
-        s = self.summary()
-        return (f"{self.outcome}: {s['mean']:+.2f} {self.unit_label} (90% interval {s['interval'][0]:+.2f} to "
-                f"{s['interval'][1]:+.2f}); probability the effect is positive {100 * s['p_positive']:.0f}%")
+        row = self.summary(level).iloc[0]
+        return (f"{self.outcome}: {row['mean']:+.2f} {self.unit_label} ({100 * level:.0f}% interval "
+                f"{row['low']:+.2f} to {row['high']:+.2f}); probability the effect is positive "
+                f"{100 * row['p_positive']:.0f}%")
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -136,30 +155,6 @@ def _sample(model: Any, draws: int, tune: int, chains: int, seed: int, target_ac
         logger.setLevel(level)
 
 
-def mcmc_diagnostics(idata: Any, var_names: Sequence[str], method: str = "NUTS (PyMC)") -> dict[str, Any]:
-    """R-hat (max), bulk / tail ESS (min), divergences over ``var_names`` and the pass/fail gate."""
-    import arviz as az
-
-    post = idata.posterior
-    rhat = az.rhat(post, var_names=list(var_names))
-    bulk = az.ess(post, var_names=list(var_names), method="bulk")
-    tail = az.ess(post, var_names=list(var_names), method="tail")
-
-    def extreme(ds: Any, fn: Any) -> float:
-        vals = np.concatenate([np.asarray(ds[v]).ravel() for v in ds.data_vars])
-        vals = vals[np.isfinite(vals)]
-        return float(fn(vals)) if vals.size else float("nan")
-
-    out = {"method": method, "chains": int(post.sizes["chain"]), "draws": int(post.sizes["draw"]),
-           "rhat_max": extreme(rhat, np.max), "ess_bulk_min": extreme(bulk, np.min),
-           "ess_tail_min": extreme(tail, np.min),
-           "divergences": int(np.asarray(idata.sample_stats["diverging"]).sum()),
-           "gate": {"rhat_max": RHAT_MAX, "ess_min": ESS_MIN, "divergences": 0}}
-    out["passed"] = bool(out["rhat_max"] <= RHAT_MAX and out["ess_bulk_min"] >= ESS_MIN
-                         and out["ess_tail_min"] >= ESS_MIN and out["divergences"] == 0)
-    return out
-
-
 def _draws(idata: Any, name: str) -> np.ndarray:
     x = np.asarray(idata.posterior[name])
     return x.reshape(-1, *x.shape[2:])
@@ -210,7 +205,7 @@ def did_rating(survey: pd.DataFrame, touchpoint: str, treated_units: Iterable[st
     names = ["intercept", "unit_sd", "unit_mean", "wave_effect", "tau", "sigma"]
     tau_draws = _draws(idata, "tau")
     return DidResult(outcome=f"rating:{touchpoint}", effect=tau_draws, unit_label="rating points",
-                     diagnostics=mcmc_diagnostics(idata, names), cells=cells, tau=tau_draws,
+                     diagnostics=check_mcmc(idata, names, method=METHOD), cells=cells, tau=tau_draws,
                      treated_units=_units(cells, unit, 1), control_units=_units(cells, unit, 0), idata=idata)
 
 
@@ -297,7 +292,7 @@ def did_nps(survey: pd.DataFrame, treated_units: Iterable[str], post_waves: Iter
             - _nps_from_logits(eta_d[:, sel] - tau_d[:, None], cut_d))
     effect = (diff * weights[None, :]).sum(axis=1) / weights.sum()
     return DidResult(outcome="nps", effect=effect, unit_label="NPS points",
-                     diagnostics=mcmc_diagnostics(idata, names), cells=cells, tau=tau_d,
+                     diagnostics=check_mcmc(idata, names, method=METHOD), cells=cells, tau=tau_d,
                      treated_units=_units(cells, unit, 1), control_units=_units(cells, unit, 0), idata=idata)
 
 
@@ -371,27 +366,24 @@ def did_churn(panel: pd.DataFrame, treated_units: Iterable[str], post_periods: I
     diff = 100.0 * (expit(logit_d[:, sel]) - expit(logit_d[:, sel] - tau_d[:, None]))
     effect = (diff * n[sel][None, :]).sum(axis=1) / n[sel].sum()
     return DidResult(outcome="churn", effect=effect, unit_label="churn percentage points",
-                     diagnostics=mcmc_diagnostics(idata, names), cells=cells, tau=tau_d,
+                     diagnostics=check_mcmc(idata, names, method=METHOD), cells=cells, tau=tau_d,
                      treated_units=_units(cells, unit, 1), control_units=_units(cells, unit, 0), idata=idata)
 
 
-def combine_diagnostics(results: Sequence[DidResult]) -> dict[str, Any]:
-    """Worst case over several fits (one banner): max R-hat, min ESS, summed divergences, all passed."""
-    diags = [r.diagnostics for r in results]
-    if not diags:
-        return {"passed": True, "method": "none"}
-    return {"method": diags[0]["method"], "rhat_max": max(d["rhat_max"] for d in diags),
-            "ess_bulk_min": min(d["ess_bulk_min"] for d in diags), "ess_tail_min": min(d["ess_tail_min"] for d in diags),
-            "divergences": int(sum(d["divergences"] for d in diags)), "passed": all(d["passed"] for d in diags)}
+def combine_diagnostics(results: Sequence[DidResult]) -> Diagnostics:
+    """One verdict over several fits (one banner): :func:`cxresearch.diagnostics.combine` by outcome."""
+    return combine({r.outcome: r.diagnostics for r in results})
 
 
-def did_table(results: Sequence[DidResult]) -> pd.DataFrame:
-    """One row per DiD result for a business table."""
+def did_table(results: Sequence[DidResult], level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+    """One row per DiD result for a business table (effect, ``low``, ``high`` at ``level``)."""
     rows = []
     for r in results:
-        s = r.summary()
-        rows.append({"outcome": r.outcome, "effect": s["mean"], "low": s["interval"][0], "high": s["interval"][1],
+        s = r.summary(level).iloc[0]
+        rows.append({"outcome": r.outcome, "effect": s["mean"], "low": s["low"], "high": s["high"],
                      "unit": r.unit_label, "p_positive": s["p_positive"], "respondents": s["respondents"],
                      "treated_units": s["treated_units"], "control_units": s["control_units"],
-                     "diagnostics": "passed" if r.diagnostics["passed"] else "FAILED"})
-    return pd.DataFrame(rows)
+                     "diagnostics": r.diagnostics.verdict})
+    frame = pd.DataFrame(rows)
+    frame.attrs["level"] = check_level(level)
+    return frame

@@ -148,8 +148,9 @@ def record_evaluations(evaluations: Sequence[Any]) -> dict[str, Any]:
     out = {}
     for ev in evaluations:
         key = f"evaluation.{ev.outcome.split(':')[0]}"
-        record_result(key, ev.summary())
-        out[key] = ev.summary()
+        block = ev.to_dict()
+        record_result(key, block)
+        out[key] = block
     return out
 
 

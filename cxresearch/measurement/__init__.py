@@ -23,7 +23,7 @@ from cxresearch.measurement.nps import (
     select_wave,
     wave_change,
 )
-from cxresearch.measurement.posterior import combine_diagnostics, mcmc_diagnostics, summarise
+from cxresearch.measurement.posterior import summarise
 from cxresearch.measurement.touchpoints import (
     journey_map,
     rating_draws,
@@ -33,8 +33,8 @@ from cxresearch.measurement.touchpoints import (
 )
 
 __all__ = [
-    "LeagueTable", "SharePosterior", "benchmark_position", "brand_summary", "class_counts", "combine_diagnostics",
-    "compare_groups", "dirichlet_shares", "hierarchical_shares", "journey_map", "league_table", "mcmc_diagnostics",
+    "LeagueTable", "SharePosterior", "benchmark_position", "brand_summary", "class_counts",
+    "compare_groups", "dirichlet_shares", "hierarchical_shares", "journey_map", "league_table",
     "nps_posterior", "nps_tracking", "pairwise_differences", "rating_draws", "select_wave",
     "strengths_and_weaknesses", "summarise", "target_probability", "touchpoint_ratings", "touchpoint_scorecard",
     "touchpoint_tracking", "touchpoint_wave_change", "verdict", "wave_change",

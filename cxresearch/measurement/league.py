@@ -26,14 +26,13 @@ import numpy as np
 import pandas as pd
 
 from cxresearch.data.spec import DatasetSpec
+from cxresearch.diagnostics import Diagnostics, check_mcmc, combine
 from cxresearch.measurement.nps import class_counts, dirichlet_shares, hierarchical_shares
 from cxresearch.measurement.pooling import hierarchical_normal
 from cxresearch.measurement.posterior import (
     DEFAULT_LEVEL,
     check_columns,
-    combine_diagnostics,
     interval,
-    mcmc_diagnostics,
     rng_for,
     sample_model,
 )
@@ -50,7 +49,7 @@ class LeagueTable:
     metric: str
     metric_label: str
     overall_observed: float
-    diagnostics: dict[str, Any] | None
+    diagnostics: Diagnostics | None  # the one gate's verdict over the pooled fits (None: nothing pooled)
     method: str
     pooling: bool
 
@@ -118,7 +117,8 @@ def _unit_data(survey: pd.DataFrame, metric: str, unit: str, spec: DatasetSpec |
 
 
 def _fit_units(stats: pd.DataFrame, metric: str, pooling: bool, method: str, draws: int,
-               rng: np.random.Generator, seed: Any, nuts: dict[str, Any]) -> tuple[np.ndarray, dict | None, str]:
+               rng: np.random.Generator, seed: Any, nuts: dict[str, Any]
+               ) -> tuple[np.ndarray, Diagnostics | None, str]:
     """Posterior draws (units, draws) of the units in ``stats``, with diagnostics and a method text."""
     if method not in ("exact", "nuts"):
         raise ValueError(f"pooling method must be 'exact' or 'nuts', got {method!r}")
@@ -129,7 +129,7 @@ def _fit_units(stats: pd.DataFrame, metric: str, pooling: bool, method: str, dra
         if pooling and len(stats) >= 2:
             post = hierarchical_shares(counts, "unit", draws=draws, seed=seed if method == "nuts" else rng,
                                        method=method, **nuts)
-            return post.nps(), post.diagnostics, post.method
+            return post.nps(), post.diagnostics(), post.method
         post = dirichlet_shares(counts, "unit", draws=total_draws, seed=rng)
         return post.nps(), None, post.method + ", no pooling"
     observed = stats["mean"].to_numpy()
@@ -139,8 +139,8 @@ def _fit_units(stats: pd.DataFrame, metric: str, pooling: bool, method: str, dra
         idata = sample_model(model, draws=draws, tune=nuts.get("tune", 1000), chains=nuts.get("chains", 2),
                              seed=seed, target_accept=nuts.get("target_accept", 0.95), cores=nuts.get("cores", 1))
         theta = idata.posterior["theta"].to_numpy()
-        diag = mcmc_diagnostics(idata, var_names=["mu", "tau", "sigma", "z", "theta"],
-                                method="hierarchical normal (partial pooling), NUTS (PyMC)")
+        diag = check_mcmc(idata, var_names=["mu", "tau", "sigma", "z", "theta"],
+                          method="hierarchical normal (partial pooling), NUTS (PyMC)")
         return theta.reshape(-1, theta.shape[-1]).T, diag, "hierarchical normal model of unit means (partial pooling), NUTS"
     if pooling and len(stats) >= 2:
         fit = hierarchical_normal(n, observed, ss, draws=draws, seed=rng)
@@ -198,9 +198,9 @@ def league_table(survey: pd.DataFrame, metric: str = "nps", unit: str = "unit",
     est = np.empty((len(stats), parts[0][1].shape[1]))
     for idx, draws_g in parts:
         est[idx] = draws_g
-    diagnostics: dict[str, Any] | None = None
+    diagnostics: Diagnostics | None = None
     if any(fits.values()):
-        diagnostics = next(iter(fits.values())) if len(fits) == 1 else combine_diagnostics(fits)
+        diagnostics = next(iter(fits.values())) if len(fits) == 1 else combine(fits)
     method_text = "; ".join(sorted(methods)) + (f"; pooled within each {within}" if within else "")
     units = stats["unit"].to_numpy()
     n = stats["n"].to_numpy()

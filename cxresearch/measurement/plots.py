@@ -1,6 +1,8 @@
 """Figures of the measurement study (seaborn / matplotlib, the cxresearch theme).
 
-Every function takes a frame produced by the measurement functions and returns a matplotlib Figure.
+Every function takes a frame produced by the measurement functions and returns a matplotlib Figure (the
+two NPS plots also draw into a given ``ax``, for :meth:`SharePosterior.plot_nps`). Intervals are drawn at
+the level the frame was made with (``level``, default :data:`cxresearch.protocol.DEFAULT_LEVEL`).
 Labels go on axes (never inside crowded plot areas), figure heights grow with the number of rows, and
 long labels are wrapped so that no text overlaps. Call :func:`cxresearch.reports.set_theme` first.
 """
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cxresearch.protocol import DEFAULT_LEVEL
 from cxresearch.reports.display import NPS_COLORS, PALETTE
 
 VERDICT_COLORS = {"strength": "#2c7c5b", "weakness": "#c0504d", "no clear difference": "#7f7f7f"}
@@ -49,12 +52,18 @@ def _pct_axis(ax: Any, axis: str = "x") -> None:
     (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(PercentFormatter(1.0, decimals=0))
 
 
-def plot_nps_intervals(summary: pd.DataFrame, title: str = "NPS with 90% intervals",
-                       overall: float | None = None, label_col: str = "label", level: float = 0.9) -> Any:
-    """Forest plot: posterior NPS (dot) with its interval (line) per group; hollow dot = observed NPS."""
+def plot_nps_intervals(summary: pd.DataFrame, title: str | None = None, overall: float | None = None,
+                       label_col: str = "label", level: float | None = None, ax: Any = None) -> Any:
+    """Forest plot: posterior NPS (dot) with its interval (line) per group; hollow dot = observed NPS.
+
+    ``summary``: :meth:`SharePosterior.table`; ``level`` defaults to its ``attrs["level"]``. Draws into
+    ``ax`` when given (legend inside it), else into a new figure (legend below). Returns the Figure."""
     frame = summary.reset_index(drop=True)
+    level = float(level if level is not None else summary.attrs.get("level", DEFAULT_LEVEL))
+    title = title or f"NPS with {level:.0%} intervals"
     labels = [_wrap(f"{lab} (n={n:,})") for lab, n in zip(frame[label_col], frame["n"])]
-    fig, ax = _new_figure(8, _height(len(frame)))
+    own_figure = ax is None
+    fig, ax = _new_figure(8, _height(len(frame))) if own_figure else (ax.figure, ax)
     y = np.arange(len(frame))[::-1]
     ax.hlines(y, frame["nps_low"], frame["nps_high"], color=PALETTE[0], linewidth=2.5, label=f"{level:.0%} interval")
     ax.plot(frame["nps_mean"], y, "o", color=PALETTE[0], markersize=7, label="Estimate")
@@ -65,16 +74,21 @@ def plot_nps_intervals(summary: pd.DataFrame, title: str = "NPS with 90% interva
     ax.set_yticks(y, labels)
     ax.set_xlabel("NPS (points, -100 to +100)")
     ax.set_title(title, loc="left")
-    _legend_below(fig, source=ax, ncol=4)
+    if own_figure:
+        _legend_below(fig, source=ax, ncol=4)
+    else:
+        ax.legend(fontsize=8, frameon=False)
     return fig
 
 
 def plot_nps_shares(summary: pd.DataFrame, title: str = "Detractors, passives and promoters",
-                    label_col: str = "label") -> Any:
-    """100 % stacked bars of the three shares per group, with the NPS in the row label."""
+                    label_col: str = "label", ax: Any = None) -> Any:
+    """100 % stacked bars of the three shares per group, with the NPS in the row label (into ``ax`` when
+    given). Returns the Figure."""
     frame = summary.reset_index(drop=True)
     labels = [_wrap(f"{lab}\nNPS {nps:+.1f}", 34) for lab, nps in zip(frame[label_col], frame["nps_mean"])]
-    fig, ax = _new_figure(8, _height(len(frame), per_row=0.55))
+    own_figure = ax is None
+    fig, ax = _new_figure(8, _height(len(frame), per_row=0.55)) if own_figure else (ax.figure, ax)
     y = np.arange(len(frame))[::-1]
     left = np.zeros(len(frame))
     for name in ("detractor", "passive", "promoter"):
@@ -91,13 +105,16 @@ def plot_nps_shares(summary: pd.DataFrame, title: str = "Detractors, passives an
     ax.set_xlabel("Share of answers (posterior mean)")
     ax.set_title(title, loc="left")
     ax.grid(axis="y", visible=False)
-    _legend_below(fig, source=ax, ncol=3)
+    if own_figure:
+        _legend_below(fig, source=ax, ncol=3)
+    else:
+        ax.legend(fontsize=8, frameon=False)
     return fig
 
 
 def plot_kpi_trend(tracking: pd.DataFrame, target: float | None = None, title: str = "NPS by survey wave",
-                   unit: str = "points", level: float = 0.9) -> Any:
-    """NPS per wave with 90 % intervals, the target line and P(meeting the target) under each wave."""
+                   unit: str = "points", level: float = DEFAULT_LEVEL) -> Any:
+    """NPS per wave with its intervals (at ``level``), the target line and P(meeting the target) under each wave."""
     frame = tracking.reset_index(drop=True)
     x = np.arange(len(frame))
     fig, ax = _new_figure(max(5.5, 1.6 * len(frame) + 2.5), 4.2)
@@ -123,7 +140,7 @@ def plot_kpi_trend(tracking: pd.DataFrame, target: float | None = None, title: s
 
 
 def plot_scorecard(scorecard: pd.DataFrame, title: str = "Touchpoint scorecard") -> Any:
-    """Two panels sharing the touchpoint axis: mean rating, and top-box / bottom-box shares (90 % intervals)."""
+    """Two panels sharing the touchpoint axis: mean rating, and top-box / bottom-box shares (with intervals)."""
     frame = scorecard.reset_index(drop=True)
     labels = [_wrap(f"{lab} (n={n:,})", 32) for lab, n in zip(frame["label"], frame["n_customers"])]
     y = np.arange(len(frame))[::-1]
@@ -169,7 +186,7 @@ def plot_journey_map(table: pd.DataFrame, title: str = "Journey map: top-box sha
 
 
 def plot_benchmark(position: pd.DataFrame, title: str = "Our position versus each competitor") -> Any:
-    """Differences ours - theirs (90 % intervals), coloured by verdict; NPS and attributes in separate panels."""
+    """Differences ours - theirs (with intervals), coloured by verdict; NPS and attributes in separate panels."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
@@ -198,7 +215,7 @@ def plot_benchmark(position: pd.DataFrame, title: str = "Our position versus eac
 
 
 def plot_brand_positions(summary: pd.DataFrame, title: str = "Brands on each benchmark metric") -> Any:
-    """Small multiples: every brand's estimate and 90 % interval per metric; our brand highlighted."""
+    """Small multiples: every brand's estimate and interval per metric; our brand highlighted."""
     import matplotlib.pyplot as plt
 
     metrics = list(dict.fromkeys(summary["metric"]))
@@ -229,7 +246,7 @@ def plot_league(league: Any, max_units: int | None = 60, title: str | None = Non
     With more than ``max_units`` units only the top and bottom halves of that number are drawn.
     """
     table = league.table.reset_index(drop=True)
-    level = float(league.table.attrs.get("level", 0.9))
+    level = float(league.table.attrs.get("level", DEFAULT_LEVEL))
     note = ""
     labels = [f"{u} (n={n:,})" for u, n in zip(table["unit"], table["n"])]
     y = np.arange(len(table))[::-1].astype(float)
@@ -266,7 +283,7 @@ def plot_league(league: Any, max_units: int | None = 60, title: str | None = Non
 
 def plot_touchpoint_changes(changes: pd.DataFrame, metric: str = "top_box",
                             title: str | None = None) -> Any:
-    """Wave-over-wave change per touchpoint (90 % interval), with P(increase) in the row label."""
+    """Wave-over-wave change per touchpoint (with its interval), with P(increase) in the row label."""
     frame = changes.reset_index(drop=True)
     y = np.arange(len(frame))[::-1]
     labels = [_wrap(f"{lab} ({100 * p:.0f}% likely it rose)", 40)

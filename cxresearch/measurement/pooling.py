@@ -32,6 +32,7 @@ import numpy as np
 from scipy.special import digamma, gammaln, polygamma
 from scipy.stats import norm
 
+from cxresearch.diagnostics import Diagnostics
 from cxresearch.measurement.posterior import rng_for
 
 #: prior scale of the heterogeneity s = 1 / sqrt(1 + kappa) (half-normal)
@@ -45,6 +46,22 @@ M_HALF_WIDTH = 5.0  # local grid spans +/- this many posterior sds along each pr
 EDGE_MASS_MAX = 1e-3
 CENTRAL_TAIL = 1e-4  # coarse mass left to each side of the finely gridded range of s
 _GROUP_CHUNK_CELLS = 4_000_000  # grid points x groups evaluated at once (bounds memory)
+
+
+def grid_check(method: str, edge_mass: float, grid_points: int, effective_grid_points: float,
+               **extra: Any) -> Diagnostics:
+    """The check of a numerically integrated posterior, in the one :class:`~cxresearch.diagnostics.Diagnostics`
+    form: it passes when the grid held the posterior (mass in the outermost cells below ``EDGE_MASS_MAX``).
+
+    There are no chains, so R-hat / ESS / divergences are absent (None); ``edge_mass`` and the grid sizes
+    are extra figures (``d["edge_mass"]``)."""
+    passed = bool(edge_mass < EDGE_MASS_MAX)
+    reasons = () if passed else (
+        f"posterior mass at the grid edges {edge_mass:.1e} >= {EDGE_MASS_MAX:.0e}: the numerical integration did "
+        "not hold the whole posterior; use method='nuts' or report the problem",)
+    return Diagnostics(passed=passed, method=method, draws=None, reasons=reasons,
+                       extra={"edge_mass": float(edge_mass), "grid_points": int(grid_points),
+                              "effective_grid_points": float(effective_grid_points), **extra})
 
 
 def _logsumexp_rows(x: np.ndarray) -> np.ndarray:
@@ -167,7 +184,7 @@ def hierarchical_dirichlet(counts: np.ndarray, draws: int = 4000, seed: int | np
     """Posterior draws of every group's shares under the hierarchical Dirichlet-multinomial.
 
     ``counts`` is (groups, K). Returns ``{"shares": (groups, draws, K), "m": (draws, K),
-    "kappa": (draws,), "s": (draws,), "diagnostics": {...}}``.
+    "kappa": (draws,), "s": (draws,), "diagnostics": Diagnostics}`` (see :func:`grid_check`).
 
     Two passes: a coarse grid over the whole range of s locates the posterior; a fine grid replaces the
     coarse cells that hold all but ``2 * CENTRAL_TAIL`` of the mass (widened by one cell on each side).
@@ -210,14 +227,10 @@ def hierarchical_dirichlet(counts: np.ndarray, draws: int = 4000, seed: int | np
     alpha = kappa[None, :, None] * m[None, :, :] + counts[:, None, :]
     gam = rng.standard_gamma(alpha)
     shares = gam / gam.sum(axis=2, keepdims=True)
-    diagnostics = {
-        "method": "exact hierarchical Dirichlet-multinomial (numerical integration over the hyperparameters)",
-        "grid_points": int(len(w)),
-        "effective_grid_points": float(1.0 / np.sum(w**2)),
-        "edge_mass": edge_mass,
-        "fine_heterogeneity_range": [float(np.exp(fine_s[0] - fine_step / 2)), float(np.exp(fine_s[-1] + fine_step / 2))],
-        "passed": bool(edge_mass < EDGE_MASS_MAX),
-    }
+    diagnostics = grid_check(
+        "exact hierarchical Dirichlet-multinomial (numerical integration over the hyperparameters)", edge_mass,
+        len(w), 1.0 / np.sum(w**2),
+        fine_heterogeneity_range=[float(np.exp(fine_s[0] - fine_step / 2)), float(np.exp(fine_s[-1] + fine_step / 2))])
     return {"shares": shares, "m": m, "kappa": kappa, "s": 1.0 / np.sqrt(1.0 + kappa), "diagnostics": diagnostics}
 
 
@@ -226,7 +239,7 @@ def hierarchical_normal(n: np.ndarray, means: np.ndarray, sum_squares: np.ndarra
     """Posterior draws of every unit's mean under the hierarchical normal model (see module docstring).
 
     ``n``, ``means``, ``sum_squares`` (within-unit sums of squared deviations) have one entry per unit.
-    Returns ``{"theta": (units, draws), "mu", "tau", "sigma": (draws,), "diagnostics": {...}}``.
+    Returns ``{"theta": (units, draws), "mu", "tau", "sigma": (draws,), "diagnostics": Diagnostics}``.
     """
     n = np.asarray(n, dtype=float)
     ybar = np.asarray(means, dtype=float)
@@ -301,11 +314,6 @@ def hierarchical_normal(n: np.ndarray, means: np.ndarray, sum_squares: np.ndarra
     post_var = 1.0 / (data_prec + prior_prec)
     post_mean = post_var * (data_prec * ybar[:, None] + prior_prec * mu_d[None, :])
     theta = post_mean + np.sqrt(post_var) * rng.standard_normal(post_mean.shape)
-    diagnostics = {
-        "method": "exact hierarchical normal (analytic in the means, numerical over tau and sigma)",
-        "grid_points": int(len(w)),
-        "effective_grid_points": float(1.0 / np.sum(w**2)),
-        "edge_mass": edge_mass,
-        "passed": bool(edge_mass < EDGE_MASS_MAX),
-    }
+    diagnostics = grid_check("exact hierarchical normal (analytic in the means, numerical over tau and sigma)",
+                             edge_mass, len(w), 1.0 / np.sum(w**2))
     return {"theta": theta, "mu": mu_d, "tau": tau_d, "sigma": sigma_d, "diagnostics": diagnostics}

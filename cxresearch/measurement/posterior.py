@@ -1,39 +1,23 @@
-"""Shared posterior helpers for the measurement study: intervals, probabilities, MCMC runs and diagnostics.
+"""Shared posterior helpers for the measurement study: intervals, probabilities and MCMC runs.
 
-Every interval in the measurement study is an equal-tailed posterior interval (90 % by default: the
-5th and 95th percentiles of the posterior draws). Probabilities such as P(ours > theirs) are the share
-of posterior draws where the statement holds.
+Every interval in the measurement study is an equal-tailed posterior interval at ``level``
+(:data:`cxresearch.protocol.DEFAULT_LEVEL`, 90 %, by default: the 5th and 95th percentiles of the
+posterior draws). Probabilities such as P(ours > theirs) are the share of posterior draws where the
+statement holds. MCMC fits are judged by the one gate, :func:`cxresearch.diagnostics.check_mcmc`.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-#: Default posterior interval level used throughout the study (90 %).
-DEFAULT_LEVEL = 0.9
+# the one interval convention of the package (re-exported here for the measurement modules)
+from cxresearch.protocol import DEFAULT_LEVEL, check_level, interval
 
-#: Diagnostics gate for MCMC fits: every R-hat at most this, ...
-RHAT_MAX = 1.01
-#: ... every bulk and tail effective sample size at least this, and no divergent transitions.
-ESS_MIN = 400
-
-
-def check_level(level: float) -> float:
-    """Validate an interval level in (0, 1) and return it as float."""
-    if not isinstance(level, (int, float)) or not 0.0 < float(level) < 1.0:
-        raise ValueError(f"interval level must lie strictly between 0 and 1, got {level!r}")
-    return float(level)
-
-
-def interval(draws: np.ndarray, level: float = DEFAULT_LEVEL, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
-    """Equal-tailed posterior interval of ``draws`` along ``axis``: (low, high)."""
-    level = check_level(level)
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(draws, [tail, 1.0 - tail], axis=axis)
-    return low, high
+__all__ = ["DEFAULT_LEVEL", "as_by", "check_columns", "check_level", "interval", "prob_greater", "rng_for",
+           "sample_model", "summarise", "wave_order"]
 
 
 def summarise(draws: np.ndarray, level: float = DEFAULT_LEVEL) -> dict[str, float]:
@@ -85,59 +69,6 @@ def sample_model(model: Any, draws: int, tune: int, chains: int, seed: int | Non
         return pm.sample(draws=int(draws), tune=int(tune), chains=int(chains), cores=int(cores),
                          random_seed=seed, target_accept=float(target_accept), progressbar=False,
                          compute_convergence_checks=False)
-
-
-def mcmc_diagnostics(idata: Any, var_names: Sequence[str] | None = None, method: str = "NUTS (PyMC)",
-                     rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN) -> dict[str, Any]:
-    """R-hat (max), bulk / tail ESS (min), divergences and the pass / fail gate of an MCMC fit."""
-    import arviz as az
-
-    posterior = idata.posterior
-    names = list(var_names) if var_names is not None else list(posterior.data_vars)
-    rhat = az.rhat(posterior, var_names=names)
-    ess_bulk = az.ess(posterior, var_names=names, method="bulk")
-    ess_tail = az.ess(posterior, var_names=names, method="tail")
-
-    def extreme(ds: Any, fn: Any) -> float:
-        values = [np.asarray(ds[v]).ravel() for v in ds.data_vars]
-        values = [v[np.isfinite(v)] for v in values if v.size]
-        flat = np.concatenate(values) if values else np.array([np.nan])
-        return float(fn(flat)) if flat.size else float("nan")
-
-    divergences = int(np.asarray(idata.sample_stats["diverging"]).sum())
-    out = {
-        "method": method,
-        "chains": int(posterior.sizes["chain"]),
-        "draws": int(posterior.sizes["draw"]),
-        "rhat_max": extreme(rhat, np.max),
-        "ess_bulk_min": extreme(ess_bulk, np.min),
-        "ess_tail_min": extreme(ess_tail, np.min),
-        "divergences": divergences,
-        "gate": {"rhat_max": rhat_max, "ess_min": ess_min, "divergences": 0},
-    }
-    out["passed"] = bool(out["rhat_max"] <= rhat_max and out["ess_bulk_min"] >= ess_min
-                         and out["ess_tail_min"] >= ess_min and divergences == 0)
-    return out
-
-
-def combine_diagnostics(parts: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
-    """One verdict over several fits (for one banner and ``results.json``): passed only if every fit passed;
-    the worst R-hat / ESS / divergences of the MCMC fits and the largest grid-edge mass of the exact ones."""
-    fits = {name: dict(d) for name, d in parts.items() if d}
-    out: dict[str, Any] = {"passed": all(bool(d.get("passed")) for d in fits.values()),
-                           "method": "; ".join(sorted({str(d.get("method")) for d in fits.values()}))
-                           or "closed form (no model to check)"}
-    mcmc = [d for d in fits.values() if "rhat_max" in d]
-    if mcmc:
-        out.update({"rhat_max": max(d["rhat_max"] for d in mcmc),
-                    "ess_bulk_min": min(d["ess_bulk_min"] for d in mcmc),
-                    "ess_tail_min": min(d["ess_tail_min"] for d in mcmc),
-                    "divergences": int(sum(d["divergences"] for d in mcmc))})
-    exact = [d for d in fits.values() if "edge_mass" in d]
-    if exact:
-        out["edge_mass_max"] = max(float(d["edge_mass"]) for d in exact)
-    out["fits"] = fits
-    return out
 
 
 def wave_order(waves: Iterable[Any]) -> list[str]:

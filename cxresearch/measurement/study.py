@@ -1,20 +1,21 @@
-"""Plain-language sentences and business-reader tables for the measurement notebook.
+"""Plain-language sentences, business-reader tables and the results.json blocks of the measurement notebook.
 
 The notebook computes with the other measurement modules and calls these helpers to say the result in
-words (with the interval and the probability that matters) and to turn result frames into tables with
-readable column names and formatted numbers, ready for :func:`cxresearch.reports.show_table`.
+words (with the interval and the probability that matters), to turn result frames into tables with
+readable column names and formatted numbers, ready for :func:`cxresearch.reports.show_table`, and to
+build every block it records in results.json (``*_results`` functions, recorded with :func:`record`).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from cxresearch.measurement.posterior import DEFAULT_LEVEL, check_level
 from cxresearch.reports.display import scope_text  # noqa: F401  (re-exported for the notebooks)
-
-from cxresearch.measurement.posterior import DEFAULT_LEVEL
 
 
 def signed(value: float, digits: int = 1) -> str:
@@ -220,20 +221,27 @@ def finite(value: Any) -> float | None:
 
 
 def fit_check_banner(diagnostics: Mapping[str, Any] | None, what: str) -> Any:
-    """Show whether a pooled fit can be trusted: the MCMC diagnostics banner for NUTS fits, or the grid
-    check of the exact computation (posterior mass at the grid edges must be negligible)."""
+    """Show whether a pooled fit can be trusted: the one gate's banner for sampled (NUTS) fits, or the grid
+    check of the exact computation (posterior mass at the grid edges must be negligible). Nothing for a
+    closed-form posterior (``cxresearch.diagnostics.exact``) or no diagnostics."""
+    from cxresearch.diagnostics import as_diagnostics
+    from cxresearch.measurement.pooling import EDGE_MASS_MAX
     from cxresearch.reports import banner, diagnostics_banner
 
     if not diagnostics:
         return None
-    if "rhat_max" in diagnostics:
-        return diagnostics_banner(diagnostics)
-    if diagnostics.get("passed"):
+    d = as_diagnostics(diagnostics)
+    edge_mass = d.extra.get("edge_mass")
+    if edge_mass is None and d.passed and d.chains is None and not d.approximate:
+        return None  # a closed-form posterior: nothing was sampled or integrated, nothing to check
+    if edge_mass is None:
+        return diagnostics_banner(d)
+    if d.passed:
         return banner(f"{what}: computed exactly, without sampling (numerical integration over the pooling "
-                      f"parameters; posterior mass at the grid edges {diagnostics.get('edge_mass', float('nan')):.1e}, "
-                      "below the 1e-3 limit).", level="ok", title="Model check passed")
+                      f"parameters; posterior mass at the grid edges {edge_mass:.1e}, below the {EDGE_MASS_MAX:.0e} "
+                      "limit).", level="ok", title="Model check passed")
     return banner(f"{what}: the numerical integration did not hold the whole posterior (mass at the grid "
-                  f"edges {diagnostics.get('edge_mass', float('nan')):.1e}). Do not use these numbers for decisions.",
+                  f"edges {edge_mass:.1e}). Do not use these numbers for decisions.",
                   level="error", title="MODEL CHECK FAILED")
 
 
@@ -268,3 +276,166 @@ def latest_change(tracking: pd.DataFrame) -> dict[str, Any] | None:
     return {"from_wave": str(last["change_from"]), "to_wave": str(last["wave"]), "change_mean": float(last["change_mean"]),
             "change_low": float(last["change_low"]), "change_high": float(last["change_high"]),
             "p_increase": float(last["p_increase"])}
+
+
+# --------------------------------------------------------------------------------------------------------
+# results.json blocks: every number the notebook records comes from one of these functions (tested), so the
+# notebook only calls them and the keys / shapes are defined in one place.
+
+def record(results: Mapping[str, Any]) -> dict[str, Any]:
+    """Record each top-level key of ``results`` in results.json (:func:`cxresearch.results.record_result`)."""
+    from cxresearch.results import record_result
+
+    for key, value in results.items():
+        record_result(key, value)
+    return dict(results)
+
+
+@dataclass
+class Headline:
+    """The headline NPS of a run, from the same posterior draws as the KPI table.
+
+    ``tracking`` is :func:`~cxresearch.measurement.nps_tracking` over every wave; ``posterior`` the exact
+    Dirichlet posterior of the headline rows. When the headline wave is a tracked wave, the NPS, its
+    interval and P(meets target) are quoted from ``tracking`` (same draws as the KPI table).
+    """
+
+    tracking: pd.DataFrame
+    posterior: Any
+    wave: str
+    n: int
+    mean: float
+    low: float
+    high: float
+    p_target: float
+    target: float
+    level: float
+    shares: dict[str, float]
+    shares_interval: dict[str, list[float]]
+    change: dict[str, Any] | None
+
+
+def headline(survey: pd.DataFrame, rows: pd.DataFrame, wave: str, target_nps: float, level: float = DEFAULT_LEVEL,
+             draws: int = 4000, seed: int | np.random.Generator | None = None) -> Headline:
+    """Track the NPS over the waves of ``survey`` and take the headline of ``rows`` (the headline wave)."""
+    from cxresearch.measurement.kpi import nps_tracking, target_probability
+    from cxresearch.measurement.nps import nps_posterior
+    from cxresearch.measurement.posterior import rng_for, wave_order
+
+    level = check_level(level)
+    rng = rng_for(seed)
+    tracking = nps_tracking(survey, target_nps=target_nps, level=level, draws=draws, seed=rng)
+    posterior = nps_posterior(rows, draws=draws, seed=rng)
+    head = posterior.table(level).iloc[0]
+    mean, low, high = float(head["nps_mean"]), float(head["nps_low"]), float(head["nps_high"])
+    p_target = target_probability(posterior.nps()[0], target_nps)
+    tracked = tracked_wave(tracking, wave)
+    if tracked is not None:
+        mean, low, high = float(tracked["mean"]), float(tracked["low"]), float(tracked["high"])
+        p_target = float(tracked["p_meets_target"])
+    classes = ("detractor", "passive", "promoter")
+    many_waves = len(wave_order(survey["wave"].unique())) >= 2 if "wave" in survey.columns else False
+    return Headline(tracking=tracking, posterior=posterior, wave=str(wave), n=int(head["n"]), mean=mean, low=low,
+                    high=high, p_target=float(p_target), target=float(target_nps), level=level,
+                    shares={k: float(head[f"{k}_mean"]) for k in classes},
+                    shares_interval={k: interval_pair(head[f"{k}_low"], head[f"{k}_high"]) for k in classes},
+                    change=latest_change(tracking) if many_waves else None)
+
+
+def headline_sentences(h: Headline, scope: str) -> tuple[str, str]:
+    """(banner title, banner text) of the headline: the NPS, its change and P(meeting the target)."""
+    sentences = [describe_nps(h.mean, h.low, h.high, h.n, h.wave, h.level, scope)]
+    if h.change is not None:
+        sentences.append(describe_change(h.change, h.level))
+    sentences.append(describe_target(h.p_target, h.target, h.wave))
+    title = f"NPS {signed(h.mean)} ({level_text(h.level)} interval {span(h.low, h.high)})"
+    return title, " ".join(sentences)
+
+
+def headline_results(h: Headline) -> dict[str, Any]:
+    """results.json: ``n``, ``nps`` {mean, interval, level, wave, target, p_meets_target[, change]},
+    ``shares`` and ``shares_interval``."""
+    nps: dict[str, Any] = {"mean": h.mean, "p_meets_target": h.p_target, "interval": [h.low, h.high],
+                           "level": h.level, "wave": h.wave, "target": h.target}
+    if h.change is not None:
+        c = h.change
+        nps["change"] = {"from_wave": c["from_wave"], "to_wave": c["to_wave"], "mean": c["change_mean"],
+                         "interval": [c["change_low"], c["change_high"]], "p_increase": c["p_increase"]}
+    return {"n": h.n, "nps": nps, "shares": dict(h.shares), "shares_interval": dict(h.shares_interval)}
+
+
+def record_headline_numbers(h: Headline) -> dict[str, Any]:
+    """The index page's headline figures (NPS with interval, P(meets target), answers) and
+    :func:`headline_results` in results.json."""
+    from cxresearch.results import record_headline
+
+    record_headline("NPS", h.mean, "points", [h.low, h.high])
+    record_headline(f"P(NPS meets {h.target:+g})", 100 * h.p_target, "%")
+    record_headline("Answers", h.n)
+    return record(headline_results(h))
+
+
+def kpi_results(tracking: pd.DataFrame, target_nps: float) -> dict[str, Any]:
+    """results.json ``kpi``: the target and, per wave, the NPS, its interval, answers and P(meets target)."""
+    by_wave = {str(r["wave"]): {"mean": float(r["mean"]), "interval": interval_pair(r["low"], r["high"]),
+                                "n": int(r["n"]), "p_meets_target": float(r["p_meets_target"])}
+               for _, r in tracking.iterrows()}
+    return {"kpi": {"target_nps": float(target_nps), "by_wave": by_wave}}
+
+
+def group_results(table: pd.DataFrame, dim: str) -> dict[str, Any]:
+    """results.json ``by_<dim>``: {group: {mean, interval, n}} of :meth:`SharePosterior.table`."""
+    return {f"by_{dim}": summary_results(table, dim)}
+
+
+def touchpoint_results(card: pd.DataFrame) -> dict[str, Any]:
+    """results.json ``touchpoints``: per touchpoint the mean, top / bottom box with intervals, n and usage."""
+    return {"touchpoints": {str(r.touchpoint): {
+        "mean": float(r.mean), "mean_interval": interval_pair(r.mean_low, r.mean_high),
+        "top_box": float(r.top_box), "top_box_interval": interval_pair(r.top_box_low, r.top_box_high),
+        "bottom_box": float(r.bottom_box), "bottom_box_interval": interval_pair(r.bottom_box_low, r.bottom_box_high),
+        "n": int(r.n_customers), "usage": finite(r.usage)} for r in card.itertuples(index=False)}}
+
+
+def touchpoint_change_results(changes: pd.DataFrame) -> dict[str, Any]:
+    """results.json ``touchpoint_changes``: change of each touchpoint's mean rating, interval, P(increase)."""
+    return {"touchpoint_changes": {str(r.touchpoint): {
+        "mean_change": float(r.mean_change), "interval": interval_pair(r.mean_change_low, r.mean_change_high),
+        "p_increase": float(r.mean_p_increase)} for r in changes.itertuples(index=False)}}
+
+
+def touchpoint_target_results(tracking: pd.DataFrame) -> dict[str, Any]:
+    """results.json ``touchpoint_targets``: P(top box meets its target) per touchpoint and wave."""
+    return {"touchpoint_targets": {f"{r.touchpoint}_wave{r.wave}": float(r.p_meets_target)
+                                   for r in tracking.itertuples(index=False)}}
+
+
+def benchmark_results(position: pd.DataFrame, named: Mapping[str, Sequence[str]], threshold: float) -> dict[str, Any]:
+    """results.json ``benchmark`` (difference, interval, P(ours better), verdict per metric and competitor)
+    and ``benchmark_summary`` (numbers of strengths and weaknesses, the threshold)."""
+    return {"benchmark": {f"{r.metric}.{r.competitor}": {"difference": float(r.diff_mean),
+                                                         "interval": interval_pair(r.diff_low, r.diff_high),
+                                                         "p_ours_better": float(r.p_ours_better), "verdict": r.verdict}
+                          for r in position.itertuples(index=False)},
+            "benchmark_summary": {"strengths": len(named["strength"]), "weaknesses": len(named["weakness"]),
+                                  "threshold": float(threshold)}}
+
+
+def league_results(league: Any) -> dict[str, Any]:
+    """results.json ``league``: metric, number of ranked units, the top unit with its score and rank interval,
+    and the median shrinkage."""
+    table = league.table
+    top = table.iloc[0]
+    return {"league": {"metric": league.metric, "units": int(len(table)), "top_unit": str(top["unit"]),
+                       "top_unit_score": float(top["estimate"]),
+                       "top_unit_rank_interval": [int(top["rank_low"]), int(top["rank_high"])],
+                       "median_shrinkage": float(table["shrinkage"].median())}}
+
+
+def diagnostics_results(fits: Mapping[str, Any]) -> dict[str, Any]:
+    """results.json ``diagnostics``: the one gate over every pooled fit of the run
+    (:func:`cxresearch.diagnostics.combine`, as :func:`cxresearch.diagnostics.as_dict`); with no pooled fit,
+    the closed-form verdict."""
+    from cxresearch.diagnostics import as_dict, combine
+
+    return {"diagnostics": as_dict(combine(fits))}

@@ -17,7 +17,9 @@ A params file is YAML, read with :func:`cxresearch.yamlio.load_yaml` so that cod
 
 Everything is checked here, before any kernel starts: unknown keys (reported with their key path),
 missing files, parameter names (identifiers, present in the notebook's ``parameters`` cell), values
-(JSON-native only, and of the same kind as the notebook default), and matrix values against the data.
+(JSON-native only, and of the same kind as the notebook default), the study's settings model (types,
+ranges, choices: :mod:`cxresearch.studies.settings`, for the study notebooks), and matrix values
+against the data.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cxresearch.studies.settings import SettingsError, check_study_settings, study_for_notebook
 from cxresearch.yamlio import load_yaml
 
 #: The Jupyter kernel every study notebook runs in (registered by ``make setup``).
@@ -344,6 +347,22 @@ def check_parameters(notebook: str | Path, parameters: Mapping[str, Any], source
                             f"{declared[name].get('default')} is {_kind(default)}")
     if problems:
         raise ParamsError("\n".join(f"{source}: {p}" for p in problems))
+    check_settings_model(notebook, parameters, source)
+
+
+def check_settings_model(notebook: str | Path, parameters: Mapping[str, Any], source: str) -> None:
+    """Check the parameters against the study's settings model (types, ranges, choices, nested
+    structures; :mod:`cxresearch.studies.settings`) when ``notebook`` is a study notebook (by file name).
+
+    Raises :class:`ParamsError` naming ``source`` (the params file), each key and its value.
+    """
+    study = study_for_notebook(notebook)
+    if study is None:
+        return
+    try:
+        check_study_settings(study, parameters, source=source, prefix="settings.")
+    except SettingsError as exc:
+        raise ParamsError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- matrix expansion
@@ -354,8 +373,8 @@ def segment_market_pairs(dataset: str | Path) -> set[tuple[str, str]]:
     Read by the data loader's own source reader (:func:`cxresearch.data.loading.distinct_values`), so
     whatever ``cxresearch run`` can load, the matrix expansion can read, and vice versa.
     """
-    from cxresearch.data.loading import distinct_values
-    from cxresearch.data.validation import DataValidationError
+    from cxresearch.data.loading import distinct_values  # pandas / DuckDB: loaded when a matrix is expanded
+    from cxresearch.data.rules import DataValidationError
 
     try:
         pairs = distinct_values(dataset, "survey", ["segment", "market"])

@@ -26,21 +26,18 @@ from typing import Any
 
 from cxresearch import __version__
 from cxresearch.results import RESULTS_ENV, write_json_atomic, write_text_atomic
+from cxresearch.runtime import canonical_json, package_source_hash, sha256_file, sha256_text
 from cxresearch.studies.manifest import (
     MANIFEST_NAME,
     MANIFEST_SCHEMA,
     REPORT_NAME,
     RESULTS_NAME,
     can_skip,
-    canonical_json,
     data_hashes,
     git_info,
     inputs_fingerprint,
-    package_source_hash,
     package_versions,
     read_manifest,
-    sha256_file,
-    sha256_text,
 )
 from cxresearch.studies.params import (
     ALL,
