@@ -20,7 +20,7 @@ def test_the_notebook_checks_its_settings_with_the_one_settings_model() -> None:
     assert not hasattr(study, "validate_settings") and not hasattr(study, "SETTING_RANGES")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert code.count('check_study_settings("economics", {') == 1
+    assert code.count('check_notebook_settings("economics", globals())') == 1
 
 
 def test_params_file_matches_the_notebook_parameters() -> None:

@@ -198,3 +198,13 @@ def test_cxresearch_run_names_file_and_key(tmp_path: Path, dataset: Path, monkey
     assert f"{bad}: settings.method: Input should be 'nuts' or 'approx' (got 'nut')" in result.output
     assert started == [] and not out.exists()
     assert not list(tmp_path.rglob("kernel.log"))
+
+
+def test_check_notebook_settings_reads_the_notebook_namespace():
+    """The notebooks pass globals(): the study's fields are picked out, other names ignored, bad values refused."""
+    from cxresearch.studies.settings import SettingsError, check_notebook_settings
+
+    namespace = {"level": 0.8, "draws": 2000, "np": object(), "__name__": "__main__"}
+    assert check_notebook_settings("measurement", namespace).level == 0.8
+    with pytest.raises(SettingsError, match=r"notebooks/measurement\.ipynb parameters: .*level.*1\.5"):
+        check_notebook_settings("measurement", {**namespace, "level": 1.5})

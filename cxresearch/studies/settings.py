@@ -298,3 +298,16 @@ def check_study_settings(study: str, values: Mapping[str, Any], source: str = "s
         lines = [f"{source}: {line}" for err in exc.errors()
                  for line in _message(err, model, study, prefix).splitlines()]
         raise SettingsError("\n".join(lines)) from None
+
+
+def check_notebook_settings(study: str, namespace: Mapping[str, Any]) -> BaseModel:
+    """Validate a study notebook's parameters where they live: pass ``globals()`` from the notebook.
+
+    Picks the study model's fields out of ``namespace`` (the `parameters` cell's defaults, or the values
+    papermill injected), so the notebook never lists its settings twice. Raises :class:`SettingsError`.
+    """
+    model = STUDY_MODELS.get(study)
+    if model is None:
+        raise SettingsError(f"unknown study {study!r}{_close(study, sorted(STUDY_MODELS))}")
+    values = {name: namespace[name] for name in model.model_fields if name in namespace}
+    return check_study_settings(study, values, source=f"notebooks/{study}.ipynb parameters")
