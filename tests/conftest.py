@@ -1,4 +1,5 @@
 """Shared fixtures: the real public data in ../shared/data (skipped cleanly when absent)."""
+
 from __future__ import annotations
 
 import shutil
@@ -33,10 +34,19 @@ def browser():
     profile = tempfile.mkdtemp(prefix="cx-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=1400,1000", f"--user-data-dir={profile}",
-                "--host-resolver-rules=MAP * ~NOTFOUND"):  # offline: any CDN fetch would fail
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1000",
+        f"--user-data-dir={profile}",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+    ):  # offline: any CDN fetch would fail
         options.add_argument(arg)
     try:
         driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))

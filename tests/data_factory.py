@@ -5,6 +5,7 @@ not-applicable codes 0 / 99 / blank, NPS coded 1-11, churn as Yes/No, dates as d
 is the dataset spec that maps them; ``write_dataset()`` writes both in one of the source kinds the loader
 reads. Tests change a frame or the spec first to plant a problem. Other test modules may import this.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,41 +39,58 @@ def raw_frames(n_customers: int = 60, seed: int = 7) -> dict[str, pd.DataFrame]:
         for i, cid in enumerate(ids):
             if wave == 2 and i % 2:
                 continue
-            rows.append({
-                "resp_id": cid, "seg": seg[i], "country": mkt[i], "wave": wave,
-                "visit_date": date(2024, 1 if wave == 1 else 5, 1 + i % 28),
-                "branch": f"{mkt[i]}-{1 + i % 4:03d}",
-                # touchpoint ratings 1-5; not applicable: 0 (branch), 99 (call centre), blank (web)
-                "tp_branch": int(rng.integers(1, 6)) if i % 4 else 0,
-                "tp_call": int(rng.integers(1, 6)) if i % 5 else 99,
-                "tp_web": int(rng.integers(1, 6)) if i % 3 else None,
-                "emo_happy": int(rng.integers(1, 8)),
-                "emo_angry": int(rng.integers(1, 8)),  # reverse-keyed
-                "nps_raw": int(rng.integers(1, 12)),  # 1-11 -> 0-10
-            })
+            rows.append(
+                {
+                    "resp_id": cid,
+                    "seg": seg[i],
+                    "country": mkt[i],
+                    "wave": wave,
+                    "visit_date": date(2024, 1 if wave == 1 else 5, 1 + i % 28),
+                    "branch": f"{mkt[i]}-{1 + i % 4:03d}",
+                    # touchpoint ratings 1-5; not applicable: 0 (branch), 99 (call centre), blank (web)
+                    "tp_branch": int(rng.integers(1, 6)) if i % 4 else 0,
+                    "tp_call": int(rng.integers(1, 6)) if i % 5 else 99,
+                    "tp_web": int(rng.integers(1, 6)) if i % 3 else None,
+                    "emo_happy": int(rng.integers(1, 8)),
+                    "emo_angry": int(rng.integers(1, 8)),  # reverse-keyed
+                    "nps_raw": int(rng.integers(1, 12)),  # 1-11 -> 0-10
+                }
+            )
     survey = pd.DataFrame(rows)
     for col in ("tp_branch", "tp_call", "tp_web", "emo_happy", "emo_angry", "nps_raw", "wave"):
         survey[col] = survey[col].astype("Int64")
 
     start = [AS_OF - timedelta(days=int(d)) for d in rng.integers(30, 1500, n_customers)]
     churned = [i % 4 == 0 for i in range(n_customers)]
-    end = [s + timedelta(days=int(rng.integers(1, (AS_OF - s).days))) if c else None
-           for s, c in zip(start, churned)]
-    customers = pd.DataFrame({
-        "cust_id": ids, "seg": seg, "country": mkt,
-        "start_date": start, "end_date": end,
-        "churned": ["Yes" if c else "No" for c in churned],
-        "revenue": np.round(rng.uniform(5, 80, n_customers), 2),
-        "products": pd.array(rng.integers(1, 5, n_customers), dtype="Int64"),
-    })
+    end = [s + timedelta(days=int(rng.integers(1, (AS_OF - s).days))) if c else None for s, c in zip(start, churned)]
+    customers = pd.DataFrame(
+        {
+            "cust_id": ids,
+            "seg": seg,
+            "country": mkt,
+            "start_date": start,
+            "end_date": end,
+            "churned": ["Yes" if c else "No" for c in churned],
+            "revenue": np.round(rng.uniform(5, 80, n_customers), 2),
+            "products": pd.array(rng.integers(1, 5, n_customers), dtype="Int64"),
+        }
+    )
 
     brows = []
     for m in MARKETS:
         for wave in (1, 2):
             for r in range(4):
                 for b in BRANDS:
-                    brows.append({"brand": b, "country": m, "wave": wave, "rec": int(rng.integers(0, 11)),
-                                  "price": int(rng.integers(1, 11)), "service": int(rng.integers(1, 11)) if r else 0})
+                    brows.append(
+                        {
+                            "brand": b,
+                            "country": m,
+                            "wave": wave,
+                            "rec": int(rng.integers(0, 11)),
+                            "price": int(rng.integers(1, 11)),
+                            "service": int(rng.integers(1, 11)) if r else 0,
+                        }
+                    )
     benchmark = pd.DataFrame(brows)
     for col in ("wave", "rec", "price", "service"):
         benchmark[col] = benchmark[col].astype("Int64")
@@ -87,25 +105,43 @@ def spec_dict() -> dict[str, Any]:
         "as_of": AS_OF,
         "tables": {},
         "survey": {
-            "id": "resp_id", "segment": "seg", "market": "country", "wave": "wave", "date": "visit_date",
+            "id": "resp_id",
+            "segment": "seg",
+            "market": "country",
+            "wave": "wave",
+            "date": "visit_date",
             "unit": "branch",
             "touchpoints": {
                 "branch": {"column": "tp_branch", "scale": [1, 5], "not_applicable": [0], "channel": "branch"},
                 "call_centre": {"column": "tp_call", "scale": [1, 5], "not_applicable": [99], "channel": "phone"},
                 "website": {"column": "tp_web", "scale": [1, 5], "not_applicable": ["blank"], "channel": "digital"},
             },
-            "emotion": {"scale": [1, 7], "items": {"happy": {"column": "emo_happy"},
-                                                   "angry": {"column": "emo_angry", "reverse": True}}},
+            "emotion": {
+                "scale": [1, 7],
+                "items": {"happy": {"column": "emo_happy"}, "angry": {"column": "emo_angry", "reverse": True}},
+            },
             "outcome": {"kind": "recommend", "column": "nps_raw", "recode": {"from": [1, 11], "to": [0, 10]}},
         },
         "customers": {
-            "id": "cust_id", "segment": "seg", "market": "country", "start": "start_date", "end": "end_date",
-            "churn": "churned", "churn_labels": {"Yes": 1, "No": 0}, "revenue": "revenue",
+            "id": "cust_id",
+            "segment": "seg",
+            "market": "country",
+            "start": "start_date",
+            "end": "end_date",
+            "churn": "churned",
+            "churn_labels": {"Yes": 1, "No": 0},
+            "revenue": "revenue",
             "cross_sell": ["products"],
         },
         "benchmark": {
-            "brand": "brand", "own_brand": "OurBank", "market": "country", "wave": "wave", "recommend": "rec",
-            "attributes": {"price": "price", "service": "service"}, "scale": [1, 10], "not_applicable": [0],
+            "brand": "brand",
+            "own_brand": "OurBank",
+            "market": "country",
+            "wave": "wave",
+            "recommend": "rec",
+            "attributes": {"price": "price", "service": "service"},
+            "scale": [1, 10],
+            "not_applicable": [0],
         },
     }
 
@@ -123,9 +159,13 @@ def _write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> None:
     frame.to_parquet(path, index=False)
 
 
-def write_dataset(folder: str | Path, kind: str = "parquet", frames: dict[str, pd.DataFrame] | None = None,
-                  spec: dict[str, Any] | None = None,
-                  edit_spec: Callable[[dict[str, Any]], None] | None = None) -> Path:
+def write_dataset(
+    folder: str | Path,
+    kind: str = "parquet",
+    frames: dict[str, pd.DataFrame] | None = None,
+    spec: dict[str, Any] | None = None,
+    edit_spec: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
     """Write frames + spec into ``folder`` as one source kind; returns the spec path (dataset.yaml).
 
     kinds: ``parquet`` / ``csv`` (one file per table), ``folder`` (survey split into a CSV per wave
@@ -162,8 +202,11 @@ def write_dataset(folder: str | Path, kind: str = "parquet", frames: dict[str, p
                 conn.register("frame", frame)
                 conn.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM frame')
                 conn.unregister("frame")
-                tables[role] = ({"database": "cx.duckdb", "table": name} if kind == "duckdb_table" else
-                                {"database": "cx.duckdb", "query": f"SELECT * FROM {name};"})
+                tables[role] = (
+                    {"database": "cx.duckdb", "table": name}
+                    if kind == "duckdb_table"
+                    else {"database": "cx.duckdb", "query": f"SELECT * FROM {name};"}
+                )
     else:
         raise ValueError(f"unknown kind {kind!r}; choose from {KINDS}")
     spec["tables"] = tables
@@ -177,5 +220,8 @@ def write_dataset(folder: str | Path, kind: str = "parquet", frames: dict[str, p
 def file_hashes(folder: str | Path) -> dict[str, str]:
     """sha256 of every file under ``folder`` (to prove the loader never writes to its sources)."""
     folder = Path(folder)
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

@@ -2,6 +2,7 @@
 
 Loaded by path (``load_fixtures()`` in each test), so the tests folder needs no package structure.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,15 @@ import pandas as pd
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 
 
-def make_dataset(folder: Path, segments: list[str], markets: list[str], n_per_cell: int = 30,
-                 seed: int = 0, as_of: str = "2026-10-31", name: str = "tiny-test") -> tuple[Path, pd.DataFrame]:
+def make_dataset(
+    folder: Path,
+    segments: list[str],
+    markets: list[str],
+    n_per_cell: int = 30,
+    seed: int = 0,
+    as_of: str = "2026-10-31",
+    name: str = "tiny-test",
+) -> tuple[Path, pd.DataFrame]:
     """Write ``survey.parquet`` and a valid ``dataset.yaml`` (cxresearch.data.spec) into ``folder``.
 
     Every segment x market cell gets ``n_per_cell`` answers; recommend scores 0-10 are drawn from a
@@ -30,8 +38,15 @@ def make_dataset(folder: Path, segments: list[str], markets: list[str], n_per_ce
             probs /= probs.sum()
             scores = rng.choice(11, size=n_per_cell, p=probs)
             for k, score in enumerate(scores):
-                rows.append({"customer_id": f"c{i}-{j}-{k}", "segment": seg, "market": mkt,
-                             "tp_app": int(rng.integers(1, 6)), "recommend": int(score)})
+                rows.append(
+                    {
+                        "customer_id": f"c{i}-{j}-{k}",
+                        "segment": seg,
+                        "market": mkt,
+                        "tp_app": int(rng.integers(1, 6)),
+                        "recommend": int(score),
+                    }
+                )
     frame = pd.DataFrame(rows).astype({"customer_id": "string", "segment": "string", "market": "string"})
     frame.to_parquet(folder / "survey.parquet", index=False)
     spec = folder / "dataset.yaml"
@@ -40,7 +55,9 @@ def make_dataset(folder: Path, segments: list[str], markets: list[str], n_per_ce
         "tables:\n  survey: {path: survey.parquet}\n"
         "survey:\n  table: survey\n  id: customer_id\n  segment: segment\n  market: market\n"
         "  touchpoints:\n    app: {column: tp_app, scale: [1, 5], not_applicable: [0]}\n"
-        "  outcome: {kind: recommend, column: recommend}\n", encoding="utf-8")
+        "  outcome: {kind: recommend, column: recommend}\n",
+        encoding="utf-8",
+    )
     return spec, frame
 
 
@@ -62,14 +79,27 @@ def write_params(path: Path, text: str) -> Path:
     return path
 
 
-def params_text(study: str, notebook: str, dataset: Path, matrix: str, settings: dict[str, Any] | None = None,
-                execution_timeout: float = 120, title: str | None = None, out: Path | None = None) -> str:
+def params_text(
+    study: str,
+    notebook: str,
+    dataset: Path,
+    matrix: str,
+    settings: dict[str, Any] | None = None,
+    execution_timeout: float = 120,
+    title: str | None = None,
+    out: Path | None = None,
+) -> str:
     """Params YAML with ``matrix`` given as literal YAML (e.g. ``"{segment: each, market: all}"``)."""
     lines = [f"study: {study}"]
     if title:
         lines.append(f'title: "{title}"')
-    lines += [f"notebook: {NOTEBOOKS / notebook}", f"dataset: {dataset}", f"matrix: {matrix}",
-              "seed: 7", f"execution_timeout: {execution_timeout}"]
+    lines += [
+        f"notebook: {NOTEBOOKS / notebook}",
+        f"dataset: {dataset}",
+        f"matrix: {matrix}",
+        "seed: 7",
+        f"execution_timeout: {execution_timeout}",
+    ]
     if out:
         lines.append(f"out: {out}")
     if settings:

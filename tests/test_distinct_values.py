@@ -1,5 +1,6 @@
 """distinct_values() reads sources the way load_dataset does, so the runner's matrix expansion
 (segment_market_pairs) accepts exactly what `cxresearch run` can load."""
+
 from __future__ import annotations
 
 import gzip
@@ -25,7 +26,7 @@ def test_folder_of_csv_gz_files(tmp_path):
     folder = tmp_path / "survey_parts"
     folder.mkdir()
     survey = pd.read_csv(tmp_path / "survey.csv", dtype=str)
-    for i, (wave, part) in enumerate(survey.groupby("wave")):
+    for i, (_wave, part) in enumerate(survey.groupby("wave")):
         with gzip.open(folder / f"wave-{i}.csv.gz", "wt", encoding="utf-8") as handle:
             part.to_csv(handle, index=False)
     (tmp_path / "survey.csv").unlink()
@@ -44,8 +45,9 @@ def test_duckdb_query_source(tmp_path):
     expected = _expected_pairs(spec)
     assert segment_market_pairs(spec) == expected
     waves = distinct_values(spec, "survey", ["wave"])
-    assert waves["wave"].tolist() == sorted(load_dataset(spec, tables=["survey"]).survey["wave"].unique(),
-                                            key=lambda w: int(w))
+    assert waves["wave"].tolist() == sorted(
+        load_dataset(spec, tables=["survey"]).survey["wave"].unique(), key=lambda w: int(w)
+    )
 
 
 def test_errors_name_the_source_and_the_field(tmp_path):

@@ -1,4 +1,5 @@
 """CLV against closed forms: constant hazard = geometric series; piecewise hazards = direct integration."""
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,9 @@ from cxresearch.economics import (
 from cxresearch.economics.exposure import ExposureTable
 
 
-def posterior_fit(log_h0: np.ndarray, breaks: list[float], class_log_hr: np.ndarray | None = None,
-                  max_duration: float = 120.0) -> PiecewiseExponentialFit:
+def posterior_fit(
+    log_h0: np.ndarray, breaks: list[float], class_log_hr: np.ndarray | None = None, max_duration: float = 120.0
+) -> PiecewiseExponentialFit:
     """A piecewise-exponential fit whose posterior draws are given (1 chain): hazards known exactly."""
     posterior = {"log_h0": log_h0[None]}
     levels: dict[str, list[str]] = {}
@@ -32,9 +34,17 @@ def posterior_fit(log_h0: np.ndarray, breaks: list[float], class_log_hr: np.ndar
         levels["nps_class"] = ["promoter", "detractor", "passive"]
         fixed = ["nps_class"]
     idata = az.from_dict(posterior=posterior)
-    exposure = ExposureTable(frame=pd.DataFrame(), breaks=list(breaks), covariates=fixed, levels=levels,
-                             duration_col="tenure", event_col="churn", n_customers=0, n_events=0,
-                             max_duration=max_duration)
+    exposure = ExposureTable(
+        frame=pd.DataFrame(),
+        breaks=list(breaks),
+        covariates=fixed,
+        levels=levels,
+        duration_col="tenure",
+        event_col="churn",
+        n_customers=0,
+        n_events=0,
+        max_duration=max_duration,
+    )
     return PiecewiseExponentialFit(idata=idata, exposure=exposure, fixed=fixed, hierarchical=[], levels=levels)
 
 
@@ -51,10 +61,23 @@ def test_discount_factor_compounds_to_the_annual_rate() -> None:
 
 @pytest.mark.parametrize("hazard, horizon, rate", [(0.02, 36, 0.10), (0.005, 120, 0.0), (0.3, 12, 0.25)])
 def test_constant_hazard_clv_matches_geometric_series(hazard: float, horizon: int, rate: float) -> None:
-    profile = pd.DataFrame({"tenure": [0.0, 7.5, 40.0], "n": [1, 3, 2], "margin_mean": [10.0, 20.0, 35.0],
-                            "margin_sd": [0.0, 0.0, 0.0], "group": ["a", "a", "b"]})
-    result = customer_lifetime_value(ConstantHazardModel(hazard), profile, horizon_months=horizon,
-                                     discount_rate_annual=rate, group_by=["group"], sampling_uncertainty=False)
+    profile = pd.DataFrame(
+        {
+            "tenure": [0.0, 7.5, 40.0],
+            "n": [1, 3, 2],
+            "margin_mean": [10.0, 20.0, 35.0],
+            "margin_sd": [0.0, 0.0, 0.0],
+            "group": ["a", "a", "b"],
+        }
+    )
+    result = customer_lifetime_value(
+        ConstantHazardModel(hazard),
+        profile,
+        horizon_months=horizon,
+        discount_rate_annual=rate,
+        group_by=["group"],
+        sampling_uncertainty=False,
+    )
     g = geometric(1.0, hazard, horizon, rate)
     expected = {"a": (10 * 1 + 20 * 3) / 4 * g, "b": 35 * g}  # memoryless: tenure does not matter
     for _, row in result.summary.iterrows():
@@ -67,10 +90,18 @@ def test_piecewise_model_with_equal_rates_matches_geometric_series() -> None:
     breaks = [0.0, 6.0, 12.0, 24.0]
     h, log_hr = 0.015, np.array([[0.8, 0.3]])
     fit = posterior_fit(np.full((1, 4), math.log(h)), breaks, log_hr)
-    profile = pd.DataFrame({"nps_class": ["promoter", "detractor", "passive"], "tenure": [3.0, 10.0, 30.0],
-                            "n": [1, 1, 1], "margin_mean": [20.0, 20.0, 20.0], "margin_sd": [0.0, 0.0, 0.0]})
-    result = customer_lifetime_value(fit, profile, horizon_months=48, discount_rate_annual=0.08,
-                                     group_by=["nps_class"], sampling_uncertainty=False)
+    profile = pd.DataFrame(
+        {
+            "nps_class": ["promoter", "detractor", "passive"],
+            "tenure": [3.0, 10.0, 30.0],
+            "n": [1, 1, 1],
+            "margin_mean": [20.0, 20.0, 20.0],
+            "margin_sd": [0.0, 0.0, 0.0],
+        }
+    )
+    result = customer_lifetime_value(
+        fit, profile, horizon_months=48, discount_rate_annual=0.08, group_by=["nps_class"], sampling_uncertainty=False
+    )
     hr = {"promoter": 1.0, "detractor": math.exp(0.8), "passive": math.exp(0.3)}
     for _, row in result.summary.iterrows():
         assert row["clv"] == pytest.approx(geometric(20.0, h * hr[row["nps_class"]], 48, 0.08), abs=1e-6)
@@ -89,8 +120,11 @@ def test_piecewise_cumulative_hazard_and_conditional_clv_by_direct_sum() -> None
     np.testing.assert_allclose(cum, np.interp(times[0], grid, integral), atol=1e-6)
     # conditional CLV of a customer at tenure 10 over 24 months: S(10+k)/S(10) by the same integral
     profile = pd.DataFrame({"tenure": [10.0], "n": [1], "margin_mean": [1.0], "margin_sd": [0.0]})
-    clv = customer_lifetime_value(fit, profile, horizon_months=24, discount_rate_annual=0.1,
-                                  sampling_uncertainty=False).summary["clv"].iloc[0]
+    clv = (
+        customer_lifetime_value(fit, profile, horizon_months=24, discount_rate_annual=0.1, sampling_uncertainty=False)
+        .summary["clv"]
+        .iloc[0]
+    )
     cond = [math.exp(-(np.interp(10 + k, grid, integral) - np.interp(10, grid, integral))) for k in range(1, 25)]
     assert clv == pytest.approx(sum(1.1 ** (-k / 12) * s for k, s in zip(range(1, 25), cond)), abs=1e-6)
 
@@ -98,8 +132,9 @@ def test_piecewise_cumulative_hazard_and_conditional_clv_by_direct_sum() -> None
 def test_interval_reflects_hazard_draws_and_margin_sampling() -> None:
     draws = np.random.default_rng(5).normal(0.02, 0.002, 4000)
     profile = pd.DataFrame({"tenure": [0.0], "n": [1], "margin_mean": [10.0], "margin_sd": [0.0]})
-    result = customer_lifetime_value(ConstantHazardModel(draws), profile, horizon_months=24,
-                                     discount_rate_annual=0.1, sampling_uncertainty=False)
+    result = customer_lifetime_value(
+        ConstantHazardModel(draws), profile, horizon_months=24, discount_rate_annual=0.1, sampling_uncertainty=False
+    )
     exact = np.array([geometric(10.0, h, 24, 0.1) for h in np.quantile(draws, [0.95, 0.05])])
     # CLV decreases in the hazard, so its 5% / 95% quantiles are those of the hazard reversed
     np.testing.assert_allclose(result.summary[["low", "high"]].to_numpy()[0], exact, rtol=1e-3)
@@ -114,8 +149,9 @@ def test_interval_reflects_hazard_draws_and_margin_sampling() -> None:
     expected_width = 2 * 1.6449 * g * margins.std(ddof=1) / math.sqrt(n)
     width = float(res.summary["high"].iloc[0] - res.summary["low"].iloc[0])
     assert width == pytest.approx(expected_width, rel=0.1)  # 4000 bootstrap draws: ~3% Monte-Carlo error
-    grouped = pd.DataFrame({"tenure": [0.0], "n": [n], "margin_mean": [margins.mean()],
-                            "margin_sd": [margins.std(ddof=1)]})
+    grouped = pd.DataFrame(
+        {"tenure": [0.0], "n": [n], "margin_mean": [margins.mean()], "margin_sd": [margins.std(ddof=1)]}
+    )
     res_grouped = customer_lifetime_value(model, grouped, horizon_months=24, discount_rate_annual=0.1, seed=2)
     width_grouped = float(res_grouped.summary["high"].iloc[0] - res_grouped.summary["low"].iloc[0])
     assert width_grouped == pytest.approx(expected_width, rel=0.1)
@@ -130,8 +166,9 @@ def test_extrapolation_warns_and_flags() -> None:
     assert result.extrapolation["horizon_end_max"] == 91.0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ok = customer_lifetime_value(model, profile.assign(tenure=[1.0, 2.0]), horizon_months=36,
-                                     discount_rate_annual=0.1)
+        ok = customer_lifetime_value(
+            model, profile.assign(tenure=[1.0, 2.0]), horizon_months=36, discount_rate_annual=0.1
+        )
     assert ok.extrapolation["extrapolated"] is False
 
 
@@ -140,16 +177,19 @@ def test_bad_arguments_raise() -> None:
     with pytest.raises(ValueError, match="horizon_months"):
         customer_lifetime_value(ConstantHazardModel(0.01), profile, horizon_months=0, discount_rate_annual=0.1)
     with pytest.raises(KeyError, match="margin"):
-        customer_lifetime_value(ConstantHazardModel(0.01), profile.drop(columns="margin_mean"), horizon_months=12,
-                                discount_rate_annual=0.1)
+        customer_lifetime_value(
+            ConstantHazardModel(0.01), profile.drop(columns="margin_mean"), horizon_months=12, discount_rate_annual=0.1
+        )
     with pytest.raises(ValueError, match="negative or missing tenures"):
-        customer_lifetime_value(ConstantHazardModel(0.01), profile.assign(tenure=-1.0), horizon_months=12,
-                                discount_rate_annual=0.1)
+        customer_lifetime_value(
+            ConstantHazardModel(0.01), profile.assign(tenure=-1.0), horizon_months=12, discount_rate_annual=0.1
+        )
 
 
 def test_median_survival_of_exponential_is_log2_over_hazard() -> None:
-    fit = posterior_fit(np.log(np.array([[0.02, 0.02]])), [0.0, 12.0], np.array([[math.log(2.0), 0.0]]),
-                        max_duration=60.0)
+    fit = posterior_fit(
+        np.log(np.array([[0.02, 0.02]])), [0.0, 12.0], np.array([[math.log(2.0), 0.0]]), max_duration=60.0
+    )
     profile = pd.DataFrame({"nps_class": ["promoter", "detractor"], "n": [1, 1]})
     med = median_survival(fit, profile, group_by=["nps_class"], step=0.01).set_index("nps_class")
     assert med.loc["promoter", "median"] == pytest.approx(math.log(2) / 0.02, abs=1e-3)

@@ -1,4 +1,5 @@
 """Exposure tables, customer profiles and summaries built with DuckDB, checked against brute force."""
+
 from __future__ import annotations
 
 import math
@@ -30,10 +31,18 @@ def customers() -> pd.DataFrame:
     tenure[:5] = [0.0, 3.0, 6.0, 12.0, 0.0]  # zero durations and values exactly on the cut points
     churn = rng.integers(0, 2, n)
     churn[[0, 4]] = 0  # zero durations censored (a churn at 0 is tested separately)
-    return pd.DataFrame({
-        "customer_id": [f"C{i:04d}" for i in range(n)], "tenure": tenure, "churn": churn,
-        "segment": rng.choice(["mass", "affluent"], n), "market": rng.choice(["ES", "NO", "MX"], n),
-        "score": rng.uniform(0, 10, n), "margin": rng.gamma(4, 5, n), "n_products": rng.integers(1, 5, n)})
+    return pd.DataFrame(
+        {
+            "customer_id": [f"C{i:04d}" for i in range(n)],
+            "tenure": tenure,
+            "churn": churn,
+            "segment": rng.choice(["mass", "affluent"], n),
+            "market": rng.choice(["ES", "NO", "MX"], n),
+            "score": rng.uniform(0, 10, n),
+            "margin": rng.gamma(4, 5, n),
+            "n_products": rng.integers(1, 5, n),
+        }
+    )
 
 
 def brute_force(frame: pd.DataFrame, covariates: list[str], breaks: list[float]) -> pd.DataFrame:
@@ -43,11 +52,16 @@ def brute_force(frame: pd.DataFrame, covariates: list[str], breaks: list[float])
     for _, r in frame.iterrows():
         for j, (a, b) in enumerate(zip(breaks, ends)):
             if r["tenure"] > a:
-                rows.append({"period": j, **{c: str(r[c]) for c in covariates},
-                             "exposure": min(r["tenure"], b) - a,
-                             "events": int(r["churn"] == 1 and r["tenure"] <= b), "at_risk": 1})
-    return (pd.DataFrame(rows).groupby(["period", *covariates], as_index=False)[["events", "exposure", "at_risk"]]
-            .sum())
+                rows.append(
+                    {
+                        "period": j,
+                        **{c: str(r[c]) for c in covariates},
+                        "exposure": min(r["tenure"], b) - a,
+                        "events": int(r["churn"] == 1 and r["tenure"] <= b),
+                        "at_risk": 1,
+                    }
+                )
+    return pd.DataFrame(rows).groupby(["period", *covariates], as_index=False)[["events", "exposure", "at_risk"]].sum()
 
 
 def test_exposure_table_matches_brute_force(customers: pd.DataFrame) -> None:
@@ -72,8 +86,10 @@ def test_parquet_relation_and_frame_sources_agree(customers: pd.DataFrame, tmp_p
     customers.to_parquet(path)
     con = duckdb.connect()
     relation = con.read_parquet(str(path)).filter("tenure >= 0")
-    tables = [build_exposure_table(src, covariates=["market"], period_breaks=BREAKS)
-              for src in (customers, path, str(path), relation)]
+    tables = [
+        build_exposure_table(src, covariates=["market"], period_breaks=BREAKS)
+        for src in (customers, path, str(path), relation)
+    ]
     for other in tables[1:]:
         pd.testing.assert_frame_equal(tables[0].frame, other.frame)
 
@@ -94,12 +110,15 @@ def test_default_breaks_stay_inside_the_data(customers: pd.DataFrame) -> None:
     assert table.frame["period"].nunique() == len(table.breaks)
 
 
-@pytest.mark.parametrize("change, error, message", [
-    (lambda d: d.drop(columns="churn"), KeyError, "churn"),
-    (lambda d: d.assign(churn=d["churn"].replace({1: 2})), ValueError, "must be 0/1"),
-    (lambda d: d.assign(tenure=d["tenure"].where(d.index != 7, -1.0)), ValueError, "negative"),
-    (lambda d: d.assign(market=d["market"].where(d.index != 3, None)), ValueError, "'market' has 1 missing"),
-])
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        (lambda d: d.drop(columns="churn"), KeyError, "churn"),
+        (lambda d: d.assign(churn=d["churn"].replace({1: 2})), ValueError, "must be 0/1"),
+        (lambda d: d.assign(tenure=d["tenure"].where(d.index != 7, -1.0)), ValueError, "negative"),
+        (lambda d: d.assign(market=d["market"].where(d.index != 3, None)), ValueError, "'market' has 1 missing"),
+    ],
+)
 def test_bad_input_names_the_column(customers: pd.DataFrame, change, error, message) -> None:
     with pytest.raises(error, match=message):
         build_exposure_table(change(customers), covariates=["market"], period_breaks=BREAKS)
@@ -134,21 +153,30 @@ def test_churn_at_time_zero_warns(customers: pd.DataFrame) -> None:
 def test_customer_profile_matches_pandas(customers: pd.DataFrame) -> None:
     prof = customer_profile(customers, covariates=["segment"], products_col="n_products")
     active = customers[customers["churn"] == 0].assign(key=lambda d: np.floor(d["tenure"]))
-    expected = active.groupby(["segment", "key"]).agg(n=("tenure", "size"), tenure=("tenure", "mean"),
-                                                     margin_mean=("margin", "mean"),
-                                                     margin_sd=("margin", "std"),
-                                                     products_mean=("n_products", "mean")).reset_index()
+    expected = (
+        active.groupby(["segment", "key"])
+        .agg(
+            n=("tenure", "size"),
+            tenure=("tenure", "mean"),
+            margin_mean=("margin", "mean"),
+            margin_sd=("margin", "std"),
+            products_mean=("n_products", "mean"),
+        )
+        .reset_index()
+    )
     expected["margin_sd"] = expected["margin_sd"].fillna(0.0)
     assert len(prof) == len(expected) and prof["n"].sum() == len(active)
     for col in ("n", "tenure", "margin_mean", "margin_sd", "products_mean"):
-        np.testing.assert_allclose(prof[col].to_numpy(dtype=float), expected[col].to_numpy(dtype=float),
-                                   rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(
+            prof[col].to_numpy(dtype=float), expected[col].to_numpy(dtype=float), rtol=1e-9, atol=1e-9
+        )
 
 
 def test_margin_per_product_is_the_within_segment_ols_slope(customers: pd.DataFrame) -> None:
     est = margin_per_product(customers, products_col="n_products", within=["segment"])
-    X = np.column_stack([pd.get_dummies(customers["segment"], dtype=float).to_numpy(),
-                         customers["n_products"].to_numpy(dtype=float)])
+    X = np.column_stack(
+        [pd.get_dummies(customers["segment"], dtype=float).to_numpy(), customers["n_products"].to_numpy(dtype=float)]
+    )
     y = customers["margin"].to_numpy()
     beta, *_ = np.linalg.lstsq(X, y, rcond=None)
     resid = y - X @ beta
@@ -167,9 +195,14 @@ def test_group_summary(customers: pd.DataFrame) -> None:
 
 def test_join_nps_class_uses_the_wave_and_latest_answer() -> None:
     cust = pd.DataFrame({"customer_id": ["a", "b", "c"], "tenure": [1.0, 2.0, 3.0]})
-    survey = pd.DataFrame({"customer_id": ["a", "a", "b", "b"], "wave": ["1", "1", "1", "2"],
-                           "survey_date": pd.to_datetime(["2024-01-02", "2024-01-01", "2024-01-01", "2024-06-01"]),
-                           "recommend": [9, 3, 7, 0]})
+    survey = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", "b"],
+            "wave": ["1", "1", "1", "2"],
+            "survey_date": pd.to_datetime(["2024-01-02", "2024-01-01", "2024-01-01", "2024-06-01"]),
+            "recommend": [9, 3, 7, 0],
+        }
+    )
     out = join_nps_class(cust, survey, wave="1")
     assert out["nps_class"].tolist()[:2] == ["promoter", "passive"] and pd.isna(out["nps_class"].iloc[2])
     with pytest.raises(ValueError, match="no answers in wave '3'"):
@@ -185,12 +218,20 @@ def test_nps_class_sql_matches_python() -> None:
 
 def test_customer_cx_features_counts_bad_experiences() -> None:
     cust = pd.DataFrame({"customer_id": ["a", "b"], "tenure": [1.0, 2.0]})
-    survey = pd.DataFrame({"customer_id": ["a", "b"], "wave": ["1", "1"], "recommend": [10, 2],
-                           "tp1": [5.0, 1.0], "tp2": [np.nan, 2.0], "emo1": [7.0, 1.0], "emo2": [6.0, 2.0]})
+    survey = pd.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "wave": ["1", "1"],
+            "recommend": [10, 2],
+            "tp1": [5.0, 1.0],
+            "tp2": [np.nan, 2.0],
+            "emo1": [7.0, 1.0],
+            "emo2": [6.0, 2.0],
+        }
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = customer_cx_features(cust, survey, touchpoints={"tp1": (1, 5), "tp2": (1, 5)},
-                                   emotion=["emo1", "emo2"])
+        out = customer_cx_features(cust, survey, touchpoints={"tp1": (1, 5), "tp2": (1, 5)}, emotion=["emo1", "emo2"])
     assert out["bad_experiences"].tolist() == [0, 2]  # NaN (not used) is not a bad experience
     assert out["touchpoints_used"].tolist() == [1, 2]
     assert out["experience"].tolist() == pytest.approx([1.0, 0.125])

@@ -1,4 +1,5 @@
 """Net Promoter Economics against closed forms (constant hazards per class, no uncertainty)."""
+
 from __future__ import annotations
 
 import math
@@ -22,43 +23,73 @@ WOM = WordOfMouthAssumptions(referrals_per_promoter=0.5, prospects_lost_per_detr
 
 
 def class_fit() -> PiecewiseExponentialFit:
-    idata = az.from_dict(posterior={"log_h0": np.full((1, 1, 1), math.log(H0)),
-                                    "log_hr_nps_class": np.array([[[LOG_HR["detractor"], LOG_HR["passive"]]]])})
+    idata = az.from_dict(
+        posterior={
+            "log_h0": np.full((1, 1, 1), math.log(H0)),
+            "log_hr_nps_class": np.array([[[LOG_HR["detractor"], LOG_HR["passive"]]]]),
+        }
+    )
     levels = {"nps_class": ["promoter", "detractor", "passive"]}
-    exposure = ExposureTable(frame=pd.DataFrame(), breaks=[0.0], covariates=["nps_class"], levels=levels,
-                             duration_col="tenure", event_col="churn", n_customers=0, n_events=0,
-                             max_duration=200.0)
-    return PiecewiseExponentialFit(idata=idata, exposure=exposure, fixed=["nps_class"], hierarchical=[],
-                                   levels=levels)
+    exposure = ExposureTable(
+        frame=pd.DataFrame(),
+        breaks=[0.0],
+        covariates=["nps_class"],
+        levels=levels,
+        duration_col="tenure",
+        event_col="churn",
+        n_customers=0,
+        n_events=0,
+        max_duration=200.0,
+    )
+    return PiecewiseExponentialFit(idata=idata, exposure=exposure, fixed=["nps_class"], hierarchical=[], levels=levels)
 
 
 def lifetime(nps_class: str) -> float:
     """Expected discounted months over the horizon with a constant hazard (geometric series)."""
     x = (1 + RATE) ** (-1 / 12) * math.exp(-H0 * math.exp(LOG_HR[nps_class]))
-    return x * (1 - x ** HORIZON) / (1 - x)
+    return x * (1 - x**HORIZON) / (1 - x)
 
 
 @pytest.fixture()
 def profile() -> pd.DataFrame:
-    return pd.DataFrame({
-        "nps_class": ["detractor", "detractor", "passive", "promoter", "promoter"],
-        "segment": ["mass", "private", "mass", "mass", "private"], "market": ["ES", "NO", "ES", "NO", "ES"],
-        "tenure": [2.0, 20.0, 5.0, 40.0, 1.0], "n": [10, 5, 20, 15, 5],
-        "margin_mean": [20.0, 50.0, 25.0, 30.0, 60.0], "margin_sd": 0.0,
-        "products_mean": [1.2, 2.0, 1.5, 1.8, 3.0]})
+    return pd.DataFrame(
+        {
+            "nps_class": ["detractor", "detractor", "passive", "promoter", "promoter"],
+            "segment": ["mass", "private", "mass", "mass", "private"],
+            "market": ["ES", "NO", "ES", "NO", "ES"],
+            "tenure": [2.0, 20.0, 5.0, 40.0, 1.0],
+            "n": [10, 5, 20, 15, 5],
+            "margin_mean": [20.0, 50.0, 25.0, 30.0, 60.0],
+            "margin_sd": 0.0,
+            "products_mean": [1.2, 2.0, 1.5, 1.8, 3.0],
+        }
+    )
 
 
 @pytest.fixture()
 def products() -> pd.DataFrame:
-    rows = [("mass", "detractor", 1.2), ("mass", "passive", 1.5), ("mass", "promoter", 1.8),
-            ("private", "detractor", 2.0), ("private", "passive", 2.4), ("private", "promoter", 3.0)]
+    rows = [
+        ("mass", "detractor", 1.2),
+        ("mass", "passive", 1.5),
+        ("mass", "promoter", 1.8),
+        ("private", "detractor", 2.0),
+        ("private", "passive", 2.4),
+        ("private", "promoter", 3.0),
+    ]
     return pd.DataFrame([{"segment": s, "nps_class": c, "n": 100, "mean": m, "sd": 0.0} for s, c, m in rows])
 
 
 def run(profile: pd.DataFrame, products: pd.DataFrame):
-    return net_promoter_economics(class_fit(), profile, products=products,
-                                  margin_per_product={"estimate": B, "se": 0.0}, word_of_mouth=WOM,
-                                  horizon_months=HORIZON, discount_rate_annual=RATE, sampling_uncertainty=False)
+    return net_promoter_economics(
+        class_fit(),
+        profile,
+        products=products,
+        margin_per_product={"estimate": B, "se": 0.0},
+        word_of_mouth=WOM,
+        horizon_months=HORIZON,
+        discount_rate_annual=RATE,
+        sampling_uncertainty=False,
+    )
 
 
 def test_clv_components_by_class_match_closed_form(profile: pd.DataFrame, products: pd.DataFrame) -> None:
@@ -74,8 +105,7 @@ def test_clv_components_by_class_match_closed_form(profile: pd.DataFrame, produc
         assert table[(cls, "cross_sell")] == pytest.approx(cross, abs=1e-6)
         assert table[(cls, "clv")] == pytest.approx(np.average(rows["margin_mean"] * L, weights=w), abs=1e-6)
         assert table[(cls, "word_of_mouth")] == pytest.approx(wom_rate[cls] / 12 * L * 200, abs=1e-6)
-        assert table[(cls, "total")] == pytest.approx(
-            table[(cls, "clv")] + table[(cls, "word_of_mouth")], abs=1e-9)
+        assert table[(cls, "total")] == pytest.approx(table[(cls, "clv")] + table[(cls, "word_of_mouth")], abs=1e-9)
 
 
 def test_value_of_moving_a_detractor_matches_closed_form(profile: pd.DataFrame, products: pd.DataFrame) -> None:
@@ -115,9 +145,15 @@ def test_bad_input_raises(profile: pd.DataFrame, products: pd.DataFrame) -> None
     with pytest.raises(KeyError, match="products_mean"):
         run(profile.drop(columns="products_mean"), products)
     with pytest.raises(KeyError, match="no 'nps_class' covariate"):
-        net_promoter_economics(ConstantHazardModel(0.01), profile, products=products,
-                               margin_per_product={"estimate": B, "se": 0.0}, word_of_mouth=WOM,
-                               horizon_months=12, discount_rate_annual=0.1)
+        net_promoter_economics(
+            ConstantHazardModel(0.01),
+            profile,
+            products=products,
+            margin_per_product={"estimate": B, "se": 0.0},
+            word_of_mouth=WOM,
+            horizon_months=12,
+            discount_rate_annual=0.1,
+        )
     with pytest.raises(KeyError, match="no row for"):
         run(profile, products[products["segment"] == "mass"])
 

@@ -7,6 +7,7 @@ coords, diagnostics(), save -> load -> identical predictions, and load with a ch
 Numbers are checked against lifelines called directly (same level) and, for the Bayesian model, against
 the true hazard ratios.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,10 @@ def cohort() -> pd.DataFrame:
     hazard = H0 * pd.Series(classes).map(TRUE_HR).to_numpy()
     churn_time = rng.exponential(1 / hazard)
     censor = rng.uniform(1.0, 48.0, size=n)
-    return pd.DataFrame({"tenure": np.minimum(churn_time, censor), "churn": (churn_time <= censor).astype(int),
-                         "nps_class": classes}, index=pd.Index([f"c{i}" for i in range(n)], name="customer"))
+    return pd.DataFrame(
+        {"tenure": np.minimum(churn_time, censor), "churn": (churn_time <= censor).astype(int), "nps_class": classes},
+        index=pd.Index([f"c{i}" for i in range(n)], name="customer"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +53,12 @@ def new_customers() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def pwe(cohort: pd.DataFrame):
-    exposure = build_exposure_table(cohort.reset_index(drop=True), covariates=["nps_class"],
-                                    period_breaks=[0, 12, 24])
+    exposure = build_exposure_table(cohort.reset_index(drop=True), covariates=["nps_class"], period_breaks=[0, 12, 24])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return fit_piecewise_exponential(exposure, fixed=["nps_class"], reference={"nps_class": "promoter"},
-                                         draws=500, tune=400, chains=2, seed=2)
+        return fit_piecewise_exponential(
+            exposure, fixed=["nps_class"], reference={"nps_class": "promoter"}, draws=500, tune=400, chains=2, seed=2
+        )
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +89,9 @@ def _check_summary(model) -> None:
     assert narrow.attrs["level"] == 0.8 and wide.attrs["level"] == 0.95
     assert narrow.index.name == "quantity" and list(narrow.index) == list(wide.index)
     np.testing.assert_allclose(narrow["mean"], wide["mean"])
-    finite = np.isfinite(narrow["low"]) & np.isfinite(wide["low"]) & np.isfinite(narrow["high"]) & np.isfinite(
-        wide["high"])
+    finite = (
+        np.isfinite(narrow["low"]) & np.isfinite(wide["low"]) & np.isfinite(narrow["high"]) & np.isfinite(wide["high"])
+    )
     assert finite.sum() >= 2
     assert (wide.loc[finite, "low"] <= narrow.loc[finite, "low"]).all()
     assert (narrow.loc[finite, "high"] <= wide.loc[finite, "high"]).all()
@@ -137,14 +141,17 @@ def test_diagnostics_is_the_one_gate(request, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_save_load_predicts_identically_and_refuses_another_config(request, name: str, tmp_path,
-                                                                  new_customers: pd.DataFrame) -> None:
+def test_save_load_predicts_identically_and_refuses_another_config(
+    request, name: str, tmp_path, new_customers: pd.DataFrame
+) -> None:
     model = _model(request, name)
     folder = model.save(tmp_path / name)
     back = type(model).load(folder, model_config=model.model_config, data_hash=model.data_hash)
     for kind in ("survival", "cumulative_hazard"):
-        np.testing.assert_array_equal(back.predict(new_customers, kind=kind, times=TIMES).values,
-                                      model.predict(new_customers, kind=kind, times=TIMES).values)
+        np.testing.assert_array_equal(
+            back.predict(new_customers, kind=kind, times=TIMES).values,
+            model.predict(new_customers, kind=kind, times=TIMES).values,
+        )
     assert back.diagnostics().to_dict() == model.diagnostics().to_dict()
     pd.testing.assert_frame_equal(back.summary(0.8), model.summary(0.8))
     changed = {**model.model_config, "covariates": ["something else"]}
@@ -180,8 +187,12 @@ def test_plots_return_axes(request, name: str, new_customers: pd.DataFrame) -> N
 # numbers against references
 # ---------------------------------------------------------------------------------------------------
 def _design(cohort: pd.DataFrame) -> pd.DataFrame:
-    X = pd.DataFrame({"nps_class=detractor": (cohort["nps_class"] == "detractor").astype(float),
-                      "nps_class=passive": (cohort["nps_class"] == "passive").astype(float)})
+    X = pd.DataFrame(
+        {
+            "nps_class=detractor": (cohort["nps_class"] == "detractor").astype(float),
+            "nps_class=passive": (cohort["nps_class"] == "passive").astype(float),
+        }
+    )
     return X.assign(tenure=cohort["tenure"], churn=cohort["churn"])
 
 
@@ -199,8 +210,9 @@ def test_cox_summary_equals_lifelines_at_the_same_level(cohort: pd.DataFrame, co
         assert row["high"] == pytest.approx(direct.loc[term, "coef upper 80%"], abs=1e-8)
         assert row["hazard_ratio_low"] == pytest.approx(direct.loc[term, "exp(coef) lower 80%"], rel=1e-8)
     hr = cox.hazard_ratio("nps_class=detractor", level=0.8)
-    assert hr["interval"] == pytest.approx([math.exp(ours.loc["log_hazard_ratio[nps_class=detractor]", k])
-                                            for k in ("low", "high")], rel=1e-12)
+    assert hr["interval"] == pytest.approx(
+        [math.exp(ours.loc["log_hazard_ratio[nps_class=detractor]", k]) for k in ("low", "high")], rel=1e-12
+    )
 
 
 def test_parametric_summary_and_median_equal_lifelines(cohort: pd.DataFrame, parametric) -> None:
@@ -261,8 +273,14 @@ def test_piecewise_exponential_config_and_thinning_keep_the_gate(pwe) -> None:
     assert pwe.model_type == "piecewise_exponential"
     assert pwe.model_config["breaks"] == [0.0, 12.0, 24.0] and pwe.model_config["fixed"] == ["nps_class"]
     assert pwe.model_config["priors"] == {"sd_log_hr": 2.0, "sd_baseline": 2.0, "scale_group_sd": 0.5}
-    assert pwe.sampler_config == {"sampler": "nutpie", "draws": 500, "tune": 400, "chains": 2, "seed": 2,
-                                  "target_accept": 0.95}
+    assert pwe.sampler_config == {
+        "sampler": "nutpie",
+        "draws": 500,
+        "tune": 400,
+        "chains": 2,
+        "seed": 2,
+        "target_accept": 0.95,
+    }
     assert len(pwe.data_hash) == 64
     thin = pwe.thinned(100)
     assert thin.n_draws == 100 and thin.diagnostics() is pwe.diagnostics()

@@ -5,6 +5,7 @@ x class and market hazard ratios (docs/SIMULATOR.md), and the expected monthly m
 (lognormal base margin mean + product margin x expected extra products). The estimates use only the data.
 One fixed seed: with a different seed a single 90% interval misses now and then, by design.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,10 @@ def true_lifetime(active: pd.DataFrame, churn: dict, nps_class: pd.Series) -> np
 
 def expected_margin(active: pd.DataFrame, value: dict, nps_class: pd.Series) -> np.ndarray:
     base = {s: math.exp(p["meanlog"] + p["sdlog"] ** 2 / 2) for s, p in value["base_margin_by_segment"].items()}
-    extra = (active["segment"].map(value["product_rate_by_segment"]).to_numpy()
-             * nps_class.map(value["product_multiplier_by_class"]).to_numpy())
+    extra = (
+        active["segment"].map(value["product_rate_by_segment"]).to_numpy()
+        * nps_class.map(value["product_multiplier_by_class"]).to_numpy()
+    )
     return active["segment"].map(base).to_numpy() + value["product_margin"] * extra
 
 
@@ -78,9 +81,16 @@ def test_bayesian_model_recovers_hazard_ratios_and_clv(simulated) -> None:
     churn, value = truth["churn"], truth["value"]
     table = build_exposure_table(known, covariates=COVARIATES)
     assert table.n_cells <= 12 * 3 * 3 * 4  # cost grows with cells, not customers
-    fit = fit_piecewise_exponential(table, fixed=["nps_class"], hierarchical=["segment", "market"],
-                                    reference={"nps_class": "promoter"}, draws=1000, tune=1000, chains=2,
-                                    seed=SEED)
+    fit = fit_piecewise_exponential(
+        table,
+        fixed=["nps_class"],
+        hierarchical=["segment", "market"],
+        reference={"nps_class": "promoter"},
+        draws=1000,
+        tune=1000,
+        chains=2,
+        seed=SEED,
+    )
     assert fit.diagnostics().passed, fit.diagnostics().reasons
 
     for cls in ("detractor", "passive"):
@@ -96,23 +106,38 @@ def test_bayesian_model_recovers_hazard_ratios_and_clv(simulated) -> None:
     profile = customer_profile(known, covariates=COVARIATES, products_col="n_products")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a 24-month horizon stays mostly inside the 72 observed months
-        clv = customer_lifetime_value(fit, profile, horizon_months=HORIZON, discount_rate_annual=RATE,
-                                      group_by=["nps_class"], level=0.9, seed=SEED)
+        clv = customer_lifetime_value(
+            fit,
+            profile,
+            horizon_months=HORIZON,
+            discount_rate_annual=RATE,
+            group_by=["nps_class"],
+            level=0.9,
+            seed=SEED,
+        )
     active = known[known["churn"] == 0]
     classes = active["nps_class"]
-    true_clv = (pd.Series(expected_margin(active, value, classes) * true_lifetime(active, churn, classes))
-                .groupby(classes.to_numpy()).mean())
+    true_clv = (
+        pd.Series(expected_margin(active, value, classes) * true_lifetime(active, churn, classes))
+        .groupby(classes.to_numpy())
+        .mean()
+    )
     for _, row in clv.summary.iterrows():
         assert row["low"] <= true_clv[row["nps_class"]] <= row["high"], (row.to_dict(), true_clv.to_dict())
         assert abs(row["clv"] / true_clv[row["nps_class"]] - 1) < 0.05
 
     # Net Promoter Economics: its CLV equals the CLV above (same draws and weights), and the value of
     # moving a detractor to promoter (retention + cross-sell, no word of mouth) covers the truth
-    npe = net_promoter_economics(fit, profile, products=group_summary(known, by=["segment", "nps_class"],
-                                                                      value_col="n_products"),
-                                 margin_per_product=margin_per_product(known, products_col="n_products"),
-                                 word_of_mouth=WordOfMouthAssumptions(), horizon_months=HORIZON,
-                                 discount_rate_annual=RATE, seed=SEED)
+    npe = net_promoter_economics(
+        fit,
+        profile,
+        products=group_summary(known, by=["segment", "nps_class"], value_col="n_products"),
+        margin_per_product=margin_per_product(known, products_col="n_products"),
+        word_of_mouth=WordOfMouthAssumptions(),
+        horizon_months=HORIZON,
+        discount_rate_annual=RATE,
+        seed=SEED,
+    )
     for cls, summary in npe.to_results()["clv"].items():
         assert summary["mean"] == pytest.approx(clv.to_results("nps_class")[cls]["mean"], rel=1e-9)
     detractors = active[classes == "detractor"]
@@ -120,23 +145,30 @@ def test_bayesian_model_recovers_hazard_ratios_and_clv(simulated) -> None:
     as_promoter = pd.Series("promoter", index=detractors.index)
     life_d = true_lifetime(detractors, churn, det_classes)
     life_p = true_lifetime(detractors, churn, as_promoter)
-    extra_products = (detractors["segment"].map(value["product_rate_by_segment"]).to_numpy()
-                      * (value["product_multiplier_by_class"]["promoter"]
-                         - value["product_multiplier_by_class"]["detractor"]))
-    true_move = np.mean(expected_margin(detractors, value, det_classes) * (life_p - life_d)
-                        + value["product_margin"] * extra_products * life_p)
+    extra_products = detractors["segment"].map(value["product_rate_by_segment"]).to_numpy() * (
+        value["product_multiplier_by_class"]["promoter"] - value["product_multiplier_by_class"]["detractor"]
+    )
+    true_move = np.mean(
+        expected_margin(detractors, value, det_classes) * (life_p - life_d)
+        + value["product_margin"] * extra_products * life_p
+    )
     assert inside(true_move, npe.draws["detractor->promoter:clv"])
 
 
 def test_cox_model_recovers_class_and_market_hazard_ratios(simulated) -> None:
     known, truth = simulated
-    cox = fit_cox(known, covariates=COVARIATES, reference={"nps_class": "promoter", "market": "ES"},
-                  level=0.9)
+    cox = fit_cox(known, covariates=COVARIATES, reference={"nps_class": "promoter", "market": "ES"}, level=0.9)
     hr = cox.hazard_ratios.set_index("term")
     for cls in ("detractor", "passive"):
-        assert hr.loc[f"nps_class={cls}", "low"] <= math.exp(truth["churn"]["log_hr_class"][cls]) \
-            <= hr.loc[f"nps_class={cls}", "high"], cls
+        assert (
+            hr.loc[f"nps_class={cls}", "low"]
+            <= math.exp(truth["churn"]["log_hr_class"][cls])
+            <= hr.loc[f"nps_class={cls}", "high"]
+        ), cls
     for market in ("PT", "MX", "NO"):
-        assert hr.loc[f"market={market}", "low"] <= math.exp(truth["churn"]["log_hr_market"][market]) \
-            <= hr.loc[f"market={market}", "high"], market
+        assert (
+            hr.loc[f"market={market}", "low"]
+            <= math.exp(truth["churn"]["log_hr_market"][market])
+            <= hr.loc[f"market={market}", "high"]
+        ), market
     assert cox.ph_ok  # the simulator's hazards are proportional

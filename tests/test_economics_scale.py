@@ -5,6 +5,7 @@ the package's other tests check against the simulator. The SQL path must reprodu
 classes, churn and products are compared for equality; tenure and margin to 1e-9 (both are the same
 float arithmetic, days / 30.4375 or a copied number, so any larger gap would be a recoding difference).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -67,8 +68,10 @@ def test_exposure_from_spec_matches_the_frame_path(sim: Path) -> None:
     got = exposure_from_spec(spec, covariates=covariates)
     assert got.n_customers == expected.n_customers == len(known)
     assert got.n_events == expected.n_events and got.breaks == expected.breaks
-    pd.testing.assert_frame_equal(got.frame[["period", *covariates, "events", "at_risk"]],
-                                  expected.frame[["period", *covariates, "events", "at_risk"]])
+    pd.testing.assert_frame_equal(
+        got.frame[["period", *covariates, "events", "at_risk"]],
+        expected.frame[["period", *covariates, "events", "at_risk"]],
+    )
     np.testing.assert_allclose(got.frame["exposure"], expected.frame["exposure"], rtol=1e-12)
 
 
@@ -80,20 +83,35 @@ def _recoded_copy(sim: Path, dest: Path) -> Path:
     cust = con.sql(f"SELECT * FROM read_parquet('{sim / 'customers.parquet'}')").df()
     as_of = pd.Timestamp(yaml.safe_load((sim / "dataset.yaml").read_text())["as_of"])
     days = (cust["end_date"].fillna(as_of) - cust["start_date"]).dt.days
-    out = pd.DataFrame({"CustID": "  " + cust["customer_id"].astype(str), "days_active": days,
-                        "Left": np.where(cust["churned"].astype(int) == 1, "YES", "no"),
-                        "rev": cust["monthly_margin"].round(2), "n_products": cust["n_products"]})
+    out = pd.DataFrame(
+        {
+            "CustID": "  " + cust["customer_id"].astype(str),
+            "days_active": days,
+            "Left": np.where(cust["churned"].astype(int) == 1, "YES", "no"),
+            "rev": cust["monthly_margin"].round(2),
+            "n_products": cust["n_products"],
+        }
+    )
     out.to_csv(dest / "crm.csv", index=False)
     db = duckdb.connect(str(dest / "survey.duckdb"))
     db.execute(f"CREATE TABLE answers AS SELECT * FROM read_parquet('{sim / 'survey.parquet'}')")
     db.close()
     spec = yaml.safe_load((sim / "dataset.yaml").read_text())
-    spec["tables"] = {"survey": {"database": "survey.duckdb", "query": "SELECT * FROM answers WHERE wave IS NOT NULL"},
-                      "customers": {"path": "crm.csv"}}
+    spec["tables"] = {
+        "survey": {"database": "survey.duckdb", "query": "SELECT * FROM answers WHERE wave IS NOT NULL"},
+        "customers": {"path": "crm.csv"},
+    }
     spec.pop("benchmark")
-    spec["customers"] = {"table": "customers", "id": "CustID", "tenure": "days_active", "tenure_unit": "days",
-                         "churn": "Left", "churn_labels": {"yes": 1, "No": 0}, "revenue": "rev",
-                         "cross_sell": ["n_products"]}
+    spec["customers"] = {
+        "table": "customers",
+        "id": "CustID",
+        "tenure": "days_active",
+        "tenure_unit": "days",
+        "churn": "Left",
+        "churn_labels": {"yes": 1, "No": 0},
+        "revenue": "rev",
+        "cross_sell": ["n_products"],
+    }
     path = dest / "dataset.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
@@ -118,9 +136,11 @@ def test_a_relation_not_a_frame_and_bad_values_named(sim: Path, tmp_path: Path) 
     bad = tmp_path / "bad"
     shutil.copytree(sim, bad)
     con = duckdb.connect()
-    con.execute(f"COPY (SELECT * REPLACE (CASE WHEN customer_id = (SELECT min(customer_id) FROM "
-                f"read_parquet('{sim / 'customers.parquet'}')) THEN 7 ELSE CAST(churned AS INTEGER) END AS churned) "
-                f"FROM read_parquet('{sim / 'customers.parquet'}')) TO '{bad / 'customers.parquet'}' (FORMAT parquet)")
+    con.execute(
+        f"COPY (SELECT * REPLACE (CASE WHEN customer_id = (SELECT min(customer_id) FROM "
+        f"read_parquet('{sim / 'customers.parquet'}')) THEN 7 ELSE CAST(churned AS INTEGER) END AS churned) "
+        f"FROM read_parquet('{sim / 'customers.parquet'}')) TO '{bad / 'customers.parquet'}' (FORMAT parquet)"
+    )
     with pytest.raises(DataValidationError, match=r"customers\.parquet.*churned.*'7'"):
         customer_relation_from_spec(bad / "dataset.yaml")
     with pytest.raises(ValueError, match="no customers"):

@@ -1,4 +1,5 @@
 """The economics study: settings checks, params file against the notebook, and one small end-to-end run."""
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,11 @@ def test_params_file_matches_the_notebook_parameters() -> None:
     from cxresearch.yamlio import load_yaml
 
     params = load_yaml(PARAMS)
-    assert params["study"] == "economics" and params["matrix"] == [{"segment": "all", "market": "all"},
-                                                                   {"segment": "each", "market": "all"},
-                                                                   {"segment": "all", "market": "each"}]
+    assert params["study"] == "economics" and params["matrix"] == [
+        {"segment": "all", "market": "all"},
+        {"segment": "each", "market": "all"},
+        {"segment": "all", "market": "each"},
+    ]
     check_parameters(NOTEBOOK, params["settings"], str(PARAMS))  # names exist, values of the default's kind
     check_study_settings = pytest.importorskip("cxresearch.studies.settings").check_study_settings
     check_study_settings("economics", params["settings"], source=str(PARAMS), prefix="settings.")
@@ -54,10 +57,21 @@ def test_notebook_runs_on_simulated_data_and_records_results(tmp_path, monkeypat
     simulate_dataset(tmp_path / "data", customers=6000, seed=5, population_samples=1000)
     results = tmp_path / "results.json"
     monkeypatch.setenv("CXRESEARCH_RESULTS", str(results))
-    papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "out.ipynb"), kernel_name="cxresearch",
-                               cwd=str(NOTEBOOK.parent), progress_bar=False,
-                               parameters={"dataset": str(tmp_path / "data" / "dataset.yaml"), "market": "ES",
-                                           "draws": 300, "tune": 300, "chains": 2, "clv_draws": 300})
+    papermill.execute_notebook(
+        str(NOTEBOOK),
+        str(tmp_path / "out.ipynb"),
+        kernel_name="cxresearch",
+        cwd=str(NOTEBOOK.parent),
+        progress_bar=False,
+        parameters={
+            "dataset": str(tmp_path / "data" / "dataset.yaml"),
+            "market": "ES",
+            "draws": 300,
+            "tune": 300,
+            "chains": 2,
+            "clv_draws": 300,
+        },
+    )
     recorded = json.loads(results.read_text())
     for key in ("hazard_ratio", "median_survival", "clv", "value_detractor_to_promoter", "diagnostics"):
         assert key in recorded, key
@@ -75,11 +89,22 @@ def test_headline_names_the_numbers_and_leads_with_a_failed_gate():
 
     from cxresearch.economics.study import headline_markdown
 
-    summary = pd.DataFrame({"nps_class": ["detractor", "passive", "promoter"], "clv": [586.0, 608.0, 689.0],
-                            "low": [477.0, 537.0, 602.0], "high": [721.0, 682.0, 790.0]})
-    args = dict(hazard_ratio={"mean": 2.14, "interval": [1.6, 2.6]}, clv_summary=summary,
-                move={"mean": 333.0, "interval": [295.0, 375.0]}, horizon_months=36, level=0.9,
-                scope="customers in market NO")
+    summary = pd.DataFrame(
+        {
+            "nps_class": ["detractor", "passive", "promoter"],
+            "clv": [586.0, 608.0, 689.0],
+            "low": [477.0, 537.0, 602.0],
+            "high": [721.0, 682.0, 790.0],
+        }
+    )
+    args = dict(
+        hazard_ratio={"mean": 2.14, "interval": [1.6, 2.6]},
+        clv_summary=summary,
+        move={"mean": 333.0, "interval": [295.0, 375.0]},
+        horizon_months=36,
+        level=0.9,
+        scope="customers in market NO",
+    )
     ok = headline_markdown(diagnostics={"passed": True}, **args)
     assert "**2.1 times**" in ok and "a promoter **€689** (€602 to €790)" in ok and "**€333**" in ok
     assert "did not pass" not in ok
@@ -103,10 +128,18 @@ def _fake_fit(seed: int = 0):
     log_hr = np.stack([rng.normal(0.7, 0.05, (2, 400)), rng.normal(0.3, 0.05, (2, 400))], axis=-1)
     idata = az.from_dict(posterior={"log_h0": rng.normal(np.log(0.02), 0.02, (2, 400, 1)), "log_hr_nps_class": log_hr})
     levels = {"nps_class": ["promoter", "detractor", "passive"]}
-    exposure = ExposureTable(frame=pd.DataFrame(), breaks=[0.0], covariates=["nps_class"], levels=levels,
-                             duration_col="tenure", event_col="churn", n_customers=0, n_events=0, max_duration=60.0)
-    return PiecewiseExponentialFit(idata=idata, exposure=exposure, fixed=["nps_class"], hierarchical=[],
-                                   levels=levels)
+    exposure = ExposureTable(
+        frame=pd.DataFrame(),
+        breaks=[0.0],
+        covariates=["nps_class"],
+        levels=levels,
+        duration_col="tenure",
+        event_col="churn",
+        n_customers=0,
+        n_events=0,
+        max_duration=60.0,
+    )
+    return PiecewiseExponentialFit(idata=idata, exposure=exposure, fixed=["nps_class"], hierarchical=[], levels=levels)
 
 
 def _cohort():
@@ -118,9 +151,17 @@ def _cohort():
     classes = rng.choice(["promoter", "passive", "detractor"], size=n)
     hazard = 0.03 * pd.Series(classes).map({"promoter": 1.0, "passive": 1.4, "detractor": 2.0}).to_numpy()
     t, c = rng.exponential(1 / hazard), rng.uniform(1, 40, n)
-    return pd.DataFrame({"tenure": np.minimum(t, c), "churn": (t <= c).astype(int), "nps_class": classes,
-                         "segment": rng.choice(["mass", "private"], n), "market": rng.choice(["ES", "NO"], n),
-                         "margin": rng.gamma(5.0, 6.0, n), "products": rng.integers(1, 4, n).astype(float)})
+    return pd.DataFrame(
+        {
+            "tenure": np.minimum(t, c),
+            "churn": (t <= c).astype(int),
+            "nps_class": classes,
+            "segment": rng.choice(["mass", "private"], n),
+            "market": rng.choice(["ES", "NO"], n),
+            "margin": rng.gamma(5.0, 6.0, n),
+            "products": rng.integers(1, 4, n).astype(float),
+        }
+    )
 
 
 def test_results_blocks_carry_the_models_numbers() -> None:
@@ -169,25 +210,37 @@ def test_results_blocks_carry_the_models_numbers() -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        clv = customer_lifetime_value(fit, profile, horizon_months=24, discount_rate_annual=0.1,
-                                      group_by=["nps_class"], level=0.8)
-        clv_by = {"segment": customer_lifetime_value(fit, profile, horizon_months=24, discount_rate_annual=0.1,
-                                                     group_by=["segment"], level=0.8)}
+        clv = customer_lifetime_value(
+            fit, profile, horizon_months=24, discount_rate_annual=0.1, group_by=["nps_class"], level=0.8
+        )
+        clv_by = {
+            "segment": customer_lifetime_value(
+                fit, profile, horizon_months=24, discount_rate_annual=0.1, group_by=["segment"], level=0.8
+            )
+        }
     out = study.clv_results(clv, clv_by)
     assert out["clv"] == clv.to_results("nps_class")
     assert out["clv_by_segment"] == clv_by["segment"].to_results("segment")
     assert out["clv_assumptions"]["level"] == 0.8 and "extrapolated" in out["clv_assumptions"]
 
     wom = WordOfMouthAssumptions(0.2, 0.3, 200.0)
-    npe = net_promoter_economics(fit, profile, products=group_summary(cohort, by=["segment", "nps_class"],
-                                                                     value_col="products"),
-                                 margin_per_product={"estimate": 4.0, "se": 0.5}, word_of_mouth=wom,
-                                 horizon_months=24, discount_rate_annual=0.1, level=0.8)
+    npe = net_promoter_economics(
+        fit,
+        profile,
+        products=group_summary(cohort, by=["segment", "nps_class"], value_col="products"),
+        margin_per_product={"estimate": 4.0, "se": 0.5},
+        word_of_mouth=wom,
+        horizon_months=24,
+        discount_rate_annual=0.1,
+        level=0.8,
+    )
     block = study.npe_results(npe, wom, {"estimate": 4.0, "se": 0.5})
     assert block["value_detractor_to_promoter"] == npe.move("detractor", "promoter")
     risk = npe.value_at_risk.set_index(["dimension", "level"]).loc[("market", "ES")]
-    assert block["value_at_risk"]["market"]["ES"] == {"mean": risk["value_at_risk"],
-                                                      "interval": [risk["low"], risk["high"]]}
+    assert block["value_at_risk"]["market"]["ES"] == {
+        "mean": risk["value_at_risk"],
+        "interval": [risk["low"], risk["high"]],
+    }
     assert block["npe.assumptions"]["margin_per_product"] == 4.0
     wide = npe.clv_wide().set_index("nps_class")
     assert block["npe.components"]["promoter"]["total"] == pytest.approx(wide.loc["promoter", "total"])

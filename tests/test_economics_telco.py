@@ -4,6 +4,7 @@ piecewise-exponential hazard ratios agree with the Cox model's.
 Tenure 0 rows (11 customers who joined this month, all censored, TotalCharges blank) have no time at risk:
 the wrappers drop them by default and count them; the direct lifelines calls get the same rows.
 """
+
 from __future__ import annotations
 
 import math
@@ -79,28 +80,39 @@ def test_cox_matches_lifelines(telco: pd.DataFrame, positive: pd.DataFrame) -> N
     from lifelines.statistics import proportional_hazard_test
 
     result = fit_cox(telco, covariates=["Contract", "PaymentMethod", "MonthlyCharges"], event_col="event")
-    X = pd.concat([dummies(positive, "Contract"), dummies(positive, "PaymentMethod"),
-                   positive[["MonthlyCharges", "tenure", "event"]]], axis=1)
+    X = pd.concat(
+        [
+            dummies(positive, "Contract"),
+            dummies(positive, "PaymentMethod"),
+            positive[["MonthlyCharges", "tenure", "event"]],
+        ],
+        axis=1,
+    )
     direct = CoxPHFitter(alpha=0.1).fit(X, duration_col="tenure", event_col="event")
     ours = result.hazard_ratios.set_index("term")
     for term, coef in direct.params_.items():
         assert ours.loc[term, "coef"] == pytest.approx(coef, abs=1e-6)
         assert ours.loc[term, "se"] == pytest.approx(direct.standard_errors_[term], abs=1e-6)
-        assert ours.loc[term, "low"] == pytest.approx(math.exp(direct.confidence_intervals_.loc[term].iloc[0]),
-                                                        rel=1e-6)
+        assert ours.loc[term, "low"] == pytest.approx(
+            math.exp(direct.confidence_intervals_.loc[term].iloc[0]), rel=1e-6
+        )
     ph = proportional_hazard_test(direct, X, time_transform="rank").summary
-    np.testing.assert_allclose(result.ph_test.set_index("term").loc[ph.index, "test_statistic"],
-                               ph["test_statistic"], rtol=1e-6)
+    np.testing.assert_allclose(
+        result.ph_test.set_index("term").loc[ph.index, "test_statistic"], ph["test_statistic"], rtol=1e-6
+    )
     # telco contracts are a known proportional-hazards violation (early churn of month-to-month customers)
     assert not result.ph_ok
     two_year = result.hazard_ratio("Contract=Two year")
     assert two_year["mean"] == pytest.approx(math.exp(direct.params_["Contract=Two year"]))
 
 
-@pytest.mark.parametrize("name, fitter_name", [("weibull", "WeibullAFTFitter"), ("lognormal", "LogNormalAFTFitter"),
-                                               ("loglogistic", "LogLogisticAFTFitter")])
-def test_parametric_models_match_lifelines(telco: pd.DataFrame, positive: pd.DataFrame, name: str,
-                                           fitter_name: str) -> None:
+@pytest.mark.parametrize(
+    "name, fitter_name",
+    [("weibull", "WeibullAFTFitter"), ("lognormal", "LogNormalAFTFitter"), ("loglogistic", "LogLogisticAFTFitter")],
+)
+def test_parametric_models_match_lifelines(
+    telco: pd.DataFrame, positive: pd.DataFrame, name: str, fitter_name: str
+) -> None:
     import lifelines
 
     model = fit_parametric(telco, covariates=["Contract", "MonthlyCharges"], event_col="event", models=[name])
@@ -124,8 +136,14 @@ def test_model_chosen_by_aic_and_clv_interval(telco: pd.DataFrame) -> None:
     profile = customer_profile(telco, covariates=["Contract"], event_col="event", margin_col="MonthlyCharges")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # long-tenure customers reach past 72 months
-        clv = customer_lifetime_value(model, profile, horizon_months=24, discount_rate_annual=0.1,
-                                      group_by=["Contract"], sampling_uncertainty=False)
+        clv = customer_lifetime_value(
+            model,
+            profile,
+            horizon_months=24,
+            discount_rate_annual=0.1,
+            group_by=["Contract"],
+            sampling_uncertainty=False,
+        )
     # point-estimate CLV by brute force from lifelines' survival function, per profile row
     point = {}
     for contract, rows in profile.groupby("Contract"):
@@ -157,10 +175,10 @@ def test_bayesian_hazard_ratios_agree_with_cox(telco: pd.DataFrame) -> None:
     Breslow-type baseline; wide priors because contract effects are far larger than CX effects."""
     covariates = ["Contract", "charges_band"]
     cox = fit_cox(telco, covariates=covariates, event_col="event", level=0.9)
-    table = build_exposure_table(telco, covariates=covariates, event_col="event",
-                                 period_breaks=list(range(0, 72)))
-    fit = fit_piecewise_exponential(table, fixed=covariates, prior_sd_log_hr=3.0, draws=1000, tune=1000,
-                                    chains=2, seed=3)
+    table = build_exposure_table(telco, covariates=covariates, event_col="event", period_breaks=list(range(0, 72)))
+    fit = fit_piecewise_exponential(
+        table, fixed=covariates, prior_sd_log_hr=3.0, draws=1000, tune=1000, chains=2, seed=3
+    )
     assert fit.diagnostics().passed, fit.diagnostics().reasons
     bayes = fit.hazard_ratios(level=0.9)
     merged = bayes.merge(cox.hazard_ratios, on="term", suffixes=("_bayes", "_cox"))

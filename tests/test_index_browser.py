@@ -1,9 +1,9 @@
 """The report index in a real browser: headless Chromium loads index.html over file:// with every
 network host unresolvable (offline), follows each row's link, checks the report's header shows that
 row's segment and market, and saves a screenshot to test-artifacts/index.png."""
+
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,14 +23,21 @@ import study_fixtures as F  # noqa: E402  (tests/ is on sys.path under pytest)
 def reports(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     spec, _ = F.make_dataset(root / "data", ["mass", "Zürich <b>Øst</b> & co", "../../etc"], ["NO"], n_per_cell=10)
-    nps = F.write_params(root / "nps.yaml", F.params_text("nps", "nps.ipynb", spec, "{segment: each, market: all}",
-                                                         title="NPS by segment"))
-    raises = F.write_params(root / "raises.yaml", F.params_text("raises", "raises.ipynb", spec, "{segment: all, market: each}"))
-    flagged = F.write_params(root / "flagged.yaml", F.params_text("flagged", "nps.ipynb", spec, "{segment: [mass]}",
-                                                                 settings={"diagnostics_pass": "false"}))
+    nps = F.write_params(
+        root / "nps.yaml",
+        F.params_text("nps", "nps.ipynb", spec, "{segment: each, market: all}", title="NPS by segment"),
+    )
+    raises = F.write_params(
+        root / "raises.yaml", F.params_text("raises", "raises.ipynb", spec, "{segment: all, market: each}")
+    )
+    flagged = F.write_params(
+        root / "flagged.yaml",
+        F.params_text("flagged", "nps.ipynb", spec, "{segment: [mass]}", settings={"diagnostics_pass": "false"}),
+    )
     out = root / "out"
-    result = CliRunner().invoke(run_command, [str(nps), str(raises), str(flagged), "--out", str(out), "--workers", "2",
-                                              "--no-progress"])
+    result = CliRunner().invoke(
+        run_command, [str(nps), str(raises), str(flagged), "--out", str(out), "--workers", "2", "--no-progress"]
+    )
     assert result.exit_code == 1, result.output  # the raising study fails, on purpose
     return out
 
@@ -41,9 +48,16 @@ def test_every_index_row_links_to_a_report_that_loads(browser, reports):
     index_url = (reports / "index.html").as_uri()
     browser.get(index_url)
     rows = browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr.run")
-    expected = [(r.get_attribute("data-study"), r.get_attribute("data-segment"), r.get_attribute("data-market"),
-                 r.get_attribute("data-status"), r.find_element(By.CSS_SELECTOR, "a.report-link").get_attribute("href"))
-                for r in rows]
+    expected = [
+        (
+            r.get_attribute("data-study"),
+            r.get_attribute("data-segment"),
+            r.get_attribute("data-market"),
+            r.get_attribute("data-status"),
+            r.find_element(By.CSS_SELECTOR, "a.report-link").get_attribute("href"),
+        )
+        for r in rows
+    ]
     assert len(expected) == 5
     flags = {r.get_attribute("data-study"): r.find_elements(By.CSS_SELECTOR, ".flag") for r in rows}
     assert [f.text for f in flags["flagged"]] == ["model did not pass its diagnostics"]
@@ -55,7 +69,9 @@ def test_every_index_row_links_to_a_report_that_loads(browser, reports):
     assert (ARTIFACTS / "index.png").stat().st_size > 10_000
 
     external = browser.execute_script(
-        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('file:') && !n.startsWith('data:'))")
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(n => !n.startsWith('file:') && !n.startsWith('data:'))"
+    )
     assert external == []
     for study, segment, market, status, href in expected:
         assert href.startswith(reports.as_uri() + "/")  # relative links resolve inside out
@@ -69,8 +85,12 @@ def test_every_index_row_links_to_a_report_that_loads(browser, reports):
         assert (len(banners) == 1 and banners[0].is_displayed()) == (status == "failed")
         diagnostics = browser.find_elements(By.ID, "cx-diagnostics-banner")
         assert (len(diagnostics) == 1 and diagnostics[0].is_displayed()) == (study == "flagged")
-        assert browser.execute_script(
-            "return performance.getEntriesByType('resource').filter(e => /^https?:/.test(e.name)).length") == 0
+        assert (
+            browser.execute_script(
+                "return performance.getEntriesByType('resource').filter(e => /^https?:/.test(e.name)).length"
+            )
+            == 0
+        )
         assert browser.find_elements(By.CSS_SELECTOR, "script[src]") == []
         if study in ("nps", "flagged"):
             images = browser.find_elements(By.CSS_SELECTOR, "img")

@@ -1,5 +1,6 @@
 """The study index shows each run's record_headline entries (formatted, escaped) and falls back to the
 first recorded numbers when a notebook recorded none."""
+
 from __future__ import annotations
 
 import json
@@ -11,13 +12,16 @@ from cxresearch.studies.index import format_headline, headline_entries, index_ht
 def _run_folder(out: Path, study: str, segment: str, results: dict) -> None:
     run = out / study / f"{segment}--all"
     run.mkdir(parents=True)
-    (run / "manifest.json").write_text(json.dumps({"study": study, "segment": segment, "market": "all",
-                                                   "status": "succeeded", "duration_s": 3.0}), encoding="utf-8")
+    (run / "manifest.json").write_text(
+        json.dumps({"study": study, "segment": segment, "market": "all", "status": "succeeded", "duration_s": 3.0}),
+        encoding="utf-8",
+    )
     (run / "results.json").write_text(json.dumps(results), encoding="utf-8")
 
 
 HEADLINE_RESULTS = {
-    "n": 1471, "nps": {"mean": 20.53, "level": 0.9, "target": 20.0},
+    "n": 1471,
+    "nps": {"mean": 20.53, "level": 0.9, "target": 20.0},
     "headline": [
         {"label": "NPS", "value": 20.53, "unit": "points", "interval": [18.94, 22.06]},
         {"label": "P(NPS meets +20)", "value": 73.4, "unit": "%", "interval": None},
@@ -53,8 +57,7 @@ def test_labels_and_values_are_escaped():
     assert entries[3] == ("CLV <promoter> & co", "1,234 (1,000 to 1,500)")
     from cxresearch.studies.index import IndexRow
 
-    row = IndexRow(study="s", segment="all", market="all", folder="s/all--all", status="succeeded",
-                   headline=entries)
+    row = IndexRow(study="s", segment="all", market="all", folder="s/all--all", status="succeeded", headline=entries)
     page = index_html([row])
     assert "CLV &lt;promoter&gt; &amp; co" in page
     assert "<promoter>" not in page

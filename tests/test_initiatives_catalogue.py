@@ -1,4 +1,5 @@
 """Initiative catalogue and effect distributions: parsing, validation messages, sampling against closed forms."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -73,16 +74,19 @@ def test_normal_share_is_clipped_and_its_mean_accounts_for_it():
     assert draws.mean() == pytest.approx(expected, abs=5 * 0.1 / np.sqrt(100_000))
 
 
-@pytest.mark.parametrize("spec, message", [
-    ([0.6, 0.2], "low 0.6 is above high 0.2"),
-    ([0.1], "a range is [low, high]"),
-    ({"normal": {"mean": 0.3}}, "missing key(s) ['sd']"),
-    ({"normal": {"mean": 0.3, "sd": -1}}, "sd: must be >= 0"),
-    ({"gamma": {"a": 1}}, "unknown distribution 'gamma'"),
-    ({"beta": {"mean": 0.5, "sd": 0.6}}, "needs 0 < sd"),
-    ("big", "give a number, a range"),
-    ({"triangular": {"low": 0, "mode": 2, "high": 1}}, "mode: 2 is outside"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ([0.6, 0.2], "low 0.6 is above high 0.2"),
+        ([0.1], "a range is [low, high]"),
+        ({"normal": {"mean": 0.3}}, "missing key(s) ['sd']"),
+        ({"normal": {"mean": 0.3, "sd": -1}}, "sd: must be >= 0"),
+        ({"gamma": {"a": 1}}, "unknown distribution 'gamma'"),
+        ({"beta": {"mean": 0.5, "sd": 0.6}}, "needs 0 < sd"),
+        ("big", "give a number, a range"),
+        ({"triangular": {"low": 0, "mode": 2, "high": 1}}, "mode: 2 is outside"),
+    ],
+)
 def test_bad_distributions_name_the_key(spec, message):
     with pytest.raises(EffectSpecError) as err:
         parse_distribution(spec, where="catalogue[x].effect.uplift")
@@ -102,11 +106,20 @@ def test_effect_grid_spans_draws_and_includes_integers():
 
 # ------------------------------------------------------------------------------------------ catalogue
 def test_catalogue_accepts_the_documented_forms():
-    cat = load_catalogue([
-        _one(),
-        _one(name="fcr", touchpoints="call_centre", effect={"remove_bad": {"beta": {"mean": 0.4, "sd": 0.1}}},
-             cost={}, scope={"segments": "all", "markets": ["ES", "NO"]}, time_to_effect_months=3, ramp_months=2),
-    ])
+    cat = load_catalogue(
+        [
+            _one(),
+            _one(
+                name="fcr",
+                touchpoints="call_centre",
+                effect={"remove_bad": {"beta": {"mean": 0.4, "sd": 0.1}}},
+                cost={},
+                scope={"segments": "all", "markets": ["ES", "NO"]},
+                time_to_effect_months=3,
+                ramp_months=2,
+            ),
+        ]
+    )
     assert cat.names == ["app", "fcr"]
     fcr = cat["fcr"]
     assert fcr.touchpoints == ("call_centre",)
@@ -121,8 +134,10 @@ def test_catalogue_accepts_the_documented_forms():
 
 def test_catalogue_errors_name_the_initiative_and_key_path():
     with pytest.raises(CatalogueError) as err:
-        load_catalogue([_one(), _one(name="fcr", effect={"uplift": [0.5, 0.1]}, costs={"one_off": 1})],
-                       where="params/initiatives.yaml: settings.catalogue")
+        load_catalogue(
+            [_one(), _one(name="fcr", effect={"uplift": [0.5, 0.1]}, costs={"one_off": 1})],
+            where="params/initiatives.yaml: settings.catalogue",
+        )
     text = str(err.value)
     assert "settings.catalogue[fcr].effect: uplift: range low 0.5 is above high 0.1" in text
     assert "settings.catalogue[fcr].costs: unknown key" in text
@@ -130,22 +145,30 @@ def test_catalogue_errors_name_the_initiative_and_key_path():
         load_catalogue([_one(effect={"uplift": 0.2, "remove_bad": 0.3})])
     with pytest.raises(CatalogueError, match="names must be unique; repeated: \\['app'\\]"):
         load_catalogue([_one(), _one()])
-    with pytest.raises(CatalogueError, match=r"catalogue\[app\]\.cost\.one_off: Input should be greater than or equal to 0"):
+    with pytest.raises(
+        CatalogueError, match=r"catalogue\[app\]\.cost\.one_off: Input should be greater than or equal to 0"
+    ):
         load_catalogue([_one(cost={"one_off": -5})])
-    with pytest.raises(CatalogueError, match=r"catalogue\[app\]\.effect: remove_bad: range 0.5-1.5 must lie within 0-1"):
+    with pytest.raises(
+        CatalogueError, match=r"catalogue\[app\]\.effect: remove_bad: range 0.5-1.5 must lie within 0-1"
+    ):
         load_catalogue([_one(effect={"remove_bad": [0.5, 1.5]})])
-    with pytest.raises(CatalogueError, match=r"catalogue\[bad name\]\.name: initiative name 'bad name' must be an identifier"):
+    with pytest.raises(
+        CatalogueError, match=r"catalogue\[bad name\]\.name: initiative name 'bad name' must be an identifier"
+    ):
         load_catalogue([_one(), _one(name="bad name")])
 
 
 def test_check_against_dataset_names_unknown_codes():
-    cat = load_catalogue([
-        _one(touchpoints=["mobile"]),
-        _one(name="b", scope={"markets": ["XX"]}),
-        _one(name="c", scope={"channels": ["branch"]}),
-        _one(name="d", effect={"remove_bad": 0.5, "becomes": 1}),
-        _one(name="e", effect={"uplift": 7}),
-    ])
+    cat = load_catalogue(
+        [
+            _one(touchpoints=["mobile"]),
+            _one(name="b", scope={"markets": ["XX"]}),
+            _one(name="c", scope={"channels": ["branch"]}),
+            _one(name="d", effect={"remove_bad": 0.5, "becomes": 1}),
+            _one(name="e", effect={"uplift": 7}),
+        ]
+    )
     with pytest.raises(CatalogueError) as err:
         check_catalogue(cat, TOUCHPOINTS, segments=["mass"], markets=["ES", "NO"])
     text = str(err.value)

@@ -7,6 +7,7 @@ of draws, E-BFMI >= 0.3). The tests run 4 chains x 500 draws to fit the CI budge
 over ~85 parameters, so they require the gate's divergence share and E-BFMI exactly, R-hat and ESS a little
 looser, and that the verdict agrees with its figures (a fit that misses the gate says why).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,8 @@ import pytest
 from scipy.special import expit
 
 from cxresearch.data import load_dataset
-from cxresearch.diagnostics import GATE, Diagnostics
 from cxresearch.data.simulator import Intervention, simulate_dataset
+from cxresearch.diagnostics import GATE, Diagnostics
 from cxresearch.initiatives.did import (
     DidResult,
     churn_by_period,
@@ -51,8 +52,9 @@ def _covers(result, value) -> bool:
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
     out = tmp_path_factory.mktemp("iv")
-    simulate_dataset(out, customers=20_000, seed=5, population_samples=100_000,
-                     intervention=Intervention("branch_visit", 0.5, 0.5))
+    simulate_dataset(
+        out, customers=20_000, seed=5, population_samples=100_000, intervention=Intervention("branch_visit", 0.5, 0.5)
+    )
     return load_dataset(out / "dataset.yaml"), json.loads((out / "truth.json").read_text())["intervention"]
 
 
@@ -93,8 +95,10 @@ def test_placebo_is_centred_on_zero(placebo):
     """No planted effect, half the units labelled treated at random: both intervals cover 0 and the
     posterior mean is within 2 posterior sd of 0."""
     data, pseudo = placebo
-    for result in (did_rating(data.survey, "branch_visit", pseudo, ["2"], **MCMC),
-                   did_nps(data.survey, pseudo, ["2"], **MCMC)):
+    for result in (
+        did_rating(data.survey, "branch_visit", pseudo, ["2"], **MCMC),
+        did_nps(data.survey, pseudo, ["2"], **MCMC),
+    ):
         _healthy(result)
         s = result.summary().iloc[0]
         assert _covers(result, 0.0), s
@@ -144,11 +148,13 @@ def test_did_input_errors(planted):
 
 
 def test_churn_by_period_counts_active_customers_and_exits():
-    customers = pd.DataFrame({
-        "unit": ["A", "A", "B", "B"],
-        "start_date": pd.to_datetime(["2024-01-01", "2024-01-01", "2024-06-01", "2023-01-01"]),
-        "end_date": pd.to_datetime(["2024-03-15", None, None, "2024-01-15"]),
-    })
+    customers = pd.DataFrame(
+        {
+            "unit": ["A", "A", "B", "B"],
+            "start_date": pd.to_datetime(["2024-01-01", "2024-01-01", "2024-06-01", "2023-01-01"]),
+            "end_date": pd.to_datetime(["2024-03-15", None, None, "2024-01-15"]),
+        }
+    )
     panel = churn_by_period(customers, ["2024-02-01", "2024-07-01"], window_months=3)
     first = panel[panel["period"] == "1"]
     # on 2024-02-01: customers 0 and 1 (A) are active; 2 not yet; 3 already gone. 0 leaves within 3 months
@@ -166,15 +172,23 @@ def test_did_result_summary_follows_the_protocol_and_the_gate():
 
     rng = np.random.default_rng(0)
     effect = rng.normal(1.5, 0.5, 4000)
-    idata = az.from_dict(posterior={"tau": rng.normal(0.3, 0.1, (4, 1000))},
-                         sample_stats={"diverging": np.zeros((4, 1000), dtype=bool),
-                                       "energy": rng.normal(0, 1, (4, 1000))})
+    idata = az.from_dict(
+        posterior={"tau": rng.normal(0.3, 0.1, (4, 1000))},
+        sample_stats={"diverging": np.zeros((4, 1000), dtype=bool), "energy": rng.normal(0, 1, (4, 1000))},
+    )
     from cxresearch.diagnostics import check_mcmc
 
     cells = pd.DataFrame({"n": [100, 120, 90, 110]})
-    result = DidResult(outcome="rating:app", effect=effect, unit_label="rating points",
-                       diagnostics=check_mcmc(idata, ["tau"]), cells=cells, tau=effect,
-                       treated_units=["a"], control_units=["b", "c"])
+    result = DidResult(
+        outcome="rating:app",
+        effect=effect,
+        unit_label="rating points",
+        diagnostics=check_mcmc(idata, ["tau"]),
+        cells=cells,
+        tau=effect,
+        treated_units=["a"],
+        control_units=["b", "c"],
+    )
     s80, s95 = result.summary(level=0.8), result.summary(level=0.95)
     assert list(s80.columns[:4]) == list(SUMMARY_COLUMNS) and s80.attrs["level"] == 0.8
     assert result.summary().attrs["level"] == 0.9
@@ -192,8 +206,14 @@ def test_did_result_summary_follows_the_protocol_and_the_gate():
     assert table.loc[0, "low"] == pytest.approx(row80["low"]) and table.loc[0, "diagnostics"] == "passed"
     # a second fit that misses the gate (one chain: no R-hat) makes the combined verdict fail, naming it
     short = az.from_dict(posterior={"tau": rng.normal(0.3, 0.1, (1, 200))})
-    bad = DidResult(outcome="nps", effect=effect, unit_label="NPS points", diagnostics=check_mcmc(short, ["tau"]),
-                    cells=cells, tau=effect)
+    bad = DidResult(
+        outcome="nps",
+        effect=effect,
+        unit_label="NPS points",
+        diagnostics=check_mcmc(short, ["tau"]),
+        cells=cells,
+        tau=effect,
+    )
     combined = combine_diagnostics([result, bad])
     assert not combined.passed and any(r.startswith("nps: ") for r in combined.reasons)
     assert did_table([bad]).loc[0, "diagnostics"] == "failed"

@@ -1,5 +1,6 @@
 """The initiatives notebook: the params file matches it, and on simulator data its first screen gives the
 recommended plan, its expected value and the probability that it pays back, with results.json filled."""
+
 from __future__ import annotations
 
 import json
@@ -25,21 +26,34 @@ def test_first_screen_is_the_recommended_plan(tmp_path: Path, monkeypatch: pytes
     results_path = tmp_path / "results.json"
     monkeypatch.setenv("CXRESEARCH_RESULTS", str(results_path))
     out = tmp_path / "out.ipynb"
-    papermill.execute_notebook(str(NOTEBOOK), str(out), kernel_name="cxresearch", cwd=str(NOTEBOOK.parent),
-                               parameters={"dataset": str(tmp_path / "data" / "dataset.yaml"), "draws": 300,
-                                           "budget": 40000},
-                               progress_bar=False)
+    papermill.execute_notebook(
+        str(NOTEBOOK),
+        str(out),
+        kernel_name="cxresearch",
+        cwd=str(NOTEBOOK.parent),
+        parameters={"dataset": str(tmp_path / "data" / "dataset.yaml"), "draws": 300, "budget": 40000},
+        progress_bar=False,
+    )
     nb = json.loads(out.read_text())
-    first = next(c for c in nb["cells"] if c["cell_type"] == "code" and c.get("outputs")
-                 and "injected-parameters" not in c["metadata"].get("tags", []))
+    first = next(
+        c
+        for c in nb["cells"]
+        if c["cell_type"] == "code" and c.get("outputs") and "injected-parameters" not in c["metadata"].get("tags", [])
+    )
     text = "".join(first["outputs"][0]["data"]["text/markdown"])
     assert "Recommended plan" in text or "No initiative is recommended" in text
     results = json.loads(results_path.read_text())
     if results["plan"]:
         assert "Expected net value" in text and "Probability that the plan pays back" in text
         assert f"{100 * results['plan_p_payback']:.0f}%" in text
-    assert set(results["initiatives"]) == {"app_redesign", "call_centre_fcr", "billing_clarity",
-                                           "branch_advisor_training", "payment_reliability", "app_tutorial_mx"}
+    assert set(results["initiatives"]) == {
+        "app_redesign",
+        "call_centre_fcr",
+        "billing_clarity",
+        "branch_advisor_training",
+        "payment_reliability",
+        "app_tutorial_mx",
+    }
     for entry in results["initiatives"].values():
         assert entry["net_value"]["interval"][0] <= entry["net_value"]["mean"] <= entry["net_value"]["interval"][1]
         assert 0 <= entry["p_roi_positive"] <= 1 and "median" in entry["payback_months"]

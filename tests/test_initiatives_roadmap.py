@@ -1,4 +1,5 @@
 """Budget selection (exact, against brute-force enumeration), ranking and the ordered roadmap."""
+
 from __future__ import annotations
 
 import itertools
@@ -96,28 +97,65 @@ def engine_and_catalogue(tmp_path_factory):
     truth = json.loads((out / "truth.json").read_text())
     survey = data.survey[data.survey["wave"] == "2"].reset_index(drop=True)
     tps = touchpoint_info_from_spec(data.spec)
-    engine = InitiativeEngine(survey, tps, TrueDriverModel(truth), TrueValueModel(truth), customers=data.customers,
-                              draws=200, horizon_months=48, discount_rate_annual=0.08, seed=3)
-    catalogue = load_catalogue([
-        {"name": "app", "label": "App redesign", "touchpoints": ["mobile_app"], "effect": {"uplift": [0.2, 0.6]},
-         "cost": {"one_off": 12_000, "recurring_monthly": 100}, "time_to_effect_months": 3},
-        {"name": "app_mx", "touchpoints": ["mobile_app"], "effect": {"uplift": [0.0, 0.4]},
-         "scope": {"markets": ["MX"]}, "cost": {"one_off": 2_000}},
-        {"name": "fees", "touchpoints": ["statements"], "effect": {"remove_bad": [0.2, 0.5]},
-         "cost": {"one_off": 4_000}},
-        {"name": "payments", "touchpoints": ["online_payment"], "effect": {"remove_bad": {"beta": {"mean": 0.5, "sd": 0.1}}},
-         "cost": {"one_off": 30_000}},
-        {"name": "branch", "touchpoints": ["branch_visit"], "effect": {"uplift": {"normal": {"mean": 0.3, "sd": 0.1}}},
-         "scope": {"segments": ["affluent", "private"]}, "cost": {"one_off": 6_000}, "ramp_months": 6},
-    ])
+    engine = InitiativeEngine(
+        survey,
+        tps,
+        TrueDriverModel(truth),
+        TrueValueModel(truth),
+        customers=data.customers,
+        draws=200,
+        horizon_months=48,
+        discount_rate_annual=0.08,
+        seed=3,
+    )
+    catalogue = load_catalogue(
+        [
+            {
+                "name": "app",
+                "label": "App redesign",
+                "touchpoints": ["mobile_app"],
+                "effect": {"uplift": [0.2, 0.6]},
+                "cost": {"one_off": 12_000, "recurring_monthly": 100},
+                "time_to_effect_months": 3,
+            },
+            {
+                "name": "app_mx",
+                "touchpoints": ["mobile_app"],
+                "effect": {"uplift": [0.0, 0.4]},
+                "scope": {"markets": ["MX"]},
+                "cost": {"one_off": 2_000},
+            },
+            {
+                "name": "fees",
+                "touchpoints": ["statements"],
+                "effect": {"remove_bad": [0.2, 0.5]},
+                "cost": {"one_off": 4_000},
+            },
+            {
+                "name": "payments",
+                "touchpoints": ["online_payment"],
+                "effect": {"remove_bad": {"beta": {"mean": 0.5, "sd": 0.1}}},
+                "cost": {"one_off": 30_000},
+            },
+            {
+                "name": "branch",
+                "touchpoints": ["branch_visit"],
+                "effect": {"uplift": {"normal": {"mean": 0.3, "sd": 0.1}}},
+                "scope": {"segments": ["affluent", "private"]},
+                "cost": {"one_off": 6_000},
+                "ramp_months": 6,
+            },
+        ]
+    )
     return engine, catalogue, tps
 
 
 def test_overlap_groups_follow_touchpoint_and_scope(engine_and_catalogue):
     _, catalogue, _ = engine_and_catalogue
     assert overlap_groups(list(catalogue)) == [("app", "app_mx"), ("fees",), ("payments",), ("branch",)]
-    other_market = catalogue["app_mx"].model_copy(update={"scope": catalogue["app_mx"].scope.model_copy(
-        update={"markets": ("XX",)})})
+    other_market = catalogue["app_mx"].model_copy(
+        update={"scope": catalogue["app_mx"].scope.model_copy(update={"markets": ("XX",)})}
+    )
     assert overlap_groups([catalogue["app"], other_market]) == [("app", "app_mx")]  # app covers every market
 
 
@@ -175,7 +213,9 @@ def test_ranking_and_headline(engine_and_catalogue):
     assert 0 <= recorded["plan_p_payback"] <= 1
     assert out["plan"] == roadmap.plan
     empty = build_roadmap(engine, catalogue, 0, singles=singles)
-    assert empty.plan == [] and "No initiative is recommended" in plan_headline_markdown(empty, singles, catalogue, 0.08)
+    assert empty.plan == [] and "No initiative is recommended" in plan_headline_markdown(
+        empty, singles, catalogue, 0.08
+    )
 
 
 def test_format_money():

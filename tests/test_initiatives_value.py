@@ -6,6 +6,7 @@ for the baseline and the changed ratings), and remaining lifetimes and margins f
 (Weibull proportional hazards conditioned on the current tenure, lognormal base margin, Poisson extra
 products). It shares no code with cxresearch.initiatives.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,10 +37,17 @@ def world(tmp_path_factory):
 
 def _engine(world, draws=40, seed=1, horizon=36, rate=0.10, driver=None, value=None, survey=None):
     truth = world["truth"]
-    return InitiativeEngine(survey if survey is not None else world["survey"], world["tps"],
-                            driver or TrueDriverModel(truth), value or TrueValueModel(truth),
-                            customers=world["data"].customers, draws=draws, horizon_months=horizon,
-                            discount_rate_annual=rate, seed=seed)
+    return InitiativeEngine(
+        survey if survey is not None else world["survey"],
+        world["tps"],
+        driver or TrueDriverModel(truth),
+        value or TrueValueModel(truth),
+        customers=world["data"].customers,
+        draws=draws,
+        horizon_months=horizon,
+        discount_rate_annual=rate,
+        seed=seed,
+    )
 
 
 # ------------------------------------------------------------------------------ the independent truth
@@ -87,9 +95,13 @@ def brute_force_value(world, change, scope_segments, horizon, rate, cost_pv, rep
             noise = rng.logistic(size=(len(resp), k))
             y0 = np.searchsorted(cuts, gamma * (eta0[:, None] + z) + u[:, None] + noise)
             y1 = np.searchsorted(cuts, gamma * (eta1[:, None] + z) + u[:, None] + noise)
-            shift = np.array([((y1 <= 6).mean() - (y0 <= 6).mean()),
-                              (((y1 >= 7) & (y1 <= 8)).mean() - ((y0 >= 7) & (y0 <= 8)).mean()),
-                              ((y1 >= 9).mean() - (y0 >= 9).mean())])
+            shift = np.array(
+                [
+                    ((y1 <= 6).mean() - (y0 <= 6).mean()),
+                    (((y1 >= 7) & (y1 <= 8)).mean() - ((y0 >= 7) & (y0 <= 8)).mean()),
+                    ((y1 >= 9).mean() - (y0 >= 9).mean()),
+                ]
+            )
             clv = np.zeros(3)
             for c, name in enumerate(CLASSES):
                 hr = np.exp(churn["log_hr_class"][name] + churn["log_hr_market"][mkt])
@@ -98,10 +110,11 @@ def brute_force_value(world, change, scope_segments, horizon, rate, cost_pv, rep
                 total = scale * ((tenure[:, None] / scale) ** churn["shape"] + e / hr) ** (1 / churn["shape"])
                 months_paid = np.minimum(np.floor(total - tenure[:, None]), horizon).astype(int)
                 base = value["base_margin_by_segment"][seg]
-                margin = (np.exp(base["meanlog"] + base["sdlog"] * rng.standard_normal((len(cust), m)))
-                          + value["product_margin"] * rng.poisson(value["product_rate_by_segment"][seg]
-                                                                  * value["product_multiplier_by_class"][name],
-                                                                  (len(cust), m)))
+                margin = np.exp(base["meanlog"] + base["sdlog"] * rng.standard_normal((len(cust), m))) + value[
+                    "product_margin"
+                ] * rng.poisson(
+                    value["product_rate_by_segment"][seg] * value["product_multiplier_by_class"][name], (len(cust), m)
+                )
                 clv[c] = (margin * annuity[months_paid]).mean()
             per_batch[b] += len(cust) * float(shift @ clv)
     per_batch -= cost_pv
@@ -112,6 +125,7 @@ def _plus_one(tp):
     def change(frame, rng):
         frame[tp] = np.minimum(frame[tp] + 1, 5)  # NaN (not used) stays NaN
         return frame
+
     return change
 
 
@@ -131,24 +145,46 @@ def test_value_equals_the_truth_computed_independently(world, effect_touchpoint)
     models equals a brute-force simulation of the generative model within 4 Monte-Carlo standard errors
     (plus 0.5% for the engine's quadrature, which is far more precise than that)."""
     horizon, rate = 36, 0.10
-    ini = load_catalogue([{"name": "step", "touchpoints": [effect_touchpoint], "effect": {"uplift": 1},
-                           "cost": {"one_off": 20_000}, "scope": {"segments": ["mass", "affluent"]}}])["step"]
+    ini = load_catalogue(
+        [
+            {
+                "name": "step",
+                "touchpoints": [effect_touchpoint],
+                "effect": {"uplift": 1},
+                "cost": {"one_off": 20_000},
+                "scope": {"segments": ["mass", "affluent"]},
+            }
+        ]
+    )["step"]
     result = _engine(world, horizon=horizon, rate=rate).evaluate([ini])
     assert np.ptp(result.net_value) < 1e-6  # the truth has no posterior uncertainty and the effect is a point
-    truth_value, se = brute_force_value(world, _plus_one(effect_touchpoint), {"mass", "affluent"}, horizon,
-                                        rate, cost_pv=20_000)
-    assert abs(result.net_value.mean() - truth_value) < 4 * se + 0.005 * abs(truth_value + 20_000), \
-        (result.net_value.mean(), truth_value, se)
-    assert result.customers_in_scope == int(((world["data"].customers["churn"] == 0)
-                                             & world["data"].customers["segment"].isin(["mass", "affluent"])).sum())
+    truth_value, se = brute_force_value(
+        world, _plus_one(effect_touchpoint), {"mass", "affluent"}, horizon, rate, cost_pv=20_000
+    )
+    assert abs(result.net_value.mean() - truth_value) < 4 * se + 0.005 * abs(truth_value + 20_000), (
+        result.net_value.mean(),
+        truth_value,
+        se,
+    )
+    assert result.customers_in_scope == int(
+        ((world["data"].customers["churn"] == 0) & world["data"].customers["segment"].isin(["mass", "affluent"])).sum()
+    )
 
 
 def test_removing_bad_experiences_equals_the_truth(world):
     """All bottom-box (1-2) statements experiences become 4s: exact change, checked against brute force."""
     horizon, rate = 24, 0.08
-    ini = load_catalogue([{"name": "fix", "touchpoints": ["statements"],
-                           "effect": {"remove_bad": 1.0, "becomes": 4}, "cost": {"one_off": 5_000},
-                           "scope": {"segments": ["mass"]}}])["fix"]
+    ini = load_catalogue(
+        [
+            {
+                "name": "fix",
+                "touchpoints": ["statements"],
+                "effect": {"remove_bad": 1.0, "becomes": 4},
+                "cost": {"one_off": 5_000},
+                "scope": {"segments": ["mass"]},
+            }
+        ]
+    )["fix"]
     result = _engine(world, horizon=horizon, rate=rate).evaluate([ini])
 
     def change(frame, rng):
@@ -165,10 +201,12 @@ def test_fractional_uplift_is_a_full_step_with_that_probability(world):
     realisation of those coin flips per seed (each off by ~1% of the benefit), so it is averaged over 6
     engine seeds; the brute force redraws the coins in each of its batches. Both standard errors count."""
     horizon, rate = 36, 0.10
-    ini = load_catalogue([{"name": "half", "touchpoints": ["mobile_app"], "effect": {"uplift": 0.5},
-                           "cost": {"one_off": 0}}])["half"]
-    values = [_engine(world, horizon=horizon, rate=rate, seed=s, draws=10).evaluate([ini]).net_value.mean()
-              for s in range(6)]
+    ini = load_catalogue(
+        [{"name": "half", "touchpoints": ["mobile_app"], "effect": {"uplift": 0.5}, "cost": {"one_off": 0}}]
+    )["half"]
+    values = [
+        _engine(world, horizon=horizon, rate=rate, seed=s, draws=10).evaluate([ini]).net_value.mean() for s in range(6)
+    ]
     engine_se = np.std(values, ddof=1) / np.sqrt(len(values))
 
     def change(frame, rng):
@@ -176,25 +214,38 @@ def test_fractional_uplift_is_a_full_step_with_that_probability(world):
         frame["mobile_app"] = np.minimum(frame["mobile_app"] + coin, 5)
         return frame
 
-    truth_value, se = brute_force_value(world, change, {"mass", "affluent", "private"}, horizon, rate, 0.0,
-                                        reps=160)
-    assert abs(np.mean(values) - truth_value) < 4 * np.hypot(se, engine_se) + 0.005 * abs(truth_value), \
-        (values, truth_value, se)
+    truth_value, se = brute_force_value(world, change, {"mass", "affluent", "private"}, horizon, rate, 0.0, reps=160)
+    assert abs(np.mean(values) - truth_value) < 4 * np.hypot(se, engine_se) + 0.005 * abs(truth_value), (
+        values,
+        truth_value,
+        se,
+    )
 
 
 def test_zero_effect_costs_exactly_its_cost(world):
     """Zero effect: net value = -(one-off + discounted recurring cost) in every draw, also when the driver
     and value models have posterior uncertainty (common random numbers cancel it exactly)."""
-    cat = load_catalogue([
-        {"name": "nothing", "touchpoints": ["mobile_app", "call_centre"], "effect": {"uplift": 0},
-         "cost": {"one_off": 12_000, "recurring_monthly": 500}},
-        {"name": "no_fix", "touchpoints": ["statements"], "effect": {"remove_bad": 0},
-         "cost": {"one_off": 3_000}},
-    ])
+    cat = load_catalogue(
+        [
+            {
+                "name": "nothing",
+                "touchpoints": ["mobile_app", "call_centre"],
+                "effect": {"uplift": 0},
+                "cost": {"one_off": 12_000, "recurring_monthly": 500},
+            },
+            {"name": "no_fix", "touchpoints": ["statements"], "effect": {"remove_bad": 0}, "cost": {"one_off": 3_000}},
+        ]
+    )
     horizon, rate = 24, 0.08
     recurring_pv = 500 * sum((1 + rate) ** (-m / 12) for m in range(1, horizon + 1))
-    engine = _engine(world, draws=200, horizon=horizon, rate=rate, driver=JitteredTruthDriver(world["truth"]),
-                     value=JitteredValue(world["truth"]))
+    engine = _engine(
+        world,
+        draws=200,
+        horizon=horizon,
+        rate=rate,
+        driver=JitteredTruthDriver(world["truth"]),
+        value=JitteredValue(world["truth"]),
+    )
     nothing = engine.evaluate([cat["nothing"]], decompose=True)
     assert np.allclose(nothing.net_value, -(12_000 + recurring_pv), rtol=0, atol=1e-6)
     assert nothing.p_roi_positive == 0 and nothing.payback_summary()["p_within_horizon"] == 0
@@ -237,9 +288,19 @@ def test_time_to_effect_discounting_and_payback_in_closed_form(world):
     cash[:, 2, :] = 10.0
     value = ClvDrawsValueModel(default=ClvDraws(cash))
     driver = TrueDriverModel(world["truth"])
-    ini = load_catalogue([{"name": "app", "touchpoints": ["mobile_app"], "effect": {"uplift": 1},
-                           "cost": {"one_off": 1_000, "recurring_monthly": 50}, "time_to_effect_months": 6,
-                           "ramp_months": 4, "scope": {"markets": ["ES"]}}])["app"]
+    ini = load_catalogue(
+        [
+            {
+                "name": "app",
+                "touchpoints": ["mobile_app"],
+                "effect": {"uplift": 1},
+                "cost": {"one_off": 1_000, "recurring_monthly": 50},
+                "time_to_effect_months": 6,
+                "ramp_months": 4,
+                "scope": {"markets": ["ES"]},
+            }
+        ]
+    )["app"]
     result = _engine(world, draws=draws, horizon=horizon, rate=rate, value=value).evaluate([ini])
     survey, customers = world["survey"], world["data"].customers
     benefit_per_month = 0.0
@@ -266,12 +327,14 @@ def test_time_to_effect_discounting_and_payback_in_closed_form(world):
 def test_overlapping_initiatives_are_simulated_jointly(world):
     """Two +1 uplifts on the same touchpoint and customers = one +2 uplift (capped at 5), not the sum of
     two +1 values; an initiative on another touchpoint adds to them on the class-mix scale."""
-    cat = load_catalogue([
-        {"name": "a", "touchpoints": ["mobile_app"], "effect": {"uplift": 1}, "cost": {"one_off": 100}},
-        {"name": "b", "touchpoints": ["mobile_app"], "effect": {"uplift": 1}, "cost": {"one_off": 200}},
-        {"name": "two", "touchpoints": ["mobile_app"], "effect": {"uplift": 2}, "cost": {"one_off": 300}},
-        {"name": "c", "touchpoints": ["statements"], "effect": {"uplift": 1}, "cost": {"one_off": 400}},
-    ])
+    cat = load_catalogue(
+        [
+            {"name": "a", "touchpoints": ["mobile_app"], "effect": {"uplift": 1}, "cost": {"one_off": 100}},
+            {"name": "b", "touchpoints": ["mobile_app"], "effect": {"uplift": 1}, "cost": {"one_off": 200}},
+            {"name": "two", "touchpoints": ["mobile_app"], "effect": {"uplift": 2}, "cost": {"one_off": 300}},
+            {"name": "c", "touchpoints": ["statements"], "effect": {"uplift": 1}, "cost": {"one_off": 400}},
+        ]
+    )
     engine = _engine(world, draws=10)
     joint = engine.evaluate([cat["a"], cat["b"]])
     assert np.allclose(joint.net_value, engine.evaluate([cat["two"]]).net_value, rtol=1e-12)
@@ -295,44 +358,69 @@ def test_uncertainty_decomposition_matches_holding_the_other_sources_fixed(world
     over its draws), mean customer values. Tolerance: the hand-built point effect applies one realisation
     of the fractional rating steps while the engine interpolates between realisations at neighbouring
     effect levels; they may differ by ~1% of the shift, so ~2% of a variance share (5% allowed)."""
-    uncertain = load_catalogue([{"name": "u", "touchpoints": ["mobile_app"], "effect": {"uplift": [0.2, 1.0]},
-                                 "cost": {"one_off": 1_000}}])["u"]
+    uncertain = load_catalogue(
+        [{"name": "u", "touchpoints": ["mobile_app"], "effect": {"uplift": [0.2, 1.0]}, "cost": {"one_off": 1_000}}]
+    )["u"]
     true_only = _engine(world, draws=300).evaluate([uncertain], decompose=True)
     assert true_only.variance_shares["effect_size"] == pytest.approx(1.0, abs=1e-9)
 
     draws = 400
-    jittered = _engine(world, draws=draws, driver=JitteredTruthDriver(world["truth"]),
-                       value=JitteredValue(world["truth"]))
+    jittered = _engine(
+        world, draws=draws, driver=JitteredTruthDriver(world["truth"]), value=JitteredValue(world["truth"])
+    )
     full = jittered.evaluate([uncertain], decompose=True)
     shares = full.variance_shares
     assert all(shares[k] > 0 for k in ("effect_size", "driver_model", "value_model"))
     assert sum(shares.values()) == pytest.approx(1.0)
     total = np.var(full.net_value)
-    mean_values = ClvDrawsValueModel(by_stratum={
-        s: ClvDraws(np.repeat(jittered.cashflows(s).cashflow.mean(axis=0, keepdims=True), draws, axis=0))
-        for s in jittered.strata})
+    mean_values = ClvDrawsValueModel(
+        by_stratum={
+            s: ClvDraws(np.repeat(jittered.cashflows(s).cashflow.mean(axis=0, keepdims=True), draws, axis=0))
+            for s in jittered.strata
+        }
+    )
     mean_effect = float(jittered.effect_draws(uncertain).mean())
-    at_mean_effect = load_catalogue([{"name": "u", "touchpoints": ["mobile_app"], "effect": {"uplift": mean_effect},
-                                      "cost": {"one_off": 1_000}}])["u"]
+    at_mean_effect = load_catalogue(
+        [{"name": "u", "touchpoints": ["mobile_app"], "effect": {"uplift": mean_effect}, "cost": {"one_off": 1_000}}]
+    )["u"]
     driver_alone = _engine(world, draws=draws, driver=JitteredTruthDriver(world["truth"]), value=mean_values)
-    assert np.var(driver_alone.evaluate([at_mean_effect]).net_value) / total == \
-        pytest.approx(shares["driver_model"], rel=0.05)
+    assert np.var(driver_alone.evaluate([at_mean_effect]).net_value) / total == pytest.approx(
+        shares["driver_model"], rel=0.05
+    )
     effect_alone = _engine(world, draws=draws, driver=MeanJitteredDriver(world["truth"]), value=mean_values)
-    assert np.var(effect_alone.evaluate([uncertain]).net_value) / total == pytest.approx(shares["effect_size"], rel=0.05)
-    value_alone = _engine(world, draws=draws, driver=MeanJitteredDriver(world["truth"]),
-                          value=JitteredValue(world["truth"]))
-    assert np.var(value_alone.evaluate([at_mean_effect]).net_value) / total == \
-        pytest.approx(shares["value_model"], rel=0.05)
-    point = jittered.evaluate([load_catalogue([{"name": "p", "touchpoints": ["mobile_app"], "effect": {"uplift": 0.6},
-                                                "cost": {"one_off": 1_000}}])["p"]], decompose=True)
+    assert np.var(effect_alone.evaluate([uncertain]).net_value) / total == pytest.approx(
+        shares["effect_size"], rel=0.05
+    )
+    value_alone = _engine(
+        world, draws=draws, driver=MeanJitteredDriver(world["truth"]), value=JitteredValue(world["truth"])
+    )
+    assert np.var(value_alone.evaluate([at_mean_effect]).net_value) / total == pytest.approx(
+        shares["value_model"], rel=0.05
+    )
+    point = jittered.evaluate(
+        [
+            load_catalogue(
+                [{"name": "p", "touchpoints": ["mobile_app"], "effect": {"uplift": 0.6}, "cost": {"one_off": 1_000}}]
+            )["p"]
+        ],
+        decompose=True,
+    )
     assert point.variance_shares["effect_size"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_effect_grid_interpolation_matches_direct_evaluation(world):
     """Per-draw effects are interpolated between simulated levels: at a draw's own effect, a direct
     simulation of that exact level (same uniforms) agrees to 1% of the benefit."""
-    uncertain = load_catalogue([{"name": "u", "touchpoints": ["mobile_app", "website"],
-                                 "effect": {"uplift": [0.1, 0.9]}, "cost": {"one_off": 0}}])["u"]
+    uncertain = load_catalogue(
+        [
+            {
+                "name": "u",
+                "touchpoints": ["mobile_app", "website"],
+                "effect": {"uplift": [0.1, 0.9]},
+                "cost": {"one_off": 0},
+            }
+        ]
+    )["u"]
     engine = _engine(world, draws=50)
     result = engine.evaluate([uncertain])
     effects = engine.effect_draws(uncertain)

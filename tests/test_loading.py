@@ -1,4 +1,5 @@
 """load_dataset: every source kind, canonical frames, recoding, filters pushed down to DuckDB."""
+
 from __future__ import annotations
 
 import time
@@ -8,11 +9,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from data_factory import AS_OF, KINDS, file_hashes, raw_frames, spec_dict, write_dataset
 
 from cxresearch.data import CXData, DataValidationError, explain_load, load_dataset, load_spec, nps_score
 from cxresearch.data.loading import source_hash
 from cxresearch.yamlio import dump_yaml
+from data_factory import AS_OF, KINDS, file_hashes, raw_frames, spec_dict, write_dataset
 
 DAYS_PER_MONTH = 365.25 / 12
 
@@ -29,8 +30,9 @@ def parquet_data(tmp_path_factory, frames) -> CXData:
 
 # ----------------------------------------------------------------------------------------- source kinds
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_source_kind_gives_the_same_canonical_frames(tmp_path: Path, kind: str, frames,
-                                                           parquet_data: CXData) -> None:
+def test_every_source_kind_gives_the_same_canonical_frames(
+    tmp_path: Path, kind: str, frames, parquet_data: CXData
+) -> None:
     spec_path = write_dataset(tmp_path, kind, frames=frames)
     before = file_hashes(tmp_path)
     data = load_dataset(spec_path)
@@ -52,8 +54,9 @@ def test_hashes_and_sources_name_the_files(tmp_path: Path, frames) -> None:
     folder = load_dataset(write_dataset(tmp_path / "f", "folder", frames=frames))
     files = sorted((tmp_path / "f" / "survey").rglob("*.*"))
     assert len(folder.sources["survey"]) == 2  # the _SUCCESS marker is ignored
-    assert folder.hashes["survey"] == source_hash([f for f in files if f.suffix in (".csv", ".parquet")],
-                                                  tmp_path / "f" / "survey")
+    assert folder.hashes["survey"] == source_hash(
+        [f for f in files if f.suffix in (".csv", ".parquet")], tmp_path / "f" / "survey"
+    )
 
 
 def test_csv_codes_keep_leading_zeros(tmp_path: Path) -> None:
@@ -69,8 +72,20 @@ def test_csv_codes_keep_leading_zeros(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------- canonical frames
 def test_survey_columns_and_dtypes(parquet_data: CXData) -> None:
     s = parquet_data.survey
-    assert list(s.columns) == ["customer_id", "segment", "market", "wave", "survey_date", "unit", "branch",
-                               "call_centre", "website", "happy", "angry", "recommend"]
+    assert list(s.columns) == [
+        "customer_id",
+        "segment",
+        "market",
+        "wave",
+        "survey_date",
+        "unit",
+        "branch",
+        "call_centre",
+        "website",
+        "happy",
+        "angry",
+        "recommend",
+    ]
     for col in ("customer_id", "segment", "market", "wave", "unit"):
         assert s[col].dtype == "string", col
     assert s["survey_date"].dtype == "datetime64[ns]"
@@ -108,8 +123,17 @@ def test_recode_reverse_and_nps(parquet_data: CXData, frames) -> None:
 def test_customers_tenure_churn_margin(parquet_data: CXData, frames) -> None:
     raw = frames["customers"]
     c = parquet_data.customers
-    assert list(c.columns) == ["customer_id", "segment", "market", "tenure", "churn", "margin", "start_date",
-                               "end_date", "products"]
+    assert list(c.columns) == [
+        "customer_id",
+        "segment",
+        "market",
+        "tenure",
+        "churn",
+        "margin",
+        "start_date",
+        "end_date",
+        "products",
+    ]
     assert c["churn"].dtype == "int64" and c["tenure"].dtype == "float64" and c["margin"].dtype == "float64"
     assert c["churn"].tolist() == [1 if v == "Yes" else 0 for v in raw["churned"]]
     end = pd.to_datetime(raw["end_date"]).fillna(pd.Timestamp(AS_OF))  # active: censored at as_of
@@ -129,8 +153,9 @@ def test_benchmark(parquet_data: CXData, frames) -> None:
     assert b["recommend"].min() == raw["rec"].min()  # 0 is a real answer on 0-10
 
 
-@pytest.mark.parametrize(("unit", "factor"), [("days", 1 / DAYS_PER_MONTH), ("weeks", 7 / DAYS_PER_MONTH),
-                                              ("months", 1.0), ("years", 12.0)])
+@pytest.mark.parametrize(
+    ("unit", "factor"), [("days", 1 / DAYS_PER_MONTH), ("weeks", 7 / DAYS_PER_MONTH), ("months", 1.0), ("years", 12.0)]
+)
 def test_tenure_column_units_become_months(tmp_path: Path, unit: str, factor: float) -> None:
     frames = raw_frames(20)
     frames["customers"]["tenure_raw"] = np.arange(20) * 3.0
@@ -150,8 +175,12 @@ def test_binary_and_ordinal_outcomes_with_labels(tmp_path: Path) -> None:
     frames["survey"]["csat"] = (["Very satisfied", "satisfied ", "Neutral", "Unhappy", "DK"] * 3)[:15]
 
     def edit(spec):
-        spec["survey"]["outcome"] = {"kind": "ordinal", "column": "csat", "not_applicable": ["DK"],
-                                     "labels": {"Unhappy": 0, "Neutral": 1, "Satisfied": 2, "Very satisfied": 3}}
+        spec["survey"]["outcome"] = {
+            "kind": "ordinal",
+            "column": "csat",
+            "not_applicable": ["DK"],
+            "labels": {"Unhappy": 0, "Neutral": 1, "Satisfied": 2, "Very satisfied": 3},
+        }
 
     data = load_dataset(write_dataset(tmp_path, "csv", frames=frames, edit_spec=edit))
     assert "recommend" not in data.survey
@@ -188,8 +217,11 @@ def test_segment_and_market_filters(tmp_path: Path, frames) -> None:
 
 def test_filter_that_matches_nothing_suggests_values(tmp_path: Path, frames) -> None:
     path = write_dataset(tmp_path, "parquet", frames=frames)
-    with pytest.raises(DataValidationError, match=r"survey\.parquet: column seg: no rows for segment 'mas'; "
-                                                  r"did you mean 'mass'\? \(values: affluent, mass, private\)"):
+    with pytest.raises(
+        DataValidationError,
+        match=r"survey\.parquet: column seg: no rows for segment 'mas'; "
+        r"did you mean 'mass'\? \(values: affluent, mass, private\)",
+    ):
         load_dataset(path, segment="mas")
 
 
@@ -272,30 +304,42 @@ def big_parquet(tmp_path_factory) -> Path:
                          1 + (i % 11) AS nps_raw
                   FROM range(1000000) t(i)) TO '{folder / "survey.parquet"}' (FORMAT parquet, ROW_GROUP_SIZE 100000)
         """)
-    spec = {"version": 1, "name": "big", "tables": {"survey": {"path": "survey.parquet"}},
-            "survey": {"id": "resp_id", "segment": "seg", "market": "country",
-                       "touchpoints": {"branch": {"column": "tp_branch", "scale": [1, 5]},
-                                       "call_centre": {"column": "tp_call", "scale": [1, 5], "not_applicable": [0]}},
-                       "outcome": {"column": "nps_raw", "recode": {"from": [1, 11], "to": [0, 10]}}}}
+    spec = {
+        "version": 1,
+        "name": "big",
+        "tables": {"survey": {"path": "survey.parquet"}},
+        "survey": {
+            "id": "resp_id",
+            "segment": "seg",
+            "market": "country",
+            "touchpoints": {
+                "branch": {"column": "tp_branch", "scale": [1, 5]},
+                "call_centre": {"column": "tp_call", "scale": [1, 5], "not_applicable": [0]},
+            },
+            "outcome": {"column": "nps_raw", "recode": {"from": [1, 11], "to": [0, 10]}},
+        },
+    }
     (folder / "dataset.yaml").write_text(dump_yaml(spec), encoding="utf-8")
     return folder / "dataset.yaml"
 
 
 def test_filters_sit_in_the_parquet_scan(big_parquet: Path) -> None:
     plan = explain_load(big_parquet, "survey", segment="private", market=["NO", "ES"])
-    scan = plan[plan.index("READ_PARQUET"):]
+    scan = plan[plan.index("READ_PARQUET") :]
     assert "Filters:" in scan and "seg='private'" in scan.replace(" ", "")
-    assert "country" in scan[scan.index("Filters:"):]
-    projections = scan[scan.index("Projections:"):scan.index("Filters:")]
+    assert "country" in scan[scan.index("Filters:") :]
+    projections = scan[scan.index("Projections:") : scan.index("Filters:")]
     for col in ("resp_id", "tp_branch", "tp_call", "nps_raw"):
         assert col in projections
 
 
 def test_filtered_load_of_a_million_rows(big_parquet: Path) -> None:
     with duckdb.connect() as conn:
-        want = conn.execute(f"SELECT count(*), avg(nps_raw - 1), avg(CASE WHEN tp_call = 0 THEN NULL ELSE tp_call END)"
-                             f" FROM '{big_parquet.parent / 'survey.parquet'}'"
-                             " WHERE seg = 'private' AND country = 'NO'").fetchone()
+        want = conn.execute(
+            f"SELECT count(*), avg(nps_raw - 1), avg(CASE WHEN tp_call = 0 THEN NULL ELSE tp_call END)"
+            f" FROM '{big_parquet.parent / 'survey.parquet'}'"
+            " WHERE seg = 'private' AND country = 'NO'"
+        ).fetchone()
     start = time.perf_counter()
     data = load_dataset(big_parquet, segment="private", market="NO")
     elapsed = time.perf_counter() - start
@@ -348,8 +392,12 @@ def test_hive_partitioned_folder_keeps_codes_as_text(tmp_path: Path) -> None:
         folder.mkdir(parents=True)
         part.drop(columns=["country"]).to_parquet(folder / "part-0.parquet", index=False)
     frames["customers"]["country"] = frames["customers"]["country"].replace({"PT": "007"})
-    path = write_dataset(tmp_path / "rest", "parquet", frames=frames,
-                         edit_spec=lambda s: s.update(tables={**s["tables"], "survey": {"path": "../survey"}}))
+    path = write_dataset(
+        tmp_path / "rest",
+        "parquet",
+        frames=frames,
+        edit_spec=lambda s: s.update(tables={**s["tables"], "survey": {"path": "../survey"}}),
+    )
     data = load_dataset(path, market=["007", "NO"])
     assert set(data.survey["market"]) == {"007", "NO"}
     assert len(data.survey) == survey["country"].isin(["007", "NO"]).sum()

@@ -1,13 +1,14 @@
 """Competitive benchmark: every brand's NPS and attribute means cover the simulator's exact benchmark truth,
 and strengths / weaknesses are named only where the posterior supports them."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from test_measurement_data import family_z, simulated, within
 
 from cxresearch.measurement import benchmark_position, brand_summary, strengths_and_weaknesses, verdict
+from test_measurement_data import family_z, simulated, within
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +23,11 @@ def test_brand_estimates_cover_the_true_benchmark(sim: dict) -> None:
     assert summary.loc[summary["is_own"], "brand"].unique().tolist() == [truth["own_brand"]]
     z = family_z(len(summary))
     for row in summary.itertuples(index=False):
-        true_value = (truth["shares"][row.brand]["nps"] if row.metric == "nps"
-                      else truth["attribute_means"][row.brand][row.metric])
+        true_value = (
+            truth["shares"][row.brand]["nps"]
+            if row.metric == "nps"
+            else truth["attribute_means"][row.brand][row.metric]
+        )
         sd = (row.high - row.low) / (2 * 1.6449)
         assert within(row.mean, true_value, sd, 0.0, z), (row.brand, row.metric, row.mean, true_value)  # exact truth
 
@@ -36,7 +40,13 @@ def test_named_strengths_and_weaknesses_agree_with_the_true_differences(sim: dic
     assert set(position["metric"]) == {"nps", *truth["attributes"]}
     for row in position.itertuples(index=False):
         # the verdict follows the documented threshold
-        expected = "strength" if row.p_ours_better >= 0.9 else "weakness" if row.p_ours_better <= 0.1 else "no clear difference"
+        expected = (
+            "strength"
+            if row.p_ours_better >= 0.9
+            else "weakness"
+            if row.p_ours_better <= 0.1
+            else "no clear difference"
+        )
         assert row.verdict == expected
         if row.metric == "nps":
             true_diff = truth["shares"][own]["nps"] - truth["shares"][row.competitor]["nps"]
@@ -70,8 +80,9 @@ def test_threshold_is_validated_and_groups_by_market(sim: dict) -> None:
 
 
 def test_benchmark_without_own_rows_is_refused() -> None:
-    frame = pd.DataFrame({"brand": pd.array(["A", "B"], dtype="string"), "is_own": [False, False],
-                          "recommend": [5.0, 9.0]})
+    frame = pd.DataFrame(
+        {"brand": pd.array(["A", "B"], dtype="string"), "is_own": [False, False], "recommend": [5.0, 9.0]}
+    )
     with pytest.raises(ValueError, match="no rows of the own brand"):
         benchmark_position(frame)
     assert np.isfinite(benchmark_position(frame.assign(is_own=[True, False]), draws=100)["diff_mean"]).all()

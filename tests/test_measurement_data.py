@@ -4,6 +4,7 @@ Other ``test_measurement_*`` modules import :func:`simulated` and :func:`within`
 dataset is written once per test session (a folder under pytest's base temp) and loaded through the real
 loader, so the study is tested on exactly what a notebook sees.
 """
+
 from __future__ import annotations
 
 import json
@@ -94,8 +95,14 @@ def test_values_outside_the_scale_raise_naming_the_column(sim: dict) -> None:
 
 def test_simulated_truth_keys_used_by_the_measurement_tests(sim: dict) -> None:
     population = sim["truth"]["population"]
-    for key in ("shares_by_wave", "shares_by_segment_wave", "shares_by_market_wave", "mean_rating_by_wave",
-                "top_box_by_wave", "se"):
+    for key in (
+        "shares_by_wave",
+        "shares_by_segment_wave",
+        "shares_by_market_wave",
+        "mean_rating_by_wave",
+        "top_box_by_wave",
+        "se",
+    ):
         assert key in population, key
     assert set(population["shares_by_wave"]) == {"1", "2"}
     assert np.isclose(sum(population["shares_by_wave"]["1"][k] for k in ("detractor", "passive", "promoter")), 1.0)

@@ -1,13 +1,14 @@
 """KPI tracking: wave-over-wave NPS with uncertainty and P(meeting the target)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from test_measurement_data import family_z, simulated, within
 
 from cxresearch.measurement import nps_tracking, target_probability, touchpoint_tracking
+from test_measurement_data import family_z, simulated, within
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,10 @@ def test_tracking_by_segment_and_touchpoint_targets(sim: dict) -> None:
     data = sim["data"]
     by_segment = nps_tracking(data.survey, target_nps=10.0, by="segment", draws=2000, seed=3)
     assert set(by_segment["segment"]) == {"mass", "affluent", "private"}
-    assert (by_segment.groupby("segment")["wave"].apply(list) == pd.Series({s: ["1", "2"] for s in ("affluent", "mass", "private")})).all()
+    assert (
+        by_segment.groupby("segment")["wave"].apply(list)
+        == pd.Series({s: ["1", "2"] for s in ("affluent", "mass", "private")})
+    ).all()
     tp = touchpoint_tracking(data.survey, data.spec, targets={"mobile_app": 0.15}, draws=2000, seed=4)
     app = tp[tp["touchpoint"] == "mobile_app"].set_index("wave")
     truth = sim["truth"]["population"]["top_box_by_wave"]

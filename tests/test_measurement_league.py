@@ -1,15 +1,16 @@
 """League tables: a unit with very few answers is shrunk toward the mean and not ranked first on noise;
 the exact hierarchical normal model is calibrated; rank intervals behave."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from test_measurement_data import simulated
 
 from cxresearch.measurement import league_table
 from cxresearch.measurement.league import rank_draws
 from cxresearch.measurement.pooling import hierarchical_normal
+from test_measurement_data import simulated
 
 
 def _units_survey(seed: int = 0) -> tuple[pd.DataFrame, float]:
@@ -59,7 +60,8 @@ def test_pooling_within_markets_keeps_a_strong_market_strong() -> None:
             classes = rng.choice(3, size=150, p=p)
             rows += [(f"{market}-{u}", market, (0, 7, 10)[c]) for c in classes]
     survey = pd.DataFrame(rows, columns=["unit", "market", "recommend"]).astype(
-        {"unit": "string", "market": "string", "recommend": "Int64"})
+        {"unit": "string", "market": "string", "recommend": "Int64"}
+    )
     across = league_table(survey, seed=1).table.set_index("unit")
     within = league_table(survey, seed=1, within="market").table.set_index("unit")
     hi = [u for u in within.index if u.startswith("HI")]
@@ -77,7 +79,11 @@ def test_pooling_within_markets_keeps_a_strong_market_strong() -> None:
 
 def test_mean_rating_league_shrinks_a_tiny_unit() -> None:
     rng = np.random.default_rng(3)
-    rows = [(f"B{u:02d}", float(v)) for u in range(15) for v in np.clip(np.round(rng.normal(3 + 0.2 * rng.normal(), 1, 120)), 1, 5)]
+    rows = [
+        (f"B{u:02d}", float(v))
+        for u in range(15)
+        for v in np.clip(np.round(rng.normal(3 + 0.2 * rng.normal(), 1, 120)), 1, 5)
+    ]
     rows += [("TINY", 5.0)] * 3
     survey = pd.DataFrame(rows, columns=["unit", "recommend"]).astype({"unit": "string"})
     result = league_table(survey, metric="recommend", seed=2)
@@ -125,7 +131,9 @@ def _spec_stub() -> dict:
     return {"app": Touchpoint(column="tp_app", scale=Scale(min=1, max=5))}
 
 
-def test_branch_league_on_simulator_data_follows_the_true_unit_effects(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_branch_league_on_simulator_data_follows_the_true_unit_effects(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     sim = simulated(tmp_path_factory)
     survey, truth = sim["data"].survey, sim["truth"]
     result = league_table(survey, metric="branch_visit", spec=sim["data"].spec, seed=4)

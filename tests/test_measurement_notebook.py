@@ -1,5 +1,6 @@
 """The measurement notebook: committed clean, one parameters cell with the documented defaults, the params
 file matches it, and it runs end to end on simulator data recording every headline number."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from test_measurement_data import family_z, simulated, within
 
 from cxresearch.studies.params import notebook_parameters
+from test_measurement_data import family_z, simulated, within
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "measurement.ipynb"
@@ -33,7 +34,8 @@ def test_notebook_is_committed_without_outputs_and_has_one_parameters_cell() -> 
 
 @pytest.mark.slow
 def test_notebook_runs_on_simulator_data_and_records_the_headline_numbers(
-        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from jupyter_client.kernelspec import KernelSpecManager
 
     if "cxresearch" not in KernelSpecManager().find_kernel_specs():
@@ -44,10 +46,18 @@ def test_notebook_runs_on_simulator_data_and_records_the_headline_numbers(
     results_path = tmp_path / "results.json"
     monkeypatch.setenv("CXRESEARCH_RESULTS", str(results_path))
     papermill.execute_notebook(
-        str(NOTEBOOK), str(tmp_path / "out.ipynb"), kernel_name="cxresearch", cwd=str(NOTEBOOK.parent),
-        parameters={"dataset": str(sim["folder"] / "dataset.yaml"), "market": "NO", "draws": 1000,
-                    "touchpoint_targets": {"mobile_app": 0.3}},
-        progress_bar=False)
+        str(NOTEBOOK),
+        str(tmp_path / "out.ipynb"),
+        kernel_name="cxresearch",
+        cwd=str(NOTEBOOK.parent),
+        parameters={
+            "dataset": str(sim["folder"] / "dataset.yaml"),
+            "market": "NO",
+            "draws": 1000,
+            "touchpoint_targets": {"mobile_app": 0.3},
+        },
+        progress_bar=False,
+    )
     results = json.loads(results_path.read_text())
     truth = sim["truth"]["population"]
     assert results["n"] > 500

@@ -1,5 +1,6 @@
 """Relational NPS: closed-form Dirichlet posterior, partial pooling, group and wave differences, and
 coverage of the truth on simulator data."""
+
 from __future__ import annotations
 
 import math
@@ -8,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from test_measurement_data import family_z, min_coverage, simulated, within
 
 from cxresearch.data.nps import NPS_CLASSES
 from cxresearch.measurement import (
@@ -22,6 +22,7 @@ from cxresearch.measurement import (
     wave_change,
 )
 from cxresearch.measurement.pooling import hierarchical_dirichlet
+from test_measurement_data import family_z, min_coverage, simulated, within
 
 
 def _survey_from_counts(counts: dict[str, tuple[int, int, int]], column: str = "segment") -> pd.DataFrame:
@@ -39,6 +40,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 # -------------------------------------------------------------------------------------------- closed form
+
 
 def test_unpooled_posterior_matches_the_closed_form_dirichlet() -> None:
     counts = (37, 52, 111)
@@ -83,7 +85,8 @@ def test_collapse_weights_cells_by_their_answers() -> None:
         for value, count in zip((0, 7, 10), counts):
             rows += [(seg, mkt, value)] * count
     survey = pd.DataFrame(rows, columns=["segment", "market", "recommend"]).astype(
-        {"segment": "string", "market": "string", "recommend": "Int64"})
+        {"segment": "string", "market": "string", "recommend": "Int64"}
+    )
     cells = nps_posterior(survey, by=["segment", "market"], draws=4000, seed=1)
     seg = cells.collapse("segment")
     assert seg.labels == ["a", "b"] and seg.groups["n"].tolist() == [200, 100]
@@ -96,8 +99,12 @@ def test_collapse_weights_cells_by_their_answers() -> None:
 
 
 def test_class_counts_and_input_errors() -> None:
-    survey = pd.DataFrame({"recommend": pd.array([0, 6, 7, 8, 9, 10, None], dtype="Int64"),
-                           "segment": pd.array(["a"] * 7, dtype="string")})
+    survey = pd.DataFrame(
+        {
+            "recommend": pd.array([0, 6, 7, 8, 9, 10, None], dtype="Int64"),
+            "segment": pd.array(["a"] * 7, dtype="string"),
+        }
+    )
     counts = class_counts(survey, "segment")
     assert counts[["detractor", "passive", "promoter", "n"]].iloc[0].tolist() == [2, 2, 2, 6]  # missing left out
     with pytest.raises(KeyError, match="recommend"):
@@ -124,6 +131,7 @@ def test_ninety_percent_intervals_are_calibrated_over_repeated_samples() -> None
 
 
 # -------------------------------------------------------------------------------------------- pooling
+
 
 def test_exact_hierarchical_model_is_calibrated_on_data_from_its_own_prior() -> None:
     """Simulation-based calibration: draw (m, s) from the prior, shares per group, counts; the posterior
@@ -172,11 +180,13 @@ def test_group_differences_and_their_probabilities() -> None:
     survey = _survey_from_counts({"a": (100, 100, 200), "b": (150, 100, 150), "c": (100, 100, 200)})
     post = nps_posterior(survey, by="segment", draws=20_000, seed=4)
     ab = compare_groups(post, "a", "b")
+
     # normal approximation of the difference of two independent NPS estimates
     def var(c: tuple[int, int, int]) -> float:
         n = sum(c)
         p_d, p_p = c[0] / n, c[2] / n
         return 1e4 * (p_p + p_d - (p_p - p_d) ** 2) / n
+
     sd = math.sqrt(var((100, 100, 200)) + var((150, 100, 150)))
     assert ab["mean"] == pytest.approx(25.0, abs=1.0)
     assert ab["p_greater"] == pytest.approx(stats.norm.cdf(25.0 / sd), abs=0.01)
@@ -188,6 +198,7 @@ def test_group_differences_and_their_probabilities() -> None:
 
 
 # -------------------------------------------------------------------------------------------- simulator truth
+
 
 def test_shares_and_nps_by_wave_cover_the_truth(sim: dict) -> None:
     survey, population = sim["data"].survey, sim["truth"]["population"]

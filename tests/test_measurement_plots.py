@@ -1,5 +1,6 @@
 """Every measurement figure renders with the cxresearch theme, with readable labels and no overlapping text
 (bounding boxes of all drawn texts are compared pairwise after rendering)."""
+
 from __future__ import annotations
 
 import itertools
@@ -22,10 +23,10 @@ from cxresearch.measurement import (  # noqa: E402
     league_table,
     nps_posterior,
     nps_tracking,
+    plots,  # noqa: E402
     touchpoint_scorecard,
     touchpoint_wave_change,
 )
-from cxresearch.measurement import plots  # noqa: E402
 from cxresearch.reports import set_theme  # noqa: E402
 
 TPS = {
@@ -45,13 +46,17 @@ TPS = {
 def survey() -> pd.DataFrame:
     rng = np.random.default_rng(0)
     n = 3000
-    frame = pd.DataFrame({
-        "customer_id": pd.array([f"C{i:05d}" for i in range(n)], dtype="string"),
-        "segment": pd.array(rng.choice(["mass", "affluent", "private"], n, p=[0.6, 0.3, 0.1]), dtype="string"),
-        "market": pd.array(rng.choice(["ES", "PT", "MX", "NO"], n), dtype="string"),
-        "wave": pd.array(rng.choice(["1", "2"], n), dtype="string"),
-        "recommend": pd.array(rng.choice(11, n, p=np.linspace(1, 3, 11) / np.linspace(1, 3, 11).sum()), dtype="Int64"),
-    })
+    frame = pd.DataFrame(
+        {
+            "customer_id": pd.array([f"C{i:05d}" for i in range(n)], dtype="string"),
+            "segment": pd.array(rng.choice(["mass", "affluent", "private"], n, p=[0.6, 0.3, 0.1]), dtype="string"),
+            "market": pd.array(rng.choice(["ES", "PT", "MX", "NO"], n), dtype="string"),
+            "wave": pd.array(rng.choice(["1", "2"], n), dtype="string"),
+            "recommend": pd.array(
+                rng.choice(11, n, p=np.linspace(1, 3, 11) / np.linspace(1, 3, 11).sum()), dtype="Int64"
+            ),
+        }
+    )
     frame["unit"] = (frame["market"] + "-" + pd.Series(rng.integers(1, 16, n)).map("{:03d}".format)).astype("string")
     for key in TPS:
         values = rng.integers(1, 6, n).astype(float)
@@ -69,8 +74,12 @@ def _visible_texts(fig: plt.Figure) -> list[Text]:
             for tick in axis.get_major_ticks():
                 for label in (tick.label1, tick.label2):
                     tick_ids.add(id(label))
-                    if (label.get_visible() and label.get_text().strip() and tick.get_visible()
-                            and lo - 1e-9 <= tick.get_loc() <= hi + 1e-9):
+                    if (
+                        label.get_visible()
+                        and label.get_text().strip()
+                        and tick.get_visible()
+                        and lo - 1e-9 <= tick.get_loc() <= hi + 1e-9
+                    ):
                         keep.append(label)
     for text in fig.findobj(Text):
         if id(text) not in tick_ids and text.get_visible() and text.get_text().strip():
@@ -128,19 +137,38 @@ def test_benchmark_figures() -> None:
     rows = []
     for brand, shift in (("OurBank", 0.0), ("NovaBank", 0.5), ("SolCredit", -0.8), ("FjordBank", 0.1)):
         for _ in range(300):
-            rows.append({"brand": brand, "is_own": brand == "OurBank",
-                         "recommend": float(np.clip(round(rng.normal(7.5 + shift, 2)), 0, 10)),
-                         "price": float(np.clip(round(rng.normal(6.5 - shift, 1.3)), 1, 10)),
-                         "service": float(np.clip(round(rng.normal(7.0 + shift, 1.3)), 1, 10))})
+            rows.append(
+                {
+                    "brand": brand,
+                    "is_own": brand == "OurBank",
+                    "recommend": float(np.clip(round(rng.normal(7.5 + shift, 2)), 0, 10)),
+                    "price": float(np.clip(round(rng.normal(6.5 - shift, 1.3)), 1, 10)),
+                    "service": float(np.clip(round(rng.normal(7.0 + shift, 1.3)), 1, 10)),
+                }
+            )
     bench = pd.DataFrame(rows).astype({"brand": "string"})
     from cxresearch.data.spec import DatasetSpec
 
-    spec = DatasetSpec.model_validate({
-        "name": "plots", "tables": {"survey": {"path": "s.csv"}, "benchmark": {"path": "b.csv"}},
-        "survey": {"id": "id", "segment": "seg", "market": "mkt", "outcome": {"column": "nps"},
-                   "touchpoints": {"app": {"column": "tp_app", "scale": [1, 5]}}},
-        "benchmark": {"brand": "brand", "own_brand": "OurBank", "recommend": "recommend",
-                      "attributes": {"price": "price", "service": "service"}, "scale": [1, 10]}})
+    spec = DatasetSpec.model_validate(
+        {
+            "name": "plots",
+            "tables": {"survey": {"path": "s.csv"}, "benchmark": {"path": "b.csv"}},
+            "survey": {
+                "id": "id",
+                "segment": "seg",
+                "market": "mkt",
+                "outcome": {"column": "nps"},
+                "touchpoints": {"app": {"column": "tp_app", "scale": [1, 5]}},
+            },
+            "benchmark": {
+                "brand": "brand",
+                "own_brand": "OurBank",
+                "recommend": "recommend",
+                "attributes": {"price": "price", "service": "service"},
+                "scale": [1, 10],
+            },
+        }
+    )
     position = benchmark_position(bench, spec, draws=1000, seed=1)
     assert_readable(plots.plot_benchmark(position))
     assert_readable(plots.plot_brand_positions(brand_summary(bench, spec, draws=1000, seed=1)))

@@ -2,6 +2,7 @@
 ``mean, sd, low, high`` at any level, predict as a named DataArray, unseen groups, diagnostics() from the one
 gate, plot_*, save -> load -> identical predictions, refusal of a different config; and numbers checked
 against a known truth (the closed-form Dirichlet posterior mean, recovery of simulated group shares)."""
+
 from __future__ import annotations
 
 import warnings
@@ -11,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import softmax
-from test_measurement_data import family_z
 
 from cxresearch.data.nps import NPS_CLASSES
 from cxresearch.diagnostics import GATE, Diagnostics
 from cxresearch.measurement import SharePosterior, dirichlet_shares, hierarchical_shares
 from cxresearch.measurement.nps import counts_hash
 from cxresearch.protocol import SUMMARY_COLUMNS, DifferentModelError, FittedModel
+from test_measurement_data import family_z
 
 # the small MCMC of the logistic-normal model: enough for the checks below, far too short for the gate's ESS
 NUTS = {"draws": 300, "tune": 300, "chains": 2, "seed": 11, "target_accept": 0.9}
@@ -55,8 +56,12 @@ def _protocol_summary(model: SharePosterior) -> None:
     assert s95.attrs["level"] == 0.95 and model.summary().attrs["level"] == 0.9
     assert len(s80) == 4 * len(model.groups)  # NPS and the three shares, per group
     assert set(s80.index.get_level_values("quantity")) == {"nps", *NPS_CLASSES}
-    assert ((s95["low"] <= s80["low"]) & (s80["low"] < s80["mean"]) & (s80["mean"] < s80["high"])
-            & (s80["high"] <= s95["high"])).all()
+    assert (
+        (s95["low"] <= s80["low"])
+        & (s80["low"] < s80["mean"])
+        & (s80["mean"] < s80["high"])
+        & (s80["high"] <= s95["high"])
+    ).all()
     assert (s80["sd"] > 0).all()
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         model.summary(level=90)
@@ -82,12 +87,17 @@ def _protocol_save_load(model: SharePosterior, folder: Path, groups: list) -> No
 
 # ------------------------------------------------------------------------------------------ closed form
 
+
 def test_closed_form_model_follows_the_protocol(tmp_path: Path) -> None:
     counts = _counts({"a": (12, 30, 58), "b": (40, 35, 25), "c": (5, 5, 10)})
     model = dirichlet_shares(counts, "market", draws=2000, seed=3, prior=0.5)
     assert isinstance(model, FittedModel) and model.model_type == "nps_shares"
-    assert model.model_config == {"by": ["market"], "pooling": False, "method": "dirichlet",
-                                  "prior": {"concentration": 0.5}}
+    assert model.model_config == {
+        "by": ["market"],
+        "pooling": False,
+        "method": "dirichlet",
+        "prior": {"concentration": 0.5},
+    }
     assert model.sampler_config == {"draws": 2000, "seed": 3} and model.data_hash == counts_hash(counts, "market")
     _protocol_summary(model)
     shares = model.predict(["c", "a"])
@@ -137,6 +147,7 @@ def test_dirichlet_posterior_mean_is_the_closed_form() -> None:
 
 # ------------------------------------------------------------------------------------------ exact pooling
 
+
 def test_exact_hierarchical_model_predicts_unseen_groups_from_the_population(tmp_path: Path, truth: dict) -> None:
     model = hierarchical_shares(truth["counts"], "market", draws=3000, seed=5)
     assert model.model_config["method"] == "exact" and model.model_config["pooling"] is True
@@ -157,11 +168,16 @@ def test_exact_hierarchical_model_predicts_unseen_groups_from_the_population(tmp
 
 # ------------------------------------------------------------------------------------------ MCMC pooling
 
+
 @pytest.mark.slow
 def test_hierarchical_mcmc_model_follows_the_protocol(tmp_path: Path, nuts_fit: SharePosterior) -> None:
     model = nuts_fit
-    assert model.model_config == {"by": ["market"], "pooling": True, "method": "nuts",
-                                  "prior": {"mu_sd": 2.0, "sigma_sd": 1.0}}
+    assert model.model_config == {
+        "by": ["market"],
+        "pooling": True,
+        "method": "nuts",
+        "prior": {"mu_sd": 2.0, "sigma_sd": 1.0},
+    }
     assert model.sampler_config == {"draws": 300, "tune": 300, "chains": 2, "seed": 11, "target_accept": 0.9}
     _protocol_summary(model)
     pred = model.predict(kind="nps")

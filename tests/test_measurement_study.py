@@ -1,5 +1,6 @@
 """The measurement notebook's results.json blocks and headline come from package functions
 (cxresearch.measurement.study): their keys, their numbers (the same draws as the tables) and JSON form."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_measurement_data import simulated
 
 from cxresearch.diagnostics import Diagnostics, failed
 from cxresearch.measurement import (
@@ -18,12 +18,13 @@ from cxresearch.measurement import (
     nps_posterior,
     select_wave,
     strengths_and_weaknesses,
+    study,
     touchpoint_scorecard,
     touchpoint_tracking,
     touchpoint_wave_change,
 )
-from cxresearch.measurement import study
 from cxresearch.results import recorded_results, to_jsonable
+from test_measurement_data import simulated
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +86,19 @@ def test_result_blocks_of_every_section(sim: dict) -> None:
     targets = touchpoint_tracking(survey, spec, targets={"mobile_app": 0.3}, draws=500, seed=2)
     targets = targets[targets["touchpoint"] == "mobile_app"]
     assert set(_json_round_trip(study.touchpoint_target_results(targets))["touchpoint_targets"]) == {
-        "mobile_app_wave1", "mobile_app_wave2"}
+        "mobile_app_wave1",
+        "mobile_app_wave2",
+    }
 
     position = benchmark_position(data.benchmark, spec, draws=500, seed=2)
     named = strengths_and_weaknesses(position)
     bench = _json_round_trip(study.benchmark_results(position, named, 0.9))
     assert len(bench["benchmark"]) == len(position)
-    assert bench["benchmark_summary"] == {"strengths": len(named["strength"]), "weaknesses": len(named["weakness"]),
-                                          "threshold": 0.9}
+    assert bench["benchmark_summary"] == {
+        "strengths": len(named["strength"]),
+        "weaknesses": len(named["weakness"]),
+        "threshold": 0.9,
+    }
 
     league = league_table(survey, draws=500, seed=2)
     block = _json_round_trip(study.league_results(league))["league"]
@@ -105,8 +111,14 @@ def test_result_blocks_of_every_section(sim: dict) -> None:
 def test_diagnostics_block_is_the_one_gate_over_the_pooled_fits() -> None:
     closed = _json_round_trip(study.diagnostics_results({}))["diagnostics"]
     assert closed["passed"] is True and "closed form" in closed["method"] and "gate" in closed
-    counts = pd.DataFrame({"segment": pd.array(["a", "b"], dtype="string"), "detractor": [30, 50],
-                           "passive": [30, 20], "promoter": [40, 30]}).assign(n=100)
+    counts = pd.DataFrame(
+        {
+            "segment": pd.array(["a", "b"], dtype="string"),
+            "detractor": [30, 50],
+            "passive": [30, 20],
+            "promoter": [40, 30],
+        }
+    ).assign(n=100)
     from cxresearch.measurement import hierarchical_shares
 
     pooled = hierarchical_shares(counts, "segment", draws=500, seed=1).diagnostics()

@@ -1,5 +1,6 @@
 """Transactional measurement: touchpoint scorecards (exact Dirichlet over the scale points), not-applicable
 as missing, the journey map, and coverage of the simulator's true means and top-box shares."""
+
 from __future__ import annotations
 
 import math
@@ -8,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from test_measurement_data import family_z, min_coverage, simulated, within
 
 from cxresearch.data.spec import Scale, Touchpoint
 from cxresearch.measurement import journey_map, rating_draws, touchpoint_scorecard, touchpoint_wave_change
 from cxresearch.measurement.touchpoints import box_labels, journey_stages
+from test_measurement_data import family_z, min_coverage, simulated, within
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +22,25 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 TPS = {
-    "app": Touchpoint(column="tp_app", label="Mobile app", channel="digital", stage="usage", scale=Scale(min=1, max=5),
-                      not_applicable=[0]),
-    "call": Touchpoint(column="tp_call", label="Call centre", channel="phone", stage="service",
-                       scale=Scale(min=1, max=5), not_applicable=[99]),
-    "open": Touchpoint(column="tp_open", label="Account opening", channel="branch", stage="onboarding",
-                       scale=Scale(min=1, max=5)),
+    "app": Touchpoint(
+        column="tp_app",
+        label="Mobile app",
+        channel="digital",
+        stage="usage",
+        scale=Scale(min=1, max=5),
+        not_applicable=[0],
+    ),
+    "call": Touchpoint(
+        column="tp_call",
+        label="Call centre",
+        channel="phone",
+        stage="service",
+        scale=Scale(min=1, max=5),
+        not_applicable=[99],
+    ),
+    "open": Touchpoint(
+        column="tp_open", label="Account opening", channel="branch", stage="onboarding", scale=Scale(min=1, max=5)
+    ),
 }
 
 
@@ -58,8 +72,14 @@ def test_not_applicable_is_missing_never_the_lowest_score() -> None:
     call[::5] = 99
     opened = answers.copy()
     opened[::3] = np.nan  # blank
-    survey = pd.DataFrame({"customer_id": pd.array([f"c{i % 150}" for i in range(200)], dtype="string"),
-                           "app": app, "call": call, "open": opened})
+    survey = pd.DataFrame(
+        {
+            "customer_id": pd.array([f"c{i % 150}" for i in range(200)], dtype="string"),
+            "app": app,
+            "call": call,
+            "open": opened,
+        }
+    )
     card = touchpoint_scorecard(survey, TPS, draws=2000, seed=1).set_index("touchpoint")
     for key, used in (("app", app != 0), ("call", call != 99), ("open", ~np.isnan(opened))):
         assert card.loc[key, "n_answers"] == used.sum()
@@ -77,10 +97,14 @@ def test_not_applicable_is_missing_never_the_lowest_score() -> None:
 
 def test_journey_map_orders_rows_by_journey_stage_and_has_one_column_per_segment() -> None:
     rng = np.random.default_rng(1)
-    survey = pd.DataFrame({
-        "segment": pd.array(["mass", "private"] * 100, dtype="string"),
-        "app": rng.integers(1, 6, 200).astype(float), "call": rng.integers(1, 6, 200).astype(float),
-        "open": rng.integers(1, 6, 200).astype(float)})
+    survey = pd.DataFrame(
+        {
+            "segment": pd.array(["mass", "private"] * 100, dtype="string"),
+            "app": rng.integers(1, 6, 200).astype(float),
+            "call": rng.integers(1, 6, 200).astype(float),
+            "open": rng.integers(1, 6, 200).astype(float),
+        }
+    )
     card = touchpoint_scorecard(survey, TPS, by="segment", draws=500, seed=2)
     table = journey_map(card, TPS, by="segment", metric="top_box")
     assert journey_stages(TPS) == ["usage", "service", "onboarding"]  # spec order

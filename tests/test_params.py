@@ -1,7 +1,7 @@
 """Params files: validation before any kernel starts, YAML codes, matrix expansion, safe names, threads."""
+
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import nbformat
@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+import study_fixtures as F  # noqa: E402  (tests/ is on sys.path under pytest)
 from cxresearch.studies.commands import run_command
 from cxresearch.studies.params import (
     MatrixEntry,
@@ -28,9 +29,6 @@ from cxresearch.studies.runner import (
     thread_env,
     threads_per_run,
 )
-
-
-import study_fixtures as F  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +64,20 @@ def test_csv_codes_keep_leading_zeros(tmp_path):
     """A CSV export with branch code 007: DuckDB must not read it as the number 7."""
     folder = tmp_path / "csvdata"
     folder.mkdir()
-    pd.DataFrame({"customer_id": ["a", "b", "c"], "segment": ["007", "010", "007"], "market": ["NO", "NO", "SE"],
-                  "tp_app": [1, 2, 3], "recommend": [9, 5, 10]}).to_csv(folder / "survey.csv", index=False)
+    pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c"],
+            "segment": ["007", "010", "007"],
+            "market": ["NO", "NO", "SE"],
+            "tp_app": [1, 2, 3],
+            "recommend": [9, 5, 10],
+        }
+    ).to_csv(folder / "survey.csv", index=False)
     (folder / "dataset.yaml").write_text(
         "version: 1\nname: csv\ntables:\n  survey: {path: survey.csv}\n"
         "survey:\n  id: customer_id\n  segment: segment\n  market: market\n"
-        "  touchpoints:\n    app: {column: tp_app, scale: [1, 5]}\n  outcome: {column: recommend}\n")
+        "  touchpoints:\n    app: {column: tp_app, scale: [1, 5]}\n  outcome: {column: recommend}\n"
+    )
     assert segment_market_pairs(folder / "dataset.yaml") == {("007", "NO"), ("010", "NO"), ("007", "SE")}
 
 
@@ -113,27 +119,33 @@ def test_setting_values_checked_against_defaults_and_json(tmp_path, dataset):
         load_params(path)
 
 
-@pytest.mark.parametrize("settings, expected", [
-    ('{"bad-name": 1}', "must be an identifier"),
-    ("{class: 1}", "must be an identifier"),
-    ("{segment: mass}", "set by the runner"),
-    ("{x: .nan}", "not a finite number"),
-])
+@pytest.mark.parametrize(
+    "settings, expected",
+    [
+        ('{"bad-name": 1}', "must be an identifier"),
+        ("{class: 1}", "must be an identifier"),
+        ("{segment: mass}", "set by the runner"),
+        ("{x: .nan}", "not a finite number"),
+    ],
+)
 def test_setting_names_and_values(tmp_path, dataset, settings, expected):
     path = _params(tmp_path, dataset, f"settings: {settings}\n")
     with pytest.raises(ParamsError, match=expected):
         load_params(path)
 
 
-@pytest.mark.parametrize("body, expected", [
-    ("seed: true\n", "seed: seed must be a whole number"),
-    ("execution_timeout: -5\n", "execution_timeout: Input should be greater than 0"),
-    ("study: ../evil\n", "study: '../evil' must be a short identifier"),
-    ("matrix: []\n", "matrix: the matrix needs at least one entry"),
-    ("matrix: {segment: [mass, mass]}\n", "matrix.0.segment: repeated values"),
-    ("matrix: {segment: [each, mass]}\n", "cannot appear inside a list"),
-    ("matrix: {segment: false}\n", "values must be text"),
-])
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("seed: true\n", "seed: seed must be a whole number"),
+        ("execution_timeout: -5\n", "execution_timeout: Input should be greater than 0"),
+        ("study: ../evil\n", "study: '../evil' must be a short identifier"),
+        ("matrix: []\n", "matrix: the matrix needs at least one entry"),
+        ("matrix: {segment: [mass, mass]}\n", "matrix.0.segment: repeated values"),
+        ("matrix: {segment: [each, mass]}\n", "cannot appear inside a list"),
+        ("matrix: {segment: false}\n", "values must be text"),
+    ],
+)
 def test_bad_values_named_by_key(tmp_path, dataset, body, expected):
     path = _params(tmp_path, dataset, body)
     with pytest.raises(ParamsError) as info:
@@ -159,13 +171,26 @@ def test_missing_files_and_parameters_cell(tmp_path, dataset):
 
 def test_matrix_expansion_each_all_lists_union(dataset):
     pairs = segment_market_pairs(dataset)
-    entries = [MatrixEntry(segment="each", market="all"), MatrixEntry(segment="all", market="each"),
-               MatrixEntry(segment="each", market="all"), MatrixEntry(segment=["mass"], market=["SE", "NO"])]
+    entries = [
+        MatrixEntry(segment="each", market="all"),
+        MatrixEntry(segment="all", market="each"),
+        MatrixEntry(segment="each", market="all"),
+        MatrixEntry(segment=["mass"], market=["SE", "NO"]),
+    ]
     runs, empty = expand_matrix(entries, pairs)
-    assert runs == [("007", "all"), ("affluent", "all"), ("mass", "all"), ("all", "NO"), ("all", "SE"),
-                    ("mass", "SE"), ("mass", "NO")]
+    assert runs == [
+        ("007", "all"),
+        ("affluent", "all"),
+        ("mass", "all"),
+        ("all", "NO"),
+        ("all", "SE"),
+        ("mass", "SE"),
+        ("mass", "NO"),
+    ]
     assert empty == []
-    with pytest.raises(ParamsError, match=r"p\.yaml: matrix\.0\.market: \['DK'\] not found in the data \(found: NO, SE\)"):
+    with pytest.raises(
+        ParamsError, match=r"p\.yaml: matrix\.0\.market: \['DK'\] not found in the data \(found: NO, SE\)"
+    ):
         expand_matrix([MatrixEntry(market=["DK"])], pairs, "p.yaml")
 
 
@@ -176,8 +201,9 @@ def test_each_by_each_skips_combinations_without_rows():
     assert empty == [("affluent", "SE")]
 
 
-@pytest.mark.parametrize("value", ["../../etc", "..", ".hidden", "a/b", "a\\b", "x\x00y\x1b[31m", "CON", "  ", "a--b",
-                                   "x" * 300])
+@pytest.mark.parametrize(
+    "value", ["../../etc", "..", ".hidden", "a/b", "a\\b", "x\x00y\x1b[31m", "CON", "  ", "a--b", "x" * 300]
+)
 def test_safe_names_stay_inside_and_readable(tmp_path, value):
     name = safe_name(value)
     assert "/" not in name and "\\" not in name and not name.startswith(".")
@@ -201,7 +227,13 @@ def test_thread_sizing():
     assert default_workers(3, cores=16) == 3 and default_workers(0, cores=1) == 1
     assert threads_per_run(2, cores=2) == 1 and threads_per_run(1, cores=2) == 2 and threads_per_run(3, cores=16) == 5
     env = thread_env(3, base={"PYTENSOR_FLAGS": "floatX=float64"})
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "CXRESEARCH_THREADS"):
+    for name in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "NUMBA_NUM_THREADS",
+        "CXRESEARCH_THREADS",
+    ):
         assert env[name] == "3"
     assert env["PYTENSOR_FLAGS"] == "floatX=float64,openmp=False"
     assert thread_env(1, base={"PYTENSOR_FLAGS": "openmp=True"})["PYTENSOR_FLAGS"] == "openmp=True"
@@ -230,8 +262,15 @@ def test_each_reads_folder_and_duckdb_sources(tmp_path):
     """`each` works for every survey source kind: a folder of Parquet parts and a DuckDB table / query."""
     import duckdb
 
-    frame = pd.DataFrame({"customer_id": ["a", "b", "c", "d"], "segment": ["007", "mass", "mass", None],
-                          "market": ["NO", "NO", "SE", "SE"], "tp_app": [1, 2, 3, 4], "recommend": [9, 5, 10, 7]})
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "d"],
+            "segment": ["007", "mass", "mass", None],
+            "market": ["NO", "NO", "SE", "SE"],
+            "tp_app": [1, 2, 3, 4],
+            "recommend": [9, 5, 10, 7],
+        }
+    )
     parts = tmp_path / "parts"
     parts.mkdir()
     frame.iloc[:2].to_parquet(parts / "part-1.parquet", index=False)
@@ -239,11 +278,16 @@ def test_each_reads_folder_and_duckdb_sources(tmp_path):
     with duckdb.connect(str(tmp_path / "cx.duckdb")) as con:
         con.register("frame", frame)
         con.execute("CREATE TABLE answers AS SELECT * FROM frame")
-    survey = ("survey:\n  id: customer_id\n  segment: segment\n  market: market\n"
-              "  touchpoints:\n    app: {column: tp_app, scale: [1, 5]}\n  outcome: {column: recommend}\n")
+    survey = (
+        "survey:\n  id: customer_id\n  segment: segment\n  market: market\n"
+        "  touchpoints:\n    app: {column: tp_app, scale: [1, 5]}\n  outcome: {column: recommend}\n"
+    )
     expected = {("007", "NO"), ("mass", "NO"), ("mass", "SE")}  # the NULL segment is not a run
-    for name, source in (("folder", "{path: parts}"), ("table", "{database: cx.duckdb, table: answers}"),
-                         ("query", "{database: cx.duckdb, query: 'SELECT * FROM answers WHERE tp_app > 0'}")):
+    for name, source in (
+        ("folder", "{path: parts}"),
+        ("table", "{database: cx.duckdb, table: answers}"),
+        ("query", "{database: cx.duckdb, query: 'SELECT * FROM answers WHERE tp_app > 0'}"),
+    ):
         spec = tmp_path / f"{name}.yaml"
         spec.write_text(f"version: 1\nname: {name}\ntables:\n  survey: {source}\n{survey}")
         assert segment_market_pairs(spec) == expected, name

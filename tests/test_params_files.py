@@ -3,6 +3,7 @@
 The params files point at the demo data (made by `make demo`); here they are checked against a small
 simulated dataset instead, so a fresh clone without data/demo tests them too.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,7 +42,10 @@ def test_params_file_passes_the_runner_checks(params_file: Path, small_dataset: 
 
     loaded = load_params(copy)
     assert loaded.params.study == params_file.stem
-    check_parameters(notebook, {"dataset": str(small_dataset), "segment": "all", "market": "all", "seed": 1,
-                                **loaded.params.settings}, str(params_file))
+    check_parameters(
+        notebook,
+        {"dataset": str(small_dataset), "segment": "all", "market": "all", "seed": 1, **loaded.params.settings},
+        str(params_file),
+    )
     runs = expand_matrix(loaded.params.matrix, segment_market_pairs(small_dataset), str(params_file))
     assert runs, f"{params_file.name}: the matrix expands to no runs"

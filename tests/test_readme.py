@@ -1,4 +1,5 @@
 """The README's dataset spec example is a valid spec (docs must not drift from the code)."""
+
 from __future__ import annotations
 
 import re

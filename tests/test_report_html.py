@@ -1,4 +1,5 @@
 """report.html rendering: header, escaping, banners, hidden code, no external resources (no kernel)."""
+
 from __future__ import annotations
 
 import base64
@@ -54,7 +55,9 @@ class _Refs(HTMLParser):
 
 def _notebook(executed_error: bool = False):
     params = new_code_cell("dataset = 'x'\nsegment = 'all'", metadata={"tags": ["parameters"]})
-    injected = new_code_cell("# Parameters\nsegment = 'INJECTED_SECRET_TOKEN'", metadata={"tags": ["injected-parameters"]})
+    injected = new_code_cell(
+        "# Parameters\nsegment = 'INJECTED_SECRET_TOKEN'", metadata={"tags": ["injected-parameters"]}
+    )
     injected.outputs = [new_output("stream", name="stdout", text="INJECTED_OUTPUT\n")]
     code = new_code_cell("print('visible output'); HIDDEN_CODE_TOKEN = 1")
     code.outputs = [new_output("stream", name="stdout", text=f"visible output {EVIL}\n")]
@@ -64,17 +67,30 @@ def _notebook(executed_error: bool = False):
     cells = [md, params, injected, code, plot]
     if executed_error:
         err = new_code_cell("raise ValueError('boom')")
-        err.outputs = [new_output("error", ename="ValueError", evalue="boom",
-                                  traceback=["\x1b[31mValueError\x1b[0m: boom"])]
+        err.outputs = [
+            new_output("error", ename="ValueError", evalue="boom", traceback=["\x1b[31mValueError\x1b[0m: boom"])
+        ]
         cells.append(err)
     for i, cell in enumerate(cells):
         cell.metadata.setdefault("papermill", {})["start_time"] = f"2026-01-01T00:00:0{i}"
-    return new_notebook(cells=cells, metadata={"kernelspec": {"name": "cxresearch", "display_name": "Python (cxresearch)", "language": "python"}})
+    return new_notebook(
+        cells=cells,
+        metadata={"kernelspec": {"name": "cxresearch", "display_name": "Python (cxresearch)", "language": "python"}},
+    )
 
 
 def _header(**kw) -> ReportHeader:
-    base = dict(study="measurement", title=f"Title {EVIL}", segment=f"seg {EVIL}", market="NO", run_id="r1",
-                status="succeeded", as_of="2026-10-31", duration_s=12.34, dataset_name="demo")
+    base = dict(
+        study="measurement",
+        title=f"Title {EVIL}",
+        segment=f"seg {EVIL}",
+        market="NO",
+        run_id="r1",
+        status="succeeded",
+        as_of="2026-10-31",
+        duration_s=12.34,
+        dataset_name="demo",
+    )
     base.update(kw)
     return ReportHeader(**base)
 
@@ -103,26 +119,32 @@ def test_report_is_self_contained():
     assert images and all(v.startswith("data:image/png;base64,") for _, _, v in images)
 
 
-@pytest.mark.parametrize("kind, title", [
-    ("cell_error", "RUN FAILED: a notebook cell raised an error"),
-    ("timeout", "RUN FAILED: a notebook cell timed out"),
-    ("dead_kernel", "RUN FAILED: the kernel died"),
-    ("runner_error", "RUN FAILED: the runner could not execute"),
-])
+@pytest.mark.parametrize(
+    "kind, title",
+    [
+        ("cell_error", "RUN FAILED: a notebook cell raised an error"),
+        ("timeout", "RUN FAILED: a notebook cell timed out"),
+        ("dead_kernel", "RUN FAILED: the kernel died"),
+        ("runner_error", "RUN FAILED: the runner could not execute"),
+    ],
+)
 def test_failure_banner_at_the_top(kind, title):
     nb = _notebook(executed_error=kind == "cell_error")
     error = {"kind": kind, "message": f"\x1b[31mboom\x1b[0m {EVIL}", "cell_index": 3}
     page = render_report(nb, _header(status="failed", error=error))
     banner = page.index('id="cx-failure-banner"')
     assert banner < page.index("Findings")  # above the notebook content
-    assert title in page and "\x1b" not in page[banner:banner + 2000]
+    assert title in page and "\x1b" not in page[banner : banner + 2000]
     assert EVIL not in page
     assert 'class="cx-status-failed" data-field="status">failed<' in page
 
 
 def test_diagnostics_banner_from_nested_results():
-    results = {"nps": {"mean": 31.0}, "drivers": {"diagnostics": {"passed": False, "rhat_max": 1.2}},
-               "diagnostics": {"passed": True}}
+    results = {
+        "nps": {"mean": 31.0},
+        "drivers": {"diagnostics": {"passed": False, "rhat_max": 1.2}},
+        "diagnostics": {"passed": True},
+    }
     assert failed_diagnostics(results) == ["drivers.diagnostics"]
     page = render_report(_notebook(), _header(failed_diagnostics=failed_diagnostics(results)))
     assert "MODEL DID NOT PASS ITS DIAGNOSTICS" in page and "drivers.diagnostics" in page
@@ -147,8 +169,15 @@ def test_fallback_report_and_empty_notebook():
 
 
 def test_kpi_flattening_and_durations():
-    results = {"nps": {"mean": 31.25, "low": 27.0}, "n": 420, "passed": True, "label": "x",
-               "diagnostics": {"rhat_max": 1.01}, "deep": {"a": {"b": 1.5}}, "nan": None}
+    results = {
+        "nps": {"mean": 31.25, "low": 27.0},
+        "n": 420,
+        "passed": True,
+        "label": "x",
+        "diagnostics": {"rhat_max": 1.01},
+        "deep": {"a": {"b": 1.5}},
+        "nan": None,
+    }
     assert flatten_numbers(results) == [("nps.mean", 31.25), ("nps.low", 27.0), ("n", 420), ("deep.a.b", 1.5)]
     assert headline_kpis(results, limit=3) == [("n", 420), ("nps.mean", 31.25), ("nps.low", 27.0)]
     assert format_duration(12.34) == "12.3 s" and format_duration(754) == "12 min 34 s"

@@ -2,6 +2,7 @@
 (one pooled run on a small simulated dataset) opened in headless Chromium at 1300 x 1000. The headline
 (NPS and its interval) must be visible on the first screen and the page must hold no Python traceback.
 The screenshot is kept as test-artifacts/measurement_report.png for review."""
+
 from __future__ import annotations
 
 import json
@@ -56,13 +57,17 @@ def test_headline_is_on_the_first_screen(browser, measurement_report):
     assert "Traceback" not in page_text
     assert "Traceback" not in browser.page_source
     # the innermost element whose text holds both the headline NPS and its interval
-    matches = [e for e in browser.find_elements(By.XPATH, f"//*[contains(., '{headline}')]")
-               if headline in e.text and interval_text in e.text]
+    matches = [
+        e
+        for e in browser.find_elements(By.XPATH, f"//*[contains(., '{headline}')]")
+        if headline in e.text and interval_text in e.text
+    ]
     assert matches, f"no element shows {headline!r} with {interval_text!r}"
     element = matches[-1]
     assert element.is_displayed()
     top = element.location["y"]
     assert top < WINDOW[1], f"headline at y={top}px, below the first {WINDOW[1]}px screen"
     visible = browser.execute_script(
-        "const r = arguments[0].getBoundingClientRect(); return r.top >= 0 && r.top < window.innerHeight;", element)
+        "const r = arguments[0].getBoundingClientRect(); return r.top >= 0 && r.top < window.innerHeight;", element
+    )
     assert visible

@@ -1,4 +1,5 @@
 """record_headline(): ordered headline KPIs in results.json, written atomically like record_result."""
+
 from __future__ import annotations
 
 import json
@@ -37,14 +38,20 @@ def test_recording_a_label_again_replaces_it_in_place(fresh_results):
     R.record_headline("Answers", 100)
     R.record_headline("NPS", 12.0, "points", (11.0, 13.0))
     entries = json.loads(fresh_results.read_text(encoding="utf-8"))["headline"]
-    assert [(e["label"], e["value"], e["interval"]) for e in entries] == [("NPS", 12.0, [11.0, 13.0]),
-                                                                          ("Answers", 100, None)]
+    assert [(e["label"], e["value"], e["interval"]) for e in entries] == [
+        ("NPS", 12.0, [11.0, 13.0]),
+        ("Answers", 100, None),
+    ]
 
 
 def test_nan_becomes_null_and_bad_input_names_the_label():
     R.record_headline("Hazard ratio", float("nan"), interval=[1.0, float("inf")])
-    assert R.recorded_results()["headline"][0] == {"label": "Hazard ratio", "value": None, "unit": "",
-                                                   "interval": [1.0, None]}
+    assert R.recorded_results()["headline"][0] == {
+        "label": "Hazard ratio",
+        "value": None,
+        "unit": "",
+        "interval": [1.0, None],
+    }
     with pytest.raises(ValueError, match="label"):
         R.record_headline("  ", 1.0)
     with pytest.raises(ValueError, match="'CLV'.*interval"):

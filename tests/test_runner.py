@@ -4,12 +4,12 @@ The fixture notebook tests/notebooks/nps.ipynb computes the NPS of its segment x
 tiny survey; the truth is the same formula applied with pandas to the frame the test wrote, so the
 numbers must agree exactly (up to float rounding, 1e-9).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import nbformat
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.timeout(300)
 
 
 import study_fixtures as F  # noqa: E402  (tests/ is on sys.path under pytest)
+
 RUNS = [("007", "NO"), ("007", "SE"), ("mass", "NO"), ("mass", "SE")]
 
 
@@ -49,14 +50,25 @@ def matrix_run(tmp_path_factory):
     notebook = root / "nb" / "nps.ipynb"
     notebook.parent.mkdir()
     shutil.copy(F.NOTEBOOKS / "nps.ipynb", notebook)  # a copy the rerun test may edit
-    params = F.write_params(root / "params" / "nps.yaml", (
-        f"study: nps\ntitle: \"NPS <b>tiny</b>\"\nnotebook: ../nb/nps.ipynb\ndataset: {spec}\nout: ../ignored\n"
-        "matrix: {segment: [007, mass], market: [NO, SE]}\nseed: 7\nexecution_timeout: 120\n"
-        "settings: {plot: true, draws: 50, label: '<i>tiny</i>'}\n"))
+    params = F.write_params(
+        root / "params" / "nps.yaml",
+        (
+            f'study: nps\ntitle: "NPS <b>tiny</b>"\nnotebook: ../nb/nps.ipynb\ndataset: {spec}\nout: ../ignored\n'
+            "matrix: {segment: [007, mass], market: [NO, SE]}\nseed: 7\nexecution_timeout: 120\n"
+            "settings: {plot: true, draws: 50, label: '<i>tiny</i>'}\n"
+        ),
+    )
     out = root / "out"
     result = _invoke(str(params), "--workers", "2", "--out", str(out))
-    return {"root": root, "spec": spec, "frame": frame, "notebook": notebook, "params": params, "out": out,
-            "result": result}
+    return {
+        "root": root,
+        "spec": spec,
+        "frame": frame,
+        "notebook": notebook,
+        "params": params,
+        "out": out,
+        "result": result,
+    }
 
 
 def test_matrix_run_outputs_and_numbers(matrix_run):
@@ -67,7 +79,12 @@ def test_matrix_run_outputs_and_numbers(matrix_run):
     for segment, market in RUNS:
         run_dir = out / "nps" / f"{segment}--{market}"
         assert sorted(p.name for p in run_dir.iterdir()) == [
-            "kernel.log", "manifest.json", "nps.ipynb", "report.html", "results.json"]  # no temp files left
+            "kernel.log",
+            "manifest.json",
+            "nps.ipynb",
+            "report.html",
+            "results.json",
+        ]  # no temp files left
         results = json.loads((run_dir / "results.json").read_text())
         truth, n = F.nps_truth(frame, segment, market)
         assert results["n"] == n == 40
@@ -89,13 +106,22 @@ def test_manifest_contents(matrix_run):
     assert manifest["status"] == "succeeded" and manifest["error"] is None
     assert manifest["study"] == "nps" and manifest["segment"] == "007" and manifest["market"] == "NO"
     params = manifest["parameters"]
-    assert params == {"dataset": str(spec), "segment": "007", "market": "NO", "seed": 7, "plot": True,
-                      "draws": 50, "label": "<i>tiny</i>"}
+    assert params == {
+        "dataset": str(spec),
+        "segment": "007",
+        "market": "NO",
+        "seed": 7,
+        "plot": True,
+        "draws": 50,
+        "label": "<i>tiny</i>",
+    }
     assert manifest["parameters_json"] == canonical_json(params)
     assert manifest["parameters_sha256"] == hashlib.sha256(manifest["parameters_json"].encode()).hexdigest()
     assert manifest["notebook"]["sha256"] == sha256_file(matrix_run["notebook"])
     assert manifest["data"]["spec"]["sha256"] == sha256_file(spec)
-    assert manifest["data"]["tables"]["survey"]["files"]["survey.parquet"] == sha256_file(spec.parent / "survey.parquet")
+    assert manifest["data"]["tables"]["survey"]["files"]["survey.parquet"] == sha256_file(
+        spec.parent / "survey.parquet"
+    )
     assert manifest["data"]["as_of"] == "2026-10-31"
     assert manifest["seed"] == 7 and manifest["execution_timeout"] == 120
     assert manifest["duration_s"] > 0 and manifest["started_at"] <= manifest["finished_at"]
@@ -161,7 +187,9 @@ def test_fingerprint_follows_data_not_unrelated_files(matrix_run, tmp_path):
     spec = matrix_run["spec"]
     data = tmp_path / "data"
     shutil.copytree(spec.parent, data)
-    params = F.write_params(tmp_path / "p.yaml", F.params_text("nps", "nps.ipynb", data / "dataset.yaml", "{segment: each}"))
+    params = F.write_params(
+        tmp_path / "p.yaml", F.params_text("nps", "nps.ipynb", data / "dataset.yaml", "{segment: each}")
+    )
     first = {p.folder: p.fingerprint for p in plan_runs([params], out=tmp_path / "o").runs}
     (data / "notes.md").write_text("unrelated")
     assert {p.folder: p.fingerprint for p in plan_runs([params], out=tmp_path / "o").runs} == first
@@ -179,8 +207,9 @@ def test_unsafe_segment_names_stay_inside_out(tmp_path):
     out = tmp_path / "deep" / "out"
     result = _invoke(str(params), "--out", str(out), "--workers", "2")
     assert result.exit_code == 0, result.output
-    created = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_relative_to(tmp_path / "data")
-               and p.name != "p.yaml"]
+    created = [
+        p for p in tmp_path.rglob("*") if p.is_file() and not p.is_relative_to(tmp_path / "data") and p.name != "p.yaml"
+    ]
     assert len(created) >= 2 * 5 and all(p.resolve().is_relative_to(out.resolve()) for p in created)
     assert not (tmp_path / "etc").exists() and not (tmp_path / "deep" / "etc").exists()
     folders = sorted(p.name for p in (out / "nps").iterdir())
@@ -200,8 +229,10 @@ def test_unsafe_segment_names_stay_inside_out(tmp_path):
 
 def test_prepare_only_writes_parameterised_notebook(tmp_path):
     spec, _ = F.make_dataset(tmp_path / "data", ["007"], ["NO"], n_per_cell=3)
-    params = F.write_params(tmp_path / "params" / "p.yaml",
-                            F.params_text("nps", "nps.ipynb", spec, "{segment: each, market: each}") + "out: ../reports\n")
+    params = F.write_params(
+        tmp_path / "params" / "p.yaml",
+        F.params_text("nps", "nps.ipynb", spec, "{segment: each, market: each}") + "out: ../reports\n",
+    )
     result = _invoke(str(params), "--prepare-only")
     assert result.exit_code == 0 and "[prep]" in result.output
     run_dir = tmp_path / "reports" / "nps" / "007--NO"  # 'out' resolved against the params file
@@ -247,8 +278,11 @@ def test_record_result_nests_converts_and_writes(tmp_path, monkeypatch):
     results.record_result("nps.n", np.int64(420))
     results.record_result("diagnostics", {"passed": np.bool_(False), "rhat": np.array([1.0, np.nan])})
     results.record_result("missing", pd.NA)
-    assert json.loads(target.read_text()) == {"nps": {"mean": 31.5, "n": 420},
-                                              "diagnostics": {"passed": False, "rhat": [1.0, None]}, "missing": None}
+    assert json.loads(target.read_text()) == {
+        "nps": {"mean": 31.5, "n": 420},
+        "diagnostics": {"passed": False, "rhat": [1.0, None]},
+        "missing": None,
+    }
     assert [p.name for p in target.parent.iterdir()] == ["results.json"]  # no temp files left
     with pytest.raises(TypeError, match="nps.bad: cannot record a object"):
         results.record_result("nps.bad", object())

@@ -1,10 +1,10 @@
 """Failures never hide: a cell error, a cell timeout and a dead kernel each mark their run failed with
 a red banner at the top of its report; the other runs complete; the command lists the failures and
 exits non-zero; a rerun skips the successes and reruns the failures."""
+
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import nbformat
@@ -36,8 +36,14 @@ def failing_run(tmp_path_factory):
         ("sleeps", "sleeps.ipynb", "{segment: [mass]}", TIMEOUT_S),
         ("kills", "kills.ipynb", "{segment: [mass]}", 120),
     ]:
-        files.append(str(F.write_params(root / "params" / f"{study}.yaml",
-                                        F.params_text(study, notebook, spec, matrix, execution_timeout=timeout))))
+        files.append(
+            str(
+                F.write_params(
+                    root / "params" / f"{study}.yaml",
+                    F.params_text(study, notebook, spec, matrix, execution_timeout=timeout),
+                )
+            )
+        )
     out = root / "out"
     result = _invoke(*files, "--workers", "2", "--out", str(out))
     return {"out": out, "files": files, "frame": frame, "result": result}
@@ -66,11 +72,14 @@ def test_other_runs_complete(failing_run):
         assert results["nps"]["mean"] == pytest.approx(F.nps_truth(frame, segment, "all")[0], abs=1e-9)
 
 
-@pytest.mark.parametrize("study, kind, title, stop_anchor", [
-    ("raises", "cell_error", "RUN FAILED: a notebook cell raised an error", "papermill-error-cell"),
-    ("sleeps", "timeout", "RUN FAILED: a notebook cell timed out", "cx-stopped-here"),
-    ("kills", "dead_kernel", "RUN FAILED: the kernel died", "cx-stopped-here"),
-])
+@pytest.mark.parametrize(
+    "study, kind, title, stop_anchor",
+    [
+        ("raises", "cell_error", "RUN FAILED: a notebook cell raised an error", "papermill-error-cell"),
+        ("sleeps", "timeout", "RUN FAILED: a notebook cell timed out", "cx-stopped-here"),
+        ("kills", "dead_kernel", "RUN FAILED: the kernel died", "cx-stopped-here"),
+    ],
+)
 def test_failed_run_has_banner_partial_report_and_manifest(failing_run, study, kind, title, stop_anchor):
     run_dir = failing_run["out"] / study / "mass--all"
     manifest = _manifest(run_dir)

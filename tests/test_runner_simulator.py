@@ -2,6 +2,7 @@
 real measurement notebook, run with 2 parallel workers. Each run's NPS must equal the NPS computed
 directly from that cell's survey rows, its manifest must carry the data hashes, and the index must list
 the 4 runs."""
+
 from __future__ import annotations
 
 import hashlib
@@ -43,8 +44,9 @@ def measurement_params(tmp: Path, dataset: Path, matrix: list[dict], **settings:
 def matrix_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("runner-sim")
     simulate_dataset(root / "data", customers=3000, seed=11, population_samples=20000)
-    params = measurement_params(root, root / "data" / "dataset.yaml",
-                                [{"segment": SEGMENTS, "market": MARKETS}], draws=DRAWS)
+    params = measurement_params(
+        root, root / "data" / "dataset.yaml", [{"segment": SEGMENTS, "market": MARKETS}], draws=DRAWS
+    )
     out = root / "out"
     summary = run_studies([params], out=out, workers=2, progress=False, echo=lambda line: None)
     return root, out, summary
@@ -60,7 +62,8 @@ def _nps_posterior_mean_and_sd(recommend: np.ndarray) -> tuple[float, float, flo
     total = alpha.sum()
     mean = 100.0 * (alpha[2] - alpha[0]) / total
     var_diff = (alpha[2] * (total - alpha[2]) + alpha[0] * (total - alpha[0]) + 2 * alpha[2] * alpha[0]) / (
-        total ** 2 * (total + 1))
+        total**2 * (total + 1)
+    )
     return raw, mean, 100.0 * math.sqrt(var_diff)
 
 

@@ -3,6 +3,7 @@
 Tolerances: data-vs-truth comparisons allow 4 combined standard errors (sampling SE of the data statistic
 and the Monte-Carlo SE recorded in truth.json), a false-alarm rate of about 6e-5 per check.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,13 @@ import pytest
 from click.testing import CliRunner
 
 from cxresearch.data.simulator import (
-    MARKETS, SEGMENTS, TOUCHPOINTS, Intervention, parse_intervention, simulate_command, simulate_dataset,
+    MARKETS,
+    SEGMENTS,
+    TOUCHPOINTS,
+    Intervention,
+    parse_intervention,
+    simulate_command,
+    simulate_dataset,
 )
 from cxresearch.data.spec import load_spec
 
@@ -36,7 +43,8 @@ def sim(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("sim50k")
     summary = simulate_dataset(out, customers=50_000, seed=11)
     return {
-        "out": out, "summary": summary,
+        "out": out,
+        "summary": summary,
         "truth": json.loads((out / "truth.json").read_text()),
         "survey": pq.read_table(out / "survey.parquet").to_pandas(),
         "customers": pq.read_table(out / "customers.parquet").to_pandas(),
@@ -55,6 +63,7 @@ def _nps_and_se(rec: pd.Series) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------------------------------- files
+
 
 def test_deterministic_per_seed_and_independent_of_chunk_size(tmp_path: Path) -> None:
     kwargs = {"customers": 60_000, "seed": 3, "population_samples": 20_000}  # 2 RNG blocks
@@ -83,15 +92,20 @@ def test_dataset_yaml_is_a_valid_spec(sim: dict) -> None:
         assert tp.label and tp.channel and tp.stage and tp.need
         assert tp.not_applicable == (["blank"] if key == "website" else [NA_CODES.get(key, 0)])
     items = spec.survey.emotion.items
-    assert {k: v.reverse for k, v in items.items()} == {"emo_happy": False, "emo_trust": False,
-                                                       "emo_frustrated": True}
+    assert {k: v.reverse for k, v in items.items()} == {"emo_happy": False, "emo_trust": False, "emo_frustrated": True}
     assert (spec.survey.emotion.scale.min, spec.survey.emotion.scale.max) == (1, 7)
     outcome = spec.survey.outcome
     assert outcome.kind == "recommend" and outcome.column == "nps_raw"
     assert (outcome.recode.from_.min, outcome.recode.from_.max, outcome.recode.to.max) == (1, 11, 10)
     cust = spec.customers
     assert (cust.start, cust.end, cust.churn, cust.margin, cust.cross_sell, cust.unit) == (
-        "start_date", "end_date", "churned", "monthly_margin", ["n_products"], "unit")
+        "start_date",
+        "end_date",
+        "churned",
+        "monthly_margin",
+        ["n_products"],
+        "unit",
+    )
     assert spec.benchmark.own_brand == sim["truth"]["benchmark"]["own_brand"]
     assert set(spec.benchmark.attributes) == {"price", "service", "digital", "trust"}
 
@@ -169,27 +183,64 @@ def test_not_applicable_codes_only_where_declared(sim: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------------- truth
 
+
 def test_truth_has_the_documented_keys(sim: dict) -> None:
     truth = sim["truth"]
-    for key in ("seed", "customers", "as_of", "response_rate", "segments", "markets", "units", "touchpoints",
-                "drivers", "population", "churn", "value", "benchmark", "intervention"):
+    for key in (
+        "seed",
+        "customers",
+        "as_of",
+        "response_rate",
+        "segments",
+        "markets",
+        "units",
+        "touchpoints",
+        "drivers",
+        "population",
+        "churn",
+        "value",
+        "benchmark",
+        "intervention",
+    ):
         assert key in truth, key
     assert truth["seed"] == 11 and truth["customers"] == 50_000 and truth["intervention"] is None
     for key in TOUCHPOINTS:
         tp = truth["touchpoints"][key]
-        assert {"label", "channel", "stage", "kano", "p_use", "mu", "na_code", "beta", "penalty", "reward",
-                "nu", "wave_shift"} <= set(tp)
+        assert {
+            "label",
+            "channel",
+            "stage",
+            "kano",
+            "p_use",
+            "mu",
+            "na_code",
+            "beta",
+            "penalty",
+            "reward",
+            "nu",
+            "wave_shift",
+        } <= set(tp)
     assert truth["touchpoints"]["website"]["na_code"] == "blank"
     drivers = truth["drivers"]
-    for key in ("alpha_seg", "alpha_mkt", "beta_by_group", "dev_seg", "dev_mkt", "planted_differences",
-                "emotion_items", "recommend", "unit_effects_recommend", "unit_effects_quality"):
+    for key in (
+        "alpha_seg",
+        "alpha_mkt",
+        "beta_by_group",
+        "dev_seg",
+        "dev_mkt",
+        "planted_differences",
+        "emotion_items",
+        "recommend",
+        "unit_effects_recommend",
+        "unit_effects_quality",
+    ):
         assert key in drivers, key
     assert len(drivers["beta_by_group"]) == len(SEGMENTS) * len(MARKETS)
     # beta_by_group is exactly beta + dev_seg + dev_mkt, and the planted differences are in the deviations
     for s in SEGMENTS:
         for m in MARKETS:
             for k in TOUCHPOINTS:
-                expected = (truth["touchpoints"][k]["beta"] + drivers["dev_seg"][s][k] + drivers["dev_mkt"][m][k])
+                expected = truth["touchpoints"][k]["beta"] + drivers["dev_seg"][s][k] + drivers["dev_mkt"][m][k]
                 assert drivers["beta_by_group"][f"{s}|{m}"][k] == pytest.approx(expected, abs=1e-12)
     for planted in drivers["planted_differences"]:
         table = drivers["dev_seg"] if planted["dimension"] == "segment" else drivers["dev_mkt"]
@@ -204,8 +255,12 @@ def test_truth_has_the_documented_keys(sim: dict) -> None:
         assert 0 < pop["se"]["shares_by_wave"][w]["nps"] < 0.3  # 400k Monte-Carlo draws
     assert set(truth["churn"]["log_hr_class"]) == {"promoter", "passive", "detractor"}
     assert truth["churn"]["log_hr_class"]["promoter"] == 0
-    assert set(truth["value"]) >= {"base_margin_by_segment", "product_margin", "product_rate_by_segment",
-                                   "product_multiplier_by_class"}
+    assert set(truth["value"]) >= {
+        "base_margin_by_segment",
+        "product_margin",
+        "product_rate_by_segment",
+        "product_multiplier_by_class",
+    }
     assert set(truth["benchmark"]) >= {"brands", "own_brand", "attribute_means", "shares"}
 
 
@@ -220,7 +275,8 @@ def test_impact_positive_for_performance_and_delighter_touchpoints(sim: dict) ->
     assert min(users["online_payment"], users["tech_support"]) > 3 * max(users["website"], users["communications"])
 
 
-# ---------------------------------------------------------------------------------------------------- the data shows the truth
+# ---------------------------------------------------------------------------------------- the data shows the truth
+
 
 def test_nps_by_wave_and_segment_match_population_truth(sim: dict) -> None:
     survey, pop = sim["survey"], sim["truth"]["population"]
@@ -246,14 +302,19 @@ def test_wave_two_change_in_ratings_matches_truth(sim: dict) -> None:
             vals = col[(survey["wave"] == w) & col.between(1, 5)].astype(float)
             means[key, w] = vals.mean()
             se = vals.std(ddof=1) / math.sqrt(len(vals))
-            assert _within(vals.mean(), pop["mean_rating_by_wave"][w][key], se,
-                           pop["se"]["mean_rating_by_wave"][w][key]), (key, w)
+            assert _within(
+                vals.mean(), pop["mean_rating_by_wave"][w][key], se, pop["se"]["mean_rating_by_wave"][w][key]
+            ), (key, w)
     assert truth["touchpoints"]["mobile_app"]["wave_shift"]["2"] == 0.4
     assert means["mobile_app", "2"] - means["mobile_app", "1"] > 0.2  # true change about +0.35 points
     assert means["statements", "2"] - means["statements", "1"] < -0.1  # true change about -0.17 points
     top = survey["tp_statements"] == 5
-    assert _within(top[survey["tp_statements"] > 0][survey["wave"] == "1"].mean(), pop["top_box"]["statements"],
-                   math.sqrt(0.25 / 20_000), pop["se"]["top_box"]["statements"])
+    assert _within(
+        top[survey["tp_statements"] > 0][survey["wave"] == "1"].mean(),
+        pop["top_box"]["statements"],
+        math.sqrt(0.25 / 20_000),
+        pop["se"]["top_box"]["statements"],
+    )
 
 
 def test_kano_asymmetry_shows_in_the_data(sim: dict) -> None:
@@ -266,8 +327,13 @@ def test_kano_asymmetry_shows_in_the_data(sim: dict) -> None:
         a, b = rec[col == low], rec[col == low + 1]
         return b.mean() - a.mean(), math.sqrt(a.var() / len(a) + b.var() / len(b))
 
-    for key, kind in (("call_centre", "must-be"), ("statements", "must-be"), ("complaint_handling", "must-be"),
-                      ("online_payment", "delighter"), ("tech_support", "delighter")):
+    for key, kind in (
+        ("call_centre", "must-be"),
+        ("statements", "must-be"),
+        ("complaint_handling", "must-be"),
+        ("online_payment", "delighter"),
+        ("tech_support", "delighter"),
+    ):
         (low_step, se_low), (high_step, se_high) = step(key, 2), step(key, 4)
         gap = low_step - high_step if kind == "must-be" else high_step - low_step
         assert gap > 4 * math.hypot(se_low, se_high), (key, low_step, high_step)
@@ -297,17 +363,24 @@ def test_detractors_churn_faster_with_the_true_hazard_ratio(sim: dict) -> None:
     start = pd.to_datetime(df["start_date"])
     end = pd.to_datetime(df["end_date"]).fillna(pd.Timestamp(AS_OF))
     rec = df["nps_raw"] - 1
-    data = pd.DataFrame({
-        "months": (end - start).dt.days / 30.4375, "churned": df["churned"],
-        "detractor": (rec <= 6).astype(float), "passive": rec.between(7, 8).astype(float),
-        **{f"mkt_{m}": (df["market"] == m).astype(float) for m in ("PT", "MX", "NO")},
-        "segment": df["segment"],
-    })
+    data = pd.DataFrame(
+        {
+            "months": (end - start).dt.days / 30.4375,
+            "churned": df["churned"],
+            "detractor": (rec <= 6).astype(float),
+            "passive": rec.between(7, 8).astype(float),
+            **{f"mkt_{m}": (df["market"] == m).astype(float) for m in ("PT", "MX", "NO")},
+            "segment": df["segment"],
+        }
+    )
     fit = CoxPHFitter().fit(data, duration_col="months", event_col="churned", strata=["segment"])
     churn = truth["churn"]
-    for name, true in (("detractor", churn["log_hr_class"]["detractor"]),
-                       ("passive", churn["log_hr_class"]["passive"]),
-                       ("mkt_MX", churn["log_hr_market"]["MX"]), ("mkt_NO", churn["log_hr_market"]["NO"])):
+    for name, true in (
+        ("detractor", churn["log_hr_class"]["detractor"]),
+        ("passive", churn["log_hr_class"]["passive"]),
+        ("mkt_MX", churn["log_hr_market"]["MX"]),
+        ("mkt_NO", churn["log_hr_market"]["NO"]),
+    ):
         est, se = fit.params_[name], fit.standard_errors_[name]
         assert abs(est - true) < 4 * se, (name, est, se, true)
     assert churn["hazard_ratio"]["detractor"] > 2  # detractors churn faster
@@ -325,8 +398,10 @@ def test_products_and_margin_follow_segment_and_class(sim: dict) -> None:
         assert abs(group["n_products"].mean() - (1 + rate)) < 4 * se, (seg, c)
     mass = customers[customers["segment"] == "mass"]
     lognormal = value["base_margin_by_segment"]["mass"]
-    expected = (math.exp(lognormal["meanlog"] + lognormal["sdlog"] ** 2 / 2)
-                + value["product_margin"] * (mass["n_products"] - 1).mean())
+    expected = (
+        math.exp(lognormal["meanlog"] + lognormal["sdlog"] ** 2 / 2)
+        + value["product_margin"] * (mass["n_products"] - 1).mean()
+    )
     se = mass["monthly_margin"].std() / math.sqrt(len(mass))
     assert abs(mass["monthly_margin"].mean() - expected) < 4 * se
 
@@ -343,13 +418,20 @@ def test_benchmark_matches_its_truth(sim: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------------- intervention
 
+
 def test_parse_intervention() -> None:
     assert parse_intervention("touchpoint=branch_visit,effect=0.5,treated_share=0.3") == Intervention(
-        "branch_visit", 0.5, 0.3)
+        "branch_visit", 0.5, 0.3
+    )
     assert parse_intervention(" touchpoint = mobile_app , effect=-0.2 ").treated_share == 0.5
-    for bad, word in (("touchpoint=atm,effect=0.5", "atm"), ("touchpoint=website", "effect"),
-                      ("touchpoint=website,effect=big", "big"), ("touchpoint=website,effect=1,share=0.5", "share"),
-                      ("touchpoint=website,effect=1,treated_share=1", "treated_share"), ("website", "key=value")):
+    for bad, word in (
+        ("touchpoint=atm,effect=0.5", "atm"),
+        ("touchpoint=website", "effect"),
+        ("touchpoint=website,effect=big", "big"),
+        ("touchpoint=website,effect=1,share=0.5", "share"),
+        ("touchpoint=website,effect=1,treated_share=1", "treated_share"),
+        ("website", "key=value"),
+    ):
         with pytest.raises(ValueError, match=word):
             parse_intervention(bad)
 
@@ -389,19 +471,33 @@ def test_planted_intervention_is_recovered_by_difference_in_differences(tmp_path
     assert abs(est) < 4 * se
 
 
-# ---------------------------------------------------------------------------------------------------- CLI, speed, loader
+# ---------------------------------------------------------------------------------------- CLI, speed, loader
+
 
 def test_simulate_command(tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(simulate_command, ["--customers", "2000", "--seed", "3", "--out", str(tmp_path / "d"),
-                                              "--intervention", "touchpoint=mobile_app,effect=0.3"])
+    result = runner.invoke(
+        simulate_command,
+        [
+            "--customers",
+            "2000",
+            "--seed",
+            "3",
+            "--out",
+            str(tmp_path / "d"),
+            "--intervention",
+            "touchpoint=mobile_app,effect=0.3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "2,000 customers" in result.output and "truth.json" in result.output
     truth = json.loads((tmp_path / "d" / "truth.json").read_text())
     assert truth["seed"] == 3 and truth["intervention"]["touchpoint"] == "mobile_app"
     assert len(truth["units"]) == 8  # at least 8 units
-    bad = runner.invoke(simulate_command, ["--customers", "10", "--out", str(tmp_path / "x"),
-                                           "--intervention", "touchpoint=atm,effect=1"])
+    bad = runner.invoke(
+        simulate_command,
+        ["--customers", "10", "--out", str(tmp_path / "x"), "--intervention", "touchpoint=atm,effect=1"],
+    )
     assert bad.exit_code == 2 and "atm" in bad.output
     with pytest.raises(ValueError, match="response_rate"):
         simulate_dataset(tmp_path / "y", customers=10, seed=1, response_rate=0)

@@ -1,4 +1,5 @@
 """Dataset spec (pydantic): unknown keys and unsafe not-applicable codes are rejected, naming the key path."""
+
 from __future__ import annotations
 
 import copy
@@ -6,16 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from data_factory import spec_dict
 
 from cxresearch.data.spec import DatasetSpec, SpecError, label_key, load_spec
 from cxresearch.yamlio import dump_yaml
+from data_factory import spec_dict
 
 
 def _spec(edit=None) -> dict[str, Any]:
     spec = spec_dict()
-    spec["tables"] = {"survey": {"path": "survey.parquet"}, "customers": {"path": "customers.csv"},
-                      "benchmark": {"database": "cx.duckdb", "table": "bench"}}
+    spec["tables"] = {
+        "survey": {"path": "survey.parquet"},
+        "customers": {"path": "customers.csv"},
+        "benchmark": {"database": "cx.duckdb", "table": "bench"},
+    }
     if edit:
         edit(spec)
     return spec
@@ -49,17 +53,29 @@ def test_unknown_key_is_rejected_with_its_path(tmp_path: Path) -> None:
     assert "customers.tenure_units: unknown key" in text
 
 
-@pytest.mark.parametrize(("edit", "where", "code", "scale"), [
-    (lambda s: s["survey"]["touchpoints"]["branch"].update(not_applicable=[3]), "touchpoint column 'tp_branch'", "3",
-     "1-5"),
-    (lambda s: s["survey"]["touchpoints"]["branch"].update(not_applicable=["1"]), "touchpoint column 'tp_branch'",
-     "1", "1-5"),
-    (lambda s: s["survey"]["emotion"].update(not_applicable=[7]), "emotion", "7", "1-7"),
-    (lambda s: s["survey"]["outcome"].update(not_applicable=[11]), "outcome column 'nps_raw'", "11", "1-11"),
-    (lambda s: s["benchmark"].update(not_applicable=[10]), "benchmark attributes", "10", "1-10"),
-])
-def test_not_applicable_code_inside_the_scale_is_rejected(tmp_path: Path, edit, where: str, code: str,
-                                                          scale: str) -> None:
+@pytest.mark.parametrize(
+    ("edit", "where", "code", "scale"),
+    [
+        (
+            lambda s: s["survey"]["touchpoints"]["branch"].update(not_applicable=[3]),
+            "touchpoint column 'tp_branch'",
+            "3",
+            "1-5",
+        ),
+        (
+            lambda s: s["survey"]["touchpoints"]["branch"].update(not_applicable=["1"]),
+            "touchpoint column 'tp_branch'",
+            "1",
+            "1-5",
+        ),
+        (lambda s: s["survey"]["emotion"].update(not_applicable=[7]), "emotion", "7", "1-7"),
+        (lambda s: s["survey"]["outcome"].update(not_applicable=[11]), "outcome column 'nps_raw'", "11", "1-11"),
+        (lambda s: s["benchmark"].update(not_applicable=[10]), "benchmark attributes", "10", "1-10"),
+    ],
+)
+def test_not_applicable_code_inside_the_scale_is_rejected(
+    tmp_path: Path, edit, where: str, code: str, scale: str
+) -> None:
     with pytest.raises(SpecError, match=rf"{where}: not-applicable code {code} lies inside the scale {scale}"):
         load_spec(_write(tmp_path, _spec(edit)))
 
@@ -73,15 +89,17 @@ def test_recommend_without_recode_reserves_0_to_10(tmp_path: Path) -> None:
 
 
 def test_na_codes_are_normalised() -> None:
-    spec = DatasetSpec.model_validate(_spec(lambda s: s["survey"]["touchpoints"]["branch"].update(
-        not_applicable=[0, "99", " blank ", "", "NA", 99.5])))
+    spec = DatasetSpec.model_validate(
+        _spec(
+            lambda s: s["survey"]["touchpoints"]["branch"].update(not_applicable=[0, "99", " blank ", "", "NA", 99.5])
+        )
+    )
     assert spec.survey.touchpoints["branch"].not_applicable == [0, 99, "blank", "NA", 99.5]
 
 
 def test_boolean_na_code_is_rejected() -> None:
     with pytest.raises(ValueError, match="yes/no value"):
-        DatasetSpec.model_validate(_spec(lambda s: s["survey"]["touchpoints"]["branch"].update(
-            not_applicable=[True])))
+        DatasetSpec.model_validate(_spec(lambda s: s["survey"]["touchpoints"]["branch"].update(not_applicable=[True])))
 
 
 def test_labels_keys_from_yaml_numbers_and_booleans(tmp_path: Path) -> None:
@@ -102,25 +120,32 @@ def test_labels_that_differ_only_in_case_are_rejected() -> None:
         DatasetSpec.model_validate(_spec(lambda s: s["customers"].update(churn_labels={"Yes": 1, "yes": 0})))
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda s: s["survey"]["outcome"].update(kind="binary"), "'labels' mapping"),
-    (lambda s: s["survey"].update(outcome={"kind": "binary", "column": "x", "labels": {"a": 1, "b": 2}}),
-     "binary labels must map to 0 and 1"),
-    (lambda s: s["survey"].update(outcome={"kind": "ordinal", "column": "x", "labels": {"a": 0, "b": 2}}),
-     "ranks 0..K-1"),
-    (lambda s: s["survey"]["outcome"].update(recode={"from": [1, 11], "to": [0, 9]}), "same width"),
-    (lambda s: s["survey"]["touchpoints"].update(recommend={"column": "x", "scale": [1, 5]}), "reserved"),
-    (lambda s: s["survey"]["emotion"]["items"].update(branch={"column": "x"}), "also used as a touchpoint"),
-    (lambda s: s["survey"]["touchpoints"].update({"bad name": {"column": "x", "scale": [1, 5]}}), "identifier"),
-    (lambda s: s["survey"].update(table="answers"), "survey.table 'answers' is not declared"),
-    (lambda s: s["customers"].update(tenure="months"), "either 'tenure' or 'start'"),
-    (lambda s: s["customers"].update(margin="m"), "either 'margin' or 'revenue'"),
-    (lambda s: s.pop("as_of"), "need 'as_of'"),
-    (lambda s: s["tables"].update(survey={"path": "a.csv", "database": "b.duckdb"}), "exactly one of 'path'"),
-    (lambda s: s["tables"].update(survey={"database": "b.duckdb"}), "exactly one of 'table' or 'query'"),
-    (lambda s: s["survey"]["touchpoints"]["branch"].update(scale=[5, 1]), "must be below max"),
-    (lambda s: s["benchmark"].pop("scale"), "benchmark attributes need a 'scale'"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s["survey"]["outcome"].update(kind="binary"), "'labels' mapping"),
+        (
+            lambda s: s["survey"].update(outcome={"kind": "binary", "column": "x", "labels": {"a": 1, "b": 2}}),
+            "binary labels must map to 0 and 1",
+        ),
+        (
+            lambda s: s["survey"].update(outcome={"kind": "ordinal", "column": "x", "labels": {"a": 0, "b": 2}}),
+            "ranks 0..K-1",
+        ),
+        (lambda s: s["survey"]["outcome"].update(recode={"from": [1, 11], "to": [0, 9]}), "same width"),
+        (lambda s: s["survey"]["touchpoints"].update(recommend={"column": "x", "scale": [1, 5]}), "reserved"),
+        (lambda s: s["survey"]["emotion"]["items"].update(branch={"column": "x"}), "also used as a touchpoint"),
+        (lambda s: s["survey"]["touchpoints"].update({"bad name": {"column": "x", "scale": [1, 5]}}), "identifier"),
+        (lambda s: s["survey"].update(table="answers"), "survey.table 'answers' is not declared"),
+        (lambda s: s["customers"].update(tenure="months"), "either 'tenure' or 'start'"),
+        (lambda s: s["customers"].update(margin="m"), "either 'margin' or 'revenue'"),
+        (lambda s: s.pop("as_of"), "need 'as_of'"),
+        (lambda s: s["tables"].update(survey={"path": "a.csv", "database": "b.duckdb"}), "exactly one of 'path'"),
+        (lambda s: s["tables"].update(survey={"database": "b.duckdb"}), "exactly one of 'table' or 'query'"),
+        (lambda s: s["survey"]["touchpoints"]["branch"].update(scale=[5, 1]), "must be below max"),
+        (lambda s: s["benchmark"].pop("scale"), "benchmark attributes need a 'scale'"),
+    ],
+)
 def test_inconsistent_specs_are_rejected(edit, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         DatasetSpec.model_validate(_spec(edit))

@@ -4,6 +4,7 @@ Every committed params file and every study notebook's own defaults pass; a bad 
 a wrong type is refused with a message naming the params file and the key; and `cxresearch run` refuses
 such a file while planning, before papermill is ever called.
 """
+
 from __future__ import annotations
 
 import ast
@@ -47,8 +48,17 @@ def _copy_params(study: str, tmp_path: Path, dataset: Path, **settings: Any) -> 
 def _check(path: Path) -> None:
     """What the runner does for one params file before any kernel: load it, check its parameters."""
     loaded = load_params(path)
-    check_parameters(loaded.notebook, {"dataset": str(loaded.dataset), "segment": "all", "market": "all",
-                                       "seed": loaded.params.seed, **loaded.params.settings}, str(loaded.path))
+    check_parameters(
+        loaded.notebook,
+        {
+            "dataset": str(loaded.dataset),
+            "segment": "all",
+            "market": "all",
+            "seed": loaded.params.seed,
+            **loaded.params.settings,
+        },
+        str(loaded.path),
+    )
 
 
 # ----------------------------------------------------------------------------------------- what passes
@@ -71,7 +81,8 @@ def test_notebook_parameters_are_the_model_fields_and_their_defaults_pass(study:
     defaults = {name: ast.literal_eval(info["default"]) for name, info in declared.items()}
     assert set(defaults) == set(STUDY_MODELS[study].model_fields), (
         f"{study}: notebook parameters and settings fields differ: "
-        f"{sorted(set(defaults) ^ set(STUDY_MODELS[study].model_fields))}")
+        f"{sorted(set(defaults) ^ set(STUDY_MODELS[study].model_fields))}"
+    )
     model = check_study_settings(study, defaults, source=str(notebook))
     # the model's own defaults are the notebook's (a notebook run without params gets the same settings)
     empty = check_study_settings(study, {})
@@ -85,26 +96,39 @@ def test_notebook_parameters_are_the_model_fields_and_their_defaults_pass(study:
 
 
 # ----------------------------------------------------------------------------------------- what is refused
-@pytest.mark.parametrize("study, settings, expected", [
-    ("economics", {"draws": 50}, r"settings\.draws: Input should be greater than or equal to 100 \(got 50\)"),
-    ("economics", {"level": 1.5}, r"settings\.level: .*0\.99 \(got 1\.5\)"),
-    ("economics", {"period_breaks": [1, 2]}, r"settings\.period_breaks: tenure cut points .* start at 0"),
-    ("economics", {"bayesian_cx_covariates": ["emotions"]},
-     r"settings\.bayesian_cx_covariates: \['emotions'\] unknown; choose from \['bad_experiences', 'emotion'\]"),
-    ("economics", {"sampler": "stan"}, r"settings\.sampler: Input should be 'nutpie' or 'pymc' \(got 'stan'\)"),
-    ("drivers", {"chains": 0}, r"settings\.chains: Input should be greater than or equal to 1 \(got 0\)"),
-    ("drivers", {"target_accept": 1.0}, r"settings\.target_accept: Input should be less than 1 \(got 1\.0\)"),
-    ("drivers", {"low_rank": "yes"}, r"settings\.low_rank: must be null, \"auto\", true or false \(got 'yes'\)"),
-    ("drivers", {"fit_scope": "global"}, r"settings\.fit_scope: Input should be 'pooled' or 'run'"),
-    ("measurement", {"pooling_method": "mcmc"}, r"settings\.pooling_method: Input should be 'exact' or 'nuts'"),
-    ("measurement", {"touchpoint_targets": {"mobile_app": 30}},
-     r"settings\.touchpoint_targets\.mobile_app: Input should be less than or equal to 1 \(got 30\)"),
-    ("initiatives", {"driver_chains": 17}, r"settings\.driver_chains: .*16 \(got 17\)"),
-    ("initiatives", {"word_of_mouth": {"referrals_per_promoter": -1.0}},
-     r"settings\.word_of_mouth\.referrals_per_promoter: Input should be greater than or equal to 0"),
-])
-def test_a_bad_value_is_refused_naming_file_and_key(study: str, settings: dict, expected: str, tmp_path: Path,
-                                                    dataset: Path) -> None:
+@pytest.mark.parametrize(
+    "study, settings, expected",
+    [
+        ("economics", {"draws": 50}, r"settings\.draws: Input should be greater than or equal to 100 \(got 50\)"),
+        ("economics", {"level": 1.5}, r"settings\.level: .*0\.99 \(got 1\.5\)"),
+        ("economics", {"period_breaks": [1, 2]}, r"settings\.period_breaks: tenure cut points .* start at 0"),
+        (
+            "economics",
+            {"bayesian_cx_covariates": ["emotions"]},
+            r"settings\.bayesian_cx_covariates: \['emotions'\] unknown; choose from \['bad_experiences', 'emotion'\]",
+        ),
+        ("economics", {"sampler": "stan"}, r"settings\.sampler: Input should be 'nutpie' or 'pymc' \(got 'stan'\)"),
+        ("drivers", {"chains": 0}, r"settings\.chains: Input should be greater than or equal to 1 \(got 0\)"),
+        ("drivers", {"target_accept": 1.0}, r"settings\.target_accept: Input should be less than 1 \(got 1\.0\)"),
+        ("drivers", {"low_rank": "yes"}, r"settings\.low_rank: must be null, \"auto\", true or false \(got 'yes'\)"),
+        ("drivers", {"fit_scope": "global"}, r"settings\.fit_scope: Input should be 'pooled' or 'run'"),
+        ("measurement", {"pooling_method": "mcmc"}, r"settings\.pooling_method: Input should be 'exact' or 'nuts'"),
+        (
+            "measurement",
+            {"touchpoint_targets": {"mobile_app": 30}},
+            r"settings\.touchpoint_targets\.mobile_app: Input should be less than or equal to 1 \(got 30\)",
+        ),
+        ("initiatives", {"driver_chains": 17}, r"settings\.driver_chains: .*16 \(got 17\)"),
+        (
+            "initiatives",
+            {"word_of_mouth": {"referrals_per_promoter": -1.0}},
+            r"settings\.word_of_mouth\.referrals_per_promoter: Input should be greater than or equal to 0",
+        ),
+    ],
+)
+def test_a_bad_value_is_refused_naming_file_and_key(
+    study: str, settings: dict, expected: str, tmp_path: Path, dataset: Path
+) -> None:
     path = _copy_params(study, tmp_path, dataset, **settings)
     with pytest.raises(ParamsError, match=expected) as info:
         _check(path)
@@ -113,8 +137,9 @@ def test_a_bad_value_is_refused_naming_file_and_key(study: str, settings: dict, 
 
 def test_a_wrong_type_is_refused_naming_key_and_value() -> None:
     with pytest.raises(SettingsError) as info:
-        check_study_settings("economics", {"chains": "4", "horizon_months": 36.5, "seed": True, "draws": None},
-                             source="economics.yaml")
+        check_study_settings(
+            "economics", {"chains": "4", "horizon_months": 36.5, "seed": True, "draws": None}, source="economics.yaml"
+        )
     lines = str(info.value).splitlines()
     assert "economics.yaml: chains: Input should be a valid integer (got '4')" in lines
     assert "economics.yaml: horizon_months: Input should be a valid integer (got 36.5)" in lines
@@ -124,11 +149,17 @@ def test_a_wrong_type_is_refused_naming_key_and_value() -> None:
 
 
 def test_an_unknown_key_is_refused_with_close_matches(tmp_path: Path, dataset: Path) -> None:
-    with pytest.raises(SettingsError, match=r"^x\.yaml: drawz: unknown setting of the economics study; "
-                                            r"did you mean 'draws'\? \(known: base_products, "):
+    with pytest.raises(
+        SettingsError,
+        match=r"^x\.yaml: drawz: unknown setting of the economics study; "
+        r"did you mean 'draws'\? \(known: base_products, ",
+    ):
         check_study_settings("economics", {"drawz": 1000}, source="x.yaml")
-    with pytest.raises(SettingsError, match=r"word_of_mouth\.referals_per_promoter: unknown setting .*did you "
-                                            r"mean 'referrals_per_promoter'\?"):
+    with pytest.raises(
+        SettingsError,
+        match=r"word_of_mouth\.referals_per_promoter: unknown setting .*did you "
+        r"mean 'referrals_per_promoter'\?",
+    ):
         check_study_settings("initiatives", {"word_of_mouth": {"referals_per_promoter": 0.1}})
     with pytest.raises(SettingsError, match=r"unknown study 'measurment'; did you mean 'measurement'\?"):
         check_study_settings("measurment", {})
@@ -136,9 +167,12 @@ def test_an_unknown_key_is_refused_with_close_matches(tmp_path: Path, dataset: P
 
 def test_nested_structures_are_checked_by_their_owners() -> None:
     with pytest.raises(SettingsError, match=r"x\.yaml: settings\.catalogue\[broken\]\.effect: Field required"):
-        check_study_settings("initiatives", {"catalogue": [{"name": "broken", "touchpoints": ["mobile_app"],
-                                                            "cost": {"one_off": 1}}]},
-                             source="x.yaml", prefix="settings.")
+        check_study_settings(
+            "initiatives",
+            {"catalogue": [{"name": "broken", "touchpoints": ["mobile_app"], "cost": {"one_off": 1}}]},
+            source="x.yaml",
+            prefix="settings.",
+        )
     with pytest.raises(SettingsError, match=r"x\.yaml: settings\.model: .*touchpointz"):
         check_study_settings("drivers", {"model": {"touchpointz": "all"}}, source="x.yaml", prefix="settings.")
 
@@ -161,14 +195,16 @@ def test_economics_covariates_follow_the_model_bins() -> None:
 
 def test_other_notebooks_have_no_settings_model(tmp_path: Path, dataset: Path) -> None:
     assert study_for_notebook(F.NOTEBOOKS / "nps.ipynb") is None
-    path = F.write_params(tmp_path / "p.yaml", F.params_text("nps", "nps.ipynb", dataset, "{segment: all}",
-                                                             settings={"draws": 5}))
+    path = F.write_params(
+        tmp_path / "p.yaml", F.params_text("nps", "nps.ipynb", dataset, "{segment: all}", settings={"draws": 5})
+    )
     _check(path)  # the generic checks only: nps.ipynb is no study notebook
 
 
 # ----------------------------------------------------------------------------------------- the runner
-def test_the_runner_refuses_before_any_kernel_starts(tmp_path: Path, dataset: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_runner_refuses_before_any_kernel_starts(
+    tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     started: list[Any] = []
     monkeypatch.setattr(runner_module, "execute_run", lambda plan: started.append(plan))
     monkeypatch.setattr(runner_module, "check_kernel", lambda *a, **k: started.append("kernel"))

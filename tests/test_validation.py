@@ -1,4 +1,5 @@
 """Data validation: each bad input gives one clear message naming file, column, row count and values."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -7,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from data_factory import file_hashes, raw_frames, write_dataset
 
 from cxresearch.data import DataValidationError, load_dataset, validate_dataset
 from cxresearch.data.commands import validate_command
+from data_factory import file_hashes, raw_frames, write_dataset
 
 
 def _frames(n: int = 24) -> dict[str, pd.DataFrame]:
@@ -59,14 +60,16 @@ def test_ratings_outside_their_scale(tmp_path: Path) -> None:
     frames = _frames()
     _set(frames["survey"], "tp_branch", [1, 5, 9, 12], [7, 8, -1, 0])  # 0 is the not-applicable code: fine
     assert _problems(tmp_path, frames) == [
-        "survey.parquet: column tp_branch: 3 rows outside the scale 1-5 (not-applicable codes: 0): 7, 8, -1"]
+        "survey.parquet: column tp_branch: 3 rows outside the scale 1-5 (not-applicable codes: 0): 7, 8, -1"
+    ]
 
 
 def test_a_code_of_another_touchpoint_is_not_applicable_here(tmp_path: Path) -> None:
     frames = _frames()
     _set(frames["survey"], "tp_call", [2, 3], [0, 0])  # call centre's code is 99, so 0 is out of scale
     assert _problems(tmp_path, frames) == [
-        "survey.parquet: column tp_call: 2 rows outside the scale 1-5 (not-applicable codes: 99): 0"]
+        "survey.parquet: column tp_call: 2 rows outside the scale 1-5 (not-applicable codes: 99): 0"
+    ]
 
 
 def test_emotion_item_outside_scale(tmp_path: Path) -> None:
@@ -79,7 +82,8 @@ def test_nps_outside_0_10_after_recoding(tmp_path: Path) -> None:
     frames = _frames()
     _set(frames["survey"], "nps_raw", [0, 1, 2], [12, 0, 12])
     assert _problems(tmp_path, frames) == [
-        "survey.parquet: column nps_raw: 3 rows outside 0-10 after recoding 1-11 to 0-10: 12, 0"]
+        "survey.parquet: column nps_raw: 3 rows outside 0-10 after recoding 1-11 to 0-10: 12, 0"
+    ]
 
 
 def test_nps_without_recode_must_be_whole_numbers_0_to_10(tmp_path: Path) -> None:
@@ -92,7 +96,8 @@ def test_nps_without_recode_must_be_whole_numbers_0_to_10(tmp_path: Path) -> Non
 
     assert _problems(tmp_path, frames, edit_spec=edit) == [
         "survey.parquet: column nps_raw: 1 row outside the scale 0-10 of likelihood to recommend: 11",
-        "survey.parquet: column nps_raw: 1 row not a whole number on the scale 0-10: 6.5"]
+        "survey.parquet: column nps_raw: 1 row not a whole number on the scale 0-10: 6.5",
+    ]
 
 
 def test_non_numeric_values_in_a_numeric_column(tmp_path: Path) -> None:
@@ -102,7 +107,8 @@ def test_non_numeric_values_in_a_numeric_column(tmp_path: Path) -> None:
     assert _problems(tmp_path, frames, kind="csv") == [
         "survey.csv: column tp_web: 3 rows not a number (not-applicable codes: blank): 'good', 'NA', '3,5'",
         "customers.csv: column revenue: 1 row not a number (declare text codes such as 'NA' under not_applicable):"
-        " '12,50'"]
+        " '12,50'",
+    ]
 
 
 def test_declared_text_code_is_not_applicable(tmp_path: Path) -> None:
@@ -122,7 +128,8 @@ def test_duplicated_customer_ids(tmp_path: Path) -> None:
     _set(frames["customers"], "cust_id", [3, 7, 8], ["C0001", "C0002", "C0002"])
     assert _problems(tmp_path, frames) == [
         "customers.parquet: column cust_id: 5 rows with a duplicated customer id (one row per customer expected): "
-        "'C0001', 'C0002'"]
+        "'C0001', 'C0002'"
+    ]
 
 
 def test_duplicated_survey_answers_per_wave(tmp_path: Path) -> None:
@@ -131,7 +138,8 @@ def test_duplicated_survey_answers_per_wave(tmp_path: Path) -> None:
     frames["survey"] = pd.concat([s, s.iloc[[0, 30]]], ignore_index=True)  # C0001 wave 1, C0013 wave 2 twice
     assert _problems(tmp_path, frames) == [
         "survey.parquet: column resp_id x wave: 4 rows with a duplicated (customer id, wave) pair "
-        "(one answer per customer and wave expected): 'C0001' in wave 1, 'C0013' in wave 2"]
+        "(one answer per customer and wave expected): 'C0001' in wave 1, 'C0013' in wave 2"
+    ]
 
 
 def test_empty_or_missing_segment_and_market(tmp_path: Path) -> None:
@@ -142,20 +150,27 @@ def test_empty_or_missing_segment_and_market(tmp_path: Path) -> None:
     assert _problems(tmp_path, frames, kind="csv") == [
         "survey.csv: column seg: 2 rows with no segment (every row needs one)",
         "survey.csv: column country: 1 row with no market (every row needs one)",
-        "customers.csv: column country: 1 row with no market (every row needs one)"]
+        "customers.csv: column country: 1 row with no market (every row needs one)",
+    ]
 
 
 def test_unknown_outcome_labels(tmp_path: Path) -> None:
     frames = _frames()
-    frames["survey"]["rebuy"] = (["yes", "no", "Yes ", "maybe", "DK", "perhaps"] * 10)[:len(frames["survey"])]
+    frames["survey"]["rebuy"] = (["yes", "no", "Yes ", "maybe", "DK", "perhaps"] * 10)[: len(frames["survey"])]
 
     def edit(spec):
-        spec["survey"]["outcome"] = {"kind": "binary", "column": "rebuy", "labels": {"Yes": 1, "No": 0},
-                                     "not_applicable": ["DK"]}
+        spec["survey"]["outcome"] = {
+            "kind": "binary",
+            "column": "rebuy",
+            "labels": {"Yes": 1, "No": 0},
+            "not_applicable": ["DK"],
+        }
 
     [message] = _problems(tmp_path, frames, edit_spec=edit)
-    assert message == ("survey.parquet: column rebuy: 12 rows with unknown labels (known: No, Yes) "
-                       "(not-applicable codes: 'DK'): 'maybe', 'perhaps'")
+    assert message == (
+        "survey.parquet: column rebuy: 12 rows with unknown labels (known: No, Yes) "
+        "(not-applicable codes: 'DK'): 'maybe', 'perhaps'"
+    )
 
 
 def test_own_brand_missing_from_benchmark(tmp_path: Path) -> None:
@@ -177,7 +192,8 @@ def test_negative_and_missing_tenure(tmp_path: Path) -> None:
 
     assert _problems(tmp_path, frames, edit_spec=edit) == [
         "customers.parquet: column months: 1 row with no tenure (every row needs one)",
-        "customers.parquet: column months: 2 rows with a negative duration: -2, -0.5"]
+        "customers.parquet: column months: 2 rows with a negative duration: -2, -0.5",
+    ]
 
 
 def test_dates_out_of_order_missing_or_unparseable(tmp_path: Path) -> None:
@@ -197,7 +213,8 @@ def test_dates_out_of_order_missing_or_unparseable(tmp_path: Path) -> None:
         f"duration): {c.at[1, 'start_date']} -> 2010-01-01",
         "customers.csv: column start_date: 1 row with a start date after as_of 2024-06-30 and no end date "
         "(negative duration): 2025-01-01",
-        "customers.csv: column churned/end_date: 1 row with churn = 1 but no end date: 'C0005'"]
+        "customers.csv: column churned/end_date: 1 row with churn = 1 but no end date: 'C0005'",
+    ]
 
 
 def test_date_format_from_the_spec(tmp_path: Path) -> None:
@@ -226,14 +243,16 @@ def test_churn_flags_that_are_not_0_or_1(tmp_path: Path) -> None:
     assert _problems(tmp_path, frames, kind="csv", edit_spec=edit) == [
         "customers.csv: column churned: 1 row with no churn flag (every row needs one)",
         "customers.csv: column churned: 2 rows not a 0/1 churn flag (map text values with churn_labels, "
-        "e.g. {Yes: 1, No: 0}): 2, 'x'"]
+        "e.g. {Yes: 1, No: 0}): 2, 'x'",
+    ]
 
 
 def test_unknown_churn_labels(tmp_path: Path) -> None:
     frames = _frames()
     _set(frames["customers"], "churned", [1, 2], ["Maybe", "si"])
     assert _problems(tmp_path, frames) == [
-        "customers.parquet: column churned: 2 rows with unknown churn labels (known: No, Yes): 'Maybe', 'si'"]
+        "customers.parquet: column churned: 2 rows with unknown churn labels (known: No, Yes): 'Maybe', 'si'"
+    ]
 
 
 # ----------------------------------------------------------------------------------------- sources
@@ -258,7 +277,8 @@ def test_empty_folder_and_unknown_format(tmp_path: Path) -> None:
 
     assert _problems(tmp_path, edit_spec=edit) == [
         "empty: no CSV or Parquet files in this folder",
-        "bench.dat: cannot tell the format from the file name; add 'format: csv' or 'format: parquet' to the table"]
+        "bench.dat: cannot tell the format from the file name; add 'format: csv' or 'format: parquet' to the table",
+    ]
 
 
 def test_unreadable_parquet(tmp_path: Path) -> None:
@@ -275,8 +295,10 @@ def test_duckdb_missing_table_bad_query_and_missing_database(tmp_path: Path) -> 
         spec["tables"]["benchmark"] = {"database": "other.duckdb", "table": "benchmark"}
 
     messages = _problems(tmp_path, kind="duckdb_table", edit_spec=edit)
-    assert messages[0] == ("cx.duckdb (table surveys): table 'surveys' not found; did you mean 'survey'? "
-                           "(tables: benchmark, customers, survey)")
+    assert messages[0] == (
+        "cx.duckdb (table surveys): table 'surveys' not found; did you mean 'survey'? "
+        "(tables: benchmark, customers, survey)"
+    )
     assert messages[1].startswith("cx.duckdb (query): cannot read: Catalog Error: Table with name nowhere")
     assert messages[2].startswith("other.duckdb (table benchmark): DuckDB database not found")
 
@@ -298,7 +320,8 @@ def test_problem_in_a_folder_names_the_file(tmp_path: Path) -> None:
     _set(s, "tp_call", [0], [7])  # a wave-1 row: in survey/wave-1.csv
     assert _problems(tmp_path, frames, kind="folder") == [
         "survey/later/waves.parquet: column tp_branch: 1 row outside the scale 1-5 (not-applicable codes: 0): 6",
-        "survey/wave-1.csv: column tp_call: 1 row outside the scale 1-5 (not-applicable codes: 99): 7"]
+        "survey/wave-1.csv: column tp_call: 1 row outside the scale 1-5 (not-applicable codes: 99): 7",
+    ]
 
 
 def test_every_problem_is_collected_before_raising(tmp_path: Path) -> None:
@@ -321,16 +344,25 @@ def test_validate_dataset_report(tmp_path: Path) -> None:
     report = validate_dataset(path)
     assert report.ok and report.problems == [] and report.data is not None
     summary = report.summary()
-    for line in ("survey: 36 rows (survey.parquet)", "customers: 24 rows", "segments: affluent, mass, private",
-                 "markets: ES, NO, PT", "waves: 1, 2", "touchpoint usage: branch 67%", "churn rate: 25.0% (6 of 24"):
+    for line in (
+        "survey: 36 rows (survey.parquet)",
+        "customers: 24 rows",
+        "segments: affluent, mass, private",
+        "markets: ES, NO, PT",
+        "waves: 1, 2",
+        "touchpoint usage: branch 67%",
+        "churn rate: 25.0% (6 of 24",
+    ):
         assert line in summary
 
-    bad = write_dataset(tmp_path / "bad", "parquet", frames=_frames(),
-                        edit_spec=lambda s: s["survey"].update(segmnt="seg"))
+    bad = write_dataset(
+        tmp_path / "bad", "parquet", frames=_frames(), edit_spec=lambda s: s["survey"].update(segmnt="seg")
+    )
     report = validate_dataset(bad)
     assert not report.ok
-    assert [str(p) for p in report.problems] == [f"{bad}: survey.segmnt: unknown key (not part of the spec; "
-                                                 "check its spelling)"]
+    assert [str(p) for p in report.problems] == [
+        f"{bad}: survey.segmnt: unknown key (not part of the spec; check its spelling)"
+    ]
 
 
 def test_validate_command(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
 """Safe YAML: codes such as NO (Norway) and 007 (a branch) stay strings; YAML 1.2 booleans and numbers."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -8,15 +9,50 @@ import pytest
 from cxresearch.yamlio import dump_yaml, load_yaml, load_yaml_text
 
 
-@pytest.mark.parametrize("text", ["NO", "no", "No", "yes", "Yes", "on", "off", "y", "n", "007", "0012",
-                                  "0x1F", "0o7", "1_000", "1:30", "ES-007", "NA", "~x"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "NO",
+        "no",
+        "No",
+        "yes",
+        "Yes",
+        "on",
+        "off",
+        "y",
+        "n",
+        "007",
+        "0012",
+        "0x1F",
+        "0o7",
+        "1_000",
+        "1:30",
+        "ES-007",
+        "NA",
+        "~x",
+    ],
+)
 def test_codes_stay_strings(text: str) -> None:
     assert load_yaml_text(f"code: {text}") == {"code": text}
 
 
-@pytest.mark.parametrize(("text", "value"), [("true", True), ("False", False), ("TRUE", True), ("0", 0), ("7", 7),
-                                             ("-3", -3), ("+12", 12), ("1.5", 1.5), ("-0.25", -0.25),
-                                             ("1e3", 1000.0), (".5", 0.5), ("2.", 2.0)])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("true", True),
+        ("False", False),
+        ("TRUE", True),
+        ("0", 0),
+        ("7", 7),
+        ("-3", -3),
+        ("+12", 12),
+        ("1.5", 1.5),
+        ("-0.25", -0.25),
+        ("1e3", 1000.0),
+        (".5", 0.5),
+        ("2.", 2.0),
+    ],
+)
 def test_booleans_and_plain_numbers(text: str, value: object) -> None:
     loaded = load_yaml_text(f"v: {text}")["v"]
     assert loaded == value and type(loaded) is type(value)
@@ -58,6 +94,13 @@ def test_load_yaml_file_and_missing_file(tmp_path) -> None:
 
 
 def test_dump_round_trip_keeps_codes() -> None:
-    data = {"markets": ["NO", "ES"], "unit": "007", "answer": "yes", "n": 3, "x": 1.5, "ok": True,
-            "as_of": date(2024, 6, 30)}
+    data = {
+        "markets": ["NO", "ES"],
+        "unit": "007",
+        "answer": "yes",
+        "n": 3,
+        "x": 1.5,
+        "ok": True,
+        "as_of": date(2024, 6, 30),
+    }
     assert load_yaml_text(dump_yaml(data)) == data

@@ -7,6 +7,7 @@ Modules: ``spec`` (the dataset.yaml model), ``rules`` (field rules, problems, er
 Names are imported lazily (PEP 562) so ``import cxresearch.data`` and the CLI start fast: pandas,
 DuckDB and pandera load only when a function that needs them is first used.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -33,11 +34,11 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from cxresearch.data.check import ValidationReport, validate_dataset
-    from cxresearch.data.loading import CXData, distinct_values, explain_load, load_dataset
-    from cxresearch.data.nps import nps_class, nps_score
-    from cxresearch.data.rules import DataValidationError, FieldRule, Problem, rules_for
-    from cxresearch.data.spec import DatasetSpec, SpecError, load_spec
+    from cxresearch.data.check import ValidationReport, validate_dataset  # noqa: F401 (re-exported lazily)
+    from cxresearch.data.loading import CXData, distinct_values, explain_load, load_dataset  # noqa: F401 (re-exported lazily)
+    from cxresearch.data.nps import nps_class, nps_score  # noqa: F401 (re-exported lazily)
+    from cxresearch.data.rules import DataValidationError, FieldRule, Problem, rules_for  # noqa: F401 (re-exported lazily)
+    from cxresearch.data.spec import DatasetSpec, SpecError, load_spec  # noqa: F401 (re-exported lazily)
 
 
 def __getattr__(name: str) -> Any:

@@ -4,6 +4,7 @@ The entry point of ``cxresearch validate`` (:mod:`cxresearch.data.commands`): it
 full validation (:func:`cxresearch.data.loading.load_dataset`) and reports every problem found instead
 of raising, or a short summary of what was loaded.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ def describe_data(data: CXData, title: str = "") -> str:
             lines.append(f"  {role}: {len(frame):,} rows ({where})")
     survey = data.survey
     if survey is not None:
+
         def values(col: str) -> str:
             return ", ".join(sorted(survey[col].dropna().unique().tolist(), key=natural_key))
 
@@ -60,8 +62,10 @@ def describe_data(data: CXData, title: str = "") -> str:
         usage = ", ".join(f"{key} {100 * survey[key].notna().mean():.0f}%" for key in spec.survey.touchpoints)
         lines.append(f"  touchpoint usage: {usage}")
         if "recommend" in survey:
-            lines.append(f"  NPS: {nps_score(survey['recommend'].astype('float64')):.1f} "
-                         f"({survey['recommend'].notna().sum():,} answers)")
+            lines.append(
+                f"  NPS: {nps_score(survey['recommend'].astype('float64')):.1f} "
+                f"({survey['recommend'].notna().sum():,} answers)"
+            )
     if data.customers is not None and len(data.customers):
         churn = data.customers["churn"]
         lines.append(f"  churn rate: {100 * churn.mean():.1f}% ({int(churn.sum()):,} of {len(churn):,} customers)")
@@ -70,7 +74,6 @@ def describe_data(data: CXData, title: str = "") -> str:
         lines.append(f"  benchmark brands: {', '.join(brands)} (own: {spec.benchmark.own_brand})")
     lines += [f"  note: {note}" for note in data.notes]
     return "\n".join(lines)
-
 
 
 def validate_dataset(spec: DatasetSpec | str | Path, segment: Any = None, market: Any = None) -> ValidationReport:

@@ -2,6 +2,7 @@
 
 Heavy libraries (pandas, DuckDB, pandera) are imported inside the command so the CLI starts fast.
 """
+
 from __future__ import annotations
 
 import click

@@ -11,6 +11,7 @@ canonical value (not-applicable codes -> missing, 1-11 -> 0-10, labels -> codes,
 reversed, tenure in months, margin from revenue when no margin is given). The raw rows are validated
 (:mod:`cxresearch.data.validation`) against those flags before the canonical columns are kept.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -64,8 +65,9 @@ class CXData:
 _TENURE = "__cx_tenure"
 
 
-def _recode_columns(spec: DatasetSpec, role: str, rules: Sequence[FieldRule], table: SourceTable
-                    ) -> list[tuple[str, str]]:
+def _recode_columns(
+    spec: DatasetSpec, role: str, rules: Sequence[FieldRule], table: SourceTable
+) -> list[tuple[str, str]]:
     """(alias, SQL) of the recoding engine's columns for every rule whose raw column the table has:
     ``__cx_v<i>`` value as read, ``__cx_b<i>`` bad, ``__cx_n<i>`` blank (required columns), ``__cx_c<i>``
     canonical value (when it differs from the value as read)."""
@@ -148,8 +150,18 @@ def _survey_frame(cols: dict[str, pd.Series], spec: DatasetSpec, index: pd.Index
 def _customers_frame(cols: dict[str, pd.Series], spec: DatasetSpec, index: pd.Index) -> pd.DataFrame:
     c = spec.customers
     frame = pd.DataFrame(cols, index=index)
-    order = ["customer_id", "segment", "market", "unit", "tenure", "churn", "margin", "start_date", "end_date",
-             *c.cross_sell]
+    order = [
+        "customer_id",
+        "segment",
+        "market",
+        "unit",
+        "tenure",
+        "churn",
+        "margin",
+        "start_date",
+        "end_date",
+        *c.cross_sell,
+    ]
     return frame[[col for col in order if col in frame]]
 
 
@@ -176,8 +188,14 @@ class _Loader:
         self.problems: list[Problem] = []
         self.notes: list[str] = []
 
-    def load(self, role: str, rules: list[FieldRule], filters: dict[str, tuple[str, list[str] | None]],
-             keys: pd.Series | None = None, key_column: str | None = None) -> _Loaded:
+    def load(
+        self,
+        role: str,
+        rules: list[FieldRule],
+        filters: dict[str, tuple[str, list[str] | None]],
+        keys: pd.Series | None = None,
+        key_column: str | None = None,
+    ) -> _Loaded:
         """Read, validate and recode one table role. ``filters``: raw column -> (dimension, values)."""
         try:
             table = self.reader.open(role)
@@ -186,8 +204,14 @@ class _Loader:
             return _Loaded(None, None)
         sql_filters = {col: values for col, (_, values) in filters.items() if values}
         try:
-            frame = self.reader.fetch(table, [r.column for r in rules], sql_filters, keys, key_column,
-                                      computed=_recode_columns(self.spec, role, rules, table))
+            frame = self.reader.fetch(
+                table,
+                [r.column for r in rules],
+                sql_filters,
+                keys,
+                key_column,
+                computed=_recode_columns(self.spec, role, rules, table),
+            )
         except SourceProblem as exc:
             self.problems.append(exc.problem)
             return _Loaded(None, table)
@@ -197,16 +221,18 @@ class _Loader:
                 if values and col in table.columns and not set(values) & set(known):
                     close = [m for v in values for m in difflib.get_close_matches(v, known, n=1, cutoff=0.6)]
                     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-                    message = (f"no rows for {what} {', '.join(map(repr, values))}{hint} "
-                               f"(values: {', '.join(known[:20])})")
+                    message = (
+                        f"no rows for {what} {', '.join(map(repr, values))}{hint} (values: {', '.join(known[:20])})"
+                    )
                     if role == "benchmark":
                         self.notes.append(f"{table.label}: column {col}: {message}")
                     else:
                         self.problems.append(Problem(table.label, col, message))
         raw = frame[[col for col in frame.columns if not col.startswith("__cx_") or col == table.file_column]]
         parsed = _parsed(frame, rules, self.spec.date_format)
-        schema, registry = build_schema(self.spec, role, rules, list(raw.columns), parsed,
-                                        essential_only=not self.validate)
+        schema, registry = build_schema(
+            self.spec, role, rules, list(raw.columns), parsed, essential_only=not self.validate
+        )
         problems = run_schema(raw, schema, registry, table.info())
         if problems:
             self.problems += problems
@@ -223,8 +249,13 @@ def _membership(survey: pd.DataFrame) -> pd.DataFrame:
     return latest[cols]
 
 
-def load_dataset(spec: DatasetSpec | str | Path, segment: Any = None, market: Any = None,
-                 tables: Sequence[str] = ROLES, validate: bool = True) -> CXData:
+def load_dataset(
+    spec: DatasetSpec | str | Path,
+    segment: Any = None,
+    market: Any = None,
+    tables: Sequence[str] = ROLES,
+    validate: bool = True,
+) -> CXData:
     """Load (and validate) the dataset a spec describes into canonical frames.
 
     ``segment`` / ``market``: a value, a list of values, or None / "all" (no filter); pushed down to
@@ -280,7 +311,8 @@ def load_dataset(spec: DatasetSpec | str | Path, segment: Any = None, market: An
                         if total > before:
                             loader.notes.append(
                                 f"{result.table.label}: {total - before:,} customers not in the survey were left out "
-                                f"(the customers table has no {' / '.join(missing)} column to place them)")
+                                f"(the customers table has no {' / '.join(missing)} column to place them)"
+                            )
                 frames["customers"] = _customers_frame(cust.to_dict("series"), spec, cust.index)
                 loaded["customers"] = result.table
 
@@ -293,15 +325,24 @@ def load_dataset(spec: DatasetSpec | str | Path, segment: Any = None, market: An
                 loaded["benchmark"] = result.table
 
         # the survey's unit from the customers table when the survey has none
-        if ("survey" in wanted and frames["survey"] is not None and s.unit is None and c is not None and c.unit
-                and not loader.problems):
+        if (
+            "survey" in wanted
+            and frames["survey"] is not None
+            and s.unit is None
+            and c is not None
+            and c.unit
+            and not loader.problems
+        ):
             if frames["customers"] is not None:
                 units = frames["customers"].set_index("customer_id")["unit"]
             else:
                 rules = [r for r in rules_for(spec, "customers") if r.name in ("customer_id", "unit")]
                 result = loader.load("customers", rules, {}, keys=frames["survey"]["customer_id"], key_column=c.id)
-                units = (result.frame.drop_duplicates("customer_id").set_index("customer_id")["unit"]
-                         if result.frame is not None else None)
+                units = (
+                    result.frame.drop_duplicates("customer_id").set_index("customer_id")["unit"]
+                    if result.frame is not None
+                    else None
+                )
             if units is not None:
                 survey = frames["survey"].copy()
                 survey["unit"] = survey["customer_id"].map(units).astype(TEXT)
@@ -316,12 +357,18 @@ def load_dataset(spec: DatasetSpec | str | Path, segment: Any = None, market: An
         root = spec.resolve(spec.tables[getattr(spec, role).table].path) if table.file_column else None
         hashes[role] = source_hash(table.files, root)
         sources[role] = [str(f) for f in table.files]
-    return CXData(spec=spec, survey=frames["survey"], customers=frames["customers"], benchmark=frames["benchmark"],
-                  hashes=hashes, sources=sources, notes=loader.notes)
+    return CXData(
+        spec=spec,
+        survey=frames["survey"],
+        customers=frames["customers"],
+        benchmark=frames["benchmark"],
+        hashes=hashes,
+        sources=sources,
+        notes=loader.notes,
+    )
 
 
-def explain_load(spec: DatasetSpec | str | Path, role: str = "survey", segment: Any = None,
-                 market: Any = None) -> str:
+def explain_load(spec: DatasetSpec | str | Path, role: str = "survey", segment: Any = None, market: Any = None) -> str:
     """DuckDB's physical plan of the select a filtered load runs (shows filters pushed into the scan)."""
     spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
     block = getattr(spec, role)
@@ -338,15 +385,17 @@ def explain_load(spec: DatasetSpec | str | Path, role: str = "survey", segment: 
         except SourceProblem as exc:
             raise DataValidationError([exc.problem]) from None
         rules = rules_for(spec, role)
-        sql, params = reader.select_sql(table, [r.column for r in rules], filters,
-                                        computed=_recode_columns(spec, role, rules, table))
+        sql, params = reader.select_sql(
+            table, [r.column for r in rules], filters, computed=_recode_columns(spec, role, rules, table)
+        )
         with reader.using(table):
             rows = conn.execute(f"EXPLAIN {sql}", params).fetchall()
     return "\n".join(str(r[1]) for r in rows)
 
 
-def distinct_values(spec: DatasetSpec | str | Path, role: str = "survey",
-                    columns: Sequence[str] = ("segment", "market")) -> pd.DataFrame:
+def distinct_values(
+    spec: DatasetSpec | str | Path, role: str = "survey", columns: Sequence[str] = ("segment", "market")
+) -> pd.DataFrame:
     """Distinct combinations of canonical code columns (e.g. segment x market) of one table role.
 
     Reads the source exactly as :func:`load_dataset` does (same file discovery, CSV / Parquet / folder /
@@ -362,8 +411,7 @@ def distinct_values(spec: DatasetSpec | str | Path, role: str = "survey",
     by_name = {rule.name: rule for rule in rules_for(spec, role)}
     unknown = [c for c in columns if c not in by_name]
     if unknown or not columns:
-        raise ValueError(f"{role}: no field(s) {unknown or list(columns)} in the spec "
-                         f"(declared: {', '.join(by_name)})")
+        raise ValueError(f"{role}: no field(s) {unknown or list(columns)} in the spec (declared: {', '.join(by_name)})")
     with connect() as conn:
         reader = SourceReader(spec, conn)
         try:
@@ -372,8 +420,12 @@ def distinct_values(spec: DatasetSpec | str | Path, role: str = "survey",
             raise DataValidationError([exc.problem]) from None
         missing = [by_name[c].column for c in columns if by_name[c].column not in table.columns]
         if missing:
-            raise DataValidationError([Problem(table.label, col, "column not found "
-                                               f"(columns: {', '.join(sorted(table.columns))})") for col in missing])
+            raise DataValidationError(
+                [
+                    Problem(table.label, col, f"column not found (columns: {', '.join(sorted(table.columns))})")
+                    for col in missing
+                ]
+            )
         # the same canonical form as the loader's code columns: stripped text, blank -> missing
         items = [f"NULLIF(trim(CAST({quote(by_name[c].column)} AS VARCHAR)), '') AS {quote(c)}" for c in columns]
         keep = " AND ".join(f"{quote(c)} IS NOT NULL" for c in columns)

@@ -1,4 +1,5 @@
 """NPS classes and score: detractor 0-6, passive 7-8, promoter 9-10."""
+
 from __future__ import annotations
 
 import numpy as np

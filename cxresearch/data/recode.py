@@ -22,6 +22,7 @@ rule cannot drift between the two. The rules:
 Every function takes the raw column's name and its DuckDB type (``SourceTable.columns``) and returns SQL
 text over a table aliased ``t``; identifiers are quoted and literals escaped (nothing is trusted as SQL).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,8 +35,18 @@ from cxresearch.data.spec import label_key
 
 #: characters stripped around text values (space, tab, newline, vertical tab, form feed, carriage return)
 WHITESPACE_SQL = "' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)"
-_INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-                  "UBIGINT", "UHUGEINT")
+_INTEGER_TYPES = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+)
 _FLOAT_TYPES = ("FLOAT", "DOUBLE", "DECIMAL", "REAL")
 
 
@@ -53,8 +64,10 @@ def text_sql(column: str, duckdb_type: str) -> str:
     if kind.startswith(_FLOAT_TYPES):
         x = f"CAST({col} AS DOUBLE)"
         # |x| < 1e15: whole doubles print as integers only where every integer is exact (below 2^53)
-        return (f"(CASE WHEN {x} IS NULL OR isnan({x}) THEN NULL WHEN isfinite({x}) AND {x} = trunc({x}) "
-                f"AND abs({x}) < 1e15 THEN CAST(CAST({x} AS BIGINT) AS VARCHAR) ELSE CAST({x} AS VARCHAR) END)")
+        return (
+            f"(CASE WHEN {x} IS NULL OR isnan({x}) THEN NULL WHEN isfinite({x}) AND {x} = trunc({x}) "
+            f"AND abs({x}) < 1e15 THEN CAST(CAST({x} AS BIGINT) AS VARCHAR) ELSE CAST({x} AS VARCHAR) END)"
+        )
     if kind == "BOOLEAN":
         return f"(CASE WHEN {col} IS NULL THEN NULL WHEN {col} THEN 'true' ELSE 'false' END)"
     if kind == "DATE":
@@ -96,13 +109,11 @@ def date_sql(column: str, duckdb_type: str, date_format: str | None) -> tuple[st
     if kind == "DATE" or kind.startswith("TIMESTAMP"):
         return f"CAST({quote(column)} AS TIMESTAMP)", "FALSE"
     text = text_sql(column, duckdb_type)
-    value = (f"try_strptime({text}, {sql_literal(date_format)})" if date_format
-             else f"TRY_CAST({text} AS TIMESTAMP)")
+    value = f"try_strptime({text}, {sql_literal(date_format)})" if date_format else f"TRY_CAST({text} AS TIMESTAMP)"
     return value, f"({text} IS NOT NULL AND {value} IS NULL)"
 
 
-def label_sql(column: str, duckdb_type: str, labels: dict[str, int],
-              codes: Sequence[Any] = ()) -> tuple[str, str]:
+def label_sql(column: str, duckdb_type: str, labels: dict[str, int], codes: Sequence[Any] = ()) -> tuple[str, str]:
     """(SQL INTEGER code of the label, SQL true where a non-blank value is neither a label nor a
     not-applicable code). Labels and codes are matched on the stripped, lower-cased text."""
     numbers, words = split_na_codes(codes)

@@ -8,6 +8,7 @@ Every column a spec names gets a :class:`FieldRule` (:func:`rules_for`): its can
 scale, not-applicable codes, labels. Every problem found is a :class:`Problem`;
 :class:`DataValidationError` carries all of them.
 """
+
 from __future__ import annotations
 
 import re
@@ -65,8 +66,9 @@ class DataValidationError(ValueError):
 
 def natural_key(text: str) -> tuple:
     """Sort key that puts "2" before "10" and keeps text codes in alphabetical order."""
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
-                 for part in re.split(r"(\d+)", str(text)) if part)
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", str(text)) if part
+    )
 
 
 # --------------------------------------------------------------------------------------------- rules
@@ -110,9 +112,11 @@ def rules_for(spec: DatasetSpec, role: str) -> list[FieldRule]:
     """The field rules of one table role ("survey", "customers", "benchmark") of a spec."""
     if role == "survey":
         s = spec.survey
-        rules = [FieldRule("customer_id", s.id, "id", "customer id", required=True),
-                 FieldRule("segment", s.segment, "code", "segment", required=True),
-                 FieldRule("market", s.market, "code", "market", required=True)]
+        rules = [
+            FieldRule("customer_id", s.id, "id", "customer id", required=True),
+            FieldRule("segment", s.segment, "code", "segment", required=True),
+            FieldRule("market", s.market, "code", "market", required=True),
+        ]
         if s.wave:
             rules.append(FieldRule("wave", s.wave, "code", "wave", required=True))
         if s.date:
@@ -120,19 +124,48 @@ def rules_for(spec: DatasetSpec, role: str) -> list[FieldRule]:
         if s.unit:
             rules.append(FieldRule("unit", s.unit, "code", "unit"))
         for key, tp in s.touchpoints.items():
-            rules.append(FieldRule(key, tp.column, "rating", f"touchpoint {key}", scale=tp.scale,
-                                   na_codes=tuple(tp.not_applicable)))
+            rules.append(
+                FieldRule(
+                    key, tp.column, "rating", f"touchpoint {key}", scale=tp.scale, na_codes=tuple(tp.not_applicable)
+                )
+            )
         if s.emotion is not None:
             for key, item in s.emotion.items.items():
-                rules.append(FieldRule(key, item.column, "rating", f"emotion item {key}", scale=s.emotion.scale,
-                                       na_codes=tuple(s.emotion.not_applicable), reverse=item.reverse))
+                rules.append(
+                    FieldRule(
+                        key,
+                        item.column,
+                        "rating",
+                        f"emotion item {key}",
+                        scale=s.emotion.scale,
+                        na_codes=tuple(s.emotion.not_applicable),
+                        reverse=item.reverse,
+                    )
+                )
         out = s.outcome
         if out.kind == "recommend":
-            rules.append(FieldRule("recommend", out.column, "recommend", "likelihood to recommend",
-                                   scale=out.answer_scale, na_codes=tuple(out.not_applicable), recode=out.recode))
+            rules.append(
+                FieldRule(
+                    "recommend",
+                    out.column,
+                    "recommend",
+                    "likelihood to recommend",
+                    scale=out.answer_scale,
+                    na_codes=tuple(out.not_applicable),
+                    recode=out.recode,
+                )
+            )
         else:
-            rules.append(FieldRule("outcome", out.column, "label", f"{out.kind} outcome",
-                                   na_codes=tuple(out.not_applicable), labels=out.labels))
+            rules.append(
+                FieldRule(
+                    "outcome",
+                    out.column,
+                    "label",
+                    f"{out.kind} outcome",
+                    na_codes=tuple(out.not_applicable),
+                    labels=out.labels,
+                )
+            )
         return rules
     if role == "customers":
         c = spec.customers
@@ -167,10 +200,14 @@ def rules_for(spec: DatasetSpec, role: str) -> list[FieldRule]:
         if b.wave:
             rules.append(FieldRule("wave", b.wave, "code", "wave", required=True))
         if b.recommend:
-            rules.append(FieldRule("recommend", b.recommend, "rating", "likelihood to recommend",
-                                   scale=Scale(min=0, max=10)))
+            rules.append(
+                FieldRule("recommend", b.recommend, "rating", "likelihood to recommend", scale=Scale(min=0, max=10))
+            )
         for key, col in b.attributes.items():
-            rules.append(FieldRule(key, col, "rating", f"benchmark attribute {key}", scale=b.scale,
-                                   na_codes=tuple(b.not_applicable)))
+            rules.append(
+                FieldRule(
+                    key, col, "rating", f"benchmark attribute {key}", scale=b.scale, na_codes=tuple(b.not_applicable)
+                )
+            )
         return rules
     raise ValueError(f"unknown table role {role!r}; use survey, customers or benchmark")

@@ -10,6 +10,7 @@ from ``SeedSequence(seed, spawn_key=(1, b))``, so the output depends only on the
 (not on ``chunk_size``); blocks are gathered into chunks of ``chunk_size`` customers and appended to the
 Parquet files with :class:`pyarrow.parquet.ParquetWriter`, so memory stays bounded at any size.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,26 +46,176 @@ DAYS_PER_MONTH = 30.4375
 # key, label, channel, stage, need, kano, moment_of_truth, na_code, p_use (base), mu, beta, penalty, reward,
 # nu, wave-2 shift of latent quality
 _TP_ROWS: tuple[tuple, ...] = (
-    ("onboarding", "Account opening", "branch", "onboarding", "get started", "performance", False, 0,
-     0.30, 0.90, 0.30, 0.00, 0.00, 0.05, 0.0),
-    ("branch_visit", "Branch visit", "branch", "service", "get advice", "performance", False, 0,
-     0.55, 0.80, 0.35, 0.00, 0.00, 0.00, 0.0),
-    ("call_centre", "Call centre", "phone", "service", "solve a problem", "must-be", False, 99,
-     0.45, 0.60, 0.05, -0.90, 0.00, -0.05, 0.0),
-    ("website", "Website", "digital", "information", "find information", "indifferent", False, "blank",
-     0.80, 0.90, 0.04, 0.00, 0.00, 0.00, 0.0),
-    ("mobile_app", "Mobile app", "digital", "usage", "manage my money", "performance", False, 0,
-     0.70, 0.60, 0.35, 0.00, 0.00, 0.05, 0.4),
-    ("online_payment", "Online payment", "digital", "payment", "pay", "delighter", True, 0,
-     0.60, 0.90, 0.05, 0.00, 0.85, 0.00, 0.0),
-    ("statements", "Statements and fees", "billing", "billing", "understand my costs", "must-be", False, 0,
-     0.95, 1.00, 0.05, -0.75, 0.00, 0.00, -0.2),
-    ("tech_support", "Technical support", "phone", "support", "solve a problem", "delighter", True, 0,
-     0.22, 0.40, 0.08, 0.00, 1.00, 0.00, 0.0),
-    ("complaint_handling", "Complaint handling", "phone", "recovery", "solve a problem", "must-be", False, 99,
-     0.20, -0.10, 0.10, -1.10, 0.00, -0.10, 0.0),
-    ("communications", "Communications", "digital", "communication", "stay informed", "indifferent", False, 0,
-     0.75, 0.70, 0.03, 0.00, 0.00, 0.00, 0.0),
+    (
+        "onboarding",
+        "Account opening",
+        "branch",
+        "onboarding",
+        "get started",
+        "performance",
+        False,
+        0,
+        0.30,
+        0.90,
+        0.30,
+        0.00,
+        0.00,
+        0.05,
+        0.0,
+    ),
+    (
+        "branch_visit",
+        "Branch visit",
+        "branch",
+        "service",
+        "get advice",
+        "performance",
+        False,
+        0,
+        0.55,
+        0.80,
+        0.35,
+        0.00,
+        0.00,
+        0.00,
+        0.0,
+    ),
+    (
+        "call_centre",
+        "Call centre",
+        "phone",
+        "service",
+        "solve a problem",
+        "must-be",
+        False,
+        99,
+        0.45,
+        0.60,
+        0.05,
+        -0.90,
+        0.00,
+        -0.05,
+        0.0,
+    ),
+    (
+        "website",
+        "Website",
+        "digital",
+        "information",
+        "find information",
+        "indifferent",
+        False,
+        "blank",
+        0.80,
+        0.90,
+        0.04,
+        0.00,
+        0.00,
+        0.00,
+        0.0,
+    ),
+    (
+        "mobile_app",
+        "Mobile app",
+        "digital",
+        "usage",
+        "manage my money",
+        "performance",
+        False,
+        0,
+        0.70,
+        0.60,
+        0.35,
+        0.00,
+        0.00,
+        0.05,
+        0.4,
+    ),
+    (
+        "online_payment",
+        "Online payment",
+        "digital",
+        "payment",
+        "pay",
+        "delighter",
+        True,
+        0,
+        0.60,
+        0.90,
+        0.05,
+        0.00,
+        0.85,
+        0.00,
+        0.0,
+    ),
+    (
+        "statements",
+        "Statements and fees",
+        "billing",
+        "billing",
+        "understand my costs",
+        "must-be",
+        False,
+        0,
+        0.95,
+        1.00,
+        0.05,
+        -0.75,
+        0.00,
+        0.00,
+        -0.2,
+    ),
+    (
+        "tech_support",
+        "Technical support",
+        "phone",
+        "support",
+        "solve a problem",
+        "delighter",
+        True,
+        0,
+        0.22,
+        0.40,
+        0.08,
+        0.00,
+        1.00,
+        0.00,
+        0.0,
+    ),
+    (
+        "complaint_handling",
+        "Complaint handling",
+        "phone",
+        "recovery",
+        "solve a problem",
+        "must-be",
+        False,
+        99,
+        0.20,
+        -0.10,
+        0.10,
+        -1.10,
+        0.00,
+        -0.10,
+        0.0,
+    ),
+    (
+        "communications",
+        "Communications",
+        "digital",
+        "communication",
+        "stay informed",
+        "indifferent",
+        False,
+        0,
+        0.75,
+        0.70,
+        0.03,
+        0.00,
+        0.00,
+        0.00,
+        0.0,
+    ),
 )
 TOUCHPOINTS: tuple[str, ...] = tuple(row[0] for row in _TP_ROWS)
 _N_TP = len(TOUCHPOINTS)
@@ -90,12 +241,24 @@ ALPHA_MKT = {"ES": 0.0, "PT": -0.10, "MX": 0.30, "NO": -0.20}
 
 # emotion items: loading on eta, 6 cutpoints of the (scored, un-reversed) 1-7 item, reverse-keyed in the export
 EMOTION_ITEMS: dict[str, dict[str, Any]] = {
-    "emo_happy": {"label": "I feel happy with the bank", "loading": 1.60, "reverse": False,
-                  "cutpoints": [-4.3, -2.91, -1.53, 0.14, 2.02, 4.07]},
-    "emo_trust": {"label": "I trust the bank", "loading": 1.30, "reverse": False,
-                  "cutpoints": [-4.42, -3.07, -1.85, -0.34, 1.4, 3.32]},
-    "emo_frustrated": {"label": "I feel frustrated with the bank", "loading": 1.40, "reverse": True,
-                       "cutpoints": [-3.69, -2.42, -1.28, 0.21, 1.82, 3.72]},
+    "emo_happy": {
+        "label": "I feel happy with the bank",
+        "loading": 1.60,
+        "reverse": False,
+        "cutpoints": [-4.3, -2.91, -1.53, 0.14, 2.02, 4.07],
+    },
+    "emo_trust": {
+        "label": "I trust the bank",
+        "loading": 1.30,
+        "reverse": False,
+        "cutpoints": [-4.42, -3.07, -1.85, -0.34, 1.4, 3.32],
+    },
+    "emo_frustrated": {
+        "label": "I feel frustrated with the bank",
+        "loading": 1.40,
+        "reverse": True,
+        "cutpoints": [-3.69, -2.42, -1.28, 0.21, 1.82, 3.72],
+    },
 }
 GAMMA = 1.40  # recommend = ordered logistic(GAMMA * eta + unit_rec[u])
 RECOMMEND_CUTPOINTS: tuple[float, ...] = (-4.57, -4.07, -3.56, -3.06, -2.6, -1.79, -1.11, 0.01, 1.49, 2.99)
@@ -143,6 +306,7 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
 # Intervention
 # ----------------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Intervention:
     """A planted wave-2 improvement: latent quality of ``touchpoint`` rises by ``effect`` in a random
@@ -158,8 +322,10 @@ class Intervention:
         if not math.isfinite(self.effect):
             raise ValueError(f"intervention effect must be a finite number, got {self.effect!r}")
         if not 0.0 < self.treated_share < 1.0:
-            raise ValueError(f"intervention treated_share must lie strictly between 0 and 1 (a control group "
-                             f"is needed), got {self.treated_share!r}")
+            raise ValueError(
+                f"intervention treated_share must lie strictly between 0 and 1 (a control group "
+                f"is needed), got {self.treated_share!r}"
+            )
 
 
 def parse_intervention(text: str) -> Intervention:
@@ -192,6 +358,7 @@ def parse_intervention(text: str) -> Intervention:
 # ----------------------------------------------------------------------------------------------------------
 # Parameters
 # ----------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Params:
@@ -264,28 +431,45 @@ def _make_params(customers: int, seed: int, intervention: Intervention | None) -
     unit_quality = rng.normal(0.0, QUALITY_UNIT_SD, n_units)
     unit_rec = rng.normal(0.0, UNIT_REC_SD, n_units)
 
-    p_use = np.array([[min(0.95, max(0.2, row[8] * _USAGE_MULT[s][row[2]])) for row in _TP_ROWS]
-                      for s in SEGMENTS])
+    p_use = np.array([[min(0.95, max(0.2, row[8] * _USAGE_MULT[s][row[2]])) for row in _TP_ROWS] for s in SEGMENTS])
 
     treated = np.array([], dtype=np.int64)
     if intervention is not None:
         k = min(n_units - 1, max(1, int(round(intervention.treated_share * n_units))))
         treated = np.sort(_rng(seed, _STREAM_INTERVENTION).choice(n_units, size=k, replace=False))
 
-    params = _Params(customers=customers, n_units_by_market=n_by_mkt, unit_offset=offset, unit_ids=unit_ids,
-                     unit_quality=unit_quality, unit_rec=unit_rec, p_use=p_use, quality_seg=quality_seg,
-                     quality_mkt=quality_mkt, dev_seg=dev_seg, dev_mkt=dev_mkt, contrib=np.empty(0),
-                     alpha=np.empty(0), treated_units=treated,
-                     treated_mask=np.isin(np.arange(n_units), treated), intervention=intervention)
+    params = _Params(
+        customers=customers,
+        n_units_by_market=n_by_mkt,
+        unit_offset=offset,
+        unit_ids=unit_ids,
+        unit_quality=unit_quality,
+        unit_rec=unit_rec,
+        p_use=p_use,
+        quality_seg=quality_seg,
+        quality_mkt=quality_mkt,
+        dev_seg=dev_seg,
+        dev_mkt=dev_mkt,
+        contrib=np.empty(0),
+        alpha=np.empty(0),
+        treated_units=treated,
+        treated_mask=np.isin(np.arange(n_units), treated),
+        intervention=intervention,
+    )
     # contribution table C[g, t, r]: r = 0 unused, 1..5 rating
     beta_g = params.beta_group().reshape(len(SEGMENTS) * len(MARKETS), _N_TP)
     r = np.arange(6)[None, None, :]
-    contrib = (params.nu[None, :, None] + beta_g[:, :, None] * (r - 3)
-               + params.penalty[None, :, None] * (r <= 2) + params.reward[None, :, None] * (r == 5))
+    contrib = (
+        params.nu[None, :, None]
+        + beta_g[:, :, None] * (r - 3)
+        + params.penalty[None, :, None] * (r <= 2)
+        + params.reward[None, :, None] * (r == 5)
+    )
     contrib[:, :, 0] = 0.0
     params.contrib = contrib.ravel()
-    params.alpha = (np.array([ALPHA_SEG[s] for s in SEGMENTS])[:, None]
-                    + np.array([ALPHA_MKT[m] for m in MARKETS])[None, :]).ravel()
+    params.alpha = (
+        np.array([ALPHA_SEG[s] for s in SEGMENTS])[:, None] + np.array([ALPHA_MKT[m] for m in MARKETS])[None, :]
+    ).ravel()
     return params
 
 
@@ -305,8 +489,15 @@ def _draw_population(rng: np.random.Generator, n: int, params: _Params) -> tuple
     return seg, mkt, unit
 
 
-def _quality_location(params: _Params, seg: np.ndarray, mkt: np.ndarray, unit: np.ndarray, wave: int,
-                      treated: np.ndarray | None, with_intervention: bool = True) -> np.ndarray:
+def _quality_location(
+    params: _Params,
+    seg: np.ndarray,
+    mkt: np.ndarray,
+    unit: np.ndarray,
+    wave: int,
+    treated: np.ndarray | None,
+    with_intervention: bool = True,
+) -> np.ndarray:
     """Mean of the latent quality (n, 10) before the N(0, 1) noise."""
     loc = params.mu[None, :] + params.quality_seg[seg] + params.quality_mkt[mkt]
     loc += np.outer(params.unit_quality[unit], _BRANCH_TP)
@@ -337,8 +528,15 @@ def _ordered_logistic(rng: np.random.Generator, location: np.ndarray, cutpoints:
     return np.searchsorted(cutpoints, location + rng.logistic(size=location.shape[0]), side="left").astype(np.int8)
 
 
-def _draw_wave(rng: np.random.Generator, params: _Params, seg: np.ndarray, mkt: np.ndarray, unit: np.ndarray,
-               wave: int, emotions: bool) -> dict[str, np.ndarray]:
+def _draw_wave(
+    rng: np.random.Generator,
+    params: _Params,
+    seg: np.ndarray,
+    mkt: np.ndarray,
+    unit: np.ndarray,
+    wave: int,
+    emotions: bool,
+) -> dict[str, np.ndarray]:
     """One survey wave for the given customers: ratings (0 = unused), recommend 0-10, emotion items 1-7."""
     n = seg.shape[0]
     used = rng.random((n, _N_TP)) < params.p_use[seg]
@@ -348,8 +546,10 @@ def _draw_wave(rng: np.random.Generator, params: _Params, seg: np.ndarray, mkt: 
     rated = _ratings(latent) * used
     group = seg.astype(np.int64) * len(MARKETS) + mkt
     eta = _eta_linear(params, group, rated) + rng.standard_normal(n)
-    out = {"rated": rated,
-           "recommend": _ordered_logistic(rng, GAMMA * eta + params.unit_rec[unit], np.asarray(RECOMMEND_CUTPOINTS))}
+    out = {
+        "rated": rated,
+        "recommend": _ordered_logistic(rng, GAMMA * eta + params.unit_rec[unit], np.asarray(RECOMMEND_CUTPOINTS)),
+    }
     if emotions:
         for item, spec in EMOTION_ITEMS.items():
             scored = 1 + _ordered_logistic(rng, spec["loading"] * eta, np.asarray(spec["cutpoints"]))
@@ -369,6 +569,7 @@ _CLASS_NAMES = ("detractor", "passive", "promoter")
 # Arrow helpers (fast string columns)
 # ----------------------------------------------------------------------------------------------------------
 
+
 def _fixed_width_ids(numbers: np.ndarray, prefix: str, width: int) -> pa.Array:
     """``prefix`` + zero-padded ``numbers`` as an Arrow string array, built from bytes (no Python loop)."""
     n = numbers.shape[0]
@@ -377,7 +578,7 @@ def _fixed_width_ids(numbers: np.ndarray, prefix: str, width: int) -> pa.Array:
     chars = np.empty((n, total), dtype=np.uint8)
     chars[:, : len(pre)] = pre
     powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
-    chars[:, len(pre):] = (numbers.astype(np.int64)[:, None] // powers[None, :]) % 10 + 48
+    chars[:, len(pre) :] = (numbers.astype(np.int64)[:, None] // powers[None, :]) % 10 + 48
     offsets = np.arange(0, (n + 1) * total, total, dtype=np.int32)
     return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(chars.ravel())])
 
@@ -391,9 +592,14 @@ def _dates(days: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
 
 
 def _survey_schema() -> pa.Schema:
-    fields = [pa.field("customer_id", pa.string()), pa.field("segment", pa.string()),
-              pa.field("market", pa.string()), pa.field("unit", pa.string()), pa.field("wave", pa.string()),
-              pa.field("survey_date", pa.date32())]
+    fields = [
+        pa.field("customer_id", pa.string()),
+        pa.field("segment", pa.string()),
+        pa.field("market", pa.string()),
+        pa.field("unit", pa.string()),
+        pa.field("wave", pa.string()),
+        pa.field("survey_date", pa.date32()),
+    ]
     fields += [pa.field(f"tp_{key}", pa.int16()) for key in TOUCHPOINTS]
     fields += [pa.field(item, pa.int16()) for item in EMOTION_ITEMS]
     fields += [pa.field("nps_raw", pa.int16())]
@@ -401,16 +607,25 @@ def _survey_schema() -> pa.Schema:
 
 
 def _customers_schema() -> pa.Schema:
-    return pa.schema([pa.field("customer_id", pa.string()), pa.field("segment", pa.string()),
-                      pa.field("market", pa.string()), pa.field("unit", pa.string()),
-                      pa.field("start_date", pa.date32()), pa.field("end_date", pa.date32()),
-                      pa.field("churned", pa.int8()), pa.field("monthly_margin", pa.float64()),
-                      pa.field("n_products", pa.int16())])
+    return pa.schema(
+        [
+            pa.field("customer_id", pa.string()),
+            pa.field("segment", pa.string()),
+            pa.field("market", pa.string()),
+            pa.field("unit", pa.string()),
+            pa.field("start_date", pa.date32()),
+            pa.field("end_date", pa.date32()),
+            pa.field("churned", pa.int8()),
+            pa.field("monthly_margin", pa.float64()),
+            pa.field("n_products", pa.int16()),
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
 # One block of customers
 # ----------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Context:
@@ -437,8 +652,7 @@ def _block_tables(ctx: _Context, block: int, first: int, n: int) -> tuple[pa.Tab
 
     # --- churn and value (every customer), driven by the wave-1 recommend draw
     cls = _nps_class_index(wave1["recommend"])
-    log_hr = (np.array([LOG_HR_CLASS[c] for c in _CLASS_NAMES])[cls]
-              + np.array([LOG_HR_MARKET[m] for m in MARKETS])[mkt])
+    log_hr = np.array([LOG_HR_CLASS[c] for c in _CLASS_NAMES])[cls] + np.array([LOG_HR_MARKET[m] for m in MARKETS])[mkt]
     scale = np.array([WEIBULL_SCALE[s] for s in SEGMENTS])[seg]
     t_months = scale * (rng.standard_exponential(n) * np.exp(-log_hr)) ** (1.0 / WEIBULL_SHAPE)
     window_days = int(round(WINDOW_MONTHS * DAYS_PER_MONTH))
@@ -450,8 +664,7 @@ def _block_tables(ctx: _Context, block: int, first: int, n: int) -> tuple[pa.Tab
     meanlog = np.array([BASE_MARGIN[s][0] for s in SEGMENTS])[seg]
     sdlog = np.array([BASE_MARGIN[s][1] for s in SEGMENTS])[seg]
     base = np.exp(meanlog + sdlog * rng.standard_normal(n))
-    rate = (np.array([PRODUCT_RATE[s] for s in SEGMENTS])[seg]
-            * np.array([PRODUCT_MULT[c] for c in _CLASS_NAMES])[cls])
+    rate = np.array([PRODUCT_RATE[s] for s in SEGMENTS])[seg] * np.array([PRODUCT_MULT[c] for c in _CLASS_NAMES])[cls]
     extra = rng.poisson(rate)
     margin = np.round(base + PRODUCT_MARGIN * extra, 2)
 
@@ -462,14 +675,20 @@ def _block_tables(ctx: _Context, block: int, first: int, n: int) -> tuple[pa.Tab
         dates[w] = ctx.as_of_day - rng.integers(end_off, start_off + 1, count)
 
     customer_numbers = np.arange(first + 1, first + n + 1, dtype=np.int64)
-    customers = pa.table({
-        "customer_id": _fixed_width_ids(customer_numbers, "C", ctx.id_width),
-        "segment": _labels(ctx.seg_dict, seg), "market": _labels(ctx.mkt_dict, mkt),
-        "unit": _labels(ctx.unit_dict, unit),
-        "start_date": _dates(start_day), "end_date": _dates(end_day, mask=~churned),
-        "churned": pa.array(churned.astype(np.int8)), "monthly_margin": pa.array(margin),
-        "n_products": pa.array((1 + extra).astype(np.int16)),
-    }, schema=_customers_schema())
+    customers = pa.table(
+        {
+            "customer_id": _fixed_width_ids(customer_numbers, "C", ctx.id_width),
+            "segment": _labels(ctx.seg_dict, seg),
+            "market": _labels(ctx.mkt_dict, mkt),
+            "unit": _labels(ctx.unit_dict, unit),
+            "start_date": _dates(start_day),
+            "end_date": _dates(end_day, mask=~churned),
+            "churned": pa.array(churned.astype(np.int8)),
+            "monthly_margin": pa.array(margin),
+            "n_products": pa.array((1 + extra).astype(np.int16)),
+        },
+        schema=_customers_schema(),
+    )
 
     # --- survey rows: wave-1 respondents and wave-2 respondents, ordered by customer then wave
     idx1 = np.flatnonzero(respond[:, 0])
@@ -484,8 +703,10 @@ def _block_tables(ctx: _Context, block: int, first: int, n: int) -> tuple[pa.Tab
     rated = stacked("rated")
     columns: dict[str, Any] = {
         "customer_id": _fixed_width_ids(customer_numbers[rows_cust], "C", ctx.id_width),
-        "segment": _labels(ctx.seg_dict, seg[rows_cust]), "market": _labels(ctx.mkt_dict, mkt[rows_cust]),
-        "unit": _labels(ctx.unit_dict, unit[rows_cust]), "wave": _labels(ctx.wave_dict, rows_wave),
+        "segment": _labels(ctx.seg_dict, seg[rows_cust]),
+        "market": _labels(ctx.mkt_dict, mkt[rows_cust]),
+        "unit": _labels(ctx.unit_dict, unit[rows_cust]),
+        "wave": _labels(ctx.wave_dict, rows_wave),
         "survey_date": _dates(np.concatenate([dates["1"][idx1], dates["2"]])[order]),
     }
     for t, row in enumerate(_TP_ROWS):
@@ -507,6 +728,7 @@ def _block_tables(ctx: _Context, block: int, first: int, n: int) -> tuple[pa.Tab
 # ----------------------------------------------------------------------------------------------------------
 # Monte-Carlo population truth
 # ----------------------------------------------------------------------------------------------------------
+
 
 class _Moments:
     """Running n / sum / sum of squares per key, for means with Monte-Carlo standard errors."""
@@ -572,8 +794,12 @@ def _population_truth(params: _Params, seed: int, samples: int) -> tuple[dict, d
             x = GAMMA * eta + params.unit_rec[unit]
             p_det, p_prom = _class_probs(x)
             nps_i = 100.0 * (p_prom - p_det)
-            for name, values in (("detractor", p_det), ("promoter", p_prom),
-                                 ("passive", 1.0 - p_det - p_prom), ("nps", nps_i)):
+            for name, values in (
+                ("detractor", p_det),
+                ("promoter", p_prom),
+                ("passive", 1.0 - p_det - p_prom),
+                ("nps", nps_i),
+            ):
                 mom.add(("wave", w, name), values)
                 for s, seg_name in enumerate(SEGMENTS):
                     sel = seg == s
@@ -658,7 +884,9 @@ def _population_truth(params: _Params, seed: int, samples: int) -> tuple[dict, d
     intervention_truth = None
     if iv is not None:
         intervention_truth = {
-            "touchpoint": iv.touchpoint, "effect": iv.effect, "treated_share": iv.treated_share,
+            "touchpoint": iv.touchpoint,
+            "effect": iv.effect,
+            "treated_share": iv.treated_share,
             "wave": "2",
             "treated_units": [params.unit_ids[i] for i in params.treated_units],
             "true_effect_rating": mom.mean(("iv_rating",)),
@@ -674,6 +902,7 @@ def _population_truth(params: _Params, seed: int, samples: int) -> tuple[dict, d
 # ----------------------------------------------------------------------------------------------------------
 # Benchmark survey
 # ----------------------------------------------------------------------------------------------------------
+
 
 def _benchmark_respondents(customers: int) -> int:
     return int(min(20_000, max(200, customers // 20)))
@@ -726,52 +955,110 @@ def _benchmark_truth() -> dict:
             m = BENCH_ATTR_LOCATION[b][attr]
             # E[clip(round(X), 1, 10)] = 1 + sum_{k=1..9} P(X >= k + 0.5)
             means[b][attr] = float(1 + sum(ndtr((m - (k + 0.5)) / sd) for k in range(1, 10)))
-    return {"brands": list(BRANDS), "own_brand": OWN_BRAND, "attributes": list(BENCH_ATTRIBUTES),
-            "scale": [1, 10],
-            "attribute_means": means, "attribute_locations": BENCH_ATTR_LOCATION,
-            "attribute_halo_sd": BENCH_ATTR_HALO_SD, "attribute_noise_sd": BENCH_ATTR_NOISE_SD,
-            "recommend_locations": BENCH_REC_LOCATION, "recommend_halo_sd": BENCH_REC_HALO_SD,
-            "recommend_cutpoints": list(RECOMMEND_CUTPOINTS), "shares": shares}
+    return {
+        "brands": list(BRANDS),
+        "own_brand": OWN_BRAND,
+        "attributes": list(BENCH_ATTRIBUTES),
+        "scale": [1, 10],
+        "attribute_means": means,
+        "attribute_locations": BENCH_ATTR_LOCATION,
+        "attribute_halo_sd": BENCH_ATTR_HALO_SD,
+        "attribute_noise_sd": BENCH_ATTR_NOISE_SD,
+        "recommend_locations": BENCH_REC_LOCATION,
+        "recommend_halo_sd": BENCH_REC_HALO_SD,
+        "recommend_cutpoints": list(RECOMMEND_CUTPOINTS),
+        "shares": shares,
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Spec and truth documents
 # ----------------------------------------------------------------------------------------------------------
 
+
 def _dataset_spec(customers: int, seed: int, as_of: date) -> dict:
     touchpoints = {}
     for row in _TP_ROWS:
         key, label, channel, stage, need, _kano, _mot, na_code = row[:8]
-        touchpoints[key] = {"column": f"tp_{key}", "label": label, "channel": channel, "stage": stage,
-                            "need": need, "scale": [1, 5], "not_applicable": [na_code]}
+        touchpoints[key] = {
+            "column": f"tp_{key}",
+            "label": label,
+            "channel": channel,
+            "stage": stage,
+            "need": need,
+            "scale": [1, 5],
+            "not_applicable": [na_code],
+        }
     return {
         "version": 1,
         "name": f"cxsim-seed{seed}-n{customers}",
-        "description": (f"Simulated CX data (cxresearch simulator): {customers} customers, seed {seed}. "
-                        "True parameters in truth.json; model in docs/SIMULATOR.md."),
+        "description": (
+            f"Simulated CX data (cxresearch simulator): {customers} customers, seed {seed}. "
+            "True parameters in truth.json; model in docs/SIMULATOR.md."
+        ),
         "as_of": as_of.isoformat(),
-        "tables": {"survey": {"path": "survey.parquet"}, "customers": {"path": "customers.parquet"},
-                   "benchmark": {"path": "benchmark.parquet"}},
-        "survey": {
-            "table": "survey", "id": "customer_id", "segment": "segment", "market": "market", "wave": "wave",
-            "date": "survey_date", "unit": "unit", "touchpoints": touchpoints,
-            "emotion": {"items": {item: {"column": item, "label": spec["label"], "reverse": spec["reverse"]}
-                                  for item, spec in EMOTION_ITEMS.items()},
-                        "scale": [1, 7]},
-            "outcome": {"kind": "recommend", "column": "nps_raw", "label": "Likelihood to recommend (coded 1-11)",
-                        "recode": {"from": [1, 11], "to": [0, 10]}},
+        "tables": {
+            "survey": {"path": "survey.parquet"},
+            "customers": {"path": "customers.parquet"},
+            "benchmark": {"path": "benchmark.parquet"},
         },
-        "customers": {"table": "customers", "id": "customer_id", "segment": "segment", "market": "market",
-                      "unit": "unit", "start": "start_date", "end": "end_date", "churn": "churned",
-                      "margin": "monthly_margin", "cross_sell": ["n_products"]},
-        "benchmark": {"table": "benchmark", "brand": "brand", "own_brand": OWN_BRAND, "market": "market",
-                      "wave": "wave", "recommend": "recommend",
-                      "attributes": {a: f"attr_{a}" for a in BENCH_ATTRIBUTES}, "scale": [1, 10]},
+        "survey": {
+            "table": "survey",
+            "id": "customer_id",
+            "segment": "segment",
+            "market": "market",
+            "wave": "wave",
+            "date": "survey_date",
+            "unit": "unit",
+            "touchpoints": touchpoints,
+            "emotion": {
+                "items": {
+                    item: {"column": item, "label": spec["label"], "reverse": spec["reverse"]}
+                    for item, spec in EMOTION_ITEMS.items()
+                },
+                "scale": [1, 7],
+            },
+            "outcome": {
+                "kind": "recommend",
+                "column": "nps_raw",
+                "label": "Likelihood to recommend (coded 1-11)",
+                "recode": {"from": [1, 11], "to": [0, 10]},
+            },
+        },
+        "customers": {
+            "table": "customers",
+            "id": "customer_id",
+            "segment": "segment",
+            "market": "market",
+            "unit": "unit",
+            "start": "start_date",
+            "end": "end_date",
+            "churn": "churned",
+            "margin": "monthly_margin",
+            "cross_sell": ["n_products"],
+        },
+        "benchmark": {
+            "table": "benchmark",
+            "brand": "brand",
+            "own_brand": OWN_BRAND,
+            "market": "market",
+            "wave": "wave",
+            "recommend": "recommend",
+            "attributes": {a: f"attr_{a}" for a in BENCH_ATTRIBUTES},
+            "scale": [1, 10],
+        },
     }
 
 
-def _truth(params: _Params, seed: int, customers: int, as_of: date, response_rate: float,
-           population: dict, intervention_truth: dict | None) -> dict:
+def _truth(
+    params: _Params,
+    seed: int,
+    customers: int,
+    as_of: date,
+    response_rate: float,
+    population: dict,
+    intervention_truth: dict | None,
+) -> dict:
     def by_tp(values: np.ndarray) -> dict[str, float]:
         return {k: float(v) for k, v in zip(TOUCHPOINTS, values)}
 
@@ -779,11 +1066,20 @@ def _truth(params: _Params, seed: int, customers: int, as_of: date, response_rat
     for t, row in enumerate(_TP_ROWS):
         key, label, channel, stage, need, kano, mot, na_code = row[:8]
         touchpoints[key] = {
-            "label": label, "channel": channel, "stage": stage, "need": need, "kano": kano,
-            "moment_of_truth": mot, "na_code": na_code, "column": f"tp_{key}",
+            "label": label,
+            "channel": channel,
+            "stage": stage,
+            "need": need,
+            "kano": kano,
+            "moment_of_truth": mot,
+            "na_code": na_code,
+            "column": f"tp_{key}",
             "p_use": {s: float(params.p_use[i, t]) for i, s in enumerate(SEGMENTS)},
-            "mu": float(params.mu[t]), "beta": float(params.beta[t]), "penalty": float(params.penalty[t]),
-            "reward": float(params.reward[t]), "nu": float(params.nu[t]),
+            "mu": float(params.mu[t]),
+            "beta": float(params.beta[t]),
+            "penalty": float(params.penalty[t]),
+            "reward": float(params.reward[t]),
+            "nu": float(params.nu[t]),
             "wave_shift": {"1": 0.0, "2": float(params.shift2[t])},
             "quality_seg": {s: float(params.quality_seg[i, t]) for i, s in enumerate(SEGMENTS)},
             "quality_mkt": {m: float(params.quality_mkt[i, t]) for i, m in enumerate(MARKETS)},
@@ -792,42 +1088,72 @@ def _truth(params: _Params, seed: int, customers: int, as_of: date, response_rat
     beta_g = params.beta_group()
     as_of_day = (as_of - date(1970, 1, 1)).days
     return {
-        "seed": seed, "customers": customers, "as_of": as_of.isoformat(), "response_rate": response_rate,
-        "segments": dict(zip(SEGMENTS, SEGMENT_PROBS)), "markets": dict(zip(MARKETS, MARKET_PROBS)),
+        "seed": seed,
+        "customers": customers,
+        "as_of": as_of.isoformat(),
+        "response_rate": response_rate,
+        "segments": dict(zip(SEGMENTS, SEGMENT_PROBS)),
+        "markets": dict(zip(MARKETS, MARKET_PROBS)),
         "units": list(params.unit_ids),
         "units_by_market": {m: int(c) for m, c in zip(MARKETS, params.n_units_by_market)},
-        "waves": {w: {"start": (date(1970, 1, 1) + timedelta(days=as_of_day - a)).isoformat(),
-                      "end": (date(1970, 1, 1) + timedelta(days=as_of_day - b)).isoformat()}
-                  for w, (a, b) in WAVE_WINDOWS_DAYS.items()},
-        "rating": {"scale": [1, 5], "cutpoints": list(QUALITY_CUTPOINTS), "noise_sd": 1.0,
-                   "quality_unit_sd": QUALITY_UNIT_SD},
+        "waves": {
+            w: {
+                "start": (date(1970, 1, 1) + timedelta(days=as_of_day - a)).isoformat(),
+                "end": (date(1970, 1, 1) + timedelta(days=as_of_day - b)).isoformat(),
+            }
+            for w, (a, b) in WAVE_WINDOWS_DAYS.items()
+        },
+        "rating": {
+            "scale": [1, 5],
+            "cutpoints": list(QUALITY_CUTPOINTS),
+            "noise_sd": 1.0,
+            "quality_unit_sd": QUALITY_UNIT_SD,
+        },
         "touchpoints": touchpoints,
         "drivers": {
             "eta_noise_sd": 1.0,
-            "alpha_seg": dict(ALPHA_SEG), "alpha_mkt": dict(ALPHA_MKT),
-            "beta_by_group": {f"{s}|{m}": by_tp(beta_g[i, j]) for i, s in enumerate(SEGMENTS)
-                              for j, m in enumerate(MARKETS)},
+            "alpha_seg": dict(ALPHA_SEG),
+            "alpha_mkt": dict(ALPHA_MKT),
+            "beta_by_group": {
+                f"{s}|{m}": by_tp(beta_g[i, j]) for i, s in enumerate(SEGMENTS) for j, m in enumerate(MARKETS)
+            },
             "dev_seg": {s: by_tp(params.dev_seg[i]) for i, s in enumerate(SEGMENTS)},
             "dev_mkt": {m: by_tp(params.dev_mkt[i]) for i, m in enumerate(MARKETS)},
             "dev_sd": DEV_SD,
             "planted_differences": [dict(p) for p in PLANTED_DIFFERENCES],
-            "emotion_items": {item: {"loading": spec["loading"], "cutpoints": list(spec["cutpoints"]),
-                                     "reverse": spec["reverse"], "scale": [1, 7]}
-                              for item, spec in EMOTION_ITEMS.items()},
+            "emotion_items": {
+                item: {
+                    "loading": spec["loading"],
+                    "cutpoints": list(spec["cutpoints"]),
+                    "reverse": spec["reverse"],
+                    "scale": [1, 7],
+                }
+                for item, spec in EMOTION_ITEMS.items()
+            },
             "recommend": {"gamma": GAMMA, "cutpoints": list(RECOMMEND_CUTPOINTS), "unit_sd": UNIT_REC_SD},
             "unit_effects_recommend": {u: float(v) for u, v in zip(params.unit_ids, params.unit_rec)},
             "unit_effects_quality": {u: float(v) for u, v in zip(params.unit_ids, params.unit_quality)},
         },
         "population": population,
-        "churn": {"time_unit": "months", "days_per_month": DAYS_PER_MONTH, "shape": WEIBULL_SHAPE,
-                  "scale_by_segment": dict(WEIBULL_SCALE), "log_hr_class": dict(LOG_HR_CLASS),
-                  "hazard_ratio": {c: math.exp(v) for c, v in LOG_HR_CLASS.items()},
-                  "log_hr_market": dict(LOG_HR_MARKET),
-                  "hazard_ratio_market": {m: math.exp(v) for m, v in LOG_HR_MARKET.items()},
-                  "window_months": WINDOW_MONTHS, "class_from": "wave-1 recommend draw (every customer)"},
-        "value": {"base_margin_by_segment": {s: {"meanlog": a, "sdlog": b} for s, (a, b) in BASE_MARGIN.items()},
-                  "product_margin": PRODUCT_MARGIN, "product_rate_by_segment": dict(PRODUCT_RATE),
-                  "product_multiplier_by_class": dict(PRODUCT_MULT), "margin_rounding": 0.01},
+        "churn": {
+            "time_unit": "months",
+            "days_per_month": DAYS_PER_MONTH,
+            "shape": WEIBULL_SHAPE,
+            "scale_by_segment": dict(WEIBULL_SCALE),
+            "log_hr_class": dict(LOG_HR_CLASS),
+            "hazard_ratio": {c: math.exp(v) for c, v in LOG_HR_CLASS.items()},
+            "log_hr_market": dict(LOG_HR_MARKET),
+            "hazard_ratio_market": {m: math.exp(v) for m, v in LOG_HR_MARKET.items()},
+            "window_months": WINDOW_MONTHS,
+            "class_from": "wave-1 recommend draw (every customer)",
+        },
+        "value": {
+            "base_margin_by_segment": {s: {"meanlog": a, "sdlog": b} for s, (a, b) in BASE_MARGIN.items()},
+            "product_margin": PRODUCT_MARGIN,
+            "product_rate_by_segment": dict(PRODUCT_RATE),
+            "product_multiplier_by_class": dict(PRODUCT_MULT),
+            "margin_rounding": 0.01,
+        },
         "benchmark": {**_benchmark_truth(), "respondents": _benchmark_respondents(customers)},
         "intervention": intervention_truth,
     }
@@ -836,6 +1162,7 @@ def _truth(params: _Params, seed: int, customers: int, as_of: date, response_rat
 # ----------------------------------------------------------------------------------------------------------
 # Public entry points
 # ----------------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SimulationSummary:
@@ -854,16 +1181,25 @@ class SimulationSummary:
     def describe(self) -> str:
         """One paragraph for the command line."""
         names = ", ".join(p.name for p in self.files.values())
-        return (f"Simulated {self.customers:,} customers (seed {self.seed}) in {self.seconds:.1f} s into "
-                f"{self.out}: {names}. Survey {self.survey_rows:,} rows (waves 1 and 2), customers "
-                f"{self.customer_rows:,} rows, benchmark {self.benchmark_rows:,} rows, {self.units:,} units. "
-                f"True parameters in truth.json; load with dataset.yaml.")
+        return (
+            f"Simulated {self.customers:,} customers (seed {self.seed}) in {self.seconds:.1f} s into "
+            f"{self.out}: {names}. Survey {self.survey_rows:,} rows (waves 1 and 2), customers "
+            f"{self.customer_rows:,} rows, benchmark {self.benchmark_rows:,} rows, {self.units:,} units. "
+            f"True parameters in truth.json; load with dataset.yaml."
+        )
 
 
-def simulate_dataset(out: str | Path, customers: int, seed: int, response_rate: float = 0.5,
-                     intervention: Intervention | None = None, chunk_size: int = 500_000,
-                     as_of: date = date(2026, 6, 30), *,
-                     population_samples: int = POPULATION_SAMPLES) -> SimulationSummary:
+def simulate_dataset(
+    out: str | Path,
+    customers: int,
+    seed: int,
+    response_rate: float = 0.5,
+    intervention: Intervention | None = None,
+    chunk_size: int = 500_000,
+    as_of: date = date(2026, 6, 30),
+    *,
+    population_samples: int = POPULATION_SAMPLES,
+) -> SimulationSummary:
     """Simulate a CX dataset with known truth into folder ``out`` (see docs/SIMULATOR.md).
 
     Deterministic per (seed, customers, response_rate, intervention, as_of); ``chunk_size`` (customers per
@@ -892,15 +1228,24 @@ def simulate_dataset(out: str | Path, customers: int, seed: int, response_rate: 
     out.mkdir(parents=True, exist_ok=True)
 
     params = _make_params(customers, seed, intervention)
-    ctx = _Context(params=params, seed=seed, response_rate=float(response_rate),
-                   as_of_day=(as_of - date(1970, 1, 1)).days, id_width=max(7, len(str(customers))),
-                   seg_dict=pa.array(list(SEGMENTS)), mkt_dict=pa.array(list(MARKETS)),
-                   unit_dict=pa.array(params.unit_ids), wave_dict=pa.array(list(WAVES)))
+    ctx = _Context(
+        params=params,
+        seed=seed,
+        response_rate=float(response_rate),
+        as_of_day=(as_of - date(1970, 1, 1)).days,
+        id_width=max(7, len(str(customers))),
+        seg_dict=pa.array(list(SEGMENTS)),
+        mkt_dict=pa.array(list(MARKETS)),
+        unit_dict=pa.array(params.unit_ids),
+        wave_dict=pa.array(list(WAVES)),
+    )
     files = {name: out / f"{name}.parquet" for name in ("survey", "customers", "benchmark")}
     blocks_per_chunk = max(1, -(-chunk_size // RNG_BLOCK))
     survey_rows = 0
-    with pq.ParquetWriter(files["survey"], _survey_schema()) as survey_writer, \
-            pq.ParquetWriter(files["customers"], _customers_schema()) as customer_writer:
+    with (
+        pq.ParquetWriter(files["survey"], _survey_schema()) as survey_writer,
+        pq.ParquetWriter(files["customers"], _customers_schema()) as customer_writer,
+    ):
         pending_s: list[pa.Table] = []
         pending_c: list[pa.Table] = []
 
@@ -927,18 +1272,27 @@ def simulate_dataset(out: str | Path, customers: int, seed: int, response_rate: 
 
     spec_path = out / "dataset.yaml"
     # safe_dump quotes strings a YAML 1.1 reader would misread (NO, 007); leaf lists in flow style: [1, 5]
-    spec_text = yaml.safe_dump(_dataset_spec(customers, seed, as_of), sort_keys=False, allow_unicode=True,
-                               default_flow_style=None, width=110)
-    spec_path.write_text("# Written by `cxresearch simulate`; true parameters in truth.json.\n" + spec_text,
-                         encoding="utf-8")
+    spec_text = yaml.safe_dump(
+        _dataset_spec(customers, seed, as_of), sort_keys=False, allow_unicode=True, default_flow_style=None, width=110
+    )
+    spec_path.write_text(
+        "# Written by `cxresearch simulate`; true parameters in truth.json.\n" + spec_text, encoding="utf-8"
+    )
     population, intervention_truth = _population_truth(params, seed, population_samples)
     truth = _truth(params, seed, customers, as_of, float(response_rate), population, intervention_truth)
     truth_path = out / "truth.json"
     truth_path.write_text(json.dumps(truth, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    return SimulationSummary(out=out, customers=customers, seed=seed, survey_rows=survey_rows,
-                             customer_rows=customers, benchmark_rows=bench.num_rows, units=params.n_units,
-                             seconds=time.perf_counter() - started,
-                             files={**files, "dataset": spec_path, "truth": truth_path})
+    return SimulationSummary(
+        out=out,
+        customers=customers,
+        seed=seed,
+        survey_rows=survey_rows,
+        customer_rows=customers,
+        benchmark_rows=bench.num_rows,
+        units=params.n_units,
+        seconds=time.perf_counter() - started,
+        files={**files, "dataset": spec_path, "truth": truth_path},
+    )
 
 
 class _InterventionParam(click.ParamType):
@@ -959,19 +1313,58 @@ class _InterventionParam(click.ParamType):
 @click.command("simulate")
 @click.option("--customers", "-n", type=click.IntRange(min=1), required=True, help="Number of customers.")
 @click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True, help="Random seed.")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Output folder (created if needed).")
-@click.option("--response-rate", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.5, show_default=True,
-              help="Probability that a customer answers each survey wave.")
-@click.option("--intervention", type=_InterventionParam(), default=None,
-              help="Plant a wave-2 effect, e.g. touchpoint=branch_visit,effect=0.5,treated_share=0.5.")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=500_000, show_default=True,
-              help="Customers per Parquet write (bounds memory; the data do not depend on it).")
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default="2026-06-30",
-              show_default=True, help="Data as-of date (end of the observation window).")
-def simulate_command(customers: int, seed: int, out: Path, response_rate: float, intervention: Intervention | None,
-                     chunk_size: int, as_of: Any) -> None:
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Output folder (created if needed).",
+)
+@click.option(
+    "--response-rate",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="Probability that a customer answers each survey wave.",
+)
+@click.option(
+    "--intervention",
+    type=_InterventionParam(),
+    default=None,
+    help="Plant a wave-2 effect, e.g. touchpoint=branch_visit,effect=0.5,treated_share=0.5.",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=500_000,
+    show_default=True,
+    help="Customers per Parquet write (bounds memory; the data do not depend on it).",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default="2026-06-30",
+    show_default=True,
+    help="Data as-of date (end of the observation window).",
+)
+def simulate_command(
+    customers: int,
+    seed: int,
+    out: Path,
+    response_rate: float,
+    intervention: Intervention | None,
+    chunk_size: int,
+    as_of: Any,
+) -> None:
     """Simulate survey, CRM and benchmark data with known truth (truth.json) into OUT."""
-    summary = simulate_dataset(out, customers=customers, seed=seed, response_rate=response_rate,
-                               intervention=intervention, chunk_size=chunk_size, as_of=as_of)
+    summary = simulate_dataset(
+        out,
+        customers=customers,
+        seed=seed,
+        response_rate=response_rate,
+        intervention=intervention,
+        chunk_size=chunk_size,
+        as_of=as_of,
+    )
     click.echo(summary.describe())

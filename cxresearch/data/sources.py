@@ -6,6 +6,7 @@ survive and bad values can be reported), a folder of CSV/Parquet files (unioned 
 ``key=value`` folders become columns), or a DuckDB database with a table or a SQL query. Source files
 are never written to. Used by :mod:`cxresearch.data.loading` and :mod:`cxresearch.economics.scale`.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -136,6 +137,7 @@ class SourceReader:
             raise SourceProblem(Problem(label, None, f"file or folder not found (looked for {path})"))
         delim = src.csv_delimiter
         if path.is_dir():
+
             def readable(f: Path) -> bool:  # data files only: no hidden files or _SUCCESS-style markers
                 hidden = any(part.startswith((".", "_")) for part in f.relative_to(path).parts)
                 fmt = _format_of(f, None)
@@ -150,8 +152,10 @@ class SourceReader:
             parquet = [str(f) for f in files if _format_of(f, None) == "parquet"]
             parts, params = [], []
             if csv:
-                parts.append(f"SELECT * FROM read_csv(?, all_varchar=true, header=true, union_by_name=true, "
-                             f"filename='{FILE_COLUMN}'{hive_sql}{', delim=?' if delim else ''})")
+                parts.append(
+                    f"SELECT * FROM read_csv(?, all_varchar=true, header=true, union_by_name=true, "
+                    f"filename='{FILE_COLUMN}'{hive_sql}{', delim=?' if delim else ''})"
+                )
                 params += [csv] + ([delim] if delim else [])
             if parquet:
                 parts.append(f"SELECT * FROM read_parquet(?, union_by_name=true, filename='{FILE_COLUMN}'{hive_sql})")
@@ -162,8 +166,13 @@ class SourceReader:
             return SourceTable(role, label, from_sql, params, files, file_column=FILE_COLUMN, file_labels=labels)
         fmt = _format_of(path, src.format)
         if fmt is None:
-            raise SourceProblem(Problem(label, None, "cannot tell the format from the file name; "
-                                         "add 'format: csv' or 'format: parquet' to the table"))
+            raise SourceProblem(
+                Problem(
+                    label,
+                    None,
+                    "cannot tell the format from the file name; add 'format: csv' or 'format: parquet' to the table",
+                )
+            )
         if fmt == "csv":
             if delim is None and _suffix(path).startswith(".tsv"):
                 delim = "\t"
@@ -198,8 +207,9 @@ class SourceReader:
                 names = sorted({t for _, t in known})
                 close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.6)
                 hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-                raise SourceProblem(Problem(label, None, f"table {wanted!r} not found{hint} "
-                                             f"(tables: {', '.join(names) or 'none'})"))
+                raise SourceProblem(
+                    Problem(label, None, f"table {wanted!r} not found{hint} (tables: {', '.join(names) or 'none'})")
+                )
             from_sql = ".".join([alias] + [quote(p) for p in parts])
         return SourceTable(role, label, from_sql, [], [path], alias=alias)
 
@@ -207,7 +217,8 @@ class SourceReader:
         rows = self.conn.execute(
             "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? "
             "UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = ? AND NOT internal",
-            [alias, alias]).fetchall()
+            [alias, alias],
+        ).fetchall()
         return [(str(s), str(t)) for s, t in rows]
 
     # -- reading
@@ -226,13 +237,23 @@ class SourceReader:
     def using(self, table: SourceTable) -> SourceReader._Use:
         return SourceReader._Use(self.conn, table.alias)
 
-    def select_sql(self, table: SourceTable, columns: Iterable[str], filters: dict[str, list[str]],
-                   semi_join: str | None = None, computed: Sequence[tuple[str, str]] = ()) -> tuple[str, list[Any]]:
+    def select_sql(
+        self,
+        table: SourceTable,
+        columns: Iterable[str],
+        filters: dict[str, list[str]],
+        semi_join: str | None = None,
+        computed: Sequence[tuple[str, str]] = (),
+    ) -> tuple[str, list[Any]]:
         """SELECT of the existing needed columns, plus ``computed`` (alias, SQL expression) columns, with
         the filters as bound-parameter WHERE clauses (``semi_join``: only ids in the registered keys)."""
         wanted = [c for c in dict.fromkeys(columns) if c in table.columns]
-        items = [f"CAST({quote(c)} AS DOUBLE) AS {quote(c)}" if table.columns[c].upper().startswith(("DECIMAL",
-                 "HUGEINT", "UHUGEINT")) else quote(c) for c in wanted]
+        items = [
+            f"CAST({quote(c)} AS DOUBLE) AS {quote(c)}"
+            if table.columns[c].upper().startswith(("DECIMAL", "HUGEINT", "UHUGEINT"))
+            else quote(c)
+            for c in wanted
+        ]
         if table.file_column:
             items.append(quote(table.file_column))
         items += [f"{sql} AS {quote(alias)}" for alias, sql in computed]
@@ -244,9 +265,15 @@ class SourceReader:
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         return f"SELECT {select} FROM {table.from_sql} AS t{where}", params
 
-    def fetch(self, table: SourceTable, columns: Iterable[str], filters: dict[str, list[str]],
-              keys: pd.Series | None = None, key_column: str | None = None,
-              computed: Sequence[tuple[str, str]] = ()) -> pd.DataFrame:
+    def fetch(
+        self,
+        table: SourceTable,
+        columns: Iterable[str],
+        filters: dict[str, list[str]],
+        keys: pd.Series | None = None,
+        key_column: str | None = None,
+        computed: Sequence[tuple[str, str]] = (),
+    ) -> pd.DataFrame:
         """Run the projected, filtered select and return its rows (RangeIndex; text as Arrow strings)."""
         sql, params = self.select_sql(table, columns, filters, key_column if keys is not None else None, computed)
         try:
@@ -274,8 +301,11 @@ class SourceReader:
         if column not in table.columns:
             return []
         with self.using(table):
-            rows = self.conn.execute(f"SELECT DISTINCT CAST({quote(column)} AS VARCHAR) AS v FROM {table.from_sql} "
-                                     f"AS t WHERE v IS NOT NULL LIMIT {int(limit)}", table.params).fetchall()
+            rows = self.conn.execute(
+                f"SELECT DISTINCT CAST({quote(column)} AS VARCHAR) AS v FROM {table.from_sql} "
+                f"AS t WHERE v IS NOT NULL LIMIT {int(limit)}",
+                table.params,
+            ).fetchall()
         return sorted((str(r[0]) for r in rows), key=natural_key)
 
 

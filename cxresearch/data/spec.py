@@ -7,6 +7,7 @@ not-applicable codes, emotion items, the outcome, the customer table, a competit
 The spec is validated with pydantic (unknown keys are rejected with their path); the *data* is validated
 with pandera on load (:mod:`cxresearch.data.validation`).
 """
+
 from __future__ import annotations
 
 import re
@@ -50,7 +51,7 @@ class TableSource(_Strict):
     csv_delimiter: str | None = None
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "TableSource":
+    def _one_kind(self) -> TableSource:
         if (self.path is None) == (self.database is None):
             raise ValueError("give exactly one of 'path' (CSV/Parquet file or folder) or 'database' (DuckDB file)")
         if self.database is not None and (self.table is None) == (self.query is None):
@@ -76,7 +77,7 @@ class Scale(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Scale":
+    def _ordered(self) -> Scale:
         if not self.min < self.max:
             raise ValueError(f"scale min {self.min} must be below max {self.max}")
         return self
@@ -119,7 +120,8 @@ def _check_na_codes(codes: list[NACode], scale: Scale | None, what: str) -> list
         if scale is not None and not isinstance(code, str) and scale.min <= float(code) <= scale.max:
             raise ValueError(
                 f"{what}: not-applicable code {code!r} lies inside the scale {scale}; "
-                "it would be indistinguishable from a real answer")
+                "it would be indistinguishable from a real answer"
+            )
     return codes
 
 
@@ -162,9 +164,12 @@ class Touchpoint(_Strict):
     not_applicable: list[NACodeField] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _na_codes(self) -> "Touchpoint":
-        object.__setattr__(self, "not_applicable",
-                           _check_na_codes(self.not_applicable, self.scale, f"touchpoint column {self.column!r}"))
+    def _na_codes(self) -> Touchpoint:
+        object.__setattr__(
+            self,
+            "not_applicable",
+            _check_na_codes(self.not_applicable, self.scale, f"touchpoint column {self.column!r}"),
+        )
         return self
 
 
@@ -193,7 +198,7 @@ class Emotion(_Strict):
         return items
 
     @model_validator(mode="after")
-    def _na_codes(self) -> "Emotion":
+    def _na_codes(self) -> Emotion:
         object.__setattr__(self, "not_applicable", _check_na_codes(self.not_applicable, self.scale, "emotion"))
         return self
 
@@ -207,7 +212,7 @@ class Recode(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="after")
-    def _same_width(self) -> "Recode":
+    def _same_width(self) -> Recode:
         if abs((self.from_.max - self.from_.min) - (self.to.max - self.to.min)) > 1e-9:
             raise ValueError(f"recode from {self.from_} to {self.to}: the two scales must have the same width")
         return self
@@ -241,9 +246,12 @@ class Outcome(_Strict):
         return self.recode.from_ if self.recode is not None else Scale(min=0, max=10)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Outcome":
-        object.__setattr__(self, "not_applicable",
-                           _check_na_codes(self.not_applicable, self.answer_scale, f"outcome column {self.column!r}"))
+    def _consistent(self) -> Outcome:
+        object.__setattr__(
+            self,
+            "not_applicable",
+            _check_na_codes(self.not_applicable, self.answer_scale, f"outcome column {self.column!r}"),
+        )
         if self.labels is not None:
             keys = {label_key(k) for k in self.labels}
             for code in self.not_applicable:
@@ -289,7 +297,7 @@ class Survey(_Strict):
         return tps
 
     @model_validator(mode="after")
-    def _output_names(self) -> "Survey":
+    def _output_names(self) -> Survey:
         reserved = {"customer_id", "segment", "market", "wave", "survey_date", "unit", "recommend", "outcome"}
         seen: dict[str, str] = {}
         names = [(k, "touchpoint") for k in self.touchpoints]
@@ -322,7 +330,7 @@ class Customers(_Strict):
     cross_sell: list[str] = Field(default_factory=list)  # product / cross-sell count columns
 
     @model_validator(mode="after")
-    def _duration(self) -> "Customers":
+    def _duration(self) -> Customers:
         if self.tenure is None and self.start is None:
             raise ValueError("give 'tenure' (a duration column) or 'start' (and 'end') date columns")
         if self.tenure is not None and self.start is not None:
@@ -355,7 +363,7 @@ class Benchmark(_Strict):
     not_applicable: list[NACodeField] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _scale_if_attrs(self) -> "Benchmark":
+    def _scale_if_attrs(self) -> Benchmark:
         if self.attributes and self.scale is None:
             raise ValueError("benchmark attributes need a 'scale'")
         for key in self.attributes:
@@ -363,8 +371,9 @@ class Benchmark(_Strict):
             if key in ("brand", "is_own", "market", "wave", "recommend"):
                 raise ValueError(f"benchmark attribute name {key!r} is reserved for a column of the canonical table")
         # the codes apply to the attribute ratings (not to recommend, where 0 is a real answer)
-        object.__setattr__(self, "not_applicable",
-                           _check_na_codes(self.not_applicable, self.scale, "benchmark attributes"))
+        object.__setattr__(
+            self, "not_applicable", _check_na_codes(self.not_applicable, self.scale, "benchmark attributes")
+        )
         return self
 
 
@@ -385,15 +394,17 @@ class DatasetSpec(_Strict):
     base_dir: Annotated[Path, Field(exclude=True)] = Path(".")
 
     @model_validator(mode="after")
-    def _tables_exist(self) -> "DatasetSpec":
+    def _tables_exist(self) -> DatasetSpec:
         for role, block in (("survey", self.survey), ("customers", self.customers), ("benchmark", self.benchmark)):
             if block is not None and block.table not in self.tables:
                 raise ValueError(
-                    f"{role}.table {block.table!r} is not declared under 'tables' (declared: {sorted(self.tables)})")
+                    f"{role}.table {block.table!r} is not declared under 'tables' (declared: {sorted(self.tables)})"
+                )
         if self.customers is not None and self.customers.start is not None and self.as_of is None:
             raise ValueError(
                 "customers with 'start' dates need 'as_of' (YYYY-MM-DD): customers still active (no end date) "
-                "are censored at that date")
+                "are censored at that date"
+            )
         return self
 
     def resolve(self, relative: str) -> Path:

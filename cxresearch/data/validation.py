@@ -12,6 +12,7 @@ The checks do not parse values themselves: they read the values and *bad* flags 
 engine (:mod:`cxresearch.data.recode`, DuckDB SQL) computed beside the raw columns
 (:class:`ParsedValues`), so what validation accepts is exactly what loading converts.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -35,8 +36,15 @@ from cxresearch.data.rules import (  # noqa: F401  (DataValidationError, rules_f
 )
 from cxresearch.data.spec import DatasetSpec, NACode
 
-__all__ = ["DataValidationError", "ParsedValues", "Problem", "build_schema", "rule_date_hint", "rules_for",
-           "run_schema"]
+__all__ = [
+    "DataValidationError",
+    "ParsedValues",
+    "Problem",
+    "build_schema",
+    "rule_date_hint",
+    "rules_for",
+    "run_schema",
+]
 
 
 class _Shown(str):
@@ -109,8 +117,13 @@ class ParsedValues:
     cannot be read, True where the value is missing (NULL, NaN or blank text).
     """
 
-    def __init__(self, values: Mapping[tuple[str, str], pd.Series], bad: Mapping[tuple[str, str], pd.Series],
-                 blank: Mapping[tuple[str, str], pd.Series], date_format: str | None):
+    def __init__(
+        self,
+        values: Mapping[tuple[str, str], pd.Series],
+        bad: Mapping[tuple[str, str], pd.Series],
+        blank: Mapping[tuple[str, str], pd.Series],
+        date_format: str | None,
+    ):
         self.values, self.bad, self.blank = dict(values), dict(bad), dict(blank)
         self.date_format = date_format
 
@@ -126,8 +139,9 @@ class ParsedValues:
         return self.blank[(rule.name, rule.column)]
 
 
-def _column_checks(rule: FieldRule, parsed: ParsedValues, essential_only: bool,
-                   register: Callable[[_CheckInfo], str]) -> list[pandera.Check]:
+def _column_checks(
+    rule: FieldRule, parsed: ParsedValues, essential_only: bool, register: Callable[[_CheckInfo], str]
+) -> list[pandera.Check]:
     """pandera checks for one rule; each check returns True for good rows."""
     col = rule.column
     checks: list[pandera.Check] = []
@@ -172,9 +186,12 @@ def _column_checks(rule: FieldRule, parsed: ParsedValues, essential_only: bool,
             known = ", ".join(sorted(rule.labels))
             add(lambda s: ~parsed.get(rule, s)[1], f"with unknown churn labels (known: {known})")
         else:
-            add(lambda s: ~parsed.get(rule, s)[1],
-                "not a 0/1 churn flag (map text values with churn_labels, e.g. {Yes: 1, No: 0})")
+            add(
+                lambda s: ~parsed.get(rule, s)[1],
+                "not a 0/1 churn flag (map text values with churn_labels, e.g. {Yes: 1, No: 0})",
+            )
     elif rule.kind == "id" and rule.unique and not essential_only:
+
         def unique(s: pd.Series) -> pd.Series:
             ids = parsed.get(rule, s)[0]
             return ~(ids.notna() & ids.duplicated(keep=False))
@@ -192,9 +209,14 @@ def _whole(values: pd.Series) -> pd.Series:
     return values.isna() | np.isclose(values.fillna(0.0), np.round(values.fillna(0.0)))
 
 
-def build_schema(spec: DatasetSpec, role: str, rules: Sequence[FieldRule], present: Sequence[str],
-                 parsed: ParsedValues, essential_only: bool = False
-                 ) -> tuple[pandera.DataFrameSchema, dict[str, _CheckInfo]]:
+def build_schema(
+    spec: DatasetSpec,
+    role: str,
+    rules: Sequence[FieldRule],
+    present: Sequence[str],
+    parsed: ParsedValues,
+    essential_only: bool = False,
+) -> tuple[pandera.DataFrameSchema, dict[str, _CheckInfo]]:
     """The pandera schema of one table role and what each check's failures mean.
 
     ``parsed`` holds the recoding engine's values of every rule whose column is ``present``.
@@ -222,8 +244,14 @@ def build_schema(spec: DatasetSpec, role: str, rules: Sequence[FieldRule], prese
     return schema, registry
 
 
-def _frame_checks(spec: DatasetSpec, role: str, rules: dict[str, FieldRule], present: set[str], parsed: ParsedValues,
-                  register: Callable[[_CheckInfo], str]) -> list[pandera.Check]:
+def _frame_checks(
+    spec: DatasetSpec,
+    role: str,
+    rules: dict[str, FieldRule],
+    present: set[str],
+    parsed: ParsedValues,
+    register: Callable[[_CheckInfo], str],
+) -> list[pandera.Check]:
     """Checks across columns: duplicated (id, wave) answers, dates, churn vs end date, the own brand."""
     checks: list[pandera.Check] = []
 
@@ -245,44 +273,73 @@ def _frame_checks(spec: DatasetSpec, role: str, rules: dict[str, FieldRule], pre
 
         if rwave:
             stem = "with a duplicated (customer id, wave) pair (one answer per customer and wave expected)"
-            show = (lambda raw, idx: [_Shown(f"{_show(a)} in wave {_show(b)}")
-                                      for a, b in zip(raw.loc[idx, rid.column], raw.loc[idx, rwave.column])])
+            wave_column = rwave.column
+
+            def show(raw: pd.DataFrame, idx: Any) -> Any:
+                return [
+                    _Shown(f"{_show(a)} in wave {_show(b)}")
+                    for a, b in zip(raw.loc[idx, rid.column], raw.loc[idx, wave_column])
+                ]
         else:
             stem = "with a duplicated customer id (one answer per customer expected; declare survey.wave?)"
-            show = (lambda raw, idx: raw.loc[idx, rid.column])
+
+            def show(raw: pd.DataFrame, idx: Any) -> Any:
+                return raw.loc[idx, rid.column]
+
         add(unique_answers, _CheckInfo(" x ".join(cols), stem, show))
 
     if role == "customers":
         start, end, churn = rules.get("start_date"), rules.get("end_date"), rules.get("churn")
         as_of = pd.Timestamp(spec.as_of) if spec.as_of else None
         if has("start_date", "end_date"):
+
             def ordered(df: pd.DataFrame) -> pd.Series:
                 s = parsed.get(start, df[start.column])[0]
                 e = parsed.get(end, df[end.column])[0]
                 return ~(e < s)
 
-            add(ordered, _CheckInfo(f"{start.column}/{end.column}",
-                                    "with an end date before the start date (negative duration)",
-                                    lambda raw, idx: [_Shown(f"{_show(a)} -> {_show(b)}") for a, b in
-                                                      zip(raw.loc[idx, start.column], raw.loc[idx, end.column])]))
+            add(
+                ordered,
+                _CheckInfo(
+                    f"{start.column}/{end.column}",
+                    "with an end date before the start date (negative duration)",
+                    lambda raw, idx: [
+                        _Shown(f"{_show(a)} -> {_show(b)}")
+                        for a, b in zip(raw.loc[idx, start.column], raw.loc[idx, end.column])
+                    ],
+                ),
+            )
         if has("start_date") and as_of is not None:
+
             def started(df: pd.DataFrame) -> pd.Series:
                 s = parsed.get(start, df[start.column])[0]
                 e = parsed.get(end, df[end.column])[0] if has("end_date") else pd.Series(pd.NaT, index=df.index)
                 return ~(e.isna() & (s > as_of))
 
-            add(started, _CheckInfo(start.column, f"with a start date after as_of {spec.as_of} and no end date "
-                                    "(negative duration)", lambda raw, idx: raw.loc[idx, start.column]))
+            add(
+                started,
+                _CheckInfo(
+                    start.column,
+                    f"with a start date after as_of {spec.as_of} and no end date (negative duration)",
+                    lambda raw, idx: raw.loc[idx, start.column],
+                ),
+            )
         if has("start_date", "end_date", "churn"):
+
             def churn_has_end(df: pd.DataFrame) -> pd.Series:
                 flag = parsed.get(churn, df[churn.column])[0]
                 e = parsed.get(end, df[end.column])[0]
                 return ~(flag.eq(1).fillna(False).astype(bool) & e.isna())
 
-            add(churn_has_end, _CheckInfo(f"{churn.column}/{end.column}",
-                                          "with churn = 1 but no end date",
-                                          lambda raw, idx: raw.loc[idx, rules["customer_id"].column]
-                                          if has("customer_id") else [], True))
+            add(
+                churn_has_end,
+                _CheckInfo(
+                    f"{churn.column}/{end.column}",
+                    "with churn = 1 but no end date",
+                    lambda raw, idx: raw.loc[idx, rules["customer_id"].column] if has("customer_id") else [],
+                    True,
+                ),
+            )
 
     if role == "benchmark" and has("brand") and spec.benchmark is not None:
         rbrand = rules["brand"]
@@ -296,8 +353,9 @@ def _frame_checks(spec: DatasetSpec, role: str, rules: dict[str, FieldRule], pre
     return checks
 
 
-def run_schema(raw: pd.DataFrame, schema: pandera.DataFrameSchema, registry: dict[str, _CheckInfo],
-               source: SourceInfo) -> list[Problem]:
+def run_schema(
+    raw: pd.DataFrame, schema: pandera.DataFrameSchema, registry: dict[str, _CheckInfo], source: SourceInfo
+) -> list[Problem]:
     """Validate ``raw`` lazily and turn every pandera failure into a :class:`Problem`."""
     try:
         schema.validate(raw, lazy=True)
@@ -306,8 +364,9 @@ def run_schema(raw: pd.DataFrame, schema: pandera.DataFrameSchema, registry: dic
     return []
 
 
-def _problems(failures: pd.DataFrame, raw: pd.DataFrame, registry: dict[str, _CheckInfo],
-              source: SourceInfo) -> list[Problem]:
+def _problems(
+    failures: pd.DataFrame, raw: pd.DataFrame, registry: dict[str, _CheckInfo], source: SourceInfo
+) -> list[Problem]:
     problems: list[Problem] = []
     order = {str(c): i for i, c in enumerate(raw.columns)}
     rank: dict[int, tuple[int, int, int]] = {}
@@ -319,7 +378,7 @@ def _problems(failures: pd.DataFrame, raw: pd.DataFrame, registry: dict[str, _Ch
                 rank[id(problems[-1])] = (0, 0, 0)
             continue
         info = registry.get(check)
-        number = int(check[2:check.index(":")]) if info is not None else 0
+        number = int(check[2 : check.index(":")]) if info is not None else 0
         if info is None:  # a pandera built-in we did not ask for; report it verbatim
             problems.append(Problem(source.label, _col(group), f"{check}: {_first_values(group['failure_case'])}"))
             continue
@@ -329,15 +388,22 @@ def _problems(failures: pd.DataFrame, raw: pd.DataFrame, registry: dict[str, _Ch
             rank[id(problems[-1])] = (2, 0, number)
             continue
         index = index.sort_values()
-        parts = ([(source.label, index)] if source.file_column is None or source.file_column not in raw
-                 else [(source.file_labels.get(str(name), str(name)), idx) for name, idx in
-                       raw.loc[index, source.file_column].groupby(raw.loc[index, source.file_column],
-                                                                  sort=True).groups.items()])
+        parts = (
+            [(source.label, index)]
+            if source.file_column is None or source.file_column not in raw
+            else [
+                (source.file_labels.get(str(name), str(name)), idx)
+                for name, idx in raw.loc[index, source.file_column]
+                .groupby(raw.loc[index, source.file_column], sort=True)
+                .groups.items()
+            ]
+        )
         for label, idx in parts:
             values = _first_values(info.show(raw, pd.Index(idx))) if info.show_values else ()
             problems.append(Problem(label, info.column, f"{_rows(len(idx))} {info.stem}", len(idx), values))
-            rank[id(problems[-1])] = ((2, 0, number) if info.across_columns or info.column not in order
-                                      else (1, order[info.column], number))
+            rank[id(problems[-1])] = (
+                (2, 0, number) if info.across_columns or info.column not in order else (1, order[info.column], number)
+            )
     return sorted(problems, key=lambda p: (p.source, *rank.get(id(p), (3, 0, 0))))
 
 

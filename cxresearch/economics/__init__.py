@@ -15,6 +15,7 @@ Every fitted model (Kaplan-Meier, Cox, parametric AFT, piecewise exponential) ha
 
 lifelines and PyMC are imported only inside the functions that fit models.
 """
+
 from cxresearch.economics.bayes_survival import PiecewiseExponentialFit, fit_piecewise_exponential
 from cxresearch.economics.clv import (
     ClvResult,
@@ -48,12 +49,36 @@ from cxresearch.economics.survival import (
 )
 
 __all__ = [
-    "ClvResult", "ConstantHazardModel", "CoxResult", "ExposureTable", "ExtrapolationWarning",
-    "KaplanMeierResult", "NpeResult", "ParametricSurvivalModel", "PiecewiseExponentialFit",
-    "WordOfMouthAssumptions", "build_exposure_table", "class_cashflows", "constant_hazard_clv", "customer_cx_features",
-    "customer_lifetime_value", "customer_profile", "customer_relation_from_spec", "discounted_lifetime_draws",
-    "emotion_items", "exposure_from_spec", "fit_cox", "fit_parametric", "fit_piecewise_exponential",
-    "group_summary", "join_nps_class",
-    "kaplan_meier", "margin_per_product", "median_survival", "monthly_discount_factor",
-    "net_promoter_economics", "nps_class_sql", "touchpoint_scales",
+    "ClvResult",
+    "ConstantHazardModel",
+    "CoxResult",
+    "ExposureTable",
+    "ExtrapolationWarning",
+    "KaplanMeierResult",
+    "NpeResult",
+    "ParametricSurvivalModel",
+    "PiecewiseExponentialFit",
+    "WordOfMouthAssumptions",
+    "build_exposure_table",
+    "class_cashflows",
+    "constant_hazard_clv",
+    "customer_cx_features",
+    "customer_lifetime_value",
+    "customer_profile",
+    "customer_relation_from_spec",
+    "discounted_lifetime_draws",
+    "emotion_items",
+    "exposure_from_spec",
+    "fit_cox",
+    "fit_parametric",
+    "fit_piecewise_exponential",
+    "group_summary",
+    "join_nps_class",
+    "kaplan_meier",
+    "margin_per_product",
+    "median_survival",
+    "monthly_discount_factor",
+    "net_promoter_economics",
+    "nps_class_sql",
+    "touchpoint_scales",
 ]

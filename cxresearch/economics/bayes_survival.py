@@ -26,6 +26,7 @@ The fit (:class:`PiecewiseExponentialFit`) is a :class:`cxresearch.protocol.Fitt
 ``plot_baseline_hazard``, and ``save`` / ``load`` (posterior NetCDF + exposure table Parquet; ``load``
 refuses another model config or exposure table).
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,12 @@ PREDICT_KINDS = ("survival", "hazard", "cumulative_hazard")
 
 def exposure_hash(exposure: ExposureTable) -> str:
     """SHA-256 of an exposure table: its cells (events, months at risk) and its period cut points."""
-    return combine_hashes({"frame": frame_hash(exposure.frame.reset_index(drop=True)),
-                           "breaks": sha256_text(canonical_json([float(b) for b in exposure.breaks]))})
+    return combine_hashes(
+        {
+            "frame": frame_hash(exposure.frame.reset_index(drop=True)),
+            "breaks": sha256_text(canonical_json([float(b) for b in exposure.breaks])),
+        }
+    )
 
 
 def _exposure_state(exposure: ExposureTable) -> dict[str, Any]:
@@ -171,8 +176,10 @@ class PiecewiseExponentialFit(FittedModel):
         reference: dict[str, str | None] = {}
         for c, category, ref in self._comparisons():
             log_hr = self.contrast(c, category, ref)
-            for name, values, what in ((f"log_hazard_ratio[{c}={category}]", log_hr, "log hazard ratio"),
-                                       (f"hazard_ratio[{c}={category}]", np.exp(log_hr), "hazard ratio")):
+            for name, values, what in (
+                (f"log_hazard_ratio[{c}={category}]", log_hr, "log hazard ratio"),
+                (f"hazard_ratio[{c}={category}]", np.exp(log_hr), "hazard ratio"),
+            ):
                 draws[name], scale[name], reference[name] = values, what, ref if ref is not None else "average"
         for c in self.hierarchical:
             name = f"group_sd[{c}]"
@@ -207,12 +214,16 @@ class PiecewiseExponentialFit(FittedModel):
             values = self.cumulative_hazard_draws(new_customers, times)
             if kind == "survival":
                 values = np.exp(-values)
-        return xr.DataArray(values, dims=("sample", "customer", "time"), name=kind,
-                            coords={"sample": np.arange(values.shape[0]), "customer": new_customers.index.to_numpy(),
-                                    "time": times})
+        return xr.DataArray(
+            values,
+            dims=("sample", "customer", "time"),
+            name=kind,
+            coords={"sample": np.arange(values.shape[0]), "customer": new_customers.index.to_numpy(), "time": times},
+        )
 
-    def plot_survival(self, new_customers: pd.DataFrame | None = None, times: Any = None,
-                      level: float = DEFAULT_LEVEL, ax: Any = None) -> Any:
+    def plot_survival(
+        self, new_customers: pd.DataFrame | None = None, times: Any = None, level: float = DEFAULT_LEVEL, ax: Any = None
+    ) -> Any:
         """Posterior mean survival with its ``level`` band, one curve per row of ``new_customers`` (default:
         one per level of the first fixed covariate, other fixed covariates at their reference and
         hierarchical ones at the first level). Returns the Axes."""
@@ -261,24 +272,40 @@ class PiecewiseExponentialFit(FittedModel):
     def _save_state(self, folder: Path) -> None:
         save_idata(self.idata, folder)
         self.exposure.frame.to_parquet(folder / "exposure.parquet", index=False)
-        state = {"exposure": _exposure_state(self.exposure), "fixed": self.fixed, "hierarchical": self.hierarchical,
-                 "levels": self.levels, "fit_seconds": self.fit_seconds, "dropped_covariates": self.dropped_covariates,
-                 "parametrization": self.parametrization, "method": self.method,
-                 "centering": {c: np.asarray(v, dtype=float).tolist() for c, v in self.centering.items()},
-                 "diagnostics": self.diagnostics().to_dict()}
+        state = {
+            "exposure": _exposure_state(self.exposure),
+            "fixed": self.fixed,
+            "hierarchical": self.hierarchical,
+            "levels": self.levels,
+            "fit_seconds": self.fit_seconds,
+            "dropped_covariates": self.dropped_covariates,
+            "parametrization": self.parametrization,
+            "method": self.method,
+            "centering": {c: np.asarray(v, dtype=float).tolist() for c, v in self.centering.items()},
+            "diagnostics": self.diagnostics().to_dict(),
+        }
         (folder / "state.json").write_text(json.dumps(state, default=json_default))
 
     @classmethod
     def _load_state(cls, folder: Path, meta: Mapping[str, Any]) -> PiecewiseExponentialFit:
         state = json.loads((folder / "state.json").read_text())
         exposure = ExposureTable(frame=pd.read_parquet(folder / "exposure.parquet"), **state["exposure"])
-        return cls(idata=load_idata(folder), exposure=exposure, fixed=state["fixed"],
-                   hierarchical=state["hierarchical"], levels=state["levels"], fit_seconds=state["fit_seconds"],
-                   dropped_covariates=state["dropped_covariates"], parametrization=state["parametrization"],
-                   centering={c: np.asarray(v, dtype=float) for c, v in state["centering"].items()},
-                   model_config=dict(meta["model_config"]), sampler_config=dict(meta["sampler_config"]),
-                   data_hash=meta.get("data_hash"), method=state["method"],
-                   _diagnostics=Diagnostics.from_dict(state["diagnostics"]))
+        return cls(
+            idata=load_idata(folder),
+            exposure=exposure,
+            fixed=state["fixed"],
+            hierarchical=state["hierarchical"],
+            levels=state["levels"],
+            fit_seconds=state["fit_seconds"],
+            dropped_covariates=state["dropped_covariates"],
+            parametrization=state["parametrization"],
+            centering={c: np.asarray(v, dtype=float) for c, v in state["centering"].items()},
+            model_config=dict(meta["model_config"]),
+            sampler_config=dict(meta["sampler_config"]),
+            data_hash=meta.get("data_hash"),
+            method=state["method"],
+            _diagnostics=Diagnostics.from_dict(state["diagnostics"]),
+        )
 
     # --- helpers -----------------------------------------------------------------------------------------
     def _times(self, times: Any) -> np.ndarray:
@@ -364,8 +391,14 @@ class PiecewiseExponentialFit(FittedModel):
         cum = (base @ self._overlap(times).reshape(-1, base.shape[1]).T).reshape(-1, n, n_times)
         return cum * multiplier[:, :, None]
 
-    def discounted_lifetime_draws(self, profile: pd.DataFrame, tenure: np.ndarray, horizon_months: int,
-                                  discount_factor: float, max_chunk_values: int = 8_000_000) -> np.ndarray:
+    def discounted_lifetime_draws(
+        self,
+        profile: pd.DataFrame,
+        tenure: np.ndarray,
+        horizon_months: int,
+        discount_factor: float,
+        max_chunk_values: int = 8_000_000,
+    ) -> np.ndarray:
         """sum_{k=1..H} d^k S(t + k) / S(t) per draw and row, (n_draws, n_rows), by one matrix product per
         chunk of rows (the fast path :func:`cxresearch.economics.clv.discounted_lifetime_draws` uses)."""
         base = np.exp(self._log_h0_reference())  # (S, J)
@@ -400,8 +433,9 @@ class PiecewiseExponentialFit(FittedModel):
             out = out - eff.mean(axis=1)
         return out
 
-    def hazard_ratio(self, covariate: str, category: str, reference: str | None = None,
-                     level: float = DEFAULT_LEVEL) -> dict[str, Any]:
+    def hazard_ratio(
+        self, covariate: str, category: str, reference: str | None = None, level: float = DEFAULT_LEVEL
+    ) -> dict[str, Any]:
         """``{"mean", "interval": [low, high]}`` of one hazard ratio at ``level`` (the results.json shape)."""
         hr = np.exp(self.contrast(covariate, category, reference))
         low, high = interval(hr, level)
@@ -415,12 +449,22 @@ class PiecewiseExponentialFit(FittedModel):
             log_hr = self.contrast(c, category, ref)
             hr = np.exp(log_hr)
             low, high = interval(hr, level)
-            rows.append({"term": f"{c}={category}", "covariate": c, "level": category,
-                         "reference": ref if ref is not None else "average",
-                         "kind": "fixed" if c in self.fixed else "hierarchical",
-                         "hr": float(hr.mean()), "hr_median": float(np.median(hr)), "low": float(low),
-                         "high": float(high), "log_hr": float(log_hr.mean()), "log_hr_sd": float(log_hr.std()),
-                         "prob_hr_above_1": float((log_hr > 0).mean())})
+            rows.append(
+                {
+                    "term": f"{c}={category}",
+                    "covariate": c,
+                    "level": category,
+                    "reference": ref if ref is not None else "average",
+                    "kind": "fixed" if c in self.fixed else "hierarchical",
+                    "hr": float(hr.mean()),
+                    "hr_median": float(np.median(hr)),
+                    "low": float(low),
+                    "high": float(high),
+                    "log_hr": float(log_hr.mean()),
+                    "log_hr_sd": float(log_hr.std()),
+                    "prob_hr_above_1": float((log_hr > 0).mean()),
+                }
+            )
         frame = pd.DataFrame(rows)
         frame.attrs["level"] = check_level(level)
         return frame
@@ -441,22 +485,37 @@ class PiecewiseExponentialFit(FittedModel):
         rate = np.exp(self._log_h0_reference())
         low, high = interval(rate, level)
         ends = list(self.exposure.breaks[1:]) + [np.inf]
-        frame = pd.DataFrame({"period": np.arange(len(self.exposure.breaks)), "start": self.exposure.breaks,
-                              "end": ends, "hazard": rate.mean(axis=0), "low": low, "high": high})
+        frame = pd.DataFrame(
+            {
+                "period": np.arange(len(self.exposure.breaks)),
+                "start": self.exposure.breaks,
+                "end": ends,
+                "hazard": rate.mean(axis=0),
+                "low": low,
+                "high": high,
+            }
+        )
         frame.attrs["level"] = check_level(level)
         return frame
 
 
 def _collapse(exposure: ExposureTable, covariates: list[str]) -> pd.DataFrame:
     keys = ["period", *covariates]
-    return (exposure.frame.groupby(keys, as_index=False, sort=True)[["events", "exposure", "at_risk"]].sum())
+    return exposure.frame.groupby(keys, as_index=False, sort=True)[["events", "exposure", "at_risk"]].sum()
 
 
-def build_model(exposure: ExposureTable, *, fixed: Sequence[str] = (), hierarchical: Sequence[str] = (),
-                reference: Mapping[str, str] | None = None, prior_sd_log_hr: float = 2.0,
-                prior_sd_baseline: float = 2.0, prior_scale_group_sd: float = 0.5,
-                parametrization: str | Mapping[str, str] = "auto", centred_min_events: int = 100,
-                ) -> tuple[Any, dict[str, Any]]:
+def build_model(
+    exposure: ExposureTable,
+    *,
+    fixed: Sequence[str] = (),
+    hierarchical: Sequence[str] = (),
+    reference: Mapping[str, str] | None = None,
+    prior_sd_log_hr: float = 2.0,
+    prior_sd_baseline: float = 2.0,
+    prior_scale_group_sd: float = 0.5,
+    parametrization: str | Mapping[str, str] = "auto",
+    centred_min_events: int = 100,
+) -> tuple[Any, dict[str, Any]]:
     """The PyMC model on ``exposure`` and what was decided building it.
 
     Returns (model, info) with info keys levels, fixed, hierarchical, dropped (covariates with a single level
@@ -532,19 +591,38 @@ def build_model(exposure: ExposureTable, *, fixed: Sequence[str] = (), hierarchi
             else:
                 effect = pm.ZeroSumNormal(f"effect_{c}", sigma=sigma, dims=c)
             eta = eta + effect[idx]
-        pm.Poisson("events", mu=pm.math.exp(eta + np.log(data["exposure"].to_numpy())),
-                   observed=data["events"].to_numpy())
-    return model, {"levels": levels, "fixed": fixed, "hierarchical": hierarchical, "dropped": dropped,
-                   "parametrization": chosen, "centering": centering}
+        pm.Poisson(
+            "events", mu=pm.math.exp(eta + np.log(data["exposure"].to_numpy())), observed=data["events"].to_numpy()
+        )
+    return model, {
+        "levels": levels,
+        "fixed": fixed,
+        "hierarchical": hierarchical,
+        "dropped": dropped,
+        "parametrization": chosen,
+        "centering": centering,
+    }
 
 
-def fit_piecewise_exponential(exposure: ExposureTable, *, fixed: Sequence[str] = (),
-                              hierarchical: Sequence[str] = (), reference: Mapping[str, str] | None = None,
-                              prior_sd_log_hr: float = 2.0, prior_sd_baseline: float = 2.0,
-                              prior_scale_group_sd: float = 0.5, parametrization: str | Mapping[str, str] = "auto",
-                              centred_min_events: int = 100, draws: int = 1000, tune: int = 1000,
-                              chains: int = 4, cores: int | None = None, seed: int = 1,
-                              sampler: str = "nutpie", target_accept: float = 0.95) -> PiecewiseExponentialFit:
+def fit_piecewise_exponential(
+    exposure: ExposureTable,
+    *,
+    fixed: Sequence[str] = (),
+    hierarchical: Sequence[str] = (),
+    reference: Mapping[str, str] | None = None,
+    prior_sd_log_hr: float = 2.0,
+    prior_sd_baseline: float = 2.0,
+    prior_scale_group_sd: float = 0.5,
+    parametrization: str | Mapping[str, str] = "auto",
+    centred_min_events: int = 100,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    cores: int | None = None,
+    seed: int = 1,
+    sampler: str = "nutpie",
+    target_accept: float = 0.95,
+) -> PiecewiseExponentialFit:
     """Fit the hierarchical piecewise-exponential model by NUTS; ``fit.diagnostics()`` applies the gate.
 
     ``sampler``: "nutpie" (default; compiles the model with numba, then samples fast) or "pymc".
@@ -559,9 +637,16 @@ def fit_piecewise_exponential(exposure: ExposureTable, *, fixed: Sequence[str] =
         raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}")
     start = time.perf_counter()
     model, info = build_model(
-        exposure, fixed=fixed, hierarchical=hierarchical, reference=reference, prior_sd_log_hr=prior_sd_log_hr,
-        prior_sd_baseline=prior_sd_baseline, prior_scale_group_sd=prior_scale_group_sd,
-        parametrization=parametrization, centred_min_events=centred_min_events)
+        exposure,
+        fixed=fixed,
+        hierarchical=hierarchical,
+        reference=reference,
+        prior_sd_log_hr=prior_sd_log_hr,
+        prior_sd_baseline=prior_sd_baseline,
+        prior_scale_group_sd=prior_scale_group_sd,
+        parametrization=parametrization,
+        centred_min_events=centred_min_events,
+    )
     fixed, hierarchical, chosen = info["fixed"], info["hierarchical"], info["parametrization"]
     if cores is None:  # the runner's share of the machine (all cores outside the runner)
         from cxresearch.runtime import run_threads
@@ -571,25 +656,65 @@ def fit_piecewise_exponential(exposure: ExposureTable, *, fixed: Sequence[str] =
         import nutpie
 
         compiled = nutpie.compile_pymc_model(model)
-        idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
-                              progress_bar=False, target_accept=target_accept)
+        idata = nutpie.sample(
+            compiled,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            seed=seed,
+            progress_bar=False,
+            target_accept=target_accept,
+        )
     else:
         with model:
-            idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
-                              target_accept=target_accept, progressbar=False, nuts_sampler="pymc",
-                              compute_convergence_checks=False)
-    model_config = {"breaks": [float(b) for b in exposure.breaks], "fixed": fixed, "hierarchical": hierarchical,
-                    "reference": {c: info["levels"][c][0] for c in fixed}, "dropped": info["dropped"],
-                    "priors": {"sd_log_hr": float(prior_sd_log_hr), "sd_baseline": float(prior_sd_baseline),
-                               "scale_group_sd": float(prior_scale_group_sd)},
-                    "parametrization": chosen, "centred_min_events": int(centred_min_events)}
-    sampler_config = {"sampler": sampler, "draws": int(draws), "tune": int(tune), "chains": int(chains),
-                      "seed": int(seed), "target_accept": float(target_accept)}
-    fit = PiecewiseExponentialFit(idata=idata, exposure=exposure, fixed=fixed, hierarchical=hierarchical,
-                                  levels=info["levels"], fit_seconds=time.perf_counter() - start,
-                                  dropped_covariates=info["dropped"], parametrization=chosen,
-                                  centering=info["centering"], model_config=model_config,
-                                  sampler_config=sampler_config, data_hash=exposure_hash(exposure),
-                                  method=f"NUTS ({sampler})")
+            idata = pm.sample(
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=cores,
+                random_seed=seed,
+                target_accept=target_accept,
+                progressbar=False,
+                nuts_sampler="pymc",
+                compute_convergence_checks=False,
+            )
+    model_config = {
+        "breaks": [float(b) for b in exposure.breaks],
+        "fixed": fixed,
+        "hierarchical": hierarchical,
+        "reference": {c: info["levels"][c][0] for c in fixed},
+        "dropped": info["dropped"],
+        "priors": {
+            "sd_log_hr": float(prior_sd_log_hr),
+            "sd_baseline": float(prior_sd_baseline),
+            "scale_group_sd": float(prior_scale_group_sd),
+        },
+        "parametrization": chosen,
+        "centred_min_events": int(centred_min_events),
+    }
+    sampler_config = {
+        "sampler": sampler,
+        "draws": int(draws),
+        "tune": int(tune),
+        "chains": int(chains),
+        "seed": int(seed),
+        "target_accept": float(target_accept),
+    }
+    fit = PiecewiseExponentialFit(
+        idata=idata,
+        exposure=exposure,
+        fixed=fixed,
+        hierarchical=hierarchical,
+        levels=info["levels"],
+        fit_seconds=time.perf_counter() - start,
+        dropped_covariates=info["dropped"],
+        parametrization=chosen,
+        centering=info["centering"],
+        model_config=model_config,
+        sampler_config=sampler_config,
+        data_hash=exposure_hash(exposure),
+        method=f"NUTS ({sampler})",
+    )
     fit.diagnostics()  # computed once now, kept by thinned copies and saves
     return fit

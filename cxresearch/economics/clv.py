@@ -17,6 +17,7 @@ Group CLV is the customer-weighted mean. With ``sampling_uncertainty`` the inter
 sample of customers: per draw, Bayesian-bootstrap weights Gamma(n_g, 1) per profile row and a normal draw of
 each row's mean margin (sd / sqrt(n)).
 """
+
 from __future__ import annotations
 
 import math
@@ -54,13 +55,14 @@ def monthly_discount_factor(discount_rate_annual: float) -> float:
     return float((1.0 + discount_rate_annual) ** (-1.0 / 12.0))
 
 
-def constant_hazard_clv(margin: float, monthly_hazard: float, horizon_months: int,
-                        discount_rate_annual: float) -> float:
+def constant_hazard_clv(
+    margin: float, monthly_hazard: float, horizon_months: int, discount_rate_annual: float
+) -> float:
     """Closed-form CLV for a constant monthly hazard (geometric series; the reference for tests)."""
     x = monthly_discount_factor(discount_rate_annual) * math.exp(-monthly_hazard)
     if abs(1 - x) < 1e-15:
         return float(margin * horizon_months)
-    return float(margin * x * (1 - x ** horizon_months) / (1 - x))
+    return float(margin * x * (1 - x**horizon_months) / (1 - x))
 
 
 @dataclass
@@ -85,8 +87,9 @@ def _check_horizon(horizon_months: int) -> int:
     return int(horizon_months)
 
 
-def extrapolation_check(model: SurvivalModel, tenure: np.ndarray, weights: np.ndarray, horizon_months: int,
-                        tolerance: float = 0.25) -> dict[str, Any]:
+def extrapolation_check(
+    model: SurvivalModel, tenure: np.ndarray, weights: np.ndarray, horizon_months: int, tolerance: float = 0.25
+) -> dict[str, Any]:
     """How far the horizon reaches past the longest observed tenure.
 
     ``share_months_beyond`` is the customer-weighted share of the months in the horizon that lie beyond
@@ -96,9 +99,14 @@ def extrapolation_check(model: SurvivalModel, tenure: np.ndarray, weights: np.nd
     k = np.arange(1, horizon_months + 1)
     beyond = ((tenure[:, None] + k[None, :]) > t_max).mean(axis=1)
     share = float(np.average(beyond, weights=weights)) if weights.sum() > 0 else 0.0
-    return {"max_observed_tenure": t_max, "horizon_months": horizon_months,
-            "horizon_end_max": float(tenure.max() + horizon_months) if len(tenure) else float(horizon_months),
-            "share_months_beyond": share, "tolerance": tolerance, "extrapolated": bool(share > tolerance)}
+    return {
+        "max_observed_tenure": t_max,
+        "horizon_months": horizon_months,
+        "horizon_end_max": float(tenure.max() + horizon_months) if len(tenure) else float(horizon_months),
+        "share_months_beyond": share,
+        "tolerance": tolerance,
+        "extrapolated": bool(share > tolerance),
+    }
 
 
 def _warn_extrapolation(info: dict[str, Any]) -> None:
@@ -107,13 +115,22 @@ def _warn_extrapolation(info: dict[str, Any]) -> None:
             f"CLV horizon extrapolates: {100 * info['share_months_beyond']:.0f}% of the customer-months in the "
             f"{info['horizon_months']}-month horizon lie beyond the longest observed tenure "
             f"({info['max_observed_tenure']:g} months; horizon reaches {info['horizon_end_max']:g}). "
-            f"Those months rest on the model's tail, not on data.", ExtrapolationWarning, stacklevel=3)
+            f"Those months rest on the model's tail, not on data.",
+            ExtrapolationWarning,
+            stacklevel=3,
+        )
 
 
-def discounted_lifetime_draws(model: SurvivalModel, profile: pd.DataFrame, *, horizon_months: int,
-                              discount_rate_annual: float, tenure_col: str = "tenure",
-                              override: Mapping[str, str] | None = None,
-                              max_chunk_values: int = 4_000_000) -> np.ndarray:
+def discounted_lifetime_draws(
+    model: SurvivalModel,
+    profile: pd.DataFrame,
+    *,
+    horizon_months: int,
+    discount_rate_annual: float,
+    tenure_col: str = "tenure",
+    override: Mapping[str, str] | None = None,
+    max_chunk_values: int = 4_000_000,
+) -> np.ndarray:
     """Expected discounted months as a customer over the horizon, per draw and profile row: (draws, rows).
 
     ``sum_{k=1..H} d^k S(t + k) / S(t)``; multiply by the monthly margin for CLV. ``override`` sets
@@ -147,8 +164,9 @@ def discounted_lifetime_draws(model: SurvivalModel, profile: pd.DataFrame, *, ho
     return np.concatenate(out, axis=1) if out else np.zeros((n_draws, 0))
 
 
-def _profile_arrays(profile: pd.DataFrame, margin_col: str, count_col: str | None,
-                    margin_sd_col: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _profile_arrays(
+    profile: pd.DataFrame, margin_col: str, count_col: str | None, margin_sd_col: str | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for col in [margin_col] + [c for c in (count_col, margin_sd_col) if c]:
         if col not in profile.columns:
             raise KeyError(f"profile lacks column {col!r}; it has {list(profile.columns)}")
@@ -160,8 +178,9 @@ def _profile_arrays(profile: pd.DataFrame, margin_col: str, count_col: str | Non
     return margin, n, sd
 
 
-def resampling_weights(n: np.ndarray, margin: np.ndarray, margin_sd: np.ndarray, n_draws: int,
-                       seed: int, sampling_uncertainty: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def resampling_weights(
+    n: np.ndarray, margin: np.ndarray, margin_sd: np.ndarray, n_draws: int, seed: int, sampling_uncertainty: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-draw row weights and mean margins: Bayesian bootstrap (Gamma(n, 1)) and N(mean, sd / sqrt(n))."""
     if not sampling_uncertainty:
         return np.broadcast_to(n, (n_draws, len(n))), np.broadcast_to(margin, (n_draws, len(n)))
@@ -217,17 +236,29 @@ class ClvResult:
 
     def to_results(self, group_col: str) -> dict[str, dict[str, Any]]:
         """``{group: {"mean", "interval"}}`` for results.json."""
-        return {str(r[group_col]): {"mean": float(r["clv"]), "interval": [float(r["low"]), float(r["high"])]}
-                for _, r in self.summary.iterrows()}
+        return {
+            str(r[group_col]): {"mean": float(r["clv"]), "interval": [float(r["low"]), float(r["high"])]}
+            for _, r in self.summary.iterrows()
+        }
 
 
-def customer_lifetime_value(model: SurvivalModel, profile: pd.DataFrame, *, horizon_months: int,
-                            discount_rate_annual: float, group_by: Sequence[str] = (),
-                            margin_col: str = "margin_mean", count_col: str | None = "n",
-                            margin_sd_col: str | None = "margin_sd", tenure_col: str = "tenure",
-                            level: float = DEFAULT_LEVEL, sampling_uncertainty: bool = True, seed: int = 1,
-                            extrapolation_tolerance: float = 0.25,
-                            override: Mapping[str, str] | None = None) -> ClvResult:
+def customer_lifetime_value(
+    model: SurvivalModel,
+    profile: pd.DataFrame,
+    *,
+    horizon_months: int,
+    discount_rate_annual: float,
+    group_by: Sequence[str] = (),
+    margin_col: str = "margin_mean",
+    count_col: str | None = "n",
+    margin_sd_col: str | None = "margin_sd",
+    tenure_col: str = "tenure",
+    level: float = DEFAULT_LEVEL,
+    sampling_uncertainty: bool = True,
+    seed: int = 1,
+    extrapolation_tolerance: float = 0.25,
+    override: Mapping[str, str] | None = None,
+) -> ClvResult:
     """Mean CLV per group (conditional on each customer's tenure) with ``level`` intervals (columns ``low``,
     ``high``) from the model's draws.
 
@@ -240,9 +271,14 @@ def customer_lifetime_value(model: SurvivalModel, profile: pd.DataFrame, *, hori
     level = check_level(level)
     group_by = list(group_by)
     margin, n, sd = _profile_arrays(profile, margin_col, count_col, margin_sd_col)
-    lifetime = discounted_lifetime_draws(model, profile, horizon_months=horizon,
-                                         discount_rate_annual=discount_rate_annual, tenure_col=tenure_col,
-                                         override=override)
+    lifetime = discounted_lifetime_draws(
+        model,
+        profile,
+        horizon_months=horizon,
+        discount_rate_annual=discount_rate_annual,
+        tenure_col=tenure_col,
+        override=override,
+    )
     n_draws = lifetime.shape[0]
     w, m = resampling_weights(n, margin, sd, n_draws, seed, sampling_uncertainty)
     keys, codes = _group_keys(profile, group_by)
@@ -263,17 +299,27 @@ def customer_lifetime_value(model: SurvivalModel, profile: pd.DataFrame, *, hori
     tenure = profile[tenure_col].to_numpy(dtype=float)
     info = extrapolation_check(model, tenure, n, horizon, extrapolation_tolerance)
     _warn_extrapolation(info)
-    assumptions = {"horizon_months": horizon, "discount_rate_annual": discount_rate_annual,
-                   "monthly_discount_factor": monthly_discount_factor(discount_rate_annual),
-                   "timing": "margin earned at the end of each month the customer is still active",
-                   "level": level, "sampling_uncertainty": sampling_uncertainty}
-    return ClvResult(summary=summary, draws=draws, lifetime_draws=lifetime, extrapolation=info,
-                     assumptions=assumptions)
+    assumptions = {
+        "horizon_months": horizon,
+        "discount_rate_annual": discount_rate_annual,
+        "monthly_discount_factor": monthly_discount_factor(discount_rate_annual),
+        "timing": "margin earned at the end of each month the customer is still active",
+        "level": level,
+        "sampling_uncertainty": sampling_uncertainty,
+    }
+    return ClvResult(summary=summary, draws=draws, lifetime_draws=lifetime, extrapolation=info, assumptions=assumptions)
 
 
-def median_survival(model: SurvivalModel, profile: pd.DataFrame, *, group_by: Sequence[str] = (),
-                    count_col: str | None = "n", level: float = DEFAULT_LEVEL, max_time: float | None = None,
-                    step: float = 0.25) -> pd.DataFrame:
+def median_survival(
+    model: SurvivalModel,
+    profile: pd.DataFrame,
+    *,
+    group_by: Sequence[str] = (),
+    count_col: str | None = "n",
+    level: float = DEFAULT_LEVEL,
+    max_time: float | None = None,
+    step: float = 0.25,
+) -> pd.DataFrame:
     """Median lifetime (months) of a new customer per group, from the group's mix of covariate cells.
 
     The group's survival curve is the customer-weighted mean of the cells' curves. ``extrapolated`` is True
@@ -287,7 +333,7 @@ def median_survival(model: SurvivalModel, profile: pd.DataFrame, *, group_by: Se
     if missing:
         raise KeyError(f"profile lacks column(s) {missing}; it has {list(profile.columns)}")
     n = profile[count_col].to_numpy(dtype=float) if count_col else np.ones(len(profile))
-    cells = (profile.assign(_n=n).astype({c: str for c in cols}).groupby(cols, as_index=False, sort=True)["_n"].sum())
+    cells = profile.assign(_n=n).astype({c: str for c in cols}).groupby(cols, as_index=False, sort=True)["_n"].sum()
     t_max = float(model.max_observed_tenure)
     end = max_time if max_time is not None else (10 * t_max if math.isfinite(t_max) else 1200.0)
     grid = np.arange(0.0, end + step, step)
@@ -312,9 +358,16 @@ def median_survival(model: SurvivalModel, profile: pd.DataFrame, *, group_by: Se
             s0, s1 = surv[s_i, j - 1], surv[s_i, j]
             med[s_i] = grid[j - 1] + step * (s0 - 0.5) / (s0 - s1)
         summ = summarise_draws(med, level)
-        rows.append({**keys.iloc[g].to_dict(), "median": summ["mean"], "low": summ["interval"][0],
-                     "high": summ["interval"][1], "share_not_reached": float(1 - reached.mean()),
-                     "extrapolated": bool(summ["mean"] > t_max) if not math.isnan(summ["mean"]) else True})
+        rows.append(
+            {
+                **keys.iloc[g].to_dict(),
+                "median": summ["mean"],
+                "low": summ["interval"][0],
+                "high": summ["interval"][1],
+                "share_not_reached": float(1 - reached.mean()),
+                "extrapolated": bool(summ["mean"] > t_max) if not math.isnan(summ["mean"]) else True,
+            }
+        )
     frame = pd.DataFrame(rows)
     frame.attrs["level"] = check_level(level)
     return frame

@@ -11,6 +11,7 @@ A customer with tenure ``t`` contributes ``max(0, min(t, a_{j+1}) - a_j)`` month
 and an event to the period whose interval contains ``t`` when it churned. Customers with tenure 0 have no
 time at risk and contribute nothing (counted in :attr:`ExposureTable.n_zero_duration`).
 """
+
 from __future__ import annotations
 
 import math
@@ -64,8 +65,9 @@ def as_relation(source: Source, connection: Any | None = None) -> Any:
     elif isinstance(source, Sequence) and source and all(isinstance(p, (str, Path)) for p in source):
         paths = list(source)
     else:
-        raise TypeError(f"source must be a pandas DataFrame, a Parquet path or a DuckDB relation, "
-                        f"got {type(source).__name__}")
+        raise TypeError(
+            f"source must be a pandas DataFrame, a Parquet path or a DuckDB relation, got {type(source).__name__}"
+        )
     for path in paths:
         text = str(path)
         if not any(ch in text for ch in "*?[") and not Path(text).exists():
@@ -105,20 +107,25 @@ def covariate_expression(column: str, edges: Sequence[float] | None = None) -> s
     if len(edges) < 2 or any(b <= a for a, b in zip(edges[:-1], edges[1:])):
         raise ValueError(f"bins for column {column!r} must be at least two increasing edges, got {edges}")
     labels = bin_labels(edges)
-    whens = " ".join(f"WHEN {col} >= {_sql_literal(a)} AND {col} < {_sql_literal(b)} THEN {_sql_literal(lab)}"
-                     for a, b, lab in zip(edges[:-1], edges[1:], labels))
+    whens = " ".join(
+        f"WHEN {col} >= {_sql_literal(a)} AND {col} < {_sql_literal(b)} THEN {_sql_literal(lab)}"
+        for a, b, lab in zip(edges[:-1], edges[1:], labels)
+    )
     return f"(CASE WHEN {col} IS NULL THEN NULL {whens} ELSE '<out of bins>' END)"
 
 
 def nps_class_sql(recommend_column: str) -> str:
     """SQL CASE mapping a 0-10 recommend column to detractor / passive / promoter (NULL stays NULL)."""
     col = quote_ident(recommend_column)
-    return (f"(CASE WHEN {col} IS NULL THEN NULL WHEN {col} <= 6 THEN 'detractor' "
-            f"WHEN {col} <= 8 THEN 'passive' ELSE 'promoter' END)")
+    return (
+        f"(CASE WHEN {col} IS NULL THEN NULL WHEN {col} <= 6 THEN 'detractor' "
+        f"WHEN {col} <= 8 THEN 'passive' ELSE 'promoter' END)"
+    )
 
 
-def default_period_breaks(max_duration: float, breaks: Sequence[float] = DEFAULT_BREAKS,
-                          min_last_width: float = 6.0) -> list[float]:
+def default_period_breaks(
+    max_duration: float, breaks: Sequence[float] = DEFAULT_BREAKS, min_last_width: float = 6.0
+) -> list[float]:
     """Cut points from :data:`DEFAULT_BREAKS` strictly below the largest observed duration.
 
     The last period is open; a cut closer than ``min_last_width`` months to ``max_duration`` is dropped so
@@ -162,17 +169,24 @@ class ExposureTable:
 
     def summary(self) -> pd.DataFrame:
         """Events, exposure and crude rate per period (for a quick look)."""
-        out = (self.frame.groupby(["period", "period_start", "period_end"], as_index=False)
-               [["events", "exposure"]].sum())
+        out = self.frame.groupby(["period", "period_start", "period_end"], as_index=False)[["events", "exposure"]].sum()
         out["rate_per_month"] = out["events"] / out["exposure"]
         out["at_risk"] = self.frame.groupby("period")["at_risk"].sum().to_numpy()
         return out
 
 
-def build_exposure_table(source: Source, *, duration_col: str = "tenure", event_col: str = "churn",
-                         covariates: Sequence[str] = (), period_breaks: Sequence[float] | None = None,
-                         bins: Mapping[str, Sequence[float]] | None = None, missing: str = "error",
-                         max_levels: int = 200, connection: Any | None = None) -> ExposureTable:
+def build_exposure_table(
+    source: Source,
+    *,
+    duration_col: str = "tenure",
+    event_col: str = "churn",
+    covariates: Sequence[str] = (),
+    period_breaks: Sequence[float] | None = None,
+    bins: Mapping[str, Sequence[float]] | None = None,
+    missing: str = "error",
+    max_levels: int = 200,
+    connection: Any | None = None,
+) -> ExposureTable:
     """Aggregate customers into events and time at risk per (period x covariate cell) with DuckDB.
 
     ``source``: pandas frame, Parquet path(s) or DuckDB relation with one row per customer.
@@ -193,10 +207,13 @@ def build_exposure_table(source: Source, *, duration_col: str = "tenure", event_
     t, e = quote_ident(duration_col), quote_ident(event_col)
     cov_exprs = {c: covariate_expression(c, bins.get(c)) for c in covariates}
 
-    checks = ["COUNT(*) AS n", f"COUNT(*) FILTER (WHERE {t} IS NULL) AS null_duration",
-              f"COUNT(*) FILTER (WHERE {t} < 0) AS negative_duration",
-              f"COUNT(*) FILTER (WHERE {e} IS NULL OR {e} NOT IN (0, 1)) AS bad_event",
-              f"MAX({t}) AS max_duration"]
+    checks = [
+        "COUNT(*) AS n",
+        f"COUNT(*) FILTER (WHERE {t} IS NULL) AS null_duration",
+        f"COUNT(*) FILTER (WHERE {t} < 0) AS negative_duration",
+        f"COUNT(*) FILTER (WHERE {e} IS NULL OR {e} NOT IN (0, 1)) AS bad_event",
+        f"MAX({t}) AS max_duration",
+    ]
     for i, c in enumerate(covariates):
         checks.append(f"COUNT(*) FILTER (WHERE {quote_ident(c)} IS NULL) AS null_{i}")
         checks.append(f"COUNT(DISTINCT {cov_exprs[c]}) AS distinct_{i}")
@@ -208,33 +225,36 @@ def build_exposure_table(source: Source, *, duration_col: str = "tenure", event_
     for key, message in (("null_duration", "missing"), ("negative_duration", "negative")):
         if int(stats[key]):
             bad = _query(rel, f"SELECT DISTINCT {t} AS v FROM src WHERE {t} IS NULL OR {t} < 0 LIMIT 5")["v"]
-            raise ValueError(f"column {duration_col!r}: {int(stats[key])} {message} durations "
-                             f"(e.g. {bad.tolist()})")
+            raise ValueError(f"column {duration_col!r}: {int(stats[key])} {message} durations (e.g. {bad.tolist()})")
     if int(stats["bad_event"]):
         bad = _query(rel, f"SELECT DISTINCT {e} AS v FROM src WHERE {e} IS NULL OR {e} NOT IN (0, 1) LIMIT 5")
-        raise ValueError(f"column {event_col!r} must be 0/1: {int(stats['bad_event'])} rows with "
-                         f"{bad['v'].tolist()}")
+        raise ValueError(f"column {event_col!r} must be 0/1: {int(stats['bad_event'])} rows with {bad['v'].tolist()}")
     for i, c in enumerate(covariates):
         if missing == "error" and int(stats[f"null_{i}"]):
-            raise ValueError(f"covariate column {c!r} has {int(stats[f'null_{i}'])} missing values; "
-                             f"pass missing='drop' to leave those customers out")
+            raise ValueError(
+                f"covariate column {c!r} has {int(stats[f'null_{i}'])} missing values; "
+                f"pass missing='drop' to leave those customers out"
+            )
         if c in bins and int(stats[f"outside_{i}"]):
-            raise ValueError(f"covariate column {c!r}: {int(stats[f'outside_{i}'])} values outside the bins "
-                             f"{bins[c]}")
+            raise ValueError(f"covariate column {c!r}: {int(stats[f'outside_{i}'])} values outside the bins {bins[c]}")
         if int(stats[f"distinct_{i}"]) > max_levels:
-            raise ValueError(f"covariate column {c!r} has {int(stats[f'distinct_{i}'])} distinct values; "
-                             f"the exposure model needs categories: give bins for it (bins={{'{c}': [...]}})")
+            raise ValueError(
+                f"covariate column {c!r} has {int(stats[f'distinct_{i}'])} distinct values; "
+                f"the exposure model needs categories: give bins for it (bins={{'{c}': [...]}})"
+            )
 
     not_null = " AND ".join(f"{quote_ident(c)} IS NOT NULL" for c in covariates) or "TRUE"
-    kept = _query(rel, f"SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE {t} = 0) AS z, "
-                       f"COUNT(*) FILTER (WHERE {t} = 0 AND {e} = 1) AS ze, "
-                       f"COALESCE(SUM({e}), 0) AS d, MAX({t}) AS tmax FROM src WHERE {not_null}").iloc[0]
+    kept = _query(
+        rel,
+        f"SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE {t} = 0) AS z, "
+        f"COUNT(*) FILTER (WHERE {t} = 0 AND {e} = 1) AS ze, "
+        f"COALESCE(SUM({e}), 0) AS d, MAX({t}) AS tmax FROM src WHERE {not_null}",
+    ).iloc[0]
     n_kept = int(kept["n"])
     if n_kept == 0:
         raise ValueError(f"exposure table: no rows left after dropping missing covariates {covariates}")
     max_duration = float(kept["tmax"])
-    breaks = ([float(b) for b in period_breaks] if period_breaks is not None
-              else default_period_breaks(max_duration))
+    breaks = [float(b) for b in period_breaks] if period_breaks is not None else default_period_breaks(max_duration)
     if breaks[0] != 0 or any(b <= a for a, b in zip(breaks[:-1], breaks[1:])):
         raise ValueError(f"period_breaks must start at 0 and increase, got {breaks}")
     ends = breaks[1:] + [math.inf]
@@ -265,19 +285,35 @@ def build_exposure_table(source: Source, *, duration_col: str = "tenure", event_
     long = long[long["exposure"] > 0].reset_index(drop=True)
     empty = sorted(set(range(len(breaks))) - set(long["period"].unique().tolist()))
     if empty:
-        raise ValueError(f"period(s) {[f'({breaks[j]:g}, {ends[j]:g}]' for j in empty]} have no time at risk "
-                         f"(largest duration {max_duration:g}); use fewer period_breaks")
+        raise ValueError(
+            f"period(s) {[f'({breaks[j]:g}, {ends[j]:g}]' for j in empty]} have no time at risk "
+            f"(largest duration {max_duration:g}); use fewer period_breaks"
+        )
     for c in covariates:
         long[c] = long[c].astype(str)
     levels = {c: _sorted_levels(long[c].unique().tolist(), bins.get(c)) for c in covariates}
     if int(kept["ze"]):
-        warnings.warn(f"{int(kept['ze'])} customers churned at {duration_col} = 0: they have no time at risk "
-                      f"and are not in the exposure table", UserWarning, stacklevel=2)
-    return ExposureTable(frame=long, breaks=breaks, covariates=covariates, levels=levels,
-                         duration_col=duration_col, event_col=event_col, n_customers=n_kept,
-                         n_events=int(kept["d"]) - int(kept["ze"]), max_duration=max_duration,
-                         n_dropped_missing=int(stats["n"]) - n_kept, n_zero_duration=int(kept["z"]),
-                         n_zero_duration_events=int(kept["ze"]), bins=bins)
+        warnings.warn(
+            f"{int(kept['ze'])} customers churned at {duration_col} = 0: they have no time at risk "
+            f"and are not in the exposure table",
+            UserWarning,
+            stacklevel=2,
+        )
+    return ExposureTable(
+        frame=long,
+        breaks=breaks,
+        covariates=covariates,
+        levels=levels,
+        duration_col=duration_col,
+        event_col=event_col,
+        n_customers=n_kept,
+        n_events=int(kept["d"]) - int(kept["ze"]),
+        max_duration=max_duration,
+        n_dropped_missing=int(stats["n"]) - n_kept,
+        n_zero_duration=int(kept["z"]),
+        n_zero_duration_events=int(kept["ze"]),
+        bins=bins,
+    )
 
 
 def _natural_key(text: str) -> list[Any]:
@@ -294,11 +330,20 @@ def _sorted_levels(values: list[str], edges: Sequence[float] | None) -> list[str
 # ---------------------------------------------------------------------------------------------------
 # customer profiles (for CLV) and product / margin summaries (for Net Promoter Economics)
 # ---------------------------------------------------------------------------------------------------
-def customer_profile(source: Source, *, covariates: Sequence[str], duration_col: str = "tenure",
-                     event_col: str = "churn", margin_col: str = "margin", products_col: str | None = None,
-                     active_only: bool = True, tenure_step: float | None = 1.0,
-                     bins: Mapping[str, Sequence[float]] | None = None, missing: str = "drop",
-                     connection: Any | None = None) -> pd.DataFrame:
+def customer_profile(
+    source: Source,
+    *,
+    covariates: Sequence[str],
+    duration_col: str = "tenure",
+    event_col: str = "churn",
+    margin_col: str = "margin",
+    products_col: str | None = None,
+    active_only: bool = True,
+    tenure_step: float | None = 1.0,
+    bins: Mapping[str, Sequence[float]] | None = None,
+    missing: str = "drop",
+    connection: Any | None = None,
+) -> pd.DataFrame:
     """Customers grouped by covariates and tenure (bins of ``tenure_step`` months), for CLV at scale.
 
     Columns: covariates, ``tenure`` (mean tenure in the group), ``n``, ``margin_mean``, ``margin_sd``
@@ -315,9 +360,16 @@ def customer_profile(source: Source, *, covariates: Sequence[str], duration_col:
     t, e, m = quote_ident(duration_col), quote_ident(event_col), quote_ident(margin_col)
     where = [f"{quote_ident(c)} IS NOT NULL" for c in covariates]
     if missing == "error":
-        nulls = _query(rel, "SELECT " + ", ".join(
-            f"COUNT(*) FILTER (WHERE {quote_ident(c)} IS NULL) AS {quote_ident(c)}" for c in covariates)
-            + " FROM src") if covariates else pd.DataFrame()
+        nulls = (
+            _query(
+                rel,
+                "SELECT "
+                + ", ".join(f"COUNT(*) FILTER (WHERE {quote_ident(c)} IS NULL) AS {quote_ident(c)}" for c in covariates)
+                + " FROM src",
+            )
+            if covariates
+            else pd.DataFrame()
+        )
         bad = {c: int(nulls[c].iloc[0]) for c in covariates if int(nulls[c].iloc[0])}
         if bad:
             raise ValueError(f"customer profile: missing values in covariate column(s) {bad}")
@@ -327,14 +379,20 @@ def customer_profile(source: Source, *, covariates: Sequence[str], duration_col:
     if active_only:
         where.append(f"{e} = 0")
     cov_sel = [f"{covariate_expression(c, bins.get(c))} AS {quote_ident(c)}" for c in covariates]
-    tenure_key = (f"FLOOR({t} / {_sql_literal(tenure_step)})" if tenure_step else t)
-    aggs = [f"AVG({t}) AS tenure", "COUNT(*) AS n", f"AVG({m}) AS margin_mean",
-            f"COALESCE(STDDEV_SAMP({m}), 0) AS margin_sd"]
+    tenure_key = f"FLOOR({t} / {_sql_literal(tenure_step)})" if tenure_step else t
+    aggs = [
+        f"AVG({t}) AS tenure",
+        "COUNT(*) AS n",
+        f"AVG({m}) AS margin_mean",
+        f"COALESCE(STDDEV_SAMP({m}), 0) AS margin_sd",
+    ]
     if products_col:
         aggs.append(f"AVG({quote_ident(products_col)}) AS products_mean")
     group = ", ".join(str(i + 1) for i in range(len(covariates) + 1))
-    sql = (f"SELECT {', '.join(cov_sel + [tenure_key + ' AS tenure_key'] + aggs)} FROM src "
-           f"WHERE {' AND '.join(where) or 'TRUE'} GROUP BY {group} ORDER BY {group}")
+    sql = (
+        f"SELECT {', '.join(cov_sel + [tenure_key + ' AS tenure_key'] + aggs)} FROM src "
+        f"WHERE {' AND '.join(where) or 'TRUE'} GROUP BY {group} ORDER BY {group}"
+    )
     out = _query(rel, sql).drop(columns="tenure_key")
     for c in covariates:
         out[c] = out[c].astype(str)
@@ -342,25 +400,35 @@ def customer_profile(source: Source, *, covariates: Sequence[str], duration_col:
     return out.reset_index(drop=True)
 
 
-def group_summary(source: Source, *, by: Sequence[str], value_col: str, where: str | None = None,
-                  connection: Any | None = None) -> pd.DataFrame:
+def group_summary(
+    source: Source, *, by: Sequence[str], value_col: str, where: str | None = None, connection: Any | None = None
+) -> pd.DataFrame:
     """n, mean and standard deviation of ``value_col`` per group (DuckDB); rows with NULL keys dropped."""
     rel = as_relation(source, connection)
     _require_columns(rel, [*by, value_col], "group summary")
     v = quote_ident(value_col)
     keys = [f"CAST({quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" for c in by]
-    cond = " AND ".join([f"{quote_ident(c)} IS NOT NULL" for c in by] + [f"{v} IS NOT NULL"]
-                        + ([f"({where})"] if where else []))
+    cond = " AND ".join(
+        [f"{quote_ident(c)} IS NOT NULL" for c in by] + [f"{v} IS NOT NULL"] + ([f"({where})"] if where else [])
+    )
     group = ", ".join(str(i + 1) for i in range(len(by)))
-    sql = (f"SELECT {', '.join(keys)}, COUNT(*) AS n, AVG({v}) AS mean, COALESCE(STDDEV_SAMP({v}), 0) AS sd "
-           f"FROM src WHERE {cond}" + (f" GROUP BY {group} ORDER BY {group}" if by else ""))
+    sql = (
+        f"SELECT {', '.join(keys)}, COUNT(*) AS n, AVG({v}) AS mean, COALESCE(STDDEV_SAMP({v}), 0) AS sd "
+        f"FROM src WHERE {cond}" + (f" GROUP BY {group} ORDER BY {group}" if by else "")
+    )
     out = _query(rel, sql)
     out["n"] = out["n"].astype("int64")
     return out
 
 
-def margin_per_product(source: Source, *, margin_col: str = "margin", products_col: str = "n_products",
-                       within: Sequence[str] = ("segment",), connection: Any | None = None) -> dict[str, float]:
+def margin_per_product(
+    source: Source,
+    *,
+    margin_col: str = "margin",
+    products_col: str = "n_products",
+    within: Sequence[str] = ("segment",),
+    connection: Any | None = None,
+) -> dict[str, float]:
     """Monthly margin of one extra product: pooled within-group least-squares slope of margin on products.
 
     Within ``within`` groups (segment by default) so that segment differences in base margin are not read
@@ -370,23 +438,34 @@ def margin_per_product(source: Source, *, margin_col: str = "margin", products_c
     _require_columns(rel, [margin_col, products_col, *within], "margin per product")
     m, x = quote_ident(margin_col), quote_ident(products_col)
     keys = ", ".join(quote_ident(c) for c in within)
-    sql = (f"SELECT regr_count({m}, {x}) AS n, regr_sxx({m}, {x}) AS sxx, regr_sxy({m}, {x}) AS sxy, "
-           f"regr_syy({m}, {x}) AS syy FROM src WHERE {m} IS NOT NULL AND {x} IS NOT NULL"
-           + (f" GROUP BY {keys}" if within else ""))
+    sql = (
+        f"SELECT regr_count({m}, {x}) AS n, regr_sxx({m}, {x}) AS sxx, regr_sxy({m}, {x}) AS sxy, "
+        f"regr_syy({m}, {x}) AS syy FROM src WHERE {m} IS NOT NULL AND {x} IS NOT NULL"
+        + (f" GROUP BY {keys}" if within else "")
+    )
     stats = _query(rel, sql).fillna(0.0)
     n, sxx, sxy, syy = (float(stats[c].sum()) for c in ("n", "sxx", "sxy", "syy"))
     if sxx <= 0:
-        raise ValueError(f"column {products_col!r} does not vary within {list(within)}: "
-                         f"cannot estimate the margin of an extra product")
+        raise ValueError(
+            f"column {products_col!r} does not vary within {list(within)}: "
+            f"cannot estimate the margin of an extra product"
+        )
     slope = sxy / sxx
     dof = n - len(stats) - 1
     resid_var = max(syy - slope * sxy, 0.0) / max(dof, 1.0)
     return {"estimate": slope, "se": float(np.sqrt(resid_var / sxx)), "n": int(n)}
 
 
-def join_nps_class(customers: pd.DataFrame, survey: pd.DataFrame, *, wave: str | None = "1",
-                   id_col: str = "customer_id", recommend_col: str = "recommend",
-                   wave_col: str = "wave", date_col: str = "survey_date") -> pd.DataFrame:
+def join_nps_class(
+    customers: pd.DataFrame,
+    survey: pd.DataFrame,
+    *,
+    wave: str | None = "1",
+    id_col: str = "customer_id",
+    recommend_col: str = "recommend",
+    wave_col: str = "wave",
+    date_col: str = "survey_date",
+) -> pd.DataFrame:
     """Customers with ``recommend`` and ``nps_class`` from their survey answer (NaN when none).
 
     With ``wave`` the answer of that wave is used; a customer with several answers keeps the latest
@@ -404,8 +483,10 @@ def join_nps_class(customers: pd.DataFrame, survey: pd.DataFrame, *, wave: str |
             raise KeyError(f"survey: column {wave_col!r} not found (needed for wave={wave!r})")
         answers = survey[survey[wave_col].astype(str) == str(wave)]
         if answers.empty:
-            raise ValueError(f"survey: no answers in wave {wave!r}; waves present: "
-                             f"{sorted(survey[wave_col].astype(str).unique().tolist())}")
+            raise ValueError(
+                f"survey: no answers in wave {wave!r}; waves present: "
+                f"{sorted(survey[wave_col].astype(str).unique().tolist())}"
+            )
     answers = answers[answers[recommend_col].notna()]
     if date_col in answers.columns:
         answers = answers.sort_values(date_col, kind="stable")

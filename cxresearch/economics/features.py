@@ -4,6 +4,7 @@ Built from the canonical survey frame (one row per answer) and joined to the can
 Customers without an answer in the chosen wave keep missing CX values (they are left out of the models
 that use them).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -25,10 +26,16 @@ def emotion_items(spec: Any) -> list[str]:
     return list(spec.survey.emotion.items) if spec.survey.emotion is not None else []
 
 
-def customer_cx_features(customers: pd.DataFrame, survey: pd.DataFrame, *,
-                         touchpoints: Mapping[str, tuple[float, float]] | None = None,
-                         emotion: Sequence[str] = (), wave: str | None = "1", id_col: str = "customer_id",
-                         bottom_share: float = 0.25) -> pd.DataFrame:
+def customer_cx_features(
+    customers: pd.DataFrame,
+    survey: pd.DataFrame,
+    *,
+    touchpoints: Mapping[str, tuple[float, float]] | None = None,
+    emotion: Sequence[str] = (),
+    wave: str | None = "1",
+    id_col: str = "customer_id",
+    bottom_share: float = 0.25,
+) -> pd.DataFrame:
     """Customers with ``recommend``, ``nps_class`` and, from the same wave's answer:
 
     - ``emotion``: mean of the emotion items, standardised to mean 0 / sd 1 over the answers;

@@ -21,6 +21,7 @@ Value at risk per segment / market: the sum over its current detractors of the v
 promoter, i.e. the value the firm forgoes by having detractors rather than promoters (among customers
 with a known NPS class).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -57,19 +58,36 @@ class WordOfMouthAssumptions:
 
     def annual_rate(self, nps_class: str) -> float:
         """Referrals (+) or lost prospects (-) per year as a customer for one class."""
-        return {"promoter": self.referrals_per_promoter, "passive": 0.0,
-                "detractor": -self.prospects_lost_per_detractor}[nps_class]
+        return {
+            "promoter": self.referrals_per_promoter,
+            "passive": 0.0,
+            "detractor": -self.prospects_lost_per_detractor,
+        }[nps_class]
 
     def table(self) -> pd.DataFrame:
         """The assumptions as a table for the report."""
-        return pd.DataFrame([
-            {"assumption": "Referrals per promoter", "value": self.referrals_per_promoter,
-             "unit": "new customers per year as a customer", "source": "assumption (params)"},
-            {"assumption": "Prospects lost per detractor", "value": self.prospects_lost_per_detractor,
-             "unit": "prospects per year as a customer", "source": "assumption (params)"},
-            {"assumption": "Value per referral", "value": self.value_per_referral,
-             "unit": "margin currency per customer won or lost", "source": "assumption (params)"},
-        ])
+        return pd.DataFrame(
+            [
+                {
+                    "assumption": "Referrals per promoter",
+                    "value": self.referrals_per_promoter,
+                    "unit": "new customers per year as a customer",
+                    "source": "assumption (params)",
+                },
+                {
+                    "assumption": "Prospects lost per detractor",
+                    "value": self.prospects_lost_per_detractor,
+                    "unit": "prospects per year as a customer",
+                    "source": "assumption (params)",
+                },
+                {
+                    "assumption": "Value per referral",
+                    "value": self.value_per_referral,
+                    "unit": "margin currency per customer won or lost",
+                    "source": "assumption (params)",
+                },
+            ]
+        )
 
 
 @dataclass
@@ -90,8 +108,11 @@ class NpeResult:
         ci = self.clv_by_class[self.clv_by_class["component"] == "clv"].set_index("nps_class")[["low", "high"]]
         out = wide.join(ci.rename(columns={"low": "clv_low", "high": "clv_high"}))
         order = [c for c in NPS_CLASSES if c in out.index]
-        cols = [c for c in ("retention", "cross_sell", "clv", "clv_low", "clv_high", "word_of_mouth", "total")
-                if c in out.columns]
+        cols = [
+            c
+            for c in ("retention", "cross_sell", "clv", "clv_low", "clv_high", "word_of_mouth", "total")
+            if c in out.columns
+        ]
         return out.loc[order, cols].reset_index()
 
     def move(self, from_class: str, to_class: str, component: str = "total") -> dict[str, Any]:
@@ -103,8 +124,7 @@ class NpeResult:
 
     def to_results(self) -> dict[str, Any]:
         """CLV per class and move values in the results.json shape ``{mean, interval}``."""
-        clv = {c: summarise_draws(self.draws[f"{c}:clv"], self.level)
-               for c in NPS_CLASSES if f"{c}:clv" in self.draws}
+        clv = {c: summarise_draws(self.draws[f"{c}:clv"], self.level) for c in NPS_CLASSES if f"{c}:clv" in self.draws}
         moves = {f"value_{f}_to_{t}": self.move(f, t) for f, t in _MOVES if f"{f}->{t}:total" in self.draws}
         return {"clv": clv, **moves}
 
@@ -118,8 +138,9 @@ def _summary_rows(prefix: dict[str, Any], draws: np.ndarray, level: float) -> di
     return {**prefix, "mean": s["mean"], "low": s["interval"][0], "high": s["interval"][1]}
 
 
-def _product_mean_draws(products: pd.DataFrame, keys: list[str], n_draws: int,
-                        rng: np.random.Generator) -> dict[tuple[str, ...], np.ndarray]:
+def _product_mean_draws(
+    products: pd.DataFrame, keys: list[str], n_draws: int, rng: np.random.Generator
+) -> dict[tuple[str, ...], np.ndarray]:
     out = {}
     for _, row in products.iterrows():
         se = float(row["sd"]) / np.sqrt(max(float(row["n"]), 1.0))
@@ -127,15 +148,29 @@ def _product_mean_draws(products: pd.DataFrame, keys: list[str], n_draws: int,
     return out
 
 
-def net_promoter_economics(model: SurvivalModel, profile: pd.DataFrame, *, products: pd.DataFrame,
-                           margin_per_product: Mapping[str, float], word_of_mouth: WordOfMouthAssumptions,
-                           horizon_months: int, discount_rate_annual: float, class_col: str = "nps_class",
-                           segment_col: str | None = "segment", market_col: str | None = "market",
-                           tenure_col: str = "tenure", margin_col: str = "margin_mean",
-                           margin_sd_col: str = "margin_sd", count_col: str = "n",
-                           products_col: str = "products_mean", base_products: float = 1.0,
-                           level: float = DEFAULT_LEVEL, seed: int = 1, sampling_uncertainty: bool = True,
-                           extrapolation_tolerance: float = 0.25) -> NpeResult:
+def net_promoter_economics(
+    model: SurvivalModel,
+    profile: pd.DataFrame,
+    *,
+    products: pd.DataFrame,
+    margin_per_product: Mapping[str, float],
+    word_of_mouth: WordOfMouthAssumptions,
+    horizon_months: int,
+    discount_rate_annual: float,
+    class_col: str = "nps_class",
+    segment_col: str | None = "segment",
+    market_col: str | None = "market",
+    tenure_col: str = "tenure",
+    margin_col: str = "margin_mean",
+    margin_sd_col: str = "margin_sd",
+    count_col: str = "n",
+    products_col: str = "products_mean",
+    base_products: float = 1.0,
+    level: float = DEFAULT_LEVEL,
+    seed: int = 1,
+    sampling_uncertainty: bool = True,
+    extrapolation_tolerance: float = 0.25,
+) -> NpeResult:
     """CLV of promoters / passives / detractors split into retention, cross-sell and word of mouth, the value
     of moving a detractor, and value at risk by segment and market, all with ``level`` intervals (columns
     ``low``, ``high``).
@@ -165,13 +200,19 @@ def net_promoter_economics(model: SurvivalModel, profile: pd.DataFrame, *, produ
     if unknown:
         raise ValueError(f"profile column {class_col!r} has values {unknown} outside {list(NPS_CLASSES)}")
 
-    lifetime = discounted_lifetime_draws(model, profile, horizon_months=horizon_months,
-                                         discount_rate_annual=discount_rate_annual, tenure_col=tenure_col)
+    lifetime = discounted_lifetime_draws(
+        model, profile, horizon_months=horizon_months, discount_rate_annual=discount_rate_annual, tenure_col=tenure_col
+    )
     n_draws = lifetime.shape[0]
     n = profile[count_col].to_numpy(dtype=float)
-    w, m = resampling_weights(n, profile[margin_col].to_numpy(dtype=float),
-                              profile[margin_sd_col].fillna(0).to_numpy(dtype=float), n_draws, seed,
-                              sampling_uncertainty)
+    w, m = resampling_weights(
+        n,
+        profile[margin_col].to_numpy(dtype=float),
+        profile[margin_sd_col].fillna(0).to_numpy(dtype=float),
+        n_draws,
+        seed,
+        sampling_uncertainty,
+    )
     rng = np.random.default_rng(seed + 1)
     b = margin_per_product["estimate"] + margin_per_product["se"] * rng.standard_normal(n_draws)
     extra = profile[products_col].to_numpy(dtype=float) - base_products
@@ -189,14 +230,20 @@ def net_promoter_economics(model: SurvivalModel, profile: pd.DataFrame, *, produ
         mask = classes == c
         if not mask.any():
             continue
-        parts = {"retention": wmean((m - cross) * lifetime, mask), "cross_sell": wmean(cross * lifetime, mask),
-                 "word_of_mouth": wmean(wom_rate[None, :] / 12 * lifetime * value, mask)}
+        parts = {
+            "retention": wmean((m - cross) * lifetime, mask),
+            "cross_sell": wmean(cross * lifetime, mask),
+            "word_of_mouth": wmean(wom_rate[None, :] / 12 * lifetime * value, mask),
+        }
         parts["clv"] = parts["retention"] + parts["cross_sell"]
         parts["total"] = parts["clv"] + parts["word_of_mouth"]
         for comp in _COMPONENTS:
             draws[f"{c}:{comp}"] = parts[comp]
-            rows.append(_summary_rows({"nps_class": c, "component": comp,
-                                       "n_customers": int(n[mask].sum())}, parts[comp], level))
+            rows.append(
+                _summary_rows(
+                    {"nps_class": c, "component": comp, "n_customers": int(n[mask].sum())}, parts[comp], level
+                )
+            )
     clv_table = pd.DataFrame(rows)
 
     prod_draws = _product_mean_draws(products.astype({k: str for k in prod_keys}), prod_keys, n_draws, rng)
@@ -217,24 +264,32 @@ def net_promoter_economics(model: SurvivalModel, profile: pd.DataFrame, *, produ
         if idx.size == 0 or not (classes == to_c).any():
             continue
         sub = profile.iloc[idx]
-        new_life = discounted_lifetime_draws(model, sub, horizon_months=horizon_months,
-                                             discount_rate_annual=discount_rate_annual, tenure_col=tenure_col,
-                                             override={class_col: to_c})
+        new_life = discounted_lifetime_draws(
+            model,
+            sub,
+            horizon_months=horizon_months,
+            discount_rate_annual=discount_rate_annual,
+            tenure_col=tenure_col,
+            override={class_col: to_c},
+        )
         old_life = lifetime[:, idx]
         delta_products = product_mean(to_c, idx) - product_mean(from_c, idx)
         parts_row = {
             "retention": m[:, idx] * (new_life - old_life),
             "cross_sell": b[:, None] * delta_products * new_life,
-            "word_of_mouth": value / 12 * (word_of_mouth.annual_rate(to_c) * new_life
-                                           - word_of_mouth.annual_rate(from_c) * old_life)}
+            "word_of_mouth": value
+            / 12
+            * (word_of_mouth.annual_rate(to_c) * new_life - word_of_mouth.annual_rate(from_c) * old_life),
+        }
         parts_row["clv"] = parts_row["retention"] + parts_row["cross_sell"]
         parts_row["total"] = parts_row["clv"] + parts_row["word_of_mouth"]
         ww = w[:, idx]
         for comp in _COMPONENTS:
             mean_draws = (parts_row[comp] * ww).sum(axis=1) / ww.sum(axis=1)
             draws[f"{from_c}->{to_c}:{comp}"] = mean_draws
-            move_rows.append(_summary_rows({"from_class": from_c, "to_class": to_c, "component": comp},
-                                           mean_draws, level))
+            move_rows.append(
+                _summary_rows({"from_class": from_c, "to_class": to_c, "component": comp}, mean_draws, level)
+            )
         per_row_value[(from_c, to_c)] = (idx, parts_row["total"])
     moves_table = pd.DataFrame(move_rows)
 
@@ -250,32 +305,79 @@ def net_promoter_economics(model: SurvivalModel, profile: pd.DataFrame, *, produ
                 draws[f"value_at_risk:{dim}={group}"] = at_risk
                 n_det = float(n[idx][det].sum())
                 s = summarise_draws(at_risk, level)
-                risk_rows.append({"dimension": dim, "level": group, "n_customers": int(n[in_group].sum()),
-                                  "n_detractors": int(n_det), "value_at_risk": s["mean"],
-                                  "low": s["interval"][0], "high": s["interval"][1],
-                                  "per_detractor": s["mean"] / n_det if n_det else float("nan"),
-                                  "per_customer": s["mean"] / float(n[in_group].sum())})
+                risk_rows.append(
+                    {
+                        "dimension": dim,
+                        "level": group,
+                        "n_customers": int(n[in_group].sum()),
+                        "n_detractors": int(n_det),
+                        "value_at_risk": s["mean"],
+                        "low": s["interval"][0],
+                        "high": s["interval"][1],
+                        "per_detractor": s["mean"] / n_det if n_det else float("nan"),
+                        "per_customer": s["mean"] / float(n[in_group].sum()),
+                    }
+                )
     risk_table = pd.DataFrame(risk_rows)
 
-    info = extrapolation_check(model, profile[tenure_col].to_numpy(dtype=float), n, horizon_months,
-                               extrapolation_tolerance)
+    info = extrapolation_check(
+        model, profile[tenure_col].to_numpy(dtype=float), n, horizon_months, extrapolation_tolerance
+    )
     _warn_extrapolation(info)
-    assumptions = pd.concat([word_of_mouth.table(), pd.DataFrame([
-        {"assumption": "Margin per extra product", "value": float(margin_per_product["estimate"]),
-         "unit": "per month", "source": f"estimated (se {float(margin_per_product['se']):.3g})"},
-        {"assumption": "Products included in core margin", "value": base_products, "unit": "products",
-         "source": "assumption (params)"},
-        {"assumption": "Horizon", "value": horizon_months, "unit": "months", "source": "params"},
-        {"assumption": "Discount rate", "value": discount_rate_annual, "unit": "per year", "source": "params"},
-    ])], ignore_index=True)
-    return NpeResult(clv_by_class=clv_table, value_of_moves=moves_table, value_at_risk=risk_table,
-                     assumptions=assumptions, draws=draws, extrapolation=info, level=level)
+    assumptions = pd.concat(
+        [
+            word_of_mouth.table(),
+            pd.DataFrame(
+                [
+                    {
+                        "assumption": "Margin per extra product",
+                        "value": float(margin_per_product["estimate"]),
+                        "unit": "per month",
+                        "source": f"estimated (se {float(margin_per_product['se']):.3g})",
+                    },
+                    {
+                        "assumption": "Products included in core margin",
+                        "value": base_products,
+                        "unit": "products",
+                        "source": "assumption (params)",
+                    },
+                    {"assumption": "Horizon", "value": horizon_months, "unit": "months", "source": "params"},
+                    {
+                        "assumption": "Discount rate",
+                        "value": discount_rate_annual,
+                        "unit": "per year",
+                        "source": "params",
+                    },
+                ]
+            ),
+        ],
+        ignore_index=True,
+    )
+    return NpeResult(
+        clv_by_class=clv_table,
+        value_of_moves=moves_table,
+        value_at_risk=risk_table,
+        assumptions=assumptions,
+        draws=draws,
+        extrapolation=info,
+        level=level,
+    )
 
 
-def class_cashflows(model: SurvivalModel, profile: pd.DataFrame, *, horizon_months: int,
-                    margin_per_product: float, class_col: str = "nps_class", tenure_col: str = "tenure",
-                    margin_col: str = "margin_mean", count_col: str = "n", products_col: str = "products_mean",
-                    base_products: float = 1.0, max_chunk_values: int = 8_000_000) -> dict[str, np.ndarray]:
+def class_cashflows(
+    model: SurvivalModel,
+    profile: pd.DataFrame,
+    *,
+    horizon_months: int,
+    margin_per_product: float,
+    class_col: str = "nps_class",
+    tenure_col: str = "tenure",
+    margin_col: str = "margin_mean",
+    count_col: str = "n",
+    products_col: str = "products_mean",
+    base_products: float = 1.0,
+    max_chunk_values: int = 8_000_000,
+) -> dict[str, np.ndarray]:
     """Expected monthly cash flow of an active customer of each NPS class, months 1..H, per draw.
 
     Returns ``{"margin": core margin, "cross_sell": extra-product margin}``, each [draw, 3 classes
@@ -307,12 +409,14 @@ def class_cashflows(model: SurvivalModel, profile: pd.DataFrame, *, horizon_mont
         probe = model.cumulative_hazard_draws(profile.iloc[idx[:1]], tenure[idx[:1], None] + k[None, :])
         n_draws = probe.shape[0]
         if not out:
-            out = {"margin": np.full((n_draws, len(NPS_CLASSES), horizon), np.nan),
-                   "cross_sell": np.full((n_draws, len(NPS_CLASSES), horizon), np.nan)}
+            out = {
+                "margin": np.full((n_draws, len(NPS_CLASSES), horizon), np.nan),
+                "cross_sell": np.full((n_draws, len(NPS_CLASSES), horizon), np.nan),
+            }
         sums = {"margin": np.zeros((n_draws, horizon)), "cross_sell": np.zeros((n_draws, horizon))}
         chunk = max(1, int(max_chunk_values // (n_draws * (horizon + 1))))
         for lo in range(0, idx.size, chunk):
-            rows = idx[lo:lo + chunk]
+            rows = idx[lo : lo + chunk]
             cum = model.cumulative_hazard_draws(profile.iloc[rows], tenure[rows, None] + k[None, :])
             cond = np.exp(-(cum[:, :, 1:] - cum[:, :, :1]))  # (S, c, H)
             sums["margin"] += np.einsum("sch,c->sh", cond, n[rows] * core[rows])

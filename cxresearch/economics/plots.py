@@ -1,4 +1,5 @@
 """Figures for the economics study (cxresearch theme; call :func:`cxresearch.reports.set_theme` first)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -67,9 +68,15 @@ def plot_baseline_hazard(fit: Any, title: str | None = None, level: float = DEFA
     return fit.plot_baseline_hazard(level=level, title=title).figure
 
 
-def plot_model_vs_km(km: Any, model: Any, profile: pd.DataFrame, group_col: str = "nps_class",
-                     max_time: float | None = None, title: str = "Model survival against Kaplan-Meier",
-                     level: float = DEFAULT_LEVEL) -> Any:
+def plot_model_vs_km(
+    km: Any,
+    model: Any,
+    profile: pd.DataFrame,
+    group_col: str = "nps_class",
+    max_time: float | None = None,
+    title: str = "Model survival against Kaplan-Meier",
+    level: float = DEFAULT_LEVEL,
+) -> Any:
     """Each group's model survival (customer-weighted over its cells, ``level`` band) over its Kaplan-Meier curve.
 
     The model curve continues past the longest observed tenure (dashed): that part is extrapolation.
@@ -127,8 +134,11 @@ def plot_npe_components(npe: Any, title: str = "What a customer is worth, by NPS
 
     wide = npe.clv_wide().set_index("nps_class")
     classes = [c for c in NPS_CLASSES if c in wide.index]
-    parts = [("retention", "Retention (core margin)", PALETTE[0]), ("cross_sell", "Cross-sell / upsell", PALETTE[2]),
-             ("word_of_mouth", "Word of mouth (assumption)", PALETTE[5])]
+    parts = [
+        ("retention", "Retention (core margin)", PALETTE[0]),
+        ("cross_sell", "Cross-sell / upsell", PALETTE[2]),
+        ("word_of_mouth", "Word of mouth (assumption)", PALETTE[5]),
+    ]
     fig, ax = plt.subplots()
     x = np.arange(len(classes))
     pos = np.zeros(len(classes))
@@ -148,8 +158,9 @@ def plot_npe_components(npe: Any, title: str = "What a customer is worth, by NPS
     return fig
 
 
-def plot_value_at_risk(npe: Any, dimensions: Sequence[str] = ("segment", "market"),
-                       title: str = "Value at risk from detractors") -> Any:
+def plot_value_at_risk(
+    npe: Any, dimensions: Sequence[str] = ("segment", "market"), title: str = "Value at risk from detractors"
+) -> Any:
     """Value at risk (detractors not promoters) per segment and market, with intervals."""
     import matplotlib.pyplot as plt
 

@@ -14,6 +14,7 @@ that); :func:`customer_relation_from_spec` with ``check=True`` runs one aggregat
 unparseable values, missing required values and missing cross-sell counts, naming the file, column,
 count and offending values.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -39,8 +40,17 @@ from cxresearch.data.spec import DatasetSpec, load_spec
 from cxresearch.economics.exposure import ExposureTable, build_exposure_table, nps_class_sql
 
 #: Columns of the relation :func:`customer_relation_from_spec` returns, in order.
-CUSTOMER_COLUMNS: tuple[str, ...] = ("customer_id", "segment", "market", "tenure", "churn", "margin", "products",
-                                     "recommend", "nps_class")
+CUSTOMER_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "segment",
+    "market",
+    "tenure",
+    "churn",
+    "margin",
+    "products",
+    "recommend",
+    "nps_class",
+)
 
 
 # ------------------------------------------------------------------------------------- the relation
@@ -63,23 +73,29 @@ def _check_columns(table: SourceTable, rules: Sequence[FieldRule]) -> None:
         raise DataValidationError(problems)
 
 
-def _sql_parts(spec: DatasetSpec, reader: SourceReader, segments: list[str] | None, markets: list[str] | None,
-               nps_wave: str | None) -> tuple[str, dict[str, tuple[str, str]], SourceTable, str]:
+def _sql_parts(
+    spec: DatasetSpec, reader: SourceReader, segments: list[str] | None, markets: list[str] | None, nps_wave: str | None
+) -> tuple[str, dict[str, tuple[str, str]], SourceTable, str]:
     """The relation's SQL; per checked customer column (SQL true for a bad value, raw column); the customer
     table and its filtered FROM clause."""
     c, s = spec.customers, spec.survey
     if c is None:
-        raise ValueError(f"dataset {spec.name!r}: the spec has no customer table ('customers:'); tenure, churn "
-                         f"and margin are needed for the economics study")
+        raise ValueError(
+            f"dataset {spec.name!r}: the spec has no customer table ('customers:'); tenure, churn "
+            f"and margin are needed for the economics study"
+        )
     if s.outcome.kind != "recommend":
-        raise ValueError(f"dataset {spec.name!r}: survey outcome column {s.outcome.column!r} is "
-                         f"{s.outcome.kind!r}; the NPS class needs a 'recommend' (0-10) outcome")
+        raise ValueError(
+            f"dataset {spec.name!r}: survey outcome column {s.outcome.column!r} is "
+            f"{s.outcome.kind!r}; the NPS class needs a 'recommend' (0-10) outcome"
+        )
     crules = {r.name: r for r in rules_for(spec, "customers")}
     srules = {r.name: r for r in rules_for(spec, "survey")}
     ctable, stable = _open(reader, "customers"), _open(reader, "survey")
     _check_columns(ctable, list(crules.values()))
-    survey_needed = [srules[k] for k in ("customer_id", "segment", "market", "wave", "survey_date", "recommend")
-                     if k in srules]
+    survey_needed = [
+        srules[k] for k in ("customer_id", "segment", "market", "wave", "survey_date", "recommend") if k in srules
+    ]
     _check_columns(stable, survey_needed)
     ct, st = ctable.columns, stable.columns
 
@@ -134,40 +150,58 @@ def _sql_parts(spec: DatasetSpec, reader: SourceReader, segments: list[str] | No
     rec, _ = recommend_sql(srules["recommend"], st[s.outcome.column])
     order = date_sql(s.date, st[s.date], spec.date_format)[0] if s.date else "NULL::TIMESTAMP"
     survey_from = filtered_source_sql(stable, {s.segment: segments, s.market: markets})
-    answers_sql = (f"SELECT {sid} AS customer_id, {wave} AS wave, {rec} AS recommend, {order} AS answered, "
-                   f"{text_sql(s.segment, st[s.segment])} AS segment, {text_sql(s.market, st[s.market])} AS market "
-                   f"FROM {survey_from} AS t")
+    answers_sql = (
+        f"SELECT {sid} AS customer_id, {wave} AS wave, {rec} AS recommend, {order} AS answered, "
+        f"{text_sql(s.segment, st[s.segment])} AS segment, {text_sql(s.market, st[s.market])} AS market "
+        f"FROM {survey_from} AS t"
+    )
     # the latest answer of the wave (by date; undated answers sort last, as pandas puts NaT last)
-    nps_sql = ("SELECT customer_id, arg_max(recommend, COALESCE(epoch(answered), 'inf'::DOUBLE)) AS recommend "
-               f"FROM answers WHERE wave = {sql_literal(str(nps_wave))} AND recommend IS NOT NULL GROUP BY customer_id"
-               if nps_wave is not None else
-               "SELECT customer_id, arg_max(recommend, COALESCE(epoch(answered), 'inf'::DOUBLE)) AS recommend "
-               "FROM answers WHERE recommend IS NOT NULL GROUP BY customer_id")
+    nps_sql = (
+        "SELECT customer_id, arg_max(recommend, COALESCE(epoch(answered), 'inf'::DOUBLE)) AS recommend "
+        f"FROM answers WHERE wave = {sql_literal(str(nps_wave))} AND recommend IS NOT NULL GROUP BY customer_id"
+        if nps_wave is not None
+        else "SELECT customer_id, arg_max(recommend, COALESCE(epoch(answered), 'inf'::DOUBLE)) AS recommend "
+        "FROM answers WHERE recommend IS NOT NULL GROUP BY customer_id"
+    )
     ctes = [f"cust AS ({customers_sql})", f"answers AS ({answers_sql})", f"nps AS ({nps_sql})"]
     missing_dims = [d for d in ("segment", "market") if not getattr(c, d)]
     if missing_dims:
         # segment / market from the survey: the latest wave each customer answered (waves in natural order)
         with reader.using(stable):
-            waves = [r[0] for r in reader.conn.execute(
-                f"SELECT DISTINCT {wave} FROM {survey_from} AS t WHERE {wave} IS NOT NULL").fetchall()]
+            waves = [
+                r[0]
+                for r in reader.conn.execute(
+                    f"SELECT DISTINCT {wave} FROM {survey_from} AS t WHERE {wave} IS NOT NULL"
+                ).fetchall()
+            ]
         ordered = sorted(waves, key=natural_key)
         ranks = " ".join(f"WHEN {sql_literal(w)} THEN {i}" for i, w in enumerate(ordered))
         rank = f"(CASE wave {ranks} END)" if waves else "0"
-        ctes.append("members AS (SELECT customer_id, "
-                    + ", ".join(f"arg_max({d}, {rank}) AS {d}" for d in missing_dims)
-                    + " FROM answers GROUP BY customer_id)")
+        ctes.append(
+            "members AS (SELECT customer_id, "
+            + ", ".join(f"arg_max({d}, {rank}) AS {d}" for d in missing_dims)
+            + " FROM answers GROUP BY customer_id)"
+        )
         source = "cust JOIN members USING (customer_id)"
     else:
         source = "cust"
     out = ", ".join(CUSTOMER_COLUMNS[:-2])
-    sql = (f"WITH {', '.join(ctes)} SELECT {out}, nps.recommend AS recommend, "
-           f"{nps_class_sql('recommend')} AS nps_class FROM (SELECT * FROM {source}) LEFT JOIN nps USING (customer_id)")
+    sql = (
+        f"WITH {', '.join(ctes)} SELECT {out}, nps.recommend AS recommend, "
+        f"{nps_class_sql('recommend')} AS nps_class FROM (SELECT * FROM {source}) LEFT JOIN nps USING (customer_id)"
+    )
     return sql, checks, ctable, customers_from
 
 
-def customer_relation_from_spec(spec_or_path: DatasetSpec | str | Path, *, segment: Any = None, market: Any = None,
-                                nps_wave: str | None = "1", connection: duckdb.DuckDBPyConnection | None = None,
-                                check: bool = True) -> duckdb.DuckDBPyRelation:
+def customer_relation_from_spec(
+    spec_or_path: DatasetSpec | str | Path,
+    *,
+    segment: Any = None,
+    market: Any = None,
+    nps_wave: str | None = "1",
+    connection: duckdb.DuckDBPyConnection | None = None,
+    check: bool = True,
+) -> duckdb.DuckDBPyRelation:
     """One row per customer, built lazily inside DuckDB from a dataset spec (no pandas frame of customers).
 
     Columns: customer_id, segment, market (text), tenure (months), churn (0/1), margin (monthly; revenue when
@@ -193,8 +227,14 @@ def customer_relation_from_spec(spec_or_path: DatasetSpec | str | Path, *, segme
     return rel
 
 
-def _run_checks(conn: duckdb.DuckDBPyConnection, table: SourceTable, base: str,
-                checks: dict[str, tuple[str, str]], segments: list[str] | None, markets: list[str] | None) -> None:
+def _run_checks(
+    conn: duckdb.DuckDBPyConnection,
+    table: SourceTable,
+    base: str,
+    checks: dict[str, tuple[str, str]],
+    segments: list[str] | None,
+    markets: list[str] | None,
+) -> None:
     """One scan of the customer table counting bad values per column; raise naming column, count, values."""
     aggs = [f"COUNT(*) FILTER (WHERE {cond}) AS {quote(name)}" for name, (cond, _) in checks.items()]
     aggs.append("COUNT(*) AS __rows")
@@ -202,29 +242,47 @@ def _run_checks(conn: duckdb.DuckDBPyConnection, table: SourceTable, base: str,
     problems = []
     for (name, (cond, column)), n in zip(checks.items(), counts[:-1]):
         if n:
-            shown = [r[0] for r in conn.execute(
-                f"SELECT DISTINCT CAST({quote(column)} AS VARCHAR) FROM {base} WHERE {cond} LIMIT 5").fetchall()]
-            problems.append(Problem(table.label, column, f"{n:,} rows with a missing or unreadable {name} "
-                                    f"(e.g. {', '.join('(blank)' if v is None else repr(v) for v in shown)})"))
+            shown = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT DISTINCT CAST({quote(column)} AS VARCHAR) FROM {base} WHERE {cond} LIMIT 5"
+                ).fetchall()
+            ]
+            problems.append(
+                Problem(
+                    table.label,
+                    column,
+                    f"{n:,} rows with a missing or unreadable {name} "
+                    f"(e.g. {', '.join('(blank)' if v is None else repr(v) for v in shown)})",
+                )
+            )
     if problems:
         raise DataValidationError(problems)
     if counts[-1] == 0 and (segments or markets):
         raise ValueError(f"{table.label}: no customers for segment {segments} and market {markets}")
 
 
-def exposure_from_spec(spec_or_path: DatasetSpec | str | Path, *, segment: Any = None, market: Any = None,
-                       nps_wave: str | None = "1", covariates: Sequence[str] = ("nps_class", "segment", "market"),
-                       period_breaks: Sequence[float] | None = None, bins: dict[str, Sequence[float]] | None = None,
-                       known_nps_only: bool = True, connection: duckdb.DuckDBPyConnection | None = None
-                       ) -> ExposureTable:
+def exposure_from_spec(
+    spec_or_path: DatasetSpec | str | Path,
+    *,
+    segment: Any = None,
+    market: Any = None,
+    nps_wave: str | None = "1",
+    covariates: Sequence[str] = ("nps_class", "segment", "market"),
+    period_breaks: Sequence[float] | None = None,
+    bins: dict[str, Sequence[float]] | None = None,
+    known_nps_only: bool = True,
+    connection: duckdb.DuckDBPyConnection | None = None,
+) -> ExposureTable:
     """Exposure table (events and months at risk per period x cell) straight from a dataset spec, in DuckDB.
 
     The customers of :func:`customer_relation_from_spec` (those with an NPS class when ``known_nps_only``,
     as the notebook's models use) are aggregated by :func:`build_exposure_table`; memory and time grow with
     the cells, and only one scan of each source table is needed per aggregate.
     """
-    rel = customer_relation_from_spec(spec_or_path, segment=segment, market=market, nps_wave=nps_wave,
-                                      connection=connection)
+    rel = customer_relation_from_spec(
+        spec_or_path, segment=segment, market=market, nps_wave=nps_wave, connection=connection
+    )
     if known_nps_only:
         rel = rel.filter("nps_class IS NOT NULL")
     return build_exposure_table(rel, covariates=list(covariates), period_breaks=period_breaks, bins=bins)

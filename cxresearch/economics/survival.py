@@ -9,6 +9,7 @@ Zero durations: a customer with tenure 0 joined in the current month and has no 
 parametric likelihoods are undefined at t = 0 and the Kaplan-Meier / Cox fits get no information from
 them. ``zero_duration="error"`` raises instead.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -32,8 +33,9 @@ PARAMETRIC_MODELS = ("weibull", "lognormal", "loglogistic")
 # ---------------------------------------------------------------------------------------------------
 # input checks and design matrices
 # ---------------------------------------------------------------------------------------------------
-def survival_frame(df: pd.DataFrame, *, duration_col: str, event_col: str, columns: Sequence[str] = (),
-                   zero_duration: str = "drop") -> tuple[pd.DataFrame, int]:
+def survival_frame(
+    df: pd.DataFrame, *, duration_col: str, event_col: str, columns: Sequence[str] = (), zero_duration: str = "drop"
+) -> tuple[pd.DataFrame, int]:
     """Checked copy of the columns needed for a survival fit, and the number of zero-duration rows dropped.
 
     Raises naming the column and offending values: missing columns, missing / negative durations,
@@ -49,15 +51,18 @@ def survival_frame(df: pd.DataFrame, *, duration_col: str, event_col: str, colum
     durations = pd.to_numeric(out[duration_col], errors="coerce")
     bad = out.loc[durations.isna() | (durations < 0), duration_col]
     if len(bad):
-        raise ValueError(f"column {duration_col!r}: {len(bad)} missing, non-numeric or negative durations "
-                         f"(e.g. {bad.head(5).tolist()})")
+        raise ValueError(
+            f"column {duration_col!r}: {len(bad)} missing, non-numeric or negative durations "
+            f"(e.g. {bad.head(5).tolist()})"
+        )
     events = out[event_col]
     if events.dtype == bool:
         events = events.astype("int64")
     ok = events.isin([0, 1]) & events.notna()
     if not ok.all():
-        raise ValueError(f"column {event_col!r} must be 0/1 (or bool): found "
-                         f"{sorted(map(str, events[~ok].unique().tolist()))[:5]}")
+        raise ValueError(
+            f"column {event_col!r} must be 0/1 (or bool): found {sorted(map(str, events[~ok].unique().tolist()))[:5]}"
+        )
     out[duration_col] = durations.astype("float64")
     out[event_col] = events.astype("int64")
     for c in columns:
@@ -66,8 +71,10 @@ def survival_frame(df: pd.DataFrame, *, duration_col: str, event_col: str, colum
             raise ValueError(f"covariate column {c!r} has {n_missing} missing values; drop or impute them first")
     zero = out[duration_col] == 0
     if zero.any() and zero_duration == "error":
-        raise ValueError(f"column {duration_col!r}: {int(zero.sum())} rows with duration 0 "
-                         f"(no time at risk); pass zero_duration='drop' to leave them out")
+        raise ValueError(
+            f"column {duration_col!r}: {int(zero.sum())} rows with duration 0 "
+            f"(no time at risk); pass zero_duration='drop' to leave them out"
+        )
     return out.loc[~zero].copy(), int(zero.sum())
 
 
@@ -102,8 +109,10 @@ class Design:
         rows = []
         for c in self.covariates:
             if c in self.levels:
-                rows += [{"term": f"{c}={lv}", "covariate": c, "level": lv, "reference": self.levels[c][0]}
-                         for lv in self.levels[c][1:]]
+                rows += [
+                    {"term": f"{c}={lv}", "covariate": c, "level": lv, "reference": self.levels[c][0]}
+                    for lv in self.levels[c][1:]
+                ]
             else:
                 rows.append({"term": c, "covariate": c, "level": None, "reference": None})
         return pd.DataFrame(rows, columns=["term", "covariate", "level", "reference"])
@@ -119,8 +128,7 @@ class Design:
                 values = frame[c].astype(str)
                 unknown = sorted(set(values.unique()) - set(self.levels[c]))
                 if unknown:
-                    raise ValueError(f"column {c!r}: levels {unknown[:5]} were not in the fitted data "
-                                     f"{self.levels[c]}")
+                    raise ValueError(f"column {c!r}: levels {unknown[:5]} were not in the fitted data {self.levels[c]}")
                 for lv in self.levels[c][1:]:
                     out[f"{c}={lv}"] = (values == lv).astype("float64")
             else:
@@ -128,8 +136,7 @@ class Design:
         return out
 
 
-def make_design(frame: pd.DataFrame, covariates: Sequence[str],
-                reference: Mapping[str, str] | None = None) -> Design:
+def make_design(frame: pd.DataFrame, covariates: Sequence[str], reference: Mapping[str, str] | None = None) -> Design:
     """Design for ``covariates``: text / categorical / bool columns become dummies against ``reference``.
 
     The default reference is the first level (categorical order, else sorted). ``reference`` names a level
@@ -186,8 +193,15 @@ def _fit_quietly(fit: Any) -> list[str]:
     return [str(w.message).strip().splitlines()[0] for w in caught if issubclass(w.category, ConvergenceWarning)]
 
 
-def _ml_diagnostics(method: str, params: np.ndarray, variance: np.ndarray, convergence_warnings: Sequence[str],
-                    n: int, events: int, **extra: Any) -> Diagnostics:
+def _ml_diagnostics(
+    method: str,
+    params: np.ndarray,
+    variance: np.ndarray,
+    convergence_warnings: Sequence[str],
+    n: int,
+    events: int,
+    **extra: Any,
+) -> Diagnostics:
     """Verdict on a maximum-likelihood fit: passed when the optimiser converged (no ConvergenceWarning)
     and every coefficient and standard error is finite (a singular information matrix gives inf / NaN)."""
     reasons = [f"lifelines: {m}" for m in convergence_warnings]
@@ -196,10 +210,16 @@ def _ml_diagnostics(method: str, params: np.ndarray, variance: np.ndarray, conve
         reasons.append(f"{bad} coefficient(s) are not finite: the likelihood has no maximum (separation?)")
     se = np.sqrt(np.diag(np.atleast_2d(variance))) if np.size(variance) else np.array([])
     if se.size and not np.isfinite(se).all():
-        reasons.append("some standard errors are not finite: the information matrix is singular "
-                       "(collinear covariates or a level without events)")
-    return Diagnostics(passed=not reasons, method=method, reasons=tuple(reasons),
-                       extra={"n": int(n), "events": int(events), "converged": not convergence_warnings, **extra})
+        reasons.append(
+            "some standard errors are not finite: the information matrix is singular "
+            "(collinear covariates or a level without events)"
+        )
+    return Diagnostics(
+        passed=not reasons,
+        method=method,
+        reasons=tuple(reasons),
+        extra={"n": int(n), "events": int(events), "converged": not convergence_warnings, **extra},
+    )
 
 
 class _LifelinesModel(FittedModel):
@@ -216,8 +236,12 @@ class _LifelinesModel(FittedModel):
     def _load_state(cls, folder: Path, meta: Mapping[str, Any]) -> Any:
         with open(folder / "state.pkl", "rb") as handle:
             state = pickle.load(handle)  # noqa: S301 (a folder this class wrote; see the class docstring)
-        return cls(**state, model_config=dict(meta["model_config"]), sampler_config=dict(meta["sampler_config"]),
-                   data_hash=meta.get("data_hash"))
+        return cls(
+            **state,
+            model_config=dict(meta["model_config"]),
+            sampler_config=dict(meta["sampler_config"]),
+            data_hash=meta.get("data_hash"),
+        )
 
 
 def _times(times: Any, t_max: float) -> np.ndarray:
@@ -269,8 +293,10 @@ class KaplanMeierResult(_LifelinesModel):
 
         if abs(check_level(level) - self.level) < 1e-15:
             return self.fitters
-        return {name: KaplanMeierFitter(alpha=1 - level, label=name).fit(kmf.durations, kmf.event_observed)
-                for name, kmf in self.fitters.items()}
+        return {
+            name: KaplanMeierFitter(alpha=1 - level, label=name).fit(kmf.durations, kmf.event_observed)
+            for name, kmf in self.fitters.items()
+        }
 
     def summary(self, level: float = DEFAULT_LEVEL, times: Sequence[float] | None = None) -> pd.DataFrame:
         """Survival at ``times`` (default: the at-risk table's times after 0) and the median per group,
@@ -278,8 +304,11 @@ class KaplanMeierResult(_LifelinesModel):
         from lifelines.utils import median_survival_times
 
         level = check_level(level)
-        times = [float(t) for t in (times if times is not None else
-                                    [float(c) for c in self.at_risk.columns if c != "group"]) if float(t) > 0]
+        times = [
+            float(t)
+            for t in (times if times is not None else [float(c) for c in self.at_risk.columns if c != "group"])
+            if float(t) > 0
+        ]
         rows = {}
         for name, kmf in self._refit(level).items():
             table = kmf.event_table
@@ -293,13 +322,22 @@ class KaplanMeierResult(_LifelinesModel):
                 upto = table.index <= t
                 g = float(greenwood[upto].iloc[-1]) if upto.any() else 0.0
                 bounds = ci[ci.index <= t]
-                low, high = (bounds.iloc[-1].to_numpy(dtype=float) if len(bounds) else (1.0, 1.0))
-                rows[f"survival[{name}@{t:g}]"] = {"mean": s, "sd": s * np.sqrt(g) if np.isfinite(g) else np.nan,
-                                                   "low": float(low), "high": float(high), "scale": "survival"}
+                low, high = bounds.iloc[-1].to_numpy(dtype=float) if len(bounds) else (1.0, 1.0)
+                rows[f"survival[{name}@{t:g}]"] = {
+                    "mean": s,
+                    "sd": s * np.sqrt(g) if np.isfinite(g) else np.nan,
+                    "low": float(low),
+                    "high": float(high),
+                    "scale": "survival",
+                }
             med = median_survival_times(kmf.confidence_interval_survival_function_)
-            rows[f"median[{name}]"] = {"mean": float(kmf.median_survival_time_), "sd": np.nan,
-                                       "low": float(med.iloc[0, 0]), "high": float(med.iloc[0, 1]),
-                                       "scale": "duration"}
+            rows[f"median[{name}]"] = {
+                "mean": float(kmf.median_survival_time_),
+                "sd": np.nan,
+                "low": float(med.iloc[0, 0]),
+                "high": float(med.iloc[0, 1]),
+                "scale": "duration",
+            }
         frame = pd.DataFrame.from_dict(rows, orient="index")
         frame.index.name = "quantity"
         frame.attrs["scale"] = "survival share (survival rows) and duration (median rows)"
@@ -316,13 +354,15 @@ class KaplanMeierResult(_LifelinesModel):
             groups = np.array(["all"] * len(new_customers))
         else:
             if self.by not in new_customers.columns:
-                raise KeyError(f"new_customers lacks the group column {self.by!r}; "
-                               f"it has {list(new_customers.columns)}")
+                raise KeyError(
+                    f"new_customers lacks the group column {self.by!r}; it has {list(new_customers.columns)}"
+                )
             groups = new_customers[self.by].astype(str).to_numpy()
         unknown = sorted(set(groups) - set(self.fitters))
         if unknown:
-            raise ValueError(f"column {self.by!r}: groups {unknown[:5]} were not in the fitted data "
-                             f"{list(self.fitters)}")
+            raise ValueError(
+                f"column {self.by!r}: groups {unknown[:5]} were not in the fitted data {list(self.fitters)}"
+            )
         customers = _customer_index(new_customers)
         if kind == "median":
             values = np.array([float(self.fitters[g].median_survival_time_) for g in groups])
@@ -333,16 +373,23 @@ class KaplanMeierResult(_LifelinesModel):
         if kind == "cumulative_hazard":
             with np.errstate(divide="ignore"):
                 values = -np.log(values)
-        return xr.DataArray(values, dims=("customer", "time"), coords={"customer": customers, "time": times},
-                            name=kind)
+        return xr.DataArray(values, dims=("customer", "time"), coords={"customer": customers, "time": times}, name=kind)
 
     def diagnostics(self) -> Diagnostics:
         """Nothing to converge: the Kaplan-Meier estimator is closed form (nonparametric)."""
-        return exact("Kaplan-Meier (lifelines, nonparametric: closed form)",
-                     n=int(self.medians["n"].sum()), events=int(self.medians["events"].sum()))
+        return exact(
+            "Kaplan-Meier (lifelines, nonparametric: closed form)",
+            n=int(self.medians["n"].sum()),
+            events=int(self.medians["events"].sum()),
+        )
 
-    def plot_survival(self, ax: Any = None, colors: Mapping[str, str] | None = None, at_risk_counts: bool = True,
-                      title: str | None = None) -> Any:
+    def plot_survival(
+        self,
+        ax: Any = None,
+        colors: Mapping[str, str] | None = None,
+        at_risk_counts: bool = True,
+        title: str | None = None,
+    ) -> Any:
         """Step curves with interval bands; at-risk counts under the axis (lifelines' table). Returns the Axes."""
         import matplotlib.pyplot as plt
 
@@ -360,8 +407,7 @@ class KaplanMeierResult(_LifelinesModel):
         ax.set_title(title or (f"Survival by {self.by}" if self.by else "Survival"))
         if self.logrank.get("p_value") is not None:
             p_text = "< 1e-16" if self.logrank["p_value"] < 1e-16 else f"= {self.logrank['p_value']:.2g}"
-            ax.text(0.99, 0.02, f"log-rank p {p_text}", transform=ax.transAxes,
-                    ha="right", va="bottom", fontsize=9)
+            ax.text(0.99, 0.02, f"log-rank p {p_text}", transform=ax.transAxes, ha="right", va="bottom", fontsize=9)
         if at_risk_counts:
             from lifelines.plotting import add_at_risk_counts
 
@@ -375,9 +421,16 @@ class KaplanMeierResult(_LifelinesModel):
     plot = plot_survival  # the older name
 
 
-def kaplan_meier(df: pd.DataFrame, *, by: str | None = None, duration_col: str = "tenure",
-                 event_col: str = "churn", at_times: Sequence[float] | None = None, level: float = DEFAULT_LEVEL,
-                 zero_duration: str = "drop") -> KaplanMeierResult:
+def kaplan_meier(
+    df: pd.DataFrame,
+    *,
+    by: str | None = None,
+    duration_col: str = "tenure",
+    event_col: str = "churn",
+    at_times: Sequence[float] | None = None,
+    level: float = DEFAULT_LEVEL,
+    zero_duration: str = "drop",
+) -> KaplanMeierResult:
     """Kaplan-Meier survival per level of ``by`` (or overall), with a multivariate log-rank test.
 
     ``at_times`` (default: 0, 12, 24, ... up to the largest duration) sets the columns of the at-risk table.
@@ -401,8 +454,11 @@ def kaplan_meier(df: pd.DataFrame, *, by: str | None = None, duration_col: str =
         order = ["all"]
     else:
         groups = df.loc[data.index, by].astype(str)
-        order = ([str(c) for c in df[by].cat.categories if str(c) in set(groups)]
-                 if isinstance(df[by].dtype, pd.CategoricalDtype) else sorted(groups.unique()))
+        order = (
+            [str(c) for c in df[by].cat.categories if str(c) in set(groups)]
+            if isinstance(df[by].dtype, pd.CategoricalDtype)
+            else sorted(groups.unique())
+        )
     t_max = float(data[duration_col].max())
     times = list(at_times) if at_times is not None else list(np.arange(0, t_max + 1e-9, 12.0))
     curves, medians, risk_rows, fitters = [], [], [], {}
@@ -414,28 +470,58 @@ def kaplan_meier(df: pd.DataFrame, *, by: str | None = None, duration_col: str =
         sf = kmf.survival_function_.iloc[:, 0]
         ci = kmf.confidence_interval_survival_function_
         table = kmf.event_table
-        curves.append(pd.DataFrame({
-            "group": name, "time": sf.index.to_numpy(dtype=float), "survival": sf.to_numpy(),
-            "low": ci.iloc[:, 0].to_numpy(), "high": ci.iloc[:, 1].to_numpy(),
-            "at_risk": table["at_risk"].reindex(sf.index).to_numpy(),
-            "events": table["observed"].reindex(sf.index).to_numpy()}))
+        curves.append(
+            pd.DataFrame(
+                {
+                    "group": name,
+                    "time": sf.index.to_numpy(dtype=float),
+                    "survival": sf.to_numpy(),
+                    "low": ci.iloc[:, 0].to_numpy(),
+                    "high": ci.iloc[:, 1].to_numpy(),
+                    "at_risk": table["at_risk"].reindex(sf.index).to_numpy(),
+                    "events": table["observed"].reindex(sf.index).to_numpy(),
+                }
+            )
+        )
         med_ci = median_survival_times(kmf.confidence_interval_survival_function_)
-        medians.append({"group": name, "n": int(mask.sum()), "events": int(data.loc[mask, event_col].sum()),
-                        "median": float(kmf.median_survival_time_),
-                        "low": float(med_ci.iloc[0, 0]), "high": float(med_ci.iloc[0, 1])})
+        medians.append(
+            {
+                "group": name,
+                "n": int(mask.sum()),
+                "events": int(data.loc[mask, event_col].sum()),
+                "median": float(kmf.median_survival_time_),
+                "low": float(med_ci.iloc[0, 0]),
+                "high": float(med_ci.iloc[0, 1]),
+            }
+        )
         d = data.loc[mask, duration_col].to_numpy()
         risk_rows.append({"group": name, **{f"{t:g}": int((d >= t).sum()) for t in times}})
-    logrank: dict[str, Any] = {"test": "multivariate log-rank", "test_statistic": None,
-                               "degrees_of_freedom": None, "p_value": None}
+    logrank: dict[str, Any] = {
+        "test": "multivariate log-rank",
+        "test_statistic": None,
+        "degrees_of_freedom": None,
+        "p_value": None,
+    }
     if len(order) > 1:
         res = multivariate_logrank_test(data[duration_col], groups, data[event_col])
-        logrank.update(test_statistic=float(res.test_statistic), degrees_of_freedom=int(res.degrees_of_freedom),
-                       p_value=float(res.p_value))
+        logrank.update(
+            test_statistic=float(res.test_statistic),
+            degrees_of_freedom=int(res.degrees_of_freedom),
+            p_value=float(res.p_value),
+        )
     config = {"by": by, "duration_col": duration_col, "event_col": event_col, "zero_duration": zero_duration}
-    return KaplanMeierResult(curves=pd.concat(curves, ignore_index=True), at_risk=pd.DataFrame(risk_rows),
-                             medians=pd.DataFrame(medians), logrank=logrank, by=by, level=level,
-                             n_dropped_zero=n_zero, fitters=fitters, model_config=config,
-                             data_hash=frame_hash(data.assign(_group=groups.to_numpy())))
+    return KaplanMeierResult(
+        curves=pd.concat(curves, ignore_index=True),
+        at_risk=pd.DataFrame(risk_rows),
+        medians=pd.DataFrame(medians),
+        logrank=logrank,
+        by=by,
+        level=level,
+        n_dropped_zero=n_zero,
+        fitters=fitters,
+        model_config=config,
+        data_hash=frame_hash(data.assign(_group=groups.to_numpy())),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -486,17 +572,20 @@ class CoxResult(_LifelinesModel):
         if key not in row.index:
             raise KeyError(f"no term {term!r}; terms are {list(self.fitter.params_.index)}")
         r = row.loc[key]
-        return {"mean": float(r["hazard_ratio"]), "interval": [float(r["hazard_ratio_low"]),
-                                                                 float(r["hazard_ratio_high"])]}
+        return {
+            "mean": float(r["hazard_ratio"]),
+            "interval": [float(r["hazard_ratio_low"]), float(r["hazard_ratio_high"])],
+        }
 
     def summary(self, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
         """Log hazard ratios ``mean, sd, low, high`` at ``level`` (Wald, as lifelines), hazard ratios, p."""
         z = _z(level)
         coef = self.fitter.params_.to_numpy(dtype=float)
         se = self.fitter.standard_errors_.to_numpy(dtype=float)
-        frame = pd.DataFrame({"mean": coef, "sd": se, "low": coef - z * se, "high": coef + z * se},
-                             index=pd.Index([f"log_hazard_ratio[{t}]" for t in self.fitter.params_.index],
-                                            name="quantity"))
+        frame = pd.DataFrame(
+            {"mean": coef, "sd": se, "low": coef - z * se, "high": coef + z * se},
+            index=pd.Index([f"log_hazard_ratio[{t}]" for t in self.fitter.params_.index], name="quantity"),
+        )
         frame["hazard_ratio"] = np.exp(frame["mean"])
         frame["hazard_ratio_low"] = np.exp(frame["low"])
         frame["hazard_ratio_high"] = np.exp(frame["high"])
@@ -526,33 +615,46 @@ class CoxResult(_LifelinesModel):
         customers = _customer_index(new_customers)
         if kind in ("median", "partial_hazard"):
             out = self.fitter.predict_median(X) if kind == "median" else self.fitter.predict_partial_hazard(X)
-            return xr.DataArray(np.asarray(out, dtype=float).ravel(), dims=("customer",),
-                                coords={"customer": customers}, name=kind)
+            return xr.DataArray(
+                np.asarray(out, dtype=float).ravel(), dims=("customer",), coords={"customer": customers}, name=kind
+            )
         times = _times(times, self.max_observed_tenure)
-        method = (self.fitter.predict_survival_function if kind == "survival"
-                  else self.fitter.predict_cumulative_hazard)
+        method = self.fitter.predict_survival_function if kind == "survival" else self.fitter.predict_cumulative_hazard
         values = method(X, times=times).to_numpy(dtype=float).T  # lifelines: (time, customer)
-        return xr.DataArray(values, dims=("customer", "time"), coords={"customer": customers, "time": times},
-                            name=kind)
+        return xr.DataArray(values, dims=("customer", "time"), coords={"customer": customers, "time": times}, name=kind)
 
     def diagnostics(self) -> Diagnostics:
         """Converged and finite (maximum partial likelihood); the proportional-hazards test is reported as
         the extra ``proportional_hazards`` (it qualifies the reading of a ratio, it does not fail the fit)."""
-        ph = {"ok": self.ph_ok, "tested": bool(len(self.ph_test)),
-              "violated": self.ph_test.loc[self.ph_test["violated"], "term"].tolist(),
-              "p_threshold": self.model_config.get("ph_p_threshold")}
-        return _ml_diagnostics("maximum partial likelihood (lifelines CoxPHFitter)",
-                               self.fitter.params_.to_numpy(dtype=float),
-                               self.fitter.variance_matrix_.to_numpy(dtype=float), self.convergence_warnings,
-                               self.n, self.events, proportional_hazards=ph,
-                               concordance=float(self.concordance))
+        ph = {
+            "ok": self.ph_ok,
+            "tested": bool(len(self.ph_test)),
+            "violated": self.ph_test.loc[self.ph_test["violated"], "term"].tolist(),
+            "p_threshold": self.model_config.get("ph_p_threshold"),
+        }
+        return _ml_diagnostics(
+            "maximum partial likelihood (lifelines CoxPHFitter)",
+            self.fitter.params_.to_numpy(dtype=float),
+            self.fitter.variance_matrix_.to_numpy(dtype=float),
+            self.convergence_warnings,
+            self.n,
+            self.events,
+            proportional_hazards=ph,
+            concordance=float(self.concordance),
+        )
 
     def plot_hazard_ratios(self, level: float = DEFAULT_LEVEL, ax: Any = None, title: str | None = None) -> Any:
         """Hazard ratios with ``level`` intervals on a log axis (1 = no difference). Returns the Axes."""
         table = self.summary(level)
-        return _plot_ratios([t.removeprefix("log_hazard_ratio[").removesuffix("]") for t in table.index],
-                            table["hazard_ratio"], table["hazard_ratio_low"], table["hazard_ratio_high"], ax,
-                            title or "Cox model hazard ratios", "Hazard ratio (log scale): above 1 = leaves sooner")
+        return _plot_ratios(
+            [t.removeprefix("log_hazard_ratio[").removesuffix("]") for t in table.index],
+            table["hazard_ratio"],
+            table["hazard_ratio_low"],
+            table["hazard_ratio_high"],
+            ax,
+            title or "Cox model hazard ratios",
+            "Hazard ratio (log scale): above 1 = leaves sooner",
+        )
 
 
 def _plot_ratios(labels: Sequence[str], mean: Any, low: Any, high: Any, ax: Any, title: str, xlabel: str) -> Any:
@@ -573,10 +675,20 @@ def _plot_ratios(labels: Sequence[str], mean: Any, low: Any, high: Any, ax: Any,
     return ax
 
 
-def fit_cox(df: pd.DataFrame, *, covariates: Sequence[str], duration_col: str = "tenure",
-            event_col: str = "churn", reference: Mapping[str, str] | None = None,
-            strata: Sequence[str] | None = None, penalizer: float = 0.0, level: float = DEFAULT_LEVEL,
-            ph_p_threshold: float = 0.01, check_ph: bool = True, zero_duration: str = "drop") -> CoxResult:
+def fit_cox(
+    df: pd.DataFrame,
+    *,
+    covariates: Sequence[str],
+    duration_col: str = "tenure",
+    event_col: str = "churn",
+    reference: Mapping[str, str] | None = None,
+    strata: Sequence[str] | None = None,
+    penalizer: float = 0.0,
+    level: float = DEFAULT_LEVEL,
+    ph_p_threshold: float = 0.01,
+    check_ph: bool = True,
+    zero_duration: str = "drop",
+) -> CoxResult:
     """Cox proportional-hazards model on CX covariates, with lifelines' proportional-hazard test.
 
     Categorical covariates are dummy-coded against ``reference`` (e.g. ``{"nps_class": "promoter"}``);
@@ -590,8 +702,9 @@ def fit_cox(df: pd.DataFrame, *, covariates: Sequence[str], duration_col: str = 
 
     level = check_level(level)
     strata = list(strata or [])
-    data, n_zero = survival_frame(df, duration_col=duration_col, event_col=event_col,
-                                  columns=[*covariates, *strata], zero_duration=zero_duration)
+    data, n_zero = survival_frame(
+        df, duration_col=duration_col, event_col=event_col, columns=[*covariates, *strata], zero_duration=zero_duration
+    )
     design = make_design(data, covariates, reference)
     X = design.transform(data)
     X[duration_col] = data[duration_col]
@@ -599,42 +712,79 @@ def fit_cox(df: pd.DataFrame, *, covariates: Sequence[str], duration_col: str = 
     for s in strata:
         X[s] = data[s].astype(str)
     cph = CoxPHFitter(alpha=1 - level, penalizer=penalizer)
-    convergence = _fit_quietly(lambda: cph.fit(X, duration_col=duration_col, event_col=event_col,
-                                               strata=strata or None))
+    convergence = _fit_quietly(
+        lambda: cph.fit(X, duration_col=duration_col, event_col=event_col, strata=strata or None)
+    )
     ci = cph.confidence_intervals_
     info = design.term_info().set_index("term")
-    hr = pd.DataFrame({
-        "term": cph.params_.index, "covariate": info.loc[cph.params_.index, "covariate"].to_numpy(),
-        "level": info.loc[cph.params_.index, "level"].to_numpy(),
-        "reference": info.loc[cph.params_.index, "reference"].to_numpy(),
-        "coef": cph.params_.to_numpy(), "se": cph.standard_errors_.to_numpy(),
-        "hr": np.exp(cph.params_.to_numpy()), "low": np.exp(ci.iloc[:, 0].to_numpy()),
-        "high": np.exp(ci.iloc[:, 1].to_numpy()), "p": cph.summary["p"].to_numpy()})
+    hr = pd.DataFrame(
+        {
+            "term": cph.params_.index,
+            "covariate": info.loc[cph.params_.index, "covariate"].to_numpy(),
+            "level": info.loc[cph.params_.index, "level"].to_numpy(),
+            "reference": info.loc[cph.params_.index, "reference"].to_numpy(),
+            "coef": cph.params_.to_numpy(),
+            "se": cph.standard_errors_.to_numpy(),
+            "hr": np.exp(cph.params_.to_numpy()),
+            "low": np.exp(ci.iloc[:, 0].to_numpy()),
+            "high": np.exp(ci.iloc[:, 1].to_numpy()),
+            "p": cph.summary["p"].to_numpy(),
+        }
+    )
     hr.attrs["level"] = level
     if check_ph:
         ph = proportional_hazard_test(cph, X, time_transform="rank").summary
-        ph_table = pd.DataFrame({"term": ph.index.to_numpy(), "test_statistic": ph["test_statistic"].to_numpy(),
-                                 "p": ph["p"].to_numpy()})
+        ph_table = pd.DataFrame(
+            {"term": ph.index.to_numpy(), "test_statistic": ph["test_statistic"].to_numpy(), "p": ph["p"].to_numpy()}
+        )
         ph_table["violated"] = ph_table["p"] < ph_p_threshold
     else:
-        ph_table = pd.DataFrame({"term": pd.Series(dtype=str), "test_statistic": pd.Series(dtype=float),
-                                 "p": pd.Series(dtype=float), "violated": pd.Series(dtype=bool)})
-    config = {"covariates": list(covariates), "reference": design.reference, "strata": strata,
-              "penalizer": float(penalizer), "duration_col": duration_col, "event_col": event_col,
-              "zero_duration": zero_duration, "check_ph": bool(check_ph), "ph_p_threshold": float(ph_p_threshold)}
-    return CoxResult(hazard_ratios=hr, ph_test=ph_table, design=design,
-                     concordance=float(cph.concordance_index_), n=len(X), events=int(X[event_col].sum()),
-                     n_dropped_zero=n_zero, level=level, fitter=cph, data=X, strata=strata,
-                     convergence_warnings=convergence, model_config=config,
-                     sampler_config={"estimator": "maximum partial likelihood (Efron ties)"}, data_hash=frame_hash(X))
+        ph_table = pd.DataFrame(
+            {
+                "term": pd.Series(dtype=str),
+                "test_statistic": pd.Series(dtype=float),
+                "p": pd.Series(dtype=float),
+                "violated": pd.Series(dtype=bool),
+            }
+        )
+    config = {
+        "covariates": list(covariates),
+        "reference": design.reference,
+        "strata": strata,
+        "penalizer": float(penalizer),
+        "duration_col": duration_col,
+        "event_col": event_col,
+        "zero_duration": zero_duration,
+        "check_ph": bool(check_ph),
+        "ph_p_threshold": float(ph_p_threshold),
+    }
+    return CoxResult(
+        hazard_ratios=hr,
+        ph_test=ph_table,
+        design=design,
+        concordance=float(cph.concordance_index_),
+        n=len(X),
+        events=int(X[event_col].sum()),
+        n_dropped_zero=n_zero,
+        level=level,
+        fitter=cph,
+        data=X,
+        strata=strata,
+        convergence_warnings=convergence,
+        model_config=config,
+        sampler_config={"estimator": "maximum partial likelihood (Efron ties)"},
+        data_hash=frame_hash(X),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
 # parametric AFT models (for extrapolation and CLV with parameter uncertainty)
 # ---------------------------------------------------------------------------------------------------
-_FITTERS = {"weibull": ("WeibullAFTFitter", "lambda_", "rho_"),
-            "lognormal": ("LogNormalAFTFitter", "mu_", "sigma_"),
-            "loglogistic": ("LogLogisticAFTFitter", "alpha_", "beta_")}
+_FITTERS = {
+    "weibull": ("WeibullAFTFitter", "lambda_", "rho_"),
+    "lognormal": ("LogNormalAFTFitter", "mu_", "sigma_"),
+    "loglogistic": ("LogLogisticAFTFitter", "alpha_", "beta_"),
+}
 
 
 def _aft_cumulative_hazard(name: str, location: np.ndarray, log_shape: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -704,8 +854,7 @@ class ParametricSurvivalModel(_LifelinesModel):
         first, second = _FITTERS[self.name][1], _FITTERS[self.name][2]
         loc_mask = index.get_level_values(0) == first
         loc_terms = index[loc_mask].get_level_values(1)
-        shape_pos = np.flatnonzero((index.get_level_values(0) == second)
-                                   & (index.get_level_values(1) == "Intercept"))
+        shape_pos = np.flatnonzero((index.get_level_values(0) == second) & (index.get_level_values(1) == "Intercept"))
         coef_idx = np.array([list(index).index((first, term)) for term in self.design.columns], dtype=int)
         intercept_idx = list(index).index((first, "Intercept"))
         if len(loc_terms) != len(self.design.columns) + 1 or len(shape_pos) != 1:
@@ -727,8 +876,9 @@ class ParametricSurvivalModel(_LifelinesModel):
 
     def _cumhaz(self, params: np.ndarray, profile: pd.DataFrame, times: np.ndarray) -> np.ndarray:
         location, log_shape = self._location(params, profile)
-        return _aft_cumulative_hazard(self.name, location[:, :, None], log_shape[:, None, None],
-                                      np.asarray(times)[None])
+        return _aft_cumulative_hazard(
+            self.name, location[:, :, None], log_shape[:, None, None], np.asarray(times)[None]
+        )
 
     def cumulative_hazard(self, profile: pd.DataFrame, times: np.ndarray) -> np.ndarray:
         """Cumulative hazard at the point estimate: (n_rows, n_times) for ``times`` of shape (n_rows, n_times)."""
@@ -745,17 +895,22 @@ class ParametricSurvivalModel(_LifelinesModel):
         coef = self.fitter.params_.to_numpy(dtype=float)
         se = self.fitter.standard_errors_.to_numpy(dtype=float)
         names = [f"coef[{p}:{t}]" for p, t in self.fitter.params_.index]
-        frame = pd.DataFrame({"mean": coef, "sd": se, "low": coef - z * se, "high": coef + z * se},
-                             index=pd.Index(names, name="quantity"))
+        frame = pd.DataFrame(
+            {"mean": coef, "sd": se, "low": coef - z * se, "high": coef + z * se},
+            index=pd.Index(names, name="quantity"),
+        )
         frame["exp_mean"] = np.exp(coef)
         frame["p"] = self.fitter.summary["p"].to_numpy()
-        frame.attrs["scale"] = (f"lifelines {self.name} AFT parameters ({_FITTERS[self.name][1]} terms: log time "
-                                f"ratio; {_FITTERS[self.name][2]}: log shape)")
+        frame.attrs["scale"] = (
+            f"lifelines {self.name} AFT parameters ({_FITTERS[self.name][1]} terms: log time "
+            f"ratio; {_FITTERS[self.name][2]}: log shape)"
+        )
         return standard_summary(frame, level)
 
-    def predict(self, new_customers: pd.DataFrame, kind: str = "survival", times: Any = None,
-                draws: bool = False) -> Any:
-        """"survival" / "cumulative_hazard" at ``times`` (dims customer, time) or "median" (dims customer),
+    def predict(
+        self, new_customers: pd.DataFrame, kind: str = "survival", times: Any = None, draws: bool = False
+    ) -> Any:
+        """ "survival" / "cumulative_hazard" at ``times`` (dims customer, time) or "median" (dims customer),
         at the point estimate; ``draws=True`` adds a leading ``sample`` dim from the asymptotic normal."""
         import xarray as xr
 
@@ -781,11 +936,16 @@ class ParametricSurvivalModel(_LifelinesModel):
 
     def diagnostics(self) -> Diagnostics:
         """Converged and finite (maximum likelihood), with the AIC ranking of the candidates as an extra."""
-        return _ml_diagnostics(f"maximum likelihood (lifelines {_FITTERS[self.name][0]})",
-                               self.fitter.params_.to_numpy(dtype=float),
-                               self.fitter.variance_matrix_.to_numpy(dtype=float), self.convergence_warnings,
-                               self.n, self.events, chosen=self.name,
-                               delta_aic={str(r.model): float(r.delta_aic) for r in self.aic_table.itertuples()})
+        return _ml_diagnostics(
+            f"maximum likelihood (lifelines {_FITTERS[self.name][0]})",
+            self.fitter.params_.to_numpy(dtype=float),
+            self.fitter.variance_matrix_.to_numpy(dtype=float),
+            self.convergence_warnings,
+            self.n,
+            self.events,
+            chosen=self.name,
+            delta_aic={str(r.model): float(r.delta_aic) for r in self.aic_table.itertuples()},
+        )
 
     def coefficients(self, level: float | None = None) -> pd.DataFrame:
         """Time ratios exp(coef) of the location parameter with ``level`` intervals (> 1 = longer lifetimes)."""
@@ -794,15 +954,23 @@ class ParametricSurvivalModel(_LifelinesModel):
         table = self.summary(level)
         rows = table[[q.startswith(f"coef[{first}:") for q in table.index]]
         terms = [q.removeprefix(f"coef[{first}:").removesuffix("]") for q in rows.index]
-        out = pd.DataFrame({"term": terms, "coef": rows["mean"].to_numpy(), "time_ratio": np.exp(rows["mean"]),
-                            "low": np.exp(rows["low"]).to_numpy(), "high": np.exp(rows["high"]).to_numpy(),
-                            "p": rows["p"].to_numpy()})
+        out = pd.DataFrame(
+            {
+                "term": terms,
+                "coef": rows["mean"].to_numpy(),
+                "time_ratio": np.exp(rows["mean"]),
+                "low": np.exp(rows["low"]).to_numpy(),
+                "high": np.exp(rows["high"]).to_numpy(),
+                "p": rows["p"].to_numpy(),
+            }
+        )
         out = out[out["term"] != "Intercept"].reset_index(drop=True)
         out.attrs["level"] = level
         return out
 
-    def plot_survival(self, new_customers: pd.DataFrame, times: Any = None, level: float = DEFAULT_LEVEL,
-                      ax: Any = None) -> Any:
+    def plot_survival(
+        self, new_customers: pd.DataFrame, times: Any = None, level: float = DEFAULT_LEVEL, ax: Any = None
+    ) -> Any:
         """Survival of each row of ``new_customers`` (point estimate) with a ``level`` band from the parameter
         draws; dashed beyond the longest observed duration. Returns the Axes."""
         import matplotlib.pyplot as plt
@@ -811,8 +979,10 @@ class ParametricSurvivalModel(_LifelinesModel):
 
         if ax is None:
             _, ax = plt.subplots()
-        times = _times(times if times is not None else np.linspace(0, 1.5 * self.max_observed_tenure, 200),
-                       self.max_observed_tenure)
+        times = _times(
+            times if times is not None else np.linspace(0, 1.5 * self.max_observed_tenure, 200),
+            self.max_observed_tenure,
+        )
         point = self.predict(new_customers, "survival", times)
         band = self.predict(new_customers, "survival", times, draws=True).values
         low, high = interval(band, level, axis=0)
@@ -829,10 +999,19 @@ class ParametricSurvivalModel(_LifelinesModel):
         return ax
 
 
-def fit_parametric(df: pd.DataFrame, *, covariates: Sequence[str] = (), duration_col: str = "tenure",
-                   event_col: str = "churn", models: Sequence[str] = PARAMETRIC_MODELS,
-                   reference: Mapping[str, str] | None = None, level: float = DEFAULT_LEVEL,
-                   zero_duration: str = "drop", n_draws: int = 2000, seed: int = 1) -> ParametricSurvivalModel:
+def fit_parametric(
+    df: pd.DataFrame,
+    *,
+    covariates: Sequence[str] = (),
+    duration_col: str = "tenure",
+    event_col: str = "churn",
+    models: Sequence[str] = PARAMETRIC_MODELS,
+    reference: Mapping[str, str] | None = None,
+    level: float = DEFAULT_LEVEL,
+    zero_duration: str = "drop",
+    n_draws: int = 2000,
+    seed: int = 1,
+) -> ParametricSurvivalModel:
     """Fit Weibull / log-normal / log-logistic AFT models and keep the one with the lowest AIC.
 
     The AIC table of all candidates is on the result. Use it to extrapolate survival beyond the observed
@@ -844,8 +1023,9 @@ def fit_parametric(df: pd.DataFrame, *, covariates: Sequence[str] = (), duration
     unknown = [m for m in models if m not in _FITTERS]
     if unknown or not models:
         raise ValueError(f"unknown parametric model(s) {unknown}; choose from {PARAMETRIC_MODELS}")
-    data, n_zero = survival_frame(df, duration_col=duration_col, event_col=event_col, columns=covariates,
-                                  zero_duration=zero_duration)
+    data, n_zero = survival_frame(
+        df, duration_col=duration_col, event_col=event_col, columns=covariates, zero_duration=zero_duration
+    )
     design = make_design(data, covariates, reference) if covariates else Design([], {}, [])
     X = design.transform(data)
     X[duration_col] = data[duration_col]
@@ -854,19 +1034,43 @@ def fit_parametric(df: pd.DataFrame, *, covariates: Sequence[str] = (), duration
     for name in models:
         fitter = getattr(lifelines, _FITTERS[name][0])(alpha=1 - level)
         kwargs = {} if covariates else {"formula": "1"}  # intercept only
-        convergence[name] = _fit_quietly(lambda f=fitter, kw=kwargs: f.fit(X, duration_col=duration_col,
-                                                                           event_col=event_col, **kw))
+        convergence[name] = _fit_quietly(
+            lambda f=fitter, kw=kwargs: f.fit(X, duration_col=duration_col, event_col=event_col, **kw)
+        )
         fitted[name] = fitter
-        rows.append({"model": name, "aic": float(fitter.AIC_), "log_likelihood": float(fitter.log_likelihood_),
-                     "n_params": int(len(fitter.params_))})
+        rows.append(
+            {
+                "model": name,
+                "aic": float(fitter.AIC_),
+                "log_likelihood": float(fitter.log_likelihood_),
+                "n_params": int(len(fitter.params_)),
+            }
+        )
     table = pd.DataFrame(rows).sort_values("aic").reset_index(drop=True)
     table["delta_aic"] = table["aic"] - table["aic"].iloc[0]
     best = str(table["model"].iloc[0])
-    config = {"candidates": list(models), "covariates": list(covariates), "reference": design.reference,
-              "duration_col": duration_col, "event_col": event_col, "zero_duration": zero_duration}
-    return ParametricSurvivalModel(name=best, design=design, fitter=fitted[best], aic_table=table,
-                                   max_observed_tenure=float(data[duration_col].max()), n=len(X),
-                                   events=int(X[event_col].sum()), n_dropped_zero=n_zero, level=level,
-                                   n_draws=n_draws, seed=seed, convergence_warnings=convergence[best],
-                                   model_config=config, sampler_config={"n_draws": int(n_draws), "seed": int(seed)},
-                                   data_hash=frame_hash(X))
+    config = {
+        "candidates": list(models),
+        "covariates": list(covariates),
+        "reference": design.reference,
+        "duration_col": duration_col,
+        "event_col": event_col,
+        "zero_duration": zero_duration,
+    }
+    return ParametricSurvivalModel(
+        name=best,
+        design=design,
+        fitter=fitted[best],
+        aic_table=table,
+        max_observed_tenure=float(data[duration_col].max()),
+        n=len(X),
+        events=int(X[event_col].sum()),
+        n_dropped_zero=n_zero,
+        level=level,
+        n_draws=n_draws,
+        seed=seed,
+        convergence_warnings=convergence[best],
+        model_config=config,
+        sampler_config={"n_draws": int(n_draws), "seed": int(seed)},
+        data_hash=frame_hash(X),
+    )

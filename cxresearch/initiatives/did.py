@@ -21,6 +21,7 @@ Each result carries P(effect > 0) and the verdict of the one diagnostics gate
 ``DidResult.summary(level)`` is the standard summary frame (``mean, sd, low, high``, ``attrs["level"]``);
 ``DidResult.to_dict(level)`` is its JSON form for results.json.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -34,10 +35,12 @@ from cxresearch.diagnostics import Diagnostics, as_dict, check_mcmc, combine
 from cxresearch.protocol import DEFAULT_LEVEL, check_level, interval, standard_summary
 
 #: What the report says about churn when no churn-by-period data exist.
-CHURN_NOTE = ("Churn is not evaluated: it needs churn observed by period in treated and control units "
-              "(customers active at each wave and whether they left in the months after). Give such a table "
-              "to did_churn (churn_by_period builds it from customer start and end dates). In the simulated "
-              "data churn depends only on the wave-1 answer, so a wave-2 action cannot move it.")
+CHURN_NOTE = (
+    "Churn is not evaluated: it needs churn observed by period in treated and control units "
+    "(customers active at each wave and whether they left in the months after). Give such a table "
+    "to did_churn (churn_by_period builds it from customer start and end dates). In the simulated "
+    "data churn depends only on the wave-1 answer, so a wave-2 action cannot move it."
+)
 #: How the DiD models are sampled (the method named in every diagnostics block).
 METHOD = "NUTS (PyMC)"
 
@@ -67,35 +70,62 @@ class DidResult:
         and control units and of respondents."""
         level = check_level(level)
         low, high = interval(self.effect, level)
-        frame = pd.DataFrame([{"mean": float(self.effect.mean()), "sd": float(self.effect.std(ddof=1)),
-                               "low": float(low), "high": float(high), "p_positive": self.p_positive,
-                               "unit": self.unit_label, "treated_units": len(self.treated_units),
-                               "control_units": len(self.control_units),
-                               "respondents": int(self.cells["n"].sum())}],
-                             index=pd.Index([self.outcome], name="outcome"))
+        frame = pd.DataFrame(
+            [
+                {
+                    "mean": float(self.effect.mean()),
+                    "sd": float(self.effect.std(ddof=1)),
+                    "low": float(low),
+                    "high": float(high),
+                    "p_positive": self.p_positive,
+                    "unit": self.unit_label,
+                    "treated_units": len(self.treated_units),
+                    "control_units": len(self.control_units),
+                    "respondents": int(self.cells["n"].sum()),
+                }
+            ],
+            index=pd.Index([self.outcome], name="outcome"),
+        )
         return standard_summary(frame, level)
 
     def to_dict(self, level: float = DEFAULT_LEVEL) -> dict[str, Any]:
         """JSON-native block for results.json: the summary row, ``interval`` [low, high], ``level`` and the
         gate's ``diagnostics`` (:func:`cxresearch.diagnostics.as_dict`)."""
         row = self.summary(level).iloc[0]
-        return {"outcome": self.outcome, "mean": float(row["mean"]), "sd": float(row["sd"]),
-                "interval": [float(row["low"]), float(row["high"])], "level": check_level(level),
-                "p_positive": float(row["p_positive"]), "unit": self.unit_label,
-                "treated_units": int(row["treated_units"]), "control_units": int(row["control_units"]),
-                "respondents": int(row["respondents"]), "diagnostics": as_dict(self.diagnostics)}
+        return {
+            "outcome": self.outcome,
+            "mean": float(row["mean"]),
+            "sd": float(row["sd"]),
+            "interval": [float(row["low"]), float(row["high"])],
+            "level": check_level(level),
+            "p_positive": float(row["p_positive"]),
+            "unit": self.unit_label,
+            "treated_units": int(row["treated_units"]),
+            "control_units": int(row["control_units"]),
+            "respondents": int(row["respondents"]),
+            "diagnostics": as_dict(self.diagnostics),
+        }
 
     def describe(self, level: float = DEFAULT_LEVEL) -> str:
         """One sentence for a business reader."""
         row = self.summary(level).iloc[0]
-        return (f"{self.outcome}: {row['mean']:+.2f} {self.unit_label} ({100 * level:.0f}% interval "
-                f"{row['low']:+.2f} to {row['high']:+.2f}); probability the effect is positive "
-                f"{100 * row['p_positive']:.0f}%")
+        return (
+            f"{self.outcome}: {row['mean']:+.2f} {self.unit_label} ({100 * level:.0f}% interval "
+            f"{row['low']:+.2f} to {row['high']:+.2f}); probability the effect is positive "
+            f"{100 * row['p_positive']:.0f}%"
+        )
 
 
 # --------------------------------------------------------------------------------------------- data
-def _design(frame: pd.DataFrame, unit: str, wave: str, treated_units: Iterable[str], post_waves: Iterable[str],
-            pre_waves: Iterable[str] | None, what: str) -> pd.DataFrame:
+def _design(
+    frame: pd.DataFrame,
+    unit: str,
+    wave: str,
+    treated_units: Iterable[str],
+    post_waves: Iterable[str],
+    pre_waves: Iterable[str] | None,
+    what: str,
+) -> pd.DataFrame:
     for col in (unit, wave):
         if col not in frame.columns:
             raise KeyError(f"{what}: missing column {col!r}; columns present: {list(frame.columns)}")
@@ -123,8 +153,10 @@ def _design(frame: pd.DataFrame, unit: str, wave: str, treated_units: Iterable[s
     out["treated"] = out[unit].isin(treated).astype(int)
     out["post"] = out[wave].isin(post).astype(int)
     if out["treated"].nunique() < 2:
-        raise ValueError(f"{what}: need both treated and control units (found only "
-                         f"{'treated' if out['treated'].iloc[0] else 'control'})")
+        raise ValueError(
+            f"{what}: need both treated and control units (found only "
+            f"{'treated' if out['treated'].iloc[0] else 'control'})"
+        )
     return out
 
 
@@ -149,8 +181,16 @@ def _sample(model: Any, draws: int, tune: int, chains: int, seed: int, target_ac
         with model, warnings.catch_warnings():
             # early tuning may visit cutpoints so close that a log underflows; the sampler rejects those steps
             warnings.filterwarnings("ignore", message="invalid value encountered", category=RuntimeWarning)
-            return pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=seed,
-                             target_accept=target_accept, progressbar=False, compute_convergence_checks=False)
+            return pm.sample(
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=1,
+                random_seed=seed,
+                target_accept=target_accept,
+                progressbar=False,
+                compute_convergence_checks=False,
+            )
     finally:
         logger.setLevel(level)
 
@@ -161,10 +201,20 @@ def _draws(idata: Any, name: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- rating
-def did_rating(survey: pd.DataFrame, touchpoint: str, treated_units: Iterable[str], post_waves: Iterable[str],
-               pre_waves: Iterable[str] | None = None, unit: str = "unit", wave: str = "wave",
-               draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 1,
-               target_accept: float = 0.9) -> DidResult:
+def did_rating(
+    survey: pd.DataFrame,
+    touchpoint: str,
+    treated_units: Iterable[str],
+    post_waves: Iterable[str],
+    pre_waves: Iterable[str] | None = None,
+    unit: str = "unit",
+    wave: str = "wave",
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    seed: int = 1,
+    target_accept: float = 0.9,
+) -> DidResult:
     """DiD on a touchpoint's mean rating (Gaussian; users only: missing ratings are 'not used').
 
     ``tau`` is the change in the mean rating of treated units after the start beyond the control units' change.
@@ -178,10 +228,18 @@ def did_rating(survey: pd.DataFrame, touchpoint: str, treated_units: Iterable[st
     data = _design(survey, unit, wave, treated_units, post_waves, pre_waves, what)
     data = data[data[touchpoint].notna()]
     y = data[touchpoint].astype(float)
-    cells = (data.assign(y=y).groupby([unit, wave], observed=True)
-             .agg(n=("y", "size"), mean=("y", "mean"), treated=("treated", "first"), post=("post", "first"),
-                  ss=("y", lambda v: float(((v - v.mean()) ** 2).sum())))
-             .reset_index())
+    cells = (
+        data.assign(y=y)
+        .groupby([unit, wave], observed=True)
+        .agg(
+            n=("y", "size"),
+            mean=("y", "mean"),
+            treated=("treated", "first"),
+            post=("post", "first"),
+            ss=("y", lambda v: float(((v - v.mean()) ** 2).sum())),
+        )
+        .reset_index()
+    )
     _check_cells(cells, what)
     u_idx, w_idx, units, waves = _index(cells, unit, wave)
     d = (cells["treated"] * cells["post"]).to_numpy(dtype=float)
@@ -204,9 +262,17 @@ def did_rating(survey: pd.DataFrame, touchpoint: str, treated_units: Iterable[st
     idata = _sample(model, draws, tune, chains, seed, target_accept)
     names = ["intercept", "unit_sd", "unit_mean", "wave_effect", "tau", "sigma"]
     tau_draws = _draws(idata, "tau")
-    return DidResult(outcome=f"rating:{touchpoint}", effect=tau_draws, unit_label="rating points",
-                     diagnostics=check_mcmc(idata, names, method=METHOD), cells=cells, tau=tau_draws,
-                     treated_units=_units(cells, unit, 1), control_units=_units(cells, unit, 0), idata=idata)
+    return DidResult(
+        outcome=f"rating:{touchpoint}",
+        effect=tau_draws,
+        unit_label="rating points",
+        diagnostics=check_mcmc(idata, names, method=METHOD),
+        cells=cells,
+        tau=tau_draws,
+        treated_units=_units(cells, unit, 1),
+        control_units=_units(cells, unit, 0),
+        idata=idata,
+    )
 
 
 def _units(cells: pd.DataFrame, unit: str, treated: int) -> list[str]:
@@ -215,8 +281,12 @@ def _units(cells: pd.DataFrame, unit: str, treated: int) -> list[str]:
 
 def _check_cells(cells: pd.DataFrame, what: str) -> None:
     have = set(zip(cells["treated"], cells["post"]))
-    missing = [f"{'treated' if t else 'control'} {'post' if p else 'pre'}"
-               for t in (0, 1) for p in (0, 1) if (t, p) not in have]
+    missing = [
+        f"{'treated' if t else 'control'} {'post' if p else 'pre'}"
+        for t in (0, 1)
+        for p in (0, 1)
+        if (t, p) not in have
+    ]
     if missing:
         raise ValueError(f"{what}: no observations for {missing}; DiD needs all four groups")
 
@@ -231,10 +301,21 @@ def _nps_from_logits(eta: np.ndarray, cut: np.ndarray) -> np.ndarray:
     return 100.0 * (p_pro - p_det)
 
 
-def did_nps(survey: pd.DataFrame, treated_units: Iterable[str], post_waves: Iterable[str],
-            pre_waves: Iterable[str] | None = None, recommend: str = "recommend", unit: str = "unit",
-            wave: str = "wave", users_of: str | None = None, draws: int = 1000, tune: int = 1000,
-            chains: int = 4, seed: int = 1, target_accept: float = 0.9) -> DidResult:
+def did_nps(
+    survey: pd.DataFrame,
+    treated_units: Iterable[str],
+    post_waves: Iterable[str],
+    pre_waves: Iterable[str] | None = None,
+    recommend: str = "recommend",
+    unit: str = "unit",
+    wave: str = "wave",
+    users_of: str | None = None,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    seed: int = 1,
+    target_accept: float = 0.9,
+) -> DidResult:
     """DiD on the NPS class mix (ordinal cumulative logit); the effect is reported in NPS points.
 
     ``users_of``: restrict to respondents who used this touchpoint (default: every respondent of the units).
@@ -254,20 +335,33 @@ def did_nps(survey: pd.DataFrame, treated_units: Iterable[str], post_waves: Iter
         data = data[data[users_of].notna()]
     data = data[data[recommend].notna()]
     cls = pd.Series(nps_class(data[recommend].astype(float)).codes, index=data.index)
-    data = data.assign(detractor=(cls == 0).astype(int), passive=(cls == 1).astype(int),
-                       promoter=(cls == 2).astype(int))
-    cells = (data.groupby([unit, wave], observed=True)
-             .agg(detractor=("detractor", "sum"), passive=("passive", "sum"), promoter=("promoter", "sum"),
-                  treated=("treated", "first"), post=("post", "first"))
-             .reset_index())
+    data = data.assign(
+        detractor=(cls == 0).astype(int), passive=(cls == 1).astype(int), promoter=(cls == 2).astype(int)
+    )
+    cells = (
+        data.groupby([unit, wave], observed=True)
+        .agg(
+            detractor=("detractor", "sum"),
+            passive=("passive", "sum"),
+            promoter=("promoter", "sum"),
+            treated=("treated", "first"),
+            post=("post", "first"),
+        )
+        .reset_index()
+    )
     cells["n"] = cells[["detractor", "passive", "promoter"]].sum(axis=1)
     _check_cells(cells, what)
     u_idx, w_idx, units, waves = _index(cells, unit, wave)
     d = (cells["treated"] * cells["post"]).to_numpy(dtype=float)
     counts = cells[["detractor", "passive", "promoter"]].to_numpy(dtype=float)
     with pm.Model() as model:
-        cut = pm.Normal("cutpoints", mu=np.array([-1.0, 0.5]), sigma=3.0,
-                        transform=pm.distributions.transforms.ordered, initval=np.array([-1.0, 0.5]))
+        cut = pm.Normal(
+            "cutpoints",
+            mu=np.array([-1.0, 0.5]),
+            sigma=3.0,
+            transform=pm.distributions.transforms.ordered,
+            initval=np.array([-1.0, 0.5]),
+        )
         unit_sd = pm.HalfNormal("unit_sd", 1.0)
         unit_effect = pm.Normal("unit_effect", 0.0, unit_sd, shape=len(units))  # centred (data-rich cells)
         wave_raw = pm.Normal("wave_effect", 0.0, 1.0, shape=len(waves) - 1)
@@ -288,17 +382,25 @@ def did_nps(survey: pd.DataFrame, treated_units: Iterable[str], post_waves: Iter
     eta_d = a_d[:, u_idx] + wave_full[:, w_idx] + tau_d[:, None] * d[None, :]
     sel = d > 0
     weights = cells["n"].to_numpy(dtype=float)[sel]
-    diff = (_nps_from_logits(eta_d[:, sel], cut_d)
-            - _nps_from_logits(eta_d[:, sel] - tau_d[:, None], cut_d))
+    diff = _nps_from_logits(eta_d[:, sel], cut_d) - _nps_from_logits(eta_d[:, sel] - tau_d[:, None], cut_d)
     effect = (diff * weights[None, :]).sum(axis=1) / weights.sum()
-    return DidResult(outcome="nps", effect=effect, unit_label="NPS points",
-                     diagnostics=check_mcmc(idata, names, method=METHOD), cells=cells, tau=tau_d,
-                     treated_units=_units(cells, unit, 1), control_units=_units(cells, unit, 0), idata=idata)
+    return DidResult(
+        outcome="nps",
+        effect=effect,
+        unit_label="NPS points",
+        diagnostics=check_mcmc(idata, names, method=METHOD),
+        cells=cells,
+        tau=tau_d,
+        treated_units=_units(cells, unit, 1),
+        control_units=_units(cells, unit, 0),
+        idata=idata,
+    )
 
 
 # --------------------------------------------------------------------------------------------- churn
-def churn_by_period(customers: pd.DataFrame, cut_dates: Sequence[Any], window_months: float,
-                    unit: str = "unit") -> pd.DataFrame:
+def churn_by_period(
+    customers: pd.DataFrame, cut_dates: Sequence[Any], window_months: float, unit: str = "unit"
+) -> pd.DataFrame:
     """Churn by period from customer start / end dates: for each cut date, the customers active on it and
     whether they left within ``window_months`` after it (one row per customer x period; period = the
     position of the cut date, as a string). Needs ``start_date`` and ``end_date`` (or ``tenure`` plus an
@@ -318,10 +420,20 @@ def churn_by_period(customers: pd.DataFrame, cut_dates: Sequence[Any], window_mo
     return pd.concat(rows, ignore_index=True)
 
 
-def did_churn(panel: pd.DataFrame, treated_units: Iterable[str], post_periods: Iterable[str],
-              pre_periods: Iterable[str] | None = None, unit: str = "unit", period: str = "period",
-              churn: str = "churn", draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 1,
-              target_accept: float = 0.9) -> DidResult:
+def did_churn(
+    panel: pd.DataFrame,
+    treated_units: Iterable[str],
+    post_periods: Iterable[str],
+    pre_periods: Iterable[str] | None = None,
+    unit: str = "unit",
+    period: str = "period",
+    churn: str = "churn",
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    seed: int = 1,
+    target_accept: float = 0.9,
+) -> DidResult:
     """DiD on churn (logistic on unit x period counts); effect in percentage points of churn probability.
 
     ``panel``: one row per customer x period with ``unit``, ``period`` and ``churn`` (0/1), e.g. from
@@ -338,9 +450,11 @@ def did_churn(panel: pd.DataFrame, treated_units: Iterable[str], post_periods: I
     if bad:
         raise ValueError(f"{what}: column {churn!r} must be 0/1, found {bad[:5]}")
     data = _design(panel, unit, period, treated_units, post_periods, pre_periods, what)
-    cells = (data.groupby([unit, period], observed=True)
-             .agg(n=(churn, "size"), events=(churn, "sum"), treated=("treated", "first"), post=("post", "first"))
-             .reset_index())
+    cells = (
+        data.groupby([unit, period], observed=True)
+        .agg(n=(churn, "size"), events=(churn, "sum"), treated=("treated", "first"), post=("post", "first"))
+        .reset_index()
+    )
     _check_cells(cells, what)
     u_idx, w_idx, units, waves = _index(cells, unit, period)
     d = (cells["treated"] * cells["post"]).to_numpy(dtype=float)
@@ -365,9 +479,17 @@ def did_churn(panel: pd.DataFrame, treated_units: Iterable[str], post_periods: I
     sel = d > 0
     diff = 100.0 * (expit(logit_d[:, sel]) - expit(logit_d[:, sel] - tau_d[:, None]))
     effect = (diff * n[sel][None, :]).sum(axis=1) / n[sel].sum()
-    return DidResult(outcome="churn", effect=effect, unit_label="churn percentage points",
-                     diagnostics=check_mcmc(idata, names, method=METHOD), cells=cells, tau=tau_d,
-                     treated_units=_units(cells, unit, 1), control_units=_units(cells, unit, 0), idata=idata)
+    return DidResult(
+        outcome="churn",
+        effect=effect,
+        unit_label="churn percentage points",
+        diagnostics=check_mcmc(idata, names, method=METHOD),
+        cells=cells,
+        tau=tau_d,
+        treated_units=_units(cells, unit, 1),
+        control_units=_units(cells, unit, 0),
+        idata=idata,
+    )
 
 
 def combine_diagnostics(results: Sequence[DidResult]) -> Diagnostics:
@@ -380,10 +502,20 @@ def did_table(results: Sequence[DidResult], level: float = DEFAULT_LEVEL) -> pd.
     rows = []
     for r in results:
         s = r.summary(level).iloc[0]
-        rows.append({"outcome": r.outcome, "effect": s["mean"], "low": s["low"], "high": s["high"],
-                     "unit": r.unit_label, "p_positive": s["p_positive"], "respondents": s["respondents"],
-                     "treated_units": s["treated_units"], "control_units": s["control_units"],
-                     "diagnostics": r.diagnostics.verdict})
+        rows.append(
+            {
+                "outcome": r.outcome,
+                "effect": s["mean"],
+                "low": s["low"],
+                "high": s["high"],
+                "unit": r.unit_label,
+                "p_positive": s["p_positive"],
+                "respondents": s["respondents"],
+                "treated_units": s["treated_units"],
+                "control_units": s["control_units"],
+                "diagnostics": r.diagnostics.verdict,
+            }
+        )
     frame = pd.DataFrame(rows)
     frame.attrs["level"] = check_level(level)
     return frame

@@ -4,6 +4,7 @@ competitor benchmark, fair league tables of units, and KPI tracking across surve
 Functions take canonical frames (``CXData.survey`` / ``CXData.benchmark``) and the dataset spec, never
 file paths. PyMC is imported only by the functions that fit hierarchical models.
 """
+
 from cxresearch.measurement.benchmark import (
     benchmark_position,
     brand_summary,
@@ -33,9 +34,28 @@ from cxresearch.measurement.touchpoints import (
 )
 
 __all__ = [
-    "LeagueTable", "SharePosterior", "benchmark_position", "brand_summary", "class_counts",
-    "compare_groups", "dirichlet_shares", "hierarchical_shares", "journey_map", "league_table",
-    "nps_posterior", "nps_tracking", "pairwise_differences", "rating_draws", "select_wave",
-    "strengths_and_weaknesses", "summarise", "target_probability", "touchpoint_ratings", "touchpoint_scorecard",
-    "touchpoint_tracking", "touchpoint_wave_change", "verdict", "wave_change",
+    "LeagueTable",
+    "SharePosterior",
+    "benchmark_position",
+    "brand_summary",
+    "class_counts",
+    "compare_groups",
+    "dirichlet_shares",
+    "hierarchical_shares",
+    "journey_map",
+    "league_table",
+    "nps_posterior",
+    "nps_tracking",
+    "pairwise_differences",
+    "rating_draws",
+    "select_wave",
+    "strengths_and_weaknesses",
+    "summarise",
+    "target_probability",
+    "touchpoint_ratings",
+    "touchpoint_scorecard",
+    "touchpoint_tracking",
+    "touchpoint_wave_change",
+    "verdict",
+    "wave_change",
 ]

@@ -10,6 +10,7 @@ intervals of the differences are, if anything, conservative (wider than a paired
 a *strength* where P(ours > theirs) >= ``threshold`` (default 0.9), a *weakness* where
 P(ours > theirs) <= 1 - ``threshold``; everything in between is reported as "no clear difference".
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -57,8 +58,9 @@ def _own_flag(benchmark: pd.DataFrame, spec: DatasetSpec | None) -> pd.Series:
     return benchmark["brand"].astype(str) == spec.benchmark.own_brand
 
 
-def _metric_draws(frame: pd.DataFrame, metric: str, spec: DatasetSpec | None, draws: int,
-                  rng: np.random.Generator, prior: float) -> tuple[np.ndarray, int]:
+def _metric_draws(
+    frame: pd.DataFrame, metric: str, spec: DatasetSpec | None, draws: int, rng: np.random.Generator, prior: float
+) -> tuple[np.ndarray, int]:
     """Posterior draws of one metric for one brand's rows, and the number of answers."""
     if metric == NPS_METRIC:
         counts = class_counts(frame, None, column="recommend")
@@ -67,8 +69,11 @@ def _metric_draws(frame: pd.DataFrame, metric: str, spec: DatasetSpec | None, dr
         return 100.0 * (p[:, 2] - p[:, 0]), int(counts["n"].iloc[0])
     if spec is None or spec.benchmark is None or spec.benchmark.scale is None:
         raise KeyError(f"benchmark attribute {metric!r}: the dataset spec declares no benchmark scale")
-    fake_tp = Touchpoint(column=spec.benchmark.attributes.get(metric, metric), scale=spec.benchmark.scale,
-                         not_applicable=list(spec.benchmark.not_applicable))
+    fake_tp = Touchpoint(
+        column=spec.benchmark.attributes.get(metric, metric),
+        scale=spec.benchmark.scale,
+        not_applicable=list(spec.benchmark.not_applicable),
+    )
     values = touchpoint_ratings(frame, metric, fake_tp)
     d = rating_draws(values.to_numpy(), spec.benchmark.scale, draws=draws, seed=rng, prior=prior)
     return d["mean"], int(values.notna().sum())
@@ -80,15 +85,23 @@ def benchmark_metrics(benchmark: pd.DataFrame, spec: DatasetSpec | None) -> list
     attrs = list(spec.benchmark.attributes) if spec is not None and spec.benchmark is not None else []
     metrics += [a for a in attrs if a in benchmark.columns]
     if not metrics:
-        raise KeyError(f"benchmark: no 'recommend' column and no declared attribute columns "
-                       f"(columns present: {list(benchmark.columns)})")
+        raise KeyError(
+            f"benchmark: no 'recommend' column and no declared attribute columns "
+            f"(columns present: {list(benchmark.columns)})"
+        )
     return metrics
 
 
-def benchmark_position(benchmark: pd.DataFrame, spec: DatasetSpec | None = None,
-                       by: str | Sequence[str] | None = None, threshold: float = DEFAULT_THRESHOLD,
-                       level: float = DEFAULT_LEVEL, draws: int = 4000,
-                       seed: int | np.random.Generator | None = None, prior: float = 1.0) -> pd.DataFrame:
+def benchmark_position(
+    benchmark: pd.DataFrame,
+    spec: DatasetSpec | None = None,
+    by: str | Sequence[str] | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    level: float = DEFAULT_LEVEL,
+    draws: int = 4000,
+    seed: int | np.random.Generator | None = None,
+    prior: float = 1.0,
+) -> pd.DataFrame:
     """Ours versus each competitor on every metric (and group of ``by``, e.g. market).
 
     Columns: metric, competitor, ours / theirs (mean, low, high, n), the difference ours - theirs
@@ -100,12 +113,18 @@ def benchmark_position(benchmark: pd.DataFrame, spec: DatasetSpec | None = None,
     metrics = benchmark_metrics(benchmark, spec)
     own = _own_flag(benchmark, spec)
     if not own.any():
-        raise ValueError(f"benchmark: no rows of the own brand (brands present: "
-                         f"{sorted(benchmark['brand'].astype(str).unique())})")
+        raise ValueError(
+            f"benchmark: no rows of the own brand (brands present: {sorted(benchmark['brand'].astype(str).unique())})"
+        )
     rng = rng_for(seed)
-    groups = [((), benchmark.index)] if not by else [
-        ((key if isinstance(key, tuple) else (key,)), idx)
-        for key, idx in benchmark.groupby(list(by), sort=True, observed=True).groups.items()]
+    groups = (
+        [((), benchmark.index)]
+        if not by
+        else [
+            ((key if isinstance(key, tuple) else (key,)), idx)
+            for key, idx in benchmark.groupby(list(by), sort=True, observed=True).groups.items()
+        ]
+    )
     rows = []
     for key, idx in groups:
         frame = benchmark.loc[idx]
@@ -120,8 +139,9 @@ def benchmark_position(benchmark: pd.DataFrame, spec: DatasetSpec | None = None,
                 continue
             o_lo, o_hi = interval(ours, level)
             for brand in competitors:
-                theirs, n_theirs = _metric_draws(frame[frame["brand"].astype(str) == brand], metric, spec,
-                                                 draws, rng, prior)
+                theirs, n_theirs = _metric_draws(
+                    frame[frame["brand"].astype(str) == brand], metric, spec, draws, rng, prior
+                )
                 if n_theirs == 0:
                     continue
                 t_lo, t_hi = interval(theirs, level)
@@ -129,22 +149,39 @@ def benchmark_position(benchmark: pd.DataFrame, spec: DatasetSpec | None = None,
                 d_lo, d_hi = interval(diff, level)
                 p = prob_greater(diff, 0.0)
                 row: dict[str, Any] = dict(zip(by, key))
-                row.update({
-                    "metric": metric, "metric_label": "NPS" if metric == NPS_METRIC else metric.replace("_", " ").capitalize(),
-                    "own_brand": own_brand, "competitor": brand,
-                    "ours_mean": float(ours.mean()), "ours_low": float(o_lo), "ours_high": float(o_hi), "n_ours": n_ours,
-                    "theirs_mean": float(theirs.mean()), "theirs_low": float(t_lo), "theirs_high": float(t_hi),
-                    "n_theirs": n_theirs,
-                    "diff_mean": float(diff.mean()), "diff_low": float(d_lo), "diff_high": float(d_hi),
-                    "p_ours_better": p, "verdict": verdict(p, threshold),
-                })
+                row.update(
+                    {
+                        "metric": metric,
+                        "metric_label": "NPS" if metric == NPS_METRIC else metric.replace("_", " ").capitalize(),
+                        "own_brand": own_brand,
+                        "competitor": brand,
+                        "ours_mean": float(ours.mean()),
+                        "ours_low": float(o_lo),
+                        "ours_high": float(o_hi),
+                        "n_ours": n_ours,
+                        "theirs_mean": float(theirs.mean()),
+                        "theirs_low": float(t_lo),
+                        "theirs_high": float(t_hi),
+                        "n_theirs": n_theirs,
+                        "diff_mean": float(diff.mean()),
+                        "diff_low": float(d_lo),
+                        "diff_high": float(d_hi),
+                        "p_ours_better": p,
+                        "verdict": verdict(p, threshold),
+                    }
+                )
                 rows.append(row)
     return pd.DataFrame(rows)
 
 
-def brand_summary(benchmark: pd.DataFrame, spec: DatasetSpec | None = None, level: float = DEFAULT_LEVEL,
-                  draws: int = 4000, seed: int | np.random.Generator | None = None,
-                  prior: float = 1.0) -> pd.DataFrame:
+def brand_summary(
+    benchmark: pd.DataFrame,
+    spec: DatasetSpec | None = None,
+    level: float = DEFAULT_LEVEL,
+    draws: int = 4000,
+    seed: int | np.random.Generator | None = None,
+    prior: float = 1.0,
+) -> pd.DataFrame:
     """Every brand's posterior mean and interval on every metric (NPS in points, attributes on their scale)."""
     check_columns(benchmark, ("brand",), "benchmark")
     metrics = benchmark_metrics(benchmark, spec)
@@ -158,9 +195,18 @@ def brand_summary(benchmark: pd.DataFrame, spec: DatasetSpec | None = None, leve
             if n == 0:
                 continue
             lo, hi = interval(d, level)
-            rows.append({"brand": brand, "is_own": bool(own[mask].any()), "metric": metric,
-                         "metric_label": "NPS" if metric == NPS_METRIC else metric.replace("_", " ").capitalize(),
-                         "mean": float(d.mean()), "low": float(lo), "high": float(hi), "n": n})
+            rows.append(
+                {
+                    "brand": brand,
+                    "is_own": bool(own[mask].any()),
+                    "metric": metric,
+                    "metric_label": "NPS" if metric == NPS_METRIC else metric.replace("_", " ").capitalize(),
+                    "mean": float(d.mean()),
+                    "low": float(lo),
+                    "high": float(hi),
+                    "n": n,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -182,5 +228,6 @@ def strengths_and_weaknesses(position: pd.DataFrame, level: float = DEFAULT_LEVE
         out[row.verdict].append(
             f"{row.metric_label}: {abs(row.diff_mean):.{digits}f}{unit} {sign} {row.competitor}{where} "
             f"({level:.0%} interval {row.diff_low:+.{digits}f} to {row.diff_high:+.{digits}f}; "
-            f"probability that we are ahead: {100 * row.p_ours_better:.0f}%)")
+            f"probability that we are ahead: {100 * row.p_ours_better:.0f}%)"
+        )
     return out

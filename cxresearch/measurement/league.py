@@ -17,6 +17,7 @@ posterior draw (1 = best), which gives each unit a rank interval: a wide interva
 tell where the unit stands. The table is ordered by the posterior expected rank (the Bayes ranking under
 squared-error loss on ranks), so an uncertain unit does not jump ahead of units that are surely good.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -80,12 +81,15 @@ def build_rating_model(n: np.ndarray, means: np.ndarray, sum_squares: np.ndarray
         theta = pm.Deterministic("theta", mu + tau * z, dims="unit")
         pm.Normal("unit_mean", theta, sigma / np.sqrt(n), observed=means, dims="unit")
         # within-unit spread: the rest of the normal likelihood of the individual answers
-        pm.Potential("within_units", -float(np.sum(n - 1.0)) * pt.log(sigma) - float(np.sum(sum_squares)) / (2 * sigma**2))
+        pm.Potential(
+            "within_units", -float(np.sum(n - 1.0)) * pt.log(sigma) - float(np.sum(sum_squares)) / (2 * sigma**2)
+        )
     return model
 
 
-def _unit_data(survey: pd.DataFrame, metric: str, unit: str, spec: DatasetSpec | None,
-               min_answers: int) -> tuple[pd.DataFrame, str, int]:
+def _unit_data(
+    survey: pd.DataFrame, metric: str, unit: str, spec: DatasetSpec | None, min_answers: int
+) -> tuple[pd.DataFrame, str, int]:
     """Per-unit sufficient statistics: for NPS the class counts, for ratings n / mean / within sum of squares."""
     if metric == "nps":
         stats = class_counts(survey, unit).rename(columns={unit: "unit"})
@@ -102,8 +106,10 @@ def _unit_data(survey: pd.DataFrame, metric: str, unit: str, spec: DatasetSpec |
                 raise ValueError(f"league table of touchpoint {metric!r} needs the dataset spec (its scale)")
             tps = touchpoint_specs(spec)
             if metric not in tps:
-                raise KeyError(f"league metric {metric!r} is neither 'nps', 'recommend' nor a touchpoint "
-                               f"(touchpoints: {list(tps)})")
+                raise KeyError(
+                    f"league metric {metric!r} is neither 'nps', 'recommend' nor a touchpoint "
+                    f"(touchpoints: {list(tps)})"
+                )
             values = touchpoint_ratings(survey, metric, tps[metric])
             label = f"{tps[metric].label or metric} (mean rating)"
         frame = pd.DataFrame({"unit": survey[unit].astype(str), "y": values}).dropna()
@@ -116,9 +122,16 @@ def _unit_data(survey: pd.DataFrame, metric: str, unit: str, spec: DatasetSpec |
     return stats, label, dropped
 
 
-def _fit_units(stats: pd.DataFrame, metric: str, pooling: bool, method: str, draws: int,
-               rng: np.random.Generator, seed: Any, nuts: dict[str, Any]
-               ) -> tuple[np.ndarray, Diagnostics | None, str]:
+def _fit_units(
+    stats: pd.DataFrame,
+    metric: str,
+    pooling: bool,
+    method: str,
+    draws: int,
+    rng: np.random.Generator,
+    seed: Any,
+    nuts: dict[str, Any],
+) -> tuple[np.ndarray, Diagnostics | None, str]:
     """Posterior draws (units, draws) of the units in ``stats``, with diagnostics and a method text."""
     if method not in ("exact", "nuts"):
         raise ValueError(f"pooling method must be 'exact' or 'nuts', got {method!r}")
@@ -127,8 +140,9 @@ def _fit_units(stats: pd.DataFrame, metric: str, pooling: bool, method: str, dra
     if metric == "nps":
         counts = stats[["unit", "detractor", "passive", "promoter", "n"]]
         if pooling and len(stats) >= 2:
-            post = hierarchical_shares(counts, "unit", draws=draws, seed=seed if method == "nuts" else rng,
-                                       method=method, **nuts)
+            post = hierarchical_shares(
+                counts, "unit", draws=draws, seed=seed if method == "nuts" else rng, method=method, **nuts
+            )
             return post.nps(), post.diagnostics(), post.method
         post = dirichlet_shares(counts, "unit", draws=total_draws, seed=rng)
         return post.nps(), None, post.method + ", no pooling"
@@ -136,12 +150,26 @@ def _fit_units(stats: pd.DataFrame, metric: str, pooling: bool, method: str, dra
     ss = stats["ss"].to_numpy()
     if pooling and len(stats) >= 2 and method == "nuts":
         model = build_rating_model(n, observed, ss)
-        idata = sample_model(model, draws=draws, tune=nuts.get("tune", 1000), chains=nuts.get("chains", 2),
-                             seed=seed, target_accept=nuts.get("target_accept", 0.95), cores=nuts.get("cores", 1))
+        idata = sample_model(
+            model,
+            draws=draws,
+            tune=nuts.get("tune", 1000),
+            chains=nuts.get("chains", 2),
+            seed=seed,
+            target_accept=nuts.get("target_accept", 0.95),
+            cores=nuts.get("cores", 1),
+        )
         theta = idata.posterior["theta"].to_numpy()
-        diag = check_mcmc(idata, var_names=["mu", "tau", "sigma", "z", "theta"],
-                          method="hierarchical normal (partial pooling), NUTS (PyMC)")
-        return theta.reshape(-1, theta.shape[-1]).T, diag, "hierarchical normal model of unit means (partial pooling), NUTS"
+        diag = check_mcmc(
+            idata,
+            var_names=["mu", "tau", "sigma", "z", "theta"],
+            method="hierarchical normal (partial pooling), NUTS (PyMC)",
+        )
+        return (
+            theta.reshape(-1, theta.shape[-1]).T,
+            diag,
+            "hierarchical normal model of unit means (partial pooling), NUTS",
+        )
     if pooling and len(stats) >= 2:
         fit = hierarchical_normal(n, observed, ss, draws=draws, seed=rng)
         return fit["theta"], fit["diagnostics"], "hierarchical normal model of unit means (partial pooling), exact"
@@ -153,11 +181,21 @@ def _fit_units(stats: pd.DataFrame, metric: str, pooling: bool, method: str, dra
     return est, None, "unit means, no pooling (t posterior)"
 
 
-def league_table(survey: pd.DataFrame, metric: str = "nps", unit: str = "unit",
-                 spec: DatasetSpec | None = None, pooling: bool = True, draws: int = 4000,
-                 seed: int | np.random.Generator | None = None, level: float = DEFAULT_LEVEL, top_k: int = 3,
-                 method: str = "exact", min_answers: int = 1, within: str | None = None,
-                 **nuts: Any) -> LeagueTable:
+def league_table(
+    survey: pd.DataFrame,
+    metric: str = "nps",
+    unit: str = "unit",
+    spec: DatasetSpec | None = None,
+    pooling: bool = True,
+    draws: int = 4000,
+    seed: int | np.random.Generator | None = None,
+    level: float = DEFAULT_LEVEL,
+    top_k: int = 3,
+    method: str = "exact",
+    min_answers: int = 1,
+    within: str | None = None,
+    **nuts: Any,
+) -> LeagueTable:
     """League table of ``unit`` on ``metric`` ('nps', 'recommend' or a touchpoint key), shrunk when pooling.
 
     ``within`` (e.g. "market"): units are pooled toward the typical unit *of their own group* (one
@@ -181,8 +219,10 @@ def league_table(survey: pd.DataFrame, metric: str = "nps", unit: str = "unit",
         pairs = survey[[unit, within]].astype(str).drop_duplicates()
         multi = pairs[unit][pairs[unit].duplicated()].unique().tolist()
         if multi:
-            raise ValueError(f"survey: units {multi[:5]} of {unit!r} appear in several {within!r} groups; "
-                             f"a unit must belong to one group to be pooled within it")
+            raise ValueError(
+                f"survey: units {multi[:5]} of {unit!r} appear in several {within!r} groups; "
+                f"a unit must belong to one group to be pooled within it"
+            )
         stats["group"] = stats["unit"].map(pairs.set_index(unit)[within])
     else:
         stats["group"] = "all"
@@ -213,11 +253,20 @@ def league_table(survey: pd.DataFrame, metric: str = "nps", unit: str = "unit",
     r_low, r_high = np.quantile(ranks, [tail, 1 - tail], axis=1, method="inverted_cdf")
     with np.errstate(invalid="ignore", divide="ignore"):
         shrink = np.where(np.abs(observed - centre) > 1e-12, 1.0 - (mean - centre) / (observed - centre), 0.0)
-    table = pd.DataFrame({
-        "unit": units, "n": n.astype(int), "observed": observed, "estimate": mean, "low": low, "high": high,
-        "rank_low": r_low.astype(int), "rank_high": r_high.astype(int),
-        "p_top": (ranks <= top_k).mean(axis=1), "shrinkage": shrink,
-    })
+    table = pd.DataFrame(
+        {
+            "unit": units,
+            "n": n.astype(int),
+            "observed": observed,
+            "estimate": mean,
+            "low": low,
+            "high": high,
+            "rank_low": r_low.astype(int),
+            "rank_high": r_high.astype(int),
+            "p_top": (ranks <= top_k).mean(axis=1),
+            "shrinkage": shrink,
+        }
+    )
     if within:
         table[within] = stats["group"].to_numpy()
     # order by the posterior expected rank (the Bayes ranking under squared-error loss on ranks): a unit
@@ -227,8 +276,17 @@ def league_table(survey: pd.DataFrame, metric: str = "nps", unit: str = "unit",
     order = np.lexsort((-mean, expected_rank))
     table = table.iloc[order].reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
-    table.attrs.update({"units_left_out": dropped, "min_answers": min_answers, "top_k": top_k, "level": level,
-                        "within": within})
-    return LeagueTable(table=table, estimate_draws=est[order], rank_draws=ranks[order], metric=metric,
-                       metric_label=label, overall_observed=overall, diagnostics=diagnostics, method=method_text,
-                       pooling=pooling)
+    table.attrs.update(
+        {"units_left_out": dropped, "min_answers": min_answers, "top_k": top_k, "level": level, "within": within}
+    )
+    return LeagueTable(
+        table=table,
+        estimate_draws=est[order],
+        rank_draws=ranks[order],
+        metric=metric,
+        metric_label=label,
+        overall_observed=overall,
+        diagnostics=diagnostics,
+        method=method_text,
+        pooling=pooling,
+    )

@@ -23,6 +23,7 @@ Every fit is a :class:`SharePosterior`, which follows :class:`cxresearch.protoco
 (an ``xarray.DataArray``; unseen groups from the population level of a hierarchical model),
 ``diagnostics()`` (the one gate), ``plot_nps`` / ``plot_shares``, ``save`` / ``load``.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,9 @@ QUANTITIES = ("nps", *NPS_CLASSES)
 LOGISTIC_NORMAL_PRIOR = {"mu_sd": 2.0, "sigma_sd": 1.0}
 
 
-def class_counts(survey: pd.DataFrame, by: str | Sequence[str] | None = None,
-                 column: str = "recommend") -> pd.DataFrame:
+def class_counts(
+    survey: pd.DataFrame, by: str | Sequence[str] | None = None, column: str = "recommend"
+) -> pd.DataFrame:
     """Detractor / passive / promoter counts (and ``n``) per group of the 0-10 ``column``.
 
     Missing answers are left out. Groups are the observed combinations of ``by``, sorted.
@@ -78,8 +80,13 @@ def class_counts(survey: pd.DataFrame, by: str | Sequence[str] | None = None,
         empty = [c for c in by if frame[c].isna().any()]
         if empty:
             raise ValueError(f"survey: grouping column(s) {empty} have missing values; every answer needs a group")
-        counts = (frame.groupby(list(by), observed=True)["nps_class"].value_counts().unstack(fill_value=0)
-                  .reindex(columns=list(NPS_CLASSES), fill_value=0).reset_index())
+        counts = (
+            frame.groupby(list(by), observed=True)["nps_class"]
+            .value_counts()
+            .unstack(fill_value=0)
+            .reindex(columns=list(NPS_CLASSES), fill_value=0)
+            .reset_index()
+        )
         counts.columns.name = None
     else:
         vc = frame["nps_class"].value_counts()
@@ -144,8 +151,9 @@ class SharePosterior(FittedModel):
     def __post_init__(self) -> None:
         self.by = as_by(self.by)
         if self.draws.ndim != 3 or self.draws.shape[0] != len(self.groups) or self.draws.shape[2] != 3:
-            raise ValueError(f"share draws must have shape (groups={len(self.groups)}, draws, 3), "
-                             f"got {self.draws.shape}")
+            raise ValueError(
+                f"share draws must have shape (groups={len(self.groups)}, draws, 3), got {self.draws.shape}"
+            )
         if "label" not in self.groups:
             self.groups = self.groups.assign(label=_labels(self.groups, self.by))
         if self.fit_check is not None:
@@ -207,8 +215,12 @@ class SharePosterior(FittedModel):
             var = a * (a0[:, None] - a) / (a0[:, None] ** 2 * (a0[:, None] + 1.0))
             for k, name in enumerate(NPS_CLASSES):
                 margin = beta(a[:, k], a0 - a[:, k])
-                out[name] = {"mean": a[:, k] / a0, "sd": np.sqrt(var[:, k]), "low": margin.ppf(tail),
-                             "high": margin.ppf(1.0 - tail)}
+                out[name] = {
+                    "mean": a[:, k] / a0,
+                    "sd": np.sqrt(var[:, k]),
+                    "low": margin.ppf(tail),
+                    "high": margin.ppf(1.0 - tail),
+                }
             cov = -a[:, 0] * a[:, 2] / (a0**2 * (a0 + 1.0))
             out["nps"]["mean"] = 100.0 * (a[:, 2] - a[:, 0]) / a0
             out["nps"]["sd"] = 100.0 * np.sqrt(var[:, 2] + var[:, 0] - 2.0 * cov)
@@ -225,17 +237,30 @@ class SharePosterior(FittedModel):
         counts = self.groups[list(NPS_CLASSES)].to_numpy(dtype=float)
         with np.errstate(invalid="ignore", divide="ignore"):
             observed = np.where(n[:, None] > 0, counts / n[:, None], np.nan)
-        seen = {"nps": 100.0 * (observed[:, 2] - observed[:, 0]),
-                **{name: observed[:, k] for k, name in enumerate(NPS_CLASSES)}}
+        seen = {
+            "nps": 100.0 * (observed[:, 2] - observed[:, 0]),
+            **{name: observed[:, k] for k, name in enumerate(NPS_CLASSES)},
+        }
         rows, index = [], []
         for g, label in enumerate(self.labels):
             for quantity in QUANTITIES:
                 q = stats[quantity]
-                rows.append({"mean": float(q["mean"][g]), "sd": float(q["sd"][g]), "low": float(q["low"][g]),
-                             "high": float(q["high"][g]), "n": int(n[g]), "observed": float(seen[quantity][g])})
+                rows.append(
+                    {
+                        "mean": float(q["mean"][g]),
+                        "sd": float(q["sd"][g]),
+                        "low": float(q["low"][g]),
+                        "high": float(q["high"][g]),
+                        "n": int(n[g]),
+                        "observed": float(seen[quantity][g]),
+                    }
+                )
                 index.append((label, quantity))
-        frame = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["group", "quantity"]),
-                             columns=["mean", "sd", "low", "high", "n", "observed"])
+        frame = pd.DataFrame(
+            rows,
+            index=pd.MultiIndex.from_tuples(index, names=["group", "quantity"]),
+            columns=["mean", "sd", "low", "high", "n", "observed"],
+        )
         return standard_summary(frame, level)
 
     def table(self, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
@@ -247,8 +272,9 @@ class SharePosterior(FittedModel):
         out = self.groups[[*self.by, "label", "n"]].copy()
         n = self.groups["n"].to_numpy()
         with np.errstate(invalid="ignore", divide="ignore"):
-            out["nps_observed"] = np.where(n > 0, 100.0 * (self.groups["promoter"] - self.groups["detractor"]) / n,
-                                           np.nan)
+            out["nps_observed"] = np.where(
+                n > 0, 100.0 * (self.groups["promoter"] - self.groups["detractor"]) / n, np.nan
+            )
         for quantity in QUANTITIES:
             for stat in ("mean", "low", "high"):
                 out[f"{quantity}_{stat}"] = stats[quantity][stat]
@@ -281,16 +307,20 @@ class SharePosterior(FittedModel):
             if isinstance(item, Mapping):
                 missing = [c for c in self.by if c not in item]
                 if missing:
-                    raise KeyError(f"predict: group {dict(item)!r} lacks the grouping column(s) {missing} "
-                                   f"(grouping columns: {list(self.by)})")
+                    raise KeyError(
+                        f"predict: group {dict(item)!r} lacks the grouping column(s) {missing} "
+                        f"(grouping columns: {list(self.by)})"
+                    )
                 values = {c: str(item[c]) for c in self.by}
                 out.append((LABEL_SEPARATOR.join(values.values()) if self.by else ALL_LABEL, values))
                 continue
             label = str(item)
             parts = label.split(LABEL_SEPARATOR) if self.by else []
             if self.by and len(parts) != len(self.by):
-                raise ValueError(f"predict: group label {label!r} does not give one value per grouping column "
-                                 f"{list(self.by)} (join them with {LABEL_SEPARATOR!r}, or pass a mapping)")
+                raise ValueError(
+                    f"predict: group label {label!r} does not give one value per grouping column "
+                    f"{list(self.by)} (join them with {LABEL_SEPARATOR!r}, or pass a mapping)"
+                )
             out.append((label, dict(zip(self.by, parts))))
         return out
 
@@ -315,23 +345,39 @@ class SharePosterior(FittedModel):
         known = {label: i for i, label in enumerate(self.labels)}
         unseen = list(dict.fromkeys(label for label, _ in requested if label not in known))
         if unseen and self.population is None:
-            raise KeyError(f"predict: group(s) {unseen} were not in the data of this {self.method!r} fit, which has "
-                           f"no population level to predict them from; fitted groups: {self.labels}")
+            raise KeyError(
+                f"predict: group(s) {unseen} were not in the data of this {self.method!r} fit, which has "
+                f"no population level to predict them from; fitted groups: {self.labels}"
+            )
         rng = np.random.default_rng(seed)
         new_draws = {label: self._population_draws(values, rng) for label, values in requested if label in unseen}
-        shares = np.stack([self.draws[known[label]] if label in known else new_draws[label]
-                           for label, _ in requested], axis=1)  # (sample, group, class)
+        shares = np.stack(
+            [self.draws[known[label]] if label in known else new_draws[label] for label, _ in requested], axis=1
+        )  # (sample, group, class)
         labels = [label for label, _ in requested]
         attrs = {"model_type": self.model_type, "method": self.method, "population_level": unseen, "kind": kind}
         if unseen:
-            warnings.warn(f"predict: group(s) {unseen} were not in the data; predicted from the population level "
-                          "of the hierarchical model (a new group drawn from the fitted group distribution)",
-                          UserWarning, stacklevel=2)
+            warnings.warn(
+                f"predict: group(s) {unseen} were not in the data; predicted from the population level "
+                "of the hierarchical model (a new group drawn from the fitted group distribution)",
+                UserWarning,
+                stacklevel=2,
+            )
         if kind == "nps":
-            return xr.DataArray(100.0 * (shares[..., 2] - shares[..., 0]), dims=("sample", "group"),
-                                coords={"group": labels}, name="nps", attrs={**attrs, "unit": "points"})
-        return xr.DataArray(shares, dims=("sample", "group", "class"),
-                            coords={"group": labels, "class": list(NPS_CLASSES)}, name="shares", attrs=attrs)
+            return xr.DataArray(
+                100.0 * (shares[..., 2] - shares[..., 0]),
+                dims=("sample", "group"),
+                coords={"group": labels},
+                name="nps",
+                attrs={**attrs, "unit": "points"},
+            )
+        return xr.DataArray(
+            shares,
+            dims=("sample", "group", "class"),
+            coords={"group": labels, "class": list(NPS_CLASSES)},
+            name="shares",
+            attrs=attrs,
+        )
 
     def _population_draws(self, values: Mapping[str, str], rng: np.random.Generator) -> np.ndarray:
         """Share draws (draws, 3) of an unseen group from the population level."""
@@ -357,8 +403,9 @@ class SharePosterior(FittedModel):
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
 
-    def plot_nps(self, ax: Any = None, level: float = DEFAULT_LEVEL, title: str | None = None,
-                 overall: float | None = None) -> Any:
+    def plot_nps(
+        self, ax: Any = None, level: float = DEFAULT_LEVEL, title: str | None = None, overall: float | None = None
+    ) -> Any:
         """Forest plot of each group's NPS with its interval (:func:`plots.plot_nps_intervals`); the Axes."""
         from cxresearch.measurement import plots
 
@@ -377,10 +424,16 @@ class SharePosterior(FittedModel):
     # --- save / load ----------------------------------------------------------------------------------
     def _save_state(self, folder: Path) -> None:
         groups = self.groups.astype({c: str for c in self.by}).to_dict(orient="list")
-        state = {"by": list(self.by), "method": self.method, "prior": self.prior, "notes": self.notes,
-                 "fit_check": None if self.fit_check is None else self.fit_check.to_dict(),
-                 "groups": groups, "population": sorted(self.population) if self.population is not None else None,
-                 "idata": self.idata is not None}
+        state = {
+            "by": list(self.by),
+            "method": self.method,
+            "prior": self.prior,
+            "notes": self.notes,
+            "fit_check": None if self.fit_check is None else self.fit_check.to_dict(),
+            "groups": groups,
+            "population": sorted(self.population) if self.population is not None else None,
+            "idata": self.idata is not None,
+        }
         (folder / "state.json").write_text(json.dumps(state, indent=1, default=json_default))
         arrays = {"draws": self.draws, **{f"pop__{k}": np.asarray(v) for k, v in (self.population or {}).items()}}
         if self.alpha is not None:
@@ -398,14 +451,22 @@ class SharePosterior(FittedModel):
         with np.load(folder / "draws.npz") as arrays:
             draws = arrays["draws"]
             alpha = arrays["alpha"] if "alpha" in arrays else None
-            population = None if state["population"] is None else {
-                k: arrays[f"pop__{k}"] for k in state["population"]}
-        return cls(groups=groups, by=by, draws=draws, method=state["method"],
-                   fit_check=None if state["fit_check"] is None else Diagnostics.from_dict(state["fit_check"]),
-                   prior=state["prior"], notes=state["notes"], population=population, alpha=alpha,
-                   idata=load_idata(folder) if state["idata"] else None,
-                   model_config=dict(meta["model_config"]), sampler_config=dict(meta["sampler_config"]),
-                   data_hash=meta.get("data_hash"))
+            population = None if state["population"] is None else {k: arrays[f"pop__{k}"] for k in state["population"]}
+        return cls(
+            groups=groups,
+            by=by,
+            draws=draws,
+            method=state["method"],
+            fit_check=None if state["fit_check"] is None else Diagnostics.from_dict(state["fit_check"]),
+            prior=state["prior"],
+            notes=state["notes"],
+            population=population,
+            alpha=alpha,
+            idata=load_idata(folder) if state["idata"] else None,
+            model_config=dict(meta["model_config"]),
+            sampler_config=dict(meta["sampler_config"]),
+            data_hash=meta.get("data_hash"),
+        )
 
     def collapse(self, by: str | Sequence[str] | None = None) -> SharePosterior:
         """Shares of coarser groups (a subset of ``by``; none = overall): the cells' shares averaged with the
@@ -430,14 +491,26 @@ class SharePosterior(FittedModel):
             members = np.flatnonzero(keys.to_numpy() == key)
             w = n[members] / n[members].sum()
             draws[i] = np.tensordot(w, self.draws[members], axes=(0, 0))
-        return SharePosterior(groups=groups, by=new_by, draws=draws, method=self.method + " (collapsed)",
-                              fit_check=self.fit_check, prior=self.prior,
-                              model_config={**self.model_config, "collapsed_to": list(new_by)},
-                              sampler_config=dict(self.sampler_config), data_hash=self.data_hash)
+        return SharePosterior(
+            groups=groups,
+            by=new_by,
+            draws=draws,
+            method=self.method + " (collapsed)",
+            fit_check=self.fit_check,
+            prior=self.prior,
+            model_config={**self.model_config, "collapsed_to": list(new_by)},
+            sampler_config=dict(self.sampler_config),
+            data_hash=self.data_hash,
+        )
 
 
-def dirichlet_shares(counts: pd.DataFrame, by: str | Sequence[str] | None = None, draws: int = 4000,
-                     seed: int | np.random.Generator | None = None, prior: float = 1.0) -> SharePosterior:
+def dirichlet_shares(
+    counts: pd.DataFrame,
+    by: str | Sequence[str] | None = None,
+    draws: int = 4000,
+    seed: int | np.random.Generator | None = None,
+    prior: float = 1.0,
+) -> SharePosterior:
     """Exact posterior of each group's shares with no pooling: Dirichlet(prior + counts), sampled."""
     by = as_by(by)
     check_columns(counts, (*by, *NPS_CLASSES, "n"), "class counts")
@@ -449,12 +522,23 @@ def dirichlet_shares(counts: pd.DataFrame, by: str | Sequence[str] | None = None
     alpha = counts[list(NPS_CLASSES)].to_numpy(dtype=float) + prior
     out = np.stack([rng.dirichlet(a, size=int(draws)) for a in alpha]) if len(alpha) else np.empty((0, draws, 3))
     method = f"Dirichlet-multinomial, closed form (prior Dirichlet({prior:g}, {prior:g}, {prior:g}))"
-    return SharePosterior(groups=counts.reset_index(drop=True), by=by, draws=out, method=method, prior=float(prior),
-                          fit_check=exact(method), alpha=alpha,
-                          model_config={"by": list(by), "pooling": False, "method": "dirichlet",
-                                        "prior": {"concentration": float(prior)}},
-                          sampler_config={"draws": int(draws), "seed": _seed_config(seed)},
-                          data_hash=counts_hash(counts, by))
+    return SharePosterior(
+        groups=counts.reset_index(drop=True),
+        by=by,
+        draws=out,
+        method=method,
+        prior=float(prior),
+        fit_check=exact(method),
+        alpha=alpha,
+        model_config={
+            "by": list(by),
+            "pooling": False,
+            "method": "dirichlet",
+            "prior": {"concentration": float(prior)},
+        },
+        sampler_config={"draws": int(draws), "seed": _seed_config(seed)},
+        data_hash=counts_hash(counts, by),
+    )
 
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
@@ -470,8 +554,11 @@ def build_hierarchical_model(counts: pd.DataFrame, by: Sequence[str]) -> Any:
     by = as_by(by)
     y = counts[list(NPS_CLASSES)].to_numpy(dtype="int64")
     n_groups = len(counts)
-    coords: dict[str, Any] = {"group": list(_labels(counts, by)), "logit": ["passive", "promoter"],
-                              "share": list(NPS_CLASSES)}
+    coords: dict[str, Any] = {
+        "group": list(_labels(counts, by)),
+        "logit": ["passive", "promoter"],
+        "share": list(NPS_CLASSES),
+    }
     with pm.Model(coords=coords) as model:
         mu = pm.Normal("mu", 0.0, LOGISTIC_NORMAL_PRIOR["mu_sd"], dims="logit")
         eta = pt.zeros((n_groups, 2)) + mu
@@ -492,9 +579,16 @@ def build_hierarchical_model(counts: pd.DataFrame, by: Sequence[str]) -> Any:
     return model
 
 
-def logistic_normal_shares(counts: pd.DataFrame, by: str | Sequence[str], draws: int = 1000, tune: int = 1000,
-                           chains: int = 2, seed: int | None = None, target_accept: float = 0.95,
-                           cores: int = 1) -> SharePosterior:
+def logistic_normal_shares(
+    counts: pd.DataFrame,
+    by: str | Sequence[str],
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 2,
+    seed: int | None = None,
+    target_accept: float = 0.95,
+    cores: int = 1,
+) -> SharePosterior:
     """Partially pooled shares from the hierarchical logistic-normal multinomial, sampled with NUTS (PyMC).
 
     An alternative to the exact Dirichlet-multinomial pooling: one crossed effect per grouping column.
@@ -505,8 +599,9 @@ def logistic_normal_shares(counts: pd.DataFrame, by: str | Sequence[str], draws:
     if len(counts) < 2:
         raise ValueError(f"partial pooling needs at least two groups of {list(by)}, got {len(counts)}")
     model = build_hierarchical_model(counts, by)
-    idata = sample_model(model, draws=draws, tune=tune, chains=chains, seed=seed,
-                         target_accept=target_accept, cores=cores)
+    idata = sample_model(
+        model, draws=draws, tune=tune, chains=chains, seed=seed, target_accept=target_accept, cores=cores
+    )
     posterior = idata.posterior
 
     def stacked_draws(name: str) -> np.ndarray:
@@ -520,19 +615,36 @@ def logistic_normal_shares(counts: pd.DataFrame, by: str | Sequence[str], draws:
     sigmas = {v: posterior[v].mean(("chain", "draw")).to_numpy().tolist() for v in free if v.startswith("sigma")}
     population = {v: stacked_draws(v) for v in free if v == "mu" or v.startswith(("sigma_", "z_")) and v != "z_cell"}
     levels = {col: _codes(counts[col])[1] for col in by}
-    return SharePosterior(groups=counts.reset_index(drop=True), by=by, draws=stacked, method=method, fit_check=diag,
-                          notes={"sigma_posterior_mean": sigmas, "levels": levels}, population=population,
-                          idata=idata,
-                          model_config={"by": list(by), "pooling": True, "method": "nuts",
-                                        "prior": dict(LOGISTIC_NORMAL_PRIOR)},
-                          sampler_config={"draws": int(draws), "tune": int(tune), "chains": int(chains),
-                                          "seed": _seed_config(seed), "target_accept": float(target_accept)},
-                          data_hash=counts_hash(counts, by))
+    return SharePosterior(
+        groups=counts.reset_index(drop=True),
+        by=by,
+        draws=stacked,
+        method=method,
+        fit_check=diag,
+        notes={"sigma_posterior_mean": sigmas, "levels": levels},
+        population=population,
+        idata=idata,
+        model_config={"by": list(by), "pooling": True, "method": "nuts", "prior": dict(LOGISTIC_NORMAL_PRIOR)},
+        sampler_config={
+            "draws": int(draws),
+            "tune": int(tune),
+            "chains": int(chains),
+            "seed": _seed_config(seed),
+            "target_accept": float(target_accept),
+        },
+        data_hash=counts_hash(counts, by),
+    )
 
 
-def hierarchical_shares(counts: pd.DataFrame, by: str | Sequence[str], draws: int = 4000,
-                        seed: int | np.random.Generator | None = None, method: str = "exact",
-                        prior_scale: float = HETEROGENEITY_PRIOR_SCALE, **nuts: Any) -> SharePosterior:
+def hierarchical_shares(
+    counts: pd.DataFrame,
+    by: str | Sequence[str],
+    draws: int = 4000,
+    seed: int | np.random.Generator | None = None,
+    method: str = "exact",
+    prior_scale: float = HETEROGENEITY_PRIOR_SCALE,
+    **nuts: Any,
+) -> SharePosterior:
     """Partially pooled posterior of each group's shares.
 
     ``method="exact"`` (default): the hierarchical Dirichlet-multinomial of
@@ -552,24 +664,44 @@ def hierarchical_shares(counts: pd.DataFrame, by: str | Sequence[str], draws: in
         return logistic_normal_shares(counts, by, draws=draws, seed=seed_int, **nuts)
     if method != "exact":
         raise ValueError(f"pooling method must be 'exact' or 'nuts', got {method!r}")
-    fit = hierarchical_dirichlet(counts[list(NPS_CLASSES)].to_numpy(dtype=float), draws=draws, seed=seed,
-                                 prior_scale=prior_scale)
+    fit = hierarchical_dirichlet(
+        counts[list(NPS_CLASSES)].to_numpy(dtype=float), draws=draws, seed=seed, prior_scale=prior_scale
+    )
     s = fit["s"]
-    return SharePosterior(groups=counts.reset_index(drop=True), by=by, draws=fit["shares"],
-                          method="hierarchical Dirichlet-multinomial (partial pooling), exact",
-                          fit_check=fit["diagnostics"], population={"m": fit["m"], "kappa": fit["kappa"]},
-                          notes={"heterogeneity_median": float(np.median(s)),
-                                 "heterogeneity_interval": [float(v) for v in interval(s, DEFAULT_LEVEL)],
-                                 "typical_shares": fit["m"].mean(axis=0).tolist()},
-                          model_config={"by": list(by), "pooling": True, "method": "exact",
-                                        "prior": {"heterogeneity_scale": float(prior_scale)}},
-                          sampler_config={"draws": int(draws), "seed": _seed_config(seed)},
-                          data_hash=counts_hash(counts, by))
+    return SharePosterior(
+        groups=counts.reset_index(drop=True),
+        by=by,
+        draws=fit["shares"],
+        method="hierarchical Dirichlet-multinomial (partial pooling), exact",
+        fit_check=fit["diagnostics"],
+        population={"m": fit["m"], "kappa": fit["kappa"]},
+        notes={
+            "heterogeneity_median": float(np.median(s)),
+            "heterogeneity_interval": [float(v) for v in interval(s, DEFAULT_LEVEL)],
+            "typical_shares": fit["m"].mean(axis=0).tolist(),
+        },
+        model_config={
+            "by": list(by),
+            "pooling": True,
+            "method": "exact",
+            "prior": {"heterogeneity_scale": float(prior_scale)},
+        },
+        sampler_config={"draws": int(draws), "seed": _seed_config(seed)},
+        data_hash=counts_hash(counts, by),
+    )
 
 
-def nps_posterior(survey: pd.DataFrame, by: str | Sequence[str] | None = None, pooling: bool = False,
-                  draws: int = 4000, seed: int | np.random.Generator | None = None, prior: float = 1.0,
-                  method: str = "exact", column: str = "recommend", **nuts: Any) -> SharePosterior:
+def nps_posterior(
+    survey: pd.DataFrame,
+    by: str | Sequence[str] | None = None,
+    pooling: bool = False,
+    draws: int = 4000,
+    seed: int | np.random.Generator | None = None,
+    prior: float = 1.0,
+    method: str = "exact",
+    column: str = "recommend",
+    **nuts: Any,
+) -> SharePosterior:
     """NPS shares posterior overall (``by=None``) or per group, pooled or not.
 
     Pooling applies only with two or more groups; otherwise the exact Dirichlet posterior is used.
@@ -609,14 +741,22 @@ def pairwise_differences(posterior: SharePosterior, level: float = DEFAULT_LEVEL
     for i, j in combinations(range(len(posterior.labels)), 2):
         if means[j] > means[i]:
             i, j = j, i
-        rows.append({"group_a": posterior.labels[i], "group_b": posterior.labels[j],
-                     **difference(nps[i], nps[j], level)})
+        rows.append(
+            {"group_a": posterior.labels[i], "group_b": posterior.labels[j], **difference(nps[i], nps[j], level)}
+        )
     return pd.DataFrame(rows, columns=["group_a", "group_b", "mean", "low", "high", "p_greater"])
 
 
-def wave_change(survey: pd.DataFrame, from_wave: str | None = None, to_wave: str | None = None,
-                by: str | Sequence[str] | None = None, draws: int = 4000, seed: int | None = None,
-                prior: float = 1.0, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+def wave_change(
+    survey: pd.DataFrame,
+    from_wave: str | None = None,
+    to_wave: str | None = None,
+    by: str | Sequence[str] | None = None,
+    draws: int = 4000,
+    seed: int | None = None,
+    prior: float = 1.0,
+    level: float = DEFAULT_LEVEL,
+) -> pd.DataFrame:
     """Change in NPS and shares from one wave to another (default: the last two), per group.
 
     Waves are independent samples, so each wave's shares get their own exact Dirichlet posterior (no
@@ -634,8 +774,10 @@ def wave_change(survey: pd.DataFrame, from_wave: str | None = None, to_wave: str
             raise ValueError(f"survey: wave {w!r} not found; waves present: {waves}")
     rng = rng_for(seed)
     wave_str = survey["wave"].astype(str)
-    post = {w: dirichlet_shares(class_counts(survey[wave_str == w], by), by, draws=draws, seed=rng, prior=prior)
-            for w in (from_wave, to_wave)}
+    post = {
+        w: dirichlet_shares(class_counts(survey[wave_str == w], by), by, draws=draws, seed=rng, prior=prior)
+        for w in (from_wave, to_wave)
+    }
     rows = []
     for label in post[to_wave].labels:
         if label not in post[from_wave].labels:
@@ -648,16 +790,26 @@ def wave_change(survey: pd.DataFrame, from_wave: str | None = None, to_wave: str
             i = post[to_wave].index_of(label)
             row.update({c: post[to_wave].groups[c].iloc[i] for c in by})
         d = difference(nps_a, nps_b, level)
-        row.update({"label": label, "from_wave": from_wave, "to_wave": to_wave,
-                    "n_from": int(post[from_wave].groups["n"].iloc[post[from_wave].index_of(label)]),
-                    "n_to": int(post[to_wave].groups["n"].iloc[post[to_wave].index_of(label)]),
-                    "nps_from": float(nps_b.mean()), "nps_to": float(nps_a.mean()),
-                    "change_mean": d["mean"], "change_low": d["low"], "change_high": d["high"],
-                    "p_increase": d["p_greater"]})
+        row.update(
+            {
+                "label": label,
+                "from_wave": from_wave,
+                "to_wave": to_wave,
+                "n_from": int(post[from_wave].groups["n"].iloc[post[from_wave].index_of(label)]),
+                "n_to": int(post[to_wave].groups["n"].iloc[post[to_wave].index_of(label)]),
+                "nps_from": float(nps_b.mean()),
+                "nps_to": float(nps_a.mean()),
+                "change_mean": d["mean"],
+                "change_low": d["low"],
+                "change_high": d["high"],
+                "p_increase": d["p_greater"],
+            }
+        )
         for k, name in enumerate(NPS_CLASSES):
             dk = difference(a[:, k], b[:, k], level)
-            row.update({f"{name}_change_mean": dk["mean"], f"{name}_change_low": dk["low"],
-                        f"{name}_change_high": dk["high"]})
+            row.update(
+                {f"{name}_change_mean": dk["mean"], f"{name}_change_low": dk["low"], f"{name}_change_high": dk["high"]}
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -6,6 +6,7 @@ the level the frame was made with (``level``, default :data:`cxresearch.protocol
 Labels go on axes (never inside crowded plot areas), figure heights grow with the number of rows, and
 long labels are wrapped so that no text overlaps. Call :func:`cxresearch.reports.set_theme` first.
 """
+
 from __future__ import annotations
 
 import textwrap
@@ -36,14 +37,18 @@ def _new_figure(width: float, height: float, ncols: int = 1, nrows: int = 1, **k
     return plt.subplots(nrows, ncols, figsize=(width, height), layout="constrained", **kwargs)
 
 
-def _legend_below(fig: Any, handles: Sequence[Any] | None = None, labels: Sequence[str] | None = None,
-                  ncol: int = 4, source: Any = None) -> None:
+def _legend_below(
+    fig: Any,
+    handles: Sequence[Any] | None = None,
+    labels: Sequence[str] | None = None,
+    ncol: int = 4,
+    source: Any = None,
+) -> None:
     """One legend under the whole figure, outside every axes (constrained layout makes room for it)."""
     if handles is None:
         handles, labels = (source or fig.axes[0]).get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(ncol, len(handles)), frameon=False,
-                   fontsize=9)
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(ncol, len(handles)), frameon=False, fontsize=9)
 
 
 def _pct_axis(ax: Any, axis: str = "x") -> None:
@@ -52,8 +57,14 @@ def _pct_axis(ax: Any, axis: str = "x") -> None:
     (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(PercentFormatter(1.0, decimals=0))
 
 
-def plot_nps_intervals(summary: pd.DataFrame, title: str | None = None, overall: float | None = None,
-                       label_col: str = "label", level: float | None = None, ax: Any = None) -> Any:
+def plot_nps_intervals(
+    summary: pd.DataFrame,
+    title: str | None = None,
+    overall: float | None = None,
+    label_col: str = "label",
+    level: float | None = None,
+    ax: Any = None,
+) -> Any:
     """Forest plot: posterior NPS (dot) with its interval (line) per group; hollow dot = observed NPS.
 
     ``summary``: :meth:`SharePosterior.table`; ``level`` defaults to its ``attrs["level"]``. Draws into
@@ -81,8 +92,9 @@ def plot_nps_intervals(summary: pd.DataFrame, title: str | None = None, overall:
     return fig
 
 
-def plot_nps_shares(summary: pd.DataFrame, title: str = "Detractors, passives and promoters",
-                    label_col: str = "label", ax: Any = None) -> Any:
+def plot_nps_shares(
+    summary: pd.DataFrame, title: str = "Detractors, passives and promoters", label_col: str = "label", ax: Any = None
+) -> Any:
     """100 % stacked bars of the three shares per group, with the NPS in the row label (into ``ax`` when
     given). Returns the Figure."""
     frame = summary.reset_index(drop=True)
@@ -94,10 +106,17 @@ def plot_nps_shares(summary: pd.DataFrame, title: str = "Detractors, passives an
     for name in ("detractor", "passive", "promoter"):
         width = frame[f"{name}_mean"].to_numpy()
         ax.barh(y, width, left=left, color=NPS_COLORS[name], label=f"{name.capitalize()}s", height=0.7)
-        for yi, l, w in zip(y, left, width):
+        for yi, start, w in zip(y, left, width):
             if w >= 0.08:  # only label segments wide enough to hold the text
-                ax.text(l + w / 2, yi, f"{100 * w:.0f}%", ha="center", va="center", fontsize=9,
-                        color="white" if name != "passive" else "#222222")
+                ax.text(
+                    start + w / 2,
+                    yi,
+                    f"{100 * w:.0f}%",
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if name != "passive" else "#222222",
+                )
         left += width
     ax.set_yticks(y, labels)
     ax.set_xlim(0, 1)
@@ -112,14 +131,28 @@ def plot_nps_shares(summary: pd.DataFrame, title: str = "Detractors, passives an
     return fig
 
 
-def plot_kpi_trend(tracking: pd.DataFrame, target: float | None = None, title: str = "NPS by survey wave",
-                   unit: str = "points", level: float = DEFAULT_LEVEL) -> Any:
+def plot_kpi_trend(
+    tracking: pd.DataFrame,
+    target: float | None = None,
+    title: str = "NPS by survey wave",
+    unit: str = "points",
+    level: float = DEFAULT_LEVEL,
+) -> Any:
     """NPS per wave with its intervals (at ``level``), the target line and P(meeting the target) under each wave."""
     frame = tracking.reset_index(drop=True)
     x = np.arange(len(frame))
     fig, ax = _new_figure(max(5.5, 1.6 * len(frame) + 2.5), 4.2)
-    ax.errorbar(x, frame["mean"], yerr=[frame["mean"] - frame["low"], frame["high"] - frame["mean"]],
-                fmt="o-", color=PALETTE[0], capsize=6, linewidth=2, markersize=8, label=f"NPS ({level:.0%} interval)")
+    ax.errorbar(
+        x,
+        frame["mean"],
+        yerr=[frame["mean"] - frame["low"], frame["high"] - frame["mean"]],
+        fmt="o-",
+        color=PALETTE[0],
+        capsize=6,
+        linewidth=2,
+        markersize=8,
+        label=f"NPS ({level:.0%} interval)",
+    )
     if target is not None:
         ax.axhline(target, color=PALETTE[1], linestyle="--", linewidth=1.5, label=f"Target ({target:g})")
     ticks = []
@@ -144,8 +177,9 @@ def plot_scorecard(scorecard: pd.DataFrame, title: str = "Touchpoint scorecard")
     frame = scorecard.reset_index(drop=True)
     labels = [_wrap(f"{lab} (n={n:,})", 32) for lab, n in zip(frame["label"], frame["n_customers"])]
     y = np.arange(len(frame))[::-1]
-    fig, (ax1, ax2) = _new_figure(11, _height(len(frame), per_row=0.5), ncols=2, sharey=True,
-                                  gridspec_kw={"width_ratios": [1, 1.2]})
+    fig, (ax1, ax2) = _new_figure(
+        11, _height(len(frame), per_row=0.5), ncols=2, sharey=True, gridspec_kw={"width_ratios": [1, 1.2]}
+    )
     ax1.hlines(y, frame["mean_low"], frame["mean_high"], color=PALETTE[0], linewidth=2.5)
     ax1.plot(frame["mean"], y, "o", color=PALETTE[0], markersize=7)
     ax1.set_yticks(y, labels)
@@ -153,8 +187,10 @@ def plot_scorecard(scorecard: pd.DataFrame, title: str = "Touchpoint scorecard")
     ax1.set_title("Mean rating", loc="left")
     top_def = frame["top_box_definition"].iloc[0] if frame["top_box_definition"].nunique() == 1 else "top"
     bottom_def = frame["bottom_box_definition"].iloc[0] if frame["bottom_box_definition"].nunique() == 1 else "bottom"
-    for metric, color, offset, name in (("top_box", NPS_COLORS["promoter"], 0.15, f"Top box ({top_def})"),
-                                        ("bottom_box", NPS_COLORS["detractor"], -0.15, f"Bottom box ({bottom_def})")):
+    for metric, color, offset, name in (
+        ("top_box", NPS_COLORS["promoter"], 0.15, f"Top box ({top_def})"),
+        ("bottom_box", NPS_COLORS["detractor"], -0.15, f"Bottom box ({bottom_def})"),
+    ):
         ax2.hlines(y + offset, frame[f"{metric}_low"], frame[f"{metric}_high"], color=color, linewidth=2.5)
         ax2.plot(frame[metric], y + offset, "o", color=color, markersize=6, label=name)
     _pct_axis(ax2)
@@ -165,15 +201,28 @@ def plot_scorecard(scorecard: pd.DataFrame, title: str = "Touchpoint scorecard")
     return fig
 
 
-def plot_journey_map(table: pd.DataFrame, title: str = "Journey map: top-box share by stage and touchpoint",
-                     percent: bool = True, center: float | None = None) -> Any:
+def plot_journey_map(
+    table: pd.DataFrame,
+    title: str = "Journey map: top-box share by stage and touchpoint",
+    percent: bool = True,
+    center: float | None = None,
+) -> Any:
     """Heatmap: rows = journey stage: touchpoint (in journey order), columns = groups; cells annotated."""
     import seaborn as sns
 
     fig, ax = _new_figure(max(6.0, 2.2 + 1.3 * table.shape[1]), _height(table.shape[0], per_row=0.45))
     annot = table.map(lambda v: "" if pd.isna(v) else (f"{100 * v:.0f}%" if percent else f"{v:.2f}"))
-    sns.heatmap(table, annot=annot, fmt="", cmap="RdYlGn", center=center, linewidths=0.5, linecolor="white",
-                cbar_kws={"label": "Top-box share" if percent else "Mean rating", "shrink": 0.7}, ax=ax)
+    sns.heatmap(
+        table,
+        annot=annot,
+        fmt="",
+        cmap="RdYlGn",
+        center=center,
+        linewidths=0.5,
+        linecolor="white",
+        cbar_kws={"label": "Top-box share" if percent else "Mean rating", "shrink": 0.7},
+        ax=ax,
+    )
     if percent:
         cbar = ax.collections[0].colorbar
         _pct_axis(cbar.ax, axis="y")
@@ -187,16 +236,22 @@ def plot_journey_map(table: pd.DataFrame, title: str = "Journey map: top-box sha
 
 def plot_benchmark(position: pd.DataFrame, title: str = "Our position versus each competitor") -> Any:
     """Differences ours - theirs (with intervals), coloured by verdict; NPS and attributes in separate panels."""
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
     frame = position.reset_index(drop=True)
-    panels = [("NPS difference (points)", frame[frame["metric"] == "nps"]),
-              ("Attribute difference (rating points)", frame[frame["metric"] != "nps"])]
+    panels = [
+        ("NPS difference (points)", frame[frame["metric"] == "nps"]),
+        ("Attribute difference (rating points)", frame[frame["metric"] != "nps"]),
+    ]
     panels = [(t, p) for t, p in panels if len(p)]
     heights = [max(len(p), 2) for _, p in panels]
-    fig, axes = _new_figure(9, _height(sum(heights), per_row=0.36, base=2.0), nrows=len(panels),
-                            gridspec_kw={"height_ratios": heights}, squeeze=False)
+    fig, axes = _new_figure(
+        9,
+        _height(sum(heights), per_row=0.36, base=2.0),
+        nrows=len(panels),
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
     for ax, (xlabel, part) in zip(axes[:, 0], panels):
         part = part.reset_index(drop=True)
         y = np.arange(len(part))[::-1]
@@ -208,22 +263,23 @@ def plot_benchmark(position: pd.DataFrame, title: str = "Our position versus eac
         ax.set_yticks(y, labels)
         ax.set_xlabel(xlabel + ": positive = we are ahead")
     axes[0, 0].set_title(title, loc="left")
-    handles = [Line2D([0], [0], color=c, marker="o", linewidth=2.5, label=v.capitalize())
-               for v, c in VERDICT_COLORS.items()]
+    handles = [
+        Line2D([0], [0], color=c, marker="o", linewidth=2.5, label=v.capitalize()) for v, c in VERDICT_COLORS.items()
+    ]
     _legend_below(fig, handles, [h.get_label() for h in handles], ncol=3)
     return fig
 
 
 def plot_brand_positions(summary: pd.DataFrame, title: str = "Brands on each benchmark metric") -> Any:
     """Small multiples: every brand's estimate and interval per metric; our brand highlighted."""
-    import matplotlib.pyplot as plt
 
     metrics = list(dict.fromkeys(summary["metric"]))
     ncols = min(3, len(metrics))
     nrows = int(np.ceil(len(metrics) / ncols))
     brands = sorted(summary["brand"].unique())
-    fig, axes = _new_figure(4.0 * ncols, _height(len(brands), per_row=0.35) * nrows, ncols=ncols, nrows=nrows,
-                            squeeze=False, sharey=True)
+    fig, axes = _new_figure(
+        4.0 * ncols, _height(len(brands), per_row=0.35) * nrows, ncols=ncols, nrows=nrows, squeeze=False, sharey=True
+    )
     for i, metric in enumerate(metrics):
         ax = axes[i // ncols, i % ncols]
         part = summary[summary["metric"] == metric].set_index("brand").reindex(brands)
@@ -260,10 +316,17 @@ def plot_league(league: Any, max_units: int | None = 60, title: str | None = Non
         y = np.concatenate([np.arange(2 * half, half, -1), np.arange(half - 1, -1, -1)]).astype(float)
         gap_label = [(float(half), f"... {hidden} units not shown ...")]
         note = f" (top {half} and bottom {half} of {len(league.table)})"
-    fig, (ax1, ax2) = _new_figure(11, _height(len(y) + len(gap_label), per_row=0.24, base=2.0), ncols=2,
-                                  sharey=True, gridspec_kw={"width_ratios": [1.4, 1]})
+    fig, (ax1, ax2) = _new_figure(
+        11,
+        _height(len(y) + len(gap_label), per_row=0.24, base=2.0),
+        ncols=2,
+        sharey=True,
+        gridspec_kw={"width_ratios": [1.4, 1]},
+    )
     ax1.hlines(y, table["low"], table["high"], color=PALETTE[0], linewidth=2)
-    ax1.plot(table["estimate"], y, "o", color=PALETTE[0], markersize=5, label=f"Fair (shrunk) score, {level:.0%} interval")
+    ax1.plot(
+        table["estimate"], y, "o", color=PALETTE[0], markersize=5, label=f"Fair (shrunk) score, {level:.0%} interval"
+    )
     ax1.plot(table["observed"], y, "o", mfc="none", color="#555555", markersize=5, label="Raw score")
     ax1.axvline(league.overall_observed, color="#999999", linestyle="--", linewidth=1, label="Overall")
     ticks = list(y) + [g[0] for g in gap_label]
@@ -281,13 +344,14 @@ def plot_league(league: Any, max_units: int | None = 60, title: str | None = Non
     return fig
 
 
-def plot_touchpoint_changes(changes: pd.DataFrame, metric: str = "top_box",
-                            title: str | None = None) -> Any:
+def plot_touchpoint_changes(changes: pd.DataFrame, metric: str = "top_box", title: str | None = None) -> Any:
     """Wave-over-wave change per touchpoint (with its interval), with P(increase) in the row label."""
     frame = changes.reset_index(drop=True)
     y = np.arange(len(frame))[::-1]
-    labels = [_wrap(f"{lab} ({100 * p:.0f}% likely it rose)", 40)
-              for lab, p in zip(frame["label"], frame[f"{metric}_p_increase"])]
+    labels = [
+        _wrap(f"{lab} ({100 * p:.0f}% likely it rose)", 40)
+        for lab, p in zip(frame["label"], frame[f"{metric}_p_increase"])
+    ]
     fig, ax = _new_figure(8.5, _height(len(frame)))
     mean, low, high = frame[f"{metric}_change"], frame[f"{metric}_change_low"], frame[f"{metric}_change_high"]
     colors = np.where(low > 0, VERDICT_COLORS["strength"], np.where(high < 0, VERDICT_COLORS["weakness"], "#7f7f7f"))
@@ -312,7 +376,7 @@ def close(figures: Sequence[Any] | Any) -> None:
     """Close figures after display (keeps notebook memory flat)."""
     import matplotlib.pyplot as plt
 
-    for fig in (figures if isinstance(figures, (list, tuple)) else [figures]):
+    for fig in figures if isinstance(figures, (list, tuple)) else [figures]:
         plt.close(fig)
 
 

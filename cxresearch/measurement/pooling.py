@@ -24,6 +24,7 @@ Given (m, kappa) each ``p[g]`` is exactly Dirichlet(kappa * m + counts[g]).
 
 ``mu`` and ``theta`` are integrated analytically (Gelman et al., BDA3 section 5.4); (tau, sigma) on a grid.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -48,20 +49,35 @@ CENTRAL_TAIL = 1e-4  # coarse mass left to each side of the finely gridded range
 _GROUP_CHUNK_CELLS = 4_000_000  # grid points x groups evaluated at once (bounds memory)
 
 
-def grid_check(method: str, edge_mass: float, grid_points: int, effective_grid_points: float,
-               **extra: Any) -> Diagnostics:
+def grid_check(
+    method: str, edge_mass: float, grid_points: int, effective_grid_points: float, **extra: Any
+) -> Diagnostics:
     """The check of a numerically integrated posterior, in the one :class:`~cxresearch.diagnostics.Diagnostics`
     form: it passes when the grid held the posterior (mass in the outermost cells below ``EDGE_MASS_MAX``).
 
     There are no chains, so R-hat / ESS / divergences are absent (None); ``edge_mass`` and the grid sizes
     are extra figures (``d["edge_mass"]``)."""
     passed = bool(edge_mass < EDGE_MASS_MAX)
-    reasons = () if passed else (
-        f"posterior mass at the grid edges {edge_mass:.1e} >= {EDGE_MASS_MAX:.0e}: the numerical integration did "
-        "not hold the whole posterior; use method='nuts' or report the problem",)
-    return Diagnostics(passed=passed, method=method, draws=None, reasons=reasons,
-                       extra={"edge_mass": float(edge_mass), "grid_points": int(grid_points),
-                              "effective_grid_points": float(effective_grid_points), **extra})
+    reasons = (
+        ()
+        if passed
+        else (
+            f"posterior mass at the grid edges {edge_mass:.1e} >= {EDGE_MASS_MAX:.0e}: the numerical integration did "
+            "not hold the whole posterior; use method='nuts' or report the problem",
+        )
+    )
+    return Diagnostics(
+        passed=passed,
+        method=method,
+        draws=None,
+        reasons=reasons,
+        extra={
+            "edge_mass": float(edge_mass),
+            "grid_points": int(grid_points),
+            "effective_grid_points": float(effective_grid_points),
+            **extra,
+        },
+    )
 
 
 def _logsumexp_rows(x: np.ndarray) -> np.ndarray:
@@ -76,8 +92,9 @@ def _alr_inverse(u: np.ndarray) -> np.ndarray:
     return np.exp(logits - _logsumexp_rows(logits))
 
 
-def _log_post_m_derivatives(u: np.ndarray, kappa: np.ndarray,
-                            counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _log_post_m_derivatives(
+    u: np.ndarray, kappa: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Value, gradient and Hessian in ``u`` of log p(u | kappa, data) (up to a constant in u), for many
     (u, kappa) rows at once: u (S, K-1), kappa (S,). Analytic (digamma / trigamma)."""
     m = _alr_inverse(u)  # (S, K)
@@ -88,7 +105,7 @@ def _log_post_m_derivatives(u: np.ndarray, kappa: np.ndarray,
     b = -1.0 / m**2
     step = max(1, _GROUP_CHUNK_CELLS // max(s_rows, 1))
     for start in range(0, counts.shape[0], step):
-        c = counts[None, start:start + step, :]
+        c = counts[None, start : start + step, :]
         shifted = alpha[:, None, :] + c
         f += (gammaln(shifted) - gammaln(alpha)[:, None, :]).sum(axis=(1, 2))
         a += kappa[:, None] * (digamma(shifted) - digamma(alpha)[:, None, :]).sum(axis=1)
@@ -98,14 +115,16 @@ def _log_post_m_derivatives(u: np.ndarray, kappa: np.ndarray,
     m_tail = m[:, 1:]  # m_{j+1}
     jac = m[:, :, None] * (eye_k[None] - m_tail[:, None, :])  # (S, K, K-1)
     grad = np.einsum("sk,skj->sj", a, jac)
-    second = (jac[:, :, None, :] * (eye_k[None, :, :, None] - m_tail[:, None, :, None])
-              - m[:, :, None, None] * m_tail[:, None, :, None] * (eye_j[None, None] - m_tail[:, None, None, :]))
+    second = jac[:, :, None, :] * (eye_k[None, :, :, None] - m_tail[:, None, :, None]) - m[:, :, None, None] * m_tail[
+        :, None, :, None
+    ] * (eye_j[None, None] - m_tail[:, None, None, :])
     hess = np.einsum("sk,ski,skj->sij", b, jac, jac) + np.einsum("sk,skij->sij", a, second)
     return f, grad, hess
 
 
-def _conditional_modes(kappa: np.ndarray, counts: np.ndarray, u_start: np.ndarray,
-                       max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+def _conditional_modes(
+    kappa: np.ndarray, counts: np.ndarray, u_start: np.ndarray, max_iter: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
     """Mode of u given each kappa (damped Newton, all kappas at once) and the Hessian there."""
     u = np.tile(u_start, (len(kappa), 1))
     f, g, h = _log_post_m_derivatives(u, kappa, counts)
@@ -140,13 +159,14 @@ def _log_post_m_rows(u: np.ndarray, kappa: np.ndarray, counts: np.ndarray) -> np
     out = np.log(m).sum(axis=1)
     step = max(1, _GROUP_CHUNK_CELLS // max(len(u), 1))
     for start in range(0, counts.shape[0], step):
-        c = counts[None, start:start + step, :]
+        c = counts[None, start : start + step, :]
         out += (gammaln(alpha[:, None, :] + c) - gammaln(alpha)[:, None, :]).sum(axis=(1, 2))
     return out
 
 
-def _s_slices(log_s: np.ndarray, points: int, counts: np.ndarray, u_start: np.ndarray,
-              prior_scale: float, d_log_s: float) -> dict[str, np.ndarray]:
+def _s_slices(
+    log_s: np.ndarray, points: int, counts: np.ndarray, u_start: np.ndarray, prior_scale: float, d_log_s: float
+) -> dict[str, np.ndarray]:
     """Grid nodes of (m, kappa) for each value of log s: a local grid of m around its conditional mode,
     along the principal axes of its conditional posterior. Returns nodes and their log weights."""
     k = counts.shape[1]
@@ -179,8 +199,12 @@ def _normalise(logw: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
-def hierarchical_dirichlet(counts: np.ndarray, draws: int = 4000, seed: int | np.random.Generator | None = None,
-                           prior_scale: float = HETEROGENEITY_PRIOR_SCALE) -> dict[str, Any]:
+def hierarchical_dirichlet(
+    counts: np.ndarray,
+    draws: int = 4000,
+    seed: int | np.random.Generator | None = None,
+    prior_scale: float = HETEROGENEITY_PRIOR_SCALE,
+) -> dict[str, Any]:
     """Posterior draws of every group's shares under the hierarchical Dirichlet-multinomial.
 
     ``counts`` is (groups, K). Returns ``{"shares": (groups, draws, K), "m": (draws, K),
@@ -191,8 +215,9 @@ def hierarchical_dirichlet(counts: np.ndarray, draws: int = 4000, seed: int | np
     """
     counts = np.asarray(counts, dtype=float)
     if counts.ndim != 2 or counts.shape[0] < 2 or counts.shape[1] < 2:
-        raise ValueError(f"hierarchical Dirichlet-multinomial needs counts of shape (groups >= 2, K >= 2), "
-                         f"got {counts.shape}")
+        raise ValueError(
+            f"hierarchical Dirichlet-multinomial needs counts of shape (groups >= 2, K >= 2), got {counts.shape}"
+        )
     if (counts < 0).any() or not np.isfinite(counts).all():
         raise ValueError("counts must be finite and non-negative")
     if not 0 < prior_scale <= 0.5:
@@ -228,14 +253,22 @@ def hierarchical_dirichlet(counts: np.ndarray, draws: int = 4000, seed: int | np
     gam = rng.standard_gamma(alpha)
     shares = gam / gam.sum(axis=2, keepdims=True)
     diagnostics = grid_check(
-        "exact hierarchical Dirichlet-multinomial (numerical integration over the hyperparameters)", edge_mass,
-        len(w), 1.0 / np.sum(w**2),
-        fine_heterogeneity_range=[float(np.exp(fine_s[0] - fine_step / 2)), float(np.exp(fine_s[-1] + fine_step / 2))])
+        "exact hierarchical Dirichlet-multinomial (numerical integration over the hyperparameters)",
+        edge_mass,
+        len(w),
+        1.0 / np.sum(w**2),
+        fine_heterogeneity_range=[float(np.exp(fine_s[0] - fine_step / 2)), float(np.exp(fine_s[-1] + fine_step / 2))],
+    )
     return {"shares": shares, "m": m, "kappa": kappa, "s": 1.0 / np.sqrt(1.0 + kappa), "diagnostics": diagnostics}
 
 
-def hierarchical_normal(n: np.ndarray, means: np.ndarray, sum_squares: np.ndarray, draws: int = 4000,
-                        seed: int | np.random.Generator | None = None) -> dict[str, Any]:
+def hierarchical_normal(
+    n: np.ndarray,
+    means: np.ndarray,
+    sum_squares: np.ndarray,
+    draws: int = 4000,
+    seed: int | np.random.Generator | None = None,
+) -> dict[str, Any]:
     """Posterior draws of every unit's mean under the hierarchical normal model (see module docstring).
 
     ``n``, ``means``, ``sum_squares`` (within-unit sums of squared deviations) have one entry per unit.
@@ -245,7 +278,9 @@ def hierarchical_normal(n: np.ndarray, means: np.ndarray, sum_squares: np.ndarra
     ybar = np.asarray(means, dtype=float)
     ss = np.asarray(sum_squares, dtype=float)
     if not (n.shape == ybar.shape == ss.shape) or n.ndim != 1 or len(n) < 2:
-        raise ValueError("hierarchical normal: n, means and sum_squares must be 1-D with one entry per unit (>= 2 units)")
+        raise ValueError(
+            "hierarchical normal: n, means and sum_squares must be 1-D with one entry per unit (>= 2 units)"
+        )
     if (n < 1).any():
         raise ValueError("hierarchical normal: every unit needs at least one answer")
     rng = rng_for(seed)
@@ -268,9 +303,9 @@ def hierarchical_normal(n: np.ndarray, means: np.ndarray, sum_squares: np.ndarra
         sum_log_v = np.zeros_like(tau)
         step = max(1, _GROUP_CHUNK_CELLS // len(tau))
         for start in range(0, len(n), step):  # sums over units, chunked to bound memory
-            v = tau[:, None] ** 2 + sigma[:, None] ** 2 / n[None, start:start + step]
+            v = tau[:, None] ** 2 + sigma[:, None] ** 2 / n[None, start : start + step]
             prec = 1.0 / v
-            y = ybar[None, start:start + step]
+            y = ybar[None, start : start + step]
             sum_prec += prec.sum(axis=1)
             sum_prec_y += (prec * y).sum(axis=1)
             sum_prec_y2 += (prec * y * y).sum(axis=1)
@@ -278,18 +313,34 @@ def hierarchical_normal(n: np.ndarray, means: np.ndarray, sum_squares: np.ndarra
         v_mu = 1.0 / sum_prec
         mu_hat = sum_prec_y * v_mu
         quad = sum_prec_y2 - 2 * mu_hat * sum_prec_y + mu_hat**2 * sum_prec
-        logw = (-0.5 * (tau / total_sd) ** 2 - 0.5 * (sigma / (2 * total_sd)) ** 2  # half-normal priors
-                + lt.ravel() + lsig.ravel()  # log-scale grid Jacobian (cells are equal in log tau, log sigma)
-                - df_within * np.log(sigma) - ss_total / (2 * sigma**2)  # within-unit part of the likelihood
-                + 0.5 * np.log(v_mu) - 0.5 * sum_log_v - 0.5 * quad)
+        logw = (
+            -0.5 * (tau / total_sd) ** 2
+            - 0.5 * (sigma / (2 * total_sd)) ** 2  # half-normal priors
+            + lt.ravel()
+            + lsig.ravel()  # log-scale grid Jacobian (cells are equal in log tau, log sigma)
+            - df_within * np.log(sigma)
+            - ss_total / (2 * sigma**2)  # within-unit part of the likelihood
+            + 0.5 * np.log(v_mu)
+            - 0.5 * sum_log_v
+            - 0.5 * quad
+        )
         i_tau, i_sig = np.unravel_index(np.arange(len(tau)), lt.shape)
-        return {"tau": tau, "sigma": sigma, "mu_hat": mu_hat, "v_mu": v_mu, "logw": logw,
-                "i_tau": i_tau, "i_sig": i_sig}
+        return {
+            "tau": tau,
+            "sigma": sigma,
+            "mu_hat": mu_hat,
+            "v_mu": v_mu,
+            "logw": logw,
+            "i_tau": i_tau,
+            "i_sig": i_sig,
+        }
 
     def central(mass: np.ndarray) -> tuple[int, int]:
         cum = np.cumsum(mass)
-        return (max(int(np.searchsorted(cum, CENTRAL_TAIL)) - 1, 0),
-                min(int(np.searchsorted(cum, 1.0 - CENTRAL_TAIL)) + 1, len(mass) - 1))
+        return (
+            max(int(np.searchsorted(cum, CENTRAL_TAIL)) - 1, 0),
+            min(int(np.searchsorted(cum, 1.0 - CENTRAL_TAIL)) + 1, len(mass) - 1),
+        )
 
     half = min(3.0, 10.0 / np.sqrt(2.0 * max(df_within, 1.0)))
     log_sigma = np.log(within_sd) + np.linspace(-half, half, 25)
@@ -304,8 +355,9 @@ def hierarchical_normal(n: np.ndarray, means: np.ndarray, sum_squares: np.ndarra
     if t_hi == len(log_tau) - 1:
         edge |= fine["i_tau"] == 79
     tau, sigma, mu_hat, v_mu = fine["tau"], fine["sigma"], fine["mu_hat"], fine["v_mu"]
-    edge_mass = float(w[edge].sum()) + float(np.bincount(coarse["i_tau"], weights=_normalise(coarse["logw"]),
-                                                         minlength=len(log_tau))[-1])
+    edge_mass = float(w[edge].sum()) + float(
+        np.bincount(coarse["i_tau"], weights=_normalise(coarse["logw"]), minlength=len(log_tau))[-1]
+    )
     pick = rng.choice(len(w), size=int(draws), p=w)
     tau_d, sigma_d = tau[pick], sigma[pick]
     mu_d = mu_hat[pick] + np.sqrt(v_mu[pick]) * rng.standard_normal(int(draws))
@@ -314,6 +366,10 @@ def hierarchical_normal(n: np.ndarray, means: np.ndarray, sum_squares: np.ndarra
     post_var = 1.0 / (data_prec + prior_prec)
     post_mean = post_var * (data_prec * ybar[:, None] + prior_prec * mu_d[None, :])
     theta = post_mean + np.sqrt(post_var) * rng.standard_normal(post_mean.shape)
-    diagnostics = grid_check("exact hierarchical normal (analytic in the means, numerical over tau and sigma)",
-                             edge_mass, len(w), 1.0 / np.sum(w**2))
+    diagnostics = grid_check(
+        "exact hierarchical normal (analytic in the means, numerical over tau and sigma)",
+        edge_mass,
+        len(w),
+        1.0 / np.sum(w**2),
+    )
     return {"theta": theta, "mu": mu_d, "tau": tau_d, "sigma": sigma_d, "diagnostics": diagnostics}

@@ -5,6 +5,7 @@ Every interval in the measurement study is an equal-tailed posterior interval at
 posterior draws). Probabilities such as P(ours > theirs) are the share of posterior draws where the
 statement holds. MCMC fits are judged by the one gate, :func:`cxresearch.diagnostics.check_mcmc`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -16,8 +17,18 @@ import pandas as pd
 # the one interval convention of the package (re-exported here for the measurement modules)
 from cxresearch.protocol import DEFAULT_LEVEL, check_level, interval
 
-__all__ = ["DEFAULT_LEVEL", "as_by", "check_columns", "check_level", "interval", "prob_greater", "rng_for",
-           "sample_model", "summarise", "wave_order"]
+__all__ = [
+    "DEFAULT_LEVEL",
+    "as_by",
+    "check_columns",
+    "check_level",
+    "interval",
+    "prob_greater",
+    "rng_for",
+    "sample_model",
+    "summarise",
+    "wave_order",
+]
 
 
 def summarise(draws: np.ndarray, level: float = DEFAULT_LEVEL) -> dict[str, float]:
@@ -57,18 +68,27 @@ def as_by(by: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(by)
 
 
-def sample_model(model: Any, draws: int, tune: int, chains: int, seed: int | None,
-                 target_accept: float = 0.95, cores: int = 1) -> Any:
+def sample_model(
+    model: Any, draws: int, tune: int, chains: int, seed: int | None, target_accept: float = 0.95, cores: int = 1
+) -> Any:
     """Run NUTS (PyMC's sampler) on ``model`` and return the InferenceData (quietly, seeded)."""
     import pymc as pm
 
     if draws < 100 or tune < 100 or chains < 1:
-        raise ValueError(f"MCMC needs draws >= 100, tune >= 100 and chains >= 1; got draws={draws}, "
-                         f"tune={tune}, chains={chains}")
+        raise ValueError(
+            f"MCMC needs draws >= 100, tune >= 100 and chains >= 1; got draws={draws}, tune={tune}, chains={chains}"
+        )
     with model:
-        return pm.sample(draws=int(draws), tune=int(tune), chains=int(chains), cores=int(cores),
-                         random_seed=seed, target_accept=float(target_accept), progressbar=False,
-                         compute_convergence_checks=False)
+        return pm.sample(
+            draws=int(draws),
+            tune=int(tune),
+            chains=int(chains),
+            cores=int(cores),
+            random_seed=seed,
+            target_accept=float(target_accept),
+            progressbar=False,
+            compute_convergence_checks=False,
+        )
 
 
 def wave_order(waves: Iterable[Any]) -> list[str]:

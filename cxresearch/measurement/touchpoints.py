@@ -14,6 +14,7 @@ the scale raises an error naming the column, so a stray code can never be counte
 Scales with more than 101 points or non-integer answers use a normal approximation for the mean and
 Beta(1 + k, 1 + n - k) posteriors for the box shares.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -79,17 +80,20 @@ def touchpoint_ratings(survey: pd.DataFrame, key: str, tp: Touchpoint) -> pd.Ser
                 unparsable &= raw_text.str.casefold() != code.strip().casefold()
         if unparsable.any():
             bad = sorted(set(raw_text[unparsable].tolist()))[:5]
-            raise ValueError(f"survey column {key!r} (touchpoint {key!r}, export column {tp.column!r}): "
-                             f"non-numeric values {bad}")
+            raise ValueError(
+                f"survey column {key!r} (touchpoint {key!r}, export column {tp.column!r}): non-numeric values {bad}"
+            )
     na_codes = _numeric_na_codes(tp)
     if na_codes:
         values = values.mask(values.isin(na_codes))
     off = values.notna() & ((values < tp.scale.min) | (values > tp.scale.max))
     if off.any():
         bad = sorted(set(values[off].tolist()))[:5]
-        raise ValueError(f"survey column {key!r} (touchpoint {key!r}, export column {tp.column!r}): values {bad} "
-                         f"lie outside the scale {tp.scale}; declare them under not_applicable if they mean "
-                         "'not applicable', they will not be counted as scores")
+        raise ValueError(
+            f"survey column {key!r} (touchpoint {key!r}, export column {tp.column!r}): values {bad} "
+            f"lie outside the scale {tp.scale}; declare them under not_applicable if they mean "
+            "'not applicable', they will not be counted as scores"
+        )
     return values
 
 
@@ -98,16 +102,23 @@ def _is_exact(values: np.ndarray, scale: Scale) -> bool:
     return bool(integer_scale and scale.points <= MAX_EXACT_POINTS and np.all(np.mod(values, 1.0) == 0.0))
 
 
-def rating_draws(values: np.ndarray | pd.Series, scale: Scale, draws: int = 4000,
-                 seed: int | np.random.Generator | None = None, prior: float = 1.0,
-                 top_box_points: int = 1, bottom_box_points: int = 2) -> dict[str, np.ndarray]:
+def rating_draws(
+    values: np.ndarray | pd.Series,
+    scale: Scale,
+    draws: int = 4000,
+    seed: int | np.random.Generator | None = None,
+    prior: float = 1.0,
+    top_box_points: int = 1,
+    bottom_box_points: int = 2,
+) -> dict[str, np.ndarray]:
     """Posterior draws of the mean rating, the top-box and the bottom-box shares of one set of answers.
 
     NaN answers are ignored. Returns ``{"mean", "top_box", "bottom_box"}`` arrays of length ``draws``.
     """
     if top_box_points < 1 or bottom_box_points < 1:
-        raise ValueError(f"top_box_points and bottom_box_points must be at least 1, got "
-                         f"{top_box_points}, {bottom_box_points}")
+        raise ValueError(
+            f"top_box_points and bottom_box_points must be at least 1, got {top_box_points}, {bottom_box_points}"
+        )
     rng = rng_for(seed)
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
@@ -117,8 +128,11 @@ def rating_draws(values: np.ndarray | pd.Series, scale: Scale, draws: int = 4000
         points = np.arange(scale.min, scale.max + 1.0)
         counts = np.bincount((x - scale.min).astype(np.int64), minlength=len(points)).astype(float)
         p = rng.dirichlet(counts + prior, size=int(draws))
-        return {"mean": p @ points, "top_box": p[:, points >= top_cut].sum(axis=1),
-                "bottom_box": p[:, points <= bottom_cut].sum(axis=1)}
+        return {
+            "mean": p @ points,
+            "top_box": p[:, points >= top_cut].sum(axis=1),
+            "bottom_box": p[:, points <= bottom_cut].sum(axis=1),
+        }
     n = x.size
     top = float((x >= top_cut).sum())
     bottom = float((x <= bottom_cut).sum())
@@ -127,24 +141,37 @@ def rating_draws(values: np.ndarray | pd.Series, scale: Scale, draws: int = 4000
         mean = x.mean() + x.std(ddof=1) / np.sqrt(n) * rng.standard_t(n - 1, size=int(draws))
     else:
         mean = np.full(int(draws), np.nan)
-    return {"mean": mean, "top_box": rng.beta(1 + top, 1 + n - top, size=int(draws)),
-            "bottom_box": rng.beta(1 + bottom, 1 + n - bottom, size=int(draws))}
+    return {
+        "mean": mean,
+        "top_box": rng.beta(1 + top, 1 + n - top, size=int(draws)),
+        "bottom_box": rng.beta(1 + bottom, 1 + n - bottom, size=int(draws)),
+    }
 
 
 def box_labels(scale: Scale, top_box_points: int = 1, bottom_box_points: int = 2) -> dict[str, str]:
     """Readable definitions of the boxes, e.g. {'top_box': '5', 'bottom_box': '1-2'}."""
+
     def span(a: float, b: float) -> str:
         return f"{a:g}" if a == b else f"{a:g}-{b:g}"
 
-    return {"top_box": span(scale.max - (top_box_points - 1), scale.max),
-            "bottom_box": span(scale.min, scale.min + (bottom_box_points - 1))}
+    return {
+        "top_box": span(scale.max - (top_box_points - 1), scale.max),
+        "bottom_box": span(scale.min, scale.min + (bottom_box_points - 1)),
+    }
 
 
-def touchpoint_scorecard(survey: pd.DataFrame, spec: DatasetSpec | Mapping[str, Touchpoint],
-                         by: str | Sequence[str] | None = None, top_box_points: int = 1,
-                         bottom_box_points: int = 2, level: float = DEFAULT_LEVEL, draws: int = 4000,
-                         seed: int | np.random.Generator | None = None, prior: float = 1.0,
-                         touchpoints: Sequence[str] | None = None) -> pd.DataFrame:
+def touchpoint_scorecard(
+    survey: pd.DataFrame,
+    spec: DatasetSpec | Mapping[str, Touchpoint],
+    by: str | Sequence[str] | None = None,
+    top_box_points: int = 1,
+    bottom_box_points: int = 2,
+    level: float = DEFAULT_LEVEL,
+    draws: int = 4000,
+    seed: int | np.random.Generator | None = None,
+    prior: float = 1.0,
+    touchpoints: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """One row per touchpoint (and group): users, mean, top-box and bottom-box shares with intervals.
 
     ``n_answers`` counts answers that are not 'not applicable'; ``n_customers`` counts distinct
@@ -160,9 +187,14 @@ def touchpoint_scorecard(survey: pd.DataFrame, spec: DatasetSpec | Mapping[str, 
         raise KeyError(f"touchpoints {unknown} are not declared in the dataset spec (declared: {list(tps)})")
     rng = rng_for(seed)
     ratings = {k: touchpoint_ratings(survey, k, tps[k]) for k in keys}
-    groups = [((), survey.index)] if not by else [
-        ((key if isinstance(key, tuple) else (key,)), idx)
-        for key, idx in survey.groupby(list(by), sort=True, observed=True).groups.items()]
+    groups = (
+        [((), survey.index)]
+        if not by
+        else [
+            ((key if isinstance(key, tuple) else (key,)), idx)
+            for key, idx in survey.groupby(list(by), sort=True, observed=True).groups.items()
+        ]
+    )
     ids = survey["customer_id"] if "customer_id" in survey.columns else None
     rows = []
     for key, idx in groups:
@@ -170,31 +202,59 @@ def touchpoint_scorecard(survey: pd.DataFrame, spec: DatasetSpec | Mapping[str, 
             tp = tps[k]
             values = ratings[k].loc[idx]
             used = values.notna()
-            d = rating_draws(values.to_numpy(), tp.scale, draws=draws, seed=rng, prior=prior,
-                             top_box_points=top_box_points, bottom_box_points=bottom_box_points)
+            d = rating_draws(
+                values.to_numpy(),
+                tp.scale,
+                draws=draws,
+                seed=rng,
+                prior=prior,
+                top_box_points=top_box_points,
+                bottom_box_points=bottom_box_points,
+            )
             x = values[used].to_numpy()
             row: dict[str, Any] = dict(zip(by, key))
-            row.update({
-                "touchpoint": k, "label": tp.label or k, "channel": tp.channel or NO_CHANNEL,
-                "stage": tp.stage or NO_STAGE, "scale": str(tp.scale),
-                "n_answers": int(used.sum()),
-                "n_customers": int(ids.loc[idx][used].nunique()) if ids is not None else int(used.sum()),
-                "usage": float(used.mean()) if len(values) else float("nan"),
-                "observed_mean": float(x.mean()) if x.size else float("nan"),
-                "observed_top_box": float(np.mean(x >= tp.scale.max - (top_box_points - 1))) if x.size else float("nan"),
-                "observed_bottom_box": float(np.mean(x <= tp.scale.min + (bottom_box_points - 1))) if x.size else float("nan"),
-            })
+            row.update(
+                {
+                    "touchpoint": k,
+                    "label": tp.label or k,
+                    "channel": tp.channel or NO_CHANNEL,
+                    "stage": tp.stage or NO_STAGE,
+                    "scale": str(tp.scale),
+                    "n_answers": int(used.sum()),
+                    "n_customers": int(ids.loc[idx][used].nunique()) if ids is not None else int(used.sum()),
+                    "usage": float(used.mean()) if len(values) else float("nan"),
+                    "observed_mean": float(x.mean()) if x.size else float("nan"),
+                    "observed_top_box": float(np.mean(x >= tp.scale.max - (top_box_points - 1)))
+                    if x.size
+                    else float("nan"),
+                    "observed_bottom_box": float(np.mean(x <= tp.scale.min + (bottom_box_points - 1)))
+                    if x.size
+                    else float("nan"),
+                }
+            )
             for metric in ("mean", "top_box", "bottom_box"):
                 lo, hi = interval(d[metric], level)
-                row[metric], row[f"{metric}_low"], row[f"{metric}_high"] = float(np.mean(d[metric])), float(lo), float(hi)
-            row.update({f"{name}_definition": text for name, text in
-                        box_labels(tp.scale, top_box_points, bottom_box_points).items()})
+                row[metric], row[f"{metric}_low"], row[f"{metric}_high"] = (
+                    float(np.mean(d[metric])),
+                    float(lo),
+                    float(hi),
+                )
+            row.update(
+                {
+                    f"{name}_definition": text
+                    for name, text in box_labels(tp.scale, top_box_points, bottom_box_points).items()
+                }
+            )
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-def journey_map(scorecard: pd.DataFrame, spec: DatasetSpec | Mapping[str, Touchpoint],
-                by: str | None = "segment", metric: str = "top_box") -> pd.DataFrame:
+def journey_map(
+    scorecard: pd.DataFrame,
+    spec: DatasetSpec | Mapping[str, Touchpoint],
+    by: str | None = "segment",
+    metric: str = "top_box",
+) -> pd.DataFrame:
     """Heatmap data: rows = touchpoints in journey-stage order ('Stage: touchpoint'), columns = groups of
     ``by`` (one column 'All' when ``by`` is None), values = ``metric`` of the scorecard."""
     check_columns(scorecard, ("touchpoint", "label", "stage", metric), "scorecard (journey map)")
@@ -218,10 +278,18 @@ def journey_map(scorecard: pd.DataFrame, spec: DatasetSpec | Mapping[str, Touchp
     return table
 
 
-def touchpoint_wave_change(survey: pd.DataFrame, spec: DatasetSpec | Mapping[str, Touchpoint],
-                           from_wave: str | None = None, to_wave: str | None = None, top_box_points: int = 1,
-                           bottom_box_points: int = 2, level: float = DEFAULT_LEVEL, draws: int = 4000,
-                           seed: int | np.random.Generator | None = None, prior: float = 1.0) -> pd.DataFrame:
+def touchpoint_wave_change(
+    survey: pd.DataFrame,
+    spec: DatasetSpec | Mapping[str, Touchpoint],
+    from_wave: str | None = None,
+    to_wave: str | None = None,
+    top_box_points: int = 1,
+    bottom_box_points: int = 2,
+    level: float = DEFAULT_LEVEL,
+    draws: int = 4000,
+    seed: int | np.random.Generator | None = None,
+    prior: float = 1.0,
+) -> pd.DataFrame:
     """Per touchpoint: change of the mean rating and the top-box share between two waves (default the
     last two), with intervals and P(increase). Waves are independent samples (exact posteriors each)."""
     check_columns(survey, ("wave",), "survey (touchpoint wave change)")
@@ -239,18 +307,38 @@ def touchpoint_wave_change(survey: pd.DataFrame, spec: DatasetSpec | Mapping[str
     rows = []
     for k, tp in tps.items():
         values = touchpoint_ratings(survey, k, tp)
-        d = {w: rating_draws(values[wave == w].to_numpy(), tp.scale, draws=draws, seed=rng, prior=prior,
-                             top_box_points=top_box_points, bottom_box_points=bottom_box_points)
-             for w in (from_wave, to_wave)}
-        row: dict[str, Any] = {"touchpoint": k, "label": tp.label or k, "from_wave": from_wave, "to_wave": to_wave,
-                               "n_from": int(values[wave == from_wave].notna().sum()),
-                               "n_to": int(values[wave == to_wave].notna().sum())}
+        d = {
+            w: rating_draws(
+                values[wave == w].to_numpy(),
+                tp.scale,
+                draws=draws,
+                seed=rng,
+                prior=prior,
+                top_box_points=top_box_points,
+                bottom_box_points=bottom_box_points,
+            )
+            for w in (from_wave, to_wave)
+        }
+        row: dict[str, Any] = {
+            "touchpoint": k,
+            "label": tp.label or k,
+            "from_wave": from_wave,
+            "to_wave": to_wave,
+            "n_from": int(values[wave == from_wave].notna().sum()),
+            "n_to": int(values[wave == to_wave].notna().sum()),
+        }
         for metric in ("mean", "top_box"):
             diff = d[to_wave][metric] - d[from_wave][metric]
             lo, hi = interval(diff, level)
-            row.update({f"{metric}_from": float(d[from_wave][metric].mean()),
-                        f"{metric}_to": float(d[to_wave][metric].mean()),
-                        f"{metric}_change": float(diff.mean()), f"{metric}_change_low": float(lo),
-                        f"{metric}_change_high": float(hi), f"{metric}_p_increase": prob_greater(diff, 0.0)})
+            row.update(
+                {
+                    f"{metric}_from": float(d[from_wave][metric].mean()),
+                    f"{metric}_to": float(d[to_wave][metric].mean()),
+                    f"{metric}_change": float(diff.mean()),
+                    f"{metric}_change_low": float(lo),
+                    f"{metric}_change_high": float(hi),
+                    f"{metric}_p_increase": prob_greater(diff, 0.0),
+                }
+            )
         rows.append(row)
     return pd.DataFrame(rows)

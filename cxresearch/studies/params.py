@@ -21,6 +21,7 @@ missing files, parameter names (identifiers, present in the notebook's ``paramet
 ranges, choices: :mod:`cxresearch.studies.settings`, for the study notebooks), and matrix values
 against the data.
 """
+
 from __future__ import annotations
 
 import ast
@@ -82,12 +83,16 @@ def json_native_problem(value: Any, where: str) -> str | None:
                 return problem
         return None
     if hasattr(value, "isoformat"):
-        return f"{where}: {type(value).__name__} value {value} is not JSON-native (quote it in the YAML to pass it as text)"
+        return (
+            f"{where}: {type(value).__name__} value {value} is not JSON-native "
+            "(quote it in the YAML to pass it as text)"
+        )
     return f"{where}: {type(value).__name__} value {value!r} is not JSON-native"
 
 
 def _selector(value: Any) -> str | list[str]:
     """A matrix selector: 'each', 'all', one value, or a non-empty list of distinct values."""
+
     def one(item: Any) -> str:
         if isinstance(item, bool) or not isinstance(item, (str, int)):
             raise ValueError(f"values must be text, got {type(item).__name__} {item!r} (quote it in the YAML)")
@@ -147,7 +152,8 @@ class StudyParams(BaseModel):
         if not _STUDY_NAME.match(value):
             raise ValueError(
                 f"{value!r} must be a short identifier (letters, digits, '_' or '-', not starting with '-'); "
-                "it names the output folder")
+                "it names the output folder"
+            )
         return value
 
     @field_validator("seed", mode="before")
@@ -191,7 +197,7 @@ class StudyParams(BaseModel):
         return dict(value)
 
     @model_validator(mode="after")
-    def _paths(self) -> "StudyParams":
+    def _paths(self) -> StudyParams:
         for key in ("notebook", "dataset"):
             if not str(getattr(self, key)).strip():
                 raise ValueError(f"'{key}' must be a path")
@@ -249,11 +255,13 @@ def load_params(path: str | Path) -> LoadedParams:
         raise ParamsError(f"{path}: notebook: {notebook} is not a .ipynb notebook")
     if not dataset.is_file():
         raise ParamsError(f"{path}: dataset: dataset spec not found: {dataset}")
-    return LoadedParams(path=path, params=params, notebook=notebook, dataset=dataset,
-                        out=resolve(params.out) if params.out else None)
+    return LoadedParams(
+        path=path, params=params, notebook=notebook, dataset=dataset, out=resolve(params.out) if params.out else None
+    )
 
 
 # --------------------------------------------------------------------------- notebook parameters
+
 
 def _literal(text: str | None) -> tuple[bool, Any]:
     if text is None:
@@ -335,7 +343,8 @@ def check_parameters(notebook: str | Path, parameters: Mapping[str, Any], source
         if name not in declared:
             problems.append(
                 f"{where}: notebook {Path(notebook).name} has no parameter {name!r} in its parameters cell "
-                f"(declared: {', '.join(sorted(declared)) or 'none'})")
+                f"(declared: {', '.join(sorted(declared)) or 'none'})"
+            )
             continue
         problem = json_native_problem(value, where)
         if problem:
@@ -343,8 +352,10 @@ def check_parameters(notebook: str | Path, parameters: Mapping[str, Any], source
             continue
         ok, default = _literal(declared[name].get("default"))
         if ok and not _compatible(default, value):
-            problems.append(f"{where}: {value!r} is {_kind(value)}, but the notebook default "
-                            f"{declared[name].get('default')} is {_kind(default)}")
+            problems.append(
+                f"{where}: {value!r} is {_kind(value)}, but the notebook default "
+                f"{declared[name].get('default')} is {_kind(default)}"
+            )
     if problems:
         raise ParamsError("\n".join(f"{source}: {p}" for p in problems))
     check_settings_model(notebook, parameters, source)
@@ -367,6 +378,7 @@ def check_settings_model(notebook: str | Path, parameters: Mapping[str, Any], so
 
 # --------------------------------------------------------------------------- matrix expansion
 
+
 def segment_market_pairs(dataset: str | Path) -> set[tuple[str, str]]:
     """Distinct (segment, market) pairs in the dataset's survey table, as text.
 
@@ -383,8 +395,9 @@ def segment_market_pairs(dataset: str | Path) -> set[tuple[str, str]]:
     return {(str(s), str(m)) for s, m in pairs.itertuples(index=False)}
 
 
-def expand_matrix(entries: Sequence[MatrixEntry], pairs: set[tuple[str, str]],
-                  source: str = "params") -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def expand_matrix(
+    entries: Sequence[MatrixEntry], pairs: set[tuple[str, str]], source: str = "params"
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Expand matrix entries into (segment, market) runs, in order, duplicates removed.
 
     ``each`` becomes one run per value present in the data, ``all`` the pooled run. Explicit values
@@ -407,15 +420,20 @@ def expand_matrix(entries: Sequence[MatrixEntry], pairs: set[tuple[str, str]],
             else:
                 missing = [v for v in sel if v not in found]
                 if missing:
-                    problems.append(f"{source}: matrix.{i}.{key}: {missing} not found in the data "
-                                    f"(found: {', '.join(found) or 'nothing'})")
+                    problems.append(
+                        f"{source}: matrix.{i}.{key}: {missing} not found in the data "
+                        f"(found: {', '.join(found) or 'nothing'})"
+                    )
                 choices[key] = list(sel)
         for s in choices["segment"]:
             for m in choices["market"]:
                 if (s, m) in runs:
                     continue
-                has_rows = ((s == ALL or any(p[0] == s for p in pairs)) if m == ALL else
-                            (any(p[1] == m for p in pairs) if s == ALL else (s, m) in pairs))
+                has_rows = (
+                    (s == ALL or any(p[0] == s for p in pairs))
+                    if m == ALL
+                    else (any(p[1] == m for p in pairs) if s == ALL else (s, m) in pairs)
+                )
                 if has_rows:
                     runs.append((s, m))
                 elif (s, m) not in empty:

@@ -10,6 +10,7 @@ Threads: each run's kernel gets ``cores // workers`` threads for BLAS / OpenMP /
 The default is one worker per two cores: a Bayesian fit runs its chains in parallel, and two cores
 per fit keeps that while leaving memory for the kernels.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,14 @@ from cxresearch.studies.params import (
 
 #: Environment variables that size native thread pools in the kernel.
 THREAD_ENV_VARS = (
-    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS", "RAYON_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+    "RAYON_NUM_THREADS",
 )
 #: Threads a run may use; notebooks read it through :func:`cxresearch.studies.run_threads`.
 THREADS_ENV = "CXRESEARCH_THREADS"
@@ -70,6 +77,7 @@ class RunnerError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- threads and workers
+
 
 def available_cores() -> int:
     """CPU cores this process may use (CPU affinity / cpuset aware)."""
@@ -126,6 +134,7 @@ def cluster_threads(client: Any) -> int:
 
 
 # --------------------------------------------------------------------------- planning
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -204,8 +213,13 @@ def check_kernel(name: str = KERNEL_NAME) -> None:
         raise RunnerError(f"Jupyter kernel {name!r} is not installed; run `make setup` (it registers it)") from None
 
 
-def plan_runs(params_files: Sequence[str | Path], out: str | Path | None = None, only: Iterable[str] = (),
-              dataset: str | Path | None = None, threads: int = 1) -> Plan:
+def plan_runs(
+    params_files: Sequence[str | Path],
+    out: str | Path | None = None,
+    only: Iterable[str] = (),
+    dataset: str | Path | None = None,
+    threads: int = 1,
+) -> Plan:
     """Validate every params file and expand its matrix into runs; no kernel is started.
 
     ``out`` overrides each file's ``out`` (default ``./reports``); ``dataset`` overrides its dataset
@@ -230,11 +244,18 @@ def plan_runs(params_files: Sequence[str | Path], out: str | Path | None = None,
         out_root = Path(out).resolve() if out else (loaded.out or Path("reports").resolve())
         key = (out_root, params.study)
         if key in seen_studies:
-            raise RunnerError(f"{source}: study {params.study!r} is also defined in {seen_studies[key]}; "
-                              "two params files cannot write the same output folder")
+            raise RunnerError(
+                f"{source}: study {params.study!r} is also defined in {seen_studies[key]}; "
+                "two params files cannot write the same output folder"
+            )
         seen_studies[key] = loaded.path
-        base_parameters = {"dataset": str(data_path), "segment": ALL, "market": ALL, "seed": params.seed,
-                           **params.settings}
+        base_parameters = {
+            "dataset": str(data_path),
+            "segment": ALL,
+            "market": ALL,
+            "seed": params.seed,
+            **params.settings,
+        }
         check_parameters(loaded.notebook, base_parameters, source)
         if data_path not in pairs_by_dataset:
             try:
@@ -252,17 +273,37 @@ def plan_runs(params_files: Sequence[str | Path], out: str | Path | None = None,
             parameters = {**base_parameters, "segment": seg, "market": mkt}
             parameters_json = canonical_json(parameters)
             parameters_sha = sha256_text(parameters_json)
-            all_runs.append(RunPlan(
-                study=params.study, title=params.title, segment=seg, market=mkt,
-                folder=f"{params.study}/{folders[(seg, mkt)]}", out_root=str(out_root),
-                params_file=source, notebook=str(loaded.notebook), dataset=str(data_path),
-                parameters=parameters, parameters_json=parameters_json, parameters_sha256=parameters_sha,
-                notebook_sha256=notebook_sha, package_sha256=package_sha, data=data,
-                fingerprint=inputs_fingerprint(notebook_sha256=notebook_sha, parameters_sha256=parameters_sha,
-                                               package_sha256=package_sha, data=data, title=params.title),
-                seed=params.seed, execution_timeout=params.execution_timeout, threads=threads,
-                git=git, packages=packages,
-            ))
+            all_runs.append(
+                RunPlan(
+                    study=params.study,
+                    title=params.title,
+                    segment=seg,
+                    market=mkt,
+                    folder=f"{params.study}/{folders[(seg, mkt)]}",
+                    out_root=str(out_root),
+                    params_file=source,
+                    notebook=str(loaded.notebook),
+                    dataset=str(data_path),
+                    parameters=parameters,
+                    parameters_json=parameters_json,
+                    parameters_sha256=parameters_sha,
+                    notebook_sha256=notebook_sha,
+                    package_sha256=package_sha,
+                    data=data,
+                    fingerprint=inputs_fingerprint(
+                        notebook_sha256=notebook_sha,
+                        parameters_sha256=parameters_sha,
+                        package_sha256=package_sha,
+                        data=data,
+                        title=params.title,
+                    ),
+                    seed=params.seed,
+                    execution_timeout=params.execution_timeout,
+                    threads=threads,
+                    git=git,
+                    packages=packages,
+                )
+            )
     selected = [p for p in all_runs if _matches(p, filters)]
     if filters and not selected:
         values = {k: sorted({getattr(p, k) for p in all_runs}) for k in filters}
@@ -272,8 +313,9 @@ def plan_runs(params_files: Sequence[str | Path], out: str | Path | None = None,
 
 # --------------------------------------------------------------------------- one run
 
+
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_run_id() -> str:
@@ -304,8 +346,15 @@ def _kernel_manager_class(extra_env: Mapping[str, str], log: Any = None) -> type
     return RunKernelManager
 
 
-def _manifest(plan: RunPlan, run_id: str, status: str, started: datetime, finished: datetime | None,
-              error: dict[str, Any] | None, failed_diag: list[str] | None = None) -> dict[str, Any]:
+def _manifest(
+    plan: RunPlan,
+    run_id: str,
+    status: str,
+    started: datetime,
+    finished: datetime | None,
+    error: dict[str, Any] | None,
+    failed_diag: list[str] | None = None,
+) -> dict[str, Any]:
     return {
         "schema": MANIFEST_SCHEMA,
         "run_id": run_id,
@@ -336,8 +385,12 @@ def _manifest(plan: RunPlan, run_id: str, status: str, started: datetime, finish
         "kernel": plan.kernel_name,
         "threads": plan.threads,
         "host": socket.gethostname(),
-        "outputs": {"notebook": plan.notebook_name, "report": REPORT_NAME, "results": RESULTS_NAME,
-                    "kernel_log": KERNEL_LOG_NAME},
+        "outputs": {
+            "notebook": plan.notebook_name,
+            "report": REPORT_NAME,
+            "results": RESULTS_NAME,
+            "kernel_log": KERNEL_LOG_NAME,
+        },
     }
 
 
@@ -349,19 +402,34 @@ def _classify(exc: BaseException, plan: RunPlan) -> dict[str, Any]:
 
     if isinstance(exc, PapermillExecutionError):
         tb = strip_ansi("\n".join(exc.traceback[-3:])) if exc.traceback else ""
-        return {"kind": "cell_error", "ename": exc.ename, "message": f"{exc.ename}: {exc.evalue}",
-                "cell_index": exc.cell_index, "execution_count": exc.exec_count, "traceback_tail": tb}
+        return {
+            "kind": "cell_error",
+            "ename": exc.ename,
+            "message": f"{exc.ename}: {exc.evalue}",
+            "cell_index": exc.cell_index,
+            "execution_count": exc.exec_count,
+            "traceback_tail": tb,
+        }
     if isinstance(exc, CellTimeoutError):
-        return {"kind": "timeout", "ename": "CellTimeoutError",
-                "message": f"a cell ran longer than execution_timeout = {plan.execution_timeout:g} s "
-                           f"(params file {Path(plan.params_file).name}) and was stopped"}
+        return {
+            "kind": "timeout",
+            "ename": "CellTimeoutError",
+            "message": f"a cell ran longer than execution_timeout = {plan.execution_timeout:g} s "
+            f"(params file {Path(plan.params_file).name}) and was stopped",
+        }
     if isinstance(exc, DeadKernelError):
-        return {"kind": "dead_kernel", "ename": "DeadKernelError",
-                "message": f"the kernel process died while a cell was running ({exc}); "
-                           "usual causes: out of memory, a crash in compiled code, or the process was killed"}
-    return {"kind": "runner_error", "ename": type(exc).__name__,
-            "message": f"{type(exc).__name__}: {exc}",
-            "traceback_tail": "".join(traceback.format_exception(exc)[-3:])}
+        return {
+            "kind": "dead_kernel",
+            "ename": "DeadKernelError",
+            "message": f"the kernel process died while a cell was running ({exc}); "
+            "usual causes: out of memory, a crash in compiled code, or the process was killed",
+        }
+    return {
+        "kind": "runner_error",
+        "ename": type(exc).__name__,
+        "message": f"{type(exc).__name__}: {exc}",
+        "traceback_tail": "".join(traceback.format_exception(exc)[-3:]),
+    }
 
 
 def execute_run(plan: RunPlan) -> dict[str, Any]:
@@ -373,7 +441,13 @@ def execute_run(plan: RunPlan) -> dict[str, Any]:
     import nbformat
     import papermill
 
-    from cxresearch.studies.html_report import ReportHeader, failed_diagnostics, fallback_report, mark_stop, render_report
+    from cxresearch.studies.html_report import (
+        ReportHeader,
+        failed_diagnostics,
+        fallback_report,
+        mark_stop,
+        render_report,
+    )
 
     run_dir = plan.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -389,8 +463,14 @@ def execute_run(plan: RunPlan) -> dict[str, Any]:
     with open(partial_log, "wb") as log:
         try:
             papermill.execute_notebook(
-                plan.notebook, str(partial_nb), parameters=plan.parameters, kernel_name=plan.kernel_name,
-                progress_bar=False, log_output=False, request_save_on_cell_execute=True, start_timeout=180,
+                plan.notebook,
+                str(partial_nb),
+                parameters=plan.parameters,
+                kernel_name=plan.kernel_name,
+                progress_bar=False,
+                log_output=False,
+                request_save_on_cell_execute=True,
+                start_timeout=180,
                 execution_timeout=plan.execution_timeout,
                 kernel_manager_class=_kernel_manager_class(env, log),
                 resources={"metadata": {"path": str(run_dir)}},  # kernel working directory
@@ -424,18 +504,34 @@ def execute_run(plan: RunPlan) -> dict[str, Any]:
     failed_diag = failed_diagnostics(results)
 
     header = ReportHeader(
-        study=plan.study, title=plan.title, segment=plan.segment, market=plan.market, run_id=run_id,
-        status=status, as_of=plan.data.get("as_of"), dataset_name=plan.data.get("name"),
-        started_at=started.isoformat(timespec="seconds"), duration_s=elapsed, notebook=plan.notebook_name,
-        cxresearch_version=plan.cxresearch_version, error=error, failed_diagnostics=failed_diag)
+        study=plan.study,
+        title=plan.title,
+        segment=plan.segment,
+        market=plan.market,
+        run_id=run_id,
+        status=status,
+        as_of=plan.data.get("as_of"),
+        dataset_name=plan.data.get("name"),
+        started_at=started.isoformat(timespec="seconds"),
+        duration_s=elapsed,
+        notebook=plan.notebook_name,
+        cxresearch_version=plan.cxresearch_version,
+        error=error,
+        failed_diagnostics=failed_diag,
+    )
     try:
         report = render_report(nb, header)
     except Exception as exc:  # noqa: BLE001 - a report must exist, even a minimal one
         report = fallback_report(header, f"The notebook could not be rendered: {type(exc).__name__}: {exc}")
 
     if nb is not None:
-        nb.metadata["cxresearch"] = {"run_id": run_id, "study": plan.study, "segment": plan.segment,
-                                     "market": plan.market, "status": status}
+        nb.metadata["cxresearch"] = {
+            "run_id": run_id,
+            "study": plan.study,
+            "segment": plan.segment,
+            "market": plan.market,
+            "status": status,
+        }
         write_text_atomic(run_dir / plan.notebook_name, nbformat.writes(nb))
     else:
         write_text_atomic(run_dir / plan.notebook_name, Path(plan.notebook).read_text(encoding="utf-8"))
@@ -458,28 +554,53 @@ def prepare_run(plan: RunPlan) -> dict[str, Any]:
     run_dir = plan.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     target = run_dir / f"{Path(plan.notebook).stem}.prepared.ipynb"
-    nb = papermill.execute_notebook(plan.notebook, None, parameters=plan.parameters, kernel_name=plan.kernel_name,
-                                    prepare_only=True, progress_bar=False)
+    nb = papermill.execute_notebook(
+        plan.notebook,
+        None,
+        parameters=plan.parameters,
+        kernel_name=plan.kernel_name,
+        prepare_only=True,
+        progress_bar=False,
+    )
     nb.metadata["kernelspec"] = {"name": plan.kernel_name, "display_name": "Python (cxresearch)", "language": "python"}
     write_text_atomic(target, nbformat.writes(nb))
-    return {"study": plan.study, "segment": plan.segment, "market": plan.market, "folder": plan.folder,
-            "out_root": plan.out_root, "status": "prepared", "path": str(target), "duration_s": None,
-            "error": None, "kpis": [], "diagnostics_failed": []}
+    return {
+        "study": plan.study,
+        "segment": plan.segment,
+        "market": plan.market,
+        "folder": plan.folder,
+        "out_root": plan.out_root,
+        "status": "prepared",
+        "path": str(target),
+        "duration_s": None,
+        "error": None,
+        "kpis": [],
+        "diagnostics_failed": [],
+    }
 
 
-def outcome_from_manifest(plan: RunPlan, manifest: Mapping[str, Any], results: Mapping[str, Any] | None,
-                          skipped: bool = False) -> dict[str, Any]:
+def outcome_from_manifest(
+    plan: RunPlan, manifest: Mapping[str, Any], results: Mapping[str, Any] | None, skipped: bool = False
+) -> dict[str, Any]:
     """The summary of one run that the command prints and collects."""
     from cxresearch.studies.index import headline_entries, headline_kpis
 
     # the notebook's own headline (record_headline) when it has one, else its first numbers
     kpis = headline_entries(results or {}, limit=3) or [
-        (key, f"{value:.4g}") for key, value in headline_kpis(results or {}, limit=3)]
+        (key, f"{value:.4g}") for key, value in headline_kpis(results or {}, limit=3)
+    ]
     return {
-        "study": plan.study, "segment": plan.segment, "market": plan.market, "folder": plan.folder,
-        "out_root": plan.out_root, "run_id": manifest.get("run_id"),
-        "status": manifest.get("status"), "skipped": skipped, "duration_s": manifest.get("duration_s"),
-        "error": manifest.get("error"), "diagnostics_failed": list(manifest.get("diagnostics_failed") or []),
+        "study": plan.study,
+        "segment": plan.segment,
+        "market": plan.market,
+        "folder": plan.folder,
+        "out_root": plan.out_root,
+        "run_id": manifest.get("run_id"),
+        "status": manifest.get("status"),
+        "skipped": skipped,
+        "duration_s": manifest.get("duration_s"),
+        "error": manifest.get("error"),
+        "diagnostics_failed": list(manifest.get("diagnostics_failed") or []),
         "kpis": kpis,
         "report": str(plan.run_dir / REPORT_NAME),
     }
@@ -489,14 +610,25 @@ def _lost(plan: RunPlan, exc: BaseException) -> dict[str, Any]:
     """Outcome (and, where the folder is reachable, a failed manifest) for a run whose worker died."""
     run_id = new_run_id()
     now = _now()
-    error = {"kind": "runner_error", "ename": type(exc).__name__,
-             "message": f"the worker running this notebook was lost: {type(exc).__name__}: {exc}"}
+    error = {
+        "kind": "runner_error",
+        "ename": type(exc).__name__,
+        "message": f"the worker running this notebook was lost: {type(exc).__name__}: {exc}",
+    }
     manifest = _manifest(plan, run_id, "failed", now, now, error)
     try:
         from cxresearch.studies.html_report import ReportHeader, fallback_report
 
-        header = ReportHeader(study=plan.study, title=plan.title, segment=plan.segment, market=plan.market,
-                              run_id=run_id, status="failed", as_of=plan.data.get("as_of"), error=error)
+        header = ReportHeader(
+            study=plan.study,
+            title=plan.title,
+            segment=plan.segment,
+            market=plan.market,
+            run_id=run_id,
+            status="failed",
+            as_of=plan.data.get("as_of"),
+            error=error,
+        )
         write_text_atomic(plan.run_dir / REPORT_NAME, fallback_report(header, error["message"]))
         write_json_atomic(plan.run_dir / MANIFEST_NAME, manifest)
     except OSError:
@@ -505,6 +637,7 @@ def _lost(plan: RunPlan, exc: BaseException) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- many runs
+
 
 @dataclass
 class RunSummary:
@@ -555,10 +688,19 @@ def summary_line(outcome: Mapping[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def run_studies(params_files: Sequence[str | Path], *, out: str | Path | None = None, workers: int | None = None,
-                scheduler: str | None = None, only: Iterable[str] = (), force: bool = False,
-                prepare_only: bool = False, dataset: str | Path | None = None, progress: bool | None = None,
-                echo: Callable[[str], None] | None = None) -> RunSummary:
+def run_studies(
+    params_files: Sequence[str | Path],
+    *,
+    out: str | Path | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    only: Iterable[str] = (),
+    force: bool = False,
+    prepare_only: bool = False,
+    dataset: str | Path | None = None,
+    progress: bool | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> RunSummary:
     """Validate, expand, execute (skipping unchanged successes unless ``force``) and index.
 
     ``workers``: parallel local runs (default: one per two cores); ignored with ``scheduler``, a Dask
@@ -599,8 +741,14 @@ def run_studies(params_files: Sequence[str | Path], *, out: str | Path | None = 
             todo.append(p)
     todo = interleave_studies(todo)
 
-    bar = tqdm(total=len(plan.runs), desc="runs", unit="run", file=sys.stderr,
-               disable=(not progress) if progress is not None else None, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(plan.runs),
+        desc="runs",
+        unit="run",
+        file=sys.stderr,
+        disable=(not progress) if progress is not None else None,
+        dynamic_ncols=True,
+    )
     try:
         for outcome in outcomes:
             bar.update(1)
@@ -612,22 +760,27 @@ def run_studies(params_files: Sequence[str | Path], *, out: str | Path | None = 
     finally:
         bar.close()
 
-    index_paths = [write_index(root, planned=[p for p in plan.all_runs if Path(p.out_root) == root])
-                   for root in plan.out_roots]
+    index_paths = [
+        write_index(root, planned=[p for p in plan.all_runs if Path(p.out_root) == root]) for root in plan.out_roots
+    ]
     summary = RunSummary(outcomes=outcomes, index_paths=index_paths, notes=plan.notes)
     counts = {s: sum(1 for o in outcomes if o["status"] == s and not o["skipped"]) for s in ("succeeded", "failed")}
     skipped = sum(1 for o in outcomes if o["skipped"])
     flagged = sum(1 for o in outcomes if o["diagnostics_failed"] and o["status"] == "succeeded")
-    say(f"{len(outcomes)} runs: {counts['succeeded']} succeeded, {counts['failed']} failed, "
-        f"{skipped} skipped (unchanged)" + (f", {flagged} with failed diagnostics" if flagged else ""))
+    say(
+        f"{len(outcomes)} runs: {counts['succeeded']} succeeded, {counts['failed']} failed, "
+        f"{skipped} skipped (unchanged)" + (f", {flagged} with failed diagnostics" if flagged else "")
+    )
     for path in index_paths:
         say(f"index: {path}")
     if summary.failed:
         say("failed runs:")
         for o in summary.failed:
             error = o.get("error") or {}
-            say(f"  {o['study']} segment={o['segment']} market={o['market']}: {error.get('kind')}: "
-                f"{str(error.get('message', '')).splitlines()[0][:200]} -> {o['report']}")
+            say(
+                f"  {o['study']} segment={o['segment']} market={o['market']}: {error.get('kind')}: "
+                f"{str(error.get('message', '')).splitlines()[0][:200]} -> {o['report']}"
+            )
     return summary
 
 

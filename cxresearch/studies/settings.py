@@ -16,6 +16,7 @@ Nested structures are checked by the module that owns them: the drivers path mod
 :func:`cxresearch.initiatives.catalogue.load_catalogue`, the economics CX covariates against
 :data:`cxresearch.economics.study.CX_BINS` (imported when such a value is checked, so the CLI starts fast).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -25,8 +26,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-__all__ = ["STUDY_MODELS", "STUDY_NOTEBOOKS", "DriversSettings", "EconomicsSettings", "InitiativesSettings",
-           "MeasurementSettings", "SettingsError", "check_study_settings", "study_for_notebook"]
+__all__ = [
+    "STUDY_MODELS",
+    "STUDY_NOTEBOOKS",
+    "DriversSettings",
+    "EconomicsSettings",
+    "InitiativesSettings",
+    "MeasurementSettings",
+    "SettingsError",
+    "check_study_settings",
+    "study_for_notebook",
+]
 
 
 class SettingsError(ValueError):
@@ -61,7 +71,7 @@ def _prefix(info: ValidationInfo) -> str:
 
 def _wave(value: str) -> str:
     if not value.strip():
-        raise ValueError("a wave name must not be empty (e.g. \"1\", \"latest\")")
+        raise ValueError('a wave name must not be empty (e.g. "1", "latest")')
     return value
 
 
@@ -70,7 +80,8 @@ class MeasurementSettings(_Settings):
 
     target_nps: Annotated[float, Field(strict=True, ge=-100.0, le=100.0)] = 20.0  # NPS points
     touchpoint_targets: dict[str, Annotated[float, Field(strict=True, ge=0.0, le=1.0)]] = Field(
-        default_factory=dict)  # top-box share targets (0-1) per touchpoint
+        default_factory=dict
+    )  # top-box share targets (0-1) per touchpoint
     headline_wave: str = "latest"
     pooling: bool = True
     pooling_method: Literal["exact", "nuts"] = "exact"
@@ -120,7 +131,7 @@ class DriversSettings(_Settings):
     @classmethod
     def _low_rank(cls, value: Any) -> Any:
         if value is not None and not isinstance(value, bool) and value != "auto":
-            raise ValueError("must be null, \"auto\", true or false")
+            raise ValueError('must be null, "auto", true or false')
         return value
 
     @field_validator("model")
@@ -235,8 +246,12 @@ class InitiativesSettings(_Settings):
 
 
 #: study name -> its settings model
-STUDY_MODELS: dict[str, type[_Settings]] = {"measurement": MeasurementSettings, "drivers": DriversSettings,
-                                            "economics": EconomicsSettings, "initiatives": InitiativesSettings}
+STUDY_MODELS: dict[str, type[_Settings]] = {
+    "measurement": MeasurementSettings,
+    "drivers": DriversSettings,
+    "economics": EconomicsSettings,
+    "initiatives": InitiativesSettings,
+}
 #: notebook file name -> study (how a params file's notebook says which settings model applies)
 STUDY_NOTEBOOKS: dict[str, str] = {f"{name}.ipynb": name for name in STUDY_MODELS}
 
@@ -266,8 +281,7 @@ def _message(err: Mapping[str, Any], model: type[BaseModel], study: str, prefix:
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 owner = annotation
         known = sorted(owner.model_fields)
-        return (f"{key}: unknown setting of the {study} study{_close(str(loc[-1]), known)} "
-                f"(known: {', '.join(known)})")
+        return f"{key}: unknown setting of the {study} study{_close(str(loc[-1]), known)} (known: {', '.join(known)})"
     msg = str(err["msg"]).removeprefix("Value error, ")
     value = err.get("input")
     if err["type"] == "value_error" and msg.startswith(key):  # the owner's message names the key path already
@@ -275,8 +289,9 @@ def _message(err: Mapping[str, Any], model: type[BaseModel], study: str, prefix:
     return f"{key}: {msg} (got {value!r})"
 
 
-def check_study_settings(study: str, values: Mapping[str, Any], source: str = "settings",
-                         prefix: str = "") -> BaseModel:
+def check_study_settings(
+    study: str, values: Mapping[str, Any], source: str = "settings", prefix: str = ""
+) -> BaseModel:
     """Validate a study's notebook parameters (any subset; the rest take the notebook defaults).
 
     ``study``: measurement, drivers, economics or initiatives. ``source`` (e.g. the params file) prefixes
@@ -287,16 +302,19 @@ def check_study_settings(study: str, values: Mapping[str, Any], source: str = "s
     """
     model = STUDY_MODELS.get(study)
     if model is None:
-        raise SettingsError(f"{source}: unknown study {study!r}{_close(study, sorted(STUDY_MODELS))} "
-                            f"(studies: {', '.join(sorted(STUDY_MODELS))})")
+        raise SettingsError(
+            f"{source}: unknown study {study!r}{_close(study, sorted(STUDY_MODELS))} "
+            f"(studies: {', '.join(sorted(STUDY_MODELS))})"
+        )
     bad_keys = [k for k in values if not isinstance(k, str)]
     if bad_keys:
         raise SettingsError(f"{source}: setting names must be text, got {bad_keys!r}")
     try:
         return model.model_validate(dict(values), context={"prefix": prefix})
     except ValidationError as exc:
-        lines = [f"{source}: {line}" for err in exc.errors()
-                 for line in _message(err, model, study, prefix).splitlines()]
+        lines = [
+            f"{source}: {line}" for err in exc.errors() for line in _message(err, model, study, prefix).splitlines()
+        ]
         raise SettingsError("\n".join(lines)) from None
 
 
