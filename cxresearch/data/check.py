@@ -70,6 +70,8 @@ def describe_data(data: CXData, title: str = "") -> str:
         churn = data.customers["churn"]
         lines.append(f"  churn rate: {100 * churn.mean():.1f}% ({int(churn.sum()):,} of {len(churn):,} customers)")
     if data.benchmark is not None:
+        if spec.benchmark is None:
+            raise ValueError(f"dataset {spec.name!r}: a benchmark table was loaded but the spec has no 'benchmark:'")
         brands = sorted(data.benchmark["brand"].dropna().unique().tolist(), key=natural_key)
         lines.append(f"  benchmark brands: {', '.join(brands)} (own: {spec.benchmark.own_brand})")
     lines += [f"  note: {note}" for note in data.notes]

@@ -149,6 +149,8 @@ def _survey_frame(cols: dict[str, pd.Series], spec: DatasetSpec, index: pd.Index
 
 def _customers_frame(cols: dict[str, pd.Series], spec: DatasetSpec, index: pd.Index) -> pd.DataFrame:
     c = spec.customers
+    if c is None:
+        raise ValueError(f"dataset {spec.name!r}: the spec has no customer table ('customers:')")
     frame = pd.DataFrame(cols, index=index)
     order = [
         "customer_id",
@@ -167,6 +169,8 @@ def _customers_frame(cols: dict[str, pd.Series], spec: DatasetSpec, index: pd.In
 
 def _benchmark_frame(cols: dict[str, pd.Series], spec: DatasetSpec, index: pd.Index) -> pd.DataFrame:
     b = spec.benchmark
+    if b is None:
+        raise ValueError(f"dataset {spec.name!r}: the spec has no benchmark table ('benchmark:')")
     frame = pd.DataFrame(cols, index=index)
     frame.insert(1, "is_own", (frame["brand"] == b.own_brand).fillna(False).astype(bool))
     order = ["brand", "is_own", "market", "wave", "recommend", *b.attributes]
@@ -274,7 +278,7 @@ def load_dataset(
 
     c = spec.customers
     customers_wanted = "customers" in wanted and c is not None
-    needs_membership = customers_wanted and (c.segment is None or c.market is None)
+    needs_membership = customers_wanted and c is not None and (c.segment is None or c.market is None)
 
     with connect() as conn:
         loader = _Loader(spec, conn, validate)
@@ -285,20 +289,27 @@ def load_dataset(
                 rules = [r for r in rules if r.name in ("customer_id", "segment", "market", "wave")]
             result = loader.load("survey", rules, {s.segment: ("segment", segments), s.market: ("market", markets)})
             if result.frame is not None:
+                assert result.table is not None  # load() returns a frame only together with its table
                 frames["survey"] = _survey_frame(result.frame.to_dict("series"), spec, result.frame.index)
                 if "survey" in wanted:
                     loaded["survey"] = result.table
 
         if customers_wanted and not (needs_membership and frames["survey"] is None):
+            assert c is not None  # customers_wanted is False without a customers block
             rules = rules_for(spec, "customers")
             filters = {}
             if c.segment:
                 filters[c.segment] = ("segment", segments)
             if c.market:
                 filters[c.market] = ("market", markets)
-            keys = frames["survey"]["customer_id"] if needs_membership else None
+            keys: pd.Series | None = None
+            if needs_membership:
+                survey_frame = frames["survey"]
+                assert survey_frame is not None  # this branch is skipped when membership is needed but no survey
+                keys = survey_frame["customer_id"]
             result = loader.load("customers", rules, filters, keys=keys, key_column=c.id)
             if result.frame is not None:
+                assert result.table is not None  # load() returns a frame only together with its table
                 cust = result.frame
                 if needs_membership:
                     members = _membership(frames["survey"])
@@ -321,6 +332,7 @@ def load_dataset(
             filters = {b.market: ("market", markets)} if b.market else {}
             result = loader.load("benchmark", rules_for(spec, "benchmark"), filters)
             if result.frame is not None:
+                assert result.table is not None  # load() returns a frame only together with its table
                 frames["benchmark"] = _benchmark_frame(result.frame.to_dict("series"), spec, result.frame.index)
                 loaded["benchmark"] = result.table
 
@@ -354,7 +366,11 @@ def load_dataset(
         frames["survey"] = None
     hashes, sources = {}, {}
     for role, table in loaded.items():
-        root = spec.resolve(spec.tables[getattr(spec, role).table].path) if table.file_column else None
+        root: Path | None = None
+        if table.file_column:
+            path = spec.tables[getattr(spec, role).table].path
+            assert path is not None  # file_column is set only for a folder source, which has a path
+            root = spec.resolve(path)
         hashes[role] = source_hash(table.files, root)
         sources[role] = [str(f) for f in table.files]
     return CXData(

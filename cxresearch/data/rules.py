@@ -185,8 +185,9 @@ def rules_for(spec: DatasetSpec, role: str) -> list[FieldRule]:
         if c.end:
             rules.append(FieldRule("end_date", c.end, "date", "end date"))
         rules.append(FieldRule("churn", c.churn, "churn", "churn flag", required=True, labels=c.churn_labels))
-        if c.margin or c.revenue:
-            rules.append(FieldRule("margin", c.margin or c.revenue, "number", "margin" if c.margin else "revenue"))
+        money = c.margin or c.revenue
+        if money:
+            rules.append(FieldRule("margin", money, "number", "margin" if c.margin else "revenue"))
         for col in c.cross_sell:
             rules.append(FieldRule(col, col, "number", f"cross-sell column {col}"))
         return rules

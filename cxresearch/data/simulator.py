@@ -948,7 +948,7 @@ def _benchmark_truth() -> dict:
         prom = float(np.dot(weights, expit(x - RECOMMEND_CUTPOINTS[8])))
         shares[b] = {"detractor": det, "passive": 1 - det - prom, "promoter": prom, "nps": 100 * (prom - det)}
     sd = math.hypot(BENCH_ATTR_HALO_SD, BENCH_ATTR_NOISE_SD)
-    means = {}
+    means: dict[str, dict[str, float]] = {}
     for b in BRANDS:
         means[b] = {}
         for attr in BENCH_ATTRIBUTES:

@@ -294,7 +294,9 @@ class SourceReader:
     def count(self, table: SourceTable) -> int:
         """Number of rows in a table (no filter)."""
         with self.using(table):
-            return int(self.conn.execute(f"SELECT count(*) FROM {table.from_sql} AS t", table.params).fetchone()[0])
+            row = self.conn.execute(f"SELECT count(*) FROM {table.from_sql} AS t", table.params).fetchone()
+            assert row is not None  # an aggregate without GROUP BY always returns exactly one row
+            return int(row[0])
 
     def distinct(self, table: SourceTable, column: str, limit: int = 50) -> list[str]:
         """Distinct values of a column (for messages when a filter matches nothing)."""

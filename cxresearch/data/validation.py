@@ -292,6 +292,7 @@ def _frame_checks(
         start, end, churn = rules.get("start_date"), rules.get("end_date"), rules.get("churn")
         as_of = pd.Timestamp(spec.as_of) if spec.as_of else None
         if has("start_date", "end_date"):
+            assert start is not None and end is not None  # has() just found both rules
 
             def ordered(df: pd.DataFrame) -> pd.Series:
                 s = parsed.get(start, df[start.column])[0]
@@ -310,10 +311,15 @@ def _frame_checks(
                 ),
             )
         if has("start_date") and as_of is not None:
+            assert start is not None  # has() just found the rule
 
             def started(df: pd.DataFrame) -> pd.Series:
                 s = parsed.get(start, df[start.column])[0]
-                e = parsed.get(end, df[end.column])[0] if has("end_date") else pd.Series(pd.NaT, index=df.index)
+                e = (
+                    parsed.get(end, df[end.column])[0]
+                    if end is not None and has("end_date")
+                    else pd.Series(pd.NaT, index=df.index)
+                )
                 return ~(e.isna() & (s > as_of))
 
             add(
@@ -325,6 +331,7 @@ def _frame_checks(
                 ),
             )
         if has("start_date", "end_date", "churn"):
+            assert churn is not None and end is not None  # has() just found both rules
 
             def churn_has_end(df: pd.DataFrame) -> pd.Series:
                 flag = parsed.get(churn, df[churn.column])[0]

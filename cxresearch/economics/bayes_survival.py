@@ -570,7 +570,7 @@ def build_model(
         idx = pd.Categorical(data[c], categories=levels[c]).codes
         centering[c] = np.array([np.average(idx == k, weights=weights) for k in range(1, len(levels[c]))])
     crude = max(float(data["events"].sum()), 0.5) / float(data["exposure"].sum())
-    coords = {"period": np.arange(n_periods)}
+    coords: dict[str, np.ndarray | list[str]] = {"period": np.arange(n_periods)}
     for c in fixed:
         coords[f"{c}_level"] = levels[c][1:]
     for c in hierarchical:
@@ -647,7 +647,10 @@ def fit_piecewise_exponential(
         parametrization=parametrization,
         centred_min_events=centred_min_events,
     )
-    fixed, hierarchical, chosen = info["fixed"], info["hierarchical"], info["parametrization"]
+    # the covariates the model kept (build_model drops those with a single level in the data)
+    kept_fixed: list[str] = info["fixed"]
+    kept_hierarchical: list[str] = info["hierarchical"]
+    chosen = info["parametrization"]
     if cores is None:  # the runner's share of the machine (all cores outside the runner)
         from cxresearch.runtime import run_threads
 
@@ -681,9 +684,9 @@ def fit_piecewise_exponential(
             )
     model_config = {
         "breaks": [float(b) for b in exposure.breaks],
-        "fixed": fixed,
-        "hierarchical": hierarchical,
-        "reference": {c: info["levels"][c][0] for c in fixed},
+        "fixed": kept_fixed,
+        "hierarchical": kept_hierarchical,
+        "reference": {c: info["levels"][c][0] for c in kept_fixed},
         "dropped": info["dropped"],
         "priors": {
             "sd_log_hr": float(prior_sd_log_hr),
@@ -704,8 +707,8 @@ def fit_piecewise_exponential(
     fit = PiecewiseExponentialFit(
         idata=idata,
         exposure=exposure,
-        fixed=fixed,
-        hierarchical=hierarchical,
+        fixed=kept_fixed,
+        hierarchical=kept_hierarchical,
         levels=info["levels"],
         fit_seconds=time.perf_counter() - start,
         dropped_covariates=info["dropped"],

@@ -198,14 +198,14 @@ def build_exposure_table(
     if missing not in ("error", "drop"):
         raise ValueError(f"missing must be 'error' or 'drop', got {missing!r}")
     covariates = list(covariates)
-    bins = {k: [float(e) for e in v] for k, v in (bins or {}).items()}
-    unknown_bins = sorted(set(bins) - set(covariates))
+    edges = {k: [float(e) for e in v] for k, v in (bins or {}).items()}
+    unknown_bins = sorted(set(edges) - set(covariates))
     if unknown_bins:
         raise KeyError(f"bins given for column(s) {unknown_bins} that are not covariates {covariates}")
     rel = as_relation(source, connection)
     _require_columns(rel, [duration_col, event_col, *covariates], "exposure table")
     t, e = quote_ident(duration_col), quote_ident(event_col)
-    cov_exprs = {c: covariate_expression(c, bins.get(c)) for c in covariates}
+    cov_exprs = {c: covariate_expression(c, edges.get(c)) for c in covariates}
 
     checks = [
         "COUNT(*) AS n",
@@ -217,7 +217,7 @@ def build_exposure_table(
     for i, c in enumerate(covariates):
         checks.append(f"COUNT(*) FILTER (WHERE {quote_ident(c)} IS NULL) AS null_{i}")
         checks.append(f"COUNT(DISTINCT {cov_exprs[c]}) AS distinct_{i}")
-        if c in bins:
+        if c in edges:
             checks.append(f"COUNT(*) FILTER (WHERE {cov_exprs[c]} = '<out of bins>') AS outside_{i}")
     stats = _query(rel, f"SELECT {', '.join(checks)} FROM src").iloc[0]
     if int(stats["n"]) == 0:
@@ -235,8 +235,8 @@ def build_exposure_table(
                 f"covariate column {c!r} has {int(stats[f'null_{i}'])} missing values; "
                 f"pass missing='drop' to leave those customers out"
             )
-        if c in bins and int(stats[f"outside_{i}"]):
-            raise ValueError(f"covariate column {c!r}: {int(stats[f'outside_{i}'])} values outside the bins {bins[c]}")
+        if c in edges and int(stats[f"outside_{i}"]):
+            raise ValueError(f"covariate column {c!r}: {int(stats[f'outside_{i}'])} values outside the bins {edges[c]}")
         if int(stats[f"distinct_{i}"]) > max_levels:
             raise ValueError(
                 f"covariate column {c!r} has {int(stats[f'distinct_{i}'])} distinct values; "
@@ -291,7 +291,7 @@ def build_exposure_table(
         )
     for c in covariates:
         long[c] = long[c].astype(str)
-    levels = {c: _sorted_levels(long[c].unique().tolist(), bins.get(c)) for c in covariates}
+    levels = {c: _sorted_levels(long[c].unique().tolist(), edges.get(c)) for c in covariates}
     if int(kept["ze"]):
         warnings.warn(
             f"{int(kept['ze'])} customers churned at {duration_col} = 0: they have no time at risk "
@@ -312,7 +312,7 @@ def build_exposure_table(
         n_dropped_missing=int(stats["n"]) - n_kept,
         n_zero_duration=int(kept["z"]),
         n_zero_duration_events=int(kept["ze"]),
-        bins=bins,
+        bins=edges,
     )
 
 

@@ -203,7 +203,7 @@ def net_promoter_economics(
     lifetime = discounted_lifetime_draws(
         model, profile, horizon_months=horizon_months, discount_rate_annual=discount_rate_annual, tenure_col=tenure_col
     )
-    n_draws = lifetime.shape[0]
+    n_draws = int(lifetime.shape[0])
     n = profile[count_col].to_numpy(dtype=float)
     w, m = resampling_weights(
         n,

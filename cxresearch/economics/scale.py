@@ -112,6 +112,8 @@ def _sql_parts(
         sel.append(f"{value} * {MONTHS_PER_UNIT[c.tenure_unit]!r} AS tenure")
         checks["tenure"] = (f"({bad} OR {value} IS NULL)", c.tenure)
     else:
+        # guaranteed by the spec's validators: Customers needs 'start' without 'tenure', DatasetSpec 'as_of' with it
+        assert c.start is not None and spec.as_of is not None
         start, bad_start = date_sql(c.start, ct[c.start], spec.date_format)
         end: str | None = None
         bad_end = "FALSE"
@@ -140,8 +142,11 @@ def _sql_parts(
         sel.append(f"({' + '.join(parts)}) AS products")
     else:
         sel.append("1.0::DOUBLE AS products")
-    cust_filters = {c.segment: segments, c.market: markets} if (c.segment or c.market) else {}
-    cust_filters = {k: v for k, v in cust_filters.items() if k}
+    cust_filters: dict[str, list[str] | None] = {}
+    if c.segment:
+        cust_filters[c.segment] = segments
+    if c.market:
+        cust_filters[c.market] = markets
     customers_from = f"{filtered_source_sql(ctable, cust_filters)} AS t"
     customers_sql = f"SELECT {', '.join(sel)} FROM {customers_from}"
 

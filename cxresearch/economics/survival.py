@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -106,7 +106,7 @@ class Design:
 
     def term_info(self) -> pd.DataFrame:
         """One row per design column: covariate, level (None for numeric) and reference level."""
-        rows = []
+        rows: list[dict[str, str | None]] = []
         for c in self.covariates:
             if c in self.levels:
                 rows += [
@@ -227,8 +227,12 @@ class _LifelinesModel(FittedModel):
     pickled into ``state.pkl`` beside ``meta.json`` (lifelines' own recommended persistence). Load only
     folders you wrote: unpickling runs code."""
 
+    if TYPE_CHECKING:
+        # the concrete subclasses are dataclasses, whose generated __init__ takes their fields
+        def __init__(self, **kwargs: Any) -> None: ...
+
     def _save_state(self, folder: Path) -> None:
-        state = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _META_FIELDS}  # type: ignore
+        state = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _META_FIELDS}  # type: ignore[arg-type]
         with open(folder / "state.pkl", "wb") as handle:
             pickle.dump(state, handle, protocol=pickle.HIGHEST_PROTOCOL)
 

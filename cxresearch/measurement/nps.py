@@ -438,7 +438,8 @@ class SharePosterior(FittedModel):
         arrays = {"draws": self.draws, **{f"pop__{k}": np.asarray(v) for k, v in (self.population or {}).items()}}
         if self.alpha is not None:
             arrays["alpha"] = np.asarray(self.alpha, dtype=float)
-        np.savez(folder / "draws.npz", **arrays)
+        # numpy's stub gives savez a bool keyword allow_pickle, which mypy matches against **arrays
+        np.savez(folder / "draws.npz", **arrays)  # type: ignore[arg-type]
         if self.idata is not None:
             save_idata(self.idata, folder)
 
@@ -710,7 +711,7 @@ def nps_posterior(
     counts = class_counts(survey, by, column=column)
     if counts["n"].sum() == 0:
         raise ValueError(f"survey: no answers in column {column!r} (after filters); cannot estimate NPS")
-    if pooling and as_by(by) and len(counts) >= 2:
+    if pooling and by is not None and as_by(by) and len(counts) >= 2:
         return hierarchical_shares(counts, by, draws=draws, seed=seed, method=method, **nuts)
     return dirichlet_shares(counts, by, draws=draws, seed=seed, prior=prior)
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from cxresearch.protocol import DEFAULT_LEVEL
 from cxresearch.reports.display import NPS_COLORS, PALETTE
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 VERDICT_COLORS = {"strength": "#2c7c5b", "weakness": "#c0504d", "no clear difference": "#7f7f7f"}
 OURS_COLOR, THEIRS_COLOR = PALETTE[0], "#9e9e9e"
@@ -266,7 +269,7 @@ def plot_benchmark(position: pd.DataFrame, title: str = "Our position versus eac
     handles = [
         Line2D([0], [0], color=c, marker="o", linewidth=2.5, label=v.capitalize()) for v, c in VERDICT_COLORS.items()
     ]
-    _legend_below(fig, handles, [h.get_label() for h in handles], ncol=3)
+    _legend_below(fig, handles, [str(h.get_label()) for h in handles], ncol=3)
     return fig
 
 
@@ -372,8 +375,8 @@ def plot_touchpoint_changes(changes: pd.DataFrame, metric: str = "top_box", titl
     return fig
 
 
-def close(figures: Sequence[Any] | Any) -> None:
-    """Close figures after display (keeps notebook memory flat)."""
+def close(figures: Figure | list[Figure] | tuple[Figure, ...]) -> None:
+    """Close a figure, or a list / tuple of figures, after display (keeps notebook memory flat)."""
     import matplotlib.pyplot as plt
 
     for fig in figures if isinstance(figures, (list, tuple)) else [figures]:

@@ -173,7 +173,8 @@ def _s_slices(
     offsets = np.linspace(-M_HALF_WIDTH, M_HALF_WIDTH, points)
     spacing = offsets[1] - offsets[0]
     grid = np.stack(np.meshgrid(*([offsets] * (k - 1)), indexing="ij"), axis=-1).reshape(-1, k - 1)
-    edge = (np.abs(grid) >= M_HALF_WIDTH - 1e-9).any(axis=1)
+    # np.asarray: numpy's stubs type .any(axis=...) as a scalar or an array; on this 2-D grid it is an array
+    edge = np.asarray((np.abs(grid) >= M_HALF_WIDTH - 1e-9).any(axis=1))
     s_values = np.exp(log_s)
     kappas = 1.0 / s_values**2 - 1.0
     modes, hessians = _conditional_modes(kappas, counts, u_start)

@@ -726,10 +726,10 @@ def run_studies(
     for note in plan.notes:
         say(f"note: {note}")
     if prepare_only:
-        outcomes = [prepare_run(p) for p in plan.runs]
-        for outcome in outcomes:
+        prepared = [prepare_run(p) for p in plan.runs]
+        for outcome in prepared:
             say(summary_line(outcome))
-        return RunSummary(outcomes=outcomes, index_paths=[], notes=plan.notes)
+        return RunSummary(outcomes=prepared, index_paths=[], notes=plan.notes)
 
     outcomes: list[dict[str, Any]] = []
     todo: list[RunPlan] = []
