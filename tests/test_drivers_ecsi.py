@@ -50,7 +50,7 @@ def test_latent_mode_has_no_standardised_path_above_one(comparison):
     table, fits = comparison
     assert (table["latent"].abs() <= 1.0).all(), table[["source", "target", "latent"]]
     assert np.isfinite(table["latent"]).all()
-    d = fits["latent"].diagnostics
+    d = fits["latent"].diagnostics()
     assert {"rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "passed"} <= set(d)
     # low_rank="auto": per-respondent latent scores get the diagonal mass matrix (the low-rank warm-up took
     # over 4 minutes here), composite scores the low-rank one

@@ -61,7 +61,7 @@ def _fake_fit(prep, overrides=None, seed=0, diagnostics=None, method="nuts") -> 
     idata = az.from_dict(posterior={k: v[None] for k, v in post.items()})
     diag = diagnostics or {"rhat_max": 1.0, "ess_bulk_min": 1000.0, "ess_tail_min": 1000.0, "divergences": 0,
                            "passed": True, "method": "nuts (nutpie)", "reasons": []}
-    return DriverFit(prep=prep, layout=layout, idata=idata, diagnostics=diag, method=method)
+    return DriverFit(prep=prep, layout=layout, idata=idata, gate=diag, method=method)
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +222,7 @@ def test_results_payload_and_first_screen_text(prep):
     assert all(labels[t] in text for t in payload["top3"])
     assert "90% interval" in text and "Provisional" not in text
     # a failed gate is said on the first screen, an approximate fit is labelled
-    failed = _fake_fit(prep, seed=3, diagnostics={**fit.diagnostics, "passed": False,
+    failed = _fake_fit(prep, seed=3, diagnostics={**fit.diagnostics().to_dict(), "passed": False,
                                                   "reasons": ["R-hat 1.2 > 1.01 (x)"]}, method="approx")
     text = fix_first_markdown(summarize_drivers(failed, max_draws=N_DRAWS))
     assert "Provisional" in text and "R-hat 1.2" in text and "Approximate fit" in text

@@ -7,7 +7,7 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 
-from cxresearch.drivers.effects import build_tables
+from cxresearch.drivers.draws import build_tables
 from cxresearch.drivers.kernels import (bernoulli_kernel, build_table, equation_loglik, gaussian_kernel,
                                        gaussian_sufficient_statistics, gaussian_suffstat_loglik, ordinal_kernel,
                                        row_offsets)

@@ -29,7 +29,7 @@ def test_first_screen_is_the_banner_then_the_fix_first_text():
     code = [c for c in nb.cells if c.cell_type == "code"]
     first = code[1].source  # right after the parameters cell
     assert first.rstrip().endswith("display(Markdown(fix_first_markdown(summary)))")
-    assert first.index("diagnostics_banner(fit.diagnostics)") < first.index("display(Markdown(fix_first_markdown")
+    assert first.index("diagnostics_banner(fit.diagnostics())") < first.index("display(Markdown(fix_first_markdown")
     assert "record_driver_results(summary)" in first
 
 

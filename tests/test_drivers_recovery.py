@@ -55,10 +55,14 @@ def test_impact_intervals_cover_the_truth_over_20_datasets(tmp_path_factory):
     coverage = float(np.mean(hits))
     assert 0.80 <= coverage <= 0.97, f"coverage {coverage:.3f}"
     # the short runs are honest about themselves: diagnostics are reported for every parameter
-    d = first_fit.diagnostics
-    assert d["method"] == "nuts (nutpie)" and d["draws"] == 500 and d["chains"] == 2
-    assert np.isfinite([d["rhat_max"], d["ess_bulk_min"], d["ess_tail_min"]]).all()
-    assert d["passed"] == (not d["reasons"])
+    d = first_fit.diagnostics()
+    assert d.method == "nuts (nutpie)" and d.draws == 500 and d.chains == 2
+    assert np.isfinite([d.rhat_max, d.ess_bulk_min, d.ess_tail_min]).all()
+    assert d.passed == (not d.reasons)
+    # the one gate asks for bulk and tail ESS >= 400: 500 draws rarely give it on every parameter, and a miss
+    # must be reported with its reason (no share-of-draws allowance any more)
+    if d.ess_bulk_min < 400:
+        assert not d.passed and any("bulk ESS" in r for r in d.reasons)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from cxresearch.data.simulator import simulate_dataset
 from cxresearch.drivers import study
 from cxresearch.drivers.fit import fit_driver_model
 from cxresearch.drivers.store import fit_key, load_fit, save_fit, shared_fit
+from cxresearch.protocol import DifferentModelError
 
 SETTINGS = {"method": "approx", "advi_iterations": 3000, "draws": 100, "seed": 3}
 
@@ -25,15 +26,21 @@ def data(tmp_path_factory):
 
 def test_saved_fit_loads_with_the_same_posterior_and_diagnostics(data, tmp_path):
     fit = fit_driver_model(data, None, **SETTINGS)
-    path = save_fit(fit, tmp_path / "fit.nc", data.survey)
+    path = save_fit(fit, tmp_path / "fit", data.survey)
+    assert (path / "meta.json").is_file()
+    d = fit.diagnostics()  # the approximate mode's own check: Pareto-k of the ADVI draws, never a NUTS pass
+    assert d.approximate and d.pareto_k is not None and d.verdict in ("approximate", "failed")
     back = load_fit(path, data.survey, None, dataset_spec=data.spec)
     for name in fit.idata.posterior.data_vars:
         np.testing.assert_array_equal(back.idata.posterior[name].values, fit.idata.posterior[name].values)
-    assert json.dumps(back.diagnostics, sort_keys=True, default=str) == json.dumps(fit.diagnostics, sort_keys=True, default=str)
-    assert back.method == fit.method
+    assert json.dumps(back.diagnostics().to_dict(), sort_keys=True, default=str) == json.dumps(
+        fit.diagnostics().to_dict(), sort_keys=True, default=str)
+    assert back.method == fit.method and back.sampler_config == fit.sampler_config
     assert back.prep.n == fit.prep.n and back.prep.touchpoints == fit.prep.touchpoints
-    with pytest.raises(ValueError, match="not the ones this fit was made from"):
+    with pytest.raises(DifferentModelError, match="fitted to other data"):
         load_fit(path, data.survey.iloc[:-1], None, dataset_spec=data.spec)
+    with pytest.raises(ValueError, match="not the ones this fit was made from"):
+        save_fit(fit, tmp_path / "other", data.survey.iloc[:-1])
 
 
 def test_key_changes_with_rows_model_and_settings(data):

@@ -1,9 +1,10 @@
 """Bayesian driver models: touchpoint experience -> emotion -> behaviour, with effects a business reads.
 
 Declare the path model (:class:`DriverModelSpec`), fit it (:func:`fit_driver_model`: nutpie NUTS, or the
-labelled approximate ADVI mode, with a diagnostics gate), and summarise it (:func:`summarize_drivers`:
-impacts on NPS, ranking, importance-performance, Kano classes, root causes of detractors, group
-differences), record results.json keys (:func:`record_driver_results`) and write the first screen
+labelled approximate ADVI mode, checked by the one gate of :mod:`cxresearch.diagnostics`; a
+:class:`DriverFit` is a :class:`cxresearch.protocol.FittedModel`; :func:`predict` for any survey rows), and
+summarise it (:func:`summarize_drivers`: impacts on NPS, ranking, importance-performance, Kano classes, root
+causes of detractors, group differences), record results.json keys (:func:`record_driver_results`) and write the first screen
 (:func:`fix_first_markdown`). Heavy imports (PyMC, nutpie) happen inside these modules, not here.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ _EXPORTS = {
     "shared_fit": "cxresearch.drivers.store",
     "save_fit": "cxresearch.drivers.store",
     "load_fit": "cxresearch.drivers.store",
-    "GATE": "cxresearch.drivers.fit",
+    "predict": "cxresearch.drivers.predict",
     "summarize_drivers": "cxresearch.drivers.summary",
     "DriverSummary": "cxresearch.drivers.summary",
     "record_driver_results": "cxresearch.drivers.summary",
@@ -40,14 +41,27 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cxresearch.drivers.fit import GATE, DriverFit, fit_driver_model
+    from cxresearch.drivers.fit import DriverFit, fit_driver_model
     from cxresearch.drivers.likelihoods import ordered_logistic_logp, ordered_logistic_logp_terms
     from cxresearch.drivers.model import build_model, prepare_data
+    from cxresearch.drivers.predict import predict
     from cxresearch.drivers.reference import ecsi_comparison
-    from cxresearch.drivers.spec import (ConstructSpec, DriverModelSpec, ModelSpecError, PathSpec, default_model_spec,
-                                         parse_model_spec, resolve_model_spec)
-    from cxresearch.drivers.summary import (DriverSummary, fix_first_markdown, record_driver_results, results_dict,
-                                            summarize_drivers)
+    from cxresearch.drivers.spec import (
+        ConstructSpec,
+        DriverModelSpec,
+        ModelSpecError,
+        PathSpec,
+        default_model_spec,
+        parse_model_spec,
+        resolve_model_spec,
+    )
+    from cxresearch.drivers.summary import (
+        DriverSummary,
+        fix_first_markdown,
+        record_driver_results,
+        results_dict,
+        summarize_drivers,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -33,14 +33,20 @@ probabilities), so every number carries its uncertainty:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from cxresearch.drivers.fit import DriverFit
-from cxresearch.drivers.model import EquationLayout, intercept_deviations, slope_deviations
+# the posterior per draw lives in .draws (read by .predict too); re-exported here, where effects are computed
+from cxresearch.drivers.draws import EquationDraws as EquationDraws
+from cxresearch.drivers.draws import Posterior as Posterior
+from cxresearch.drivers.draws import build_tables as build_tables
+from cxresearch.drivers.draws import posterior as posterior
+from cxresearch.drivers.predict import fitted_rows, forward_pass
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxresearch.drivers.fit import DriverFit
 
 INTERVAL = (0.05, 0.95)
 KANO_CLASSES = ("must-be", "performance", "delighter", "indifferent")
@@ -58,133 +64,12 @@ def summarise(draws: np.ndarray, axis: int = 0) -> dict[str, np.ndarray]:
     return {"mean": draws.mean(axis=axis), "low": lo, "high": hi, "p_positive": (draws > 0).mean(axis=axis)}
 
 
-# --------------------------------------------------------------------------------------------------------
-# per-draw parameters of each equation
-# --------------------------------------------------------------------------------------------------------
-@dataclass
-class EquationDraws:
-    """One equation's parameters per (thinned) draw, and its lookup tables."""
+def linear_predictors(p: Posterior, rows: np.ndarray | None = None,
+                      draws: slice = slice(None)) -> dict[str, np.ndarray]:
+    """eta of every endogenous construct (draws, rows) on fitted rows: the model's linear predictor (latent: its
+    sampled score), from the one forward pass (:func:`cxresearch.drivers.predict.forward_pass`)."""
 
-    layout: EquationLayout
-    coef: np.ndarray  # (S, terms, T_j)
-    level_dev: np.ndarray | None  # (S, L, T_j) slope deviations by level
-    cell_dev: np.ndarray  # (S, C, T_j)
-    intercept_cell: np.ndarray  # (S, C)
-    paths: np.ndarray  # (S, K_j)
-    theta: np.ndarray  # cutpoints (S, K-1) or sigma (S, 1) or zeros
-    table: np.ndarray  # (S, C, T_j + 1, n_states); last slot = intercept at state 0
-    cols: np.ndarray  # touchpoint columns in prep.states
-    sd_eta: np.ndarray | None = None  # latent: (S,) sd of the latent score
-
-
-@dataclass
-class Posterior:
-    """Thinned per-draw parameters of all equations, and the data they apply to."""
-
-    fit: DriverFit
-    index: np.ndarray  # which draws were kept
-    equations: dict[str, EquationDraws]
-    latent_eta: dict[str, np.ndarray] = field(default_factory=dict)  # (S, N)
-
-    @property
-    def n(self) -> int:
-        return len(self.index)
-
-
-def _term_values(fit: DriverFit, name: str, index: np.ndarray) -> np.ndarray:
-    return fit.draws(name)[index]
-
-
-def posterior(fit: DriverFit, max_draws: int = 1000, seed: int = 0) -> Posterior:
-    """Thin the draws to at most ``max_draws`` (evenly spaced) and rebuild every equation's tables."""
-    total = fit.n_draws
-    index = np.unique(np.linspace(0, total - 1, min(max_draws, total)).round().astype(int))
-    prep = fit.prep
-    post = fit.idata.posterior
-    equations: dict[str, EquationDraws] = {}
-    n_s = len(index)
-    for j, eq in fit.layout.equations.items():
-        n_tj = len(eq.tp_index)
-        coef = _term_values(fit, eq.name("coef"), index) if n_tj else np.zeros((n_s, 1, 0))
-        level_dev, cell_dev = None, np.zeros((n_s, prep.n_cells, n_tj))
-        if eq.slope_dims:
-            if eq.name("z_slope") in post:
-                level_dev = slope_deviations(eq, _term_values(fit, eq.name("sd_slope"), index),
-                                             _term_values(fit, eq.name("z_slope"), index))
-            else:  # centred parametrisation: the scaled free values are sampled directly
-                level_dev = np.einsum("tlk,skt->slt", eq.slope_basis, _term_values(fit, eq.name("raw_slope"), index))
-            cell_dev = np.einsum("cl,slt->sct", eq.cell_of_level, level_dev)
-        icpt = np.zeros((n_s, prep.n_cells))
-        if eq.has_intercept:
-            icpt = icpt + _term_values(fit, eq.name("intercept"), index)[:, None]
-        if eq.intercept_dims and len(eq.dim_of_level):
-            dev_i = intercept_deviations(eq, fit.prep.resolved.spec.priors.group_intercept_sd,
-                                         _term_values(fit, eq.name("z_intercept"), index))
-            icpt = icpt + np.einsum("cl,sl->sc", eq.cell_of_level, dev_i)
-        paths = _term_values(fit, eq.name("path"), index) if eq.construct_sources else np.zeros((n_s, 0))
-        if eq.likelihood == "ordered_logistic":
-            theta = _term_values(fit, eq.name("cutpoints"), index)
-        elif eq.likelihood == "gaussian":
-            theta = _term_values(fit, eq.name("sigma"), index)[:, None]
-        else:
-            theta = np.zeros((n_s, 1))
-        cols = eq.tp_index
-        features = np.stack([prep.features[t][cols] for t in eq.terms]) if n_tj else np.zeros((1, 0, prep.n_states))
-        table = build_tables(coef, cell_dev, icpt, features, prep.features["slope"][cols], cols, prep.freq)
-        equations[j] = EquationDraws(layout=eq, coef=coef, level_dev=level_dev, cell_dev=cell_dev,
-                                     intercept_cell=icpt, paths=paths, theta=theta, table=table, cols=cols)
-    latent_eta = {k: _term_values(fit, f"{k}__eta", index) for k in fit.layout.latent if f"{k}__eta" in post}
-    return Posterior(fit=fit, index=index, equations=equations, latent_eta=latent_eta)
-
-
-def build_tables(coef: np.ndarray, cell_dev: np.ndarray, intercept_cell: np.ndarray, features: np.ndarray,
-                 slope_feature: np.ndarray, cols: np.ndarray, freq: np.ndarray) -> np.ndarray:
-    """NumPy twin of :func:`cxresearch.drivers.kernels.build_table`, vectorised over draws."""
-    n_s = coef.shape[0]
-    n_cells = cell_dev.shape[1]
-    n_tj, n_states = slope_feature.shape
-    base = np.einsum("nkt,ktq->ntq", coef, features) if n_tj else np.zeros((n_s, 0, n_states))
-    table_tp = base[:, None, :, :] + cell_dev[..., None] * slope_feature[None, None, :, :]
-    n_rows = freq[:, -1, :].sum()
-    if n_tj:
-        mean = np.einsum("ctq,nctq->nt", freq[:, cols, :], table_tp) / n_rows
-        table_tp = table_tp - mean[:, None, :, None]
-    slot = np.zeros((n_s, n_cells, 1, n_states))
-    slot[:, :, 0, 0] = intercept_cell
-    return np.concatenate([table_tp, slot], axis=2)
-
-
-def _eq_states(fit: DriverFit, eq: EquationDraws, rows: np.ndarray) -> np.ndarray:
-    states = fit.prep.states
-    return np.column_stack([states[rows][:, eq.cols], states[rows][:, -1]]) if len(eq.cols) \
-        else states[rows][:, -1:]
-
-
-def linear_predictors(p: Posterior, rows: np.ndarray | None = None, draws: slice = slice(None)) -> dict[str, np.ndarray]:
-    """eta of every endogenous construct (draws, rows): the model's linear predictor (latent: its score)."""
-    fit = p.fit
-    prep = fit.prep
-    rows = np.arange(prep.n) if rows is None else rows
-    out: dict[str, np.ndarray] = {}
-    for j in prep.resolved.endogenous:
-        eq = p.equations[j]
-        if j in p.latent_eta:
-            out[j] = p.latent_eta[j][draws][:, rows]
-            continue
-        table = eq.table[draws]
-        n_s, n_cells, n_slots, n_states = table.shape
-        st = _eq_states(fit, eq, rows)
-        flat_index = (prep.cell[rows][:, None].astype(np.int64) * n_slots + np.arange(n_slots)[None, :]) * n_states + st
-        flat = table.reshape(n_s, -1)
-        eta = np.empty((n_s, len(rows)))
-        step = max(1, int(2e7 // max(1, n_s * n_slots)))  # bound the gather's temporary to ~160 MB
-        for start in range(0, len(rows), step):
-            eta[:, start:start + step] = flat[:, flat_index[start:start + step]].sum(axis=-1)
-        for s_i, s in enumerate(eq.layout.construct_sources):
-            score = p.latent_eta[s][draws][:, rows] if s in p.latent_eta else prep.scores[s][rows][None, :]
-            eta = eta + eq.paths[draws][:, s_i:s_i + 1] * score
-        out[j] = eta
-    return out
+    return forward_pass(p, fitted_rows(p, rows), draws, mediators="observed")
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -1,53 +1,91 @@
-"""Fit a driver model: nutpie NUTS by default, ADVI as the labelled approximate mode, and the gate.
+"""Fit a driver model: nutpie NUTS by default, ADVI as the labelled approximate mode, checked by the one gate.
 
-The diagnostics gate (``GATE``): every free parameter has R-hat <= 1.01 and bulk and tail ESS at least
-400 (Vehtari et al. 2021), or 20% of the kept draws when fewer than 2,000 draws are kept (quick runs,
-tests); divergent transitions zero or under 0.1% of the draws. A fit that fails says so in
-``diagnostics["passed"] = False`` (shown by :func:`cxresearch.reports.diagnostics_banner`). The
-approximate mode (ADVI; Pathfinder needs pymc-extras, not installed) has no R-hat / ESS: it passes
-only when the optimisation converged, and its method name says "approximate".
+A :class:`DriverFit` is a :class:`cxresearch.protocol.FittedModel` (model type ``"driver_model"``):
+``summary(level)``, ``predict(new_survey, kind)`` (:mod:`.predict`), ``diagnostics()``, ``plot_impacts(ax)``,
+``save(path)`` / ``DriverFit.load(path, model_config=..., data_hash=...)``.
+
+Diagnostics come from :mod:`cxresearch.diagnostics` (the one gate, thresholds defined there only):
+:func:`cxresearch.diagnostics.check_mcmc` over the free parameters for NUTS; for the approximate mode (ADVI;
+Pathfinder needs pymc-extras, not installed) :func:`cxresearch.diagnostics.check_approximate` with the
+Pareto-k of importance sampling the mean-field approximation towards the posterior
+(:func:`advi_pareto_k`), and the optimisation's convergence.
+
+After sampling, the per-row log-likelihood of every observed equation is stored in
+``idata.log_likelihood`` (dims chain, draw, respondent; :func:`cxresearch.drivers.predict.attach_log_likelihood`)
+so ``arviz.loo`` / ``arviz.compare`` work on driver fits (``var_name`` = the equation's construct when the model
+has several observed equations). ``log_likelihood``: True / False, or None ("auto": stored when rows x draws x
+observed equations <= :data:`cxresearch.drivers.predict.LOG_LIKELIHOOD_MAX_VALUES`, 25 million values).
 
 Compiled models are cached by model structure, so refitting the same model to new data of the same
 shape kind (bootstrap, simulation studies, segments with the same levels) skips the compilation.
 """
 from __future__ import annotations
 
-import os
+import json
 import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from cxresearch.drivers.model import (ModelLayout, PreparedData, build_model, equation_offsets, gaussian_statistics,
-                                      prepare_data)
-from cxresearch.drivers.spec import DriverModelSpec, default_model_spec, parse_model_spec
-
-#: the diagnostics gate (see the module docstring)
-GATE = {"rhat_max": 1.01, "ess_min": 400.0, "ess_share_min": 0.2, "divergence_share_max": 0.001}
+from cxresearch.diagnostics import Diagnostics, as_diagnostics, check_approximate, check_mcmc, pareto_k
+from cxresearch.drivers.model import (
+    ModelLayout,
+    PreparedData,
+    build_model,
+    equation_offsets,
+    gaussian_statistics,
+    prepare_data,
+)
+from cxresearch.drivers.spec import DriverModelSpec, ResolvedModel, default_model_spec, parse_model_spec
+from cxresearch.protocol import DEFAULT_LEVEL, FittedModel, load_idata, save_idata, summary_frame
+from cxresearch.runtime import frame_hash, json_default
 
 METHODS = ("nuts", "approx")
+STATE_NAME = "state.json"
+ROWS_NAME = "rows.parquet"
 
 
-@dataclass
-class DriverFit:
-    """A fitted driver model: data arrays, model layout, posterior draws and diagnostics."""
+@dataclass(eq=False)
+class DriverFit(FittedModel):
+    """A fitted driver model: data arrays, model layout, posterior draws and the gate's verdict (``gate``;
+    read it with :meth:`diagnostics`)."""
+
+    model_type: ClassVar[str] = "driver_model"
 
     prep: PreparedData
     layout: ModelLayout
     idata: Any  # arviz.InferenceData
-    diagnostics: dict[str, Any]
+    gate: Diagnostics | Mapping[str, Any]
     method: str
     timings: dict[str, float] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    data_hash: str | None = None
+    _posteriors: dict[int, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.gate = as_diagnostics(self.gate)
+
+    # ------------------------------------------------------------------ configuration (protocol)
+    @property
+    def model_config(self) -> dict[str, Any]:  # type: ignore[override]
+        """The resolved model spec (the path model fitted) as JSON."""
+        return model_config_of(self.prep.resolved.spec)
+
+    @property
+    def sampler_config(self) -> dict[str, Any]:  # type: ignore[override]
+        """Method, draws, tune, chains, seed, target_accept and the method's other settings."""
+        return dict(self.settings)
 
     @property
     def approximate(self) -> bool:
         return self.method != "nuts"
 
+    # ------------------------------------------------------------------ draws
     def draws(self, name: str) -> np.ndarray:
         """Posterior draws of one variable stacked as (sample, ...)."""
         values = self.idata.posterior[name].values
@@ -57,6 +95,102 @@ class DriverFit:
     def n_draws(self) -> int:
         post = self.idata.posterior
         return int(post.sizes["chain"] * post.sizes["draw"])
+
+    def posterior(self, max_draws: int | None = None) -> Any:
+        """The per-draw equation parameters and tables (:func:`cxresearch.drivers.draws.posterior`), cached."""
+        from cxresearch.drivers.draws import posterior
+
+        n = min(int(max_draws or self.n_draws), self.n_draws)
+        if n not in self._posteriors:
+            self._posteriors[n] = posterior(self, max_draws=n)
+        return self._posteriors[n]
+
+    # ------------------------------------------------------------------ the protocol surface
+    def diagnostics(self) -> Diagnostics:
+        """The one gate's verdict on this fit (:mod:`cxresearch.diagnostics`)."""
+        return self.gate
+
+    def summary(self, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+        """One row per reported coefficient: touchpoint terms (per rating step for slopes), construct paths,
+        intercepts, group sds, cut-points and residual sds; columns mean, sd, low, high (``attrs['level']``)."""
+        prep = self.prep
+        draws: dict[str, np.ndarray] = {}
+        post = self.idata.posterior
+        for j, eq in self.layout.equations.items():
+            if len(eq.tp_index):
+                coef = self.draws(eq.name("coef"))
+                for k, term in enumerate(eq.terms):
+                    for t_i, t in enumerate(eq.tp_index):
+                        draws[f"{prep.touchpoints[t]} -> {j} [{term}]"] = coef[:, k, t_i]
+            if eq.construct_sources:
+                paths = self.draws(eq.name("path"))
+                for s_i, source in enumerate(eq.construct_sources):
+                    draws[f"{source} -> {j}"] = paths[:, s_i]
+            if eq.has_intercept:
+                draws[f"{j} intercept"] = self.draws(eq.name("intercept"))
+            if eq.name("sd_slope") in post:
+                sd = self.draws(eq.name("sd_slope"))
+                for d_i, dim in enumerate(prep.group_dims):
+                    draws[f"{j} sd of slopes by {dim}"] = sd[:, d_i]
+            if eq.name("cutpoints") in post:
+                cuts = self.draws(eq.name("cutpoints"))
+                values = prep.category_values[j]
+                for k in range(cuts.shape[1]):
+                    draws[f"{j} cut-point {values[k]:g}|{values[k + 1]:g}"] = cuts[:, k]
+            if eq.name("sigma") in post:
+                draws[f"{j} residual sd"] = self.draws(eq.name("sigma"))
+        for k in self.layout.latent:
+            if f"{k}__loading" in post:
+                loading = self.draws(f"{k}__loading")
+                for i_i, item in enumerate(prep.items[k]):
+                    draws[f"{k} loading {item}"] = loading[:, i_i]
+        return summary_frame(draws, level, index_name="coefficient")
+
+    def predict(self, new_data: pd.DataFrame, kind: str = "probability", mediators: str = "predicted",
+                max_draws: int | None = None) -> Any:
+        """Outcome predictions for any survey rows (see :func:`cxresearch.drivers.predict.predict`)."""
+        from cxresearch.drivers.predict import predict
+
+        return predict(self, new_data, kind=kind, mediators=mediators, max_draws=max_draws)
+
+    def plot_impacts(self, ax: Any = None, max_draws: int = 500, seed: int = 0) -> Any:
+        """Bar chart of each touchpoint's impact of a one-step rise (90% intervals) on ``ax``; returns the Axes."""
+        from cxresearch.drivers import effects as fx
+        from cxresearch.drivers.plots import impact_bars
+
+        p = self.posterior(max_draws)
+        draws = fx.impact_draws(p, seed=seed)
+        table = fx.impact_table(p, draws)
+        ranking = fx.driver_ranking(p, draws)
+        column = "impact_nps" if "impact_nps" in table.columns else "impact_outcome"
+        return impact_bars(table, column, ranking["touchpoint"].head(3).tolist(), ax=ax)
+
+    # ------------------------------------------------------------------ save / load (protocol)
+    def _save_state(self, folder: Path) -> None:
+        save_idata(self.idata, folder)
+        rows = self.prep.frame.copy()
+        rows.index = self.prep.index
+        rows.to_parquet(folder / ROWS_NAME)
+        state = {"method": self.method, "diagnostics": self.gate.to_dict(), "timings": self.timings,
+                 "resolved": self.prep.resolved.model_dump(mode="json")}
+        (folder / STATE_NAME).write_text(json.dumps(state, indent=2, default=json_default))
+
+    @classmethod
+    def _load_state(cls, folder: Path, meta: Mapping[str, Any]) -> DriverFit:
+        state = json.loads((folder / STATE_NAME).read_text())
+        idata = load_idata(folder)
+        resolved = ResolvedModel.model_validate(state["resolved"])
+        prep = prepare_data(pd.read_parquet(folder / ROWS_NAME), resolved)
+        _, layout = build_model(prep)
+        return cls(prep=prep, layout=layout, idata=idata, gate=Diagnostics.from_dict(state["diagnostics"]),
+                   method=state["method"], timings=state.get("timings", {}),
+                   settings=dict(meta.get("sampler_config") or {}), data_hash=meta.get("data_hash"))
+
+
+def model_config_of(model: DriverModelSpec | Mapping[str, Any]) -> dict[str, Any]:
+    """The model config of a driver fit: the path model spec as JSON (what :meth:`DriverFit.load` compares)."""
+    spec = model if isinstance(model, DriverModelSpec) else parse_model_spec(model)
+    return spec.model_dump(mode="json")
 
 
 _COMPILED: dict[tuple, tuple[Any, ModelLayout, Any]] = {}
@@ -127,7 +261,7 @@ def fit_driver_model(survey: Any, model: DriverModelSpec | Mapping[str, Any] | N
                      tune: int = 1000, chains: int = 2, cores: int | None = None, target_accept: float = 0.8,
                      seed: int = 1, advi_iterations: int = 30000, minibatch: int | str | None = "auto",
                      low_rank: bool | str | None = "auto", progress: bool = False,
-                     reuse_compiled: bool = True) -> DriverFit:
+                     reuse_compiled: bool = True, log_likelihood: bool | None = None) -> DriverFit:
     """Fit the path model to survey rows (a canonical survey frame or a ``CXData``).
 
     ``method``: ``"nuts"`` (nutpie, default) or ``"approx"`` (mean-field ADVI; minibatches of 10,000 rows
@@ -138,7 +272,10 @@ def fit_driver_model(survey: Any, model: DriverModelSpec | Mapping[str, Any] | N
     low-rank one unless the model has latent constructs or more than :data:`LOW_RANK_MAX_DIM` parameters
     (see :func:`choose_low_rank`). ``model``: a :class:`DriverModelSpec` or its mapping;
     None gives the standard chain touchpoints -> emotion -> outcome (+ direct) from the dataset spec.
+    ``log_likelihood``: store the per-row log-likelihood (True / False; None = auto, see the module docstring).
     """
+    from cxresearch.drivers.predict import attach_log_likelihood
+
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     frame = survey
@@ -150,8 +287,8 @@ def fit_driver_model(survey: Any, model: DriverModelSpec | Mapping[str, Any] | N
     started = time.perf_counter()
     prep = prepare_data(frame, spec, dataset_spec)
     timings = {"prepare_s": time.perf_counter() - started}
-    settings = {"method": method, "draws": draws, "tune": tune, "chains": chains, "target_accept": target_accept,
-                "seed": seed}
+    settings: dict[str, Any] = {"method": method, "draws": draws, "tune": tune, "chains": chains,
+                                "target_accept": target_accept, "seed": seed}
     if method == "nuts":
         import nutpie
 
@@ -170,26 +307,39 @@ def fit_driver_model(survey: Any, model: DriverModelSpec | Mapping[str, Any] | N
                                   target_accept=target_accept, progress_bar=progress,
                                   low_rank_modified_mass_matrix=low_rank, save_warmup=False)
         timings["sample_s"] = time.perf_counter() - t0
-        diagnostics = compute_diagnostics(idata, free_variable_names(pm_model), method="nuts (nutpie)")
+        gate = check_mcmc(idata, free_variable_names(pm_model), method="nuts (nutpie)")
     else:
         batch = minibatch
         if batch == "auto":
             batch = 10000 if prep.n > 50000 else None
         t0 = time.perf_counter()
-        idata, converged, loss = fit_advi(prep, iterations=advi_iterations, draws=draws, seed=seed,
-                                          minibatch=batch)
+        idata, converged, loss, k_hat = fit_advi(prep, iterations=advi_iterations, draws=draws, seed=seed,
+                                                 minibatch=batch)
         timings["sample_s"] = time.perf_counter() - t0
         layout = idata.attrs.pop("_layout")
-        diagnostics = approximate_diagnostics(idata, converged, batch, loss)
+        method_name = "advi (approximate" + (f", minibatch {batch}" if batch else "") + ")"
+        final_loss = float(np.mean(loss[-max(1, len(loss) // 20):])) if len(loss) else float("nan")
+        gate = check_approximate(method_name, k_hat, converged=converged,
+                                 draws=int(idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]),
+                                 final_loss=final_loss)
         settings.update({"advi_iterations": advi_iterations, "minibatch": batch})
+    fit = DriverFit(prep=prep, layout=layout, idata=idata, gate=gate, method=method, timings=timings,
+                    settings=settings, data_hash=frame_hash(frame))
+    t0 = time.perf_counter()
+    settings["log_likelihood"] = log_likelihood
+    settings["log_likelihood_stored"] = attach_log_likelihood(fit, log_likelihood)
+    timings["log_likelihood_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - started
-    return DriverFit(prep=prep, layout=layout, idata=idata, diagnostics=diagnostics, method=method,
-                     timings=timings, settings=settings)
+    return fit
+
+
+#: draws of the ADVI approximation used for its Pareto-k (PSIS needs a few hundred for a stable k)
+PARETO_DRAWS = 1000
 
 
 def fit_advi(prep: PreparedData, iterations: int = 30000, draws: int = 1000, seed: int = 1,
-             minibatch: int | None = None) -> tuple[Any, bool, np.ndarray]:
-    """Mean-field ADVI: returns (InferenceData of ``draws`` from the approximation, converged, loss history)."""
+             minibatch: int | None = None) -> tuple[Any, bool, np.ndarray, float]:
+    """Mean-field ADVI: (InferenceData of ``draws`` from the approximation, converged, loss history, Pareto-k)."""
     import pymc as pm
 
     model, layout = build_model(prep, minibatch=minibatch, seed=seed)
@@ -200,8 +350,35 @@ def fit_advi(prep: PreparedData, iterations: int = 30000, draws: int = 1000, see
         idata = approx.sample(draws, random_seed=seed)
     loss = np.asarray(approx.hist, dtype=float)
     converged = advi_converged(loss)
+    # the importance ratios need the full-data log density: the minibatch model's is a noisy estimate
+    full_model = model if not minibatch else build_model(prep, seed=seed)[0]
+    k_hat = advi_pareto_k(approx, full_model, PARETO_DRAWS, seed)
     idata.attrs["_layout"] = layout
-    return idata, converged, loss
+    return idata, converged, loss, k_hat
+
+
+def advi_pareto_k(approx: Any, model: Any, n_draws: int = PARETO_DRAWS, seed: int = 1) -> float:
+    """Pareto-k of importance sampling the mean-field approximation q towards the posterior p (Yao et al. 2018).
+
+    On the unconstrained space where ADVI works, draw theta_s ~ q = N(mu, diag(sd^2)) and take the log ratios
+    log p(theta_s, y) - log q(theta_s): ``model.compile_logp()`` (with the Jacobians of the transforms, the
+    density ADVI fits) minus the Gaussian log density sum_i [-log sd_i - log(2 pi) / 2 - z_i^2 / 2],
+    z = (theta - mu) / sd. ``arviz.psislw`` fits a generalised Pareto to the largest ratios: k < 0.7 means
+    the approximation is usable for posterior expectations."""
+    group = approx.groups[0]
+    mu = np.asarray(group.mean.eval(), dtype=float)
+    sd = np.asarray(group.std.eval(), dtype=float)
+    rng = np.random.default_rng([int(seed), 17])
+    z = rng.standard_normal((n_draws, mu.size))
+    theta = mu[None, :] + sd[None, :] * z
+    log_q = (-np.log(sd).sum() - 0.5 * mu.size * np.log(2 * np.pi)) - 0.5 * (z ** 2).sum(axis=1)
+    logp = model.compile_logp(jacobian=True)
+    log_p = np.empty(n_draws)
+    for s in range(n_draws):
+        point = {name: theta[s, slc].reshape(shape).astype(dtype)
+                 for name, slc, shape, dtype in group.ordering.values()}
+        log_p[s] = float(logp(point))
+    return pareto_k(log_p - log_q)
 
 
 def advi_converged(loss: np.ndarray, window: float = 0.1, tolerance: float = 0.01) -> bool:
@@ -219,66 +396,3 @@ def advi_converged(loss: np.ndarray, window: float = 0.1, tolerance: float = 0.0
 def free_variable_names(model: Any) -> list[str]:
     """Names of the model's free parameters (the gate is checked on these, not on deterministics)."""
     return [rv.name for rv in model.free_RVs]
-
-
-def ess_threshold(n_draws_total: int) -> float:
-    """400, or 20% of the kept draws when fewer than 2,000 are kept (documented in the module)."""
-    return float(min(GATE["ess_min"], GATE["ess_share_min"] * n_draws_total))
-
-
-def compute_diagnostics(idata: Any, var_names: list[str], method: str) -> dict[str, Any]:
-    """R-hat, bulk / tail ESS (worst parameter), divergences and the gate verdict."""
-    import arviz as az
-
-    post = idata.posterior
-    n_total = int(post.sizes["chain"] * post.sizes["draw"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rhat = az.rhat(idata, var_names=var_names)
-        ess_bulk = az.ess(idata, var_names=var_names, method="bulk")
-        ess_tail = az.ess(idata, var_names=var_names, method="tail")
-
-    def extreme(ds, fn):
-        best_name, best = None, None
-        for name, arr in ds.data_vars.items():
-            vals = np.asarray(arr.values, dtype=float).ravel()
-            vals = vals[np.isfinite(vals)]
-            if not len(vals):
-                continue
-            v = fn(vals)
-            if best is None or (fn is np.max and v > best) or (fn is np.min and v < best):
-                best_name, best = name, float(v)
-        return best_name, (float("nan") if best is None else best)
-
-    rhat_name, rhat_max = extreme(rhat, np.max)
-    bulk_name, bulk_min = extreme(ess_bulk, np.min)
-    tail_name, tail_min = extreme(ess_tail, np.min)
-    divergences = int(idata.sample_stats["diverging"].values.sum()) if "diverging" in idata.sample_stats else 0
-    threshold = ess_threshold(n_total)
-    reasons = []
-    if post.sizes["chain"] < 2:
-        reasons.append("R-hat needs at least 2 chains")
-    if not (rhat_max <= GATE["rhat_max"]):
-        reasons.append(f"R-hat {rhat_max:.3f} > {GATE['rhat_max']} ({rhat_name})")
-    if not (bulk_min >= threshold):
-        reasons.append(f"bulk ESS {bulk_min:.0f} < {threshold:.0f} ({bulk_name})")
-    if not (tail_min >= threshold):
-        reasons.append(f"tail ESS {tail_min:.0f} < {threshold:.0f} ({tail_name})")
-    if divergences > 0 and divergences / n_total >= GATE["divergence_share_max"]:
-        reasons.append(f"{divergences} divergent transitions ({100 * divergences / n_total:.2f}% of draws)")
-    return {"rhat_max": rhat_max, "ess_bulk_min": bulk_min, "ess_tail_min": tail_min, "divergences": divergences,
-            "passed": not reasons, "method": method, "draws": n_total, "chains": int(post.sizes["chain"]),
-            "ess_threshold": threshold, "reasons": reasons,
-            "worst": {"rhat": rhat_name, "ess_bulk": bulk_name, "ess_tail": tail_name}}
-
-
-def approximate_diagnostics(idata: Any, converged: bool, minibatch: int | None, loss: np.ndarray) -> dict[str, Any]:
-    """Diagnostics of an ADVI fit: no R-hat / ESS exist; the gate is the optimisation's convergence."""
-    post = idata.posterior
-    n_total = int(post.sizes["chain"] * post.sizes["draw"])
-    method = "advi (approximate" + (f", minibatch {minibatch}" if minibatch else "") + ")"
-    reasons = [] if converged else ["ADVI did not converge (the loss was still falling): raise advi_iterations"]
-    return {"rhat_max": float("nan"), "ess_bulk_min": float(n_total), "ess_tail_min": float(n_total),
-            "divergences": 0, "passed": converged, "method": method, "draws": n_total, "chains": 1,
-            "ess_threshold": float("nan"), "reasons": reasons, "worst": {},
-            "final_loss": float(np.mean(loss[-max(1, len(loss) // 20):])) if len(loss) else float("nan")}

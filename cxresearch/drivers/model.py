@@ -30,8 +30,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxresearch.drivers.spec import ConstructSpec, DriverModelSpec, ModelSpecError, ResolvedModel, ScaleSpec, \
-    resolve_model_spec
+from cxresearch.drivers.spec import (
+    ConstructSpec,
+    DriverModelSpec,
+    ModelSpecError,
+    ResolvedModel,
+    ScaleSpec,
+    resolve_model_spec,
+)
 
 TERMS = ("used", "slope", "penalty", "reward")
 
@@ -411,7 +417,7 @@ class EquationLayout:
     def touchpoints_dim(self) -> str:
         return f"{self.target}__touchpoint"
 
-    def level_slices(self, prep: "PreparedData", dims: list[str]) -> dict[str, slice]:
+    def level_slices(self, prep: PreparedData, dims: list[str]) -> dict[str, slice]:
         out, start = {}, 0
         for d in prep.group_dims:
             n = len(prep.levels[d])
@@ -474,13 +480,13 @@ def _group_matrices(prep: PreparedData, tp_index: np.ndarray) -> dict[str, np.nd
             "slope_basis": slope_basis, "intercept_basis": intercept_basis}
 
 
-def slope_deviations(layout_eq: "EquationLayout", sd: np.ndarray, z: np.ndarray) -> np.ndarray:
+def slope_deviations(layout_eq: EquationLayout, sd: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Level deviations of the slopes, (..., L, T_j), from sd (..., D) and free values z (..., L - D, T_j)."""
     scaled = z * np.asarray(sd)[..., layout_eq.dim_of_free][..., :, None]
     return np.einsum("tlk,...kt->...lt", layout_eq.slope_basis, scaled)
 
 
-def intercept_deviations(layout_eq: "EquationLayout", scale: float, z: np.ndarray) -> np.ndarray:
+def intercept_deviations(layout_eq: EquationLayout, scale: float, z: np.ndarray) -> np.ndarray:
     """Level deviations of the intercepts, (..., L), from the free values z (..., L - D)."""
     return np.einsum("lk,...k->...l", layout_eq.intercept_basis, scale * np.asarray(z))
 

@@ -17,22 +17,29 @@ def _fig(width: float = 8.0, height: float = 4.5):
     return plt.subplots(figsize=(width, height))
 
 
-def plot_impacts(summary: Any, title: str | None = None):
-    """Impact on NPS of a one-step rise per touchpoint, with 90% intervals, strongest on top."""
-    col = summary.impact_column
-    t = summary.impacts.sort_values(col)
-    fig, ax = _fig(8, 0.45 * len(t) + 1.5)
+def impact_bars(impacts: pd.DataFrame, column: str, top3: list[str], ax: Any = None,
+                title: str | None = None) -> Any:
+    """Bars of each touchpoint's impact (``column``, with ``<column>_low`` / ``_high``) on ``ax`` (a new
+    figure when None), strongest on top, the top three highlighted; returns the Axes."""
+    t = impacts.sort_values(column)
+    if ax is None:
+        _, ax = _fig(8, 0.45 * len(t) + 1.5)
     y = np.arange(len(t))
-    colors = [PALETTE[0] if tp in summary.top3 else "#9fb6cd" for tp in t.touchpoint]
-    ax.barh(y, t[col], color=colors)
-    ax.errorbar(t[col], y, xerr=[t[col] - t[f"{col}_low"], t[f"{col}_high"] - t[col]], fmt="none",
+    colors = [PALETTE[0] if tp in top3 else "#9fb6cd" for tp in t.touchpoint]
+    ax.barh(y, t[column], color=colors)
+    ax.errorbar(t[column], y, xerr=[t[column] - t[f"{column}_low"], t[f"{column}_high"] - t[column]], fmt="none",
                 ecolor="#333333", capsize=3, lw=1)
     ax.set_yticks(y, t.label)
     ax.axvline(0, color="#555555", lw=0.8)
-    unit = "NPS points" if col == "impact_nps" else "outcome"
+    unit = "NPS points" if column == "impact_nps" else "outcome"
     ax.set_xlabel(f"Change in {unit} if users rated it one step higher (90% interval)")
     ax.set_title(title or "What moves recommendation: impact of each touchpoint")
-    return fig
+    return ax
+
+
+def plot_impacts(summary: Any, title: str | None = None):
+    """Impact on NPS of a one-step rise per touchpoint, with 90% intervals, strongest on top."""
+    return impact_bars(summary.impacts, summary.impact_column, summary.top3, title=title).figure
 
 
 def plot_rank_probabilities(summary: Any, title: str | None = None):

@@ -87,7 +87,7 @@ class ConstructSpec(_Strict):
         return items
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ConstructSpec":
+    def _consistent(self) -> ConstructSpec:
         if self.kind == "touchpoint":
             if len(self.items) != 1:
                 raise ValueError(f"a touchpoint construct has exactly one item (its rating), got {self.items}")

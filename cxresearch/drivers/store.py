@@ -8,27 +8,33 @@ and the PyMC / nutpie versions). The runs of a study that run in parallel take a
 the first one fits and the others wait and load it; a change to any input gives a new key, never a stale
 fit. Each run then reports on its own segment or market rows of the shared posterior.
 
-``save_fit`` / ``load_fit`` are the plain save and load (pymc-marketing style): the posterior and
-settings go to disk; the data arrays are rebuilt from the same survey rows on load (checked by hash).
+``save_fit`` / ``load_fit`` are the plain save and load, through the fitted-model protocol
+(:meth:`cxresearch.protocol.FittedModel.save` / :meth:`~cxresearch.protocol.FittedModel.load`): a folder with
+``meta.json`` (model config, sampler config, data hash, version), the posterior (ArviZ netCDF) and the rows
+fitted; loading refuses another model config or other rows (:class:`cxresearch.protocol.DifferentModelError`).
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from cxresearch.drivers.fit import DriverFit, resolve_model
-from cxresearch.drivers.model import build_model, prepare_data
+from cxresearch.drivers.fit import DriverFit, model_config_of, resolve_model
 from cxresearch.drivers.spec import DriverModelSpec
-from cxresearch.runtime import canonical_json, compute_once, frame_hash, json_default, library_versions, package_source_hash, sha256_text
+from cxresearch.runtime import (
+    canonical_json,
+    compute_once,
+    frame_hash,
+    library_versions,
+    package_source_hash,
+    sha256_text,
+)
 
-_FORMAT = 1
+_FORMAT = 2
 
 
 def _versions() -> dict[str, str | None]:
@@ -46,43 +52,25 @@ def fit_key(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] | No
     return sha256_text(canonical_json(parts))[:20]
 
 
-def save_fit(fit: DriverFit, path: str | Path, frame: pd.DataFrame) -> Path:
-    """Write the posterior, diagnostics, timings and settings to ``path`` (netCDF, written atomically).
+def save_fit(fit: DriverFit, path: str | Path, frame: pd.DataFrame | None = None) -> Path:
+    """Write the fit to the folder ``path`` (:meth:`DriverFit.save`, written atomically).
 
-    ``frame``: the survey rows the fit used, whose hash is stored so :func:`load_fit` refuses other rows.
+    ``frame``: the survey rows the fit used; their hash must be the fit's data hash (load refuses other rows).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    idata = fit.idata.copy()
-    meta = {"format": _FORMAT, "method": fit.method, "diagnostics": fit.diagnostics, "timings": fit.timings,
-            "settings": fit.settings, "rows": frame_hash(frame)}
-    idata.posterior.attrs["cxresearch_fit"] = json.dumps(meta, default=json_default)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    idata.to_netcdf(str(partial))
-    os.replace(partial, path)
-    return path
+    if frame is not None and fit.data_hash is not None and frame_hash(frame) != fit.data_hash:
+        raise ValueError(f"save_fit: the survey rows given are not the ones this fit was made from ({path})")
+    return fit.save(path)
 
 
 def load_fit(path: str | Path, frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] | None = None,
              dataset_spec: Any = None) -> DriverFit:
-    """Load a fit saved by :func:`save_fit` for the same survey rows and model (the arrays are rebuilt)."""
-    import arviz as az
-
+    """Load a fit saved by :func:`save_fit` for the same survey rows and model; a different model config or
+    other rows raise :class:`cxresearch.protocol.DifferentModelError`."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"no saved driver fit at {path}")
-    idata = az.from_netcdf(str(path))
-    idata.load()
-    meta = json.loads(idata.posterior.attrs.pop("cxresearch_fit", "{}"))
-    if meta.get("format") != _FORMAT:
-        raise ValueError(f"{path}: saved with format {meta.get('format')!r}, this version reads {_FORMAT}")
-    if meta.get("rows") != frame_hash(frame):
-        raise ValueError(f"{path}: the survey rows given are not the ones this fit was made from")
-    spec = resolve_model(model, dataset_spec)
-    prep = prepare_data(frame, spec, dataset_spec)
-    _, layout = build_model(prep)
-    return DriverFit(prep=prep, layout=layout, idata=idata, diagnostics=meta["diagnostics"], method=meta["method"],
-                     timings=meta.get("timings", {}), settings=meta.get("settings", {}))
+    return DriverFit.load(path, model_config=model_config_of(resolve_model(model, dataset_spec)),
+                          data_hash=frame_hash(frame))
 
 
 def shared_fit(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] | None, cache_dir: str | Path, *,
@@ -101,7 +89,7 @@ def shared_fit(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] |
     # change the draws, so they are not part of the key)
     settings.setdefault("cores", min(int(settings.get("chains", 2)), os.cpu_count() or 1))
     key = fit_key(frame, model, {k: v for k, v in settings.items() if k != "cores"}, dataset_spec)
-    path = Path(cache_dir) / f"drivers-{key}.nc"
+    path = Path(cache_dir) / f"drivers-{key}"
     started = time.perf_counter()
     result, reused = compute_once(path, lambda: fitter(frame, model, dataset_spec=dataset_spec, **settings),
                                    lambda fit, target: save_fit(fit, target, frame),

@@ -31,8 +31,8 @@ def fit_for_run(data: Any, model: Any, *, pooled: bool, cache_dir: str | None = 
     once and, with ``cache_dir``, shared by every run of the study (:func:`cxresearch.drivers.store.shared_fit`).
     Otherwise ``data`` is this run's answers and the model is fitted to them.
     """
-    from cxresearch.drivers.fit import fit_driver_model
     from cxresearch import record_result
+    from cxresearch.drivers.fit import fit_driver_model
 
     if pooled and cache_dir:
         from cxresearch.drivers.store import shared_fit
@@ -94,7 +94,7 @@ def scope_line(fit: Any, segment: Any, market: Any, wave: str, rows: np.ndarray 
     dropped = "; ".join(f"{k} ({v} rows)" for k, v in prep.dropped_rows.items())
     left_out = "; ".join(f"{k}: {v}" for k, v in prep.dropped_touchpoints.items())
     text = (f"**Scope:** {', '.join(scope)}; impacts averaged over its {n_rows:,} answers "
-            f"({'every wave' if wave in (None, 'all') else f'wave {wave}'}); method: {fit.diagnostics['method']}.")
+            f"({'every wave' if wave in (None, 'all') else f'wave {wave}'}); method: {fit.diagnostics().method}.")
     if shared is not None:
         text += (f" The model is one hierarchical fit of all {prep.n:,} answers (every segment and market, "
                  f"partial pooling){', shared by every report of this study' if shared.get('path') else ''}"
@@ -191,13 +191,29 @@ def group_table(summary: Any, threshold: float = 0.95) -> pd.DataFrame:
 
 
 def diagnostics_table(fit: Any) -> pd.DataFrame:
-    d = fit.diagnostics
-    rows = [("Method", d["method"]), ("Chains x draws", f"{d['chains']} x {d['draws'] // max(d['chains'], 1)}"),
-            ("R-hat (max, gate <= 1.01)", f"{d['rhat_max']:.3f}"),
-            ("Bulk ESS (min)", f"{d['ess_bulk_min']:.0f}"), ("Tail ESS (min)", f"{d['ess_tail_min']:.0f}"),
-            ("ESS required", f"{d['ess_threshold']:.0f}"), ("Divergences", str(d["divergences"])),
-            ("Passed", "yes" if d["passed"] else "NO: " + "; ".join(d["reasons"])),
-            ("Time (s)", f"{fit.timings.get('total_s', float('nan')):.0f}")]
+    """The gate's figures for the report (:func:`cxresearch.diagnostics.as_dict` of ``fit.diagnostics()``)."""
+    from cxresearch.diagnostics import GATE, as_dict
+
+    d = as_dict(fit.diagnostics())
+
+    def number(value: Any, spec: str) -> str:
+        return "n/a" if value is None else format(value, spec)
+
+    chains = d.get("chains") or 1
+    rows = [("Method", d["method"]),
+            ("Chains x draws", f"{chains} x {(d.get('draws') or 0) // max(chains, 1)}")]
+    if d.get("approximate"):
+        rows.append((f"Pareto-k (gate < {GATE['pareto_k_max']})", number(d.get("pareto_k"), ".2f")))
+    else:
+        rows += [(f"R-hat (max, gate <= {GATE['rhat_max']})", number(d.get("rhat_max"), ".3f")),
+                 (f"Bulk ESS (min, gate >= {GATE['ess_bulk_min']:.0f})", number(d.get("ess_bulk_min"), ".0f")),
+                 (f"Tail ESS (min, gate >= {GATE['ess_tail_min']:.0f})", number(d.get("ess_tail_min"), ".0f")),
+                 (f"Divergences (gate <= {100 * GATE['divergence_share_max']:.1f}% of draws)",
+                  str(d.get("divergences"))),
+                 (f"E-BFMI (min, gate >= {GATE['bfmi_min']})", number(d.get("bfmi_min"), ".2f"))]
+    rows += [("Passed", ("yes (approximate)" if d.get("approximate") else "yes") if d["passed"]
+              else "NO: " + "; ".join(d["reasons"])),
+             ("Time (s)", f"{fit.timings.get('total_s', float('nan')):.0f}")]
     return pd.DataFrame(rows, columns=["Check", "Value"])
 
 
@@ -247,6 +263,7 @@ def ecsi_verdict(table: pd.DataFrame, fits: dict[str, Any]) -> str:
         lines.append(f"Latent mode: largest standardised path {top:.2f} "
                      f"({'none above 1' if top <= 1 else 'ABOVE 1'}).")
     for mode, fit in fits.items():
-        d = fit.diagnostics
-        lines.append(f"{mode.capitalize()} fit diagnostics: {'passed' if d['passed'] else 'NOT passed: ' + '; '.join(d['reasons'])}.")
+        d = fit.diagnostics()
+        lines.append(f"{mode.capitalize()} fit diagnostics: "
+                     f"{'passed' if d.passed else 'NOT passed: ' + '; '.join(d.reasons)}.")
     return " ".join(lines)

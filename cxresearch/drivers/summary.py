@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cxresearch.diagnostics import Diagnostics, as_dict
 from cxresearch.drivers import effects as fx
 from cxresearch.drivers.fit import DriverFit
 
@@ -33,8 +34,9 @@ class DriverSummary:
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def diagnostics(self) -> dict[str, Any]:
-        return self.fit.diagnostics
+    def diagnostics(self) -> Diagnostics:
+        """The fit's gate verdict (:meth:`cxresearch.drivers.fit.DriverFit.diagnostics`)."""
+        return self.fit.diagnostics()
 
     @property
     def impact_column(self) -> str:
@@ -87,10 +89,7 @@ def summarize_drivers(fit: DriverFit, rows: Any = None, max_draws: int = 1000, p
 
 def results_dict(summary: DriverSummary) -> dict[str, Any]:
     """The results.json payload: diagnostics, per-touchpoint impact / P(fix first) / Kano, paths, top3."""
-    d = summary.diagnostics
-    out: dict[str, Any] = {"diagnostics": {k: d.get(k) for k in ("rhat_max", "ess_bulk_min", "ess_tail_min",
-                                                                  "divergences", "passed", "method")}}
-    out["diagnostics"]["reasons"] = list(d.get("reasons", []))
+    out: dict[str, Any] = {"diagnostics": as_dict(summary.diagnostics)}
     col = summary.impact_column
     tps: dict[str, Any] = {}
     ipa = summary.importance_performance.set_index("touchpoint")
@@ -121,7 +120,6 @@ def results_dict(summary: DriverSummary) -> dict[str, Any]:
 def record_driver_results(summary: DriverSummary, prefix: str = "") -> dict[str, Any]:
     """Record the results.json keys through :func:`cxresearch.record_result`; returns the payload."""
     from cxresearch import record_result
-
     from cxresearch.results import record_headline
 
     payload = results_dict(summary)
@@ -183,7 +181,7 @@ def fix_first_markdown(summary: DriverSummary) -> str:
     d = summary.diagnostics
     if not d.get("passed"):
         lines.append("> **Provisional:** the model did not pass its diagnostics "
-                     f"({'; '.join(d.get('reasons', [])) or 'see the banner'}); re-run it before acting on these "
+                     f"({'; '.join(d.reasons) or 'see the banner'}); re-run it before acting on these "
                      "numbers.\n")
     if fit.approximate:
         lines.append("> **Approximate fit** (ADVI): good for iterating; intervals may be too narrow. Confirm with "

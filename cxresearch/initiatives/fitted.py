@@ -2,15 +2,21 @@
 
 :class:`FittedDriverModel` (a :class:`~cxresearch.initiatives.value.DriverScenarioModel`)
     Evaluates a fitted :mod:`cxresearch.drivers` path model on *any* survey rows (the engine's modified
-    ratings). For each posterior draw and row, every endogenous construct's linear predictor is rebuilt
-    from the model's lookup tables (touchpoint state x segment/market cell) and the structural paths, in
-    topological order; Gaussian (composite) and latent mediators such as emotion carry their residual,
-    which is integrated out: the outcome's linear predictor is ``mean + s z`` with ``z ~ N(0, 1)`` and
-    ``s^2`` the sum of each mediator's residual variance times its squared total path into the outcome,
-    and the class probabilities ``E_z[P(recommend <= 6)]``, ``E_z[P(recommend <= 8)]`` are computed with
-    Gauss-Hermite quadrature (deterministic: the ``rng`` argument is not needed). This is the model's
-    predictive class mix for respondents with these ratings, so baseline and changed ratings are treated
-    alike (no respondent's observed emotion is reused).
+    ratings) with the drivers' one forward pass (:func:`cxresearch.drivers.predict.forward_pass`, mediators
+    predicted from the ratings): for each posterior draw and row, every endogenous construct's linear
+    predictor is rebuilt from the model's lookup tables (touchpoint state x segment/market cell) and the
+    structural paths, in topological order. Gaussian (composite) and latent mediators such as emotion carry
+    their residual, which is integrated out: the outcome's linear predictor is ``mean + s z`` with
+    ``z ~ N(0, 1)`` and ``s^2`` the sum of each mediator's residual variance times its squared total path into
+    the outcome (:func:`cxresearch.drivers.predict.outcome_residual_sd`), and the cumulative class
+    probabilities ``E_z[logistic(cutpoint - mean - s z)]`` are computed with Gauss-Hermite quadrature
+    (deterministic: the ``rng`` argument is not needed). This is the model's predictive class mix for
+    respondents with these ratings, so baseline and changed ratings are treated alike (no respondent's
+    observed emotion is reused).
+
+    Outcomes: a 0-10 recommend answer gives the NPS class mix (``class_mix``, what the engine values); any
+    ordinal or binary outcome gives the mix of its own answer classes (``outcome_mix``); a Gaussian outcome
+    has no classes (a ValueError says so).
 
     Fractional ratings (e.g. an average uplift of 0.3 points) are read as a respondent who is at the
     lower whole point with probability ``1 - f`` and at the upper one with probability ``f``: the row is
@@ -46,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from cxresearch.data.nps import NPS_CLASSES
+from cxresearch.diagnostics import as_diagnostics
 from cxresearch.initiatives.value import ClvDraws, _stable_seed
 
 DETRACTOR_MAX, PASSIVE_MAX = 6, 8  # recommend 0-6 detractor, 7-8 passive, 9-10 promoter
@@ -54,6 +61,15 @@ _FRACTION_TOL = 1e-9
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _fit_diagnostics(fitted: Any) -> Any:
+    """The gate's verdict of a fitted model whose ``diagnostics`` is a method (the fitted-model protocol) or,
+    for older fits, a mapping (:class:`cxresearch.diagnostics.Diagnostics` either way)."""
+    value = getattr(fitted, "diagnostics", None)
+    if callable(value):
+        value = value()
+    return as_diagnostics(value if value is not None else {})
 
 
 def _gate_figures(diagnostics: Mapping[str, Any]) -> str:
@@ -68,13 +84,14 @@ def _gate_figures(diagnostics: Mapping[str, Any]) -> str:
 # driver model
 # --------------------------------------------------------------------------------------------------------
 class FittedDriverModel:
-    """A fitted driver model evaluated on new ratings: ``class_mix`` / ``emotion_mean`` per posterior draw.
+    """A fitted driver model evaluated on new ratings: ``class_mix`` / ``outcome_mix`` / ``emotion_mean`` per
+    posterior draw.
 
     Parameters
     ----------
     fit
-        A :class:`cxresearch.drivers.fit.DriverFit` whose outcome is a 0-10 recommend answer (ordered
-        logistic) and whose mediators are Gaussian (composite) or latent constructs.
+        A :class:`cxresearch.drivers.fit.DriverFit` with an ordinal or binary outcome (a 0-10 recommend answer
+        for ``class_mix``) whose mediators are Gaussian (composite) or latent constructs.
     max_draws
         Posterior draws kept (evenly thinned). Calls asking for more draws cycle through them, so every
         call uses the same posterior draw for the same draw index.
@@ -91,17 +108,20 @@ class FittedDriverModel:
 
     def __init__(self, fit: Any, max_draws: int = 500, quadrature_nodes: int = 40,
                  emotion: str | None = None, chunk_values: int = 8_000_000) -> None:
-        from cxresearch.drivers.effects import posterior
+        from cxresearch.drivers.predict import outcome_residual_sd
 
         prep = fit.prep
         outcome = prep.outcome
-        if prep.likelihood(outcome) != "ordered_logistic" or prep.n_categories.get(outcome) != 11 \
-                or not np.allclose(prep.category_values[outcome], np.arange(11)):
-            raise ValueError(f"FittedDriverModel needs a 0-10 recommend outcome (ordered logistic); the model's "
-                             f"outcome {outcome!r} is {prep.likelihood(outcome)}")
+        self.likelihood = prep.likelihood(outcome)
+        if self.likelihood not in ("ordered_logistic", "bernoulli"):
+            raise ValueError(f"FittedDriverModel: the model's outcome {outcome!r} is {self.likelihood}: it has no "
+                             "answer classes, so there is no class mix to value; fit the driver model with an "
+                             "ordinal (e.g. 0-10 recommend) or binary outcome")
         self.fit = fit
         self.outcome = outcome
-        self.posterior = posterior(fit, max_draws=max_draws)
+        self.is_nps = (self.likelihood == "ordered_logistic" and prep.n_categories.get(outcome) == 11
+                       and np.allclose(prep.category_values[outcome], np.arange(11)))
+        self.posterior = fit.posterior(max_draws)
         self.mediators: list[str] = []
         for j in prep.resolved.endogenous:
             if j == outcome:
@@ -117,7 +137,7 @@ class FittedDriverModel:
                     raise ValueError(f"FittedDriverModel: path {s} -> {j} starts at an exogenous construct {s!r}; "
                                      "only touchpoints and Gaussian / latent mediators can drive the outcome")
         self._chunk_values = int(chunk_values)
-        self._build_totals()
+        self.outcome_residual_sd = outcome_residual_sd(self.posterior)
         self._build_integral(quadrature_nodes)
         self._last: tuple[Any, int, np.ndarray, np.ndarray | None] | None = None
         if emotion is not None and emotion not in self.mediators:
@@ -133,9 +153,9 @@ class FittedDriverModel:
 
     # ------------------------------------------------------------------ description
     @property
-    def diagnostics(self) -> dict[str, Any]:
-        """The fit's diagnostics (R-hat, ESS, divergences, gate verdict)."""
-        return dict(self.fit.diagnostics)
+    def diagnostics(self) -> Any:
+        """The fit's gate verdict (:class:`cxresearch.diagnostics.Diagnostics`; reads as a mapping)."""
+        return _fit_diagnostics(self.fit)
 
     @property
     def n_draws(self) -> int:
@@ -145,47 +165,36 @@ class FittedDriverModel:
     def describe(self) -> str:
         """One sentence: which model, on how many answers, and its diagnostics."""
         prep = self.fit.prep
-        d = self.fit.diagnostics
+        d = self.diagnostics
         chain = " -> ".join(["touchpoints", *self.mediators, self.outcome])
         return (f"Bayesian driver model ({chain}, slopes and intercepts by {', '.join(self.group_by) or 'nothing'}; "
-                f"{d.get('method', self.fit.method)}, {prep.n:,} answers, {self.n_draws} posterior draws used; "
+                f"{d.get('method') or self.fit.method}, {prep.n:,} answers, {self.n_draws} posterior draws used; "
                 f"{_gate_figures(d)})")
 
     # ------------------------------------------------------------------ rows -> states and cells
-    def _residual_sd(self, j: str) -> np.ndarray:
-        p = self.posterior
-        if self.fit.prep.likelihood(j) == "gaussian":
-            return p.equations[j].theta[:, 0]
-        c = self.fit.prep.resolved.constructs[j]
-        if c.identification == "variance":
-            return np.ones(p.n)
-        return self.fit.draws(f"{j}__sd")[p.index]
+    def _cells(self, survey: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """Cells of the rows (:func:`cxresearch.drivers.predict.row_cells`); the engine values only segments and
+        markets the model was fitted to, so an unknown level is an error here (not a population fallback)."""
+        from cxresearch.drivers.predict import row_cells
 
-    def _cells(self, survey: pd.DataFrame) -> np.ndarray:
-        prep = self.fit.prep
         missing = [g for g in self.group_by if g not in survey.columns]
         if missing:
             raise ValueError(f"survey: missing column(s) {missing} that the driver model is grouped by")
         problems = []
-        cell = np.zeros(len(survey), dtype=np.int64)
         for g in self.group_by:
             values = survey[g].astype("string")
             if values.isna().any():
                 problems.append(f"{g}: {int(values.isna().sum())} missing values")
                 continue
-            values = values.to_numpy(dtype=object)
             known = self._fit_levels[g]
-            unknown = sorted(set(values.tolist()) - set(known))
+            unknown = sorted(set(values.to_numpy(dtype=object).tolist()) - set(known))
             if unknown:
                 problems.append(f"{g} values {unknown} were not in the data the driver model was fitted to "
                                 f"(it knows {known})")
-                continue
-            if g in prep.group_dims:
-                lookup = {v: i for i, v in enumerate(prep.levels[g])}
-                cell = cell * len(prep.levels[g]) + np.array([lookup[v] for v in values], dtype=np.int64)
         if problems:
             raise ValueError("survey: " + "; ".join(problems))
-        return cell
+        cell, pseudo, _ = row_cells(self.fit.prep, survey)
+        return cell, pseudo
 
     def _states(self, survey: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row of origin, states (m, T + 1), weight) after splitting fractional ratings (module docstring)."""
@@ -235,36 +244,7 @@ class FittedDriverModel:
             states = np.concatenate([states, up])
         return origin, states, weight
 
-    # ------------------------------------------------------------------ precomputation
-    def _build_totals(self) -> None:
-        """Per draw, the total contribution of each touchpoint state (and cell intercept) to every
-        endogenous construct's mean, through the structural paths; and the outcome's residual sd."""
-        p = self.posterior
-        prep = self.fit.prep
-        n_tp = len(prep.touchpoints)
-        total: dict[str, np.ndarray] = {}
-        load: dict[str, dict[str, np.ndarray]] = {}
-        sd = {j: self._residual_sd(j) for j in self.mediators}
-        for j in prep.resolved.endogenous:
-            eq = p.equations[j]
-            full = np.zeros((p.n, prep.n_cells, n_tp + 1, prep.n_states))
-            full[:, :, list(eq.cols), :] = eq.table[:, :, :len(eq.cols), :]
-            full[:, :, n_tp, :] = eq.table[:, :, len(eq.cols), :]  # intercept slot (state 0)
-            loads: dict[str, np.ndarray] = {}
-            for s_i, src in enumerate(eq.layout.construct_sources):
-                path = eq.paths[:, s_i]
-                full += path[:, None, None, None] * total[src]
-                for r, coef in load[src].items():
-                    loads[r] = loads.get(r, 0.0) + path * coef
-            if j != self.outcome:
-                loads[j] = loads.get(j, 0.0) + 1.0
-            total[j], load[j] = full, loads
-        self._totals = {j: total[j].reshape(p.n, -1) for j in (self.outcome, *self.mediators)}
-        var = np.zeros(p.n)
-        for r, coef in load[self.outcome].items():
-            var = var + (coef * sd[r]) ** 2
-        self.outcome_residual_sd = np.sqrt(var)
-
+    # ------------------------------------------------------------------ residual integration
     def _build_integral(self, nodes: int) -> None:
         """F_d(x) = E_z[logistic(x - s_d z)] per draw on the grid (``s_d``: the outcome's residual sd)."""
         x = np.arange(-self.GRID_HALF_WIDTH, self.GRID_HALF_WIDTH + self.GRID_STEP / 2, self.GRID_STEP)
@@ -286,47 +266,64 @@ class FittedDriverModel:
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, survey: pd.DataFrame, draws: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """(class mix [draws, 3], mean emotion [draws] or None); the last call is cached (the engine asks for
-        the class mix and the emotion of the same frame in turn)."""
+        """(mix of the outcome's answer classes [draws, K], mean emotion [draws] or None); the last call is
+        cached (the engine asks for the class mix and the emotion of the same frame in turn)."""
+        from cxresearch.drivers.predict import RowInputs, forward_pass
+
         if self._last is not None and self._last[0] is survey and self._last[1] == draws:
             return self._last[2], self._last[3]
         if len(survey) == 0:
             raise ValueError("class_mix: no respondents")
         if draws < 1:
             raise ValueError(f"draws must be >= 1, got {draws}")
-        prep = self.fit.prep
-        cells = self._cells(survey)
+        cells, pseudo = self._cells(survey)
         origin, states, weight = self._states(survey)
-        slots = states.shape[1]
-        flat = ((cells[origin][:, None] * slots + np.arange(slots)[None, :]) * prep.n_states + states)
-        # eta = totals[:, flat].sum(-1) as one matrix product with the rows' state indicators
-        used, inverse = np.unique(flat, return_inverse=True)
-        design = np.zeros((len(used), len(flat)))
-        np.add.at(design, (inverse.reshape(flat.shape), np.arange(len(flat))[:, None]), 1.0)
+        rows = RowInputs(states=states, cell=cells[origin], pseudo_levels=pseudo)
         weight = weight / len(survey)  # each respondent counts once
         n_post = min(draws, self.posterior.n)
-        mix = np.zeros((n_post, 3))
+        theta = self.posterior.equations[self.outcome].theta
+        n_classes = theta.shape[1] + 1 if self.likelihood == "ordered_logistic" else 2
+        mix = np.zeros((n_post, n_classes))
         emotion = None if self.emotion is None else np.zeros(n_post)
-        cuts = self.posterior.equations[self.outcome].theta
-        step = max(1, self._chunk_values // max(1, len(flat)))
+        step = max(1, self._chunk_values // max(1, len(origin) * states.shape[1]))
         for start in range(0, n_post, step):
             sl = slice(start, min(start + step, n_post))
-            eta = self._totals[self.outcome][sl][:, used] @ design  # (S, m)
-            p_le6 = self._integrated_cdf(cuts[sl, DETRACTOR_MAX, None] - eta, sl)
-            p_le8 = self._integrated_cdf(cuts[sl, PASSIVE_MAX, None] - eta, sl)
-            mix[sl, 0] = p_le6 @ weight
-            mix[sl, 1] = (p_le8 - p_le6) @ weight
-            mix[sl, 2] = (1.0 - p_le8) @ weight
+            eta = forward_pass(self.posterior, rows, sl, mediators="predicted")  # (S, m) per construct
+            if self.likelihood == "bernoulli":
+                # P(y = 1) = E_z[logistic(eta + s z)] = 1 - F(-eta) (z is symmetric)
+                p_one = 1.0 - self._integrated_cdf(-eta[self.outcome], sl)
+                cumulative = [1.0 - p_one]
+            else:
+                cumulative = [self._integrated_cdf(theta[sl, k, None] - eta[self.outcome], sl)
+                              for k in range(theta.shape[1])]
+            previous = 0.0
+            for k, cdf in enumerate(cumulative):
+                mix[sl, k] = (cdf - previous) @ weight
+                previous = cdf
+            mix[sl, -1] = (1.0 - previous) @ weight
             if emotion is not None:
-                emotion[sl] = self._totals[self.emotion][sl][:, used] @ (design @ weight)
+                emotion[sl] = eta[self.emotion] @ weight
         index = np.arange(draws) % n_post
         result = (mix[index], None if emotion is None else emotion[index])
         self._last = (survey, draws, *result)
         return result
 
-    def class_mix(self, survey: pd.DataFrame, draws: int, rng: np.random.Generator | None = None) -> np.ndarray:
-        """Expected (detractor, passive, promoter) shares of these respondents per posterior draw: [draws, 3]."""
+    def outcome_mix(self, survey: pd.DataFrame, draws: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Expected share of each answer class of the outcome (ordinal: its categories in order; binary: 0, 1)
+        of these respondents per posterior draw: [draws, K]."""
         return self._evaluate(survey, draws)[0].copy()
+
+    def class_mix(self, survey: pd.DataFrame, draws: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Expected (detractor, passive, promoter) shares of these respondents per posterior draw: [draws, 3]
+        (a 0-10 recommend outcome; other outcomes: :meth:`outcome_mix`)."""
+        if not self.is_nps:
+            values = self.fit.prep.category_values.get(self.outcome)
+            raise ValueError(f"class_mix: NPS classes need a 0-10 recommend outcome; {self.outcome!r} is "
+                             f"{self.likelihood} with answers {None if values is None else values.tolist()}: "
+                             "use outcome_mix for its own answer classes")
+        mix = self._evaluate(survey, draws)[0]
+        return np.stack([mix[:, :DETRACTOR_MAX + 1].sum(axis=1), mix[:, DETRACTOR_MAX + 1:PASSIVE_MAX + 1].sum(axis=1),
+                         mix[:, PASSIVE_MAX + 1:].sum(axis=1)], axis=1)
 
     def emotion_mean(self, survey: pd.DataFrame, draws: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """Mean predicted emotion score (model units) of these respondents per posterior draw: [draws]."""
@@ -390,7 +387,8 @@ class FittedValueModel:
         self.mpp = {"estimate": float(margin_per_product["estimate"]), "se": float(margin_per_product["se"])}
         self.word_of_mouth = word_of_mouth
         self.min_customers = int(min_customers)
-        self.diagnostics = dict(diagnostics if diagnostics is not None else getattr(survival, "diagnostics", {}))
+        self.diagnostics = (as_diagnostics(diagnostics) if diagnostics is not None
+                            else _fit_diagnostics(survival))
         self._description = description
         probe = survival.cumulative_hazard_draws(self._probe_profile(), np.zeros((1, 1)))
         self.n_draws = probe.shape[0]
@@ -527,7 +525,7 @@ def fit_value_model(data: Any, *, nps_wave: str = "1", draws: int = 1000, tune: 
     mpp = (margin_per_product(known, products_col="products") if has_products else {"estimate": 0.0, "se": 0.0})
     products = group_summary(known, by=["segment", "nps_class"], value_col="products") if has_products else None
     wom = WordOfMouthAssumptions(**dict(word_of_mouth)) if word_of_mouth and any(word_of_mouth.values()) else None
-    d = fit.diagnostics
+    d = _fit_diagnostics(fit)
     description = (f"Bayesian piecewise-exponential survival model (NPS class fixed, "
                    f"{' and '.join(dims) or 'no groups'} partially pooled; {d.get('method')}, "
                    f"{exposure.n_customers:,} customers with an NPS class in wave {nps_wave}, "

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from cxresearch.diagnostics import Diagnostics, as_diagnostics, as_dict, combine
 from cxresearch.initiatives.catalogue import (
     Catalogue,
     CatalogueError,
@@ -42,21 +43,23 @@ FIT_DEFAULTS: dict[str, Any] = {
     "survival_chains": 2, "value_nps_wave": "1",
     "word_of_mouth": {"referrals_per_promoter": 0.0, "prospects_lost_per_detractor": 0.0, "value_per_referral": 0.0},
 }
-_DIAGNOSTIC_KEYS = ("rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "passed", "method")
 
 
 @dataclass
 class Models:
     """The driver and value models used, a sentence saying which they are, and their fits' diagnostics.
 
-    ``diagnostics`` is ``{"driver": {...}, "value": {...}}`` for fitted models (R-hat max, ESS min,
-    divergences, ``passed``) and empty for the simulator's true models.
+    ``diagnostics`` is ``{"driver": Diagnostics, "value": Diagnostics}`` for fitted models (the one gate of
+    :mod:`cxresearch.diagnostics`; dicts are accepted and converted) and empty for the simulator's true models.
     """
 
     driver: DriverScenarioModel
     value: ValueModel
     source: str
-    diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    diagnostics: dict[str, Diagnostics] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.diagnostics = {name: as_diagnostics(d) for name, d in self.diagnostics.items()}
 
     @property
     def fitted(self) -> bool:
@@ -64,20 +67,24 @@ class Models:
         return bool(self.diagnostics)
 
     @property
+    def gate(self) -> Diagnostics:
+        """One verdict over the fits (:func:`cxresearch.diagnostics.combine`; closed form for the truth)."""
+        return combine(self.diagnostics)
+
+    @property
     def passed(self) -> bool:
         """Every fit passed its diagnostics gate (True for the truth, which has none)."""
-        return all(bool(d.get("passed")) for d in self.diagnostics.values())
+        return self.gate.passed
 
     def failed(self) -> list[str]:
         """Names of the fits that failed their diagnostics gate."""
-        return [k for k, d in self.diagnostics.items() if not d.get("passed")]
+        return [k for k, d in self.diagnostics.items() if not d.passed]
 
     def results(self) -> dict[str, Any]:
         """What results.json records under ``models``: the source and each fit's diagnostics block."""
         out: dict[str, Any] = {"source": self.source, "fitted": self.fitted}
         for name, d in self.diagnostics.items():
-            out[name] = {"diagnostics": {k: d.get(k) for k in _DIAGNOSTIC_KEYS if k in d}
-                         | {"reasons": list(d.get("reasons") or d.get("failures") or [])}}
+            out[name] = {"diagnostics": as_dict(d)}
         return out
 
     def warning_markdown(self) -> str:
@@ -89,7 +96,7 @@ class Models:
         parts = []
         for k in failed:
             d = self.diagnostics[k]
-            reasons = "; ".join(d.get("reasons") or d.get("failures") or []) or "gate not met"
+            reasons = "; ".join(d.reasons or d.extra.get("failures") or []) or "gate not met"
             parts.append(f"the {names.get(k, k)} ({reasons})")
         return ("**Warning: " + " and ".join(parts) + " did not pass the diagnostics gate. The values below are "
                 "not reliable for decisions until the models are re-run with more draws and pass.**\n\n")
@@ -194,10 +201,10 @@ def fitted_models(data: Any, draws: int, seed: int, *, driver_method: str = "nut
                                        max_draws=min(int(driver_max_draws), int(draws)))
     value = fit_value_model(data, nps_wave=value_nps_wave, draws=survival_draws, tune=survival_tune,
                             chains=survival_chains, seed=seed, clv_draws=int(draws), word_of_mouth=word_of_mouth)
-    diagnostics = {"driver": dict(driver.diagnostics), "value": dict(value.diagnostics)}
+    diagnostics = {"driver": as_diagnostics(driver.diagnostics), "value": as_diagnostics(value.diagnostics)}
     where = "all survey waves" if wave in ("all", "", None) else f"survey wave {wave}"
     source = (f"fitted models: {driver.describe()} on {where}; {value.describe()}")
-    failed = [k for k, d in diagnostics.items() if not d.get("passed")]
+    failed = [k for k, d in diagnostics.items() if not d.passed]
     if failed:
         source = f"fitted models, NOT PASSING the diagnostics gate ({', '.join(failed)}): " + source[len("fitted models: "):]
     return Models(driver, value, source, diagnostics)

@@ -1,0 +1,301 @@
+"""The driver model's one forward pass and predict(), checked against the kernels nutpie samples.
+
+No sampling: the posterior is a handful of known parameter draws (as in test_drivers_effects), so every
+number has an exact answer computed another way (the numba kernels' table and gather, the kernels'
+log-likelihood, the level deviations themselves).
+"""
+from __future__ import annotations
+
+import warnings
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxresearch.drivers import effects as fx
+from cxresearch.drivers.fit import DriverFit
+from cxresearch.drivers.kernels import _gather, build_table, equation_kernel, row_offsets
+from cxresearch.drivers.model import build_model, prepare_data
+from cxresearch.drivers.predict import (
+    RowInputs,
+    fitted_rows,
+    forward_pass,
+    outcome_probabilities,
+    pointwise_log_likelihood,
+)
+from cxresearch.drivers.spec import default_model_spec
+
+N_DRAWS = 4
+_KIND = {"ordered_logistic": 0, "bernoulli": 1, "gaussian": 2}
+
+#: impacts, root causes and the posterior predictive check computed by the code before the one forward pass
+#: existed (commit 01c1ce1, effects.linear_predictors with its own gather) on the fixed fake fit below
+#: (simulated data seed 5, fake_fit seed 11; population weights seed 3, ppc seed 2)
+BEFORE = {'detractor': [[-0.01647125944, 0.000294785245, -0.008269109688, -0.017187866873, -0.014839705925,
+                -0.035342265153, -0.053890806919, -0.008732079915, -0.002385463415, 0.013243398151],
+               [-0.020549907343, -0.041650091208, 0.000543467015, -0.004775429776, -0.040639693737,
+                0.021236343867, 0.002644674731, -0.016301419562, -0.001083410123, -0.015450975545],
+               [-0.020276148474, 0.029430624804, -0.026266021283, -0.000724570186, -0.038454014554,
+                0.011101848311, 0.009021259468, -0.017769407943, -3.1709e-07, 0.007336796127],
+               [0.016662323649, 0.01569021158, -0.001903672362, 0.000788512844, -0.019569863433,
+                -0.022661697563, -0.059043728928, -0.012562072092, -0.008575173961, 0.034827271578]],
+ 'nps': [[2.904139530074, -0.173614562744, 1.408137086608, 2.851363825836, 2.309989298468, 6.008188427108,
+          9.083983629468, 1.526311695421, 0.336379407705, -2.05235261586],
+         [2.915255548159, 5.601432768545, -0.063243685518, 0.590995994911, 5.168711432479, -2.686495383293,
+          -0.312830122112, 2.169580656802, 0.142358544628, 1.856952836018],
+         [3.932311448751, -5.581168706559, 5.108785660358, 0.139782184925, 7.395195022545, -2.109060713244,
+          -1.740390930928, 3.438324956699, 0.001708353903, -1.408128460526],
+         [-2.812211755048, -2.66642615794, 0.275435986494, -0.154091793199, 3.449270336824, 4.000335696418,
+          10.522505372905, 2.400245951619, 1.572247735106, -6.024267153452]],
+ 'ppc_predicted': [0.061083123426, 0.081024349286, 0.059403862301, 0.106003358522, 0.085012594458,
+                   0.174013434089, 0.085012594458, 0.111670864819, 0.065281276238, 0.08228379513,
+                   0.089210747271],
+ 'promoter': [[0.01257013586, -0.001441360382, 0.005812261178, 0.011325771386, 0.00826018706, 0.024739619118,
+               0.036949029376, 0.006531037039, 0.000978330662, -0.007280128008],
+              [0.008602648138, 0.014364236478, -8.8969841e-05, 0.001134530174, 0.011047420588, -0.005628609966,
+               -0.00048362649, 0.005394387006, 0.000340175323, 0.003118552815],
+              [0.019046966014, -0.026381062262, 0.024821835321, 0.000673251663, 0.035497935672, -0.009988758821,
+               -0.008382649841, 0.016613841624, 1.6766449e-05, -0.006744488478],
+              [-0.011459793902, -0.01097405, 0.000850687503, -0.000752405088, 0.014922839935, 0.017341659401,
+               0.046181324801, 0.011440387424, 0.00714730339, -0.025415399956]],
+ 'rc_excess': [6.64123344104, 6.648326184639, 4.655995870853, 3.205873695838, 1.752425559578, 2.890473360443,
+               5.342354580507, 1.246812879619, 0.977100200237, -2.650305149182],
+ 'rc_touchpoint': ['mobile_app', 'tech_support', 'complaint_handling', 'statements', 'website',
+                   'online_payment', 'onboarding', 'call_centre', 'communications', 'branch_visit']}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from cxresearch.data import load_dataset
+    from cxresearch.data.simulator import simulate_dataset
+
+    out = tmp_path_factory.mktemp("sim")
+    simulate_dataset(out, 1200, 5, population_samples=1000)
+    data = load_dataset(out / "dataset.yaml")
+    data.survey["promoter"] = (data.survey["recommend"] >= 9).astype(int)
+    return data
+
+
+def fake_fit(prep, seed=0, overrides=None) -> DriverFit:
+    """A DriverFit whose posterior is N_DRAWS known draws (the draws of test_drivers_effects' _fake_fit)."""
+    rng = np.random.default_rng(seed)
+    _, layout = build_model(prep)
+    post = {}
+    for j, eq in layout.equations.items():
+        n_tj, n_free = len(eq.tp_index), len(eq.dim_of_free)
+        if n_tj:
+            post[eq.name("coef")] = rng.normal(0, 0.2, (N_DRAWS, len(eq.terms), n_tj))
+        if eq.slope_dims:
+            post[eq.name("sd_slope")] = np.abs(rng.normal(0, 0.1, (N_DRAWS, len(prep.group_dims))))
+            post[eq.name("z_slope")] = rng.normal(0, 1, (N_DRAWS, n_free, n_tj))
+        if eq.intercept_dims:
+            post[eq.name("z_intercept")] = rng.normal(0, 1, (N_DRAWS, n_free))
+        if eq.has_intercept:
+            post[eq.name("intercept")] = rng.normal(0, 0.1, N_DRAWS)
+        if eq.construct_sources:
+            post[eq.name("path")] = rng.normal(1.0, 0.1, (N_DRAWS, len(eq.construct_sources)))
+        if eq.likelihood == "ordered_logistic":
+            post[eq.name("cutpoints")] = np.sort(rng.normal(0, 2, (N_DRAWS, prep.n_categories[j] - 1)), axis=1)
+        if eq.likelihood == "gaussian":
+            post[eq.name("sigma")] = np.abs(rng.normal(0.8, 0.05, N_DRAWS))
+    post.update(overrides or {})
+    idata = az.from_dict(posterior={k: v[None] for k, v in post.items()})
+    gate = {"passed": True, "method": "nuts (nutpie)", "rhat_max": 1.0, "ess_bulk_min": 1000.0,
+            "ess_tail_min": 1000.0, "divergences": 0}
+    return DriverFit(prep=prep, layout=layout, idata=idata, gate=gate, method="nuts")
+
+
+def _prep(demo, model=None):
+    return prepare_data(demo.survey, model or default_model_spec(demo.spec), demo.spec)
+
+
+def _fitted_frame(prep) -> pd.DataFrame:
+    """The fitted rows as a new survey frame (their original index)."""
+    frame = prep.frame.copy()
+    frame.index = prep.index
+    return frame
+
+
+BERNOULLI = {"touchpoints": "all", "constructs": {"emotion": {"items": ["emo_happy", "emo_trust", "emo_frustrated"]},
+                                                 "promoter": {"items": ["promoter"], "likelihood": "bernoulli"}},
+             "paths": ["touchpoints -> emotion", "emotion -> promoter", "touchpoints -> promoter"],
+             "group_by": ["segment", "market"], "outcome": "promoter"}
+GAUSSIAN = {"touchpoints": "all", "constructs": {"emotion": {"items": ["emo_happy", "emo_trust", "emo_frustrated"]}},
+            "paths": ["touchpoints -> emotion"], "group_by": ["segment", "market"], "outcome": "emotion"}
+
+
+def _kernel_eta(prep, eq, s: int, extra: np.ndarray) -> np.ndarray:
+    """eta of one equation at draw s by the numba kernels the sampler runs (build_table + _gather)."""
+    features = np.stack([prep.features[t][eq.cols] for t in eq.layout.terms])
+    table, _ = build_table(eq.coef[s], eq.cell_dev[s], eq.intercept_cell[s], features,
+                           prep.features["slope"][eq.cols], eq.cols, prep.freq)
+    eta = np.empty(prep.n)
+    _gather(table, np.ascontiguousarray(extra, dtype=float),
+            row_offsets(prep.states, prep.cell, eq.cols, prep.n_cells, prep.n_states), eta)
+    return eta
+
+
+def _kernel_loglik(prep, eq, s: int, extra: np.ndarray, j: str) -> float:
+    """The equation's log-likelihood at draw s as the model sums it (kernel + the ordinal gap term)."""
+    features = np.stack([prep.features[t][eq.cols] for t in eq.layout.terms])
+    logp = equation_kernel(_KIND[eq.layout.likelihood], eq.coef[s], eq.cell_dev[s], eq.intercept_cell[s],
+                           np.ascontiguousarray(extra, dtype=float), eq.theta[s], features,
+                           prep.features["slope"][eq.cols], eq.cols, prep.freq,
+                           row_offsets(prep.states, prep.cell, eq.cols, prep.n_cells, prep.n_states),
+                           prep.outcomes[j])[0]
+    if eq.layout.likelihood == "ordered_logistic":
+        cuts = eq.theta[s]
+        counts = np.bincount(prep.outcomes[j], minlength=prep.n_categories[j])
+        logp += (counts[1:-1] * np.log(-np.expm1(cuts[:-1] - cuts[1:]))).sum()
+    return float(logp)
+
+
+def _extra(prep, eq, s: int) -> np.ndarray:
+    return sum((eq.paths[s, i] * prep.scores[src] for i, src in enumerate(eq.layout.construct_sources)),
+               np.zeros(prep.n))
+
+
+@pytest.mark.parametrize("model", [None, BERNOULLI, GAUSSIAN], ids=["ordinal", "bernoulli", "gaussian"])
+def test_predict_reproduces_the_in_sample_linear_predictors_exactly(demo, model):
+    """predict() on the fitted rows, read as new rows (scores re-standardised with the fitted moments), gives
+    the linear predictors of the kernels nutpie samples, and the per-row log-likelihood sums to the kernels'."""
+    prep = _prep(demo, model)
+    fit = fake_fit(prep, seed=1)
+    post = fit.posterior()
+    outcome = prep.outcome
+    eta = fit.predict(_fitted_frame(prep), kind="linear_predictor", mediators="observed")
+    assert eta.dims == ("sample", "respondent") and eta.shape == (N_DRAWS, prep.n)
+    assert list(eta.respondent.values) == list(prep.index)
+    loglik = pointwise_log_likelihood(fit)
+    assert set(loglik.data_vars) == set(j for j in prep.resolved.endogenous)
+    for s in range(N_DRAWS):
+        eq = post.equations[outcome]
+        np.testing.assert_allclose(eta.values[s], _kernel_eta(prep, eq, s, _extra(prep, eq, s)), rtol=0, atol=1e-10)
+        for j in prep.resolved.endogenous:
+            eq = post.equations[j]
+            total = float(loglik[j].values[0, s].sum())
+            assert total == pytest.approx(_kernel_loglik(prep, eq, s, _extra(prep, eq, s), j), rel=1e-10, abs=1e-8)
+
+
+def test_impacts_root_causes_and_ppc_unchanged_by_the_shared_forward_pass(demo):
+    prep = _prep(demo)
+    post = fx.posterior(fake_fit(prep, seed=11))
+    draws = fx.impact_draws(post, population=True, seed=3)
+    for key in ("nps", "promoter", "detractor"):
+        np.testing.assert_allclose(draws[key], BEFORE[key], rtol=0, atol=1e-8)
+    rc = fx.detractor_root_causes(post, population=True, seed=3)
+    assert rc.touchpoint.tolist() == BEFORE["rc_touchpoint"]
+    np.testing.assert_allclose(rc.excess_detractor_risk_pts, BEFORE["rc_excess"], rtol=0, atol=1e-8)
+    ppc = fx.posterior_predictive_check(post, seed=2)
+    np.testing.assert_allclose(ppc.predicted, BEFORE["ppc_predicted"], rtol=0, atol=1e-8)
+
+
+def test_ordinal_probabilities_and_expectations(demo):
+    prep = _prep(demo)
+    fit = fake_fit(prep, seed=2)
+    rows = demo.survey.iloc[:40]
+    for mediators in ("observed", "predicted"):
+        probs = fit.predict(rows, kind="probability", mediators=mediators)
+        assert probs.dims == ("sample", "respondent", "class") and probs.shape == (N_DRAWS, 40, 11)
+        np.testing.assert_array_equal(probs["class"].values, np.arange(11.0))
+        np.testing.assert_allclose(probs.sum("class").values, 1.0, atol=1e-12)
+        assert (probs.values >= 0).all()
+        expected = fit.predict(rows, kind="expected", mediators=mediators)
+        np.testing.assert_allclose(expected.values, probs.values @ np.arange(11.0), atol=1e-12)
+        assert probs.attrs["mediators"] == mediators and probs.attrs["unseen_levels"] == []
+
+
+def test_predicted_mediators_are_the_forward_pass_with_emotion_at_its_prediction(demo):
+    """mediators='predicted' = the observed-mode pass with emotion's score set to its own linear predictor;
+    its probabilities integrate emotion's residual (sd = |path| x sigma) out of the outcome."""
+    prep = _prep(demo)
+    fit = fake_fit(prep, seed=4)
+    post = fit.posterior()
+    rows = fitted_rows(post)
+    predicted = forward_pass(post, rows, mediators="predicted")
+    plugged = RowInputs(states=rows.states, cell=rows.cell, scores={"emotion": predicted["emotion"]})
+    np.testing.assert_allclose(forward_pass(post, plugged, mediators="observed")["recommend"],
+                               predicted["recommend"], atol=1e-12)
+    eq = post.equations["recommend"]
+    sd = np.abs(eq.paths[:, 0] * post.equations["emotion"].theta[:, 0])
+    z = np.random.default_rng(0).standard_normal(200_000)
+    eta0 = predicted["recommend"][:, :1]
+    gh = outcome_probabilities(eta0, eq.theta, "ordered_logistic", sd)
+    for s in range(N_DRAWS):  # Monte Carlo over the residual: 200,000 draws, sd of a share < 0.0012
+        mc = outcome_probabilities((eta0[s, 0] + sd[s] * z)[None, :], eq.theta[s:s + 1], "ordered_logistic")
+        np.testing.assert_allclose(gh[s, 0], mc[0].mean(axis=0), atol=5e-3)
+
+
+def test_unseen_level_falls_back_to_the_population_with_a_warning(demo):
+    """A row of an unseen segment differs from the same row in segment k by exactly segment k's deviations."""
+    prep = _prep(demo)
+    fit = fake_fit(prep, seed=5)
+    post = fit.posterior()
+    rows = demo.survey.iloc[:30].copy()
+    unseen = rows.assign(segment="new_segment")
+    with pytest.warns(UserWarning, match=r"segment: \['new_segment'\]"):
+        eta_new = fit.predict(unseen, kind="linear_predictor", mediators="observed")
+    assert eta_new.attrs["unseen_levels"] == ["segment=new_segment"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        eta_known = fit.predict(rows, kind="linear_predictor", mediators="observed")
+    eq = post.equations["recommend"]
+    d_seg = prep.group_dims.index("segment")
+    level = np.array([prep.levels["segment"].index(v) for v in rows["segment"].astype(str)])  # segment first
+    assert d_seg == 0
+    states = prep.states[:30] if (prep.index[:30] == rows.index).all() else None
+    assert states is not None
+    slope = prep.features["slope"][eq.cols]  # (T_j, S)
+    st = states[:, eq.cols]
+    own = np.einsum("srt,rt->sr", eq.level_dev[:, level, :], slope[np.arange(len(eq.cols))[None, :], st])
+    own = own + eq.intercept_level_dev[:, level]
+    np.testing.assert_allclose(eta_known.values - eta_new.values, own, atol=1e-10)
+
+
+def test_bernoulli_and_gaussian_outcomes(demo):
+    fit_b = fake_fit(_prep(demo, BERNOULLI), seed=6)
+    rows = demo.survey.iloc[:25]
+    p_one = fit_b.predict(rows, kind="probability")
+    assert p_one.dims == ("sample", "respondent") and ((p_one > 0) & (p_one < 1)).all()
+    np.testing.assert_array_equal(fit_b.predict(rows, kind="expected").values, p_one.values)
+    fit_g = fake_fit(_prep(demo, GAUSSIAN), seed=7)
+    with pytest.raises(ValueError, match="'emotion' is gaussian: it has no class probabilities"):
+        fit_g.predict(rows, kind="probability")
+    mean = fit_g.predict(rows, kind="expected")
+    np.testing.assert_array_equal(mean.values, fit_g.predict(rows, kind="linear_predictor").values)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        fit_g.predict(rows, kind="mean")
+
+
+def test_new_rows_errors_name_the_column(demo):
+    fit = fake_fit(_prep(demo), seed=8)
+    rows = demo.survey.iloc[:5]
+    with pytest.raises(ValueError, match=r"new rows.mobile_app: ratings must be whole points on 1-5; got \[2.5\]"):
+        fit.predict(rows.assign(mobile_app=2.5))
+    with pytest.raises(ValueError, match=r"construct 'emotion' needs item column\(s\) \['emo_trust'\]"):
+        fit.predict(rows.drop(columns="emo_trust"), mediators="observed")
+    fit.predict(rows.drop(columns="emo_trust"), mediators="predicted")  # emotion predicted from the ratings
+    with pytest.raises(ValueError, match=r"missing group column\(s\) \['market'\]"):
+        fit.predict(rows.drop(columns="market"))
+
+
+def test_fitted_driver_model_uses_the_forward_pass_for_any_ordinal_or_binary_outcome(demo):
+    from cxresearch.initiatives.fitted import FittedDriverModel
+
+    prep = _prep(demo)
+    fit = fake_fit(prep, seed=9)
+    rows = demo.survey.iloc[:60]
+    model = FittedDriverModel(fit, max_draws=N_DRAWS)
+    mix = model.class_mix(rows, N_DRAWS)
+    probs = fit.predict(rows, kind="probability", mediators="predicted").values.mean(axis=1)  # (S, 11)
+    direct = np.stack([probs[:, :7].sum(axis=1), probs[:, 7:9].sum(axis=1), probs[:, 9:].sum(axis=1)], axis=1)
+    np.testing.assert_allclose(mix, direct, atol=1e-4)  # the grid interpolation of the same integral
+    np.testing.assert_allclose(model.outcome_mix(rows, N_DRAWS), probs, atol=1e-4)
+    binary = FittedDriverModel(fake_fit(_prep(demo, BERNOULLI), seed=10), max_draws=N_DRAWS)
+    mix_b = binary.outcome_mix(rows, N_DRAWS)
+    assert mix_b.shape == (N_DRAWS, 2) and np.allclose(mix_b.sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="NPS classes need a 0-10 recommend outcome; 'promoter' is bernoulli"):
+        binary.class_mix(rows, N_DRAWS)
+    with pytest.raises(ValueError, match="outcome 'emotion' is gaussian: it has no answer classes"):
+        FittedDriverModel(fake_fit(_prep(demo, GAUSSIAN), seed=11), max_draws=N_DRAWS)
