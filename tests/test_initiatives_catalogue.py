@@ -15,7 +15,7 @@ from cxresearch.initiatives.catalogue import (
     load_catalogue,
 )
 from cxresearch.initiatives.effects import EffectSpecError, effect_grid, parse_distribution
-from cxresearch.initiatives.study import validate_settings
+from cxresearch.studies.settings import SettingsError, check_study_settings
 from cxresearch.yamlio import load_yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,7 +198,7 @@ def test_params_file_catalogue_validates_and_matches_the_notebook():
     import json
 
     params = load_yaml(REPO / "params" / "initiatives.yaml")
-    validate_settings(params["settings"], source="params/initiatives.yaml: settings")
+    check_study_settings("initiatives", params["settings"], source="params/initiatives.yaml", prefix="settings.")
     cat = load_catalogue(params["settings"]["catalogue"])
     assert 5 <= len(cat) <= 6
     nb = json.loads((REPO / "notebooks" / "initiatives.ipynb").read_text(encoding="utf-8"))
@@ -216,10 +216,11 @@ def test_params_file_catalogue_validates_and_matches_the_notebook():
     assert load_catalogue(namespace["catalogue"]) == cat
 
 
-def test_validate_settings_reports_every_problem():
-    with pytest.raises(ValueError) as err:
-        validate_settings({"budget": -1, "draws": 2.5, "catalogue": [{"name": "x"}]}, source="p.yaml: settings")
+def test_the_settings_model_reports_every_problem():
+    with pytest.raises(SettingsError) as err:
+        check_study_settings("initiatives", {"budget": -1, "draws": 2.5, "catalogue": [{"name": "x"}]},
+                             source="p.yaml", prefix="settings.")
     text = str(err.value)
-    assert "p.yaml: settings.budget: -1" in text
+    assert "p.yaml: settings.budget" in text and "(got -1)" in text
     assert "p.yaml: settings.draws" in text
-    assert "p.yaml: settings.catalogue[x].touchpoints: Field required" in text
+    assert "settings.catalogue[x].touchpoints: Field required" in text

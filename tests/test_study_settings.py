@@ -244,3 +244,15 @@ def test_check_notebook_settings_reads_the_notebook_namespace():
     assert check_notebook_settings("measurement", namespace).level == 0.8
     with pytest.raises(SettingsError, match=r"notebooks/measurement\.ipynb parameters: .*level.*1\.5"):
         check_notebook_settings("measurement", {**namespace, "level": 1.5})
+
+
+@pytest.mark.parametrize("study", ["measurement", "drivers", "economics", "initiatives"])
+def test_every_notebook_checks_its_settings_once_with_the_settings_model(study):
+    """No hand-written range checks in the notebooks: each calls the one settings model before any work."""
+    import nbformat
+
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / f"{study}.ipynb", as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    call = f'check_notebook_settings("{study}", globals())'
+    assert sum(src.count(call) for src in code) == 1
+    assert call in code[1], "the check runs in the first cell after the parameters"

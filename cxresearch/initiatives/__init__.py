@@ -46,7 +46,6 @@ _EXPORTS = {
     "record_initiative_results": "report",
     "run_study": "study",
     "choose_models": "study",
-    "validate_settings": "study",
 }
 
 __all__ = sorted(_EXPORTS)

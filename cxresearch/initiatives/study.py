@@ -115,60 +115,6 @@ class StudyResult:
     notes: list[str] = field(default_factory=list)
 
 
-def validate_settings(settings: Mapping[str, Any], source: str = "settings") -> None:
-    """Check the initiatives study settings before a run (catalogue, budget, horizon, draws, rate).
-
-    Raises ValueError naming ``source`` and the key path.
-    """
-    problems = []
-    if "catalogue" in settings:
-        try:
-            load_catalogue(settings["catalogue"], where=f"{source}.catalogue")
-        except CatalogueError as exc:
-            problems.append(str(exc))
-    checks = {"budget": (0, None), "horizon_months": (1, 600), "draws": (10, 100_000),
-              "discount_rate_annual": (-0.99, 1.0)}
-    for key, (low, high) in checks.items():
-        if key in settings:
-            v = settings[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                problems.append(f"{source}.{key}: expected a number, got {v!r}")
-            elif v < low or (high is not None and v > high):
-                problems.append(f"{source}.{key}: {v!r} is outside {low} to {high if high is not None else 'inf'}")
-    fit_checks = {"driver_draws": (50, 100_000), "driver_tune": (50, 100_000), "driver_chains": (1, 16),
-                  "driver_max_draws": (10, 100_000), "survival_draws": (50, 100_000),
-                  "survival_tune": (50, 100_000), "survival_chains": (1, 16)}
-    for key, (low, high) in fit_checks.items():
-        if key in settings:
-            v = settings[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v):
-                problems.append(f"{source}.{key}: expected a whole number, got {v!r}")
-            elif not low <= v <= high:
-                problems.append(f"{source}.{key}: {v!r} is outside {low} to {high}")
-    if "driver_method" in settings and settings["driver_method"] not in ("nuts", "approx"):
-        problems.append(f"{source}.driver_method: must be 'nuts' or 'approx', got {settings['driver_method']!r}")
-    for key in ("driver_wave", "value_nps_wave"):
-        if key in settings and not isinstance(settings[key], str):
-            problems.append(f"{source}.{key}: expected a wave name as text (e.g. \"1\", \"latest\"), "
-                            f"got {settings[key]!r}")
-    if "word_of_mouth" in settings:
-        wom = settings["word_of_mouth"]
-        allowed = set(FIT_DEFAULTS["word_of_mouth"])
-        if not isinstance(wom, Mapping):
-            problems.append(f"{source}.word_of_mouth: expected a mapping with {sorted(allowed)}, got {wom!r}")
-        else:
-            for k, v in wom.items():
-                if k not in allowed:
-                    problems.append(f"{source}.word_of_mouth.{k}: unknown assumption (allowed: {sorted(allowed)})")
-                elif isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                    problems.append(f"{source}.word_of_mouth.{k}: expected a number >= 0, got {v!r}")
-    for key in ("horizon_months", "draws"):
-        if key in settings and isinstance(settings[key], float) and not settings[key].is_integer():
-            problems.append(f"{source}.{key}: must be a whole number, got {settings[key]!r}")
-    if problems:
-        raise ValueError("\n".join(problems))
-
-
 def truth_beside(dataset: str | Path) -> Path | None:
     """``truth.json`` next to a dataset spec (simulated data), or None."""
     path = Path(dataset).expanduser().resolve().parent / "truth.json"
