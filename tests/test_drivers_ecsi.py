@@ -1,4 +1,5 @@
 """Published reference: the ECSI model on the mobi data against SmartPLS's standardised path coefficients."""
+
 from __future__ import annotations
 
 import warnings
@@ -59,8 +60,17 @@ def test_latent_mode_has_no_standardised_path_above_one(comparison):
 
 def test_comparison_table_has_both_modes_beside_smartpls(comparison):
     table, _ = comparison
-    for col in ("source", "target", "smartpls", "composite", "composite_low", "composite_high", "latent",
-                "latent_low", "latent_high"):
+    for col in (
+        "source",
+        "target",
+        "smartpls",
+        "composite",
+        "composite_low",
+        "composite_high",
+        "latent",
+        "latent_low",
+        "latent_high",
+    ):
         assert col in table.columns
     ref = pd.read_csv(ECSI / "reference_pls_path_coefficients.csv")
     path_ref = ref[ref.scheme == "path"].set_index(["source", "target"]).coefficient

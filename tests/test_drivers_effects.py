@@ -3,6 +3,7 @@
 No sampling here: the posterior is a handful of known parameter draws, so every number has an exact
 answer computed another way.
 """
+
 from __future__ import annotations
 
 import copy
@@ -59,8 +60,15 @@ def _fake_fit(prep, overrides=None, seed=0, diagnostics=None, method="nuts") -> 
     for k, v in overrides.items():
         post[k] = np.broadcast_to(v, post[k].shape).copy()
     idata = az.from_dict(posterior={k: v[None] for k, v in post.items()})
-    diag = diagnostics or {"rhat_max": 1.0, "ess_bulk_min": 1000.0, "ess_tail_min": 1000.0, "divergences": 0,
-                           "passed": True, "method": "nuts (nutpie)", "reasons": []}
+    diag = diagnostics or {
+        "rhat_max": 1.0,
+        "ess_bulk_min": 1000.0,
+        "ess_tail_min": 1000.0,
+        "divergences": 0,
+        "passed": True,
+        "method": "nuts (nutpie)",
+        "reasons": [],
+    }
     return DriverFit(prep=prep, layout=layout, idata=idata, gate=diag, method=method)
 
 
@@ -78,16 +86,29 @@ def test_numpy_linear_predictor_matches_the_likelihood_kernel(prep):
         eq = post.equations[j]
         features = np.stack([prep.features[t][eq.cols] for t in eq.layout.terms])
         for s in range(N_DRAWS):
-            extra = sum(eq.paths[s, i] * prep.scores[src] for i, src in enumerate(eq.layout.construct_sources)) \
-                if eq.layout.construct_sources else np.zeros(prep.n)
+            extra = (
+                sum(eq.paths[s, i] * prep.scores[src] for i, src in enumerate(eq.layout.construct_sources))
+                if eq.layout.construct_sources
+                else np.zeros(prep.n)
+            )
             kind = 0 if j == "recommend" else 2
-            logp = equation_kernel(kind, eq.coef[s], eq.cell_dev[s], eq.intercept_cell[s],
-                                   np.asarray(extra, dtype=float), eq.theta[s], features,
-                                   prep.features["slope"][eq.cols], eq.cols, prep.freq,
-                                   row_offsets(prep.states, prep.cell, eq.cols, prep.n_cells, prep.n_states),
-                                   prep.outcomes[j])[0]
+            logp = equation_kernel(
+                kind,
+                eq.coef[s],
+                eq.cell_dev[s],
+                eq.intercept_cell[s],
+                np.asarray(extra, dtype=float),
+                eq.theta[s],
+                features,
+                prep.features["slope"][eq.cols],
+                eq.cols,
+                prep.freq,
+                row_offsets(prep.states, prep.cell, eq.cols, prep.n_cells, prep.n_states),
+                prep.outcomes[j],
+            )[0]
             if j == "recommend":
                 from cxresearch.drivers.likelihoods import ordered_logistic_probs
+
                 probs = ordered_logistic_probs(eta[j][s], eq.theta[s])
                 ours = np.log(probs[np.arange(prep.n), prep.outcomes[j]]).sum()
                 cuts = eq.theta[s]
@@ -99,9 +120,17 @@ def test_numpy_linear_predictor_matches_the_likelihood_kernel(prep):
                 ours = (-0.5 * (resid / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)).sum()
                 # the same equation on per-cell sufficient statistics (what the sampler uses on large data)
                 stats = gaussian_statistics(prep, eq.layout).values()
-                on_stats = gaussian_suffstat_kernel(eq.coef[s], eq.cell_dev[s], eq.intercept_cell[s], eq.theta[s],
-                                                    features, prep.features["slope"][eq.cols], eq.cols, prep.freq,
-                                                    *stats)[0]
+                on_stats = gaussian_suffstat_kernel(
+                    eq.coef[s],
+                    eq.cell_dev[s],
+                    eq.intercept_cell[s],
+                    eq.theta[s],
+                    features,
+                    prep.features["slope"][eq.cols],
+                    eq.cols,
+                    prep.freq,
+                    *stats,
+                )[0]
                 assert on_stats == pytest.approx(ours, rel=1e-9)
             assert logp == pytest.approx(ours, rel=1e-9)
 
@@ -139,23 +168,38 @@ def test_impact_is_zero_for_a_touchpoint_without_effect_and_grows_with_its_slope
     d0 = fx.impact_draws(fx.posterior(fit0), population=False)
     np.testing.assert_allclose(d0["nps"], 0.0, atol=1e-12)
     coef_r[1, t] = 0.3  # slope of website on recommend
-    d1 = fx.impact_draws(fx.posterior(_fake_fit(prep, {"emotion__coef": coef_e, "recommend__coef": coef_r,
-                                                        "no_group_slopes": True})), population=False)
+    d1 = fx.impact_draws(
+        fx.posterior(_fake_fit(prep, {"emotion__coef": coef_e, "recommend__coef": coef_r, "no_group_slopes": True})),
+        population=False,
+    )
     assert (d1["nps"][:, t] > 0).all()
     assert np.delete(d1["nps"], t, axis=1) == pytest.approx(0.0, abs=1e-12)
 
 
-@pytest.mark.parametrize("slope,penalty,reward,expected", [
-    (0.05, -1.0, 0.0, "must-be"), (0.05, 0.0, 1.0, "delighter"), (0.4, 0.0, 0.0, "performance"),
-    (0.02, 0.0, 0.01, "indifferent")])
+@pytest.mark.parametrize(
+    "slope,penalty,reward,expected",
+    [
+        (0.05, -1.0, 0.0, "must-be"),
+        (0.05, 0.0, 1.0, "delighter"),
+        (0.4, 0.0, 0.0, "performance"),
+        (0.02, 0.0, 0.01, "indifferent"),
+    ],
+)
 def test_kano_class_from_penalty_and_reward(prep, slope, penalty, reward, expected):
     """With known total effects (recommend equation only, no path through emotion) the class is certain."""
     n_tp = len(prep.touchpoints)
     coef_r = np.zeros((4, n_tp))
     coef_r[1], coef_r[2], coef_r[3] = slope, penalty, reward  # terms: used, slope, penalty, reward
     coef_r[1, 0], coef_r[2, 0], coef_r[3, 0] = 0.5, 0.0, 0.0  # touchpoint 0: a strong performance driver
-    fit = _fake_fit(prep, {"emotion__coef": np.zeros((4, n_tp)), "recommend__coef": coef_r,
-                           "recommend__path": np.zeros(1), "no_group_slopes": True})
+    fit = _fake_fit(
+        prep,
+        {
+            "emotion__coef": np.zeros((4, n_tp)),
+            "recommend__coef": coef_r,
+            "recommend__path": np.zeros(1),
+            "no_group_slopes": True,
+        },
+    )
     kano = fx.kano_classes(fx.posterior(fit))
     assert kano.kano.iloc[0] == "performance"
     assert (kano.kano.iloc[1:] == expected).all()
@@ -181,8 +225,10 @@ def test_ranking_and_fix_first_probabilities(prep):
     np.testing.assert_allclose(probs.sum(axis=0), 1.0)
     ipa = fx.importance_performance(post, draws).set_index("touchpoint")
     perf = ipa.performance
-    expected = [(imp[:, t] > np.median(imp, axis=1)).mean() if perf.iloc[t] < perf.median() - 0.05 else None
-                for t in range(n_tp)]
+    expected = [
+        (imp[:, t] > np.median(imp, axis=1)).mean() if perf.iloc[t] < perf.median() - 0.05 else None
+        for t in range(n_tp)
+    ]
     for t, e in enumerate(expected):  # clearly poor performers: P(fix first) = P(important)
         if e is not None:
             assert ipa.p_fix_first.iloc[t] == pytest.approx(e, abs=0.01)
@@ -194,8 +240,7 @@ def test_root_causes_point_at_the_touchpoint_with_the_penalty(prep):
     t = prep.touchpoints.index("call_centre")
     coef_r = np.zeros((4, n_tp))
     coef_r[2, t] = -1.5  # a bad call-centre experience: -1.5 logits of recommending
-    fit = _fake_fit(prep, {"emotion__coef": np.zeros((4, n_tp)), "recommend__coef": coef_r,
-                           "no_group_slopes": True})
+    fit = _fake_fit(prep, {"emotion__coef": np.zeros((4, n_tp)), "recommend__coef": coef_r, "no_group_slopes": True})
     rc = fx.detractor_root_causes(fx.posterior(fit), population=False)
     assert rc.touchpoint.iloc[0] == "call_centre"
     assert rc.excess_detractor_risk_pts.iloc[0] > 5
@@ -207,8 +252,14 @@ def test_results_payload_and_first_screen_text(prep):
     summary = summarize_drivers(fit, max_draws=N_DRAWS)
     payload = results_dict(summary)
     assert set(payload) == {"diagnostics", "touchpoints", "paths", "top3"}
-    assert set(payload["diagnostics"]) >= {"rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "passed",
-                                           "method"}
+    assert set(payload["diagnostics"]) >= {
+        "rhat_max",
+        "ess_bulk_min",
+        "ess_tail_min",
+        "divergences",
+        "passed",
+        "method",
+    }
     for tp in prep.touchpoints:
         entry = payload["touchpoints"][tp]
         assert set(entry) >= {"impact_nps", "p_fix_first", "kano"}
@@ -222,8 +273,12 @@ def test_results_payload_and_first_screen_text(prep):
     assert all(labels[t] in text for t in payload["top3"])
     assert "90% interval" in text and "Provisional" not in text
     # a failed gate is said on the first screen, an approximate fit is labelled
-    failed = _fake_fit(prep, seed=3, diagnostics={**fit.diagnostics().to_dict(), "passed": False,
-                                                  "reasons": ["R-hat 1.2 > 1.01 (x)"]}, method="approx")
+    failed = _fake_fit(
+        prep,
+        seed=3,
+        diagnostics={**fit.diagnostics().to_dict(), "passed": False, "reasons": ["R-hat 1.2 > 1.01 (x)"]},
+        method="approx",
+    )
     text = fix_first_markdown(summarize_drivers(failed, max_draws=N_DRAWS))
     assert "Provisional" in text and "R-hat 1.2" in text and "Approximate fit" in text
 
@@ -231,9 +286,25 @@ def test_results_payload_and_first_screen_text(prep):
 def test_failed_gate_banner():
     from cxresearch.reports import diagnostics_banner
 
-    html = diagnostics_banner({"rhat_max": 1.2, "ess_bulk_min": 30, "ess_tail_min": 20, "divergences": 3,
-                               "passed": False, "method": "nuts (nutpie)"})
+    html = diagnostics_banner(
+        {
+            "rhat_max": 1.2,
+            "ess_bulk_min": 30,
+            "ess_tail_min": 20,
+            "divergences": 3,
+            "passed": False,
+            "method": "nuts (nutpie)",
+        }
+    )
     assert "MODEL DID NOT CONVERGE" in html
-    html = diagnostics_banner({"rhat_max": float("nan"), "ess_bulk_min": 1000, "ess_tail_min": 1000,
-                               "divergences": 0, "passed": True, "method": "advi (approximate)"})
+    html = diagnostics_banner(
+        {
+            "rhat_max": float("nan"),
+            "ess_bulk_min": 1000,
+            "ess_tail_min": 1000,
+            "divergences": 0,
+            "passed": True,
+            "method": "advi (approximate)",
+        }
+    )
     assert "approximate" in html

@@ -1,4 +1,5 @@
 """The O(rows) likelihoods against PyMC's own distributions and pure-PyTensor references."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,9 +9,16 @@ import pytensor.tensor as pt
 import pytest
 
 from cxresearch.drivers.draws import build_tables
-from cxresearch.drivers.kernels import (bernoulli_kernel, build_table, equation_loglik, gaussian_kernel,
-                                       gaussian_sufficient_statistics, gaussian_suffstat_loglik, ordinal_kernel,
-                                       row_offsets)
+from cxresearch.drivers.kernels import (
+    bernoulli_kernel,
+    build_table,
+    equation_loglik,
+    gaussian_kernel,
+    gaussian_sufficient_statistics,
+    gaussian_suffstat_loglik,
+    ordinal_kernel,
+    row_offsets,
+)
 from cxresearch.drivers.likelihoods import ordered_logistic_logp, ordered_logistic_logp_terms, ordered_logistic_probs
 
 
@@ -91,15 +99,23 @@ def test_row_kernels_match_pytensor_reference(likelihood, declared_cells):
     rng, n, cells, n_tp, n_states, k, states, cell, y_ord = _kernel_case()
     offsets = row_offsets(states, cell, np.arange(n_tp), declared_cells or cells, n_states)
     assert offsets.dtype == (np.uint16 if declared_cells is None else np.int32)
-    y = {"ordered_logistic": y_ord, "bernoulli": (y_ord > 2).astype("int32"),
-         "gaussian": rng.normal(size=n)}[likelihood]
-    kernel = {"ordered_logistic": ordinal_kernel, "bernoulli": bernoulli_kernel, "gaussian": gaussian_kernel}[likelihood]
+    y = {"ordered_logistic": y_ord, "bernoulli": (y_ord > 2).astype("int32"), "gaussian": rng.normal(size=n)}[
+        likelihood
+    ]
+    kernel = {"ordered_logistic": ordinal_kernel, "bernoulli": bernoulli_kernel, "gaussian": gaussian_kernel}[
+        likelihood
+    ]
     tab, ex, th = pt.dtensor3("table"), pt.dvector("extra"), pt.dvector("theta")
     eta = ex + tab[cell[:, None], np.arange(n_tp + 1)[None, :], states].sum(axis=1)
     if likelihood == "ordered_logistic":
         ref = ordered_logistic_logp_terms(y_ord, eta, th, k).sum()
-        ref = ref - pt.dot(np.bincount(y_ord, minlength=k)[1:-1].astype(float),  # the kernel leaves the gap
-                           pt.log(-pt.expm1(th[:-1] - th[1:])))                 # term (counts only) outside
+        ref = (
+            ref
+            - pt.dot(
+                np.bincount(y_ord, minlength=k)[1:-1].astype(float),  # the kernel leaves the gap
+                pt.log(-pt.expm1(th[:-1] - th[1:])),
+            )
+        )  # term (counts only) outside
         theta = np.sort(rng.normal(size=k - 1))
     elif likelihood == "bernoulli":
         ref, theta = (y * eta - pt.softplus(eta)).sum() + 0 * th.sum(), np.zeros(1)
@@ -123,12 +139,30 @@ def test_equation_kernel_gradient_matches_finite_differences_in_numba():
     np.add.at(freq, (cell[:, None], np.arange(n_tp + 1)[None, :], states), 1.0)
     coef, dev, icpt, extra = pt.dmatrix("coef"), pt.dmatrix("dev"), pt.dvector("icpt"), pt.dvector("extra")
     cuts = pt.dvector("cuts")
-    ll = equation_loglik("ordered_logistic", coef, dev, icpt, extra, cuts, features, slope, cols, freq,
-                         row_offsets(states, cell, cols, cells, n_states), y_ord)
-    f = pytensor.function([coef, dev, icpt, extra, cuts], [ll, *pt.grad(ll, [coef, dev, icpt, extra, cuts])],
-                          mode="NUMBA")
-    point = [rng.normal(size=(n_terms, n_tp)) * 0.3, rng.normal(size=(cells, n_tp)) * 0.1, np.zeros(cells),
-             rng.normal(size=n) * 0.2, np.linspace(-2, 2, k - 1)]
+    ll = equation_loglik(
+        "ordered_logistic",
+        coef,
+        dev,
+        icpt,
+        extra,
+        cuts,
+        features,
+        slope,
+        cols,
+        freq,
+        row_offsets(states, cell, cols, cells, n_states),
+        y_ord,
+    )
+    f = pytensor.function(
+        [coef, dev, icpt, extra, cuts], [ll, *pt.grad(ll, [coef, dev, icpt, extra, cuts])], mode="NUMBA"
+    )
+    point = [
+        rng.normal(size=(n_terms, n_tp)) * 0.3,
+        rng.normal(size=(cells, n_tp)) * 0.1,
+        np.zeros(cells),
+        rng.normal(size=n) * 0.2,
+        np.linspace(-2, 2, k - 1),
+    ]
     value, *grads = f(*point)
     # the table the kernel builds equals the NumPy twin used for effects
     table, _ = build_table(point[0], point[1], point[2], features, slope, cols, freq)
@@ -163,15 +197,30 @@ def test_gaussian_on_sufficient_statistics_equals_the_row_kernel(mode):
     assert m.shape == (cells, (len(cols) + 1) * n_states, (len(cols) + 1) * n_states)
     assert yy_n[1] == n and m.sum() == n * (len(cols) + 1) ** 2  # every row counted once per slot pair
     coef, dev, icpt, sigma = pt.dmatrix("coef"), pt.dmatrix("dev"), pt.dvector("icpt"), pt.dvector("sigma")
-    rows = equation_loglik("gaussian", coef, dev, icpt, np.zeros(n), sigma, features[:, cols], slope[cols], cols,
-                           freq, row_offsets(states, cell, cols, cells, n_states), y)
-    stats = gaussian_suffstat_loglik(coef, dev, icpt, sigma, features[:, cols], slope[cols], cols, freq, m, yv,
-                                     yy_n)
+    rows = equation_loglik(
+        "gaussian",
+        coef,
+        dev,
+        icpt,
+        np.zeros(n),
+        sigma,
+        features[:, cols],
+        slope[cols],
+        cols,
+        freq,
+        row_offsets(states, cell, cols, cells, n_states),
+        y,
+    )
+    stats = gaussian_suffstat_loglik(coef, dev, icpt, sigma, features[:, cols], slope[cols], cols, freq, m, yv, yy_n)
     args = [coef, dev, icpt, sigma]
     f = pytensor.function(args, [rows, *pt.grad(rows, args)], mode=mode)
     g = pytensor.function(args, [stats, *pt.grad(stats, args)], mode=mode)
     for _ in range(3):
-        point = [rng.normal(size=(n_terms, len(cols))) * 0.5, rng.normal(size=(cells, len(cols))) * 0.3,
-                 rng.normal(size=cells), np.array([rng.uniform(0.5, 2.0)])]
+        point = [
+            rng.normal(size=(n_terms, len(cols))) * 0.5,
+            rng.normal(size=(cells, len(cols))) * 0.3,
+            rng.normal(size=cells),
+            np.array([rng.uniform(0.5, 2.0)]),
+        ]
         for a, b in zip(f(*point), g(*point)):
             np.testing.assert_allclose(b, a, rtol=1e-8, atol=1e-8)

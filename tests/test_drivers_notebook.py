@@ -1,4 +1,5 @@
 """The drivers notebook and its params file: thin, parameterised, committed clean, runnable."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,7 @@ def test_notebook_is_committed_without_outputs_and_has_one_parameters_cell():
         if cell.cell_type == "code":
             assert not cell.get("outputs") and cell.get("execution_count") is None
     src = tagged[0].source
-    for name in ("dataset", "segment", "market", "seed", "method", "draws", "tune", "chains", "target_accept",
-                 "model"):
+    for name in ("dataset", "segment", "market", "seed", "method", "draws", "tune", "chains", "target_accept", "model"):
         assert f"\n{name} = " in "\n" + src, name
 
 
@@ -62,11 +62,23 @@ def test_notebook_runs_and_records_results(tmp_path):
         results = tmp_path / f"results-{market}.json"
         os.environ["CXRESEARCH_RESULTS"] = str(results)
         try:
-            pm.execute_notebook(str(NOTEBOOK), str(tmp_path / f"out-{market}.ipynb"), kernel_name="cxresearch",
-                                cwd=str(NOTEBOOK.parent), progress_bar=False,
-                                parameters={"dataset": str(tmp_path / "data" / "dataset.yaml"), "method": "approx",
-                                            "advi_iterations": 4000, "draws": 200, "max_draws": 200,
-                                            "reference_check": False, "market": market, "fit_cache": str(cache)})
+            pm.execute_notebook(
+                str(NOTEBOOK),
+                str(tmp_path / f"out-{market}.ipynb"),
+                kernel_name="cxresearch",
+                cwd=str(NOTEBOOK.parent),
+                progress_bar=False,
+                parameters={
+                    "dataset": str(tmp_path / "data" / "dataset.yaml"),
+                    "method": "approx",
+                    "advi_iterations": 4000,
+                    "draws": 200,
+                    "max_draws": 200,
+                    "reference_check": False,
+                    "market": market,
+                    "fit_cache": str(cache),
+                },
+            )
         finally:
             os.environ.pop("CXRESEARCH_RESULTS", None)
         return json.loads(results.read_text())

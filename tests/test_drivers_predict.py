@@ -4,6 +4,7 @@ No sampling: the posterior is a handful of known parameter draws (as in test_dri
 number has an exact answer computed another way (the numba kernels' table and gather, the kernels'
 log-likelihood, the level deviations themselves).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -32,37 +33,195 @@ _KIND = {"ordered_logistic": 0, "bernoulli": 1, "gaussian": 2}
 #: impacts, root causes and the posterior predictive check computed by the code before the one forward pass
 #: existed (commit 01c1ce1, effects.linear_predictors with its own gather) on the fixed fake fit below
 #: (simulated data seed 5, fake_fit seed 11; population weights seed 3, ppc seed 2)
-BEFORE = {'detractor': [[-0.01647125944, 0.000294785245, -0.008269109688, -0.017187866873, -0.014839705925,
-                -0.035342265153, -0.053890806919, -0.008732079915, -0.002385463415, 0.013243398151],
-               [-0.020549907343, -0.041650091208, 0.000543467015, -0.004775429776, -0.040639693737,
-                0.021236343867, 0.002644674731, -0.016301419562, -0.001083410123, -0.015450975545],
-               [-0.020276148474, 0.029430624804, -0.026266021283, -0.000724570186, -0.038454014554,
-                0.011101848311, 0.009021259468, -0.017769407943, -3.1709e-07, 0.007336796127],
-               [0.016662323649, 0.01569021158, -0.001903672362, 0.000788512844, -0.019569863433,
-                -0.022661697563, -0.059043728928, -0.012562072092, -0.008575173961, 0.034827271578]],
- 'nps': [[2.904139530074, -0.173614562744, 1.408137086608, 2.851363825836, 2.309989298468, 6.008188427108,
-          9.083983629468, 1.526311695421, 0.336379407705, -2.05235261586],
-         [2.915255548159, 5.601432768545, -0.063243685518, 0.590995994911, 5.168711432479, -2.686495383293,
-          -0.312830122112, 2.169580656802, 0.142358544628, 1.856952836018],
-         [3.932311448751, -5.581168706559, 5.108785660358, 0.139782184925, 7.395195022545, -2.109060713244,
-          -1.740390930928, 3.438324956699, 0.001708353903, -1.408128460526],
-         [-2.812211755048, -2.66642615794, 0.275435986494, -0.154091793199, 3.449270336824, 4.000335696418,
-          10.522505372905, 2.400245951619, 1.572247735106, -6.024267153452]],
- 'ppc_predicted': [0.061083123426, 0.081024349286, 0.059403862301, 0.106003358522, 0.085012594458,
-                   0.174013434089, 0.085012594458, 0.111670864819, 0.065281276238, 0.08228379513,
-                   0.089210747271],
- 'promoter': [[0.01257013586, -0.001441360382, 0.005812261178, 0.011325771386, 0.00826018706, 0.024739619118,
-               0.036949029376, 0.006531037039, 0.000978330662, -0.007280128008],
-              [0.008602648138, 0.014364236478, -8.8969841e-05, 0.001134530174, 0.011047420588, -0.005628609966,
-               -0.00048362649, 0.005394387006, 0.000340175323, 0.003118552815],
-              [0.019046966014, -0.026381062262, 0.024821835321, 0.000673251663, 0.035497935672, -0.009988758821,
-               -0.008382649841, 0.016613841624, 1.6766449e-05, -0.006744488478],
-              [-0.011459793902, -0.01097405, 0.000850687503, -0.000752405088, 0.014922839935, 0.017341659401,
-               0.046181324801, 0.011440387424, 0.00714730339, -0.025415399956]],
- 'rc_excess': [6.64123344104, 6.648326184639, 4.655995870853, 3.205873695838, 1.752425559578, 2.890473360443,
-               5.342354580507, 1.246812879619, 0.977100200237, -2.650305149182],
- 'rc_touchpoint': ['mobile_app', 'tech_support', 'complaint_handling', 'statements', 'website',
-                   'online_payment', 'onboarding', 'call_centre', 'communications', 'branch_visit']}
+BEFORE = {
+    "detractor": [
+        [
+            -0.01647125944,
+            0.000294785245,
+            -0.008269109688,
+            -0.017187866873,
+            -0.014839705925,
+            -0.035342265153,
+            -0.053890806919,
+            -0.008732079915,
+            -0.002385463415,
+            0.013243398151,
+        ],
+        [
+            -0.020549907343,
+            -0.041650091208,
+            0.000543467015,
+            -0.004775429776,
+            -0.040639693737,
+            0.021236343867,
+            0.002644674731,
+            -0.016301419562,
+            -0.001083410123,
+            -0.015450975545,
+        ],
+        [
+            -0.020276148474,
+            0.029430624804,
+            -0.026266021283,
+            -0.000724570186,
+            -0.038454014554,
+            0.011101848311,
+            0.009021259468,
+            -0.017769407943,
+            -3.1709e-07,
+            0.007336796127,
+        ],
+        [
+            0.016662323649,
+            0.01569021158,
+            -0.001903672362,
+            0.000788512844,
+            -0.019569863433,
+            -0.022661697563,
+            -0.059043728928,
+            -0.012562072092,
+            -0.008575173961,
+            0.034827271578,
+        ],
+    ],
+    "nps": [
+        [
+            2.904139530074,
+            -0.173614562744,
+            1.408137086608,
+            2.851363825836,
+            2.309989298468,
+            6.008188427108,
+            9.083983629468,
+            1.526311695421,
+            0.336379407705,
+            -2.05235261586,
+        ],
+        [
+            2.915255548159,
+            5.601432768545,
+            -0.063243685518,
+            0.590995994911,
+            5.168711432479,
+            -2.686495383293,
+            -0.312830122112,
+            2.169580656802,
+            0.142358544628,
+            1.856952836018,
+        ],
+        [
+            3.932311448751,
+            -5.581168706559,
+            5.108785660358,
+            0.139782184925,
+            7.395195022545,
+            -2.109060713244,
+            -1.740390930928,
+            3.438324956699,
+            0.001708353903,
+            -1.408128460526,
+        ],
+        [
+            -2.812211755048,
+            -2.66642615794,
+            0.275435986494,
+            -0.154091793199,
+            3.449270336824,
+            4.000335696418,
+            10.522505372905,
+            2.400245951619,
+            1.572247735106,
+            -6.024267153452,
+        ],
+    ],
+    "ppc_predicted": [
+        0.061083123426,
+        0.081024349286,
+        0.059403862301,
+        0.106003358522,
+        0.085012594458,
+        0.174013434089,
+        0.085012594458,
+        0.111670864819,
+        0.065281276238,
+        0.08228379513,
+        0.089210747271,
+    ],
+    "promoter": [
+        [
+            0.01257013586,
+            -0.001441360382,
+            0.005812261178,
+            0.011325771386,
+            0.00826018706,
+            0.024739619118,
+            0.036949029376,
+            0.006531037039,
+            0.000978330662,
+            -0.007280128008,
+        ],
+        [
+            0.008602648138,
+            0.014364236478,
+            -8.8969841e-05,
+            0.001134530174,
+            0.011047420588,
+            -0.005628609966,
+            -0.00048362649,
+            0.005394387006,
+            0.000340175323,
+            0.003118552815,
+        ],
+        [
+            0.019046966014,
+            -0.026381062262,
+            0.024821835321,
+            0.000673251663,
+            0.035497935672,
+            -0.009988758821,
+            -0.008382649841,
+            0.016613841624,
+            1.6766449e-05,
+            -0.006744488478,
+        ],
+        [
+            -0.011459793902,
+            -0.01097405,
+            0.000850687503,
+            -0.000752405088,
+            0.014922839935,
+            0.017341659401,
+            0.046181324801,
+            0.011440387424,
+            0.00714730339,
+            -0.025415399956,
+        ],
+    ],
+    "rc_excess": [
+        6.64123344104,
+        6.648326184639,
+        4.655995870853,
+        3.205873695838,
+        1.752425559578,
+        2.890473360443,
+        5.342354580507,
+        1.246812879619,
+        0.977100200237,
+        -2.650305149182,
+    ],
+    "rc_touchpoint": [
+        "mobile_app",
+        "tech_support",
+        "complaint_handling",
+        "statements",
+        "website",
+        "online_payment",
+        "onboarding",
+        "call_centre",
+        "communications",
+        "branch_visit",
+    ],
+}
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +260,14 @@ def fake_fit(prep, seed=0, overrides=None) -> DriverFit:
             post[eq.name("sigma")] = np.abs(rng.normal(0.8, 0.05, N_DRAWS))
     post.update(overrides or {})
     idata = az.from_dict(posterior={k: v[None] for k, v in post.items()})
-    gate = {"passed": True, "method": "nuts (nutpie)", "rhat_max": 1.0, "ess_bulk_min": 1000.0,
-            "ess_tail_min": 1000.0, "divergences": 0}
+    gate = {
+        "passed": True,
+        "method": "nuts (nutpie)",
+        "rhat_max": 1.0,
+        "ess_bulk_min": 1000.0,
+        "ess_tail_min": 1000.0,
+        "divergences": 0,
+    }
     return DriverFit(prep=prep, layout=layout, idata=idata, gate=gate, method="nuts")
 
 
@@ -117,33 +282,58 @@ def _fitted_frame(prep) -> pd.DataFrame:
     return frame
 
 
-BERNOULLI = {"touchpoints": "all", "constructs": {"emotion": {"items": ["emo_happy", "emo_trust", "emo_frustrated"]},
-                                                 "promoter": {"items": ["promoter"], "likelihood": "bernoulli"}},
-             "paths": ["touchpoints -> emotion", "emotion -> promoter", "touchpoints -> promoter"],
-             "group_by": ["segment", "market"], "outcome": "promoter"}
-GAUSSIAN = {"touchpoints": "all", "constructs": {"emotion": {"items": ["emo_happy", "emo_trust", "emo_frustrated"]}},
-            "paths": ["touchpoints -> emotion"], "group_by": ["segment", "market"], "outcome": "emotion"}
+BERNOULLI = {
+    "touchpoints": "all",
+    "constructs": {
+        "emotion": {"items": ["emo_happy", "emo_trust", "emo_frustrated"]},
+        "promoter": {"items": ["promoter"], "likelihood": "bernoulli"},
+    },
+    "paths": ["touchpoints -> emotion", "emotion -> promoter", "touchpoints -> promoter"],
+    "group_by": ["segment", "market"],
+    "outcome": "promoter",
+}
+GAUSSIAN = {
+    "touchpoints": "all",
+    "constructs": {"emotion": {"items": ["emo_happy", "emo_trust", "emo_frustrated"]}},
+    "paths": ["touchpoints -> emotion"],
+    "group_by": ["segment", "market"],
+    "outcome": "emotion",
+}
 
 
 def _kernel_eta(prep, eq, s: int, extra: np.ndarray) -> np.ndarray:
     """eta of one equation at draw s by the numba kernels the sampler runs (build_table + _gather)."""
     features = np.stack([prep.features[t][eq.cols] for t in eq.layout.terms])
-    table, _ = build_table(eq.coef[s], eq.cell_dev[s], eq.intercept_cell[s], features,
-                           prep.features["slope"][eq.cols], eq.cols, prep.freq)
+    table, _ = build_table(
+        eq.coef[s], eq.cell_dev[s], eq.intercept_cell[s], features, prep.features["slope"][eq.cols], eq.cols, prep.freq
+    )
     eta = np.empty(prep.n)
-    _gather(table, np.ascontiguousarray(extra, dtype=float),
-            row_offsets(prep.states, prep.cell, eq.cols, prep.n_cells, prep.n_states), eta)
+    _gather(
+        table,
+        np.ascontiguousarray(extra, dtype=float),
+        row_offsets(prep.states, prep.cell, eq.cols, prep.n_cells, prep.n_states),
+        eta,
+    )
     return eta
 
 
 def _kernel_loglik(prep, eq, s: int, extra: np.ndarray, j: str) -> float:
     """The equation's log-likelihood at draw s as the model sums it (kernel + the ordinal gap term)."""
     features = np.stack([prep.features[t][eq.cols] for t in eq.layout.terms])
-    logp = equation_kernel(_KIND[eq.layout.likelihood], eq.coef[s], eq.cell_dev[s], eq.intercept_cell[s],
-                           np.ascontiguousarray(extra, dtype=float), eq.theta[s], features,
-                           prep.features["slope"][eq.cols], eq.cols, prep.freq,
-                           row_offsets(prep.states, prep.cell, eq.cols, prep.n_cells, prep.n_states),
-                           prep.outcomes[j])[0]
+    logp = equation_kernel(
+        _KIND[eq.layout.likelihood],
+        eq.coef[s],
+        eq.cell_dev[s],
+        eq.intercept_cell[s],
+        np.ascontiguousarray(extra, dtype=float),
+        eq.theta[s],
+        features,
+        prep.features["slope"][eq.cols],
+        eq.cols,
+        prep.freq,
+        row_offsets(prep.states, prep.cell, eq.cols, prep.n_cells, prep.n_states),
+        prep.outcomes[j],
+    )[0]
     if eq.layout.likelihood == "ordered_logistic":
         cuts = eq.theta[s]
         counts = np.bincount(prep.outcomes[j], minlength=prep.n_categories[j])
@@ -152,8 +342,9 @@ def _kernel_loglik(prep, eq, s: int, extra: np.ndarray, j: str) -> float:
 
 
 def _extra(prep, eq, s: int) -> np.ndarray:
-    return sum((eq.paths[s, i] * prep.scores[src] for i, src in enumerate(eq.layout.construct_sources)),
-               np.zeros(prep.n))
+    return sum(
+        (eq.paths[s, i] * prep.scores[src] for i, src in enumerate(eq.layout.construct_sources)), np.zeros(prep.n)
+    )
 
 
 @pytest.mark.parametrize("model", [None, BERNOULLI, GAUSSIAN], ids=["ordinal", "bernoulli", "gaussian"])
@@ -215,15 +406,16 @@ def test_predicted_mediators_are_the_forward_pass_with_emotion_at_its_prediction
     rows = fitted_rows(post)
     predicted = forward_pass(post, rows, mediators="predicted")
     plugged = RowInputs(states=rows.states, cell=rows.cell, scores={"emotion": predicted["emotion"]})
-    np.testing.assert_allclose(forward_pass(post, plugged, mediators="observed")["recommend"],
-                               predicted["recommend"], atol=1e-12)
+    np.testing.assert_allclose(
+        forward_pass(post, plugged, mediators="observed")["recommend"], predicted["recommend"], atol=1e-12
+    )
     eq = post.equations["recommend"]
     sd = np.abs(eq.paths[:, 0] * post.equations["emotion"].theta[:, 0])
     z = np.random.default_rng(0).standard_normal(200_000)
     eta0 = predicted["recommend"][:, :1]
     gh = outcome_probabilities(eta0, eq.theta, "ordered_logistic", sd)
     for s in range(N_DRAWS):  # Monte Carlo over the residual: 200,000 draws, sd of a share < 0.0012
-        mc = outcome_probabilities((eta0[s, 0] + sd[s] * z)[None, :], eq.theta[s:s + 1], "ordered_logistic")
+        mc = outcome_probabilities((eta0[s, 0] + sd[s] * z)[None, :], eq.theta[s : s + 1], "ordered_logistic")
         np.testing.assert_allclose(gh[s, 0], mc[0].mean(axis=0), atol=5e-3)
 
 

@@ -3,6 +3,7 @@
 One short NUTS fit (1,200 simulated customers, 2 chains x 200 draws): the gate is not the point here (a run
 this short usually misses ESS >= 400, and must say so); the surface and its round trips are.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -45,8 +46,13 @@ def test_fit_is_a_fitted_model_with_its_configs(fit, data):
 def test_summary_has_the_standard_columns_and_level(fit):
     table = fit.summary(level=0.8)
     assert list(table.columns) == ["mean", "sd", "low", "high"] and table.attrs["level"] == 0.8
-    assert {"emotion -> recommend", "mobile_app -> emotion [slope]", "recommend cut-point 6|7",
-            "emotion sd of slopes by segment", "emotion residual sd"} <= set(table.index)
+    assert {
+        "emotion -> recommend",
+        "mobile_app -> emotion [slope]",
+        "recommend cut-point 6|7",
+        "emotion sd of slopes by segment",
+        "emotion residual sd",
+    } <= set(table.index)
     assert (table["low"] <= table["mean"]).all() and (table["mean"] <= table["high"]).all()
     wider = fit.summary(level=0.95)
     assert (wider["high"] - wider["low"] >= table["high"] - table["low"]).all()

@@ -6,6 +6,7 @@ step, which the simulator computes from its generative model (population Monte C
 through the fitted model. All fits share one compiled model (same structure, new data), so the
 compilation is paid once per test session.
 """
+
 from __future__ import annotations
 
 import json
@@ -99,12 +100,13 @@ def test_demo_size_finds_planted_group_differences_and_no_false_ones(demo_fit):
     sign of the truth (the simulator's other deviations are small, N(0, 0.03), but not zero)."""
     data, truth, fit, summary = demo_fit
     g = summary.group_differences.set_index(["dimension", "level", "touchpoint"])
-    planted = {(p["dimension"], p["level"], p["touchpoint"]): p["delta"]
-               for p in truth["drivers"]["planted_differences"]}
+    planted = {
+        (p["dimension"], p["level"], p["touchpoint"]): p["delta"] for p in truth["drivers"]["planted_differences"]
+    }
     for key, delta in planted.items():
         p_dir = g.loc[key, "p_positive"] if delta > 0 else 1 - g.loc[key, "p_positive"]
         assert p_dir >= 0.99, (key, g.loc[key].to_dict())
-    largest = g["mean"].abs().sort_values(ascending=False).index[:len(planted)]
+    largest = g["mean"].abs().sort_values(ascending=False).index[: len(planted)]
     assert set(largest) == set(planted)
     survey = data.survey
     for (dim, level, tp), row in g.iterrows():

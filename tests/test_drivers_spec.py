@@ -1,4 +1,5 @@
 """The path-model declaration (params vocabulary) and the data preparation it drives."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,13 @@ import pandas as pd
 import pytest
 
 from cxresearch.drivers.model import prepare_data
-from cxresearch.drivers.spec import (DriverModelSpec, ModelSpecError, default_model_spec, parse_model_spec,
-                                     resolve_model_spec)
+from cxresearch.drivers.spec import (
+    DriverModelSpec,
+    ModelSpecError,
+    default_model_spec,
+    parse_model_spec,
+    resolve_model_spec,
+)
 from cxresearch.yamlio import load_yaml
 
 REPO_PARAMS = __import__("pathlib").Path(__file__).resolve().parents[1] / "params" / "drivers.yaml"
@@ -38,29 +44,40 @@ def test_params_file_model_resolves_against_the_dataset(demo):
 
 
 def test_explicit_touchpoint_constructs_in_the_field_vocabulary(demo):
-    spec = {"constructs": {"experience_app": {"items": ["mobile_app"], "kind": "touchpoint"},
-                           "experience_web": {"items": ["website"], "kind": "touchpoint"},
-                           "emotion": {"items": ["emo_happy", "emo_trust"], "mode": "latent",
-                                       "item_likelihood": "ordered_logistic"},
-                           "recommend": {"items": ["recommend"], "likelihood": "ordered_logistic"}},
-            "paths": ["touchpoints -> emotion", "emotion -> recommend", "experience_app -> recommend"]}
+    spec = {
+        "constructs": {
+            "experience_app": {"items": ["mobile_app"], "kind": "touchpoint"},
+            "experience_web": {"items": ["website"], "kind": "touchpoint"},
+            "emotion": {"items": ["emo_happy", "emo_trust"], "mode": "latent", "item_likelihood": "ordered_logistic"},
+            "recommend": {"items": ["recommend"], "likelihood": "ordered_logistic"},
+        },
+        "paths": ["touchpoints -> emotion", "emotion -> recommend", "experience_app -> recommend"],
+    }
     resolved = resolve_model_spec(spec, demo.spec, list(demo.survey.columns))
     assert resolved.touchpoints == ["experience_app", "experience_web"]
     assert resolved.sources("recommend") == ["emotion", "experience_app"]
     assert resolved.constructs["experience_app"].scale.max == 5  # filled from the dataset spec
 
 
-@pytest.mark.parametrize("paths,message", [
-    (["touchpoints -> emotion", "emotion -> nowhere"], "unknown target 'nowhere'"),
-    (["touchpoints -> emotion", "emotion -> recommend", "recommend -> emotion"], "cycle"),
-    (["emotion -> branch_visit", "emotion -> recommend"], "exogenous"),
-    (["touchpoints -> emotion", "emotion -> recommend", "emotion -> recommend"], "declared twice"),
-    (["touchpoints emotion"], "source -> target"),
-])
+@pytest.mark.parametrize(
+    "paths,message",
+    [
+        (["touchpoints -> emotion", "emotion -> nowhere"], "unknown target 'nowhere'"),
+        (["touchpoints -> emotion", "emotion -> recommend", "recommend -> emotion"], "cycle"),
+        (["emotion -> branch_visit", "emotion -> recommend"], "exogenous"),
+        (["touchpoints -> emotion", "emotion -> recommend", "emotion -> recommend"], "declared twice"),
+        (["touchpoints emotion"], "source -> target"),
+    ],
+)
 def test_bad_paths_are_named(demo, paths, message):
-    spec = {"touchpoints": "all", "paths": paths,
-            "constructs": {"emotion": {"items": ["emo_happy"]},
-                           "recommend": {"items": ["recommend"], "likelihood": "ordered_logistic"}}}
+    spec = {
+        "touchpoints": "all",
+        "paths": paths,
+        "constructs": {
+            "emotion": {"items": ["emo_happy"]},
+            "recommend": {"items": ["recommend"], "likelihood": "ordered_logistic"},
+        },
+    }
     with pytest.raises(ModelSpecError, match=message):
         resolve_model_spec(spec, demo.spec, list(demo.survey.columns))
 
@@ -69,24 +86,33 @@ def test_unknown_keys_and_bad_constructs_are_rejected():
     with pytest.raises(ModelSpecError, match="constructs.emotion.modee"):
         parse_model_spec({"constructs": {"emotion": {"items": ["a"], "modee": "latent"}}, "paths": ["a -> b"]})
     with pytest.raises(ModelSpecError, match="single observed item"):
-        parse_model_spec({"constructs": {"emotion": {"items": ["a", "b"], "likelihood": "ordered_logistic"}},
-                          "paths": []})
+        parse_model_spec(
+            {"constructs": {"emotion": {"items": ["a", "b"], "likelihood": "ordered_logistic"}}, "paths": []}
+        )
     with pytest.raises(ModelSpecError, match="exactly one item"):
         parse_model_spec({"constructs": {"tp": {"items": ["a", "b"], "kind": "touchpoint"}}, "paths": []})
 
 
 def test_missing_columns_are_listed(demo):
-    spec = {"touchpoints": ["mobile_app"], "paths": ["touchpoints -> recommend"],
-            "constructs": {"recommend": {"items": ["recomend"], "likelihood": "ordered_logistic"}},
-            "group_by": ["segmnt"]}
+    spec = {
+        "touchpoints": ["mobile_app"],
+        "paths": ["touchpoints -> recommend"],
+        "constructs": {"recommend": {"items": ["recomend"], "likelihood": "ordered_logistic"}},
+        "group_by": ["segmnt"],
+    }
     with pytest.raises(ModelSpecError, match=r"group_by: segmnt.*recommend: recomend"):
         resolve_model_spec(spec, demo.spec, list(demo.survey.columns))
 
 
 def test_single_item_latent_construct_is_measured_without_error(demo):
-    spec = {"touchpoints": ["mobile_app"], "paths": ["touchpoints -> happy", "happy -> recommend"],
-            "constructs": {"happy": {"items": ["emo_happy"], "mode": "latent"},
-                           "recommend": {"items": ["recommend"], "likelihood": "ordered_logistic"}}}
+    spec = {
+        "touchpoints": ["mobile_app"],
+        "paths": ["touchpoints -> happy", "happy -> recommend"],
+        "constructs": {
+            "happy": {"items": ["emo_happy"], "mode": "latent"},
+            "recommend": {"items": ["recommend"], "likelihood": "ordered_logistic"},
+        },
+    }
     resolved = resolve_model_spec(spec, demo.spec, list(demo.survey.columns))
     assert resolved.constructs["happy"].mode == "composite"
 
@@ -143,8 +169,11 @@ def test_default_spec_is_yaml_friendly(demo):
     spec = default_model_spec(demo.spec, emotion_mode="latent")
     again = DriverModelSpec.model_validate(spec.model_dump(exclude_defaults=True))
     assert again == spec
-    assert [str(p) for p in spec.paths] == ["touchpoints -> emotion", "emotion -> recommend",
-                                            "touchpoints -> recommend"]
+    assert [str(p) for p in spec.paths] == [
+        "touchpoints -> emotion",
+        "emotion -> recommend",
+        "touchpoints -> recommend",
+    ]
 
 
 def test_low_rank_auto_uses_the_diagonal_mass_matrix_for_latent_constructs(demo):

@@ -1,4 +1,5 @@
 """Saving, loading and sharing driver fits (one hierarchical fit for every run of a study)."""
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,8 @@ def test_saved_fit_loads_with_the_same_posterior_and_diagnostics(data, tmp_path)
     for name in fit.idata.posterior.data_vars:
         np.testing.assert_array_equal(back.idata.posterior[name].values, fit.idata.posterior[name].values)
     assert json.dumps(back.diagnostics().to_dict(), sort_keys=True, default=str) == json.dumps(
-        fit.diagnostics().to_dict(), sort_keys=True, default=str)
+        fit.diagnostics().to_dict(), sort_keys=True, default=str
+    )
     assert back.method == fit.method and back.sampler_config == fit.sampler_config
     assert back.prep.n == fit.prep.n and back.prep.touchpoints == fit.prep.touchpoints
     with pytest.raises(DifferentModelError, match="fitted to other data"):
@@ -48,9 +50,14 @@ def test_key_changes_with_rows_model_and_settings(data):
     assert fit_key(data.survey, None, dict(SETTINGS), data.spec) == base
     assert fit_key(data.survey.iloc[1:], None, SETTINGS, data.spec) != base
     assert fit_key(data.survey, None, {**SETTINGS, "seed": 4}, data.spec) != base
-    latent = {"touchpoints": "all", "constructs": {"emotion": {"items": ["emo_happy", "emo_trust"], "mode": "latent"},
-                                                    "recommend": {"items": ["recommend"]}},
-              "paths": ["touchpoints -> emotion", "emotion -> recommend"]}
+    latent = {
+        "touchpoints": "all",
+        "constructs": {
+            "emotion": {"items": ["emo_happy", "emo_trust"], "mode": "latent"},
+            "recommend": {"items": ["recommend"]},
+        },
+        "paths": ["touchpoints -> emotion", "emotion -> recommend"],
+    }
     assert fit_key(data.survey, latent, SETTINGS, data.spec) != base
 
 

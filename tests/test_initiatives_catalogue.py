@@ -218,8 +218,12 @@ def test_params_file_catalogue_validates_and_matches_the_notebook():
 
 def test_the_settings_model_reports_every_problem():
     with pytest.raises(SettingsError) as err:
-        check_study_settings("initiatives", {"budget": -1, "draws": 2.5, "catalogue": [{"name": "x"}]},
-                             source="p.yaml", prefix="settings.")
+        check_study_settings(
+            "initiatives",
+            {"budget": -1, "draws": 2.5, "catalogue": [{"name": "x"}]},
+            source="p.yaml",
+            prefix="settings.",
+        )
     text = str(err.value)
     assert "p.yaml: settings.budget" in text and "(got -1)" in text
     assert "p.yaml: settings.draws" in text

@@ -5,6 +5,7 @@ One module-scoped fit (:func:`cxresearch.initiatives.study.fitted_models`) on 8,
 model by NUTS on the wave-1 NPS classes. Short chains may miss the strict diagnostics gate; what is
 checked here is that the posterior covers the truth, and that the gate figures are reported.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,10 +34,26 @@ def world(tmp_path_factory):
     data = load_dataset(out / "dataset.yaml")
     truth = json.loads((out / "truth.json").read_text())
     survey, wave = baseline_survey(data.survey)
-    models = fitted_models(data, draws=DRAWS, seed=1, driver_draws=300, driver_tune=300, driver_chains=2,
-                           driver_max_draws=DRAWS, survival_draws=300, survival_tune=300, survival_chains=2)
-    return {"data": data, "truth": truth, "survey": survey, "wave": wave, "models": models,
-            "tps": touchpoint_info_from_spec(data.spec)}
+    models = fitted_models(
+        data,
+        draws=DRAWS,
+        seed=1,
+        driver_draws=300,
+        driver_tune=300,
+        driver_chains=2,
+        driver_max_draws=DRAWS,
+        survival_draws=300,
+        survival_tune=300,
+        survival_chains=2,
+    )
+    return {
+        "data": data,
+        "truth": truth,
+        "survey": survey,
+        "wave": wave,
+        "models": models,
+        "tps": touchpoint_info_from_spec(data.spec),
+    }
 
 
 def _plus(survey: pd.DataFrame, tp: str, step: float) -> pd.DataFrame:
@@ -86,8 +103,13 @@ def test_one_point_uplift_shift_covers_the_truth(world, tp):
     low, high = np.quantile(shift, [0.05, 0.95], axis=0)
     half = (high - low) / 2
     for c in (0, 2):  # detractor, promoter
-        assert low[c] - half[c] <= true_shift[c] <= high[c] + half[c], (tp, NPS_CLASSES[c], low[c], high[c],
-                                                                         true_shift[c])
+        assert low[c] - half[c] <= true_shift[c] <= high[c] + half[c], (
+            tp,
+            NPS_CLASSES[c],
+            low[c],
+            high[c],
+            true_shift[c],
+        )
     assert shift[:, 2].mean() > 0 > shift[:, 0].mean()
 
 
@@ -106,13 +128,15 @@ def test_initiative_value_interval_covers_the_true_value(world):
     interval of its value with the fitted models covers its value with the true models. Tolerance: the
     interval is widened by 10% of the true value for the survival model's tail, which carries the last
     tenure period's hazard beyond the data (the simulated Weibull hazard keeps rising)."""
-    ini = load_catalogue([{"name": "step", "touchpoints": ["mobile_app"], "effect": {"uplift": 1},
-                           "cost": {"one_off": 0}}])["step"]
+    ini = load_catalogue(
+        [{"name": "step", "touchpoints": ["mobile_app"], "effect": {"uplift": 1}, "cost": {"one_off": 0}}]
+    )["step"]
     data, models = world["data"], world["models"]
     args = dict(customers=data.customers, draws=DRAWS, horizon_months=36, discount_rate_annual=0.08, seed=1)
     fitted = InitiativeEngine(world["survey"], world["tps"], models.driver, models.value, **args).evaluate([ini])
-    true = InitiativeEngine(world["survey"], world["tps"], TrueDriverModel(world["truth"]),
-                            TrueValueModel(world["truth"]), **args).evaluate([ini])
+    true = InitiativeEngine(
+        world["survey"], world["tps"], TrueDriverModel(world["truth"]), TrueValueModel(world["truth"]), **args
+    ).evaluate([ini])
     value = float(true.net_value.mean())
     low, high = np.quantile(fitted.net_value, [0.05, 0.95])
     assert value > 0 and high > low

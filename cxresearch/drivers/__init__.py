@@ -4,9 +4,10 @@ Declare the path model (:class:`DriverModelSpec`), fit it (:func:`fit_driver_mod
 labelled approximate ADVI mode, checked by the one gate of :mod:`cxresearch.diagnostics`; a
 :class:`DriverFit` is a :class:`cxresearch.protocol.FittedModel`; :func:`predict` for any survey rows), and
 summarise it (:func:`summarize_drivers`: impacts on NPS, ranking, importance-performance, Kano classes, root
-causes of detractors, group differences), record results.json keys (:func:`record_driver_results`) and write the first screen
-(:func:`fix_first_markdown`). Heavy imports (PyMC, nutpie) happen inside these modules, not here.
+causes of detractors, group differences), record results.json keys (:func:`record_driver_results`) and write the
+first screen (:func:`fix_first_markdown`). Heavy imports (PyMC, nutpie) happen inside these modules, not here.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -41,26 +42,26 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cxresearch.drivers.fit import DriverFit, fit_driver_model
-    from cxresearch.drivers.likelihoods import ordered_logistic_logp, ordered_logistic_logp_terms
-    from cxresearch.drivers.model import build_model, prepare_data
-    from cxresearch.drivers.predict import predict
-    from cxresearch.drivers.reference import ecsi_comparison
+    from cxresearch.drivers.fit import DriverFit, fit_driver_model  # noqa: F401 (re-exported lazily)
+    from cxresearch.drivers.likelihoods import ordered_logistic_logp, ordered_logistic_logp_terms  # noqa: F401 (re-exported lazily)
+    from cxresearch.drivers.model import build_model, prepare_data  # noqa: F401 (re-exported lazily)
+    from cxresearch.drivers.predict import predict  # noqa: F401 (re-exported lazily)
+    from cxresearch.drivers.reference import ecsi_comparison  # noqa: F401 (re-exported lazily)
     from cxresearch.drivers.spec import (
-        ConstructSpec,
-        DriverModelSpec,
-        ModelSpecError,
-        PathSpec,
-        default_model_spec,
-        parse_model_spec,
-        resolve_model_spec,
+        ConstructSpec,  # noqa: F401 (re-exported lazily)
+        DriverModelSpec,  # noqa: F401 (re-exported lazily)
+        ModelSpecError,  # noqa: F401 (re-exported lazily)
+        PathSpec,  # noqa: F401 (re-exported lazily)
+        default_model_spec,  # noqa: F401 (re-exported lazily)
+        parse_model_spec,  # noqa: F401 (re-exported lazily)
+        resolve_model_spec,  # noqa: F401 (re-exported lazily)
     )
     from cxresearch.drivers.summary import (
-        DriverSummary,
-        fix_first_markdown,
-        record_driver_results,
-        results_dict,
-        summarize_drivers,
+        DriverSummary,  # noqa: F401 (re-exported lazily)
+        fix_first_markdown,  # noqa: F401 (re-exported lazily)
+        record_driver_results,  # noqa: F401 (re-exported lazily)
+        results_dict,  # noqa: F401 (re-exported lazily)
+        summarize_drivers,  # noqa: F401 (re-exported lazily)
     )
 
 

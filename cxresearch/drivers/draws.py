@@ -72,8 +72,9 @@ def posterior(fit: DriverFit, max_draws: int = 1000, seed: int = 0) -> Posterior
         level_dev, cell_dev = None, np.zeros((n_s, prep.n_cells, n_tj))
         if eq.slope_dims:
             if eq.name("z_slope") in post:
-                level_dev = slope_deviations(eq, _term_values(fit, eq.name("sd_slope"), index),
-                                             _term_values(fit, eq.name("z_slope"), index))
+                level_dev = slope_deviations(
+                    eq, _term_values(fit, eq.name("sd_slope"), index), _term_values(fit, eq.name("z_slope"), index)
+                )
             else:  # centred parametrisation: the scaled free values are sampled directly
                 level_dev = np.einsum("tlk,skt->slt", eq.slope_basis, _term_values(fit, eq.name("raw_slope"), index))
             cell_dev = np.einsum("cl,slt->sct", eq.cell_of_level, level_dev)
@@ -84,8 +85,9 @@ def posterior(fit: DriverFit, max_draws: int = 1000, seed: int = 0) -> Posterior
             common = _term_values(fit, eq.name("intercept"), index)
             icpt = icpt + common[:, None]
         if eq.intercept_dims and len(eq.dim_of_level):
-            dev_i = intercept_deviations(eq, fit.prep.resolved.spec.priors.group_intercept_sd,
-                                         _term_values(fit, eq.name("z_intercept"), index))
+            dev_i = intercept_deviations(
+                eq, fit.prep.resolved.spec.priors.group_intercept_sd, _term_values(fit, eq.name("z_intercept"), index)
+            )
             icpt = icpt + np.einsum("cl,sl->sc", eq.cell_of_level, dev_i)
         paths = _term_values(fit, eq.name("path"), index) if eq.construct_sources else np.zeros((n_s, 0))
         if eq.likelihood == "ordered_logistic":
@@ -97,15 +99,32 @@ def posterior(fit: DriverFit, max_draws: int = 1000, seed: int = 0) -> Posterior
         cols = eq.tp_index
         features = np.stack([prep.features[t][cols] for t in eq.terms]) if n_tj else np.zeros((1, 0, prep.n_states))
         table = build_tables(coef, cell_dev, icpt, features, prep.features["slope"][cols], cols, prep.freq)
-        equations[j] = EquationDraws(layout=eq, coef=coef, level_dev=level_dev, cell_dev=cell_dev,
-                                     intercept_cell=icpt, paths=paths, theta=theta, table=table, cols=cols,
-                                     intercept_common=common, intercept_level_dev=dev_i)
+        equations[j] = EquationDraws(
+            layout=eq,
+            coef=coef,
+            level_dev=level_dev,
+            cell_dev=cell_dev,
+            intercept_cell=icpt,
+            paths=paths,
+            theta=theta,
+            table=table,
+            cols=cols,
+            intercept_common=common,
+            intercept_level_dev=dev_i,
+        )
     latent_eta = {k: _term_values(fit, f"{k}__eta", index) for k in fit.layout.latent if f"{k}__eta" in post}
     return Posterior(fit=fit, index=index, equations=equations, latent_eta=latent_eta)
 
 
-def build_tables(coef: np.ndarray, cell_dev: np.ndarray, intercept_cell: np.ndarray, features: np.ndarray,
-                 slope_feature: np.ndarray, cols: np.ndarray, freq: np.ndarray) -> np.ndarray:
+def build_tables(
+    coef: np.ndarray,
+    cell_dev: np.ndarray,
+    intercept_cell: np.ndarray,
+    features: np.ndarray,
+    slope_feature: np.ndarray,
+    cols: np.ndarray,
+    freq: np.ndarray,
+) -> np.ndarray:
     """NumPy twin of :func:`cxresearch.drivers.kernels.build_table`, vectorised over draws."""
     n_s = coef.shape[0]
     n_cells = cell_dev.shape[1]

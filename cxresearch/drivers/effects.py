@@ -31,6 +31,7 @@ probabilities), so every number carries its uncertainty:
 - :func:`group_differences`: slope deviations of each segment / market from the average (total effect
   on the outcome per rating step) with P(> 0), and pairwise level differences; :func:`impact_by_group`.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -64,8 +65,9 @@ def summarise(draws: np.ndarray, axis: int = 0) -> dict[str, np.ndarray]:
     return {"mean": draws.mean(axis=axis), "low": lo, "high": hi, "p_positive": (draws > 0).mean(axis=axis)}
 
 
-def linear_predictors(p: Posterior, rows: np.ndarray | None = None,
-                      draws: slice = slice(None)) -> dict[str, np.ndarray]:
+def linear_predictors(
+    p: Posterior, rows: np.ndarray | None = None, draws: slice = slice(None)
+) -> dict[str, np.ndarray]:
     """eta of every endogenous construct (draws, rows) on fitted rows: the model's linear predictor (latent: its
     sampled score), from the one forward pass (:func:`cxresearch.drivers.predict.forward_pass`)."""
 
@@ -130,8 +132,17 @@ def touchpoint_effects(p: Posterior, term: str = "slope") -> pd.DataFrame:
     for kind, arr in (("direct", direct), ("indirect", total - direct), ("total", total)):
         s = summarise(arr)
         for t_i, tp in enumerate(prep.touchpoints):
-            rows.append({"touchpoint": tp, "effect": kind, "term": term, "mean": s["mean"][t_i],
-                         "low": s["low"][t_i], "high": s["high"][t_i], "p_positive": s["p_positive"][t_i]})
+            rows.append(
+                {
+                    "touchpoint": tp,
+                    "effect": kind,
+                    "term": term,
+                    "mean": s["mean"][t_i],
+                    "low": s["low"][t_i],
+                    "high": s["high"][t_i],
+                    "p_positive": s["p_positive"][t_i],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -150,9 +161,12 @@ def touchpoint_effects_xarray(p: Posterior):
         if term in eq.layout.terms:
             direct[:, eq.cols] = eq.coef[:, eq.layout.terms.index(term), :]
         data[:, 0, k], data[:, 1, k], data[:, 2, k] = direct, tot[term] - direct, tot[term]
-    return xr.DataArray(data, dims=("sample", "effect", "term", "touchpoint"),
-                        coords={"effect": ["direct", "indirect", "total"], "term": terms,
-                                "touchpoint": prep.touchpoints}, name="effect")
+    return xr.DataArray(
+        data,
+        dims=("sample", "effect", "term", "touchpoint"),
+        coords={"effect": ["direct", "indirect", "total"], "term": terms, "touchpoint": prep.touchpoints},
+        name="effect",
+    )
 
 
 def _standardising_sd(p: Posterior, construct: str, eta: dict[str, np.ndarray] | None) -> np.ndarray:
@@ -164,7 +178,9 @@ def _standardising_sd(p: Posterior, construct: str, eta: dict[str, np.ndarray] |
         return p.latent_eta[construct].std(axis=1)
     like = prep.likelihood(construct) if construct in prep.resolved.endogenous else "gaussian"
     if like in ("ordered_logistic", "bernoulli"):
-        return np.sqrt(eta[construct].var(axis=1) + np.pi ** 2 / 3)
+        if eta is None:
+            raise ValueError(f"the sd of ordinal / binary construct {construct!r} needs its linear predictor (eta)")
+        return np.sqrt(eta[construct].var(axis=1) + np.pi**2 / 3)
     return np.ones(p.n)
 
 
@@ -182,18 +198,39 @@ def path_coefficients(p: Posterior, rows: Any = None) -> pd.DataFrame:
             k = eq.layout.terms.index("slope")
             s = summarise(eq.coef[:, k, :])
             for t_i, t in enumerate(eq.cols):
-                rows.append({"source": prep.touchpoints[t], "target": j, "kind": "touchpoint (per rating step)",
-                             "mean": s["mean"][t_i], "low": s["low"][t_i], "high": s["high"][t_i],
-                             "p_positive": s["p_positive"][t_i], "std_mean": np.nan, "std_low": np.nan,
-                             "std_high": np.nan})
+                rows.append(
+                    {
+                        "source": prep.touchpoints[t],
+                        "target": j,
+                        "kind": "touchpoint (per rating step)",
+                        "mean": s["mean"][t_i],
+                        "low": s["low"][t_i],
+                        "high": s["high"][t_i],
+                        "p_positive": s["p_positive"][t_i],
+                        "std_mean": np.nan,
+                        "std_low": np.nan,
+                        "std_high": np.nan,
+                    }
+                )
         sd_target = _standardising_sd(p, j, eta)
         for s_i, src in enumerate(eq.layout.construct_sources):
             raw = eq.paths[:, s_i]
             std = raw * _standardising_sd(p, src, eta) / sd_target
             s, ss = summarise(raw), summarise(std)
-            rows.append({"source": src, "target": j, "kind": "construct", "mean": s["mean"], "low": s["low"],
-                         "high": s["high"], "p_positive": s["p_positive"], "std_mean": ss["mean"],
-                         "std_low": ss["low"], "std_high": ss["high"]})
+            rows.append(
+                {
+                    "source": src,
+                    "target": j,
+                    "kind": "construct",
+                    "mean": s["mean"],
+                    "low": s["low"],
+                    "high": s["high"],
+                    "p_positive": s["p_positive"],
+                    "std_mean": ss["mean"],
+                    "std_low": ss["low"],
+                    "std_high": ss["high"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -203,8 +240,11 @@ def path_coefficients(p: Posterior, rows: Any = None) -> pd.DataFrame:
 def _outcome_kind(prep) -> str:
     outcome = prep.outcome
     like = prep.likelihood(outcome)
-    if like == "ordered_logistic" and prep.n_categories[outcome] == 11 \
-            and np.allclose(prep.category_values[outcome], np.arange(11)):
+    if (
+        like == "ordered_logistic"
+        and prep.n_categories[outcome] == 11
+        and np.allclose(prep.category_values[outcome], np.arange(11))
+    ):
         return "nps"
     return like
 
@@ -227,8 +267,9 @@ def _expected_outcome(eta: np.ndarray, theta: np.ndarray, like: str, values: np.
     return eta
 
 
-def _propagate(p: Posterior, rows: np.ndarray, t: int, new_states: np.ndarray, draws: slice,
-               base: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _propagate(
+    p: Posterior, rows: np.ndarray, t: int, new_states: np.ndarray, draws: slice, base: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """Change of every endogenous eta (draws, rows) when touchpoint ``t`` moves to ``new_states`` on ``rows``."""
     fit = p.fit
     prep = fit.prep
@@ -250,10 +291,11 @@ def _propagate(p: Posterior, rows: np.ndarray, t: int, new_states: np.ndarray, d
                 ds = delta[s]
             else:
                 ex0 = _expected_outcome(base[s], p.equations[s].theta[draws], like, prep.category_values.get(s))
-                ex1 = _expected_outcome(base[s] + delta[s], p.equations[s].theta[draws], like,
-                                        prep.category_values.get(s))
+                ex1 = _expected_outcome(
+                    base[s] + delta[s], p.equations[s].theta[draws], like, prep.category_values.get(s)
+                )
                 ds = (ex1 - ex0) / (prep.score_moments[s][1] or 1.0)
-            d = d + eq.paths[draws][:, s_i:s_i + 1] * ds
+            d = d + eq.paths[draws][:, s_i : s_i + 1] * ds
         delta[j] = d
     return delta
 
@@ -276,8 +318,9 @@ def _selection(fit: DriverFit, rows: Any) -> np.ndarray:
     return rows.astype(int)
 
 
-def impact_draws(p: Posterior, rows: Any = None, population: bool = True, seed: int = 0,
-                 chunk: int = 50) -> dict[str, np.ndarray]:
+def impact_draws(
+    p: Posterior, rows: Any = None, population: bool = True, seed: int = 0, chunk: int = 50
+) -> dict[str, np.ndarray]:
     """Per-draw impact of a one-step rise (capped at the top) for each touchpoint's users.
 
     Returns arrays (S, T): ``nps`` (points), ``promoter`` and ``detractor`` (share changes, 0-1) for a
@@ -329,9 +372,13 @@ def impact_table(p: Posterior, draws: dict[str, np.ndarray] | None = None, **kwa
     """Impact per touchpoint with 90% intervals (NPS points; promoter / detractor shares in points)."""
     prep = p.fit.prep
     draws = draws or impact_draws(p, **kwargs)
-    frame = pd.DataFrame({"touchpoint": prep.touchpoints,
-                          "label": [prep.resolved.constructs[t].label or t for t in prep.touchpoints],
-                          "users": [(prep.states[:, t] > 0).mean() for t in range(len(prep.touchpoints))]})
+    frame = pd.DataFrame(
+        {
+            "touchpoint": prep.touchpoints,
+            "label": [prep.resolved.constructs[t].label or t for t in prep.touchpoints],
+            "users": [(prep.states[:, t] > 0).mean() for t in range(len(prep.touchpoints))],
+        }
+    )
     for key, arr in draws.items():
         scale = 100.0 if key in ("promoter", "detractor") else 1.0
         s = summarise(arr * scale)
@@ -353,8 +400,9 @@ def driver_ranking(p: Posterior, draws: dict[str, np.ndarray]) -> pd.DataFrame:
     imp = draws[impact_main_key(draws)]
     ranks = (-imp).argsort(axis=1).argsort(axis=1) + 1  # (S, T)
     n_tp = imp.shape[1]
-    frame = pd.DataFrame({"touchpoint": prep.touchpoints, "expected_rank": ranks.mean(axis=0),
-                          "p_top3": (ranks <= 3).mean(axis=0)})
+    frame = pd.DataFrame(
+        {"touchpoint": prep.touchpoints, "expected_rank": ranks.mean(axis=0), "p_top3": (ranks <= 3).mean(axis=0)}
+    )
     for r in range(1, n_tp + 1):
         frame[f"p_rank_{r}"] = (ranks == r).mean(axis=0)
     return frame.sort_values("expected_rank").reset_index(drop=True)
@@ -365,31 +413,44 @@ def importance_performance(p: Posterior, draws: dict[str, np.ndarray], seed: int
     prep = p.fit.prep
     imp = draws[impact_main_key(draws)]
     rng = np.random.default_rng(seed)
-    perf_mean, perf_se = [], []
+    means, ses = [], []
     for t, tp in enumerate(prep.touchpoints):
         sc = prep.scales[tp]
         st = prep.states[:, t]
         vals = (st[st > 0] - 1) / (sc.points - 1)
-        perf_mean.append(vals.mean())
-        perf_se.append(vals.std(ddof=1) / np.sqrt(len(vals)) if len(vals) > 1 else 0.0)
-    perf_mean, perf_se = np.array(perf_mean), np.array(perf_se)
+        means.append(vals.mean())
+        ses.append(vals.std(ddof=1) / np.sqrt(len(vals)) if len(vals) > 1 else 0.0)
+    perf_mean, perf_se = np.array(means), np.array(ses)
     perf = perf_mean[None, :] + perf_se[None, :] * rng.standard_normal(imp.shape)
     important = imp > np.median(imp, axis=1, keepdims=True)
     poor = perf < np.median(perf, axis=1, keepdims=True)
     s = summarise(imp)
-    frame = pd.DataFrame({
-        "touchpoint": prep.touchpoints,
-        "label": [prep.resolved.constructs[t].label or t for t in prep.touchpoints],
-        "importance": s["mean"], "importance_low": s["low"], "importance_high": s["high"],
-        "performance": perf_mean, "mean_rating": [prep.scales[tp].min + m * (prep.scales[tp].points - 1)
-                                                   for tp, m in zip(prep.touchpoints, perf_mean)],
-        "p_important": important.mean(axis=0), "p_poor": poor.mean(axis=0),
-        "p_fix_first": (important & poor).mean(axis=0)})
+    frame = pd.DataFrame(
+        {
+            "touchpoint": prep.touchpoints,
+            "label": [prep.resolved.constructs[t].label or t for t in prep.touchpoints],
+            "importance": s["mean"],
+            "importance_low": s["low"],
+            "importance_high": s["high"],
+            "performance": perf_mean,
+            "mean_rating": [
+                prep.scales[tp].min + m * (prep.scales[tp].points - 1) for tp, m in zip(prep.touchpoints, perf_mean)
+            ],
+            "p_important": important.mean(axis=0),
+            "p_poor": poor.mean(axis=0),
+            "p_fix_first": (important & poor).mean(axis=0),
+        }
+    )
     imp_med, perf_med = np.median(s["mean"]), np.median(perf_mean)
     frame["quadrant"] = np.select(
-        [(frame.importance > imp_med) & (frame.performance < perf_med), frame.importance > imp_med,
-         frame.performance < perf_med],
-        ["fix first", "maintain", "monitor"], default="lower priority")
+        [
+            (frame.importance > imp_med) & (frame.performance < perf_med),
+            frame.importance > imp_med,
+            frame.performance < perf_med,
+        ],
+        ["fix first", "maintain", "monitor"],
+        default="lower priority",
+    )
     return frame
 
 
@@ -426,8 +487,9 @@ def kano_classes(p: Posterior, threshold: float = 0.25, asymmetry: float = 1 / 3
     return frame
 
 
-def detractor_root_causes(p: Posterior, rows: Any = None, population: bool = True, seed: int = 0,
-                          chunk: int = 50) -> pd.DataFrame:
+def detractor_root_causes(
+    p: Posterior, rows: Any = None, population: bool = True, seed: int = 0, chunk: int = 50
+) -> pd.DataFrame:
     """Which bad experiences raise P(detractor) most (0-10 recommend outcome only).
 
     For each touchpoint: the share of respondents with a bottom-box experience; their excess detractor
@@ -437,8 +499,10 @@ def detractor_root_causes(p: Posterior, rows: Any = None, population: bool = Tru
     fit = p.fit
     prep = fit.prep
     if _outcome_kind(prep) != "nps":
-        raise ValueError(f"root causes of detractors need a 0-10 recommend outcome; {prep.outcome!r} is "
-                         f"{prep.likelihood(prep.outcome)}")
+        raise ValueError(
+            f"root causes of detractors need a 0-10 recommend outcome; {prep.outcome!r} is "
+            f"{prep.likelihood(prep.outcome)}"
+        )
     sel = _selection(fit, rows)
     bottom = prep.resolved.spec.bottom_box
     rng = np.random.default_rng(seed)
@@ -470,13 +534,20 @@ def detractor_root_causes(p: Posterior, rows: Any = None, population: bool = Tru
             excess[draws, t] = (diff * w).sum(axis=1) / w.sum(axis=1)
             explained[draws, t] = (diff * w).sum(axis=1) / det_total
     se, sx = summarise(100 * excess), summarise(explained)
-    frame = pd.DataFrame({
-        "touchpoint": prep.touchpoints,
-        "label": [prep.resolved.constructs[t].label or t for t in prep.touchpoints],
-        "share_bad_experience": share_bad,
-        "excess_detractor_risk_pts": se["mean"], "excess_low": se["low"], "excess_high": se["high"],
-        "share_of_detractors_explained": sx["mean"], "explained_low": sx["low"], "explained_high": sx["high"],
-        "p_raises_detractors": se["p_positive"]})
+    frame = pd.DataFrame(
+        {
+            "touchpoint": prep.touchpoints,
+            "label": [prep.resolved.constructs[t].label or t for t in prep.touchpoints],
+            "share_bad_experience": share_bad,
+            "excess_detractor_risk_pts": se["mean"],
+            "excess_low": se["low"],
+            "excess_high": se["high"],
+            "share_of_detractors_explained": sx["mean"],
+            "explained_low": sx["low"],
+            "explained_high": sx["high"],
+            "p_raises_detractors": se["p_positive"],
+        }
+    )
     return frame.sort_values("share_of_detractors_explained", ascending=False).reset_index(drop=True)
 
 
@@ -516,8 +587,17 @@ def group_differences(p: Posterior) -> pd.DataFrame:
         for l_i, level in enumerate(prep.levels[d]):
             s = summarise(dev[:, offset + l_i, :])
             for t_i, tp in enumerate(prep.touchpoints):
-                rows.append({"dimension": d, "level": level, "touchpoint": tp, "mean": s["mean"][t_i],
-                             "low": s["low"][t_i], "high": s["high"][t_i], "p_positive": s["p_positive"][t_i]})
+                rows.append(
+                    {
+                        "dimension": d,
+                        "level": level,
+                        "touchpoint": tp,
+                        "mean": s["mean"][t_i],
+                        "low": s["low"][t_i],
+                        "high": s["high"][t_i],
+                        "p_positive": s["p_positive"][t_i],
+                    }
+                )
         offset += len(prep.levels[d])
     return pd.DataFrame(rows)
 
@@ -526,8 +606,9 @@ def pairwise_group_differences(p: Posterior) -> pd.DataFrame:
     """Slope (total, per step) of level a minus level b for every pair within a dimension, P(diff > 0)."""
     prep = p.fit.prep
     if not prep.group_dims:
-        return pd.DataFrame(columns=["dimension", "level_a", "level_b", "touchpoint", "mean", "low", "high",
-                                     "p_positive"])
+        return pd.DataFrame(
+            columns=["dimension", "level_a", "level_b", "touchpoint", "mean", "low", "high", "p_positive"]
+        )
     dev = level_slope_deviations(p)[prep.outcome]
     rows, offset = [], 0
     for d in prep.group_dims:
@@ -536,9 +617,18 @@ def pairwise_group_differences(p: Posterior) -> pd.DataFrame:
             for b in range(a + 1, len(lv)):
                 s = summarise(dev[:, offset + a, :] - dev[:, offset + b, :])
                 for t_i, tp in enumerate(prep.touchpoints):
-                    rows.append({"dimension": d, "level_a": lv[a], "level_b": lv[b], "touchpoint": tp,
-                                 "mean": s["mean"][t_i], "low": s["low"][t_i], "high": s["high"][t_i],
-                                 "p_positive": s["p_positive"][t_i]})
+                    rows.append(
+                        {
+                            "dimension": d,
+                            "level_a": lv[a],
+                            "level_b": lv[b],
+                            "touchpoint": tp,
+                            "mean": s["mean"][t_i],
+                            "low": s["low"][t_i],
+                            "high": s["high"][t_i],
+                            "p_positive": s["p_positive"][t_i],
+                        }
+                    )
         offset += len(lv)
     return pd.DataFrame(rows)
 
@@ -550,8 +640,9 @@ def impact_by_group(p: Posterior, dimension: str, population: bool = True, seed:
     prep = fit.prep
     frame = prep.frame
     if dimension not in frame.columns:
-        raise ValueError(f"impact_by_group: {dimension!r} is not a column of the data "
-                         f"(group columns: {prep.resolved.spec.group_by})")
+        raise ValueError(
+            f"impact_by_group: {dimension!r} is not a column of the data (group columns: {prep.resolved.spec.group_by})"
+        )
     levels = sorted(frame[dimension].astype("string").dropna().unique().tolist())
     draws_by_level = {}
     for lv in levels:
@@ -564,8 +655,17 @@ def impact_by_group(p: Posterior, dimension: str, population: bool = True, seed:
         s = summarise(d[key])
         above = (d[key] > avg).mean(axis=0)
         for t_i, tp in enumerate(prep.touchpoints):
-            rows.append({"dimension": dimension, "level": lv, "touchpoint": tp, "impact": s["mean"][t_i],
-                         "low": s["low"][t_i], "high": s["high"][t_i], "p_above_average": above[t_i]})
+            rows.append(
+                {
+                    "dimension": dimension,
+                    "level": lv,
+                    "touchpoint": tp,
+                    "impact": s["mean"][t_i],
+                    "low": s["low"][t_i],
+                    "high": s["high"][t_i],
+                    "p_above_average": above[t_i],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -606,5 +706,13 @@ def posterior_predictive_check(p: Posterior, seed: int = 0, rows: Any = None) ->
         obs = np.quantile(observed, qs)
         cats = qs
     lo, hi = np.quantile(pred, INTERVAL, axis=0)
-    return pd.DataFrame({"category": cats, "observed": obs, "predicted": pred.mean(axis=0), "low": lo, "high": hi,
-                         "inside_interval": (obs >= lo) & (obs <= hi)})
+    return pd.DataFrame(
+        {
+            "category": cats,
+            "observed": obs,
+            "predicted": pred.mean(axis=0),
+            "low": lo,
+            "high": hi,
+            "inside_interval": (obs >= lo) & (obs <= hi),
+        }
+    )

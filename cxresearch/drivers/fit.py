@@ -19,6 +19,7 @@ observed equations <= :data:`cxresearch.drivers.predict.LOG_LIKELIHOOD_MAX_VALUE
 Compiled models are cached by model structure, so refitting the same model to new data of the same
 shape kind (bootstrap, simulation studies, segments with the same levels) skips the compilation.
 """
+
 from __future__ import annotations
 
 import json
@@ -108,7 +109,7 @@ class DriverFit(FittedModel):
     # ------------------------------------------------------------------ the protocol surface
     def diagnostics(self) -> Diagnostics:
         """The one gate's verdict on this fit (:mod:`cxresearch.diagnostics`)."""
-        return self.gate
+        return as_diagnostics(self.gate)  # already a Diagnostics after __post_init__ (returned as is)
 
     def summary(self, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
         """One row per reported coefficient: touchpoint terms (per rating step for slopes), construct paths,
@@ -139,15 +140,20 @@ class DriverFit(FittedModel):
                     draws[f"{j} cut-point {values[k]:g}|{values[k + 1]:g}"] = cuts[:, k]
             if eq.name("sigma") in post:
                 draws[f"{j} residual sd"] = self.draws(eq.name("sigma"))
-        for k in self.layout.latent:
-            if f"{k}__loading" in post:
-                loading = self.draws(f"{k}__loading")
-                for i_i, item in enumerate(prep.items[k]):
-                    draws[f"{k} loading {item}"] = loading[:, i_i]
+        for construct in self.layout.latent:
+            if f"{construct}__loading" in post:
+                loading = self.draws(f"{construct}__loading")
+                for i_i, item in enumerate(prep.items[construct]):
+                    draws[f"{construct} loading {item}"] = loading[:, i_i]
         return summary_frame(draws, level, index_name="coefficient")
 
-    def predict(self, new_data: pd.DataFrame, kind: str = "probability", mediators: str = "predicted",
-                max_draws: int | None = None) -> Any:
+    def predict(
+        self,
+        new_data: pd.DataFrame,
+        kind: str = "probability",
+        mediators: str = "predicted",
+        max_draws: int | None = None,
+    ) -> Any:
         """Outcome predictions for any survey rows (see :func:`cxresearch.drivers.predict.predict`)."""
         from cxresearch.drivers.predict import predict
 
@@ -171,8 +177,12 @@ class DriverFit(FittedModel):
         rows = self.prep.frame.copy()
         rows.index = self.prep.index
         rows.to_parquet(folder / ROWS_NAME)
-        state = {"method": self.method, "diagnostics": self.gate.to_dict(), "timings": self.timings,
-                 "resolved": self.prep.resolved.model_dump(mode="json")}
+        state = {
+            "method": self.method,
+            "diagnostics": self.diagnostics().to_dict(),
+            "timings": self.timings,
+            "resolved": self.prep.resolved.model_dump(mode="json"),
+        }
         (folder / STATE_NAME).write_text(json.dumps(state, indent=2, default=json_default))
 
     @classmethod
@@ -182,9 +192,16 @@ class DriverFit(FittedModel):
         resolved = ResolvedModel.model_validate(state["resolved"])
         prep = prepare_data(pd.read_parquet(folder / ROWS_NAME), resolved)
         _, layout = build_model(prep)
-        return cls(prep=prep, layout=layout, idata=idata, gate=Diagnostics.from_dict(state["diagnostics"]),
-                   method=state["method"], timings=state.get("timings", {}),
-                   settings=dict(meta.get("sampler_config") or {}), data_hash=meta.get("data_hash"))
+        return cls(
+            prep=prep,
+            layout=layout,
+            idata=idata,
+            gate=Diagnostics.from_dict(state["diagnostics"]),
+            method=state["method"],
+            timings=state.get("timings", {}),
+            settings=dict(meta.get("sampler_config") or {}),
+            data_hash=meta.get("data_hash"),
+        )
 
 
 def model_config_of(model: DriverModelSpec | Mapping[str, Any]) -> dict[str, Any]:
@@ -215,8 +232,11 @@ def compile_driver_model(prep: PreparedData, reuse: bool = True) -> tuple[Any, M
     """``(pymc_model, layout, nutpie_compiled)`` for prepared data; cached by model structure."""
     import nutpie
 
-    key = prep.structure_key() + ((prep.n,) if prep.resolved.constructs and any(
-        c.mode == "latent" for c in prep.resolved.constructs.values()) else ())
+    key = prep.structure_key() + (
+        (prep.n,)
+        if prep.resolved.constructs and any(c.mode == "latent" for c in prep.resolved.constructs.values())
+        else ()
+    )
     if reuse and key in _COMPILED:
         model, layout, compiled = _COMPILED[key]
         shared = set(compiled.shared_data) if hasattr(compiled, "shared_data") else set()
@@ -256,12 +276,25 @@ def choose_low_rank(low_rank: bool | str | None, prep: PreparedData, n_dim: int)
     return bool(not latent and n_dim <= LOW_RANK_MAX_DIM)
 
 
-def fit_driver_model(survey: Any, model: DriverModelSpec | Mapping[str, Any] | None = None, *,
-                     dataset_spec: Any | None = None, method: str = "nuts", draws: int = 1000,
-                     tune: int = 1000, chains: int = 2, cores: int | None = None, target_accept: float = 0.8,
-                     seed: int = 1, advi_iterations: int = 30000, minibatch: int | str | None = "auto",
-                     low_rank: bool | str | None = "auto", progress: bool = False,
-                     reuse_compiled: bool = True, log_likelihood: bool | None = None) -> DriverFit:
+def fit_driver_model(
+    survey: Any,
+    model: DriverModelSpec | Mapping[str, Any] | None = None,
+    *,
+    dataset_spec: Any | None = None,
+    method: str = "nuts",
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 2,
+    cores: int | None = None,
+    target_accept: float = 0.8,
+    seed: int = 1,
+    advi_iterations: int = 30000,
+    minibatch: int | str | None = "auto",
+    low_rank: bool | str | None = "auto",
+    progress: bool = False,
+    reuse_compiled: bool = True,
+    log_likelihood: bool | None = None,
+) -> DriverFit:
     """Fit the path model to survey rows (a canonical survey frame or a ``CXData``).
 
     ``method``: ``"nuts"`` (nutpie, default) or ``"approx"`` (mean-field ADVI; minibatches of 10,000 rows
@@ -287,8 +320,14 @@ def fit_driver_model(survey: Any, model: DriverModelSpec | Mapping[str, Any] | N
     started = time.perf_counter()
     prep = prepare_data(frame, spec, dataset_spec)
     timings = {"prepare_s": time.perf_counter() - started}
-    settings: dict[str, Any] = {"method": method, "draws": draws, "tune": tune, "chains": chains,
-                                "target_accept": target_accept, "seed": seed}
+    settings: dict[str, Any] = {
+        "method": method,
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "target_accept": target_accept,
+        "seed": seed,
+    }
     if method == "nuts":
         import nutpie
 
@@ -302,29 +341,52 @@ def fit_driver_model(survey: Any, model: DriverModelSpec | Mapping[str, Any] | N
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
-            idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains,
-                                  cores=cores or min(chains, run_threads()), seed=seed,
-                                  target_accept=target_accept, progress_bar=progress,
-                                  low_rank_modified_mass_matrix=low_rank, save_warmup=False)
+            idata = nutpie.sample(
+                compiled,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=cores or min(chains, run_threads()),
+                seed=seed,
+                target_accept=target_accept,
+                progress_bar=progress,
+                low_rank_modified_mass_matrix=low_rank,
+                save_warmup=False,
+            )
         timings["sample_s"] = time.perf_counter() - t0
         gate = check_mcmc(idata, free_variable_names(pm_model), method="nuts (nutpie)")
     else:
         batch = minibatch
         if batch == "auto":
             batch = 10000 if prep.n > 50000 else None
+        if isinstance(batch, str):
+            raise ValueError(f"minibatch must be a number of rows, None or 'auto', got {minibatch!r}")
         t0 = time.perf_counter()
-        idata, converged, loss, k_hat = fit_advi(prep, iterations=advi_iterations, draws=draws, seed=seed,
-                                                 minibatch=batch)
+        idata, converged, loss, k_hat = fit_advi(
+            prep, iterations=advi_iterations, draws=draws, seed=seed, minibatch=batch
+        )
         timings["sample_s"] = time.perf_counter() - t0
         layout = idata.attrs.pop("_layout")
         method_name = "advi (approximate" + (f", minibatch {batch}" if batch else "") + ")"
-        final_loss = float(np.mean(loss[-max(1, len(loss) // 20):])) if len(loss) else float("nan")
-        gate = check_approximate(method_name, k_hat, converged=converged,
-                                 draws=int(idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]),
-                                 final_loss=final_loss)
+        final_loss = float(np.mean(loss[-max(1, len(loss) // 20) :])) if len(loss) else float("nan")
+        gate = check_approximate(
+            method_name,
+            k_hat,
+            converged=converged,
+            draws=int(idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]),
+            final_loss=final_loss,
+        )
         settings.update({"advi_iterations": advi_iterations, "minibatch": batch})
-    fit = DriverFit(prep=prep, layout=layout, idata=idata, gate=gate, method=method, timings=timings,
-                    settings=settings, data_hash=frame_hash(frame))
+    fit = DriverFit(
+        prep=prep,
+        layout=layout,
+        idata=idata,
+        gate=gate,
+        method=method,
+        timings=timings,
+        settings=settings,
+        data_hash=frame_hash(frame),
+    )
     t0 = time.perf_counter()
     settings["log_likelihood"] = log_likelihood
     settings["log_likelihood_stored"] = attach_log_likelihood(fit, log_likelihood)
@@ -337,16 +399,22 @@ def fit_driver_model(survey: Any, model: DriverModelSpec | Mapping[str, Any] | N
 PARETO_DRAWS = 1000
 
 
-def fit_advi(prep: PreparedData, iterations: int = 30000, draws: int = 1000, seed: int = 1,
-             minibatch: int | None = None) -> tuple[Any, bool, np.ndarray, float]:
+def fit_advi(
+    prep: PreparedData, iterations: int = 30000, draws: int = 1000, seed: int = 1, minibatch: int | None = None
+) -> tuple[Any, bool, np.ndarray, float]:
     """Mean-field ADVI: (InferenceData of ``draws`` from the approximation, converged, loss history, Pareto-k)."""
     import pymc as pm
 
     model, layout = build_model(prep, minibatch=minibatch, seed=seed)
     with model, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        approx = pm.fit(n=iterations, method="advi", random_seed=seed, progressbar=False,
-                        obj_optimizer=pm.adam(learning_rate=0.01 if minibatch else 0.02))
+        approx = pm.fit(
+            n=iterations,
+            method="advi",
+            random_seed=seed,
+            progressbar=False,
+            obj_optimizer=pm.adam(learning_rate=0.01 if minibatch else 0.02),
+        )
         idata = approx.sample(draws, random_seed=seed)
     loss = np.asarray(approx.hist, dtype=float)
     converged = advi_converged(loss)
@@ -371,12 +439,13 @@ def advi_pareto_k(approx: Any, model: Any, n_draws: int = PARETO_DRAWS, seed: in
     rng = np.random.default_rng([int(seed), 17])
     z = rng.standard_normal((n_draws, mu.size))
     theta = mu[None, :] + sd[None, :] * z
-    log_q = (-np.log(sd).sum() - 0.5 * mu.size * np.log(2 * np.pi)) - 0.5 * (z ** 2).sum(axis=1)
+    log_q = (-np.log(sd).sum() - 0.5 * mu.size * np.log(2 * np.pi)) - 0.5 * (z**2).sum(axis=1)
     logp = model.compile_logp(jacobian=True)
     log_p = np.empty(n_draws)
     for s in range(n_draws):
-        point = {name: theta[s, slc].reshape(shape).astype(dtype)
-                 for name, slc, shape, dtype in group.ordering.values()}
+        point = {
+            name: theta[s, slc].reshape(shape).astype(dtype) for name, slc, shape, dtype in group.ordering.values()
+        }
         log_p[s] = float(logp(point))
     return pareto_k(log_p - log_q)
 
@@ -388,7 +457,7 @@ def advi_converged(loss: np.ndarray, window: float = 0.1, tolerance: float = 0.0
     if len(loss) < 200:
         return False
     w = max(20, int(len(loss) * window))
-    last, before = loss[-w:], loss[-2 * w:-w]
+    last, before = loss[-w:], loss[-2 * w : -w]
     spread = np.std(last)
     return bool(abs(np.mean(last) - np.mean(before)) <= max(tolerance * abs(np.mean(last)) * 0.01, 0.5 * spread))
 

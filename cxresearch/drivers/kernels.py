@@ -22,11 +22,12 @@ the rows at all: its residual sum of squares is a quadratic form in the table wi
 co-occurrence counts of the (touchpoint, state) slots (:func:`gaussian_sufficient_statistics`,
 :class:`GaussianSuffStatLikelihood`), about 0.1 ms instead of 4 ms at that size, exactly.
 
-:class:`EquationLikelihood` wraps an equation (table built inside) as a PyTensor Op with one output for the log-likelihood and
-outputs for its gradients; its ``grad`` reuses those outputs, so PyTensor merges the forward and the
-backward pass into a single call. It has a Numba implementation (used by nutpie) and a Python
+:class:`EquationLikelihood` wraps an equation (table built inside) as a PyTensor Op with one output for the
+log-likelihood and outputs for its gradients; its ``grad`` reuses those outputs, so PyTensor merges the forward
+and the backward pass into a single call. It has a Numba implementation (used by nutpie) and a Python
 ``perform`` (used by the C backend, e.g. ADVI) that calls the same compiled kernel.
 """
+
 from __future__ import annotations
 
 import math
@@ -98,7 +99,7 @@ def _scatter(table, offsets, d):
         di = d[i]
         for t in range(offsets.shape[1]):
             acc[base + offsets[i, t]] += di
-    return (acc[:size] + acc[size:2 * size] + acc[2 * size:3 * size] + acc[3 * size:]).reshape(table.shape)
+    return (acc[:size] + acc[size : 2 * size] + acc[2 * size : 3 * size] + acc[3 * size :]).reshape(table.shape)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -208,8 +209,9 @@ def build_table(coef, cell_dev, intercept_cell, features, slope_feature, cols, f
 
 
 @numba.njit(cache=True, nogil=True)
-def equation_kernel(kind, coef, cell_dev, intercept_cell, extra, theta, features, slope_feature, cols, freq,
-                    offsets, y):  # pragma: no cover - compiled
+def equation_kernel(
+    kind, coef, cell_dev, intercept_cell, extra, theta, features, slope_feature, cols, freq, offsets, y
+):  # pragma: no cover - compiled
     """One equation: build its table, run the row kernel, and chain the gradient back to the parameters.
 
     ``kind``: 0 ordered logistic, 1 bernoulli, 2 gaussian. ``cols``: the equation's touchpoint columns
@@ -222,8 +224,7 @@ def equation_kernel(kind, coef, cell_dev, intercept_cell, extra, theta, features
         logp, g_table, g_extra, g_theta = bernoulli_kernel(table, extra, theta, offsets, y)
     else:
         logp, g_table, g_extra, g_theta = gaussian_kernel(table, extra, theta, offsets, y)
-    g_coef, g_dev, g_icpt = chain_table_gradient(g_table, coef, cell_dev, features, slope_feature, cols, freq,
-                                                 n_rows)
+    g_coef, g_dev, g_icpt = chain_table_gradient(g_table, coef, cell_dev, features, slope_feature, cols, freq, n_rows)
     return logp, g_coef, g_dev, g_icpt, g_extra, g_theta
 
 
@@ -252,8 +253,9 @@ def chain_table_gradient(g_table, coef, cell_dev, features, slope_feature, cols,
     return g_coef, g_dev, g_icpt
 
 
-def gaussian_sufficient_statistics(states: np.ndarray, cell: np.ndarray, y: np.ndarray, cols: np.ndarray,
-                                   n_cells: int, n_states: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def gaussian_sufficient_statistics(
+    states: np.ndarray, cell: np.ndarray, y: np.ndarray, cols: np.ndarray, n_cells: int, n_states: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-cell statistics that make a Gaussian equation without row-level predictors O(table) per gradient.
 
     With one-hot x_ia (slot a = (touchpoint, state) of the equation's columns + the intercept slot) and
@@ -263,8 +265,7 @@ def gaussian_sufficient_statistics(states: np.ndarray, cell: np.ndarray, y: np.n
     """
     offsets = row_offsets(states, cell, cols, n_cells, n_states)
     y = np.ascontiguousarray(y, dtype="float64")
-    m, yv = _cooccurrence(offsets, np.ascontiguousarray(cell, dtype=np.int64), y, n_cells,
-                          offsets.shape[1] * n_states)
+    m, yv = _cooccurrence(offsets, np.ascontiguousarray(cell, dtype=np.int64), y, n_cells, offsets.shape[1] * n_states)
     return m, yv, np.array([float(y @ y), float(len(y))])
 
 
@@ -286,8 +287,9 @@ def _cooccurrence(offsets, cell, y, n_cells, n_a):  # pragma: no cover - compile
 
 
 @numba.njit(cache=True, nogil=True)
-def gaussian_suffstat_kernel(coef, cell_dev, intercept_cell, theta, features, slope_feature, cols, freq, m, yv,
-                             yy_n):  # pragma: no cover - compiled
+def gaussian_suffstat_kernel(
+    coef, cell_dev, intercept_cell, theta, features, slope_feature, cols, freq, m, yv, yy_n
+):  # pragma: no cover - compiled
     """Gaussian equation on the statistics of :func:`gaussian_sufficient_statistics`: same log-likelihood
     and gradients as :func:`equation_kernel` with ``extra`` = 0, at O(cells x slots^2 x states^2)."""
     table, n_rows = build_table(coef, cell_dev, intercept_cell, features, slope_feature, cols, freq)
@@ -308,8 +310,9 @@ def gaussian_suffstat_kernel(coef, cell_dev, intercept_cell, theta, features, sl
             g_flat[c, a] = (yv[c, a] - mt) * inv_var
     logp = -n * math.log(sigma) - 0.5 * n * math.log(2 * math.pi) - 0.5 * ss * inv_var
     g_theta = np.array([-n / sigma + ss / (sigma * sigma * sigma)])
-    g_coef, g_dev, g_icpt = chain_table_gradient(g_flat.reshape(table.shape), coef, cell_dev, features,
-                                                 slope_feature, cols, freq, n_rows)
+    g_coef, g_dev, g_icpt = chain_table_gradient(
+        g_flat.reshape(table.shape), coef, cell_dev, features, slope_feature, cols, freq, n_rows
+    )
     return logp, g_coef, g_dev, g_icpt, g_theta
 
 
@@ -331,8 +334,9 @@ class _FusedKernelOp(Op):
         for v, nd in zip(inputs, self.input_ndims):
             if v.ndim != nd:
                 raise TypeError(f"{type(self).__name__}: input {v} has {v.ndim} dimensions, expected {nd}")
-        outputs = [pt.dscalar()] + [pt.tensor(dtype="float64", shape=(None,) * nd)
-                                     for nd in self.input_ndims[:self.n_differentiable]]
+        outputs = [pt.dscalar()] + [
+            pt.tensor(dtype="float64", shape=(None,) * nd) for nd in self.input_ndims[: self.n_differentiable]
+        ]
         return Apply(self, inputs, outputs)
 
     def _store(self, out, output_storage) -> None:
@@ -357,7 +361,7 @@ class _FusedKernelOp(Op):
         return [g * o for o in outs[1:]] + [disconnected_type() for _ in range(n_data)]
 
     def infer_shape(self, fgraph, node, shapes):
-        return [()] + list(shapes[:self.n_differentiable])
+        return [()] + list(shapes[: self.n_differentiable])
 
 
 class EquationLikelihood(_FusedKernelOp):
@@ -380,9 +384,17 @@ class EquationLikelihood(_FusedKernelOp):
 
     def perform(self, node, inputs, output_storage) -> None:
         floats = [np.ascontiguousarray(v, dtype="float64") for v in inputs[:7]]
-        self._store(equation_kernel(_KIND[self.likelihood], *floats, np.asarray(inputs[7], dtype=np.int64),
-                                    np.ascontiguousarray(inputs[8], dtype="float64"),
-                                    np.ascontiguousarray(inputs[9]), inputs[10]), output_storage)
+        self._store(
+            equation_kernel(
+                _KIND[self.likelihood],
+                *floats,
+                np.asarray(inputs[7], dtype=np.int64),
+                np.ascontiguousarray(inputs[8], dtype="float64"),
+                np.ascontiguousarray(inputs[9]),
+                inputs[10],
+            ),
+            output_storage,
+        )
 
 
 class GaussianSuffStatLikelihood(_FusedKernelOp):
@@ -404,19 +416,32 @@ class GaussianSuffStatLikelihood(_FusedKernelOp):
         self._store(gaussian_suffstat_kernel(*args), output_storage)
 
 
-def gaussian_suffstat_loglik(coef, cell_dev, intercept_cell, theta, features, slope_feature, cols, freq, m, yv,
-                             yy_n):
+def gaussian_suffstat_loglik(coef, cell_dev, intercept_cell, theta, features, slope_feature, cols, freq, m, yv, yy_n):
     """Log-likelihood tensor of a Gaussian equation on sufficient statistics (see
     :class:`GaussianSuffStatLikelihood`)."""
-    return GaussianSuffStatLikelihood()(coef, cell_dev, intercept_cell, theta, features, slope_feature, cols,
-                                        freq, m, yv, yy_n)[0]
+    return GaussianSuffStatLikelihood()(
+        coef, cell_dev, intercept_cell, theta, features, slope_feature, cols, freq, m, yv, yy_n
+    )[0]
 
 
-def equation_loglik(likelihood: str, coef, cell_dev, intercept_cell, extra, theta, features, slope_feature,
-                    cols, freq, offsets, y):
+def equation_loglik(
+    likelihood: str, coef, cell_dev, intercept_cell, extra, theta, features, slope_feature, cols, freq, offsets, y
+):
     """Log-likelihood tensor of one driver equation (see :class:`EquationLikelihood`)."""
-    return EquationLikelihood(likelihood)(coef, cell_dev, intercept_cell, extra, theta, features,
-                                          slope_feature, cols, freq, offsets, y)[0]
+    # pytensor types Op.__call__ as Variable | list[Variable]; this multi-output Op returns the list
+    return EquationLikelihood(likelihood)(  # type: ignore[index]
+        coef,
+        cell_dev,
+        intercept_cell,
+        extra,
+        theta,
+        features,
+        slope_feature,
+        cols,
+        freq,
+        offsets,
+        y,
+    )[0]
 
 
 def _register_numba() -> None:
@@ -427,10 +452,12 @@ def _register_numba() -> None:
         kind = _KIND[op.likelihood]
 
         @numba_njit
-        def equation_likelihood(coef, cell_dev, intercept_cell, extra, theta, features, slope_feature, cols,
-                                freq, offsets, y):
-            out = equation_kernel(kind, coef, cell_dev, intercept_cell, extra, theta, features, slope_feature,
-                                  cols, freq, offsets, y)
+        def equation_likelihood(
+            coef, cell_dev, intercept_cell, extra, theta, features, slope_feature, cols, freq, offsets, y
+        ):
+            out = equation_kernel(
+                kind, coef, cell_dev, intercept_cell, extra, theta, features, slope_feature, cols, freq, offsets, y
+            )
             return np.asarray(out[0]), out[1], out[2], out[3], out[4], out[5]
 
         return equation_likelihood, 1
@@ -438,10 +465,12 @@ def _register_numba() -> None:
     @register_funcify_default_op_cache_key(GaussianSuffStatLikelihood)
     def _funcify_gaussian_suffstat(op, node=None, **kwargs):
         @numba_njit
-        def gaussian_suffstat_likelihood(coef, cell_dev, intercept_cell, theta, features, slope_feature, cols,
-                                         freq, m, yv, yy_n):
-            out = gaussian_suffstat_kernel(coef, cell_dev, intercept_cell, theta, features, slope_feature, cols,
-                                           freq, m, yv, yy_n)
+        def gaussian_suffstat_likelihood(
+            coef, cell_dev, intercept_cell, theta, features, slope_feature, cols, freq, m, yv, yy_n
+        ):
+            out = gaussian_suffstat_kernel(
+                coef, cell_dev, intercept_cell, theta, features, slope_feature, cols, freq, m, yv, yy_n
+            )
             return np.asarray(out[0]), out[1], out[2], out[3], out[4]
 
         return gaussian_suffstat_likelihood, 1
@@ -450,8 +479,7 @@ def _register_numba() -> None:
 _register_numba()
 
 
-def numpy_linear_predictor(tables: np.ndarray, states: np.ndarray, cell: np.ndarray,
-                           chunk: int = 64) -> np.ndarray:
+def numpy_linear_predictor(tables: np.ndarray, states: np.ndarray, cell: np.ndarray, chunk: int = 64) -> np.ndarray:
     """eta (draws, N) = sum_t tables[draw, cell_i, t, state_it] for a stack of per-draw tables."""
     tables = np.asarray(tables)
     n_draws, n_cells, n_tp, n_states = tables.shape
@@ -459,5 +487,5 @@ def numpy_linear_predictor(tables: np.ndarray, states: np.ndarray, cell: np.ndar
     flat = tables.reshape(n_draws, -1)
     out = np.empty((n_draws, len(cell)))
     for start in range(0, n_draws, chunk):
-        out[start:start + chunk] = flat[start:start + chunk][:, flat_index].sum(axis=-1)
+        out[start : start + chunk] = flat[start : start + chunk][:, flat_index].sum(axis=-1)
     return out

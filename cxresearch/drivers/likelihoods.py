@@ -15,6 +15,7 @@ Each row needs two softplus terms (numerically stable for any eta); the last ter
 category only, so it is summed once per category with the category counts. The extreme categories
 drop the missing side (c[-1] = -inf, c[K-1] = +inf): their term is exactly zero.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,9 @@ import pytensor.tensor as pt
 from pytensor.tensor.variable import TensorVariable
 
 
-def ordered_logistic_logp_terms(y: np.ndarray, eta: TensorVariable, cutpoints: TensorVariable,
-                                n_categories: int) -> TensorVariable:
+def ordered_logistic_logp_terms(
+    y: np.ndarray, eta: TensorVariable, cutpoints: TensorVariable, n_categories: int
+) -> TensorVariable:
     """Per-row log p(y | eta, cutpoints) of an ordered logistic, O(rows) (see the module docstring).
 
     ``y`` holds integer categories 0..K-1 (a NumPy array: the masks are built once, outside the graph);
@@ -44,12 +46,12 @@ def ordered_logistic_logp_terms(y: np.ndarray, eta: TensorVariable, cutpoints: T
     upper = -pt.softplus(eta - cutpoints[upper_idx])  # log sigmoid(c[k] - eta)
     gaps = _log1mexp(cutpoints[:-1] - cutpoints[1:])  # log(1 - exp(c[k-1] - c[k])), k = 1..K-2
     gap_by_category = pt.concatenate([pt.zeros(1), gaps, pt.zeros(1)])
-    return (pt.switch(has_lower, lower, 0.0) + pt.switch(has_upper, upper, 0.0)
-            + gap_by_category[y])
+    return pt.switch(has_lower, lower, 0.0) + pt.switch(has_upper, upper, 0.0) + gap_by_category[y]
 
 
-def ordered_logistic_logp(y: np.ndarray, eta: TensorVariable, cutpoints: TensorVariable,
-                          n_categories: int) -> TensorVariable:
+def ordered_logistic_logp(
+    y: np.ndarray, eta: TensorVariable, cutpoints: TensorVariable, n_categories: int
+) -> TensorVariable:
     """Summed log-likelihood of an ordered logistic; the category-only term uses category counts."""
     y = np.asarray(y).astype("int64")
     if y.ndim != 1:
@@ -81,8 +83,11 @@ def _log1mexp(x: TensorVariable) -> TensorVariable:
 def ordered_logistic_probs(eta: np.ndarray, cutpoints: np.ndarray) -> np.ndarray:
     """Category probabilities (NumPy), shape eta.shape + (K,): for prediction, not for the likelihood."""
     eta = np.asarray(eta, dtype="float64")
-    cum = _np_sigmoid(np.asarray(cutpoints)[..., None, :] - eta[..., None]) if eta.ndim else \
-        _np_sigmoid(np.asarray(cutpoints) - eta)
+    cum = (
+        _np_sigmoid(np.asarray(cutpoints)[..., None, :] - eta[..., None])
+        if eta.ndim
+        else _np_sigmoid(np.asarray(cutpoints) - eta)
+    )
     zeros = np.zeros(cum.shape[:-1] + (1,))
     cum = np.concatenate([zeros, cum, zeros + 1.0], axis=-1)
     return np.diff(cum, axis=-1)

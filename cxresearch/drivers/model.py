@@ -19,13 +19,14 @@ cells, composite scores, outcome codes), and :func:`build_model` writes the PyMC
 Design columns are centred (their mean contribution is subtracted), which leaves every coefficient and
 every effect unchanged but decorrelates them from the cutpoints / intercepts: far fewer leapfrog steps.
 """
+
 from __future__ import annotations
 
 import itertools
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -89,21 +90,32 @@ class PreparedData:
 
     def touchpoint_columns(self, construct: str) -> np.ndarray:
         """The columns of ``states`` of the touchpoints that drive ``construct`` (in its sources' order)."""
-        return np.array([self.touchpoints.index(s) for s in self.resolved.sources(construct)
-                         if s in self.touchpoints], dtype=np.int64)
+        return np.array(
+            [self.touchpoints.index(s) for s in self.resolved.sources(construct) if s in self.touchpoints],
+            dtype=np.int64,
+        )
 
     def structure_key(self) -> tuple:
         """What a compiled model depends on besides the data values (for reusing compiled models)."""
-        return (self.resolved.model_dump_json(), tuple(self.touchpoints), tuple(self.group_dims),
-                tuple(tuple(v) for v in self.levels.values()), self.n_states,
-                tuple(sorted(self.n_categories.items())))
+        return (
+            self.resolved.model_dump_json(),
+            tuple(self.touchpoints),
+            tuple(self.group_dims),
+            tuple(tuple(v) for v in self.levels.values()),
+            self.n_states,
+            tuple(sorted(self.n_categories.items())),
+        )
 
 
 # --------------------------------------------------------------------------------------------------------
 # data preparation
 # --------------------------------------------------------------------------------------------------------
-def prepare_data(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] | ResolvedModel,
-                 dataset_spec: Any | None = None, where: str = "survey") -> PreparedData:
+def prepare_data(
+    frame: pd.DataFrame,
+    model: DriverModelSpec | Mapping[str, Any] | ResolvedModel,
+    dataset_spec: Any | None = None,
+    where: str = "survey",
+) -> PreparedData:
     """Validate the survey rows against the model and build the model's arrays.
 
     Rows whose endogenous observed outcome (e.g. recommend) is missing, or whose composite items are all
@@ -114,8 +126,10 @@ def prepare_data(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any]
         resolved = model
     else:
         resolved = resolve_model_spec(model, dataset_spec, list(frame.columns))
-    missing = sorted({i for c in resolved.constructs.values() for i in c.items if i not in frame.columns}
-                     | {g for g in resolved.spec.group_by if g not in frame.columns})
+    missing = sorted(
+        {i for c in resolved.constructs.values() for i in c.items if i not in frame.columns}
+        | {g for g in resolved.spec.group_by if g not in frame.columns}
+    )
     if missing:
         raise ModelSpecError(f"{where}: columns {missing} are not in the data (available: {sorted(frame.columns)})")
     spec = resolved.spec
@@ -145,8 +159,7 @@ def prepare_data(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any]
             dropped_rows[f"{g}: missing"] = int((bad & keep).sum())
             keep &= ~bad
     if not keep.any():
-        raise ValueError(f"{where}: no rows left for the driver model after dropping missing answers "
-                         f"({dropped_rows})")
+        raise ValueError(f"{where}: no rows left for the driver model after dropping missing answers ({dropped_rows})")
     kept = frame.loc[keep].reset_index(drop=True)
     index = frame.index[keep]
     numeric = {k: v[keep] for k, v in numeric.items()}
@@ -163,8 +176,11 @@ def prepare_data(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any]
             lookup = {v: i for i, v in enumerate(lv)}
             level_idx[g] = np.array([lookup[v] for v in values], dtype=np.int32)
     sizes = [len(levels[g]) for g in group_dims]
-    cell_levels = (np.array(list(itertools.product(*[range(s) for s in sizes])), dtype=np.int32)
-                   if sizes else np.zeros((1, 0), dtype=np.int32))
+    cell_levels = (
+        np.array(list(itertools.product(*[range(s) for s in sizes])), dtype=np.int32)
+        if sizes
+        else np.zeros((1, 0), dtype=np.int32)
+    )
     cell = np.zeros(n, dtype=np.int64)
     for g, size in zip(group_dims, sizes):
         cell = cell * size + level_idx[g]
@@ -183,8 +199,10 @@ def prepare_data(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any]
             vals = r[used]
             off = vals[(vals < scale.min) | (vals > scale.max) | (np.abs(vals - np.round(vals)) > 1e-9)]
             if len(off):
-                raise ValueError(f"{where}.{c.items[0]}: touchpoint ratings must be whole points on the scale "
-                                 f"{scale.min:g}-{scale.max:g}; got {sorted(set(off.tolist()))[:5]}")
+                raise ValueError(
+                    f"{where}.{c.items[0]}: touchpoint ratings must be whole points on the scale "
+                    f"{scale.min:g}-{scale.max:g}; got {sorted(set(off.tolist()))[:5]}"
+                )
         if used.sum() < spec.min_users:
             dropped_tp[name] = f"{int(used.sum())} users (< min_users = {spec.min_users})"
             continue
@@ -193,15 +211,20 @@ def prepare_data(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any]
         tp_states.append(np.where(used, np.round(np.nan_to_num(r) - scale.min) + 1, 0).astype(np.int32))
     n_states = 1 + max([scales[t].points for t in touchpoints], default=0)
     n_states = max(n_states, 1)
-    states = np.column_stack(tp_states + [np.zeros(n, dtype=np.int32)]).astype(np.int32) if tp_states \
+    states = (
+        np.column_stack(tp_states + [np.zeros(n, dtype=np.int32)]).astype(np.int32)
+        if tp_states
         else np.zeros((n, 1), dtype=np.int32)
+    )
     features = _touchpoint_features(touchpoints, scales, n_states, spec.bottom_box, spec.top_box)
     freq = np.zeros((n_cells, len(touchpoints) + 1, n_states))
     np.add.at(freq, (cell[:, None], np.arange(len(touchpoints) + 1)[None, :], states), 1.0)
 
     # constructs: composite scores, outcomes, latent items
-    scores, moments, outcomes, n_categories, category_values = {}, {}, {}, {}, {}
-    items, item_categories, weights = {}, {}, {}
+    scores, moments, n_categories, category_values, weights = {}, {}, {}, {}, {}
+    outcomes: dict[str, np.ndarray] = {}  # int32 codes (ordinal / binary) or float64 scores (composite)
+    items: dict[str, dict[str, np.ndarray]] = {}
+    item_categories: dict[str, dict[str, int]] = {}
     for name in resolved.order:
         c = resolved.constructs[name]
         if c.kind == "touchpoint":
@@ -225,8 +248,9 @@ def prepare_data(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any]
             if c.likelihood == "bernoulli":
                 bad = x[(x != 0) & (x != 1)]
                 if len(bad):
-                    raise ValueError(f"{where}.{c.items[0]}: a bernoulli outcome takes 0/1, got "
-                                     f"{sorted(set(bad.tolist()))[:5]}")
+                    raise ValueError(
+                        f"{where}.{c.items[0]}: a bernoulli outcome takes 0/1, got {sorted(set(bad.tolist()))[:5]}"
+                    )
                 outcomes[name] = x.astype(np.int32)
                 n_categories[name] = 2
                 category_values[name] = np.array([0.0, 1.0])
@@ -234,8 +258,10 @@ def prepare_data(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any]
                 scale = c.scale or _observed_scale(x, f"{where}.{c.items[0]}")
                 off = x[(x < scale.min) | (x > scale.max) | (np.abs(x - np.round(x)) > 1e-9)]
                 if len(off):
-                    raise ValueError(f"{where}.{c.items[0]}: ordinal answers must be whole points on "
-                                     f"{scale.min:g}-{scale.max:g}; got {sorted(set(off.tolist()))[:5]}")
+                    raise ValueError(
+                        f"{where}.{c.items[0]}: ordinal answers must be whole points on "
+                        f"{scale.min:g}-{scale.max:g}; got {sorted(set(off.tolist()))[:5]}"
+                    )
                 outcomes[name] = np.round(x - scale.min).astype(np.int32)
                 n_categories[name] = scale.points
                 category_values[name] = scale.min + np.arange(scale.points, dtype=float)
@@ -254,16 +280,25 @@ def prepare_data(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any]
         moments[name] = (mu, sd)
         if name in targets:
             outcomes[name] = scores[name]
-    pls = [n_ for n_, c in resolved.constructs.items() if c.weights == "pls" and c.mode == "composite"
-           and c.kind != "touchpoint"]
+    pls = [
+        n_
+        for n_, c in resolved.constructs.items()
+        if c.weights == "pls" and c.mode == "composite" and c.kind != "touchpoint"
+    ]
     if pls:
-        lv_touch = {t: _standardise(np.where(states[:, i] > 0, states[:, i] - 1 - (scales[t].points - 1) / 2, 0.0))
-                    for i, t in enumerate(touchpoints)}
-        pls_w = pls_outer_weights(resolved, {name: {i: numeric[i] for i in resolved.constructs[name].items}
-                                             for name in resolved.constructs
-                                             if resolved.constructs[name].kind != "touchpoint"
-                                             and resolved.constructs[name].mode == "composite"},
-                                  lv_touch)
+        lv_touch = {
+            t: _standardise(np.where(states[:, i] > 0, states[:, i] - 1 - (scales[t].points - 1) / 2, 0.0))
+            for i, t in enumerate(touchpoints)
+        }
+        pls_w = pls_outer_weights(
+            resolved,
+            {
+                name: {i: numeric[i] for i in resolved.constructs[name].items}
+                for name in resolved.constructs
+                if resolved.constructs[name].kind != "touchpoint" and resolved.constructs[name].mode == "composite"
+            },
+            lv_touch,
+        )
         for name in pls:
             c = resolved.constructs[name]
             z_items = np.column_stack([_standardise(numeric[i]) for i in c.items])
@@ -275,12 +310,33 @@ def prepare_data(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any]
             if name in outcomes:
                 outcomes[name] = scores[name]
 
-    return PreparedData(resolved=resolved, n=n, index=index, frame=kept, group_dims=group_dims, levels=levels,
-                        level_idx=level_idx, cell=cell, cell_levels=cell_levels, touchpoints=touchpoints,
-                        scales=scales, states=states, n_states=n_states, features=features, freq=freq,
-                        scores=scores, score_moments=moments, outcomes=outcomes, n_categories=n_categories,
-                        category_values=category_values, items=items, item_categories=item_categories,
-                        weights=weights, dropped_rows=dropped_rows, dropped_touchpoints=dropped_tp)
+    return PreparedData(
+        resolved=resolved,
+        n=n,
+        index=index,
+        frame=kept,
+        group_dims=group_dims,
+        levels=levels,
+        level_idx=level_idx,
+        cell=cell,
+        cell_levels=cell_levels,
+        touchpoints=touchpoints,
+        scales=scales,
+        states=states,
+        n_states=n_states,
+        features=features,
+        freq=freq,
+        scores=scores,
+        score_moments=moments,
+        outcomes=outcomes,
+        n_categories=n_categories,
+        category_values=category_values,
+        items=items,
+        item_categories=item_categories,
+        weights=weights,
+        dropped_rows=dropped_rows,
+        dropped_touchpoints=dropped_tp,
+    )
 
 
 def _numeric_column(frame: pd.DataFrame, column: str, where: str) -> np.ndarray:
@@ -288,8 +344,9 @@ def _numeric_column(frame: pd.DataFrame, column: str, where: str) -> np.ndarray:
         return pd.to_numeric(frame[column], errors="raise").astype("float64").to_numpy()
     except (TypeError, ValueError):
         bad = frame[column][pd.to_numeric(frame[column], errors="coerce").isna() & frame[column].notna()]
-        raise ValueError(f"{where}.{column}: values must be numeric, got {sorted(map(str, bad.unique()))[:5]}") \
-            from None
+        raise ValueError(
+            f"{where}.{column}: values must be numeric, got {sorted(map(str, bad.unique()))[:5]}"
+        ) from None
 
 
 def _observed_scale(values: np.ndarray, where: str) -> ScaleSpec:
@@ -324,8 +381,9 @@ def _weighted_item_mean(x: np.ndarray, w: np.ndarray, standardise_items: bool = 
     return num / den
 
 
-def _touchpoint_features(touchpoints: list[str], scales: dict[str, ScaleSpec], n_states: int,
-                         bottom_box: int, top_box: int) -> dict[str, np.ndarray]:
+def _touchpoint_features(
+    touchpoints: list[str], scales: dict[str, ScaleSpec], n_states: int, bottom_box: int, top_box: int
+) -> dict[str, np.ndarray]:
     """(T, S) value of each term's column at each state (state 0 = not used: all zero)."""
     n_tp = len(touchpoints)
     out = {term: np.zeros((n_tp, n_states)) for term in TERMS}
@@ -341,9 +399,13 @@ def _touchpoint_features(touchpoints: list[str], scales: dict[str, ScaleSpec], n
     return out
 
 
-def pls_outer_weights(resolved: ResolvedModel, blocks: Mapping[str, Mapping[str, np.ndarray]],
-                      touchpoint_scores: Mapping[str, np.ndarray] | None = None, tol: float = 1e-10,
-                      max_iter: int = 500) -> dict[str, np.ndarray]:
+def pls_outer_weights(
+    resolved: ResolvedModel,
+    blocks: Mapping[str, Mapping[str, np.ndarray]],
+    touchpoint_scores: Mapping[str, np.ndarray] | None = None,
+    tol: float = 1e-10,
+    max_iter: int = 500,
+) -> dict[str, np.ndarray]:
     """PLS-PM outer weights (Mode A, path weighting scheme; Lohmoeller 1989), for composite scores.
 
     Items are standardised (missing values mean-imputed). Inner estimation: for construct k, the
@@ -454,7 +516,17 @@ def _zero_mean_basis(weights: np.ndarray) -> np.ndarray:
     return q[:, 1:]
 
 
-def _group_matrices(prep: PreparedData, tp_index: np.ndarray) -> dict[str, np.ndarray]:
+class _GroupMatrices(TypedDict):
+    """The constant group matrices of one equation: the :class:`EquationLayout` fields of the same names."""
+
+    dim_of_level: np.ndarray
+    dim_of_free: np.ndarray
+    cell_of_level: np.ndarray
+    slope_basis: np.ndarray
+    intercept_basis: np.ndarray
+
+
+def _group_matrices(prep: PreparedData, tp_index: np.ndarray) -> _GroupMatrices:
     """Constant matrices for the stacked group levels of all dimensions (see EquationLayout)."""
     dims = prep.group_dims
     sizes = [len(prep.levels[d]) for d in dims]
@@ -476,8 +548,13 @@ def _group_matrices(prep: PreparedData, tp_index: np.ndarray) -> dict[str, np.nd
             w = level_weights(prep, d, tp_index)
             for t in range(len(tp_index)):
                 slope_basis[t, rows, cols] = _zero_mean_basis(w[:, t])
-    return {"dim_of_level": dim_of_level, "dim_of_free": dim_of_free, "cell_of_level": cell_of_level,
-            "slope_basis": slope_basis, "intercept_basis": intercept_basis}
+    return {
+        "dim_of_level": dim_of_level,
+        "dim_of_free": dim_of_free,
+        "cell_of_level": cell_of_level,
+        "slope_basis": slope_basis,
+        "intercept_basis": intercept_basis,
+    }
 
 
 def slope_deviations(layout_eq: EquationLayout, sd: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -500,8 +577,9 @@ def equation_offsets(prep: PreparedData) -> dict[str, np.ndarray]:
     for j in prep.resolved.endogenous:
         if prep.likelihood(j) == "latent":
             continue
-        out[f"offsets__{j}"] = row_offsets(prep.states, prep.cell, prep.touchpoint_columns(j), prep.n_cells,
-                                           prep.n_states)
+        out[f"offsets__{j}"] = row_offsets(
+            prep.states, prep.cell, prep.touchpoint_columns(j), prep.n_cells, prep.n_states
+        )
     return out
 
 
@@ -510,8 +588,9 @@ def gaussian_statistics(prep: PreparedData, eq: EquationLayout) -> dict[str, np.
     (touchpoint, state) slots per cell, per-slot sums of the outcome, and [sum y^2, n]."""
     from cxresearch.drivers.kernels import gaussian_sufficient_statistics
 
-    m, yv, yy_n = gaussian_sufficient_statistics(prep.states, prep.cell, prep.outcomes[eq.target], eq.tp_index,
-                                                 prep.n_cells, prep.n_states)
+    m, yv, yy_n = gaussian_sufficient_statistics(
+        prep.states, prep.cell, prep.outcomes[eq.target], eq.tp_index, prep.n_cells, prep.n_states
+    )
     return {eq.name("suffstat_m"): m, eq.name("suffstat_y"): yv, eq.name("suffstat_yy_n"): yy_n}
 
 
@@ -530,16 +609,19 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
     resolved, spec = prep.resolved, prep.resolved.spec
     priors = spec.priors
     tps = prep.touchpoints
-    n_tp = len(tps)
     n_cells = prep.n_cells
     endogenous = resolved.endogenous
-    latent = [n for n, c in resolved.constructs.items() if c.mode == "latent" and c.kind != "touchpoint"
-              and len(c.items) > 1]
+    latent = [
+        n for n, c in resolved.constructs.items() if c.mode == "latent" and c.kind != "touchpoint" and len(c.items) > 1
+    ]
     if latent and minibatch:
         raise ModelSpecError("minibatch ADVI supports composite models only (latent scores are per row)")
     if latent and prep.n > 20000:
-        warnings.warn(f"latent mode with {prep.n} rows samples one score per row and construct; "
-                      "composite mode is much faster for large samples", stacklevel=2)
+        warnings.warn(
+            f"latent mode with {prep.n} rows samples one score per row and construct; "
+            "composite mode is much faster for large samples",
+            stacklevel=2,
+        )
 
     coords: dict[str, list] = {g: prep.levels[g] for g in prep.group_dims}
     if latent:
@@ -589,16 +671,22 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
             has_intercept = likelihood in ("gaussian", "bernoulli")  # latent: mean fixed by item intercepts
             vary = spec.varying
             mats = _group_matrices(prep, tp_index)
-            eq = EquationLayout(target=j, likelihood=likelihood, tp_index=tp_index,
-                                terms=terms if len(tp_index) else [], construct_sources=construct_sources,
-                                has_intercept=has_intercept,
-                                intercept_dims=list(prep.group_dims) if "intercept" in vary else [],
-                                slope_dims=list(prep.group_dims) if ("slope" in vary and len(tp_index)) else [],
-                                **mats)
+            eq = EquationLayout(
+                target=j,
+                likelihood=likelihood,
+                tp_index=tp_index,
+                terms=terms if len(tp_index) else [],
+                construct_sources=construct_sources,
+                has_intercept=has_intercept,
+                intercept_dims=list(prep.group_dims) if "intercept" in vary else [],
+                slope_dims=list(prep.group_dims) if ("slope" in vary and len(tp_index)) else [],
+                **mats,
+            )
             layout.equations[j] = eq
             n_tj = len(tp_index)
-            features = np.stack([prep.features[t][tp_index] for t in eq.terms]) if n_tj \
-                else np.zeros((1, 0, prep.n_states))
+            features = (
+                np.stack([prep.features[t][tp_index] for t in eq.terms]) if n_tj else np.zeros((1, 0, prep.n_states))
+            )
             slope_feature = prep.features["slope"][tp_index] if n_tj else np.zeros((0, prep.n_states))
             if n_tj:
                 model.add_coord(eq.touchpoints_dim, tp_sources)
@@ -612,12 +700,14 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
                 # one sd per group dimension, shared by the touchpoints: identified from all their deviations
                 sd = pm.HalfNormal(eq.name("sd_slope"), priors.group_sd, dims="group_dim")
                 if spec.parametrization == "centred":
-                    scaled = pm.Normal(eq.name("raw_slope"), 0.0, sd[eq.dim_of_free][:, None],
-                                       dims=("group_free", eq.touchpoints_dim))
+                    scaled = pm.Normal(
+                        eq.name("raw_slope"), 0.0, sd[eq.dim_of_free][:, None], dims=("group_free", eq.touchpoints_dim)
+                    )
                 else:
                     # Student-t (4 df): most groups alike, a few may differ a lot (less shrinkage of those)
-                    z = pm.StudentT(eq.name("z_slope"), nu=4.0, mu=0.0, sigma=1.0,
-                                    dims=("group_free", eq.touchpoints_dim))
+                    z = pm.StudentT(
+                        eq.name("z_slope"), nu=4.0, mu=0.0, sigma=1.0, dims=("group_free", eq.touchpoints_dim)
+                    )
                     scaled = z * sd[eq.dim_of_free][:, None]
                 # deviations with a zero users'-weighted mean: the common slope is the population average
                 dev = (eq.slope_basis * scaled.T[:, None, :]).sum(axis=2).T  # (L, T_j)
@@ -656,14 +746,20 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
             if likelihood == "ordered_logistic":
                 k_cat = prep.n_categories[j]
                 model.add_coord(eq.name("cut"), list(range(k_cat - 1)))
-                cuts = pm.Normal(eq.name("cutpoints"), 0.0, priors.cutpoint_sd, dims=eq.name("cut"),
-                                 transform=pm.distributions.transforms.ordered,
-                                 initval=_initial_cutpoints(prep.outcomes[j], k_cat))
+                cuts = pm.Normal(
+                    eq.name("cutpoints"),
+                    0.0,
+                    priors.cutpoint_sd,
+                    dims=eq.name("cut"),
+                    transform=pm.distributions.transforms.ordered,
+                    initval=_initial_cutpoints(prep.outcomes[j], k_cat),
+                )
                 counts = pm.Data(f"counts__{j}", np.bincount(prep.outcomes[j], minlength=k_cat).astype(float))
                 gap = cuts[:-1] - cuts[1:]
                 log_gaps = pt.switch(gap > -0.693147180559945, pt.log(-pt.expm1(gap)), pt.log1p(-pt.exp(gap)))
-                loglik = scale * equation_loglik("ordered_logistic", *common, cuts, *rest) \
-                    + pt.dot(counts[1:-1], log_gaps)
+                loglik = scale * equation_loglik("ordered_logistic", *common, cuts, *rest) + pt.dot(
+                    counts[1:-1], log_gaps
+                )
             elif likelihood == "bernoulli":
                 loglik = scale * equation_loglik("bernoulli", *common, pt.zeros(1), *rest)
             else:
@@ -671,12 +767,14 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
                 n_a = (n_tj + 1) * prep.n_states
                 # no row-level predictors: the likelihood needs only per-cell statistics (exact), cheaper
                 # than a pass over the rows when cells x (slots x states)^2 < rows x slots
-                eq.sufficient_statistics = (not minibatch and not construct_sources
-                                            and n_cells * n_a * n_a < prep.n * (n_tj + 1))
+                eq.sufficient_statistics = (
+                    not minibatch and not construct_sources and n_cells * n_a * n_a < prep.n * (n_tj + 1)
+                )
                 if eq.sufficient_statistics:
                     stats = [pm.Data(k, v) for k, v in gaussian_statistics(prep, eq).items()]
-                    loglik = gaussian_suffstat_loglik(coef, cell_dev, intercept_cell, sigma[None], features,
-                                                      slope_feature, tp_index, freq, *stats)
+                    loglik = gaussian_suffstat_loglik(
+                        coef, cell_dev, intercept_cell, sigma[None], features, slope_feature, tp_index, freq, *stats
+                    )
                 else:
                     loglik = scale * equation_loglik("gaussian", *common, sigma[None], *rest)
             pm.Potential(eq.name("loglik"), loglik)
@@ -700,19 +798,30 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
                 x0 = np.where(present, x, 0.0)
                 mu = intercepts[None, :] + eta[k][:, None] * loadings[None, :]
                 resid = (x0 - mu) / item_sd[None, :]
-                pm.Potential(f"{k}__items", (present * (-0.5 * resid ** 2)).sum()
-                             - (present.sum(axis=0) * pt.log(item_sd)).sum() - 0.5 * present.sum() * np.log(2 * np.pi))
+                pm.Potential(
+                    f"{k}__items",
+                    (present * (-0.5 * resid**2)).sum()
+                    - (present.sum(axis=0) * pt.log(item_sd)).sum()
+                    - 0.5 * present.sum() * np.log(2 * np.pi),
+                )
             else:
                 for i_i, item in enumerate(item_names):
                     values = prep.items[k][item]
                     rows = np.flatnonzero(values >= 0)
                     k_cat = prep.item_categories[k][item]
                     model.add_coord(f"{k}__cut__{item}", list(range(k_cat - 1)))
-                    cuts = pm.Normal(f"{k}__cutpoints__{item}", 0.0, priors.cutpoint_sd, dims=f"{k}__cut__{item}",
-                                     transform=pm.distributions.transforms.ordered,
-                                     initval=_initial_cutpoints(values[rows], k_cat))
-                    pm.Potential(f"{k}__items__{item}",
-                                 ordered_logistic_logp(values[rows], loadings[i_i] * eta[k][rows], cuts, k_cat))
+                    cuts = pm.Normal(
+                        f"{k}__cutpoints__{item}",
+                        0.0,
+                        priors.cutpoint_sd,
+                        dims=f"{k}__cut__{item}",
+                        transform=pm.distributions.transforms.ordered,
+                        initval=_initial_cutpoints(values[rows], k_cat),
+                    )
+                    pm.Potential(
+                        f"{k}__items__{item}",
+                        ordered_logistic_logp(values[rows], loadings[i_i] * eta[k][rows], cuts, k_cat),
+                    )
             pm.Deterministic(f"{k}__eta", eta[k], dims="row")
     layout.stored = [rv.name for rv in model.free_RVs] + [d.name for d in model.deterministics]
     return model, layout

@@ -1,4 +1,5 @@
 """Figures of a driver study (matplotlib / seaborn, the cxresearch theme). Each returns the Figure."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,8 +18,7 @@ def _fig(width: float = 8.0, height: float = 4.5):
     return plt.subplots(figsize=(width, height))
 
 
-def impact_bars(impacts: pd.DataFrame, column: str, top3: list[str], ax: Any = None,
-                title: str | None = None) -> Any:
+def impact_bars(impacts: pd.DataFrame, column: str, top3: list[str], ax: Any = None, title: str | None = None) -> Any:
     """Bars of each touchpoint's impact (``column``, with ``<column>_low`` / ``_high``) on ``ax`` (a new
     figure when None), strongest on top, the top three highlighted; returns the Axes."""
     t = impacts.sort_values(column)
@@ -27,8 +27,15 @@ def impact_bars(impacts: pd.DataFrame, column: str, top3: list[str], ax: Any = N
     y = np.arange(len(t))
     colors = [PALETTE[0] if tp in top3 else "#9fb6cd" for tp in t.touchpoint]
     ax.barh(y, t[column], color=colors)
-    ax.errorbar(t[column], y, xerr=[t[column] - t[f"{column}_low"], t[f"{column}_high"] - t[column]], fmt="none",
-                ecolor="#333333", capsize=3, lw=1)
+    ax.errorbar(
+        t[column],
+        y,
+        xerr=[t[column] - t[f"{column}_low"], t[f"{column}_high"] - t[column]],
+        fmt="none",
+        ecolor="#333333",
+        capsize=3,
+        lw=1,
+    )
     ax.set_yticks(y, t.label)
     ax.axvline(0, color="#555555", lw=0.8)
     unit = "NPS points" if column == "impact_nps" else "outcome"
@@ -52,8 +59,7 @@ def plot_rank_probabilities(summary: Any, title: str | None = None):
     probs.columns = [c.replace("p_rank_", "") for c in probs.columns]
     probs.index = labels
     fig, ax = _fig(8, 0.4 * len(probs) + 1.5)
-    sns.heatmap(probs, annot=True, fmt=".0%", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=ax,
-                annot_kws={"size": 8})
+    sns.heatmap(probs, annot=True, fmt=".0%", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=ax, annot_kws={"size": 8})
     ax.set_xlabel("Rank (1 = strongest driver)")
     ax.set_ylabel("")
     ax.set_title(title or "How sure is the ranking? Probability of each rank")
@@ -64,18 +70,45 @@ def plot_importance_performance(summary: Any, title: str | None = None):
     """Importance (impact) vs performance (mean rating), each touchpoint labelled with P(fix first)."""
     ipa = summary.importance_performance
     fig, ax = _fig(8, 6)
-    ax.errorbar(ipa.performance, ipa.importance, yerr=[ipa.importance - ipa.importance_low,
-                                                        ipa.importance_high - ipa.importance],
-                fmt="none", ecolor="#bbbbbb", lw=1)
-    sc = ax.scatter(ipa.performance, ipa.importance, c=ipa.p_fix_first, cmap="Reds", vmin=0, vmax=1, s=80,
-                    edgecolor="#333333", zorder=3)
+    ax.errorbar(
+        ipa.performance,
+        ipa.importance,
+        yerr=[ipa.importance - ipa.importance_low, ipa.importance_high - ipa.importance],
+        fmt="none",
+        ecolor="#bbbbbb",
+        lw=1,
+    )
+    sc = ax.scatter(
+        ipa.performance,
+        ipa.importance,
+        c=ipa.p_fix_first,
+        cmap="Reds",
+        vmin=0,
+        vmax=1,
+        s=80,
+        edgecolor="#333333",
+        zorder=3,
+    )
     for _, r in ipa.iterrows():
-        ax.annotate(f"{r.label}\nP(fix first) {100 * r.p_fix_first:.0f}%", (r.performance, r.importance),
-                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.annotate(
+            f"{r.label}\nP(fix first) {100 * r.p_fix_first:.0f}%",
+            (r.performance, r.importance),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=8,
+        )
     ax.axvline(np.median(ipa.performance), color="#777777", ls="--", lw=0.8)
     ax.axhline(np.median(ipa.importance), color="#777777", ls="--", lw=0.8)
-    ax.text(0.01, 0.99, "FIX FIRST\n(important, poorly rated)", transform=ax.transAxes, va="top", fontsize=9,
-            color="#b71c1c", weight="bold")
+    ax.text(
+        0.01,
+        0.99,
+        "FIX FIRST\n(important, poorly rated)",
+        transform=ax.transAxes,
+        va="top",
+        fontsize=9,
+        color="#b71c1c",
+        weight="bold",
+    )
     ax.text(0.99, 0.99, "MAINTAIN", transform=ax.transAxes, va="top", ha="right", fontsize=9, color="#1b5e20")
     ax.set_xlabel("Performance: users' mean rating (0 = scale bottom, 1 = top)")
     ax.set_ylabel("Importance: NPS points from a one-step rise")
@@ -90,11 +123,24 @@ def plot_kano(summary: Any, title: str | None = None):
     fig, ax = _fig(7, 6)
     for _, r in k.iterrows():
         color = _KANO_COLORS[r.kano]
-        ax.errorbar(r.penalty, r.reward, xerr=[[r.penalty - r.penalty_low], [r.penalty_high - r.penalty]],
-                    yerr=[[r.reward - r.reward_low], [r.reward_high - r.reward]], fmt="o", color=color,
-                    ecolor=color, alpha=0.9, capsize=2)
-        ax.annotate(f"{r.label} ({r.kano}, {100 * r.p_kano:.0f}%)", (r.penalty, r.reward), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
+        ax.errorbar(
+            r.penalty,
+            r.reward,
+            xerr=[[r.penalty - r.penalty_low], [r.penalty_high - r.penalty]],
+            yerr=[[r.reward - r.reward_low], [r.reward_high - r.reward]],
+            fmt="o",
+            color=color,
+            ecolor=color,
+            alpha=0.9,
+            capsize=2,
+        )
+        ax.annotate(
+            f"{r.label} ({r.kano}, {100 * r.p_kano:.0f}%)",
+            (r.penalty, r.reward),
+            textcoords="offset points",
+            xytext=(5, 4),
+            fontsize=8,
+        )
     lim = max(k.penalty_high.max(), k.reward_high.max(), 0.5) * 1.1
     xs = np.linspace(0, lim, 50)
     ax.plot(xs, xs, color="#999999", lw=0.8, ls=":")
@@ -116,10 +162,18 @@ def plot_root_causes(summary: Any, title: str | None = None, top: int = 10):
     fig, ax = _fig(8, 0.45 * len(rc) + 1.5)
     y = np.arange(len(rc))
     ax.barh(y, 100 * rc.share_of_detractors_explained, color=NPS_COLORS["detractor"])
-    ax.errorbar(100 * rc.share_of_detractors_explained, y,
-                xerr=[100 * (rc.share_of_detractors_explained - rc.explained_low),
-                      100 * (rc.explained_high - rc.share_of_detractors_explained)], fmt="none", ecolor="#333333",
-                capsize=3, lw=1)
+    ax.errorbar(
+        100 * rc.share_of_detractors_explained,
+        y,
+        xerr=[
+            100 * (rc.share_of_detractors_explained - rc.explained_low),
+            100 * (rc.explained_high - rc.share_of_detractors_explained),
+        ],
+        fmt="none",
+        ecolor="#333333",
+        capsize=3,
+        lw=1,
+    )
     ax.set_yticks(y, [f"{r.label} (+{r.excess_detractor_risk_pts:.0f} pts risk)" for r in rc.itertuples()])
     ax.set_xlabel("% of detractors explained by bad experiences of this touchpoint (90% interval)")
     ax.set_title(title or "Root causes of detractors")
@@ -131,8 +185,10 @@ def plot_group_differences(summary: Any, dimension: str, title: str | None = Non
     g = summary.group_differences
     g = g[g.dimension == dimension]
     if g.empty:
-        raise ValueError(f"no group differences for {dimension!r} (group dimensions with 2+ levels: "
-                         f"{sorted(summary.group_differences.dimension.unique())})")
+        raise ValueError(
+            f"no group differences for {dimension!r} (group dimensions with 2+ levels: "
+            f"{sorted(summary.group_differences.dimension.unique())})"
+        )
     levels = list(dict.fromkeys(g.level))
     tps = list(dict.fromkeys(g.touchpoint))
     fig, ax = _fig(9, 0.4 * len(tps) + 1.8)
@@ -140,8 +196,16 @@ def plot_group_differences(summary: Any, dimension: str, title: str | None = Non
     for i, lv in enumerate(levels):
         s = g[g.level == lv].set_index("touchpoint").loc[tps]
         y = np.arange(len(tps)) + (i - (len(levels) - 1) / 2) * width
-        ax.errorbar(s["mean"], y, xerr=[s["mean"] - s["low"], s["high"] - s["mean"]], fmt="o", ms=4,
-                    color=PALETTE[i % len(PALETTE)], label=lv, capsize=2)
+        ax.errorbar(
+            s["mean"],
+            y,
+            xerr=[s["mean"] - s["low"], s["high"] - s["mean"]],
+            fmt="o",
+            ms=4,
+            color=PALETTE[i % len(PALETTE)],
+            label=lv,
+            capsize=2,
+        )
     ax.axvline(0, color="#555555", lw=0.8)
     ax.set_yticks(np.arange(len(tps)), tps)
     ax.set_xlabel("Slope vs the average (logit per rating step, 90% interval)")
@@ -156,8 +220,15 @@ def plot_ppc(summary: Any, title: str | None = None):
     fig, ax = _fig(8, 4)
     x = np.arange(len(ppc))
     ax.bar(x, ppc.observed, color="#bfbfbf", label="observed")
-    ax.errorbar(x, ppc.predicted, yerr=[ppc.predicted - ppc.low, ppc.high - ppc.predicted], fmt="o",
-                color=PALETTE[0], capsize=3, label="model (90% predictive interval)")
+    ax.errorbar(
+        x,
+        ppc.predicted,
+        yerr=[ppc.predicted - ppc.low, ppc.high - ppc.predicted],
+        fmt="o",
+        color=PALETTE[0],
+        capsize=3,
+        label="model (90% predictive interval)",
+    )
     ax.set_xticks(x, [f"{c:g}" for c in ppc.category])
     ax.set_xlabel("Answer")
     ax.set_ylabel("Share of answers")
@@ -175,8 +246,9 @@ def plot_paths(summary: Any, title: str | None = None):
     p = p.iloc[::-1]
     fig, ax = _fig(7, 0.45 * len(p) + 1.5)
     y = np.arange(len(p))
-    ax.errorbar(p.std_mean, y, xerr=[p.std_mean - p.std_low, p.std_high - p.std_mean], fmt="o", color=PALETTE[0],
-                capsize=3)
+    ax.errorbar(
+        p.std_mean, y, xerr=[p.std_mean - p.std_low, p.std_high - p.std_mean], fmt="o", color=PALETTE[0], capsize=3
+    )
     ax.set_yticks(y, p.path)
     ax.axvline(0, color="#555555", lw=0.8)
     ax.set_xlabel("Standardised path coefficient (90% interval)")
@@ -190,11 +262,12 @@ def comparison_table_plot(table: pd.DataFrame, title: str = "Ours vs SmartPLS"):
     for col, marker in (("composite", "o"), ("latent", "s")):
         if col in table:
             ax.scatter(table["smartpls"], table[col], marker=marker, label=f"ours ({col})")
-    lim = [min(-0.1, table.filter(regex="smartpls|composite|latent").min().min()) - 0.05,
-           max(table.filter(regex="smartpls|composite|latent").max().max(), 0.7) + 0.05]
+    lim = [
+        min(-0.1, table.filter(regex="smartpls|composite|latent").min().min()) - 0.05,
+        max(table.filter(regex="smartpls|composite|latent").max().max(), 0.7) + 0.05,
+    ]
     ax.plot(lim, lim, color="#999999", lw=0.8)
-    ax.fill_between(lim, [v - 0.1 for v in lim], [v + 0.1 for v in lim], color="#e8f1fb", zorder=0,
-                    label="within 0.10")
+    ax.fill_between(lim, [v - 0.1 for v in lim], [v + 0.1 for v in lim], color="#e8f1fb", zorder=0, label="within 0.10")
     ax.set_xlabel("SmartPLS (path weighting scheme)")
     ax.set_ylabel("Ours (posterior mean)")
     ax.set_title(title)

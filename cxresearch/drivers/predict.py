@@ -27,6 +27,7 @@ New respondents: their touchpoint ratings become states on the fitted scales; a 
 level uses that level's deviations; a level the model never saw gets the population value (deviation 0)
 and :func:`predict` warns, naming the column and levels (also listed in the result's attrs).
 """
+
 from __future__ import annotations
 
 import math
@@ -66,8 +67,9 @@ def _softplus(x: np.ndarray) -> np.ndarray:
 
 def _log1mexp(x: np.ndarray) -> np.ndarray:
     """log(1 - exp(x)) for x < 0 (the same branches as the model's graph)."""
-    return np.where(x > -0.693147180559945, np.log(-np.expm1(np.minimum(x, -1e-300))),
-                    np.log1p(-np.exp(np.minimum(x, 0.0))))
+    return np.where(
+        x > -0.693147180559945, np.log(-np.expm1(np.minimum(x, -1e-300))), np.log1p(-np.exp(np.minimum(x, 0.0)))
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -108,8 +110,11 @@ def touchpoint_states(prep: Any, frame: pd.DataFrame, touchpoints: list[str] | N
     """(n, T + 1) states of new rows on the fitted scales (0 = not used, 1..points = rating); whole points
     only (a ValueError names the column and the offending values)."""
     touchpoints = prep.touchpoints if touchpoints is None else touchpoints
-    missing = [prep.resolved.constructs[t].items[0] for t in touchpoints
-               if prep.resolved.constructs[t].items[0] not in frame.columns]
+    missing = [
+        prep.resolved.constructs[t].items[0]
+        for t in touchpoints
+        if prep.resolved.constructs[t].items[0] not in frame.columns
+    ]
     if missing:
         raise ValueError(f"new rows: touchpoint column(s) {missing} used by the driver model are missing")
     states = np.zeros((len(frame), len(prep.touchpoints) + 1), dtype=np.int64)
@@ -123,8 +128,10 @@ def touchpoint_states(prep: Any, frame: pd.DataFrame, touchpoints: list[str] | N
         used = np.isfinite(r)
         off = used & ((r < scale.min) | (r > scale.max) | (np.abs(r - np.round(r)) > 1e-9))
         if off.any():
-            raise ValueError(f"new rows.{column}: ratings must be whole points on {scale.min:g}-{scale.max:g}; "
-                             f"got {sorted(set(r[off].tolist()))[:5]}")
+            raise ValueError(
+                f"new rows.{column}: ratings must be whole points on {scale.min:g}-{scale.max:g}; "
+                f"got {sorted(set(r[off].tolist()))[:5]}"
+            )
         states[:, t] = np.where(used, np.round(np.nan_to_num(r) - scale.min) + 1, 0)
     return states
 
@@ -178,27 +185,31 @@ def observed_scores(prep: Any, frame: pd.DataFrame, constructs: list[str]) -> di
         c = prep.resolved.constructs[name]
         missing = [i for i in c.items if i not in frame.columns]
         if missing:
-            raise ValueError(f"new rows: construct {name!r} needs item column(s) {missing} with "
-                             "mediators='observed'; pass mediators='predicted' to predict it from the ratings")
+            raise ValueError(
+                f"new rows: construct {name!r} needs item column(s) {missing} with "
+                "mediators='observed'; pass mediators='predicted' to predict it from the ratings"
+            )
         mu, sd = prep.score_moments[name]
         sd = sd if sd > 0 else 1.0
         if name in prep.outcomes and prep.likelihood(name) in ("ordered_logistic", "bernoulli"):
             x = _numeric_column(frame, c.items[0], "new rows")
             score = (x - mu) / sd
         else:
-            z = []
+            z_items = []
             for item in c.items:
                 fitted = _numeric_column(prep.frame, item, "fitted rows")
                 m, s = np.nanmean(fitted), np.nanstd(fitted)
-                z.append((_numeric_column(frame, item, "new rows") - m) / (s if s > 0 else 1.0))
-            z = np.column_stack(z)
+                z_items.append((_numeric_column(frame, item, "new rows") - m) / (s if s > 0 else 1.0))
+            z = np.column_stack(z_items)
             w = prep.weights[name]
             present = ~np.isnan(z)
             score = ((np.where(present, z, 0.0) @ w) / (present.astype(float) @ w) - mu) / sd
         bad = ~np.isfinite(score)
         if bad.any():
-            raise ValueError(f"new rows: {int(bad.sum())} row(s) have no answer to construct {name!r} "
-                             f"(items {c.items}); pass mediators='predicted' or drop them")
+            raise ValueError(
+                f"new rows: {int(bad.sum())} row(s) have no answer to construct {name!r} "
+                f"(items {c.items}); pass mediators='predicted' or drop them"
+            )
         out[name] = score
     return out
 
@@ -211,24 +222,30 @@ def new_rows(fit: DriverFit, frame: pd.DataFrame, mediators: str) -> RowInputs:
     states = touchpoint_states(prep, frame)
     cell, pseudo, unseen = row_cells(prep, frame)
     resolved = prep.resolved
-    sources = {s for j in resolved.endogenous for s in resolved.sources(j)
-               if resolved.constructs[s].kind != "touchpoint"}
+    sources = {
+        s for j in resolved.endogenous for s in resolved.sources(j) if resolved.constructs[s].kind != "touchpoint"
+    }
     needed = sorted(s for s in sources if mediators == "observed" or s not in resolved.endogenous)
     latent = [s for s in needed if resolved.constructs[s].mode == "latent"]
     if latent:
         endogenous = [s for s in latent if s in resolved.endogenous]
-        raise ValueError(f"latent construct(s) {latent} have sampled scores only for the fitted rows; "
-                         + ("pass mediators='predicted' to predict them from the ratings" if endogenous == latent
-                            else "an exogenous latent construct cannot be scored for new rows (use composite mode)"))
-    return RowInputs(states=states, cell=cell, scores=observed_scores(prep, frame, needed), pseudo_levels=pseudo,
-                     unseen=unseen)
+        raise ValueError(
+            f"latent construct(s) {latent} have sampled scores only for the fitted rows; "
+            + (
+                "pass mediators='predicted' to predict them from the ratings"
+                if endogenous == latent
+                else "an exogenous latent construct cannot be scored for new rows (use composite mode)"
+            )
+        )
+    return RowInputs(
+        states=states, cell=cell, scores=observed_scores(prep, frame, needed), pseudo_levels=pseudo, unseen=unseen
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
 # the forward pass
 # --------------------------------------------------------------------------------------------------------
-def equation_tables(p: Posterior, eq: EquationDraws, pseudo_levels: np.ndarray | None,
-                    draws: slice) -> np.ndarray:
+def equation_tables(p: Posterior, eq: EquationDraws, pseudo_levels: np.ndarray | None, draws: slice) -> np.ndarray:
     """The equation's lookup tables (draws, cells, T_j + 1, S): the fitted cells, then one per pseudo-cell.
 
     A pseudo-cell's table is built like a fitted cell's (:func:`cxresearch.drivers.draws.build_tables`)
@@ -240,18 +257,30 @@ def equation_tables(p: Posterior, eq: EquationDraws, pseudo_levels: np.ndarray |
     prep = p.fit.prep
     coef = eq.coef[draws]
     n_s, n_tj = coef.shape[0], len(eq.cols)
-    new_dev = (np.einsum("pl,slt->spt", pseudo_levels, eq.level_dev[draws]) if eq.level_dev is not None
-               else np.zeros((n_s, len(pseudo_levels), n_tj)))
+    new_dev = (
+        np.einsum("pl,slt->spt", pseudo_levels, eq.level_dev[draws])
+        if eq.level_dev is not None
+        else np.zeros((n_s, len(pseudo_levels), n_tj))
+    )
+    # posterior() always sets intercept_common (zeros for an equation without an intercept)
+    assert eq.intercept_common is not None
     new_icpt = np.repeat(eq.intercept_common[draws][:, None], len(pseudo_levels), axis=1)
     if eq.intercept_level_dev is not None:
         new_icpt = new_icpt + np.einsum("pl,sl->sp", pseudo_levels, eq.intercept_level_dev[draws])
-    features = (np.stack([prep.features[t][eq.cols] for t in eq.layout.terms]) if n_tj
-                else np.zeros((1, 0, prep.n_states)))
+    features = (
+        np.stack([prep.features[t][eq.cols] for t in eq.layout.terms]) if n_tj else np.zeros((1, 0, prep.n_states))
+    )
     freq = np.concatenate([prep.freq, np.zeros((len(pseudo_levels),) + prep.freq.shape[1:])])
-    tables = build_tables(coef, np.concatenate([eq.cell_dev[draws], new_dev], axis=1),
-                          np.concatenate([eq.intercept_cell[draws], new_icpt], axis=1), features,
-                          prep.features["slope"][eq.cols], eq.cols, freq)
-    return np.concatenate([eq.table[draws], tables[:, prep.n_cells:]], axis=1)
+    tables = build_tables(
+        coef,
+        np.concatenate([eq.cell_dev[draws], new_dev], axis=1),
+        np.concatenate([eq.intercept_cell[draws], new_icpt], axis=1),
+        features,
+        prep.features["slope"][eq.cols],
+        eq.cols,
+        freq,
+    )
+    return np.concatenate([eq.table[draws], tables[:, prep.n_cells :]], axis=1)
 
 
 def _gather_tables(table: np.ndarray, states: np.ndarray, cell: np.ndarray) -> np.ndarray:
@@ -262,7 +291,7 @@ def _gather_tables(table: np.ndarray, states: np.ndarray, cell: np.ndarray) -> n
     eta = np.empty((n_s, len(cell)))
     step = max(1, int(2e7 // max(1, n_s * n_slots)))  # bound the gather's temporary to ~160 MB
     for start in range(0, len(cell), step):
-        eta[:, start:start + step] = flat[:, flat_index[start:start + step]].sum(axis=-1)
+        eta[:, start : start + step] = flat[:, flat_index[start : start + step]].sum(axis=-1)
     return eta
 
 
@@ -282,8 +311,9 @@ def expected_score(p: Posterior, construct: str, eta: np.ndarray, draws: slice) 
     return (probs @ prep.category_values[construct] - mu) / sd
 
 
-def forward_pass(p: Posterior, rows: RowInputs, draws: slice = slice(None),
-                 mediators: str = "observed") -> dict[str, np.ndarray]:
+def forward_pass(
+    p: Posterior, rows: RowInputs, draws: slice = slice(None), mediators: str = "observed"
+) -> dict[str, np.ndarray]:
     """Linear predictor (draws, rows) of every endogenous construct (see the module docstring).
 
     ``mediators="observed"`` takes construct sources from ``rows.scores`` (latent constructs: their sampled
@@ -313,7 +343,7 @@ def forward_pass(p: Posterior, rows: RowInputs, draws: slice = slice(None),
                     raise ValueError(f"the score of construct {s!r} (a source of {j!r}) is not in the rows' inputs")
                 score = rows.scores[s]
                 score = score[draws] if np.ndim(score) == 2 else score[None, :]
-            eta = eta + eq.paths[draws][:, s_i:s_i + 1] * score
+            eta = eta + eq.paths[draws][:, s_i : s_i + 1] * score
         out[j] = eta
     return out
 
@@ -338,8 +368,10 @@ def outcome_residual_sd(p: Posterior, outcome: str | None = None) -> np.ndarray:
                 continue
             like = prep.likelihood(s)
             if like not in ("gaussian", "latent"):
-                raise ValueError(f"mediator {s!r} has a {like} likelihood: its residual is not Gaussian, so "
-                                 "predicted probabilities cannot integrate it; predict with mediators='observed'")
+                raise ValueError(
+                    f"mediator {s!r} has a {like} likelihood: its residual is not Gaussian, so "
+                    "predicted probabilities cannot integrate it; predict with mediators='observed'"
+                )
             for m, coef in load[s].items():
                 loads[m] = loads.get(m, 0.0) + eq.paths[:, s_i] * coef
         if j != outcome:
@@ -362,8 +394,13 @@ def residual_sd(p: Posterior, construct: str) -> np.ndarray:
     return fit.draws(f"{construct}__sd")[p.index]
 
 
-def outcome_probabilities(eta: np.ndarray, theta: np.ndarray, likelihood: str,
-                          residual: np.ndarray | None = None, nodes: int = QUADRATURE_NODES) -> np.ndarray:
+def outcome_probabilities(
+    eta: np.ndarray,
+    theta: np.ndarray,
+    likelihood: str,
+    residual: np.ndarray | None = None,
+    nodes: int = QUADRATURE_NODES,
+) -> np.ndarray:
     """Class probabilities (draws, n, K) of an ordered-logistic outcome, or P(1) (draws, n) of a Bernoulli
     one, at linear predictor ``eta``; with ``residual`` (draws,) the probabilities are averaged over
     eta + residual x z, z ~ N(0, 1) (Gauss-Hermite, ``nodes`` nodes)."""
@@ -391,8 +428,13 @@ def outcome_probabilities(eta: np.ndarray, theta: np.ndarray, likelihood: str,
     return out
 
 
-def predict(fit: DriverFit, new_survey: pd.DataFrame, kind: str = "probability", mediators: str = "predicted",
-            max_draws: int | None = None) -> Any:
+def predict(
+    fit: DriverFit,
+    new_survey: pd.DataFrame,
+    kind: str = "probability",
+    mediators: str = "predicted",
+    max_draws: int | None = None,
+) -> Any:
     """Predictions of the outcome for any survey rows: ``xarray.DataArray`` (sample, respondent[, class]).
 
     ``kind``: ``"probability"`` (ordered logistic: P(class) with a ``class`` dim of answer values;
@@ -412,13 +454,18 @@ def predict(fit: DriverFit, new_survey: pd.DataFrame, kind: str = "probability",
     outcome = prep.outcome
     likelihood = prep.likelihood(outcome)
     if likelihood == "gaussian" and kind == "probability":
-        raise ValueError(f"outcome {outcome!r} is gaussian: it has no class probabilities; use kind='expected' "
-                         "or 'linear_predictor'")
+        raise ValueError(
+            f"outcome {outcome!r} is gaussian: it has no class probabilities; use kind='expected' or 'linear_predictor'"
+        )
     rows = new_rows(fit, new_survey, mediators)
     if rows.unseen:
         listed = "; ".join(f"{g}: {v}" for g, v in rows.unseen.items())
-        warnings.warn(f"predict: group level(s) the driver model never saw ({listed}) get the population value "
-                      "(no segment / market deviation)", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"predict: group level(s) the driver model never saw ({listed}) get the population value "
+            "(no segment / market deviation)",
+            UserWarning,
+            stacklevel=3,
+        )
     p = fit.posterior(max_draws)
     eta = forward_pass(p, rows, mediators=mediators)[outcome]
     theta = p.equations[outcome].theta
@@ -437,11 +484,22 @@ def predict(fit: DriverFit, new_survey: pd.DataFrame, kind: str = "probability",
             coords["class"] = prep.category_values[outcome]
         else:
             values = probs @ prep.category_values[outcome]
-    attrs = {"outcome": outcome, "likelihood": likelihood, "kind": kind, "mediators": mediators,
-             "unseen_levels": [f"{g}={v}" for g, vs in rows.unseen.items() for v in vs],
-             "units": ("standardised score" if likelihood == "gaussian" and kind != "linear_predictor" else
-                       "logit" if kind == "linear_predictor" else "probability" if kind == "probability"
-                       or likelihood == "bernoulli" else "answer scale")}
+    attrs = {
+        "outcome": outcome,
+        "likelihood": likelihood,
+        "kind": kind,
+        "mediators": mediators,
+        "unseen_levels": [f"{g}={v}" for g, vs in rows.unseen.items() for v in vs],
+        "units": (
+            "standardised score"
+            if likelihood == "gaussian" and kind != "linear_predictor"
+            else "logit"
+            if kind == "linear_predictor"
+            else "probability"
+            if kind == "probability" or likelihood == "bernoulli"
+            else "answer scale"
+        ),
+    }
     return xr.DataArray(values, dims=dims, coords=coords, name=f"{outcome}_{kind}", attrs=attrs)
 
 
@@ -486,7 +544,6 @@ def pointwise_log_likelihood(fit: DriverFit, chunk_values: int = CHUNK_VALUES) -
     scores (the measurement items' likelihood is not included)."""
     import xarray as xr
 
-
     prep = fit.prep
     post = fit.idata.posterior
     n_chain, n_draw = int(post.sizes["chain"]), int(post.sizes["draw"])
@@ -502,10 +559,15 @@ def pointwise_log_likelihood(fit: DriverFit, chunk_values: int = CHUNK_VALUES) -
         eta = forward_pass(p, rows, sl, mediators="observed")
         for j in names:
             out[j][sl] = row_log_likelihood(prep.outcomes[j], eta[j], p.equations[j].theta[sl], prep.likelihood(j))
-    coords = {"chain": post.coords["chain"].values, "draw": post.coords["draw"].values,
-              "respondent": np.asarray(prep.index)}
-    return xr.Dataset({j: (("chain", "draw", "respondent"), v.reshape(n_chain, n_draw, prep.n))
-                       for j, v in out.items()}, coords=coords)
+    coords = {
+        "chain": post.coords["chain"].values,
+        "draw": post.coords["draw"].values,
+        "respondent": np.asarray(prep.index),
+    }
+    return xr.Dataset(
+        {j: (("chain", "draw", "respondent"), v.reshape(n_chain, n_draw, prep.n)) for j, v in out.items()},
+        coords=coords,
+    )
 
 
 def attach_log_likelihood(fit: DriverFit, setting: bool | None = None) -> str:
@@ -516,8 +578,7 @@ def attach_log_likelihood(fit: DriverFit, setting: bool | None = None) -> str:
     if setting is False:
         return "not stored (log_likelihood=False)"
     if setting is None and values > LOG_LIKELIHOOD_MAX_VALUES:
-        return (f"not stored: {values:,} values > {LOG_LIKELIHOOD_MAX_VALUES:,} (pass log_likelihood=True to "
-                "store it)")
+        return f"not stored: {values:,} values > {LOG_LIKELIHOOD_MAX_VALUES:,} (pass log_likelihood=True to store it)"
     if not observed_equations(fit.prep):
         return "not stored: no observed outcome equation"
     dataset = pointwise_log_likelihood(fit)

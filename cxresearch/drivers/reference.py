@@ -7,6 +7,7 @@ model in composite mode (PLS Mode A outer weights with the path weighting scheme
 are the ones SmartPLS builds; the Bayesian regressions then give the paths) and in latent mode (a
 measurement model with loadings), and returns both beside the SmartPLS values.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,31 +26,49 @@ def load_ecsi(folder: str | Path) -> dict[str, pd.DataFrame]:
     missing = [f for f in ECSI_FILES if not (folder / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{folder}: missing ECSI files {missing}")
-    return {"data": pd.read_csv(folder / "mobi.csv"),
-            "measurement": pd.read_csv(folder / "measurement_model.csv"),
-            "structural": pd.read_csv(folder / "structural_model.csv"),
-            "reference": pd.read_csv(folder / "reference_pls_path_coefficients.csv")}
+    return {
+        "data": pd.read_csv(folder / "mobi.csv"),
+        "measurement": pd.read_csv(folder / "measurement_model.csv"),
+        "structural": pd.read_csv(folder / "structural_model.csv"),
+        "reference": pd.read_csv(folder / "reference_pls_path_coefficients.csv"),
+    }
 
 
-def ecsi_model_spec(measurement: pd.DataFrame, structural: pd.DataFrame, mode: str = "composite",
-                    weights: str = "pls", item_likelihood: str = "gaussian",
-                    identification: str = "variance") -> DriverModelSpec:
+def ecsi_model_spec(
+    measurement: pd.DataFrame,
+    structural: pd.DataFrame,
+    mode: str = "composite",
+    weights: str = "pls",
+    item_likelihood: str = "gaussian",
+    identification: str = "variance",
+) -> DriverModelSpec:
     """The ECSI path model as a :class:`DriverModelSpec` (construct names as in the files)."""
     constructs: dict[str, Any] = {}
     for name, block in measurement.groupby("source", sort=False):
         items = block["target"].tolist()
         if mode == "latent":
-            constructs[name] = {"items": items, "mode": "latent", "item_likelihood": item_likelihood,
-                                "identification": identification}
+            constructs[name] = {
+                "items": items,
+                "mode": "latent",
+                "item_likelihood": item_likelihood,
+                "identification": identification,
+            }
         else:
             constructs[name] = {"items": items, "mode": "composite", "weights": weights if len(items) > 1 else "equal"}
     paths = [f"{s} -> {t}" for s, t in structural[["source", "target"]].itertuples(index=False)]
     return DriverModelSpec.model_validate({"constructs": constructs, "paths": paths, "group_by": []})
 
 
-def ecsi_comparison(folder: str | Path, scheme: str = "path", draws: int = 1000, tune: int = 1000,
-                    chains: int = 2, seed: int = 1, modes: tuple[str, ...] = ("composite", "latent"),
-                    weights: str = "pls") -> tuple[pd.DataFrame, dict[str, Any]]:
+def ecsi_comparison(
+    folder: str | Path,
+    scheme: str = "path",
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 2,
+    seed: int = 1,
+    modes: tuple[str, ...] = ("composite", "latent"),
+    weights: str = "pls",
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Standardised ECSI paths (posterior mean and 90% interval) per mode beside SmartPLS's ``scheme``.
 
     Returns (table, fits): one row per path with ``smartpls``, ``<mode>``, ``<mode>_low``,
@@ -62,8 +81,11 @@ def ecsi_comparison(folder: str | Path, scheme: str = "path", draws: int = 1000,
     ref = files["reference"]
     if scheme not in set(ref["scheme"]):
         raise ValueError(f"scheme {scheme!r} not in the reference file (schemes: {sorted(set(ref['scheme']))})")
-    table = ref[ref["scheme"] == scheme][["source", "target", "coefficient"]].rename(
-        columns={"coefficient": "smartpls"}).reset_index(drop=True)
+    table = (
+        ref[ref["scheme"] == scheme][["source", "target", "coefficient"]]
+        .rename(columns={"coefficient": "smartpls"})
+        .reset_index(drop=True)
+    )
     fits = {}
     for mode in modes:
         spec = ecsi_model_spec(files["measurement"], files["structural"], mode=mode, weights=weights)
@@ -85,8 +107,14 @@ def default_reference_folder() -> Path:
     return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ecsi_mobi"
 
 
-def ecsi_reference_check(folder: str | Path | None = None, cache_dir: str | Path | None = None, *,
-                         draws: int = 1000, tune: int = 1000, seed: int = 1) -> tuple[pd.DataFrame, str, bool]:
+def ecsi_reference_check(
+    folder: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    *,
+    draws: int = 1000,
+    tune: int = 1000,
+    seed: int = 1,
+) -> tuple[pd.DataFrame, str, bool]:
     """The ECSI comparison table and its verdict, computed once per cache folder: (table, verdict, reused).
 
     ``folder`` None or "" uses :func:`default_reference_folder`; raises FileNotFoundError naming the

@@ -28,6 +28,7 @@ Example (``params/drivers.yaml``, under ``settings.model``)::
     paths: [touchpoints -> emotion, emotion -> recommend, touchpoints -> recommend]
     group_by: [segment, market]
 """
+
 from __future__ import annotations
 
 import re
@@ -94,8 +95,10 @@ class ConstructSpec(_Strict):
             if self.mode != "composite" or self.likelihood is not None:
                 raise ValueError("a touchpoint construct is an observed rating: no 'mode' or 'likelihood'")
         if self.likelihood in ("ordered_logistic", "bernoulli") and (len(self.items) != 1 or self.mode != "composite"):
-            raise ValueError(f"likelihood {self.likelihood!r} applies to a single observed item, "
-                             f"not to {len(self.items)} items in {self.mode} mode")
+            raise ValueError(
+                f"likelihood {self.likelihood!r} applies to a single observed item, "
+                f"not to {len(self.items)} items in {self.mode} mode"
+            )
         if isinstance(self.weights, list):
             if len(self.weights) != len(self.items):
                 raise ValueError(f"weights has {len(self.weights)} entries for {len(self.items)} items")
@@ -139,6 +142,10 @@ class PriorSpec(_Strict):
     residual_sd: float = Field(1.0, gt=0)  # half-normal scale of Gaussian residual sds
 
 
+def _default_varying() -> list[Literal["intercept", "slope"]]:
+    return ["intercept", "slope"]
+
+
 class DriverModelSpec(_Strict):
     """A complete path model for :func:`cxresearch.drivers.fit_driver_model`."""
 
@@ -146,7 +153,7 @@ class DriverModelSpec(_Strict):
     constructs: dict[str, ConstructSpec] = Field(default_factory=dict)
     paths: list[PathSpec]
     group_by: list[str] = Field(default_factory=list)
-    varying: list[Literal["intercept", "slope"]] = Field(default_factory=lambda: ["intercept", "slope"])
+    varying: list[Literal["intercept", "slope"]] = Field(default_factory=_default_varying)
     used_indicator: bool = True
     asymmetric: bool = True
     bottom_box: int = Field(2, ge=1)  # lowest answer points that count as a bad experience
@@ -216,8 +223,12 @@ def parse_model_spec(raw: Mapping[str, Any] | DriverModelSpec, where: str = "mod
         raise ModelSpecError(format_pydantic_error(exc, where)) from None
 
 
-def resolve_model_spec(spec: DriverModelSpec | Mapping[str, Any], dataset_spec: Any | None = None,
-                       columns: list[str] | None = None, where: str = "model") -> ResolvedModel:
+def resolve_model_spec(
+    spec: DriverModelSpec | Mapping[str, Any],
+    dataset_spec: Any | None = None,
+    columns: list[str] | None = None,
+    where: str = "model",
+) -> ResolvedModel:
     """Expand ``touchpoints``, fill scales from the dataset spec, check items, paths and acyclicity.
 
     ``dataset_spec`` is a :class:`cxresearch.data.spec.DatasetSpec` (or None); ``columns`` are the data
@@ -238,8 +249,12 @@ def resolve_model_spec(spec: DriverModelSpec | Mapping[str, Any], dataset_spec: 
         if name in constructs:
             raise ModelSpecError(f"{where}.constructs.{name}: also declared as a touchpoint")
         if c.kind == "touchpoint" and c.scale is None and c.items[0] in tp_specs:
-            c = c.model_copy(update={"scale": ScaleSpec.model_validate(tp_specs[c.items[0]].scale),
-                                     "label": c.label or tp_specs[c.items[0]].label})
+            c = c.model_copy(
+                update={
+                    "scale": ScaleSpec.model_validate(tp_specs[c.items[0]].scale),
+                    "label": c.label or tp_specs[c.items[0]].label,
+                }
+            )
         constructs[name] = c
     if not constructs:
         raise ModelSpecError(f"{where}: no constructs declared")
@@ -262,12 +277,15 @@ def resolve_model_spec(spec: DriverModelSpec | Mapping[str, Any], dataset_spec: 
         if p.target == TOUCHPOINTS:
             raise ModelSpecError(f"{where}.paths[{i}] '{p}': touchpoints are exogenous; no path can end in them")
         if p.target not in constructs:
-            raise ModelSpecError(f"{where}.paths[{i}] '{p}': unknown target {p.target!r} "
-                                 f"(constructs: {sorted(constructs)})")
+            raise ModelSpecError(
+                f"{where}.paths[{i}] '{p}': unknown target {p.target!r} (constructs: {sorted(constructs)})"
+            )
         sources = tps if p.source == TOUCHPOINTS else [p.source]
         if p.source != TOUCHPOINTS and p.source not in constructs:
-            raise ModelSpecError(f"{where}.paths[{i}] '{p}': unknown source {p.source!r} "
-                                 f"(constructs: {sorted(constructs)} or {TOUCHPOINTS!r})")
+            raise ModelSpecError(
+                f"{where}.paths[{i}] '{p}': unknown source {p.source!r} "
+                f"(constructs: {sorted(constructs)} or {TOUCHPOINTS!r})"
+            )
         if p.source == TOUCHPOINTS and not tps:
             raise ModelSpecError(f"{where}.paths[{i}] '{p}': no touchpoint constructs are declared")
         for s in sources:
@@ -287,8 +305,10 @@ def resolve_model_spec(spec: DriverModelSpec | Mapping[str, Any], dataset_spec: 
     sinks = [n for n in order if n in targets and not any(p.source == n for p in paths)]
     outcome = spec.outcome or (sinks[-1] if sinks else None)
     if outcome is None or outcome not in targets:
-        raise ModelSpecError(f"{where}.outcome: {spec.outcome!r} is not an endogenous construct "
-                             f"(endogenous: {[n for n in order if n in targets]})")
+        raise ModelSpecError(
+            f"{where}.outcome: {spec.outcome!r} is not an endogenous construct "
+            f"(endogenous: {[n for n in order if n in targets]})"
+        )
     if columns is not None:
         missing = {(n, item) for n, c in constructs.items() for item in c.items if item not in columns}
         missing |= {("group_by", g) for g in spec.group_by if g not in columns}
@@ -316,15 +336,17 @@ def _topological_order(names: list[str], paths: list[PathSpec], where: str) -> l
     return order
 
 
-def default_model_spec(dataset_spec: Any, emotion_mode: str = "composite", direct: bool = True,
-                       group_by: list[str] | None = None) -> DriverModelSpec:
+def default_model_spec(
+    dataset_spec: Any, emotion_mode: str = "composite", direct: bool = True, group_by: list[str] | None = None
+) -> DriverModelSpec:
     """The standard CX chain for a dataset spec: touchpoints -> emotion -> outcome (+ direct paths)."""
     survey = dataset_spec.survey
     constructs: dict[str, Any] = {}
     paths: list[str] = []
     outcome_name = "recommend" if survey.outcome.kind == "recommend" else "outcome"
-    likelihood = {"recommend": "ordered_logistic", "ordinal": "ordered_logistic",
-                  "binary": "bernoulli"}[survey.outcome.kind]
+    likelihood = {"recommend": "ordered_logistic", "ordinal": "ordered_logistic", "binary": "bernoulli"}[
+        survey.outcome.kind
+    ]
     scale = [0, 10] if survey.outcome.kind == "recommend" else None
     if survey.outcome.kind == "ordinal":
         scale = [0, max(survey.outcome.labels.values())]
@@ -336,6 +358,11 @@ def default_model_spec(dataset_spec: Any, emotion_mode: str = "composite", direc
             paths.append(f"{TOUCHPOINTS} -> {outcome_name}")
     else:
         paths.append(f"{TOUCHPOINTS} -> {outcome_name}")
-    return DriverModelSpec.model_validate({
-        "touchpoints": "all", "constructs": constructs, "paths": paths,
-        "group_by": ["segment", "market"] if group_by is None else group_by})
+    return DriverModelSpec.model_validate(
+        {
+            "touchpoints": "all",
+            "constructs": constructs,
+            "paths": paths,
+            "group_by": ["segment", "market"] if group_by is None else group_by,
+        }
+    )

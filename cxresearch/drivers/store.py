@@ -13,6 +13,7 @@ fit. Each run then reports on its own segment or market rows of the shared poste
 ``meta.json`` (model config, sampler config, data hash, version), the posterior (ArviZ netCDF) and the rows
 fitted; loading refuses another model config or other rows (:class:`cxresearch.protocol.DifferentModelError`).
 """
+
 from __future__ import annotations
 
 import os
@@ -41,14 +42,23 @@ def _versions() -> dict[str, str | None]:
     return library_versions(("pymc", "nutpie", "pytensor", "numpy"))
 
 
-def fit_key(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] | None, settings: Mapping[str, Any],
-            dataset_spec: Any = None) -> str:
+def fit_key(
+    frame: pd.DataFrame,
+    model: DriverModelSpec | Mapping[str, Any] | None,
+    settings: Mapping[str, Any],
+    dataset_spec: Any = None,
+) -> str:
     """The cache key of a fit: survey rows, model, sampler settings, seed, package source and versions."""
     spec = resolve_model(model, dataset_spec)
-    parts = {"format": _FORMAT, "rows": frame_hash(frame), "model": spec.model_dump(mode="json"),
-             "settings": dict(sorted(settings.items())), "source": package_source_hash(),
-             "versions": _versions(),
-             "dataset_spec": dataset_spec.model_dump(mode="json") if hasattr(dataset_spec, "model_dump") else None}
+    parts = {
+        "format": _FORMAT,
+        "rows": frame_hash(frame),
+        "model": spec.model_dump(mode="json"),
+        "settings": dict(sorted(settings.items())),
+        "source": package_source_hash(),
+        "versions": _versions(),
+        "dataset_spec": dataset_spec.model_dump(mode="json") if hasattr(dataset_spec, "model_dump") else None,
+    }
     return sha256_text(canonical_json(parts))[:20]
 
 
@@ -62,20 +72,31 @@ def save_fit(fit: DriverFit, path: str | Path, frame: pd.DataFrame | None = None
     return fit.save(path)
 
 
-def load_fit(path: str | Path, frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] | None = None,
-             dataset_spec: Any = None) -> DriverFit:
+def load_fit(
+    path: str | Path,
+    frame: pd.DataFrame,
+    model: DriverModelSpec | Mapping[str, Any] | None = None,
+    dataset_spec: Any = None,
+) -> DriverFit:
     """Load a fit saved by :func:`save_fit` for the same survey rows and model; a different model config or
     other rows raise :class:`cxresearch.protocol.DifferentModelError`."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no saved driver fit at {path}")
-    return DriverFit.load(path, model_config=model_config_of(resolve_model(model, dataset_spec)),
-                          data_hash=frame_hash(frame))
+    return DriverFit.load(
+        path, model_config=model_config_of(resolve_model(model, dataset_spec)), data_hash=frame_hash(frame)
+    )
 
 
-def shared_fit(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] | None, cache_dir: str | Path, *,
-               dataset_spec: Any = None, fitter: Callable[..., DriverFit] | None = None,
-               **settings: Any) -> tuple[DriverFit, dict[str, Any]]:
+def shared_fit(
+    frame: pd.DataFrame,
+    model: DriverModelSpec | Mapping[str, Any] | None,
+    cache_dir: str | Path,
+    *,
+    dataset_spec: Any = None,
+    fitter: Callable[..., DriverFit] | None = None,
+    **settings: Any,
+) -> tuple[DriverFit, dict[str, Any]]:
     """Fit the driver model to ``frame`` once per cache key and share it; returns (fit, provenance).
 
     ``settings`` are :func:`cxresearch.drivers.fit_driver_model`'s keyword arguments (method, draws,
@@ -91,17 +112,34 @@ def shared_fit(frame: pd.DataFrame, model: DriverModelSpec | Mapping[str, Any] |
     key = fit_key(frame, model, {k: v for k, v in settings.items() if k != "cores"}, dataset_spec)
     path = Path(cache_dir) / f"drivers-{key}"
     started = time.perf_counter()
-    result, reused = compute_once(path, lambda: fitter(frame, model, dataset_spec=dataset_spec, **settings),
-                                   lambda fit, target: save_fit(fit, target, frame),
-                                   lambda source: load_fit(source, frame, model, dataset_spec))
-    return result, {"key": key, "path": str(path), "reused": reused,
-                    "waited_s": round(time.perf_counter() - started, 1)}
+
+    def save(fit: DriverFit, target: Path) -> None:  # compute_once's save returns nothing (save_fit: the path)
+        save_fit(fit, target, frame)
+
+    result, reused = compute_once(
+        path,
+        lambda: fitter(frame, model, dataset_spec=dataset_spec, **settings),
+        save,
+        lambda source: load_fit(source, frame, model, dataset_spec),
+    )
+    return result, {
+        "key": key,
+        "path": str(path),
+        "reused": reused,
+        "waited_s": round(time.perf_counter() - started, 1),
+    }
 
 
-def shared_result(cache_dir: str | Path, name: str, key_parts: Mapping[str, Any],
-                  compute: Callable[[], Any], save: Callable[[Any, Path], None],
-                  load: Callable[[Path], Any]) -> tuple[Any, bool]:
+def shared_result(
+    cache_dir: str | Path,
+    name: str,
+    key_parts: Mapping[str, Any],
+    compute: Callable[[], Any],
+    save: Callable[[Any, Path], None],
+    load: Callable[[Path], Any],
+) -> tuple[Any, bool]:
     """Compute-once for any other study artefact (e.g. the ECSI reference check): (value, reused)."""
-    key = sha256_text(canonical_json({"parts": dict(key_parts), "source": package_source_hash(),
-                                      "versions": _versions()}))[:20]
+    key = sha256_text(
+        canonical_json({"parts": dict(key_parts), "source": package_source_hash(), "versions": _versions()})
+    )[:20]
     return compute_once(Path(cache_dir) / f"{name}-{key}", compute, save, load)

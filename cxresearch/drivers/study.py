@@ -1,5 +1,6 @@
 """The drivers notebook's steps: which fit a run reports on (:func:`fit_for_run`) and on which answers
 (:func:`run_rows`), then business-readable tables and sentences. The modelling itself lives in fit / effects."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,8 +24,9 @@ def wave_rows(fit: Any, wave: str) -> np.ndarray | None:
     return (frame["wave"].astype("string") == str(wave)).to_numpy()
 
 
-def fit_for_run(data: Any, model: Any, *, pooled: bool, cache_dir: str | None = None,
-                **settings: Any) -> tuple[Any, dict[str, Any] | None]:
+def fit_for_run(
+    data: Any, model: Any, *, pooled: bool, cache_dir: str | None = None, **settings: Any
+) -> tuple[Any, dict[str, Any] | None]:
     """The fit a run reports on, and its provenance (None for a fit of this run's answers only).
 
     ``pooled``: ``data`` holds every segment and market; the hierarchical model of all of them is fitted
@@ -34,6 +36,7 @@ def fit_for_run(data: Any, model: Any, *, pooled: bool, cache_dir: str | None = 
     from cxresearch import record_result
     from cxresearch.drivers.fit import fit_driver_model
 
+    shared: dict[str, Any] | None
     if pooled and cache_dir:
         from cxresearch.drivers.store import shared_fit
 
@@ -41,9 +44,15 @@ def fit_for_run(data: Any, model: Any, *, pooled: bool, cache_dir: str | None = 
     else:
         fit = fit_driver_model(data, model, **settings)
         shared = {"key": None, "path": None, "reused": False, "waited_s": 0.0} if pooled else None
-    record_result("fit", {"scope": "pooled" if pooled else "run", "answers_fitted": int(fit.prep.n),
-                          "shared": None if shared is None else {k: shared[k] for k in ("key", "reused")},
-                          "timings_s": {k: round(float(v), 1) for k, v in fit.timings.items()}})
+    record_result(
+        "fit",
+        {
+            "scope": "pooled" if pooled else "run",
+            "answers_fitted": int(fit.prep.n),
+            "shared": None if shared is None else {k: shared[k] for k in ("key", "reused")},
+            "timings_s": {k: round(float(v), 1) for k, v in fit.timings.items()},
+        },
+    )
     return fit, shared
 
 
@@ -65,8 +74,10 @@ def run_rows(fit: Any, segment: Any = "all", market: Any = "all", wave: str = "a
         present = frame[dim].astype("string")
         missing = sorted(set(wanted) - set(present.dropna().unique().tolist()))
         if missing:
-            raise ValueError(f"{dim} {missing} has no answers in the fitted data "
-                             f"({dim}s: {sorted(present.dropna().unique().tolist())})")
+            raise ValueError(
+                f"{dim} {missing} has no answers in the fitted data "
+                f"({dim}s: {sorted(present.dropna().unique().tolist())})"
+            )
         mask &= present.isin(wanted).fillna(False).to_numpy()
     waves = wave_rows(fit, wave)
     if waves is not None:
@@ -76,8 +87,9 @@ def run_rows(fit: Any, segment: Any = "all", market: Any = "all", wave: str = "a
     return None if mask.all() else mask
 
 
-def scope_line(fit: Any, segment: Any, market: Any, wave: str, rows: np.ndarray | None = None,
-               shared: dict[str, Any] | None = None) -> Any:
+def scope_line(
+    fit: Any, segment: Any, market: Any, wave: str, rows: np.ndarray | None = None, shared: dict[str, Any] | None = None
+) -> Any:
     """One Markdown line: which customers this report covers and which answers the model was fitted to.
 
     ``rows``: the mask of this run's answers (see :func:`run_rows`); ``shared``: the provenance of a fit
@@ -93,12 +105,16 @@ def scope_line(fit: Any, segment: Any, market: Any, wave: str, rows: np.ndarray 
     n_rows = prep.n if rows is None else int(np.count_nonzero(rows))
     dropped = "; ".join(f"{k} ({v} rows)" for k, v in prep.dropped_rows.items())
     left_out = "; ".join(f"{k}: {v}" for k, v in prep.dropped_touchpoints.items())
-    text = (f"**Scope:** {', '.join(scope)}; impacts averaged over its {n_rows:,} answers "
-            f"({'every wave' if wave in (None, 'all') else f'wave {wave}'}); method: {fit.diagnostics().method}.")
+    text = (
+        f"**Scope:** {', '.join(scope)}; impacts averaged over its {n_rows:,} answers "
+        f"({'every wave' if wave in (None, 'all') else f'wave {wave}'}); method: {fit.diagnostics().method}."
+    )
     if shared is not None:
-        text += (f" The model is one hierarchical fit of all {prep.n:,} answers (every segment and market, "
-                 f"partial pooling){', shared by every report of this study' if shared.get('path') else ''}"
-                 f"{' (fitted by an earlier run, loaded)' if shared.get('reused') else ''}.")
+        text += (
+            f" The model is one hierarchical fit of all {prep.n:,} answers (every segment and market, "
+            f"partial pooling){', shared by every report of this study' if shared.get('path') else ''}"
+            f"{' (fitted by an earlier run, loaded)' if shared.get('reused') else ''}."
+        )
     if dropped:
         text += f" Rows left out: {dropped}."
     if left_out:
@@ -110,50 +126,84 @@ def impact_table(summary: Any) -> pd.DataFrame:
     t = summary.touchpoint_table()
     col = summary.impact_column
     imp = summary.impacts.set_index("touchpoint")
-    out = pd.DataFrame({
-        "Rank": [f"{r:.1f}" for r in t.expected_rank],
-        "Touchpoint": t.label,
-        "Users": [format_pct(u) for u in t.users],
-        "NPS points from one step better": [format_interval(r[col], r[f"{col}_low"], r[f"{col}_high"])
-                                            for _, r in t.iterrows()],
-        "P(top 3)": [format_pct(p) for p in t.p_top3]})
+    out = pd.DataFrame(
+        {
+            "Rank": [f"{r:.1f}" for r in t.expected_rank],
+            "Touchpoint": t.label,
+            "Users": [format_pct(u) for u in t.users],
+            "NPS points from one step better": [
+                format_interval(r[col], r[f"{col}_low"], r[f"{col}_high"]) for _, r in t.iterrows()
+            ],
+            "P(top 3)": [format_pct(p) for p in t.p_top3],
+        }
+    )
     if "impact_promoter" in imp.columns:
-        out["Promoters (pts)"] = [format_interval(imp.loc[tp, "impact_promoter"], imp.loc[tp, "impact_promoter_low"],
-                                                  imp.loc[tp, "impact_promoter_high"]) for tp in t.touchpoint]
-        out["Detractors (pts)"] = [format_interval(imp.loc[tp, "impact_detractor"], imp.loc[tp, "impact_detractor_low"],
-                                                   imp.loc[tp, "impact_detractor_high"]) for tp in t.touchpoint]
+        out["Promoters (pts)"] = [
+            format_interval(
+                imp.loc[tp, "impact_promoter"], imp.loc[tp, "impact_promoter_low"], imp.loc[tp, "impact_promoter_high"]
+            )
+            for tp in t.touchpoint
+        ]
+        out["Detractors (pts)"] = [
+            format_interval(
+                imp.loc[tp, "impact_detractor"],
+                imp.loc[tp, "impact_detractor_low"],
+                imp.loc[tp, "impact_detractor_high"],
+            )
+            for tp in t.touchpoint
+        ]
     return out
 
 
 def ipa_table(summary: Any) -> pd.DataFrame:
     ipa = summary.importance_performance.sort_values("p_fix_first", ascending=False)
-    return pd.DataFrame({"Touchpoint": ipa.label,
-                         "Importance (NPS pts)": [format_interval(r.importance, r.importance_low, r.importance_high)
-                                                  for r in ipa.itertuples()],
-                         "Mean rating": [f"{m:.2f}" for m in ipa.mean_rating],
-                         "Quadrant": ipa.quadrant, "P(fix first)": [format_pct(p) for p in ipa.p_fix_first]})
+    return pd.DataFrame(
+        {
+            "Touchpoint": ipa.label,
+            "Importance (NPS pts)": [
+                format_interval(r.importance, r.importance_low, r.importance_high) for r in ipa.itertuples()
+            ],
+            "Mean rating": [f"{m:.2f}" for m in ipa.mean_rating],
+            "Quadrant": ipa.quadrant,
+            "P(fix first)": [format_pct(p) for p in ipa.p_fix_first],
+        }
+    )
 
 
 def kano_table(summary: Any) -> pd.DataFrame:
     k = summary.kano.merge(summary.impacts[["touchpoint", "label"]], on="touchpoint")
-    return pd.DataFrame({"Touchpoint": k.label,
-                         "Penalty (bad vs neutral)": [format_interval(r.penalty, r.penalty_low, r.penalty_high, 2)
-                                                      for r in k.itertuples()],
-                         "Reward (great vs neutral)": [format_interval(r.reward, r.reward_low, r.reward_high, 2)
-                                                       for r in k.itertuples()],
-                         "Kano class": k.kano, "P(class)": [format_pct(p) for p in k.p_kano]})
+    return pd.DataFrame(
+        {
+            "Touchpoint": k.label,
+            "Penalty (bad vs neutral)": [
+                format_interval(r.penalty, r.penalty_low, r.penalty_high, 2) for r in k.itertuples()
+            ],
+            "Reward (great vs neutral)": [
+                format_interval(r.reward, r.reward_low, r.reward_high, 2) for r in k.itertuples()
+            ],
+            "Kano class": k.kano,
+            "P(class)": [format_pct(p) for p in k.p_kano],
+        }
+    )
 
 
 def root_cause_table(summary: Any) -> pd.DataFrame:
     rc = summary.root_causes
-    return pd.DataFrame({"Touchpoint": rc.label,
-                         "Customers with a bad experience": [format_pct(s, 1) for s in rc.share_bad_experience],
-                         "Extra detractor risk (pts)": [format_interval(r.excess_detractor_risk_pts, r.excess_low,
-                                                                        r.excess_high) for r in rc.itertuples()],
-                         "Share of detractors explained": [f"{format_pct(r.share_of_detractors_explained, 1)} "
-                                                           f"({format_pct(r.explained_low, 1)} to "
-                                                           f"{format_pct(r.explained_high, 1)})"
-                                                           for r in rc.itertuples()]})
+    return pd.DataFrame(
+        {
+            "Touchpoint": rc.label,
+            "Customers with a bad experience": [format_pct(s, 1) for s in rc.share_bad_experience],
+            "Extra detractor risk (pts)": [
+                format_interval(r.excess_detractor_risk_pts, r.excess_low, r.excess_high) for r in rc.itertuples()
+            ],
+            "Share of detractors explained": [
+                f"{format_pct(r.share_of_detractors_explained, 1)} "
+                f"({format_pct(r.explained_low, 1)} to "
+                f"{format_pct(r.explained_high, 1)})"
+                for r in rc.itertuples()
+            ],
+        }
+    )
 
 
 def effects_table(summary: Any) -> pd.DataFrame:
@@ -161,20 +211,36 @@ def effects_table(summary: Any) -> pd.DataFrame:
     wide = e.pivot(index="touchpoint", columns="effect", values=["mean", "low", "high"])
     labels = summary.impacts.set_index("touchpoint")["label"]
     order = summary.ranking.touchpoint
-    return pd.DataFrame({
-        "Touchpoint": [labels[t] for t in order],
-        **{name.capitalize(): [format_interval(wide.loc[t, ("mean", name)], wide.loc[t, ("low", name)],
-                                               wide.loc[t, ("high", name)], 2) for t in order]
-           for name in ("direct", "indirect", "total")}})
+    return pd.DataFrame(
+        {
+            "Touchpoint": [labels[t] for t in order],
+            **{
+                name.capitalize(): [
+                    format_interval(
+                        wide.loc[t, ("mean", name)], wide.loc[t, ("low", name)], wide.loc[t, ("high", name)], 2
+                    )
+                    for t in order
+                ]
+                for name in ("direct", "indirect", "total")
+            },
+        }
+    )
 
 
 def paths_table(summary: Any) -> pd.DataFrame:
     p = summary.paths
-    return pd.DataFrame({"Path": p.source + " -> " + p.target, "Kind": p.kind,
-                         "Coefficient": [format_interval(r.mean, r.low, r.high, 2) for r in p.itertuples()],
-                         "Standardised": [format_interval(r.std_mean, r.std_low, r.std_high, 2)
-                                          if not pd.isna(r.std_mean) else "" for r in p.itertuples()],
-                         "P(> 0)": [format_pct(v) for v in p.p_positive]})
+    return pd.DataFrame(
+        {
+            "Path": p.source + " -> " + p.target,
+            "Kind": p.kind,
+            "Coefficient": [format_interval(r.mean, r.low, r.high, 2) for r in p.itertuples()],
+            "Standardised": [
+                format_interval(r.std_mean, r.std_low, r.std_high, 2) if not pd.isna(r.std_mean) else ""
+                for r in p.itertuples()
+            ],
+            "P(> 0)": [format_pct(v) for v in p.p_positive],
+        }
+    )
 
 
 def group_table(summary: Any, threshold: float = 0.95) -> pd.DataFrame:
@@ -183,11 +249,15 @@ def group_table(summary: Any, threshold: float = 0.95) -> pd.DataFrame:
         return pd.DataFrame()
     clear = pw[(pw.p_positive >= threshold) | (pw.p_positive <= 1 - threshold)]
     labels = summary.impacts.set_index("touchpoint")["label"]
-    return pd.DataFrame({"Dimension": clear.dimension, "Comparison": clear.level_a + " vs " + clear.level_b,
-                         "Touchpoint": [labels[t] for t in clear.touchpoint],
-                         "Slope difference (per step)": [format_interval(r.mean, r.low, r.high, 2)
-                                                         for r in clear.itertuples()],
-                         "P(difference > 0)": [format_pct(v) for v in clear.p_positive]})
+    return pd.DataFrame(
+        {
+            "Dimension": clear.dimension,
+            "Comparison": clear.level_a + " vs " + clear.level_b,
+            "Touchpoint": [labels[t] for t in clear.touchpoint],
+            "Slope difference (per step)": [format_interval(r.mean, r.low, r.high, 2) for r in clear.itertuples()],
+            "P(difference > 0)": [format_pct(v) for v in clear.p_positive],
+        }
+    )
 
 
 def diagnostics_table(fit: Any) -> pd.DataFrame:
@@ -195,25 +265,33 @@ def diagnostics_table(fit: Any) -> pd.DataFrame:
     from cxresearch.diagnostics import GATE, as_dict
 
     d = as_dict(fit.diagnostics())
+    if d is None:
+        raise ValueError("diagnostics_table: the fit reports no diagnostics")
 
     def number(value: Any, spec: str) -> str:
         return "n/a" if value is None else format(value, spec)
 
     chains = d.get("chains") or 1
-    rows = [("Method", d["method"]),
-            ("Chains x draws", f"{chains} x {(d.get('draws') or 0) // max(chains, 1)}")]
+    rows = [("Method", d["method"]), ("Chains x draws", f"{chains} x {(d.get('draws') or 0) // max(chains, 1)}")]
     if d.get("approximate"):
         rows.append((f"Pareto-k (gate < {GATE['pareto_k_max']})", number(d.get("pareto_k"), ".2f")))
     else:
-        rows += [(f"R-hat (max, gate <= {GATE['rhat_max']})", number(d.get("rhat_max"), ".3f")),
-                 (f"Bulk ESS (min, gate >= {GATE['ess_bulk_min']:.0f})", number(d.get("ess_bulk_min"), ".0f")),
-                 (f"Tail ESS (min, gate >= {GATE['ess_tail_min']:.0f})", number(d.get("ess_tail_min"), ".0f")),
-                 (f"Divergences (gate <= {100 * GATE['divergence_share_max']:.1f}% of draws)",
-                  str(d.get("divergences"))),
-                 (f"E-BFMI (min, gate >= {GATE['bfmi_min']})", number(d.get("bfmi_min"), ".2f"))]
-    rows += [("Passed", ("yes (approximate)" if d.get("approximate") else "yes") if d["passed"]
-              else "NO: " + "; ".join(d["reasons"])),
-             ("Time (s)", f"{fit.timings.get('total_s', float('nan')):.0f}")]
+        rows += [
+            (f"R-hat (max, gate <= {GATE['rhat_max']})", number(d.get("rhat_max"), ".3f")),
+            (f"Bulk ESS (min, gate >= {GATE['ess_bulk_min']:.0f})", number(d.get("ess_bulk_min"), ".0f")),
+            (f"Tail ESS (min, gate >= {GATE['ess_tail_min']:.0f})", number(d.get("ess_tail_min"), ".0f")),
+            (f"Divergences (gate <= {100 * GATE['divergence_share_max']:.1f}% of draws)", str(d.get("divergences"))),
+            (f"E-BFMI (min, gate >= {GATE['bfmi_min']})", number(d.get("bfmi_min"), ".2f")),
+        ]
+    rows += [
+        (
+            "Passed",
+            ("yes (approximate)" if d.get("approximate") else "yes")
+            if d["passed"]
+            else "NO: " + "; ".join(d["reasons"]),
+        ),
+        ("Time (s)", f"{fit.timings.get('total_s', float('nan')):.0f}"),
+    ]
     return pd.DataFrame(rows, columns=["Check", "Value"])
 
 
@@ -226,17 +304,23 @@ def model_description(fit: Any) -> str:
     parts = []
     for n in others:
         c = r.constructs[n]
-        how = ("latent (measurement model)" if c.mode == "latent" and len(c.items) > 1
-               else f"composite of {len(c.items)} item(s)" if n not in prep.outcomes or prep.likelihood(n) == "gaussian"
-               else f"{prep.likelihood(n).replace('_', ' ')} outcome")
+        how = (
+            "latent (measurement model)"
+            if c.mode == "latent" and len(c.items) > 1
+            else f"composite of {len(c.items)} item(s)"
+            if n not in prep.outcomes or prep.likelihood(n) == "gaussian"
+            else f"{prep.likelihood(n).replace('_', ' ')} outcome"
+        )
         parts.append(f"{n} ({how})")
     lines.append(f"{len(prep.touchpoints)} touchpoint experiences; " + "; ".join(parts) + ". ")
     paths = sorted({f"{'touchpoints' if p.source in prep.touchpoints else p.source} -> {p.target}" for p in r.paths})
     lines.append("Paths: " + ", ".join(paths) + ". ")
     if prep.group_dims:
         lines.append(f"Slopes and intercepts vary by {' and '.join(prep.group_dims)} (partial pooling). ")
-    lines.append("A not-used touchpoint keeps the respondent (a used / not-used term); bottom-box and top-box "
-                 "terms capture asymmetric effects.")
+    lines.append(
+        "A not-used touchpoint keeps the respondent (a used / not-used term); bottom-box and top-box "
+        "terms capture asymmetric effects."
+    )
     return "".join(lines)
 
 
@@ -244,8 +328,9 @@ def ecsi_table(table: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"Path": table.source + " -> " + table.target, "SmartPLS": table.smartpls.map("{:.3f}".format)})
     for mode in ("composite", "latent"):
         if mode in table:
-            out[f"Ours, {mode}"] = [format_interval(r[mode], r[f"{mode}_low"], r[f"{mode}_high"], 3)
-                                    for _, r in table.iterrows()]
+            out[f"Ours, {mode}"] = [
+                format_interval(r[mode], r[f"{mode}_low"], r[f"{mode}_high"], 3) for _, r in table.iterrows()
+            ]
             out[f"Difference ({mode})"] = table[f"{mode}_diff"].map("{:+.3f}".format)
     return out
 
@@ -255,15 +340,17 @@ def ecsi_verdict(table: pd.DataFrame, fits: dict[str, Any]) -> str:
     if "composite" in table:
         worst = table.composite_diff.abs().max()
         same = bool(table.composite_same_sign.all())
-        lines.append(f"Composite mode: largest difference from SmartPLS {worst:.3f} "
-                     f"({'within' if worst <= 0.10 else 'OUTSIDE'} 0.10), signs "
-                     f"{'all the same' if same else 'NOT all the same'}.")
+        lines.append(
+            f"Composite mode: largest difference from SmartPLS {worst:.3f} "
+            f"({'within' if worst <= 0.10 else 'OUTSIDE'} 0.10), signs "
+            f"{'all the same' if same else 'NOT all the same'}."
+        )
     if "latent" in table:
         top = table.latent.abs().max()
-        lines.append(f"Latent mode: largest standardised path {top:.2f} "
-                     f"({'none above 1' if top <= 1 else 'ABOVE 1'}).")
+        lines.append(f"Latent mode: largest standardised path {top:.2f} ({'none above 1' if top <= 1 else 'ABOVE 1'}).")
     for mode, fit in fits.items():
         d = fit.diagnostics()
-        lines.append(f"{mode.capitalize()} fit diagnostics: "
-                     f"{'passed' if d.passed else 'NOT passed: ' + '; '.join(d.reasons)}.")
+        lines.append(
+            f"{mode.capitalize()} fit diagnostics: {'passed' if d.passed else 'NOT passed: ' + '; '.join(d.reasons)}."
+        )
     return " ".join(lines)

@@ -42,6 +42,7 @@
 Building them: :func:`fit_driver_scenario_model` and :func:`fit_value_model`; both keep the fit's
 diagnostics (``.diagnostics``) and a one-line description (``.describe()``).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -76,8 +77,9 @@ def _gate_figures(diagnostics: Mapping[str, Any]) -> str:
     """The diagnostics figures and the gate's verdict, for the one-line model descriptions."""
     from cxresearch.reports.display import diagnostics_figures
 
-    return diagnostics_figures(diagnostics) + ("; diagnostics passed" if diagnostics.get("passed")
-                                               else "; DIAGNOSTICS FAILED")
+    return diagnostics_figures(diagnostics) + (
+        "; diagnostics passed" if diagnostics.get("passed") else "; DIAGNOSTICS FAILED"
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -106,50 +108,65 @@ class FittedDriverModel:
     #: grid of ``cutpoint - eta`` on which the residual-integrated logistic is tabulated
     GRID_HALF_WIDTH, GRID_STEP = 30.0, 0.02
 
-    def __init__(self, fit: Any, max_draws: int = 500, quadrature_nodes: int = 40,
-                 emotion: str | None = None, chunk_values: int = 8_000_000) -> None:
+    def __init__(
+        self,
+        fit: Any,
+        max_draws: int = 500,
+        quadrature_nodes: int = 40,
+        emotion: str | None = None,
+        chunk_values: int = 8_000_000,
+    ) -> None:
         from cxresearch.drivers.predict import outcome_residual_sd
 
         prep = fit.prep
         outcome = prep.outcome
         self.likelihood = prep.likelihood(outcome)
         if self.likelihood not in ("ordered_logistic", "bernoulli"):
-            raise ValueError(f"FittedDriverModel: the model's outcome {outcome!r} is {self.likelihood}: it has no "
-                             "answer classes, so there is no class mix to value; fit the driver model with an "
-                             "ordinal (e.g. 0-10 recommend) or binary outcome")
+            raise ValueError(
+                f"FittedDriverModel: the model's outcome {outcome!r} is {self.likelihood}: it has no "
+                "answer classes, so there is no class mix to value; fit the driver model with an "
+                "ordinal (e.g. 0-10 recommend) or binary outcome"
+            )
         self.fit = fit
         self.outcome = outcome
-        self.is_nps = (self.likelihood == "ordered_logistic" and prep.n_categories.get(outcome) == 11
-                       and np.allclose(prep.category_values[outcome], np.arange(11)))
+        self.is_nps = (
+            self.likelihood == "ordered_logistic"
+            and prep.n_categories.get(outcome) == 11
+            and np.allclose(prep.category_values[outcome], np.arange(11))
+        )
         self.posterior = fit.posterior(max_draws)
         self.mediators: list[str] = []
         for j in prep.resolved.endogenous:
             if j == outcome:
                 continue
             if prep.likelihood(j) not in ("gaussian", "latent"):
-                raise ValueError(f"FittedDriverModel: construct {j!r} ({prep.likelihood(j)}) is a mediator with a "
-                                 "non-Gaussian likelihood; only Gaussian (composite) or latent mediators are supported")
+                raise ValueError(
+                    f"FittedDriverModel: construct {j!r} ({prep.likelihood(j)}) is a mediator with a "
+                    "non-Gaussian likelihood; only Gaussian (composite) or latent mediators are supported"
+                )
             self.mediators.append(j)
         for j in prep.resolved.endogenous:
             for s in prep.resolved.sources(j):
                 c = prep.resolved.constructs[s]
                 if c.kind != "touchpoint" and s not in self.mediators:
-                    raise ValueError(f"FittedDriverModel: path {s} -> {j} starts at an exogenous construct {s!r}; "
-                                     "only touchpoints and Gaussian / latent mediators can drive the outcome")
+                    raise ValueError(
+                        f"FittedDriverModel: path {s} -> {j} starts at an exogenous construct {s!r}; "
+                        "only touchpoints and Gaussian / latent mediators can drive the outcome"
+                    )
         self._chunk_values = int(chunk_values)
         self.outcome_residual_sd = outcome_residual_sd(self.posterior)
         self._build_integral(quadrature_nodes)
         self._last: tuple[Any, int, np.ndarray, np.ndarray | None] | None = None
         if emotion is not None and emotion not in self.mediators:
             raise ValueError(f"emotion construct {emotion!r} is not a mediator of the model ({self.mediators})")
-        self.emotion = emotion or ("emotion" if "emotion" in self.mediators else
-                                   (self.mediators[0] if self.mediators else None))
+        self.emotion = emotion or (
+            "emotion" if "emotion" in self.mediators else (self.mediators[0] if self.mediators else None)
+        )
         if self.emotion is None:
             self.emotion_mean = None  # type: ignore[assignment]  # no mediator: the engine skips emotion
         self.touchpoints: list[str] = list(prep.touchpoints)
         self.group_by: list[str] = list(prep.resolved.spec.group_by)
-        self._fit_levels = {g: sorted(prep.frame[g].astype("string").dropna().unique().tolist())
-                            for g in self.group_by}
+        self._fit_levels = {g: sorted(prep.frame[g].astype("string").dropna().unique().tolist()) for g in self.group_by}
 
     # ------------------------------------------------------------------ description
     @property
@@ -167,9 +184,11 @@ class FittedDriverModel:
         prep = self.fit.prep
         d = self.diagnostics
         chain = " -> ".join(["touchpoints", *self.mediators, self.outcome])
-        return (f"Bayesian driver model ({chain}, slopes and intercepts by {', '.join(self.group_by) or 'nothing'}; "
-                f"{d.get('method') or self.fit.method}, {prep.n:,} answers, {self.n_draws} posterior draws used; "
-                f"{_gate_figures(d)})")
+        return (
+            f"Bayesian driver model ({chain}, slopes and intercepts by {', '.join(self.group_by) or 'nothing'}; "
+            f"{d.get('method') or self.fit.method}, {prep.n:,} answers, {self.n_draws} posterior draws used; "
+            f"{_gate_figures(d)})"
+        )
 
     # ------------------------------------------------------------------ rows -> states and cells
     def _cells(self, survey: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
@@ -189,8 +208,9 @@ class FittedDriverModel:
             known = self._fit_levels[g]
             unknown = sorted(set(values.to_numpy(dtype=object).tolist()) - set(known))
             if unknown:
-                problems.append(f"{g} values {unknown} were not in the data the driver model was fitted to "
-                                f"(it knows {known})")
+                problems.append(
+                    f"{g} values {unknown} were not in the data the driver model was fitted to (it knows {known})"
+                )
         if problems:
             raise ValueError("survey: " + "; ".join(problems))
         cell, pseudo, _ = row_cells(self.fit.prep, survey)
@@ -216,8 +236,10 @@ class FittedDriverModel:
             used = np.isfinite(r)
             off = used & ((r < sc.min - _FRACTION_TOL) | (r > sc.max + _FRACTION_TOL))
             if off.any():
-                problems.append(f"{tp}: ratings {sorted(set(np.round(r[off], 3).tolist()))[:5]} are outside its "
-                                f"scale {sc.min:g}-{sc.max:g}")
+                problems.append(
+                    f"{tp}: ratings {sorted(set(np.round(r[off], 3).tolist()))[:5]} are outside its "
+                    f"scale {sc.min:g}-{sc.max:g}"
+                )
                 continue
             x = np.clip(np.where(used, r, sc.min) - sc.min, 0.0, sc.points - 1)
             base = np.floor(x + _FRACTION_TOL)
@@ -230,13 +252,13 @@ class FittedDriverModel:
         origin = np.arange(n)
         weight = np.ones(n)
         states = low
-        for t in np.flatnonzero((frac > 0).any(axis=0)):
-            f = frac[origin, t]
+        for col in np.flatnonzero((frac > 0).any(axis=0)):
+            f = frac[origin, col]
             split = f > 0
             if not split.any():
                 continue
             up = states[split].copy()
-            up[:, t] += 1
+            up[:, col] += 1
             origin = np.concatenate([origin, origin[split]])
             w_up = weight[split] * f[split]
             weight = np.where(split, weight * (1.0 - f), weight)
@@ -294,14 +316,16 @@ class FittedDriverModel:
                 p_one = 1.0 - self._integrated_cdf(-eta[self.outcome], sl)
                 cumulative = [1.0 - p_one]
             else:
-                cumulative = [self._integrated_cdf(theta[sl, k, None] - eta[self.outcome], sl)
-                              for k in range(theta.shape[1])]
-            previous = 0.0
+                cumulative = [
+                    self._integrated_cdf(theta[sl, k, None] - eta[self.outcome], sl) for k in range(theta.shape[1])
+                ]
+            previous: float | np.ndarray = 0.0
             for k, cdf in enumerate(cumulative):
                 mix[sl, k] = (cdf - previous) @ weight
                 previous = cdf
             mix[sl, -1] = (1.0 - previous) @ weight
             if emotion is not None:
+                assert self.emotion is not None  # emotion is allocated above only when self.emotion is set
                 emotion[sl] = eta[self.emotion] @ weight
         index = np.arange(draws) % n_post
         result = (mix[index], None if emotion is None else emotion[index])
@@ -318,22 +342,43 @@ class FittedDriverModel:
         (a 0-10 recommend outcome; other outcomes: :meth:`outcome_mix`)."""
         if not self.is_nps:
             values = self.fit.prep.category_values.get(self.outcome)
-            raise ValueError(f"class_mix: NPS classes need a 0-10 recommend outcome; {self.outcome!r} is "
-                             f"{self.likelihood} with answers {None if values is None else values.tolist()}: "
-                             "use outcome_mix for its own answer classes")
+            raise ValueError(
+                f"class_mix: NPS classes need a 0-10 recommend outcome; {self.outcome!r} is "
+                f"{self.likelihood} with answers {None if values is None else values.tolist()}: "
+                "use outcome_mix for its own answer classes"
+            )
         mix = self._evaluate(survey, draws)[0]
-        return np.stack([mix[:, :DETRACTOR_MAX + 1].sum(axis=1), mix[:, DETRACTOR_MAX + 1:PASSIVE_MAX + 1].sum(axis=1),
-                         mix[:, PASSIVE_MAX + 1:].sum(axis=1)], axis=1)
+        return np.stack(
+            [
+                mix[:, : DETRACTOR_MAX + 1].sum(axis=1),
+                mix[:, DETRACTOR_MAX + 1 : PASSIVE_MAX + 1].sum(axis=1),
+                mix[:, PASSIVE_MAX + 1 :].sum(axis=1),
+            ],
+            axis=1,
+        )
 
     def emotion_mean(self, survey: pd.DataFrame, draws: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """Mean predicted emotion score (model units) of these respondents per posterior draw: [draws]."""
-        return self._evaluate(survey, draws)[1].copy()
+        emotion = self._evaluate(survey, draws)[1]
+        if emotion is None:  # __init__ sets emotion_mean to None when the model has no mediator
+            raise ValueError("emotion_mean: the driver model has no mediator to report")
+        return emotion.copy()
 
 
-def fit_driver_scenario_model(data: Any, *, wave: str = "all", model: Mapping[str, Any] | None = None,
-                              method: str = "nuts", draws: int = 1000, tune: int = 700, chains: int = 2,
-                              target_accept: float = 0.8, seed: int = 1, max_draws: int = 500,
-                              advi_iterations: int = 30000) -> FittedDriverModel:
+def fit_driver_scenario_model(
+    data: Any,
+    *,
+    wave: str = "all",
+    model: Mapping[str, Any] | None = None,
+    method: str = "nuts",
+    draws: int = 1000,
+    tune: int = 700,
+    chains: int = 2,
+    target_accept: float = 0.8,
+    seed: int = 1,
+    max_draws: int = 500,
+    advi_iterations: int = 30000,
+) -> FittedDriverModel:
     """Fit the drivers path model to the survey (``wave``: "all" or one wave) and adapt it for scenarios.
 
     ``model``: a drivers model spec mapping (empty / None: the dataset's standard chain touchpoints ->
@@ -349,9 +394,18 @@ def fit_driver_scenario_model(data: Any, *, wave: str = "all", model: Mapping[st
         survey = survey[survey["wave"].astype(str) == str(wave)].reset_index(drop=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # compiler / BLAS notices; the diagnostics are reported instead
-        fit = fit_driver_model(survey, model or None, dataset_spec=data.spec, method=method, draws=draws, tune=tune,
-                               chains=chains, target_accept=target_accept, seed=seed,
-                               advi_iterations=advi_iterations)
+        fit = fit_driver_model(
+            survey,
+            model or None,
+            dataset_spec=data.spec,
+            method=method,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            target_accept=target_accept,
+            seed=seed,
+            advi_iterations=advi_iterations,
+        )
     return FittedDriverModel(fit, max_draws=max_draws)
 
 
@@ -375,10 +429,19 @@ class FittedValueModel:
         Customer columns whose sum is the product count (the dataset's cross-sell columns).
     """
 
-    def __init__(self, survival: Any, products: pd.DataFrame | None, margin_per_product: Mapping[str, float],
-                 products_cols: Sequence[str] = (), base_products: float = 1.0, word_of_mouth: Any | None = None,
-                 min_customers: int = 30, seed: int = 1, diagnostics: Mapping[str, Any] | None = None,
-                 description: str = "") -> None:
+    def __init__(
+        self,
+        survival: Any,
+        products: pd.DataFrame | None,
+        margin_per_product: Mapping[str, float],
+        products_cols: Sequence[str] = (),
+        base_products: float = 1.0,
+        word_of_mouth: Any | None = None,
+        min_customers: int = 30,
+        seed: int = 1,
+        diagnostics: Mapping[str, Any] | None = None,
+        description: str = "",
+    ) -> None:
         if "nps_class" not in survival.covariates:
             raise ValueError(f"the survival model has no nps_class covariate ({survival.covariates})")
         self.survival = survival
@@ -387,8 +450,7 @@ class FittedValueModel:
         self.mpp = {"estimate": float(margin_per_product["estimate"]), "se": float(margin_per_product["se"])}
         self.word_of_mouth = word_of_mouth
         self.min_customers = int(min_customers)
-        self.diagnostics = (as_diagnostics(diagnostics) if diagnostics is not None
-                            else _fit_diagnostics(survival))
+        self.diagnostics = as_diagnostics(diagnostics) if diagnostics is not None else _fit_diagnostics(survival)
         self._description = description
         probe = survival.cumulative_hazard_draws(self._probe_profile(), np.zeros((1, 1)))
         self.n_draws = probe.shape[0]
@@ -396,15 +458,21 @@ class FittedValueModel:
         self._mpp_draws = self.mpp["estimate"] + self.mpp["se"] * rng.standard_normal(self.n_draws)
         self.notes: list[str] = []
         self._product_draws: dict[tuple[str, str], np.ndarray] = {}
-        self._products = None if products is None else products.assign(
-            segment=products["segment"].astype(str), nps_class=products["nps_class"].astype(str))
+        self._products = (
+            None
+            if products is None
+            else products.assign(segment=products["segment"].astype(str), nps_class=products["nps_class"].astype(str))
+        )
 
     def _probe_profile(self) -> pd.DataFrame:
         return pd.DataFrame({c: [self.survival.levels[c][0]] for c in self.survival.covariates})
 
     def describe(self) -> str:
         """One sentence: which model and its diagnostics."""
-        return self._description or f"survival model with {self.n_draws} posterior draws ({_gate_figures(self.diagnostics)})"
+        return (
+            self._description
+            or f"survival model with {self.n_draws} posterior draws ({_gate_figures(self.diagnostics)})"
+        )
 
     def _product_mean_draws(self, segment: str, cls: str) -> np.ndarray:
         """Mean product count of a customer of ``cls`` in ``segment``, per draw (pooled when data are thin)."""
@@ -425,8 +493,10 @@ class FittedValueModel:
                 n = int(pool["n"].sum())
                 mean = float((pool["mean"] * pool["n"]).sum() / n)
                 sd = float(np.sqrt(((pool["sd"] ** 2 + (pool["mean"] - mean) ** 2) * pool["n"]).sum() / n))
-                self.notes.append(f"segment {segment!r}: fewer than {self.min_customers} {cls}s with a product count, "
-                                  "their cross-sell uses the class mean over all segments")
+                self.notes.append(
+                    f"segment {segment!r}: fewer than {self.min_customers} {cls}s with a product count, "
+                    "their cross-sell uses the class mean over all segments"
+                )
             rng = np.random.default_rng([*_stable_seed(segment, cls), 11])
             out = mean + sd / np.sqrt(max(n, 1)) * rng.standard_normal(self.n_draws)
         self._product_draws[key] = out
@@ -437,22 +507,32 @@ class FittedValueModel:
         missing = [c for c in needed if c not in customers.columns]
         if missing:
             raise ValueError(f"customers: missing column(s) {missing} needed by the fitted value model")
-        frame = pd.DataFrame({
-            "tenure_key": np.floor(pd.to_numeric(customers["tenure"]).to_numpy(dtype=float)),
-            "tenure": pd.to_numeric(customers["tenure"]).to_numpy(dtype=float),
-            "margin": pd.to_numeric(customers["margin"]).to_numpy(dtype=float),
-            "products": (customers[self.products_cols].astype(float).sum(axis=1).to_numpy()
-                         if self.products_cols else np.full(len(customers), self.base_products))})
+        frame = pd.DataFrame(
+            {
+                "tenure_key": np.floor(pd.to_numeric(customers["tenure"]).to_numpy(dtype=float)),
+                "tenure": pd.to_numeric(customers["tenure"]).to_numpy(dtype=float),
+                "margin": pd.to_numeric(customers["margin"]).to_numpy(dtype=float),
+                "products": (
+                    customers[self.products_cols].astype(float).sum(axis=1).to_numpy()
+                    if self.products_cols
+                    else np.full(len(customers), self.base_products)
+                ),
+            }
+        )
         bad = [c for c in ("tenure", "margin", "products") if frame[c].isna().any()]
         if bad or (frame["tenure"] < 0).any():
             raise ValueError(f"customers: missing or negative values in {bad or ['tenure']}")
         frame["core"] = frame["margin"] - self.mpp["estimate"] * (frame["products"] - self.base_products)
-        grouped = frame.groupby("tenure_key", sort=True).agg(tenure=("tenure", "mean"), n=("tenure", "size"),
-                                                             core=("core", "mean")).reset_index(drop=True)
+        grouped = (
+            frame.groupby("tenure_key", sort=True)
+            .agg(tenure=("tenure", "mean"), n=("tenure", "size"), core=("core", "mean"))
+            .reset_index(drop=True)
+        )
         return grouped
 
-    def cashflows(self, customers: pd.DataFrame, draws: int, horizon_months: int,
-                  rng: np.random.Generator | None = None) -> ClvDraws:
+    def cashflows(
+        self, customers: pd.DataFrame, draws: int, horizon_months: int, rng: np.random.Generator | None = None
+    ) -> ClvDraws:
         """Expected monthly cash flow by class of these (one stratum's active) customers: [draws, 3, months]."""
         from cxresearch.economics.npe import class_cashflows
 
@@ -462,39 +542,65 @@ class FittedValueModel:
         segs = customers["segment"].astype(str).unique().tolist()
         mkts = customers["market"].astype(str).unique().tolist()
         if len(segs) != 1 or len(mkts) != 1:
-            raise ValueError(f"cashflows: customers of one segment x market stratum expected, got segments {segs} "
-                             f"and markets {mkts}")
+            raise ValueError(
+                f"cashflows: customers of one segment x market stratum expected, got segments {segs} and markets {mkts}"
+            )
         segment, market = segs[0], mkts[0]
         for col, value in (("segment", segment), ("market", market)):
             if col in self.survival.covariates and value not in self.survival.levels[col]:
-                raise ValueError(f"customers: {col} {value!r} is not in the survival model "
-                                 f"(levels {self.survival.levels[col]})")
+                raise ValueError(
+                    f"customers: {col} {value!r} is not in the survival model (levels {self.survival.levels[col]})"
+                )
         grouped = self._profile(customers)
         profile = pd.concat([grouped.assign(nps_class=c) for c in NPS_CLASSES], ignore_index=True)
         profile = profile.assign(segment=segment, market=market, products_mean=self.base_products)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            core = class_cashflows(self.survival, profile.assign(margin_mean=profile["core"]),
-                                   horizon_months=horizon_months, margin_per_product=0.0,
-                                   base_products=self.base_products)["margin"]
-            surv = class_cashflows(self.survival, profile.assign(margin_mean=1.0), horizon_months=horizon_months,
-                                   margin_per_product=0.0, base_products=self.base_products)["margin"]
-        extra = np.stack([self._mpp_draws * (self._product_mean_draws(segment, c) - self.base_products)
-                          for c in NPS_CLASSES], axis=1)  # (S, 3)
+            core = class_cashflows(
+                self.survival,
+                profile.assign(margin_mean=profile["core"]),
+                horizon_months=horizon_months,
+                margin_per_product=0.0,
+                base_products=self.base_products,
+            )["margin"]
+            surv = class_cashflows(
+                self.survival,
+                profile.assign(margin_mean=1.0),
+                horizon_months=horizon_months,
+                margin_per_product=0.0,
+                base_products=self.base_products,
+            )["margin"]
+        extra = np.stack(
+            [self._mpp_draws * (self._product_mean_draws(segment, c) - self.base_products) for c in NPS_CLASSES], axis=1
+        )  # (S, 3)
         parts = {"margin": core, "cross_sell": surv * extra[:, :, None]}
         if self.word_of_mouth is not None:
-            wom = np.array([self.word_of_mouth.annual_rate(c) for c in NPS_CLASSES]) \
-                * self.word_of_mouth.value_per_referral / 12.0
+            wom = (
+                np.array([self.word_of_mouth.annual_rate(c) for c in NPS_CLASSES])
+                * self.word_of_mouth.value_per_referral
+                / 12.0
+            )
             parts["word_of_mouth"] = surv * wom[None, :, None]
         else:
             parts["word_of_mouth"] = np.zeros_like(core)
         return ClvDraws(sum(parts.values()), parts).take(draws)
 
 
-def fit_value_model(data: Any, *, nps_wave: str = "1", draws: int = 1000, tune: int = 1000, chains: int = 2,
-                    target_accept: float = 0.95, seed: int = 1, sampler: str = "nutpie", clv_draws: int = 500,
-                    base_products: float = 1.0, word_of_mouth: Mapping[str, float] | None = None,
-                    min_customers: int = 30) -> FittedValueModel:
+def fit_value_model(
+    data: Any,
+    *,
+    nps_wave: str = "1",
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 2,
+    target_accept: float = 0.95,
+    seed: int = 1,
+    sampler: str = "nutpie",
+    clv_draws: int = 500,
+    base_products: float = 1.0,
+    word_of_mouth: Mapping[str, float] | None = None,
+    min_customers: int = 30,
+) -> FittedValueModel:
     """Fit the economics survival model (piecewise exponential on an exposure table) and wrap it.
 
     Customers with an NPS class in ``nps_wave`` are modelled: NPS class fixed (promoter reference), segment
@@ -517,20 +623,40 @@ def fit_value_model(data: Any, *, nps_wave: str = "1", draws: int = 1000, tune: 
     exposure = build_exposure_table(known, covariates=["nps_class", *dims])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = fit_piecewise_exponential(exposure, fixed=["nps_class"], hierarchical=dims,
-                                        reference={"nps_class": "promoter"}, draws=draws, tune=tune, chains=chains,
-                                        seed=seed, sampler=sampler, target_accept=target_accept)
+        fit = fit_piecewise_exponential(
+            exposure,
+            fixed=["nps_class"],
+            hierarchical=dims,
+            reference={"nps_class": "promoter"},
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            seed=seed,
+            sampler=sampler,
+            target_accept=target_accept,
+        )
     products_cols = list(data.spec.customers.cross_sell) if data.spec.customers is not None else []
     has_products = bool(products_cols) and known["products"].nunique() > 1
-    mpp = (margin_per_product(known, products_col="products") if has_products else {"estimate": 0.0, "se": 0.0})
+    mpp = margin_per_product(known, products_col="products") if has_products else {"estimate": 0.0, "se": 0.0}
     products = group_summary(known, by=["segment", "nps_class"], value_col="products") if has_products else None
     wom = WordOfMouthAssumptions(**dict(word_of_mouth)) if word_of_mouth and any(word_of_mouth.values()) else None
     d = _fit_diagnostics(fit)
-    description = (f"Bayesian piecewise-exponential survival model (NPS class fixed, "
-                   f"{' and '.join(dims) or 'no groups'} partially pooled; {d.get('method')}, "
-                   f"{exposure.n_customers:,} customers with an NPS class in wave {nps_wave}, "
-                   f"{exposure.n_events:,} churned; {min(clv_draws, fit.n_draws)} posterior draws used; "
-                   f"{_gate_figures(d)}) with margins and products by segment and class")
-    return FittedValueModel(fit.thinned(clv_draws), products, mpp, products_cols=products_cols if has_products else (),
-                            base_products=base_products, word_of_mouth=wom, min_customers=min_customers, seed=seed,
-                            diagnostics=d, description=description)
+    description = (
+        f"Bayesian piecewise-exponential survival model (NPS class fixed, "
+        f"{' and '.join(dims) or 'no groups'} partially pooled; {d.get('method')}, "
+        f"{exposure.n_customers:,} customers with an NPS class in wave {nps_wave}, "
+        f"{exposure.n_events:,} churned; {min(clv_draws, fit.n_draws)} posterior draws used; "
+        f"{_gate_figures(d)}) with margins and products by segment and class"
+    )
+    return FittedValueModel(
+        fit.thinned(clv_draws),
+        products,
+        mpp,
+        products_cols=products_cols if has_products else (),
+        base_products=base_products,
+        word_of_mouth=wom,
+        min_customers=min_customers,
+        seed=seed,
+        diagnostics=d,
+        description=description,
+    )

@@ -8,6 +8,7 @@
 The fitted models come from :func:`fitted_models`: the drivers posterior adapted to ``class_mix`` and the
 economics survival posterior turned into cash flows by NPS class (:mod:`cxresearch.initiatives.fitted`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -20,7 +21,6 @@ import pandas as pd
 from cxresearch.diagnostics import Diagnostics, as_diagnostics, as_dict, combine
 from cxresearch.initiatives.catalogue import (
     Catalogue,
-    CatalogueError,
     TouchpointInfo,
     check_catalogue,
     load_catalogue,
@@ -38,9 +38,16 @@ from cxresearch.initiatives.value import (
 
 #: Fit settings of the fitted models (the params keys) and their defaults; see :func:`fitted_models`.
 FIT_DEFAULTS: dict[str, Any] = {
-    "driver_method": "nuts", "driver_draws": 1000, "driver_tune": 700, "driver_chains": 2,
-    "driver_max_draws": 500, "driver_wave": "latest", "survival_draws": 1000, "survival_tune": 1000,
-    "survival_chains": 2, "value_nps_wave": "1",
+    "driver_method": "nuts",
+    "driver_draws": 1000,
+    "driver_tune": 700,
+    "driver_chains": 2,
+    "driver_max_draws": 500,
+    "driver_wave": "latest",
+    "survival_draws": 1000,
+    "survival_tune": 1000,
+    "survival_chains": 2,
+    "value_nps_wave": "1",
     "word_of_mouth": {"referrals_per_promoter": 0.0, "prospects_lost_per_detractor": 0.0, "value_per_referral": 0.0},
 }
 
@@ -98,8 +105,10 @@ class Models:
             d = self.diagnostics[k]
             reasons = "; ".join(d.reasons or d.extra.get("failures") or []) or "gate not met"
             parts.append(f"the {names.get(k, k)} ({reasons})")
-        return ("**Warning: " + " and ".join(parts) + " did not pass the diagnostics gate. The values below are "
-                "not reliable for decisions until the models are re-run with more draws and pass.**\n\n")
+        return (
+            "**Warning: " + " and ".join(parts) + " did not pass the diagnostics gate. The values below are "
+            "not reliable for decisions until the models are re-run with more draws and pass.**\n\n"
+        )
 
 
 @dataclass
@@ -121,12 +130,25 @@ def truth_beside(dataset: str | Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def fitted_models(data: Any, draws: int, seed: int, *, driver_method: str = "nuts", driver_draws: int = 1000,
-                  driver_tune: int = 700, driver_chains: int = 2, driver_max_draws: int = 500,
-                  driver_wave: str = "latest", survival_draws: int = 1000, survival_tune: int = 1000,
-                  survival_chains: int = 2, value_nps_wave: str = "1",
-                  word_of_mouth: Mapping[str, float] | None = None, driver_model: Mapping[str, Any] | None = None,
-                  baseline_wave: str = "latest") -> Models:
+def fitted_models(
+    data: Any,
+    draws: int,
+    seed: int,
+    *,
+    driver_method: str = "nuts",
+    driver_draws: int = 1000,
+    driver_tune: int = 700,
+    driver_chains: int = 2,
+    driver_max_draws: int = 500,
+    driver_wave: str = "latest",
+    survival_draws: int = 1000,
+    survival_tune: int = 1000,
+    survival_chains: int = 2,
+    value_nps_wave: str = "1",
+    word_of_mouth: Mapping[str, float] | None = None,
+    driver_model: Mapping[str, Any] | None = None,
+    baseline_wave: str = "latest",
+) -> Models:
     """Fit the driver model and the survival model to ``data`` (a CXData) and wrap them for the engine.
 
     Driver: :func:`cxresearch.drivers.fit_driver_model` (``driver_method`` nuts or approx) on the survey
@@ -142,34 +164,59 @@ def fitted_models(data: Any, draws: int, seed: int, *, driver_method: str = "nut
     wave = driver_wave
     if wave == "latest":
         wave = baseline_survey(data.survey, baseline_wave)[1]
-    driver = fit_driver_scenario_model(data, wave=wave, model=driver_model, method=driver_method,
-                                       draws=driver_draws, tune=driver_tune, chains=driver_chains, seed=seed,
-                                       max_draws=min(int(driver_max_draws), int(draws)))
-    value = fit_value_model(data, nps_wave=value_nps_wave, draws=survival_draws, tune=survival_tune,
-                            chains=survival_chains, seed=seed, clv_draws=int(draws), word_of_mouth=word_of_mouth)
+    driver = fit_driver_scenario_model(
+        data,
+        wave=wave,
+        model=driver_model,
+        method=driver_method,
+        draws=driver_draws,
+        tune=driver_tune,
+        chains=driver_chains,
+        seed=seed,
+        max_draws=min(int(driver_max_draws), int(draws)),
+    )
+    value = fit_value_model(
+        data,
+        nps_wave=value_nps_wave,
+        draws=survival_draws,
+        tune=survival_tune,
+        chains=survival_chains,
+        seed=seed,
+        clv_draws=int(draws),
+        word_of_mouth=word_of_mouth,
+    )
     diagnostics = {"driver": as_diagnostics(driver.diagnostics), "value": as_diagnostics(value.diagnostics)}
     where = "all survey waves" if wave in ("all", "", None) else f"survey wave {wave}"
-    source = (f"fitted models: {driver.describe()} on {where}; {value.describe()}")
+    source = f"fitted models: {driver.describe()} on {where}; {value.describe()}"
     failed = [k for k, d in diagnostics.items() if not d.passed]
     if failed:
-        source = f"fitted models, NOT PASSING the diagnostics gate ({', '.join(failed)}): " + source[len("fitted models: "):]
+        source = (
+            f"fitted models, NOT PASSING the diagnostics gate ({', '.join(failed)}): "
+            + source[len("fitted models: ") :]
+        )
     return Models(driver, value, source, diagnostics)
 
 
-def choose_models(dataset: str | Path, use_truth: bool, data: Any, draws: int, seed: int,
-                  **fit_settings: Any) -> Models:
+def choose_models(
+    dataset: str | Path, use_truth: bool, data: Any, draws: int, seed: int, **fit_settings: Any
+) -> Models:
     """The simulator's true models when ``use_truth`` (validation / demo; needs truth.json beside the
     dataset); else the fitted ones (:func:`fitted_models`, which receives ``fit_settings``)."""
     from cxresearch.initiatives.truth import TrueDriverModel, TrueValueModel
 
     truth = truth_beside(dataset)
     if use_truth and truth is not None:
-        return Models(TrueDriverModel(truth), TrueValueModel(truth),
-                      f"the simulator's true parameters ({truth.name}): values are what the simulated "
-                      "world really gives, with effect-size uncertainty only")
+        return Models(
+            TrueDriverModel(truth),
+            TrueValueModel(truth),
+            f"the simulator's true parameters ({truth.name}): values are what the simulated "
+            "world really gives, with effect-size uncertainty only",
+        )
     if use_truth:
-        raise FileNotFoundError(f"use_truth is true but there is no truth.json beside {dataset}; "
-                                "set use_truth = false to use the fitted models")
+        raise FileNotFoundError(
+            f"use_truth is true but there is no truth.json beside {dataset}; "
+            "set use_truth = false to use the fitted models"
+        )
     return fitted_models(data, draws, seed, **fit_settings)
 
 
@@ -184,9 +231,18 @@ def baseline_survey(survey: pd.DataFrame, wave: str = "latest") -> tuple[pd.Data
     return survey[survey["wave"].astype(str) == chosen].reset_index(drop=True), chosen
 
 
-def run_study(data: Any, catalogue: Any, models: Models, budget: float, discount_rate_annual: float = 0.08,
-              horizon_months: int = 60, draws: int = 1000, seed: int = 1, baseline_wave: str = "latest",
-              touchpoints: Mapping[str, TouchpointInfo] | None = None) -> StudyResult:
+def run_study(
+    data: Any,
+    catalogue: Any,
+    models: Models,
+    budget: float,
+    discount_rate_annual: float = 0.08,
+    horizon_months: int = 60,
+    draws: int = 1000,
+    seed: int = 1,
+    baseline_wave: str = "latest",
+    touchpoints: Mapping[str, TouchpointInfo] | None = None,
+) -> StudyResult:
     """Value every initiative, rank them, choose and order the plan under ``budget``.
 
     ``data`` is a CXData (survey, customers, spec). The catalogue is validated against the data first.
@@ -195,18 +251,29 @@ def run_study(data: Any, catalogue: Any, models: Models, budget: float, discount
     tps = dict(touchpoints) if touchpoints is not None else touchpoint_info_from_spec(data.spec)
     survey, wave = baseline_survey(data.survey, baseline_wave)
     check_catalogue(cat, tps, segments=data.survey["segment"].unique(), markets=data.survey["market"].unique())
-    engine = InitiativeEngine(survey, tps, models.driver, models.value, customers=data.customers, draws=draws,
-                              horizon_months=horizon_months, discount_rate_annual=discount_rate_annual, seed=seed)
+    engine = InitiativeEngine(
+        survey,
+        tps,
+        models.driver,
+        models.value,
+        customers=data.customers,
+        draws=draws,
+        horizon_months=horizon_months,
+        discount_rate_annual=discount_rate_annual,
+        seed=seed,
+    )
     singles = engine.evaluate_each(cat, decompose=True)
     ranking = rank_initiatives(singles, cat, tps)
     roadmap = build_roadmap(engine, cat, budget, singles=singles)
     notes = sorted({n for r in singles.values() for n in r.notes})
-    return StudyResult(catalogue=cat, engine=engine, singles=singles, ranking=ranking, roadmap=roadmap,
-                       baseline_wave=wave, notes=notes)
+    return StudyResult(
+        catalogue=cat, engine=engine, singles=singles, ranking=ranking, roadmap=roadmap, baseline_wave=wave, notes=notes
+    )
 
 
-def evaluation_setup(dataset: str | Path, touchpoint: str, treated_units: list[str],
-                     post_waves: list[str]) -> dict[str, Any] | None:
+def evaluation_setup(
+    dataset: str | Path, touchpoint: str, treated_units: list[str], post_waves: list[str]
+) -> dict[str, Any] | None:
     """What the difference-in-differences section evaluates, or None when nothing is configured.
 
     Given ``touchpoint`` and ``treated_units`` they are used as they are. Otherwise, on a simulated dataset
@@ -215,11 +282,17 @@ def evaluation_setup(dataset: str | Path, touchpoint: str, treated_units: list[s
     itself uses only the survey data, whichever models value the initiatives).
     """
     if touchpoint and treated_units:
-        return {"touchpoint": touchpoint, "treated_units": [str(u) for u in treated_units],
-                "post_waves": [str(w) for w in post_waves], "truth": None}
+        return {
+            "touchpoint": touchpoint,
+            "treated_units": [str(u) for u in treated_units],
+            "post_waves": [str(w) for w in post_waves],
+            "truth": None,
+        }
     if touchpoint or treated_units:
-        raise ValueError("evaluation: give both evaluation_touchpoint and evaluation_treated_units "
-                         f"(got touchpoint={touchpoint!r}, {len(treated_units)} treated units)")
+        raise ValueError(
+            "evaluation: give both evaluation_touchpoint and evaluation_treated_units "
+            f"(got touchpoint={touchpoint!r}, {len(treated_units)} treated units)"
+        )
     truth_path = truth_beside(dataset)
     if truth_path is None:
         return None
@@ -228,9 +301,12 @@ def evaluation_setup(dataset: str | Path, touchpoint: str, treated_units: list[s
     intervention = json.loads(truth_path.read_text(encoding="utf-8")).get("intervention")
     if not intervention:
         return None
-    return {"touchpoint": intervention["touchpoint"], "treated_units": list(intervention["treated_units"]),
-            "post_waves": [str(intervention.get("wave", "2"))],
-            "truth": {"rating": intervention.get("true_effect_rating"), "nps": intervention.get("true_effect_nps")}}
+    return {
+        "touchpoint": intervention["touchpoint"],
+        "treated_units": list(intervention["treated_units"]),
+        "post_waves": [str(intervention.get("wave", "2"))],
+        "truth": {"rating": intervention.get("true_effect_rating"), "nps": intervention.get("true_effect_nps")},
+    }
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -247,39 +323,70 @@ def fitted_vs_truth(data: Any, study: StudyResult, truth: str | Path | Mapping[s
 
     engine = study.engine
     survey, _ = baseline_survey(data.survey, study.baseline_wave)
-    true_engine = InitiativeEngine(survey, engine.touchpoints, TrueDriverModel(truth), TrueValueModel(truth),
-                                   customers=data.customers, draws=engine.draws, horizon_months=engine.horizon,
-                                   discount_rate_annual=engine.discount_rate_annual, seed=engine.seed)
+    true_engine = InitiativeEngine(
+        survey,
+        engine.touchpoints,
+        TrueDriverModel(truth),
+        TrueValueModel(truth),
+        customers=data.customers,
+        draws=engine.draws,
+        horizon_months=engine.horizon,
+        discount_rate_annual=engine.discount_rate_annual,
+        seed=engine.seed,
+    )
     rows = []
     for ini in study.catalogue:
         fitted = study.singles[ini.name]
         true = true_engine.evaluate([ini])
         f, t = summarise_draws(fitted.net_value), summarise_draws(true.net_value)
         fn, tn = summarise_draws(fitted.nps_shift), summarise_draws(true.nps_shift)
-        rows.append({"initiative": ini.name, "label": ini.title,
-                     "fitted_mean": f["mean"], "fitted_low": f["interval"][0], "fitted_high": f["interval"][1],
-                     "truth_mean": t["mean"], "truth_low": t["interval"][0], "truth_high": t["interval"][1],
-                     "fitted_nps_shift": fn["mean"], "truth_nps_shift": tn["mean"],
-                     "covered": bool(f["interval"][0] <= t["mean"] <= f["interval"][1])})
+        rows.append(
+            {
+                "initiative": ini.name,
+                "label": ini.title,
+                "fitted_mean": f["mean"],
+                "fitted_low": f["interval"][0],
+                "fitted_high": f["interval"][1],
+                "truth_mean": t["mean"],
+                "truth_low": t["interval"][0],
+                "truth_high": t["interval"][1],
+                "fitted_nps_shift": fn["mean"],
+                "truth_nps_shift": tn["mean"],
+                "covered": bool(f["interval"][0] <= t["mean"] <= f["interval"][1]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def truth_comparison_display(frame: pd.DataFrame, currency: str = "€") -> pd.DataFrame:
     """The comparison for readers: one row per initiative, money in whole units, interval in words."""
     lv = f"{round(100 * (INTERVAL[1] - INTERVAL[0]))}%"
-    return pd.DataFrame({
-        "Initiative": frame["label"],
-        "Net value, fitted models": [f"{currency}{m:,.0f} ({currency}{lo:,.0f} to {currency}{hi:,.0f})"
-                                     for m, lo, hi in zip(frame.fitted_mean, frame.fitted_low, frame.fitted_high)],
-        "Net value, true models": [f"{currency}{m:,.0f} ({currency}{lo:,.0f} to {currency}{hi:,.0f})"
-                                   for m, lo, hi in zip(frame.truth_mean, frame.truth_low, frame.truth_high)],
-        "NPS shift (fitted / true)": [f"{a:+.1f} / {b:+.1f}" for a, b in zip(frame.fitted_nps_shift,
-                                                                             frame.truth_nps_shift)],
-        f"True value inside the fitted {lv} interval": ["yes" if c else "NO" for c in frame.covered]})
+    return pd.DataFrame(
+        {
+            "Initiative": frame["label"],
+            "Net value, fitted models": [
+                f"{currency}{m:,.0f} ({currency}{lo:,.0f} to {currency}{hi:,.0f})"
+                for m, lo, hi in zip(frame.fitted_mean, frame.fitted_low, frame.fitted_high)
+            ],
+            "Net value, true models": [
+                f"{currency}{m:,.0f} ({currency}{lo:,.0f} to {currency}{hi:,.0f})"
+                for m, lo, hi in zip(frame.truth_mean, frame.truth_low, frame.truth_high)
+            ],
+            "NPS shift (fitted / true)": [
+                f"{a:+.1f} / {b:+.1f}" for a, b in zip(frame.fitted_nps_shift, frame.truth_nps_shift)
+            ],
+            f"True value inside the fitted {lv} interval": ["yes" if c else "NO" for c in frame.covered],
+        }
+    )
 
 
 def truth_comparison_results(frame: pd.DataFrame) -> dict[str, Any]:
     """results.json entries: ``{initiative: {fitted: {mean, interval}, truth: {mean, interval}, covered}}``."""
-    return {r.initiative: {"fitted": {"mean": r.fitted_mean, "interval": [r.fitted_low, r.fitted_high]},
-                           "truth": {"mean": r.truth_mean, "interval": [r.truth_low, r.truth_high]},
-                           "covered": bool(r.covered)} for r in frame.itertuples(index=False)}
+    return {
+        r.initiative: {
+            "fitted": {"mean": r.fitted_mean, "interval": [r.fitted_low, r.fitted_high]},
+            "truth": {"mean": r.truth_mean, "interval": [r.truth_low, r.truth_high]},
+            "covered": bool(r.covered),
+        }
+        for r in frame.itertuples(index=False)
+    }
