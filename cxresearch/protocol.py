@@ -111,8 +111,12 @@ class FittedModel(ABC):
         """One row per reported quantity: ``mean, sd, low, high``; ``attrs['level']``."""
 
     @abstractmethod
-    def predict(self, new_data: Any, kind: str = "mean") -> Any:
-        """Predictions for new rows as an ``xarray.DataArray`` with named dims."""
+    def predict(self, new_data: Any, kind: str = "default") -> Any:
+        """Predictions for new rows as an ``xarray.DataArray`` with named dims.
+
+        ``kind`` names what to predict; each model lists its own kinds and defaults to its natural one (driver
+        model: "probability"; survival models: "survival"; share models: "shares") and refuses any other,
+        naming the ones it has."""
 
     @abstractmethod
     def diagnostics(self) -> Any:

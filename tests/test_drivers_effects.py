@@ -296,7 +296,7 @@ def test_failed_gate_banner():
             "method": "nuts (nutpie)",
         }
     )
-    assert "MODEL DID NOT CONVERGE" in html
+    assert "MODEL FAILED ITS DIAGNOSTICS GATE" in html
     html = diagnostics_banner(
         {
             "rhat_max": float("nan"),

@@ -12,6 +12,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from cxresearch.studies.html_report import (
     ReportHeader,
+    diagnostics_blocks,
     failed_diagnostics,
     fallback_report,
     format_duration,
@@ -146,9 +147,36 @@ def test_diagnostics_banner_from_nested_results():
         "diagnostics": {"passed": True},
     }
     assert failed_diagnostics(results) == ["drivers.diagnostics"]
-    page = render_report(_notebook(), _header(failed_diagnostics=failed_diagnostics(results)))
+    results["drivers"]["diagnostics"]["reasons"] = ["R-hat 1.200 > 1.01 on sd_slope[market]: run more draws"]
+    page = render_report(
+        _notebook(),
+        _header(failed_diagnostics=failed_diagnostics(results), diagnostics=diagnostics_blocks(results)),
+    )
     assert "MODEL DID NOT PASS ITS DIAGNOSTICS" in page and "drivers.diagnostics" in page
+    assert "R-hat 1.200 &gt; 1.01 on sd_slope[market]" in page  # the reason, escaped, in the header banner
     assert 'class="cx-status-succeeded"' in page  # status stays succeeded, flagged
+
+
+def test_every_report_shows_the_same_diagnostics_block_at_the_top():
+    """A passed fit is shown too (one line per results.json diagnostics block, the one gate's figures)."""
+    from cxresearch.diagnostics import Diagnostics, exact
+
+    nuts = Diagnostics(
+        passed=True,
+        method="NUTS (nutpie)",
+        chains=2,
+        draws=2000,
+        rhat_max=1.004,
+        ess_bulk_min=812.0,
+        ess_tail_min=640.0,
+        divergences=0,
+        bfmi_min=0.9,
+    ).to_dict()
+    results = {"diagnostics": nuts, "scorecard": {"diagnostics": exact().to_dict()}}
+    page = render_report(_notebook(), _header(diagnostics=diagnostics_blocks(results)))
+    assert 'id="cx-diagnostics-summary"' in page and "cx-diagnostics-banner" not in page
+    assert "R-hat max 1.004, bulk ESS min 812, tail ESS min 640, divergences 0, E-BFMI min 0.90" in page
+    assert "scorecard.diagnostics" in page and "closed form" in page
 
 
 def test_mark_stop_before_the_last_started_cell():

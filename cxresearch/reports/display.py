@@ -100,7 +100,7 @@ def diagnostics_banner(diagnostics: Mapping[str, Any]) -> Any:
         f"{figures}. Gate: {gate}. What failed: {reasons} Do not use these numbers for decisions until the "
         "model is re-run and passes.",
         level="error",
-        title="MODEL DID NOT CONVERGE: it failed the diagnostics gate",
+        title="MODEL FAILED ITS DIAGNOSTICS GATE",
     )
 
 

@@ -47,6 +47,8 @@ _CSS = """
   border-left:8px solid #b71c1c;background:#fdecea;color:#b71c1c;font-size:1.05em}
 .cx-banner pre{white-space:pre-wrap;color:#5f0f0f;margin:8px 0 0;font-size:.9em}
 .cx-banner a{color:#0b57d0;text-decoration:underline}
+.cx-banner ul{margin:4px 0 0;padding-left:20px;font-size:.92em}
+.cx-banner-checked{border-left-color:#1b5e20;background:#e9f5ec;color:#1b5e20;font-size:.95em}
 .celltag_cx-stop-marker p,.celltag_papermill-error-cell-tag p{color:#b71c1c;font-size:1.4em;font-weight:700;
   font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif}
 """
@@ -81,6 +83,8 @@ class ReportHeader:
     cxresearch_version: str | None = None
     error: Mapping[str, Any] | None = None
     failed_diagnostics: list[str] = field(default_factory=list)
+    #: every diagnostics block of results.json by dotted key (the one gate's block, cxresearch.diagnostics)
+    diagnostics: dict[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def strip_ansi(text: str) -> str:
@@ -100,6 +104,36 @@ def failed_diagnostics(results: Any, prefix: str = "") -> list[str]:
     return found
 
 
+def diagnostics_blocks(results: Any, prefix: str = "") -> dict[str, Mapping[str, Any]]:
+    """Every ``diagnostics`` block in ``results.json`` by dotted key (nested blocks included)."""
+    found: dict[str, Mapping[str, Any]] = {}
+    if isinstance(results, Mapping):
+        for key, value in results.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key == "diagnostics" and isinstance(value, Mapping) and "passed" in value:
+                found[path] = value
+            found.update(diagnostics_blocks(value, path))
+    return found
+
+
+def _diagnostics_lines(blocks: Mapping[str, Mapping[str, Any]], failed_only: bool) -> str:
+    """One line per diagnostics block: key, verdict, the gate's figures, and the reasons of a failure."""
+    from cxresearch.diagnostics import as_diagnostics, describe
+
+    lines = []
+    for key, block in blocks.items():
+        d = as_diagnostics(block)
+        if failed_only and d.passed:
+            continue
+        reasons = "".join(f"<li>{_esc(r)}</li>" for r in d.reasons)
+        lines.append(
+            f"<li><code>{_esc(key)}</code>: <strong>{_esc(d.verdict)}</strong>. {_esc(describe(d))}"
+            + (f"<ul>{reasons}</ul>" if reasons else "")
+            + "</li>"
+        )
+    return f"<ul>{''.join(lines)}</ul>" if lines else ""
+
+
 def format_duration(seconds: float | None) -> str:
     """12.3 -> '12.3 s'; 754 -> '12 min 34 s'."""
     if seconds is None:
@@ -111,6 +145,13 @@ def format_duration(seconds: float | None) -> str:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def as_verdict(block: Mapping[str, Any]) -> str:
+    """'passed', 'approximate' or 'failed' of a results.json diagnostics block."""
+    from cxresearch.diagnostics import as_diagnostics
+
+    return as_diagnostics(block).verdict
 
 
 def _esc(value: Any) -> str:
@@ -160,7 +201,15 @@ def header_html(header: ReportHeader) -> str:
             f'<div class="cx-banner cx-banner-diagnostics" id="cx-diagnostics-banner" role="alert">'
             f"<strong>MODEL DID NOT PASS ITS DIAGNOSTICS</strong><br>"
             f"Do not use these numbers for decisions until the model is re-run and passes "
-            f"(results.json: {_esc(keys)}).</div>"
+            f"(results.json: {_esc(keys)}).{_diagnostics_lines(header.diagnostics, failed_only=True)}</div>"
+        )
+    elif header.diagnostics:
+        # the same block in every report: which fits were checked, with the one gate's figures
+        approximate = any(as_verdict(b) == "approximate" for b in header.diagnostics.values())
+        title = "Model diagnostics passed" + (" (approximate fits: see their check)" if approximate else "")
+        parts.append(
+            f'<div class="cx-banner cx-banner-checked" id="cx-diagnostics-summary">'
+            f"<strong>{_esc(title)}</strong>{_diagnostics_lines(header.diagnostics, failed_only=False)}</div>"
         )
     return "\n".join(parts)
 

@@ -443,6 +443,7 @@ def execute_run(plan: RunPlan) -> dict[str, Any]:
 
     from cxresearch.studies.html_report import (
         ReportHeader,
+        diagnostics_blocks,
         failed_diagnostics,
         fallback_report,
         mark_stop,
@@ -518,6 +519,7 @@ def execute_run(plan: RunPlan) -> dict[str, Any]:
         cxresearch_version=plan.cxresearch_version,
         error=error,
         failed_diagnostics=failed_diag,
+        diagnostics=diagnostics_blocks(results),
     )
     try:
         report = render_report(nb, header)
