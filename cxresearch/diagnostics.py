@@ -37,6 +37,8 @@ GATE: Mapping[str, float] = {
     "divergence_share_max": 0.001,
     "bfmi_min": 0.3,
     "pareto_k_max": 0.7,
+    # exact (grid) posteriors: the mass in the grid's outermost cells; above it the grid cut the posterior off
+    "edge_mass_max": 1e-3,
 }
 
 #: Keys every diagnostics block in results.json carries (the same block in every report).

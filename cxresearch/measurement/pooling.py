@@ -33,7 +33,7 @@ import numpy as np
 from scipy.special import digamma, gammaln, polygamma
 from scipy.stats import norm
 
-from cxresearch.diagnostics import Diagnostics
+from cxresearch.diagnostics import GATE, Diagnostics
 from cxresearch.measurement.posterior import rng_for
 
 #: prior scale of the heterogeneity s = 1 / sqrt(1 + kappa) (half-normal)
@@ -44,7 +44,7 @@ S_MIN, S_MAX = 1e-4, 0.95
 S_POINTS_COARSE, S_POINTS = 24, 40  # values of s in the coarse (locating) and fine grids
 M_POINTS_COARSE, M_POINTS = 9, 21  # per axis of the local grid of the typical shares (additive log-ratios)
 M_HALF_WIDTH = 5.0  # local grid spans +/- this many posterior sds along each principal axis
-EDGE_MASS_MAX = 1e-3
+EDGE_MASS_MAX = GATE["edge_mass_max"]  # defined with the other thresholds, in cxresearch.diagnostics
 CENTRAL_TAIL = 1e-4  # coarse mass left to each side of the finely gridded range of s
 _GROUP_CHUNK_CELLS = 4_000_000  # grid points x groups evaluated at once (bounds memory)
 
