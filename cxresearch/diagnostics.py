@@ -369,6 +369,14 @@ def describe(diagnostics: Diagnostics | Mapping[str, Any]) -> str:
 
     if d.approximate:
         figures = f"Pareto-k {number(d.pareto_k, '.2f')} (approximation usable below {GATE['pareto_k_max']})"
+    elif d.rhat_max is None and d.ess_bulk_min is None and d.ess_tail_min is None:
+        # nothing was sampled (closed form, numerical integration, maximum likelihood): no chains to compare
+        figures = "nothing sampled, so no R-hat / ESS"
+        if d.extra.get("edge_mass") is not None:
+            figures += (
+                f"; posterior mass at the grid edges {float(d.extra['edge_mass']):.1e} "
+                f"(limit {GATE['edge_mass_max']:.0e})"
+            )
     else:
         figures = (
             f"R-hat max {number(d.rhat_max, '.3f')}, bulk ESS min {number(d.ess_bulk_min, '.0f')}, "
