@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import copy
 
-import arviz as az
 import numpy as np
 import pytest
 
 from cxresearch.drivers import effects as fx
 from cxresearch.drivers.fit import DriverFit
 from cxresearch.drivers.kernels import equation_kernel, gaussian_suffstat_kernel, row_offsets
-from cxresearch.drivers.model import build_model, gaussian_statistics, prepare_data
+from cxresearch.drivers.model import gaussian_statistics, prepare_data
 from cxresearch.drivers.spec import default_model_spec
 from cxresearch.drivers.summary import fix_first_markdown, results_dict, summarize_drivers
+from driver_fakes import fake_fit, known_draws
 
 N_DRAWS = 4
 
@@ -34,42 +34,13 @@ def demo(tmp_path_factory):
 
 def _fake_fit(prep, overrides=None, seed=0, diagnostics=None, method="nuts") -> DriverFit:
     """A DriverFit whose posterior is N_DRAWS known draws (random where not overridden)."""
-    rng = np.random.default_rng(seed)
-    _, layout = build_model(prep)
-    post = {}
-    for j, eq in layout.equations.items():
-        n_tj, n_free = len(eq.tp_index), len(eq.dim_of_free)
-        if n_tj:
-            post[eq.name("coef")] = rng.normal(0, 0.2, (N_DRAWS, len(eq.terms), n_tj))
-        if eq.slope_dims:
-            post[eq.name("sd_slope")] = np.abs(rng.normal(0, 0.1, (N_DRAWS, len(prep.group_dims))))
-            post[eq.name("z_slope")] = rng.normal(0, 1, (N_DRAWS, n_free, n_tj))
-        if eq.intercept_dims:
-            post[eq.name("z_intercept")] = rng.normal(0, 1, (N_DRAWS, n_free))
-        if eq.has_intercept:
-            post[eq.name("intercept")] = rng.normal(0, 0.1, N_DRAWS)
-        if eq.construct_sources:
-            post[eq.name("path")] = rng.normal(1.0, 0.1, (N_DRAWS, len(eq.construct_sources)))
-        if eq.likelihood == "ordered_logistic":
-            post[eq.name("cutpoints")] = np.sort(rng.normal(0, 2, (N_DRAWS, prep.n_categories[j] - 1)), axis=1)
-        if eq.likelihood == "gaussian":
-            post[eq.name("sigma")] = np.abs(rng.normal(0.8, 0.05, N_DRAWS))
+    layout, post = known_draws(prep, N_DRAWS, seed)
     overrides = dict(overrides or {})
     if overrides.pop("no_group_slopes", False):
         overrides.update({eq.name("sd_slope"): 0.0 for eq in layout.equations.values() if eq.slope_dims})
     for k, v in overrides.items():
         post[k] = np.broadcast_to(v, post[k].shape).copy()
-    idata = az.from_dict(posterior={k: v[None] for k, v in post.items()})
-    diag = diagnostics or {
-        "rhat_max": 1.0,
-        "ess_bulk_min": 1000.0,
-        "ess_tail_min": 1000.0,
-        "divergences": 0,
-        "passed": True,
-        "method": "nuts (nutpie)",
-        "reasons": [],
-    }
-    return DriverFit(prep=prep, layout=layout, idata=idata, gate=diag, method=method)
+    return fake_fit(prep, post, layout, gate=diagnostics, method=method)
 
 
 @pytest.fixture(scope="module")

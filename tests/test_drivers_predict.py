@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import warnings
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from cxresearch.drivers import effects as fx
 from cxresearch.drivers.fit import DriverFit
 from cxresearch.drivers.kernels import _gather, build_table, equation_kernel, row_offsets
-from cxresearch.drivers.model import build_model, prepare_data
+from cxresearch.drivers.model import prepare_data
 from cxresearch.drivers.predict import (
     RowInputs,
     fitted_rows,
@@ -26,6 +25,8 @@ from cxresearch.drivers.predict import (
     pointwise_log_likelihood,
 )
 from cxresearch.drivers.spec import default_model_spec
+from driver_fakes import fake_fit as make_fake_fit
+from driver_fakes import known_draws
 
 N_DRAWS = 4
 _KIND = {"ordered_logistic": 0, "bernoulli": 1, "gaussian": 2}
@@ -238,37 +239,9 @@ def demo(tmp_path_factory):
 
 def fake_fit(prep, seed=0, overrides=None) -> DriverFit:
     """A DriverFit whose posterior is N_DRAWS known draws (the draws of test_drivers_effects' _fake_fit)."""
-    rng = np.random.default_rng(seed)
-    _, layout = build_model(prep)
-    post = {}
-    for j, eq in layout.equations.items():
-        n_tj, n_free = len(eq.tp_index), len(eq.dim_of_free)
-        if n_tj:
-            post[eq.name("coef")] = rng.normal(0, 0.2, (N_DRAWS, len(eq.terms), n_tj))
-        if eq.slope_dims:
-            post[eq.name("sd_slope")] = np.abs(rng.normal(0, 0.1, (N_DRAWS, len(prep.group_dims))))
-            post[eq.name("z_slope")] = rng.normal(0, 1, (N_DRAWS, n_free, n_tj))
-        if eq.intercept_dims:
-            post[eq.name("z_intercept")] = rng.normal(0, 1, (N_DRAWS, n_free))
-        if eq.has_intercept:
-            post[eq.name("intercept")] = rng.normal(0, 0.1, N_DRAWS)
-        if eq.construct_sources:
-            post[eq.name("path")] = rng.normal(1.0, 0.1, (N_DRAWS, len(eq.construct_sources)))
-        if eq.likelihood == "ordered_logistic":
-            post[eq.name("cutpoints")] = np.sort(rng.normal(0, 2, (N_DRAWS, prep.n_categories[j] - 1)), axis=1)
-        if eq.likelihood == "gaussian":
-            post[eq.name("sigma")] = np.abs(rng.normal(0.8, 0.05, N_DRAWS))
+    layout, post = known_draws(prep, N_DRAWS, seed)
     post.update(overrides or {})
-    idata = az.from_dict(posterior={k: v[None] for k, v in post.items()})
-    gate = {
-        "passed": True,
-        "method": "nuts (nutpie)",
-        "rhat_max": 1.0,
-        "ess_bulk_min": 1000.0,
-        "ess_tail_min": 1000.0,
-        "divergences": 0,
-    }
-    return DriverFit(prep=prep, layout=layout, idata=idata, gate=gate, method="nuts")
+    return make_fake_fit(prep, post, layout)
 
 
 def _prep(demo, model=None):

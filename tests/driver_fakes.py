@@ -1,0 +1,57 @@
+"""A DriverFit with a small, known posterior (random draws of every parameter), for tests of what is computed
+from a fit (effects, predict, log-likelihood) without sampling. Other test modules may import this."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import arviz as az
+import numpy as np
+
+from cxresearch.drivers.fit import DriverFit
+from cxresearch.drivers.model import build_model
+
+#: a passed NUTS verdict for fakes (the figures of a comfortably converged fit)
+PASSED = {
+    "passed": True,
+    "method": "nuts (nutpie)",
+    "rhat_max": 1.0,
+    "ess_bulk_min": 1000.0,
+    "ess_tail_min": 1000.0,
+    "divergences": 0,
+    "reasons": [],
+}
+
+
+def known_draws(prep: Any, n_draws: int, seed: int = 0) -> tuple[Any, dict[str, np.ndarray]]:
+    """(layout, draws by parameter name) with ``n_draws`` random draws of every free parameter of the model."""
+    rng = np.random.default_rng(seed)
+    _, layout = build_model(prep)
+    post: dict[str, np.ndarray] = {}
+    for j, eq in layout.equations.items():
+        n_tj, n_free = len(eq.tp_index), len(eq.dim_of_free)
+        if n_tj:
+            post[eq.name("coef")] = rng.normal(0, 0.2, (n_draws, len(eq.terms), n_tj))
+        if eq.slope_dims:
+            post[eq.name("sd_slope")] = np.abs(rng.normal(0, 0.1, (n_draws, len(prep.group_dims))))
+            post[eq.name("z_slope")] = rng.normal(0, 1, (n_draws, n_free, n_tj))
+        if eq.intercept_dims:
+            post[eq.name("z_intercept")] = rng.normal(0, 1, (n_draws, n_free))
+        if eq.has_intercept:
+            post[eq.name("intercept")] = rng.normal(0, 0.1, n_draws)
+        if eq.construct_sources:
+            post[eq.name("path")] = rng.normal(1.0, 0.1, (n_draws, len(eq.construct_sources)))
+        if eq.likelihood == "ordered_logistic":
+            post[eq.name("cutpoints")] = np.sort(rng.normal(0, 2, (n_draws, prep.n_categories[j] - 1)), axis=1)
+        if eq.likelihood == "gaussian":
+            post[eq.name("sigma")] = np.abs(rng.normal(0.8, 0.05, n_draws))
+    return layout, post
+
+
+def fake_fit(
+    prep: Any, post: Mapping[str, np.ndarray], layout: Any, gate: Any = None, method: str = "nuts"
+) -> DriverFit:
+    """The DriverFit of those draws (one chain) with a passed verdict unless ``gate`` says otherwise."""
+    idata = az.from_dict(posterior={k: np.asarray(v)[None] for k, v in post.items()})
+    return DriverFit(prep=prep, layout=layout, idata=idata, gate=gate or PASSED, method=method)
