@@ -279,3 +279,41 @@ def test_failed_gate_banner():
         }
     )
     assert "approximate" in html
+
+
+def test_plots_draw_a_mean_outside_its_interval_instead_of_crashing():
+    """Kano penalties / rewards are clipped at 0 per draw: with few positive draws the mean exceeds the 95%
+    quantile (0). The Kano plot used to raise "'xerr' must not contain negative values" and take the whole
+    report down (real survey, 23 touchpoints on 1-100)."""
+    import types
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from cxresearch.drivers.plots import plot_kano
+    from cxresearch.reports.display import error_bars
+
+    draws = np.r_[np.zeros(97), [2.0, 3.0, 4.0]]  # 3% positive: mean 0.09, 5% and 95% quantiles both 0
+    mean, (low, high) = draws.mean(), np.quantile(draws, [0.05, 0.95])
+    assert high < mean
+    assert np.array_equal(error_bars(mean, low, high), [[mean], [0.0]])
+    kano = pd.DataFrame(
+        {
+            "touchpoint": ["a", "b"],
+            "kano": ["indifferent", "must-be"],
+            "p_kano": [0.9, 0.8],
+            "penalty": [mean, 1.0],
+            "penalty_low": [low, 0.6],
+            "penalty_high": [high, 1.4],
+            "reward": [mean, 0.2],
+            "reward_low": [low, 0.0],
+            "reward_high": [high, 0.5],
+        }
+    )
+    summary = types.SimpleNamespace(kano=kano, impacts=pd.DataFrame({"touchpoint": ["a", "b"], "label": ["A", "B"]}))
+    fig = plot_kano(summary)
+    assert len(fig.axes[0].collections) > 0
+    plt.close(fig)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxresearch.reports.display import NPS_COLORS, PALETTE
+from cxresearch.reports.display import NPS_COLORS, PALETTE, error_bars
 
 _KANO_COLORS = {"must-be": "#c0504d", "performance": "#1f4e79", "delighter": "#2c7c5b", "indifferent": "#7f7f7f"}
 
@@ -30,7 +30,7 @@ def impact_bars(impacts: pd.DataFrame, column: str, top3: list[str], ax: Any = N
     ax.errorbar(
         t[column],
         y,
-        xerr=[t[column] - t[f"{column}_low"], t[f"{column}_high"] - t[column]],
+        xerr=error_bars(t[column], t[f"{column}_low"], t[f"{column}_high"]),
         fmt="none",
         ecolor="#333333",
         capsize=3,
@@ -73,7 +73,7 @@ def plot_importance_performance(summary: Any, title: str | None = None):
     ax.errorbar(
         ipa.performance,
         ipa.importance,
-        yerr=[ipa.importance - ipa.importance_low, ipa.importance_high - ipa.importance],
+        yerr=error_bars(ipa.importance, ipa.importance_low, ipa.importance_high),
         fmt="none",
         ecolor="#bbbbbb",
         lw=1,
@@ -126,8 +126,8 @@ def plot_kano(summary: Any, title: str | None = None):
         ax.errorbar(
             r.penalty,
             r.reward,
-            xerr=[[r.penalty - r.penalty_low], [r.penalty_high - r.penalty]],
-            yerr=[[r.reward - r.reward_low], [r.reward_high - r.reward]],
+            xerr=error_bars(r.penalty, r.penalty_low, r.penalty_high),
+            yerr=error_bars(r.reward, r.reward_low, r.reward_high),
             fmt="o",
             color=color,
             ecolor=color,
@@ -165,10 +165,7 @@ def plot_root_causes(summary: Any, title: str | None = None, top: int = 10):
     ax.errorbar(
         100 * rc.share_of_detractors_explained,
         y,
-        xerr=[
-            100 * (rc.share_of_detractors_explained - rc.explained_low),
-            100 * (rc.explained_high - rc.share_of_detractors_explained),
-        ],
+        xerr=100 * error_bars(rc.share_of_detractors_explained, rc.explained_low, rc.explained_high),
         fmt="none",
         ecolor="#333333",
         capsize=3,
@@ -199,7 +196,7 @@ def plot_group_differences(summary: Any, dimension: str, title: str | None = Non
         ax.errorbar(
             s["mean"],
             y,
-            xerr=[s["mean"] - s["low"], s["high"] - s["mean"]],
+            xerr=error_bars(s["mean"], s["low"], s["high"]),
             fmt="o",
             ms=4,
             color=PALETTE[i % len(PALETTE)],
@@ -223,7 +220,7 @@ def plot_ppc(summary: Any, title: str | None = None):
     ax.errorbar(
         x,
         ppc.predicted,
-        yerr=[ppc.predicted - ppc.low, ppc.high - ppc.predicted],
+        yerr=error_bars(ppc.predicted, ppc.low, ppc.high),
         fmt="o",
         color=PALETTE[0],
         capsize=3,
@@ -246,9 +243,7 @@ def plot_paths(summary: Any, title: str | None = None):
     p = p.iloc[::-1]
     fig, ax = _fig(7, 0.45 * len(p) + 1.5)
     y = np.arange(len(p))
-    ax.errorbar(
-        p.std_mean, y, xerr=[p.std_mean - p.std_low, p.std_high - p.std_mean], fmt="o", color=PALETTE[0], capsize=3
-    )
+    ax.errorbar(p.std_mean, y, xerr=error_bars(p.std_mean, p.std_low, p.std_high), fmt="o", color=PALETTE[0], capsize=3)
     ax.set_yticks(y, p.path)
     ax.axvline(0, color="#555555", lw=0.8)
     ax.set_xlabel("Standardised path coefficient (90% interval)")

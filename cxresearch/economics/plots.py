@@ -10,7 +10,7 @@ import pandas as pd
 
 from cxresearch.data.nps import NPS_CLASSES
 from cxresearch.protocol import DEFAULT_LEVEL, interval
-from cxresearch.reports.display import NPS_COLORS, PALETTE
+from cxresearch.reports.display import NPS_COLORS, PALETTE, error_bars
 
 
 def show(fig: Any) -> None:
@@ -121,7 +121,7 @@ def plot_clv(summary: pd.DataFrame, group_col: str, title: str) -> Any:
     colors = [NPS_COLORS.get(str(g), PALETTE[0]) for g in rows[group_col]]
     clv, lo, hi = (rows[c].to_numpy(dtype=float) for c in ("clv", "low", "high"))
     ax.barh(y, clv, color=colors, alpha=0.8)
-    ax.errorbar(clv, y, xerr=[clv - lo, hi - clv], fmt="none", ecolor="#333333", capsize=4)
+    ax.errorbar(clv, y, xerr=error_bars(clv, lo, hi), fmt="none", ecolor="#333333", capsize=4)
     ax.set_yticks(y, rows[group_col].astype(str).tolist())
     ax.set_xlabel("Customer lifetime value (discounted margin over the horizon)")
     ax.set_title(title)
@@ -172,7 +172,7 @@ def plot_value_at_risk(
         y = np.arange(len(rows))[::-1]
         value, lo, hi = (rows[c].to_numpy(dtype=float) for c in ("value_at_risk", "low", "high"))
         ax.barh(y, value, color=NPS_COLORS["detractor"], alpha=0.8)
-        ax.errorbar(value, y, xerr=[value - lo, hi - value], fmt="none", ecolor="#333333", capsize=3)
+        ax.errorbar(value, y, xerr=error_bars(value, lo, hi), fmt="none", ecolor="#333333", capsize=3)
         ax.set_yticks(y, rows["level"].astype(str).tolist())
         ax.set_title(f"By {dim}")
         ax.set_xlabel("Value at risk")

@@ -11,6 +11,7 @@ import pandas as pd
 from cxresearch.initiatives.catalogue import Catalogue
 from cxresearch.initiatives.roadmap import Roadmap
 from cxresearch.initiatives.value import INTERVAL, ValueResult, summarise_draws
+from cxresearch.reports.display import error_bars
 
 
 def format_money(value: float | None, currency: str = "€") -> str:
@@ -293,7 +294,7 @@ def plot_steps(roadmap: Roadmap, currency: str = "€") -> Any:
         ax.errorbar(
             i,
             start + row["step_value"],
-            yerr=[[row["step_value"] - row["step_value_low"]], [row["step_value_high"] - row["step_value"]]],
+            yerr=error_bars(row["step_value"], row["step_value_low"], row["step_value_high"]),
             color="black",
             capsize=4,
             lw=1,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cxresearch.protocol import DEFAULT_LEVEL
-from cxresearch.reports.display import NPS_COLORS, PALETTE
+from cxresearch.reports.display import NPS_COLORS, PALETTE, error_bars
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -148,7 +148,7 @@ def plot_kpi_trend(
     ax.errorbar(
         x,
         frame["mean"],
-        yerr=[frame["mean"] - frame["low"], frame["high"] - frame["mean"]],
+        yerr=error_bars(frame["mean"], frame["low"], frame["high"]),
         fmt="o-",
         color=PALETTE[0],
         capsize=6,

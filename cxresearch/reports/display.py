@@ -6,6 +6,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 PALETTE = ["#1f4e79", "#c0504d", "#9bbb59", "#8064a2", "#4bacc6", "#f79646", "#7f7f7f", "#2c7c5b"]
@@ -48,6 +49,18 @@ def format_interval(mean: float, low: float, high: float, digits: int = 1, unit:
     if any(v is None or pd.isna(v) for v in (mean, low, high)):
         return "n/a"
     return f"{mean:.{digits}f}{unit} ({low:.{digits}f} to {high:.{digits}f}{unit})"
+
+
+def error_bars(mean: Any, low: Any, high: Any) -> np.ndarray:
+    """``xerr`` / ``yerr`` for a point at ``mean`` with an interval (low, high): the two bar lengths.
+
+    A posterior mean can lie outside an equal-tailed interval when the draws are skewed or clipped (Kano
+    penalties and rewards are clipped at 0 per draw: with few positive draws the mean exceeds the 95%
+    quantile 0). Matplotlib refuses negative bar lengths, so such a side is drawn with length 0: the point
+    then sits at the interval's end, which is where it is.
+    """
+    mean, low, high = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (mean, low, high))
+    return np.maximum(np.stack([mean - low, high - mean]), 0.0)
 
 
 def banner(message: str, level: str = "info", title: str | None = None) -> Any:
