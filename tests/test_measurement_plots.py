@@ -186,3 +186,19 @@ def test_overlap_check_catches_overlapping_text() -> None:
     ax.text(0.5, 0.5, "second label")
     with pytest.raises(AssertionError):
         assert_readable(fig)
+
+
+def test_single_wave_trend_prints_no_warning_into_the_report() -> None:
+    """One wave gives one-element Series; passed to matplotlib as a list of Series they raised pandas'
+    FutureWarning ("Calling float on a single element Series"), printed in a red box in every single-wave report."""
+    import warnings
+
+    from cxresearch.measurement.plots import plot_kpi_trend
+
+    tracking = pd.DataFrame(
+        {"wave": ["1"], "n": [187], "mean": [12.0], "low": [4.0], "high": [19.5], "p_meets_target": [0.03]}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plot_kpi_trend(tracking, target=20.0)
+    assert fig.axes[0].get_ylim()[1] > 20.0
