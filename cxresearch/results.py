@@ -137,3 +137,24 @@ def record_headline(label: str, value: Any, unit: str = "", interval: list | tup
     if target:
         write_json_atomic(target, _RESULTS)
     return value
+
+
+SECTIONS_FAILED_KEY = "sections_failed"
+
+
+def record_section_failure(section: str, error: str) -> None:
+    """Record that one report section could not be computed (the runner marks such a run ``partial``).
+
+    Kept under ``results["sections_failed"]`` as a list of ``{section, error}`` in the order they failed.
+    """
+    failures = _RESULTS.setdefault(SECTIONS_FAILED_KEY, [])
+    failures.append({"section": str(section), "error": str(error)[:1000]})
+    target = os.environ.get(RESULTS_ENV)
+    if target:
+        write_json_atomic(target, _RESULTS)
+
+
+def failed_sections(results: Any) -> list[dict[str, str]]:
+    """The ``{section, error}`` entries a run recorded with :func:`record_section_failure`."""
+    entries = results.get(SECTIONS_FAILED_KEY) if isinstance(results, dict) else None
+    return [e for e in entries or [] if isinstance(e, dict) and "section" in e]

@@ -9,5 +9,15 @@ from cxresearch.reports.display import (
     set_theme,
     show_table,
 )
+from cxresearch.reports.sections import section
 
-__all__ = ["banner", "diagnostics_banner", "format_interval", "format_pct", "scope_text", "set_theme", "show_table"]
+__all__ = [
+    "banner",
+    "diagnostics_banner",
+    "format_interval",
+    "format_pct",
+    "scope_text",
+    "section",
+    "set_theme",
+    "show_table",
+]

@@ -43,6 +43,7 @@ _CSS = """
 .cx-header dd{margin:0;overflow-wrap:anywhere}
 .cx-status-succeeded{color:#1b5e20;font-weight:700}
 .cx-status-failed{color:#b71c1c;font-weight:700}
+.cx-status-partial{color:#8a4b00;font-weight:700}
 .cx-banner{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;padding:12px 16px;margin:10px 0;
   border-left:8px solid #b71c1c;background:#fdecea;color:#b71c1c;font-size:1.05em}
 .cx-banner pre{white-space:pre-wrap;color:#5f0f0f;margin:8px 0 0;font-size:.9em}
@@ -85,6 +86,8 @@ class ReportHeader:
     failed_diagnostics: list[str] = field(default_factory=list)
     #: every diagnostics block of results.json by dotted key (the one gate's block, cxresearch.diagnostics)
     diagnostics: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: report sections that could not be computed: ``{section, error}`` (cxresearch.reports.section)
+    failed_sections: list[dict[str, str]] = field(default_factory=list)
 
 
 def strip_ansi(text: str) -> str:
@@ -194,6 +197,17 @@ def header_html(header: ReportHeader) -> str:
             f"<strong>{_esc(title)}</strong>"
             f"<br>The numbers below are incomplete: the notebook is shown up to the point where it stopped."
             f"{where}<pre>{_esc(message)}</pre></div>"
+        )
+    if header.failed_sections:
+        failures = "".join(
+            f"<li><strong>{_esc(e.get('section'))}</strong>: {_esc(e.get('error'))}</li>"
+            for e in header.failed_sections
+        )
+        parts.append(
+            '<div class="cx-banner cx-banner-partial" id="cx-partial-banner" role="alert">'
+            f"<strong>PART OF THIS REPORT COULD NOT BE COMPUTED</strong><br>"
+            "These sections show a red box instead of their results; every other section is complete."
+            f"<ul>{failures}</ul></div>"
         )
     if header.failed_diagnostics:
         keys = ", ".join(header.failed_diagnostics)

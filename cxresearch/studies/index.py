@@ -195,6 +195,7 @@ th{background:#f6f8fa;position:sticky;top:0}
 td.num{text-align:right;white-space:nowrap}
 .status{font-weight:700;white-space:nowrap}
 .status-succeeded{color:#1b5e20} .status-failed{color:#b71c1c} .status-running{color:#8a4b00}
+.status-partial{color:#8a4b00}
 .status-not-run{color:#57606a;font-weight:400}
 .flag{display:inline-block;margin-top:2px;padding:1px 6px;border-radius:4px;background:#fdecea;color:#b71c1c;
   font-size:.85em;font-weight:700}
@@ -226,7 +227,7 @@ def index_html(rows: list[IndexRow], title: str = "cxresearch study reports") ->
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
-    flagged = sum(1 for r in rows if r.diagnostics_failed and r.status == "succeeded")
+    flagged = sum(1 for r in rows if r.diagnostics_failed and r.status in ("succeeded", "partial"))
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     if flagged:
         summary += f"; {flagged} with failed model diagnostics"

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cxresearch import __version__
-from cxresearch.results import RESULTS_ENV, write_json_atomic, write_text_atomic
+from cxresearch.results import RESULTS_ENV, failed_sections, write_json_atomic, write_text_atomic
 from cxresearch.runtime import canonical_json, package_source_hash, sha256_file, sha256_text
 from cxresearch.studies.manifest import (
     MANIFEST_NAME,
@@ -354,6 +354,7 @@ def _manifest(
     finished: datetime | None,
     error: dict[str, Any] | None,
     failed_diag: list[str] | None = None,
+    sections_failed: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     return {
         "schema": MANIFEST_SCHEMA,
@@ -366,6 +367,7 @@ def _manifest(
         "status": status,
         "error": error,
         "diagnostics_failed": failed_diag or [],
+        "sections_failed": sections_failed or [],
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": finished.isoformat(timespec="seconds") if finished else None,
         "duration_s": round((finished - started).total_seconds(), 3) if finished else None,
@@ -503,6 +505,9 @@ def execute_run(plan: RunPlan) -> dict[str, Any]:
         except ValueError:
             results = {}
     failed_diag = failed_diagnostics(results)
+    sections = failed_sections(results)
+    if status == "succeeded" and sections:
+        status = "partial"  # the notebook finished, but some sections could not be computed (see the report)
 
     header = ReportHeader(
         study=plan.study,
@@ -520,6 +525,7 @@ def execute_run(plan: RunPlan) -> dict[str, Any]:
         error=error,
         failed_diagnostics=failed_diag,
         diagnostics=diagnostics_blocks(results),
+        failed_sections=sections,
     )
     try:
         report = render_report(nb, header)
@@ -539,7 +545,7 @@ def execute_run(plan: RunPlan) -> dict[str, Any]:
         write_text_atomic(run_dir / plan.notebook_name, Path(plan.notebook).read_text(encoding="utf-8"))
     write_json_atomic(run_dir / RESULTS_NAME, results)
     write_text_atomic(run_dir / REPORT_NAME, report)
-    manifest = _manifest(plan, run_id, status, started, finished, error, failed_diag)
+    manifest = _manifest(plan, run_id, status, started, finished, error, failed_diag, sections)
     manifest["duration_s"] = round(elapsed, 3)
     write_json_atomic(run_dir / MANIFEST_NAME, manifest)
     for tmp in (partial_nb, partial_results):
@@ -603,6 +609,7 @@ def outcome_from_manifest(
         "duration_s": manifest.get("duration_s"),
         "error": manifest.get("error"),
         "diagnostics_failed": list(manifest.get("diagnostics_failed") or []),
+        "sections_failed": [str(e.get("section")) for e in manifest.get("sections_failed") or []],
         "kpis": kpis,
         "report": str(plan.run_dir / REPORT_NAME),
     }
@@ -669,6 +676,8 @@ def summary_line(outcome: Mapping[str, Any]) -> str:
         tag = "[FAIL]"
     elif status == "prepared":
         tag = "[prep]"
+    elif status == "partial":
+        tag = "[part]"
     elif outcome.get("diagnostics_failed"):
         tag = "[warn]"
     else:
@@ -687,6 +696,8 @@ def summary_line(outcome: Mapping[str, Any]) -> str:
             parts.extend(f"{k}={v}" if isinstance(v, str) else f"{k}={v:.4g}" for k, v in outcome.get("kpis", []))
             if outcome.get("diagnostics_failed"):
                 parts.append("DIAGNOSTICS FAILED: " + ", ".join(outcome["diagnostics_failed"]))
+            if outcome.get("sections_failed"):
+                parts.append("SECTIONS NOT COMPUTED: " + ", ".join(outcome["sections_failed"]))
     return "  ".join(parts)
 
 
@@ -766,11 +777,15 @@ def run_studies(
         write_index(root, planned=[p for p in plan.all_runs if Path(p.out_root) == root]) for root in plan.out_roots
     ]
     summary = RunSummary(outcomes=outcomes, index_paths=index_paths, notes=plan.notes)
-    counts = {s: sum(1 for o in outcomes if o["status"] == s and not o["skipped"]) for s in ("succeeded", "failed")}
+    counts = {
+        s: sum(1 for o in outcomes if o["status"] == s and not o["skipped"]) for s in ("succeeded", "partial", "failed")
+    }
     skipped = sum(1 for o in outcomes if o["skipped"])
-    flagged = sum(1 for o in outcomes if o["diagnostics_failed"] and o["status"] == "succeeded")
+    flagged = sum(1 for o in outcomes if o["diagnostics_failed"] and o["status"] in ("succeeded", "partial"))
     say(
-        f"{len(outcomes)} runs: {counts['succeeded']} succeeded, {counts['failed']} failed, "
+        f"{len(outcomes)} runs: {counts['succeeded']} succeeded, "
+        + (f"{counts['partial']} partial (sections not computed), " if counts["partial"] else "")
+        + f"{counts['failed']} failed, "
         f"{skipped} skipped (unchanged)" + (f", {flagged} with failed diagnostics" if flagged else "")
     )
     for path in index_paths:
