@@ -10,6 +10,7 @@ import arviz as az
 import numpy as np
 
 from cxresearch.drivers.fit import DriverFit
+from cxresearch.drivers.kernels import equation_kernel, row_offsets
 from cxresearch.drivers.model import build_model
 
 #: a passed NUTS verdict for fakes (the figures of a comfortably converged fit)
@@ -55,3 +56,31 @@ def fake_fit(
     """The DriverFit of those draws (one chain) with a passed verdict unless ``gate`` says otherwise."""
     idata = az.from_dict(posterior={k: np.asarray(v)[None] for k, v in post.items()})
     return DriverFit(prep=prep, layout=layout, idata=idata, gate=gate or PASSED, method=method)
+
+
+#: the likelihood kernel's code for each outcome likelihood
+KERNEL_KIND = {"ordered_logistic": 0, "bernoulli": 1, "gaussian": 2}
+
+
+def kernel_loglik(prep: Any, eq: Any, s: int, extra: np.ndarray, j: str) -> float:
+    """The equation's log-likelihood at draw s as the model sums it (kernel + the ordinal gap term)."""
+    features = np.stack([prep.features[t][eq.cols] for t in eq.layout.terms])
+    logp = equation_kernel(
+        KERNEL_KIND[eq.layout.likelihood],
+        eq.coef[s],
+        eq.cell_dev[s],
+        eq.intercept_cell[s],
+        np.ascontiguousarray(extra, dtype=float),
+        eq.theta[s],
+        features,
+        prep.features["slope"][eq.cols],
+        eq.cols,
+        prep.freq,
+        row_offsets(prep.states, prep.cell, eq.cols, prep.n_cells, prep.n_states),
+        prep.outcomes[j],
+    )[0]
+    if eq.layout.likelihood == "ordered_logistic":
+        cuts = eq.theta[s]
+        counts = np.bincount(prep.outcomes[j], minlength=prep.n_categories[j])
+        logp += (counts[1:-1] * np.log(-np.expm1(cuts[:-1] - cuts[1:]))).sum()
+    return float(logp)

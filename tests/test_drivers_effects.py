@@ -13,11 +13,11 @@ import pytest
 
 from cxresearch.drivers import effects as fx
 from cxresearch.drivers.fit import DriverFit
-from cxresearch.drivers.kernels import equation_kernel, gaussian_suffstat_kernel, row_offsets
+from cxresearch.drivers.kernels import gaussian_suffstat_kernel
 from cxresearch.drivers.model import gaussian_statistics, prepare_data
 from cxresearch.drivers.spec import default_model_spec
 from cxresearch.drivers.summary import fix_first_markdown, results_dict, summarize_drivers
-from driver_fakes import fake_fit, known_draws
+from driver_fakes import fake_fit, kernel_loglik, known_draws
 
 N_DRAWS = 4
 
@@ -62,29 +62,12 @@ def test_numpy_linear_predictor_matches_the_likelihood_kernel(prep):
                 if eq.layout.construct_sources
                 else np.zeros(prep.n)
             )
-            kind = 0 if j == "recommend" else 2
-            logp = equation_kernel(
-                kind,
-                eq.coef[s],
-                eq.cell_dev[s],
-                eq.intercept_cell[s],
-                np.asarray(extra, dtype=float),
-                eq.theta[s],
-                features,
-                prep.features["slope"][eq.cols],
-                eq.cols,
-                prep.freq,
-                row_offsets(prep.states, prep.cell, eq.cols, prep.n_cells, prep.n_states),
-                prep.outcomes[j],
-            )[0]
+            logp = kernel_loglik(prep, eq, s, np.asarray(extra, dtype=float), j)
             if j == "recommend":
                 from cxresearch.drivers.likelihoods import ordered_logistic_probs
 
                 probs = ordered_logistic_probs(eta[j][s], eq.theta[s])
                 ours = np.log(probs[np.arange(prep.n), prep.outcomes[j]]).sum()
-                cuts = eq.theta[s]
-                counts = np.bincount(prep.outcomes[j], minlength=prep.n_categories[j])
-                logp = logp + (counts[1:-1] * np.log(-np.expm1(cuts[:-1] - cuts[1:]))).sum()
             else:
                 sigma = eq.theta[s, 0]
                 resid = prep.outcomes[j] - eta[j][s]

@@ -15,7 +15,7 @@ import pytest
 
 from cxresearch.drivers import effects as fx
 from cxresearch.drivers.fit import DriverFit
-from cxresearch.drivers.kernels import _gather, build_table, equation_kernel, row_offsets
+from cxresearch.drivers.kernels import _gather, build_table, row_offsets
 from cxresearch.drivers.model import prepare_data
 from cxresearch.drivers.predict import (
     RowInputs,
@@ -26,10 +26,9 @@ from cxresearch.drivers.predict import (
 )
 from cxresearch.drivers.spec import default_model_spec
 from driver_fakes import fake_fit as make_fake_fit
-from driver_fakes import known_draws
+from driver_fakes import kernel_loglik, known_draws
 
 N_DRAWS = 4
-_KIND = {"ordered_logistic": 0, "bernoulli": 1, "gaussian": 2}
 
 #: impacts, root causes and the posterior predictive check computed by the code before the one forward pass
 #: existed (commit 01c1ce1, effects.linear_predictors with its own gather) on the fixed fake fit below
@@ -290,30 +289,6 @@ def _kernel_eta(prep, eq, s: int, extra: np.ndarray) -> np.ndarray:
     return eta
 
 
-def _kernel_loglik(prep, eq, s: int, extra: np.ndarray, j: str) -> float:
-    """The equation's log-likelihood at draw s as the model sums it (kernel + the ordinal gap term)."""
-    features = np.stack([prep.features[t][eq.cols] for t in eq.layout.terms])
-    logp = equation_kernel(
-        _KIND[eq.layout.likelihood],
-        eq.coef[s],
-        eq.cell_dev[s],
-        eq.intercept_cell[s],
-        np.ascontiguousarray(extra, dtype=float),
-        eq.theta[s],
-        features,
-        prep.features["slope"][eq.cols],
-        eq.cols,
-        prep.freq,
-        row_offsets(prep.states, prep.cell, eq.cols, prep.n_cells, prep.n_states),
-        prep.outcomes[j],
-    )[0]
-    if eq.layout.likelihood == "ordered_logistic":
-        cuts = eq.theta[s]
-        counts = np.bincount(prep.outcomes[j], minlength=prep.n_categories[j])
-        logp += (counts[1:-1] * np.log(-np.expm1(cuts[:-1] - cuts[1:]))).sum()
-    return float(logp)
-
-
 def _extra(prep, eq, s: int) -> np.ndarray:
     return sum(
         (eq.paths[s, i] * prep.scores[src] for i, src in enumerate(eq.layout.construct_sources)), np.zeros(prep.n)
@@ -339,7 +314,7 @@ def test_predict_reproduces_the_in_sample_linear_predictors_exactly(demo, model)
         for j in prep.resolved.endogenous:
             eq = post.equations[j]
             total = float(loglik[j].values[0, s].sum())
-            assert total == pytest.approx(_kernel_loglik(prep, eq, s, _extra(prep, eq, s), j), rel=1e-10, abs=1e-8)
+            assert total == pytest.approx(kernel_loglik(prep, eq, s, _extra(prep, eq, s), j), rel=1e-10, abs=1e-8)
 
 
 def test_impacts_root_causes_and_ppc_unchanged_by_the_shared_forward_pass(demo):

@@ -10,7 +10,6 @@ are never written to. Used by :mod:`cxresearch.data.loading` and :mod:`cxresearc
 from __future__ import annotations
 
 import difflib
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import pyarrow as pa
 
 from cxresearch.data.rules import TEXT, Problem, SourceInfo, natural_key
 from cxresearch.data.spec import DatasetSpec
+from cxresearch.runtime import sha256_file, sha256_text
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
@@ -333,14 +333,12 @@ _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
 def _sha256_file(path: Path) -> str:
+    """:func:`cxresearch.runtime.sha256_file`, remembered per (path, size, mtime): loading the same source
+    again in one process does not read its bytes again."""
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _HASH_CACHE:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _HASH_CACHE[key] = digest.hexdigest()
+        _HASH_CACHE[key] = sha256_file(path)
     return _HASH_CACHE[key]
 
 
@@ -349,7 +347,7 @@ def source_hash(files: Sequence[Path], root: Path | None = None) -> str:
     if len(files) == 1 and root is None:
         return _sha256_file(files[0])
     lines = sorted(f"{(f.relative_to(root) if root else f).as_posix()}\t{_sha256_file(f)}\n" for f in files)
-    return hashlib.sha256("".join(lines).encode()).hexdigest()
+    return sha256_text("".join(lines))
 
 
 def filter_values(value: Any, what: str) -> list[str] | None:

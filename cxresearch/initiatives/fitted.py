@@ -64,15 +64,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def _fit_diagnostics(fitted: Any) -> Any:
-    """The gate's verdict of a fitted model whose ``diagnostics`` is a method (the fitted-model protocol) or,
-    for older fits, a mapping (:class:`cxresearch.diagnostics.Diagnostics` either way)."""
-    value = getattr(fitted, "diagnostics", None)
-    if callable(value):
-        value = value()
-    return as_diagnostics(value if value is not None else {})
-
-
 def _gate_figures(diagnostics: Mapping[str, Any]) -> str:
     """The diagnostics figures and the gate's verdict, for the one-line model descriptions."""
     from cxresearch.reports.display import diagnostics_figures
@@ -172,7 +163,7 @@ class FittedDriverModel:
     @property
     def diagnostics(self) -> Any:
         """The fit's gate verdict (:class:`cxresearch.diagnostics.Diagnostics`; reads as a mapping)."""
-        return _fit_diagnostics(self.fit)
+        return self.fit.diagnostics()
 
     @property
     def n_draws(self) -> int:
@@ -450,7 +441,7 @@ class FittedValueModel:
         self.mpp = {"estimate": float(margin_per_product["estimate"]), "se": float(margin_per_product["se"])}
         self.word_of_mouth = word_of_mouth
         self.min_customers = int(min_customers)
-        self.diagnostics = as_diagnostics(diagnostics) if diagnostics is not None else _fit_diagnostics(survival)
+        self.diagnostics = as_diagnostics(diagnostics) if diagnostics is not None else survival.diagnostics()
         self._description = description
         probe = survival.cumulative_hazard_draws(self._probe_profile(), np.zeros((1, 1)))
         self.n_draws = probe.shape[0]
@@ -640,7 +631,7 @@ def fit_value_model(
     mpp = margin_per_product(known, products_col="products") if has_products else {"estimate": 0.0, "se": 0.0}
     products = group_summary(known, by=["segment", "nps_class"], value_col="products") if has_products else None
     wom = WordOfMouthAssumptions(**dict(word_of_mouth)) if word_of_mouth and any(word_of_mouth.values()) else None
-    d = _fit_diagnostics(fit)
+    d = fit.diagnostics()
     description = (
         f"Bayesian piecewise-exponential survival model (NPS class fixed, "
         f"{' and '.join(dims) or 'no groups'} partially pooled; {d.get('method')}, "

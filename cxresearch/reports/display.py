@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cxresearch.diagnostics import as_diagnostics, describe, gate_text
+
 PALETTE = ["#1f4e79", "#c0504d", "#9bbb59", "#8064a2", "#4bacc6", "#f79646", "#7f7f7f", "#2c7c5b"]
 NPS_COLORS = {"detractor": "#c0504d", "passive": "#bfbfbf", "promoter": "#2c7c5b"}
 
@@ -83,8 +85,6 @@ def banner(message: str, level: str = "info", title: str | None = None) -> Any:
 
 def diagnostics_figures(diagnostics: Mapping[str, Any]) -> str:
     """'R-hat max 1.004, bulk ESS min 512, tail ESS min 640, divergences 0, E-BFMI min 0.85; method: ...'."""
-    from cxresearch.diagnostics import describe
-
     return describe(diagnostics)
 
 
@@ -94,8 +94,6 @@ def diagnostics_banner(diagnostics: Mapping[str, Any]) -> Any:
     Passed NUTS fits are green; approximate fits are never green (amber, "approximate"); failures are red
     and list what to change.
     """
-    from cxresearch.diagnostics import as_diagnostics, gate_text
-
     d = as_diagnostics(diagnostics)
     figures = diagnostics_figures(d)
     reasons = " ".join(f"({i}) {r}." for i, r in enumerate(d.reasons, 1))

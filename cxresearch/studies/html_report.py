@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cxresearch.diagnostics import as_diagnostics, describe
+
 #: Tag papermill puts on the cell holding the injected parameters.
 INJECTED_TAG = "injected-parameters"
 #: Tag papermill puts on its two error marker cells.
@@ -121,8 +123,6 @@ def diagnostics_blocks(results: Any, prefix: str = "") -> dict[str, Mapping[str,
 
 def _diagnostics_lines(blocks: Mapping[str, Mapping[str, Any]], failed_only: bool) -> str:
     """One line per diagnostics block: key, verdict, the gate's figures, and the reasons of a failure."""
-    from cxresearch.diagnostics import as_diagnostics, describe
-
     lines = []
     for key, block in blocks.items():
         d = as_diagnostics(block)
@@ -148,13 +148,6 @@ def format_duration(seconds: float | None) -> str:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
-
-
-def as_verdict(block: Mapping[str, Any]) -> str:
-    """'passed', 'approximate' or 'failed' of a results.json diagnostics block."""
-    from cxresearch.diagnostics import as_diagnostics
-
-    return as_diagnostics(block).verdict
 
 
 def _esc(value: Any) -> str:
@@ -219,7 +212,7 @@ def header_html(header: ReportHeader) -> str:
         )
     elif header.diagnostics:
         # the same block in every report: which fits were checked, with the one gate's figures
-        approximate = any(as_verdict(b) == "approximate" for b in header.diagnostics.values())
+        approximate = any(as_diagnostics(b).verdict == "approximate" for b in header.diagnostics.values())
         title = "Model diagnostics passed" + (" (approximate fits: see their check)" if approximate else "")
         parts.append(
             f'<div class="cx-banner cx-banner-checked" id="cx-diagnostics-summary">'

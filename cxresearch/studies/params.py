@@ -25,7 +25,6 @@ against the data.
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import keyword
 import math
@@ -38,6 +37,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cxresearch.runtime import sha256_text
 from cxresearch.studies.settings import SettingsError, check_study_settings, study_for_notebook
 from cxresearch.yamlio import load_yaml
 
@@ -451,7 +451,7 @@ _UNSAFE_CHARS = set('/\\:*?"<>|')
 
 def short_hash(text: str, n: int = 6) -> str:
     """First ``n`` hex digits of the sha256 of ``text`` (to disambiguate names)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
+    return sha256_text(text)[:n]
 
 
 def safe_name(value: str, max_len: int = 60) -> str:
