@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
@@ -98,6 +99,21 @@ def run_threads(default: int | None = None) -> int:
     if value.isdigit() and int(value) > 0:
         return int(value)
     return default or os.cpu_count() or 1
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run BLAS / OpenMP on one thread inside the block: the same seed gives the same draws.
+
+    A multi-threaded BLAS splits a dot product's sum across threads, so its last bits depend on how many
+    threads the process has (the runner gives each run its share of the cores); Hamiltonian Monte Carlo
+    amplifies those bits into different draws. Samplers run their chains on their own threads, so one BLAS
+    thread per chain is also the fastest setting for the small matrix products of these models.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
 
 
 def compute_once(

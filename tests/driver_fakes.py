@@ -11,7 +11,7 @@ import numpy as np
 
 from cxresearch.drivers.fit import DriverFit
 from cxresearch.drivers.kernels import equation_kernel, row_offsets
-from cxresearch.drivers.model import build_model
+from cxresearch.drivers.model import build_model, slope_deviations
 
 #: a passed NUTS verdict for fakes (the figures of a comfortably converged fit)
 PASSED = {
@@ -35,8 +35,10 @@ def known_draws(prep: Any, n_draws: int, seed: int = 0) -> tuple[Any, dict[str, 
         if n_tj:
             post[eq.name("coef")] = rng.normal(0, 0.2, (n_draws, len(eq.terms), n_tj))
         if eq.slope_dims:
-            post[eq.name("sd_slope")] = np.abs(rng.normal(0, 0.1, (n_draws, len(prep.group_dims))))
-            post[eq.name("z_slope")] = rng.normal(0, 1, (n_draws, n_free, n_tj))
+            sd = np.abs(rng.normal(0, 0.1, (n_draws, len(prep.group_dims))))
+            z = rng.normal(0, 1, (n_draws, n_free, n_tj))
+            post[eq.name("z_slope")] = z
+            post[eq.name("slope_dev")] = slope_deviations(eq, sd, z)  # what the model stores as a deterministic
         if eq.intercept_dims:
             post[eq.name("z_intercept")] = rng.normal(0, 1, (n_draws, n_free))
         if eq.has_intercept:

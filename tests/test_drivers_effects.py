@@ -37,7 +37,7 @@ def _fake_fit(prep, overrides=None, seed=0, diagnostics=None, method="nuts") -> 
     layout, post = known_draws(prep, N_DRAWS, seed)
     overrides = dict(overrides or {})
     if overrides.pop("no_group_slopes", False):
-        overrides.update({eq.name("sd_slope"): 0.0 for eq in layout.equations.values() if eq.slope_dims})
+        overrides.update({eq.name("slope_dev"): 0.0 for eq in layout.equations.values() if eq.slope_dims})
     for k, v in overrides.items():
         post[k] = np.broadcast_to(v, post[k].shape).copy()
     return fake_fit(prep, post, layout, gate=diagnostics, method=method)
@@ -90,10 +90,14 @@ def test_numpy_linear_predictor_matches_the_likelihood_kernel(prep):
 
 
 def test_impact_equals_brute_force_recomputation(prep):
-    """impact_nps = NPS after pushing the +1 step through emotion and recommend, minus NPS before."""
+    """impact_nps = NPS after pushing the +1 step through emotion and recommend, minus NPS before (a rise of
+    25% of a 1-5 range is one step); the default 10% of the range (0.4 points) is one step for 40% of users."""
     fit = _fake_fit(prep, seed=1)
     post = fx.posterior(fit)
-    draws = fx.impact_draws(post, population=False)
+    draws = fx.impact_draws(post, population=False, share=0.25)
+    default = fx.impact_draws(post, population=False)
+    assert fx.improvement_steps(prep.scales[prep.touchpoints[0]]) == (0, pytest.approx(0.4))
+    np.testing.assert_allclose(default["nps"], 0.4 * draws["nps"], atol=1e-10)
     base = fx.linear_predictors(post)
     cuts = post.equations["recommend"].theta
     for t, tp in enumerate(prep.touchpoints[:4]):
@@ -143,8 +147,9 @@ def test_kano_class_from_penalty_and_reward(prep, slope, penalty, reward, expect
     """With known total effects (recommend equation only, no path through emotion) the class is certain."""
     n_tp = len(prep.touchpoints)
     coef_r = np.zeros((4, n_tp))
-    coef_r[1], coef_r[2], coef_r[3] = slope, penalty, reward  # terms: used, slope, penalty, reward
-    coef_r[1, 0], coef_r[2, 0], coef_r[3, 0] = 0.5, 0.0, 0.0  # touchpoint 0: a strong performance driver
+    # terms: used, slope, penalty, reward; ``slope`` is per rating step, the model's per half range (2 steps on 1-5)
+    coef_r[1], coef_r[2], coef_r[3] = 2 * slope, penalty, reward
+    coef_r[1, 0], coef_r[2, 0], coef_r[3, 0] = 1.0, 0.0, 0.0  # touchpoint 0: a strong performance driver
     fit = _fake_fit(
         prep,
         {
@@ -205,7 +210,8 @@ def test_results_payload_and_first_screen_text(prep):
     fit = _fake_fit(prep, seed=3)
     summary = summarize_drivers(fit, max_draws=N_DRAWS)
     payload = results_dict(summary)
-    assert set(payload) == {"diagnostics", "touchpoints", "paths", "top3"}
+    assert set(payload) == {"diagnostics", "outcome", "touchpoints", "paths", "top3"}
+    assert payload["outcome"]["kind"] == "nps" and payload["outcome"]["higher_is_better"] is True
     assert set(payload["diagnostics"]) >= {
         "rhat_max",
         "ess_bulk_min",
@@ -296,7 +302,11 @@ def test_plots_draw_a_mean_outside_its_interval_instead_of_crashing():
             "reward_high": [high, 0.5],
         }
     )
-    summary = types.SimpleNamespace(kano=kano, impacts=pd.DataFrame({"touchpoint": ["a", "b"], "label": ["A", "B"]}))
+    summary = types.SimpleNamespace(
+        kano=kano,
+        impacts=pd.DataFrame({"touchpoint": ["a", "b"], "label": ["A", "B"]}),
+        words=types.SimpleNamespace(label="recommend"),
+    )
     fig = plot_kano(summary)
     assert len(fig.axes[0].collections) > 0
     plt.close(fig)

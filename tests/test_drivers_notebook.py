@@ -28,9 +28,9 @@ def test_first_screen_is_the_banner_then_the_fix_first_text():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     first = code[1].source  # right after the parameters cell
-    assert first.rstrip().endswith("display(Markdown(fix_first_markdown(summary)))")
-    assert first.index("diagnostics_banner(fit.diagnostics())") < first.index("display(Markdown(fix_first_markdown")
-    assert "record_driver_results(summary)" in first
+    assert first.rstrip().endswith("display(Markdown(too_few or fix_first_markdown(summary)))")
+    assert first.index("diagnostics_banner(fit.diagnostics())") < first.index("fix_first_markdown(summary)))")
+    assert "record_driver_results(summary, too_few=too_few, fit=fit)" in first
 
 
 def test_params_file_settings_exist_in_the_notebook():
@@ -92,7 +92,7 @@ def test_notebook_runs_and_records_results(tmp_path):
     # the index headline: diagnostics verdict, then the top-3 drivers in NPS points
     labels = [h["label"] for h in payload["headline"]]
     assert labels[0] == "Model diagnostics" and len(labels) == 4 and labels[1].startswith("Driver #1: ")
-    assert payload["headline"][1]["unit"] == "points" and len(payload["headline"][1]["interval"]) == 2
+    assert payload["headline"][1]["unit"] == "NPS pts" and len(payload["headline"][1]["interval"]) == 2
     # one pooled fit of every market, fitted by the first run and loaded by the next
     assert payload["fit"]["scope"] == "pooled" and payload["fit"]["shared"]["reused"] is False
     other = run("all")

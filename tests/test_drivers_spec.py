@@ -126,8 +126,8 @@ def test_not_applicable_touchpoints_keep_the_respondent(demo):
         used = ~np.isnan(rating)
         assert ((prep.states[:, t] > 0) == used).all()
         np.testing.assert_array_equal(prep.states[used, t], rating[used].astype(int))  # 1-5 scale -> state = rating
-    # centred rating where used, 0 where not: the slope feature at state s is s - 3 on a 1-5 scale
-    np.testing.assert_allclose(prep.features["slope"][0, 1:6], [-2, -1, 0, 1, 2])
+    # centred rating in half ranges where used, 0 where not: (s - 3) / 2 on a 1-5 scale
+    np.testing.assert_allclose(prep.features["slope"][0, 1:6], [-1, -0.5, 0, 0.5, 1])
     np.testing.assert_allclose(prep.features["penalty"][0], [0, 1, 1, 0, 0, 0])
     np.testing.assert_allclose(prep.features["reward"][0], [0, 0, 0, 0, 0, 1])
     assert prep.group_dims == ["segment", "market"]

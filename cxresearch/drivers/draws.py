@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cxresearch.drivers.model import EquationLayout, intercept_deviations, slope_deviations
+from cxresearch.drivers.model import EquationLayout, intercept_deviations
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxresearch.drivers.fit import DriverFit
@@ -71,12 +71,7 @@ def posterior(fit: DriverFit, max_draws: int = 1000, seed: int = 0) -> Posterior
         coef = _term_values(fit, eq.name("coef"), index) if n_tj else np.zeros((n_s, 1, 0))
         level_dev, cell_dev = None, np.zeros((n_s, prep.n_cells, n_tj))
         if eq.slope_dims:
-            if eq.name("z_slope") in post:
-                level_dev = slope_deviations(
-                    eq, _term_values(fit, eq.name("sd_slope"), index), _term_values(fit, eq.name("z_slope"), index)
-                )
-            else:  # centred parametrisation: the scaled free values are sampled directly
-                level_dev = np.einsum("tlk,skt->slt", eq.slope_basis, _term_values(fit, eq.name("raw_slope"), index))
+            level_dev = _term_values(fit, eq.name("slope_dev"), index)  # (S, L, T_j), whatever the parametrisation
             cell_dev = np.einsum("cl,slt->sct", eq.cell_of_level, level_dev)
         icpt = np.zeros((n_s, prep.n_cells))
         common = np.zeros(n_s)

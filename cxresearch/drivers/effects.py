@@ -44,12 +44,17 @@ from cxresearch.drivers.draws import EquationDraws as EquationDraws
 from cxresearch.drivers.draws import Posterior as Posterior
 from cxresearch.drivers.draws import build_tables as build_tables
 from cxresearch.drivers.draws import posterior as posterior
+from cxresearch.drivers.model import half_range
+from cxresearch.drivers.outcome import outcome_kind, outcome_words
 from cxresearch.drivers.predict import fitted_rows, forward_pass
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxresearch.drivers.fit import DriverFit
 
 INTERVAL = (0.05, 0.95)
+#: slopes are reported per 10% of the scale range: the model's slope is per half range (5 x 10%)
+SLOPE_UNIT = 0.2
+SLOPE_UNIT_TEXT = "per 10% of the scale range"
 KANO_CLASSES = ("must-be", "performance", "delighter", "indifferent")
 DETRACTOR_MAX, PROMOTER_MIN = 6, 9  # NPS classes on 0-10
 
@@ -120,7 +125,8 @@ def touchpoint_total_terms(p: Posterior) -> dict[str, dict[str, np.ndarray]]:
 
 
 def touchpoint_effects(p: Posterior, term: str = "slope") -> pd.DataFrame:
-    """Direct, indirect and total effects of each touchpoint's ``term`` on the outcome (its eta units)."""
+    """Direct, indirect and total effects of each touchpoint's ``term`` on the outcome (its eta units; the
+    slope per 10% of the scale range, :data:`SLOPE_UNIT`)."""
     prep = p.fit.prep
     outcome = prep.outcome
     total = touchpoint_total_terms(p)[outcome][term]
@@ -130,7 +136,7 @@ def touchpoint_effects(p: Posterior, term: str = "slope") -> pd.DataFrame:
         direct[:, eq.cols] = eq.coef[:, eq.layout.terms.index(term), :]
     rows = []
     for kind, arr in (("direct", direct), ("indirect", total - direct), ("total", total)):
-        s = summarise(arr)
+        s = summarise(arr * (SLOPE_UNIT if term == "slope" else 1.0))
         for t_i, tp in enumerate(prep.touchpoints):
             rows.append(
                 {
@@ -185,7 +191,7 @@ def _standardising_sd(p: Posterior, construct: str, eta: dict[str, np.ndarray] |
 
 
 def path_coefficients(p: Posterior, rows: Any = None) -> pd.DataFrame:
-    """Every structural path: the coefficient (touchpoint sources: slope per rating step) and, for
+    """Every structural path: the coefficient (touchpoint sources: slope per 10% of the scale range) and, for
     construct -> construct paths, the standardised coefficient, with 90% intervals. ``rows``: the rows
     whose spread standardises ordinal / binary outcomes (default all)."""
     prep = p.fit.prep
@@ -196,13 +202,13 @@ def path_coefficients(p: Posterior, rows: Any = None) -> pd.DataFrame:
         eq = p.equations[j]
         if "slope" in eq.layout.terms:
             k = eq.layout.terms.index("slope")
-            s = summarise(eq.coef[:, k, :])
+            s = summarise(SLOPE_UNIT * eq.coef[:, k, :])
             for t_i, t in enumerate(eq.cols):
                 rows.append(
                     {
                         "source": prep.touchpoints[t],
                         "target": j,
-                        "kind": "touchpoint (per rating step)",
+                        "kind": f"touchpoint ({SLOPE_UNIT_TEXT})",
                         "mean": s["mean"][t_i],
                         "low": s["low"][t_i],
                         "high": s["high"][t_i],
@@ -238,15 +244,9 @@ def path_coefficients(p: Posterior, rows: Any = None) -> pd.DataFrame:
 # counterfactuals pushed through the model
 # --------------------------------------------------------------------------------------------------------
 def _outcome_kind(prep) -> str:
-    outcome = prep.outcome
-    like = prep.likelihood(outcome)
-    if (
-        like == "ordered_logistic"
-        and prep.n_categories[outcome] == 11
-        and np.allclose(prep.category_values[outcome], np.arange(11))
-    ):
-        return "nps"
-    return like
+    """'nps' for a 0-10 ordered outcome, else the outcome's likelihood (the impact keys follow it)."""
+    kind = outcome_kind(prep)
+    return "nps" if kind == "nps" else prep.likelihood(prep.outcome)
 
 
 def _class_probs(eta: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -318,24 +318,70 @@ def _selection(fit: DriverFit, rows: Any) -> np.ndarray:
     return rows.astype(int)
 
 
-def impact_draws(
-    p: Posterior, rows: Any = None, population: bool = True, seed: int = 0, chunk: int = 50
-) -> dict[str, np.ndarray]:
-    """Per-draw impact of a one-step rise (capped at the top) for each touchpoint's users.
+#: the default improvement an impact is read for: 10% of each touchpoint's scale range
+IMPROVEMENT_SHARE = 0.1
 
-    Returns arrays (S, T): ``nps`` (points), ``promoter`` and ``detractor`` (share changes, 0-1) for a
-    0-10 recommend outcome; otherwise ``outcome`` (change of the mean outcome / P(yes)).
-    ``rows``: the model rows to average over (mask or indices; default all).
+
+def improvement_steps(scale: Any, share: float = IMPROVEMENT_SHARE) -> tuple[int, float]:
+    """A rise of ``share`` of the scale range as (k, f): k whole points for every user and one more point
+    for a share f of them (a mean rise of exactly ``share`` x range on any scale: 0.4 points on 1-5 is
+    one point for 40% of the users, 1 point on 0-10, 9.9 points on 1-100)."""
+    d = share * float(scale.max - scale.min)
+    k = int(np.floor(d + 1e-9))
+    return k, max(d - k, 0.0)
+
+
+def improvement_text(scales: Any, share: float = IMPROVEMENT_SHARE) -> str:
+    """How the report names the improvement, e.g. '10% of the scale range (0.4 points on 1-5)'."""
+    seen: dict[str, float] = {}
+    for sc in scales:
+        seen.setdefault(f"{sc.min:g}-{sc.max:g}", share * float(sc.max - sc.min))
+    parts = ", ".join(f"{d:.3g} point{'s' if d != 1 else ''} on {name}" for name, d in seen.items())
+    return f"{100 * share:g}% of the scale range ({parts}; capped at the top)"
+
+
+def impact_draws(
+    p: Posterior,
+    rows: Any = None,
+    population: bool = True,
+    seed: int = 0,
+    chunk: int = 50,
+    share: float = IMPROVEMENT_SHARE,
+) -> dict[str, np.ndarray]:
+    """Per-draw impact of raising each user's rating by ``share`` of the scale range (capped at the top).
+
+    The rise means the same on every scale (:func:`improvement_steps`). Returns arrays (S, T): ``nps``
+    (points), ``promoter`` and ``detractor`` (share changes, 0-1) for a 0-10 recommend outcome; otherwise
+    ``outcome`` (change of the mean outcome / P(yes)) and, for an ordinal outcome, ``top_box`` (change of
+    the share in the outcome's top category). ``rows``: the model rows to average over (mask or indices;
+    default all).
     """
     fit = p.fit
     prep = fit.prep
     sel = _selection(fit, rows)
     kind = _outcome_kind(prep)
     outcome = prep.outcome
+    like = prep.likelihood(outcome)
     n_tp = len(prep.touchpoints)
     rng = np.random.default_rng(seed)
-    keys = ("nps", "promoter", "detractor") if kind == "nps" else ("outcome",)
+    if kind == "nps":
+        keys: tuple[str, ...] = ("nps", "promoter", "detractor")
+    elif like == "ordered_logistic":
+        keys = ("outcome", "top_box")
+    else:
+        keys = ("outcome",)
     out = {k: np.zeros((p.n, n_tp)) for k in keys}
+    values = prep.category_values.get(outcome)
+
+    def measures(eta: np.ndarray, theta: np.ndarray) -> dict[str, np.ndarray]:
+        if kind == "nps":
+            det, prom = _class_probs(eta, theta)
+            return {"promoter": prom, "detractor": det}
+        m = {"outcome": _expected_outcome(eta, theta, like, values)}
+        if like == "ordered_logistic":
+            m["top_box"] = 1.0 - _sigmoid(theta[:, -1][:, None] - eta)
+        return m
+
     for start in range(0, p.n, chunk):
         draws = slice(start, min(start + chunk, p.n))
         n_s = draws.stop - draws.start
@@ -348,29 +394,36 @@ def impact_draws(
                 continue
             users = sel[used]
             top = prep.scales[prep.touchpoints[t]].points
-            new = np.minimum(prep.states[users, t] + 1, top)
-            base_u = {k: v[:, used] for k, v in base.items()}
-            delta = _propagate(p, users, t, new, draws, base_u)
+            k, f = improvement_steps(prep.scales[prep.touchpoints[t]], share)
+            base_u = {key: v[:, used] for key, v in base.items()}
             eta0 = base_u[outcome]
-            eta1 = eta0 + delta[outcome]
+            before = measures(eta0, theta)
+            after = {key: np.zeros_like(v) for key, v in before.items()}
+            for steps, weight in ((k, 1.0 - f), (k + 1, f)):
+                if weight <= 0:
+                    continue
+                if steps == 0:
+                    moved = before
+                else:
+                    new = np.minimum(prep.states[users, t] + steps, top)
+                    delta = _propagate(p, users, t, new, draws, base_u)
+                    moved = measures(eta0 + delta[outcome], theta)
+                for key in after:
+                    after[key] += weight * moved[key]
             w = weights[:, used]
+            for key in before:
+                out[key][draws, t] = ((after[key] - before[key]) * w).sum(axis=1)
             if kind == "nps":
-                d0, p0 = _class_probs(eta0, theta)
-                d1, p1 = _class_probs(eta1, theta)
-                out["promoter"][draws, t] = ((p1 - p0) * w).sum(axis=1)
-                out["detractor"][draws, t] = ((d1 - d0) * w).sum(axis=1)
                 out["nps"][draws, t] = 100.0 * (out["promoter"][draws, t] - out["detractor"][draws, t])
-            else:
-                like = prep.likelihood(outcome)
-                e0 = _expected_outcome(eta0, theta, like, prep.category_values.get(outcome))
-                e1 = _expected_outcome(eta1, theta, like, prep.category_values.get(outcome))
-                out["outcome"][draws, t] = ((e1 - e0) * w).sum(axis=1)
     return out
 
 
 def impact_table(p: Posterior, draws: dict[str, np.ndarray] | None = None, **kwargs: Any) -> pd.DataFrame:
-    """Impact per touchpoint with 90% intervals (NPS points; promoter / detractor shares in points)."""
+    """Impact per touchpoint with 90% intervals, in the outcome's unit (:mod:`.outcome`): ``impact_nps`` (NPS
+    points; ``impact_promoter`` / ``impact_detractor`` in share points), ``impact_pp`` (percentage points of
+    P(yes)) or ``impact_mean`` (+ ``impact_top_box`` in share points for an ordinal outcome)."""
     prep = p.fit.prep
+    words = outcome_words(prep)
     draws = draws or impact_draws(p, **kwargs)
     frame = pd.DataFrame(
         {
@@ -380,9 +433,12 @@ def impact_table(p: Posterior, draws: dict[str, np.ndarray] | None = None, **kwa
         }
     )
     for key, arr in draws.items():
-        scale = 100.0 if key in ("promoter", "detractor") else 1.0
+        scale = 100.0 if key in ("promoter", "detractor", "top_box") else 1.0
+        name = f"impact_{key}"
+        if key in ("nps", "outcome"):
+            name = words.column
+            scale = 100.0 if words.kind == "binary" else 1.0
         s = summarise(arr * scale)
-        name = "impact_nps" if key == "nps" else f"impact_{key}"
         frame[name] = s["mean"]
         frame[f"{name}_low"] = s["low"]
         frame[f"{name}_high"] = s["high"]
@@ -394,14 +450,35 @@ def impact_main_key(draws: dict[str, np.ndarray]) -> str:
     return "nps" if "nps" in draws else "outcome"
 
 
-def driver_ranking(p: Posterior, draws: dict[str, np.ndarray]) -> pd.DataFrame:
-    """P(rank = r) per touchpoint (rank 1 = largest impact), expected rank and P(top 3)."""
+def direction(prep: Any) -> float:
+    """+1 when a higher outcome is better (recommend, satisfied), -1 when lower is (churn, effort)."""
+    return 1.0 if prep.resolved.spec.higher_is_better else -1.0
+
+
+def benefit_draws(p: Posterior, draws: dict[str, np.ndarray]) -> np.ndarray:
+    """(S, T) impact in the good direction: what ranks drivers and picks what to fix first (a touchpoint whose
+    improvement lowers churn has a positive benefit)."""
     prep = p.fit.prep
-    imp = draws[impact_main_key(draws)]
+    unit = 100.0 if outcome_kind(prep) == "binary" else 1.0  # P(yes) in percentage points, as reported
+    return unit * direction(prep) * draws[impact_main_key(draws)]
+
+
+def driver_ranking(p: Posterior, draws: dict[str, np.ndarray]) -> pd.DataFrame:
+    """P(rank = r) per touchpoint (rank 1 = largest benefit: the impact in the outcome's good direction),
+    expected rank and P(top 3); ``rank_by_size``: the rank by the impact's magnitude, whatever its sign."""
+    prep = p.fit.prep
+    imp = benefit_draws(p, draws)
     ranks = (-imp).argsort(axis=1).argsort(axis=1) + 1  # (S, T)
+    size_ranks = (-np.abs(imp)).argsort(axis=1).argsort(axis=1) + 1
     n_tp = imp.shape[1]
     frame = pd.DataFrame(
-        {"touchpoint": prep.touchpoints, "expected_rank": ranks.mean(axis=0), "p_top3": (ranks <= 3).mean(axis=0)}
+        {
+            "touchpoint": prep.touchpoints,
+            "expected_rank": ranks.mean(axis=0),
+            "p_top3": (ranks <= 3).mean(axis=0),
+            "rank_by_size": size_ranks.mean(axis=0),
+            "p_good_direction": (imp > 0).mean(axis=0),
+        }
     )
     for r in range(1, n_tp + 1):
         frame[f"p_rank_{r}"] = (ranks == r).mean(axis=0)
@@ -409,9 +486,10 @@ def driver_ranking(p: Posterior, draws: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 def importance_performance(p: Posterior, draws: dict[str, np.ndarray], seed: int = 0) -> pd.DataFrame:
-    """Importance (impact) vs performance (users' mean rating, 0-1) with P(fix first) (see module doc)."""
+    """Importance (benefit: the impact in the good direction) vs performance (users' mean rating, 0-1) with
+    P(fix first) (see module doc)."""
     prep = p.fit.prep
-    imp = draws[impact_main_key(draws)]
+    imp = benefit_draws(p, draws)
     rng = np.random.default_rng(seed)
     means, ses = [], []
     for t, tp in enumerate(prep.touchpoints):
@@ -459,11 +537,18 @@ def kano_draws(p: Posterior) -> tuple[np.ndarray, np.ndarray]:
     vs a neutral one, on the outcome's linear predictor (see the module docstring)."""
     prep = p.fit.prep
     tot = touchpoint_total_terms(p)[prep.outcome]
-    mid_gap = np.array([prep.scales[t].midpoint - prep.scales[t].min for t in prep.touchpoints])
-    top_gap = np.array([prep.scales[t].max - prep.scales[t].midpoint for t in prep.touchpoints])
-    # bottom box holds the minimum; the midpoint lies above the bottom box on the scales we accept
-    hurt = tot["slope"] * mid_gap - tot["penalty"]
-    lift = tot["slope"] * top_gap + tot["reward"]
+    # the slope's column is in half ranges: from the minimum to the midpoint is 1, and so is midpoint -> top
+    mid_gap = np.array(
+        [(prep.scales[t].midpoint - prep.scales[t].min) / half_range(prep.scales[t]) for t in prep.touchpoints]
+    )
+    top_gap = np.array(
+        [(prep.scales[t].max - prep.scales[t].midpoint) / half_range(prep.scales[t]) for t in prep.touchpoints]
+    )
+    # bottom box holds the minimum; the midpoint lies above the bottom box on the scales we accept. In the
+    # outcome's good direction: for churn a bad experience hurts by raising the linear predictor
+    sign = direction(prep)
+    hurt = sign * (tot["slope"] * mid_gap - tot["penalty"])
+    lift = sign * (tot["slope"] * top_gap + tot["reward"])
     return np.clip(hurt, 0, None), np.clip(lift, 0, None)
 
 
@@ -504,7 +589,6 @@ def detractor_root_causes(
             f"{prep.likelihood(prep.outcome)}"
         )
     sel = _selection(fit, rows)
-    bottom = prep.resolved.spec.bottom_box
     rng = np.random.default_rng(seed)
     n_tp = len(prep.touchpoints)
     excess = np.zeros((p.n, n_tp))
@@ -518,6 +602,7 @@ def detractor_root_causes(
         p_det_all, _ = _class_probs(base[prep.outcome], theta)
         det_total = (p_det_all * weights).sum(axis=1)
         for t in range(n_tp):
+            bottom = prep.boxes[prep.touchpoints[t]][0]  # the touchpoint's bottom box, in points
             st = prep.states[sel, t]
             bad = (st > 0) & (st <= bottom)
             share_bad[t] = bad.mean()
@@ -576,7 +661,7 @@ def level_slope_deviations(p: Posterior) -> dict[str, np.ndarray]:
 
 
 def group_differences(p: Posterior) -> pd.DataFrame:
-    """Each level's slope deviation from the average (total effect on the outcome per rating step),
+    """Each level's slope deviation from the average (total effect on the outcome per 10% of the scale range),
     with its 90% interval and P(deviation > 0); rows for every group dimension, level and touchpoint."""
     prep = p.fit.prep
     if not prep.group_dims:
@@ -585,7 +670,7 @@ def group_differences(p: Posterior) -> pd.DataFrame:
     rows, offset = [], 0
     for d in prep.group_dims:
         for l_i, level in enumerate(prep.levels[d]):
-            s = summarise(dev[:, offset + l_i, :])
+            s = summarise(SLOPE_UNIT * dev[:, offset + l_i, :])
             for t_i, tp in enumerate(prep.touchpoints):
                 rows.append(
                     {
@@ -603,7 +688,7 @@ def group_differences(p: Posterior) -> pd.DataFrame:
 
 
 def pairwise_group_differences(p: Posterior) -> pd.DataFrame:
-    """Slope (total, per step) of level a minus level b for every pair within a dimension, P(diff > 0)."""
+    """Slope (total, per 10% of the range) of level a minus level b for every pair within a dimension, P(diff > 0)."""
     prep = p.fit.prep
     if not prep.group_dims:
         return pd.DataFrame(
@@ -615,7 +700,7 @@ def pairwise_group_differences(p: Posterior) -> pd.DataFrame:
         lv = prep.levels[d]
         for a in range(len(lv)):
             for b in range(a + 1, len(lv)):
-                s = summarise(dev[:, offset + a, :] - dev[:, offset + b, :])
+                s = summarise(SLOPE_UNIT * (dev[:, offset + a, :] - dev[:, offset + b, :]))
                 for t_i, tp in enumerate(prep.touchpoints):
                     rows.append(
                         {

@@ -44,7 +44,7 @@ from cxresearch.drivers.model import (
 )
 from cxresearch.drivers.spec import DriverModelSpec, ResolvedModel, default_model_spec, parse_model_spec
 from cxresearch.protocol import DEFAULT_LEVEL, FittedModel, load_idata, save_idata, summary_frame
-from cxresearch.runtime import frame_hash, json_default
+from cxresearch.runtime import frame_hash, json_default, one_blas_thread
 
 METHODS = ("nuts", "approx")
 STATE_NAME = "state.json"
@@ -112,8 +112,8 @@ class DriverFit(FittedModel):
         return as_diagnostics(self.gate)  # already a Diagnostics after __post_init__ (returned as is)
 
     def summary(self, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
-        """One row per reported coefficient: touchpoint terms (per rating step for slopes), construct paths,
-        intercepts, group sds, cut-points and residual sds; columns mean, sd, low, high (``attrs['level']``)."""
+        """One row per reported coefficient: touchpoint terms (slopes per half scale range), construct paths,
+        intercepts, learned group sds, cut-points and residual sds; columns mean, sd, low, high (``attrs['level']``)."""
         prep = self.prep
         draws: dict[str, np.ndarray] = {}
         post = self.idata.posterior
@@ -131,7 +131,7 @@ class DriverFit(FittedModel):
                 draws[f"{j} intercept"] = self.draws(eq.name("intercept"))
             if eq.name("sd_slope") in post:
                 sd = self.draws(eq.name("sd_slope"))
-                for d_i, dim in enumerate(prep.group_dims):
+                for d_i, dim in enumerate(eq.learned_dims):
                     draws[f"{j} sd of slopes by {dim}"] = sd[:, d_i]
             if eq.name("cutpoints") in post:
                 cuts = self.draws(eq.name("cutpoints"))
@@ -160,16 +160,28 @@ class DriverFit(FittedModel):
         return predict(self, new_data, kind=kind, mediators=mediators, max_draws=max_draws)
 
     def plot_impacts(self, ax: Any = None, max_draws: int = 500, seed: int = 0) -> Any:
-        """Bar chart of each touchpoint's impact of a one-step rise (90% intervals) on ``ax``; returns the Axes."""
+        """Bar chart of each touchpoint's impact of a rise by 10% of its scale range (90% intervals), in the
+        outcome's unit, on ``ax``; returns the Axes."""
         from cxresearch.drivers import effects as fx
+        from cxresearch.drivers.outcome import outcome_words
         from cxresearch.drivers.plots import impact_bars
 
         p = self.posterior(max_draws)
         draws = fx.impact_draws(p, seed=seed)
         table = fx.impact_table(p, draws)
         ranking = fx.driver_ranking(p, draws)
-        column = "impact_nps" if "impact_nps" in table.columns else "impact_outcome"
-        return impact_bars(table, column, ranking["touchpoint"].head(3).tolist(), ax=ax)
+        words = outcome_words(self.prep)
+        improvement = fx.improvement_text([self.prep.scales[t] for t in self.prep.touchpoints])
+        top3 = ranking["touchpoint"].head(3).tolist()
+        return impact_bars(
+            table,
+            words.column,
+            top3,
+            ax=ax,
+            unit=words.unit,
+            improvement=improvement,
+            higher_is_better=words.higher_is_better,
+        )
 
     # ------------------------------------------------------------------ save / load (protocol)
     def _save_state(self, folder: Path) -> None:
@@ -276,6 +288,7 @@ def choose_low_rank(low_rank: bool | str | None, prep: PreparedData, n_dim: int)
     return bool(not latent and n_dim <= LOW_RANK_MAX_DIM)
 
 
+@one_blas_thread()
 def fit_driver_model(
     survey: Any,
     model: DriverModelSpec | Mapping[str, Any] | None = None,
@@ -294,6 +307,7 @@ def fit_driver_model(
     progress: bool = False,
     reuse_compiled: bool = True,
     log_likelihood: bool | None = None,
+    escalate: bool = True,
 ) -> DriverFit:
     """Fit the path model to survey rows (a canonical survey frame or a ``CXData``).
 
@@ -306,6 +320,8 @@ def fit_driver_model(
     (see :func:`choose_low_rank`). ``model``: a :class:`DriverModelSpec` or its mapping;
     None gives the standard chain touchpoints -> emotion -> outcome (+ direct) from the dataset spec.
     ``log_likelihood``: store the per-row log-likelihood (True / False; None = auto, see the module docstring).
+    ``escalate``: when a NUTS fit fails the gate, run it once more with twice the draws, a longer warm-up and a
+    higher target_accept (``sampler_config['escalated']`` says what was done and why).
     """
     from cxresearch.drivers.predict import attach_log_likelihood
 
@@ -338,23 +354,40 @@ def fit_driver_model(
         timings["compile_s"] = time.perf_counter() - t0
         low_rank = choose_low_rank(low_rank, prep, compiled.n_dim)
         settings["low_rank"] = low_rank
+        cores = cores or min(chains, run_threads())
+
+        def run_nuts(n_draws: int, n_tune: int, accept: float) -> tuple[Any, Diagnostics]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                result = nutpie.sample(
+                    compiled,
+                    draws=n_draws,
+                    tune=n_tune,
+                    chains=chains,
+                    cores=cores,
+                    seed=seed,
+                    target_accept=accept,
+                    progress_bar=progress,
+                    low_rank_modified_mass_matrix=low_rank,
+                    save_warmup=False,
+                )
+            return result, check_mcmc(result, free_variable_names(pm_model), method="nuts (nutpie)")
+
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)
-            idata = nutpie.sample(
-                compiled,
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                cores=cores or min(chains, run_threads()),
-                seed=seed,
-                target_accept=target_accept,
-                progress_bar=progress,
-                low_rank_modified_mass_matrix=low_rank,
-                save_warmup=False,
+        idata, gate = run_nuts(draws, tune, target_accept)
+        if escalate and not gate.passed:
+            # once: a longer warm-up, twice the draws, and smaller steps when it diverged; the report says so
+            more_draws, more_tune = 2 * draws, max(2 * tune, 1000)
+            accept = max(target_accept, 0.95 if gate.divergences else 0.9)
+            first = "; ".join(gate.reasons[:2])
+            idata, gate = run_nuts(more_draws, more_tune, accept)
+            settings["escalated"] = (
+                f"the first fit ({draws} draws, {tune} warm-up, target_accept {target_accept:g}) failed the gate "
+                f"({first}); it was run again with {more_draws} draws, {more_tune} warm-up and target_accept "
+                f"{accept:g}, which {'passed' if gate.passed else 'failed too'}."
             )
+            settings.update({"draws": more_draws, "tune": more_tune, "target_accept": accept})
         timings["sample_s"] = time.perf_counter() - t0
-        gate = check_mcmc(idata, free_variable_names(pm_model), method="nuts (nutpie)")
     else:
         batch = minibatch
         if batch == "auto":

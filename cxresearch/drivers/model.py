@@ -4,7 +4,7 @@
 cells, composite scores, outcome codes), and :func:`build_model` writes the PyMC model:
 
 - **touchpoints** (exogenous): each contributes, to every construct it has a path into,
-  ``used + (slope + group deviation) x (rating - scale midpoint) + penalty x [bottom box] +
+  ``used + (slope + group deviation) x (rating - scale midpoint) / half range + penalty x [bottom box] +
   reward x [top box]`` where used, 0 where not used. Stored as a lookup table per segment x market cell
   (see :mod:`.kernels`), so the likelihood costs O(rows).
 - **composite constructs**: the weighted mean of the items' z-scores, standardised (an observed score).
@@ -12,9 +12,12 @@ cells, composite scores, outcome codes), and :func:`build_model` writes the PyMC
   variance fixed to 1 (or the first loading fixed to 1), measured by its items (Gaussian on z-scores,
   or ordered logistic).
 - **endogenous observed constructs**: ordered logistic (cutpoints), Bernoulli (logit) or Gaussian.
-- **groups** (segment, market): touchpoint slopes vary by level, ``sd_dim x z`` (non-centred, one sd per
-  group dimension and equation), and so do intercepts (``group_intercept_sd x z``); deviations are centred
-  on their (user-)weighted mean so the common coefficient is the population average.
+- **groups** (segment, market, ...): touchpoint slopes vary by level, ``sd_dim x z``. A grouping with few
+  levels (``fixed_scale_levels``, default 5) has a fixed sd (``group_offset_sd``: regularised offsets, no
+  variance to learn from 2-5 levels, no funnel); one with more levels learns its sd (one per grouping and
+  equation, non-centred). Intercepts vary too (``group_intercept_sd x z``). Deviations are centred on their
+  (user-)weighted mean so the common coefficient is the population average; ``<eq>__slope_dev`` keeps the
+  level deviations (group_level x touchpoint) whatever the parametrisation.
 
 Design columns are centred (their mean contribution is subtracted), which leaves every coefficient and
 every effect unchanged but decorrelates them from the cutpoints / intercepts: far fewer leapfrog steps.
@@ -72,6 +75,7 @@ class PreparedData:
     weights: dict[str, np.ndarray]  # composite item weights used
     dropped_rows: dict[str, int] = field(default_factory=dict)
     dropped_touchpoints: dict[str, str] = field(default_factory=dict)
+    boxes: dict[str, tuple[int, int]] = field(default_factory=dict)  # (bottom, top) box points per touchpoint
 
     @property
     def n_cells(self) -> int:
@@ -216,7 +220,8 @@ def prepare_data(
         if tp_states
         else np.zeros((n, 1), dtype=np.int32)
     )
-    features = _touchpoint_features(touchpoints, scales, n_states, spec.bottom_box, spec.top_box)
+    boxes = box_points(spec, touchpoints, scales, where, declared=resolved.touchpoints)
+    features = _touchpoint_features(touchpoints, scales, n_states, boxes)
     freq = np.zeros((n_cells, len(touchpoints) + 1, n_states))
     np.add.at(freq, (cell[:, None], np.arange(len(touchpoints) + 1)[None, :], states), 1.0)
 
@@ -336,6 +341,7 @@ def prepare_data(
         weights=weights,
         dropped_rows=dropped_rows,
         dropped_touchpoints=dropped_tp,
+        boxes=boxes,
     )
 
 
@@ -381,22 +387,77 @@ def _weighted_item_mean(x: np.ndarray, w: np.ndarray, standardise_items: bool = 
     return num / den
 
 
+def box_points(
+    spec: DriverModelSpec,
+    touchpoints: list[str],
+    scales: Mapping[str, ScaleSpec],
+    where: str = "model",
+    declared: list[str] | None = None,
+) -> dict[str, tuple[int, int]]:
+    """(bottom, top) box of each touchpoint in answer points.
+
+    ``boxes`` in the spec names them per touchpoint; otherwise ``bottom_box`` / ``top_box`` below 1 are
+    shares of each scale's points (rounded, at least one point, the two boxes never meeting), and whole
+    numbers are points, accepted only when every touchpoint has the same scale: 2 points are 40% of a
+    1-5 scale, 18% of 0-10 and 2% of 1-100.
+    """
+    unknown = sorted(set(spec.boxes) - set(declared or touchpoints))
+    if unknown:
+        raise ModelSpecError(
+            f"{where}.boxes: {unknown} are not touchpoints of the model (have {declared or touchpoints})"
+        )
+    points_used = {scales[t].points for t in touchpoints if t not in spec.boxes}
+    for name, value in (("bottom_box", spec.bottom_box), ("top_box", spec.top_box)):
+        if value >= 1 and len(points_used) > 1:
+            scales_seen = sorted({f"{scales[t].min:g}-{scales[t].max:g}" for t in touchpoints if t not in spec.boxes})
+            raise ModelSpecError(
+                f"{where}.{name}: {value:g} points mean different things on the scales {scales_seen}; give a share of "
+                f"the scale (e.g. {name}: {0.4 if name == 'bottom_box' else 0.2}) or set 'boxes' per touchpoint"
+            )
+    out: dict[str, tuple[int, int]] = {}
+    for t in touchpoints:
+        points = scales[t].points
+        if t in spec.boxes:
+            bottom, top = spec.boxes[t].bottom, spec.boxes[t].top
+        else:
+            bottom, top = (
+                int(v) if v >= 1 else max(1, int(np.floor(v * points + 0.5))) for v in (spec.bottom_box, spec.top_box)
+            )
+        if bottom + top > points:
+            raise ModelSpecError(
+                f"{where}: the bottom box ({bottom} points) and top box ({top}) of {t!r} overlap on its "
+                f"{points}-point scale {scales[t].min:g}-{scales[t].max:g}"
+            )
+        out[t] = (bottom, top)
+    return out
+
+
 def _touchpoint_features(
-    touchpoints: list[str], scales: dict[str, ScaleSpec], n_states: int, bottom_box: int, top_box: int
+    touchpoints: list[str], scales: dict[str, ScaleSpec], n_states: int, boxes: Mapping[str, tuple[int, int]]
 ) -> dict[str, np.ndarray]:
-    """(T, S) value of each term's column at each state (state 0 = not used: all zero)."""
+    """(T, S) value of each term's column at each state (state 0 = not used: all zero).
+
+    The slope's column is the rating's distance from the scale midpoint in half ranges (-1 at the bottom,
+    +1 at the top), so a slope and its prior mean the same on every scale.
+    """
     n_tp = len(touchpoints)
     out = {term: np.zeros((n_tp, n_states)) for term in TERMS}
     for t, name in enumerate(touchpoints):
         sc = scales[name]
         points = sc.points
+        bottom, top = boxes[name]
         s = np.arange(1, points + 1)
         value = sc.min + (s - 1)
         out["used"][t, s] = 1.0
-        out["slope"][t, s] = value - sc.midpoint
-        out["penalty"][t, s] = (s <= bottom_box).astype(float)
-        out["reward"][t, s] = (s >= points - top_box + 1).astype(float)
+        out["slope"][t, s] = (value - sc.midpoint) / half_range(sc)
+        out["penalty"][t, s] = (s <= bottom).astype(float)
+        out["reward"][t, s] = (s >= points - top + 1).astype(float)
     return out
+
+
+def half_range(scale: ScaleSpec) -> float:
+    """Half the scale's range: the unit of a touchpoint slope (midpoint -> top)."""
+    return max((scale.max - scale.min) / 2.0, 0.5)
 
 
 def pls_outer_weights(
@@ -471,6 +532,8 @@ class EquationLayout:
     intercept_basis: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (L, L - D)
     # Gaussian equation evaluated on per-cell sufficient statistics (exact; see gaussian_statistics)
     sufficient_statistics: bool = False
+    # groupings whose slope deviations have a learned sd (the others: fixed-scale regularised offsets)
+    learned_dims: list[str] = field(default_factory=list)
 
     def name(self, what: str) -> str:
         return f"{self.target}__{what}"
@@ -691,26 +754,35 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
             if n_tj:
                 model.add_coord(eq.touchpoints_dim, tp_sources)
                 model.add_coord(eq.name("term"), eq.terms)
-                coef = pm.Normal(eq.name("coef"), 0.0, priors.touchpoint_sd, dims=(eq.name("term"), eq.touchpoints_dim))
+                # slopes per half scale range get slope_sd, the indicator terms touchpoint_sd
+                prior_sd = np.array([[priors.slope_sd if t == "slope" else priors.touchpoint_sd] for t in eq.terms])
+                coef = pm.Normal(eq.name("coef"), 0.0, prior_sd, dims=(eq.name("term"), eq.touchpoints_dim))
             else:
                 coef = pt.zeros((1, 0))
             n_levels = len(eq.dim_of_level)
             cell_dev = pt.zeros((n_cells, n_tj))
             if eq.slope_dims:
-                # one sd per group dimension, shared by the touchpoints: identified from all their deviations
-                sd = pm.HalfNormal(eq.name("sd_slope"), priors.group_sd, dims="group_dim")
-                if spec.parametrization == "centred":
+                # the sd of each grouping's slope deviations: fixed (regularised offsets) for groupings with
+                # few levels, learned (one per grouping, shared by the touchpoints) for the others
+                eq.learned_dims = [d for d in prep.group_dims if len(prep.levels[d]) > spec.fixed_scale_levels]
+                sd_parts: list[Any] = [priors.group_offset_sd] * len(prep.group_dims)
+                if eq.learned_dims:
+                    model.add_coord(eq.name("learned_dim"), eq.learned_dims)
+                    learned_sd = pm.HalfNormal(eq.name("sd_slope"), priors.group_sd, dims=eq.name("learned_dim"))
+                    for k_d, d in enumerate(eq.learned_dims):
+                        sd_parts[prep.group_dims.index(d)] = learned_sd[k_d]
+                sd = pt.stack([pt.as_tensor_variable(float(v)) if isinstance(v, float) else v for v in sd_parts])
+                if spec.parametrization == "centred" and eq.learned_dims:
                     scaled = pm.Normal(
                         eq.name("raw_slope"), 0.0, sd[eq.dim_of_free][:, None], dims=("group_free", eq.touchpoints_dim)
                     )
                 else:
-                    # Student-t (4 df): most groups alike, a few may differ a lot (less shrinkage of those)
-                    z = pm.StudentT(
-                        eq.name("z_slope"), nu=4.0, mu=0.0, sigma=1.0, dims=("group_free", eq.touchpoints_dim)
-                    )
+                    # non-centred: with a fixed sd this is the centred model on a unit scale (no funnel)
+                    z = pm.Normal(eq.name("z_slope"), 0.0, 1.0, dims=("group_free", eq.touchpoints_dim))
                     scaled = z * sd[eq.dim_of_free][:, None]
                 # deviations with a zero users'-weighted mean: the common slope is the population average
                 dev = (eq.slope_basis * scaled.T[:, None, :]).sum(axis=2).T  # (L, T_j)
+                pm.Deterministic(eq.name("slope_dev"), dev, dims=("group_level", eq.touchpoints_dim))
                 cell_dev = pt.dot(eq.cell_of_level, dev)
             intercept_cell = pt.zeros((n_cells,))
             if has_intercept:

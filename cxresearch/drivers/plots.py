@@ -18,10 +18,19 @@ def _fig(width: float = 8.0, height: float = 4.5):
     return plt.subplots(figsize=(width, height))
 
 
-def impact_bars(impacts: pd.DataFrame, column: str, top3: list[str], ax: Any = None, title: str | None = None) -> Any:
+def impact_bars(
+    impacts: pd.DataFrame,
+    column: str,
+    top3: list[str],
+    ax: Any = None,
+    title: str | None = None,
+    unit: str = "NPS points",
+    improvement: str = "10% of the scale range",
+    higher_is_better: bool = True,
+) -> Any:
     """Bars of each touchpoint's impact (``column``, with ``<column>_low`` / ``_high``) on ``ax`` (a new
-    figure when None), strongest on top, the top three highlighted; returns the Axes."""
-    t = impacts.sort_values(column)
+    figure when None), the largest benefit on top, the top three highlighted; returns the Axes."""
+    t = impacts.sort_values(column, ascending=higher_is_better)
     if ax is None:
         _, ax = _fig(8, 0.45 * len(t) + 1.5)
     y = np.arange(len(t))
@@ -38,15 +47,23 @@ def impact_bars(impacts: pd.DataFrame, column: str, top3: list[str], ax: Any = N
     )
     ax.set_yticks(y, t.label)
     ax.axvline(0, color="#555555", lw=0.8)
-    unit = "NPS points" if column == "impact_nps" else "outcome"
-    ax.set_xlabel(f"Change in {unit} if users rated it one step higher (90% interval)")
-    ax.set_title(title or "What moves recommendation: impact of each touchpoint")
+    ax.set_xlabel(f"Change in {unit} if users' ratings rose by {improvement.split(' (')[0]} (90% interval)")
+    ax.set_title(title or "Impact of each touchpoint")
     return ax
 
 
 def plot_impacts(summary: Any, title: str | None = None):
-    """Impact on NPS of a one-step rise per touchpoint, with 90% intervals, strongest on top."""
-    return impact_bars(summary.impacts, summary.impact_column, summary.top3, title=title).figure
+    """Impact of each touchpoint in the outcome's unit, with 90% intervals, the largest benefit on top."""
+    words = summary.words
+    return impact_bars(
+        summary.impacts,
+        summary.impact_column,
+        summary.top3,
+        title=title,
+        unit=words.unit,
+        improvement=summary.improvement,
+        higher_is_better=words.higher_is_better,
+    ).figure
 
 
 def plot_rank_probabilities(summary: Any, title: str | None = None):
@@ -111,7 +128,8 @@ def plot_importance_performance(summary: Any, title: str | None = None):
     )
     ax.text(0.99, 0.99, "MAINTAIN", transform=ax.transAxes, va="top", ha="right", fontsize=9, color="#1b5e20")
     ax.set_xlabel("Performance: users' mean rating (0 = scale bottom, 1 = top)")
-    ax.set_ylabel("Importance: NPS points from a one-step rise")
+    words = summary.words
+    ax.set_ylabel(f"Importance: {words.unit_short} gained ({words.measure} {words.good}) from a better rating")
     ax.set_title(title or "Importance vs performance")
     fig.colorbar(sc, ax=ax, label="P(fix first)")
     return fig
@@ -148,7 +166,7 @@ def plot_kano(summary: Any, title: str | None = None):
     ax.plot(xs / 2, xs, color="#cccccc", lw=0.8, ls="--")
     ax.set_xlim(0, lim)
     ax.set_ylim(0, lim)
-    ax.set_xlabel("Penalty: how much a bad experience hurts (logit of recommending)")
+    ax.set_xlabel(f"Penalty: how much a bad experience hurts (logit of {summary.words.label})")
     ax.set_ylabel("Reward: how much a great experience helps")
     ax.set_title(title or "Asymmetric effects and Kano classes")
     handles = [ax.scatter([], [], color=c, label=n) for n, c in _KANO_COLORS.items()]
@@ -205,7 +223,7 @@ def plot_group_differences(summary: Any, dimension: str, title: str | None = Non
         )
     ax.axvline(0, color="#555555", lw=0.8)
     ax.set_yticks(np.arange(len(tps)), tps)
-    ax.set_xlabel("Slope vs the average (logit per rating step, 90% interval)")
+    ax.set_xlabel("Slope vs the average (logit per 10% of the scale range, 90% interval)")
     ax.set_title(title or f"Do drivers differ by {dimension}?")
     ax.legend(fontsize=8)
     return fig

@@ -132,14 +132,25 @@ class PathSpec(_Strict):
 
 
 class PriorSpec(_Strict):
-    """Prior scales (weakly informative, on standardised scores / logits / per rating step)."""
+    """Prior scales, weakly informative on standardised scales: construct scores are z-scores, outcomes are
+    logits, and a touchpoint's slope is per *half scale range* (midpoint -> top), so one prior means the same
+    on a 1-5, a 0-10 and a 1-100 scale."""
 
     coefficient_sd: float = Field(1.0, gt=0)  # construct -> construct paths and intercepts
-    touchpoint_sd: float = Field(0.5, gt=0)  # slope per rating step, used, penalty, reward
-    group_sd: float = Field(0.2, gt=0)  # half-normal scale of the sd of group deviations of slopes
+    slope_sd: float = Field(1.0, gt=0)  # touchpoint slope per half scale range (0.5 per step on 1-5)
+    touchpoint_sd: float = Field(0.5, gt=0)  # used, bottom-box penalty, top-box reward (logit)
+    group_sd: float = Field(0.4, gt=0)  # half-normal scale of a learned sd of slope deviations (many levels)
+    group_offset_sd: float = Field(0.1, gt=0)  # fixed sd of slope deviations of a grouping with few levels
     group_intercept_sd: float = Field(0.5, gt=0)  # sd of the level intercept deviations (fixed scale)
     cutpoint_sd: float = Field(3.0, gt=0)  # ordered cutpoints ~ Normal(0, cutpoint_sd), logit scale
     residual_sd: float = Field(1.0, gt=0)  # half-normal scale of Gaussian residual sds
+
+
+class BoxSpec(_Strict):
+    """Bottom and top box of one touchpoint, in answer points (e.g. ``{bottom: 2, top: 1}`` on 1-5)."""
+
+    bottom: int = Field(ge=1)
+    top: int = Field(ge=1)
 
 
 def _default_varying() -> list[Literal["intercept", "slope"]]:
@@ -156,11 +167,20 @@ class DriverModelSpec(_Strict):
     varying: list[Literal["intercept", "slope"]] = Field(default_factory=_default_varying)
     used_indicator: bool = True
     asymmetric: bool = True
-    bottom_box: int = Field(2, ge=1)  # lowest answer points that count as a bad experience
-    top_box: int = Field(1, ge=1)  # highest answer points that count as a great experience
-    parametrization: Literal["noncentred", "centred"] = "noncentred"  # group deviations
+    # boxes: a share of each touchpoint's scale points (0.4 = the lowest 40%: 1-2 on 1-5, 0-3 on 0-10,
+    # 1-40 on 1-100) or, when every touchpoint has the same scale, a number of points; ``boxes`` sets them
+    # per touchpoint in points
+    bottom_box: float = Field(0.4, gt=0)  # the lowest answers that count as a bad experience
+    top_box: float = Field(0.2, gt=0)  # the highest answers that count as a great experience
+    boxes: dict[str, BoxSpec] = Field(default_factory=dict)
+    # group slope deviations: a grouping with at most ``fixed_scale_levels`` levels gets regularised offsets
+    # with a fixed sd (priors.group_offset_sd): with 2-5 levels a learned sd is barely identified and makes
+    # a funnel the sampler cannot explore; more levels learn their sd (non-centred, or centred)
+    fixed_scale_levels: int = Field(5, ge=1)
+    parametrization: Literal["noncentred", "centred"] = "noncentred"  # group deviations with a learned sd
     min_users: int = Field(20, ge=1)  # touchpoints with fewer users in the data are left out (reported)
     outcome: str | None = None  # the behaviour construct the impacts are read on (default: the final sink)
+    higher_is_better: bool = True  # the outcome's direction: false for churn, complaints, effort (ranks flip)
     priors: PriorSpec = Field(default_factory=PriorSpec)
 
     @field_validator("constructs")
@@ -170,6 +190,15 @@ class DriverModelSpec(_Strict):
             if not _IDENT.match(name) or name == TOUCHPOINTS:
                 raise ValueError(f"construct name {name!r} must be an identifier other than {TOUCHPOINTS!r}")
         return constructs
+
+    @field_validator("bottom_box", "top_box")
+    @classmethod
+    def _box(cls, value: float) -> float:
+        if value >= 1 and value != int(value):
+            raise ValueError(
+                f"a box is a share of the scale below 1 (0.4) or a whole number of points (2), got {value}"
+            )
+        return value
 
     @field_validator("group_by")
     @classmethod

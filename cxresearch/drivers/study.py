@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cxresearch.drivers.outcome import outcome_words
 from cxresearch.reports.display import format_interval, format_pct
 
 
@@ -123,7 +124,9 @@ def scope_line(
 
 
 def impact_table(summary: Any) -> pd.DataFrame:
+    """Impact per touchpoint in the outcome's unit, ranked by benefit (the good direction)."""
     t = summary.touchpoint_table()
+    words = summary.words
     col = summary.impact_column
     imp = summary.impacts.set_index("touchpoint")
     out = pd.DataFrame(
@@ -131,37 +134,32 @@ def impact_table(summary: Any) -> pd.DataFrame:
             "Rank": [f"{r:.1f}" for r in t.expected_rank],
             "Touchpoint": t.label,
             "Users": [format_pct(u) for u in t.users],
-            "NPS points from one step better": [
-                format_interval(r[col], r[f"{col}_low"], r[f"{col}_high"]) for _, r in t.iterrows()
+            f"Impact ({words.unit})": [
+                format_interval(r[col], r[f"{col}_low"], r[f"{col}_high"], words.decimals) for _, r in t.iterrows()
             ],
             "P(top 3)": [format_pct(p) for p in t.p_top3],
         }
     )
-    if "impact_promoter" in imp.columns:
-        out["Promoters (pts)"] = [
-            format_interval(
-                imp.loc[tp, "impact_promoter"], imp.loc[tp, "impact_promoter_low"], imp.loc[tp, "impact_promoter_high"]
-            )
-            for tp in t.touchpoint
-        ]
-        out["Detractors (pts)"] = [
-            format_interval(
-                imp.loc[tp, "impact_detractor"],
-                imp.loc[tp, "impact_detractor_low"],
-                imp.loc[tp, "impact_detractor_high"],
-            )
-            for tp in t.touchpoint
-        ]
+    extra = {"impact_promoter": "Promoters (pts)", "impact_detractor": "Detractors (pts)"}
+    extra["impact_top_box"] = f"Top answer {words.label} (share pts)"
+    for column, header in extra.items():
+        if column in imp.columns:
+            out[header] = [
+                format_interval(imp.loc[tp, column], imp.loc[tp, f"{column}_low"], imp.loc[tp, f"{column}_high"])
+                for tp in t.touchpoint
+            ]
     return out
 
 
 def ipa_table(summary: Any) -> pd.DataFrame:
+    words = summary.words
     ipa = summary.importance_performance.sort_values("p_fix_first", ascending=False)
     return pd.DataFrame(
         {
             "Touchpoint": ipa.label,
-            "Importance (NPS pts)": [
-                format_interval(r.importance, r.importance_low, r.importance_high) for r in ipa.itertuples()
+            f"Importance ({words.unit_short} gained)": [
+                format_interval(r.importance, r.importance_low, r.importance_high, words.decimals)
+                for r in ipa.itertuples()
             ],
             "Mean rating": [f"{m:.2f}" for m in ipa.mean_rating],
             "Quadrant": ipa.quadrant,
@@ -254,7 +252,9 @@ def group_table(summary: Any, threshold: float = 0.95) -> pd.DataFrame:
             "Dimension": clear.dimension,
             "Comparison": clear.level_a + " vs " + clear.level_b,
             "Touchpoint": [labels[t] for t in clear.touchpoint],
-            "Slope difference (per step)": [format_interval(r.mean, r.low, r.high, 2) for r in clear.itertuples()],
+            "Slope difference (per 10% of the range)": [
+                format_interval(r.mean, r.low, r.high, 2) for r in clear.itertuples()
+            ],
             "P(difference > 0)": [format_pct(v) for v in clear.p_positive],
         }
     )
@@ -354,3 +354,121 @@ def ecsi_verdict(table: pd.DataFrame, fits: dict[str, Any]) -> str:
             f"{mode.capitalize()} fit diagnostics: {'passed' if d.passed else 'NOT passed: ' + '; '.join(d.reasons)}."
         )
     return " ".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------------
+# words that follow the outcome (kind and direction) and the run's number of answers
+# --------------------------------------------------------------------------------------------------------
+def report_intro(fit: Any) -> Any:
+    """The report's opening paragraph, naming the outcome and its unit (:mod:`cxresearch.drivers.outcome`)."""
+    from IPython.display import Markdown
+
+    words = outcome_words(fit.prep)
+    through = f" through {', '.join(words.mediators)}" if words.mediators else ""
+    text = (
+        f"Which customer experiences (touchpoints) move **{words.label}**{through}, how sure we are, and which to "
+        f"fix first. Impacts are in {words.unit}. Every number comes with a **90% interval**: we are 90% sure "
+        "the true value lies inside it."
+    )
+    if words.direction_note():
+        text += " " + words.direction_note()
+    return Markdown(text)
+
+
+def section_text(summary: Any, name: str) -> Any:
+    """The explanation under a report section's heading, in the outcome's words."""
+    from IPython.display import Markdown
+
+    words = summary.words
+    measure = "recommendation" if words.kind == "nps" else words.measure
+    chain = f"better experience -> {' -> '.join(words.mediators)} -> {measure}" if words.mediators else f"-> {measure}"
+    texts = {
+        "impacts": (
+            f"For each touchpoint: how much {words.measure} would change ({words.unit}) if every customer who used "
+            f"it rated it higher by {summary.improvement}. The number is computed through the fitted model, "
+            f"customer by customer ({chain}). The three darker bars are the ones to fix first."
+        ),
+        "ranking": (
+            "The model is not certain of the order. Each cell is the probability that the touchpoint holds that "
+            "rank (1 = the largest benefit"
+            + ("" if words.higher_is_better else f", i.e. the largest fall in {words.measure}")
+            + "). A touchpoint whose probability is spread over several ranks is close to its neighbours; one with "
+            "a dark cell is clearly placed."
+        ),
+        "ipa": (
+            f"Importance: the benefit ({words.unit_short}) of a better experience. Performance: how its users rate it "
+            "today (0 = bottom of the scale, 1 = top). **Fix first** = more important than the median touchpoint "
+            "*and* rated below the median touchpoint. Because both are uncertain, each touchpoint carries the "
+            "probability of being in the fix-first quadrant."
+        ),
+        "kano": (
+            "Some touchpoints only hurt when they fail (**must-be**: fix the failures), some only help when "
+            "excellent (**delighter**, a *moment of truth*: make them outstanding), some count at every step "
+            f"(**performance**), and some barely matter (**indifferent**). Penalty = how much a worst experience "
+            f"hurts {measure} compared with a neutral one; reward = how much a best one helps. Classes are "
+            "estimated for all customers together."
+        ),
+        "effects": (
+            f"A touchpoint acts on {measure} *indirectly*, through {', '.join(words.mediators)}, and *directly*. "
+            if words.mediators
+            else f"Each touchpoint acts on {measure} directly (the model has no mediator). "
+        )
+        + f"Effects are per 10% of the scale range, on the log-odds (or standardised value) of {words.label}.",
+        "segments": (
+            "Driver strengths are estimated for every group together (*partial pooling*): small groups borrow "
+            "strength from the others. Below: where a group's driver differs from the average, with the "
+            "probability that the difference is real (P > 0.95 or < 0.05 is a clear difference)."
+        ),
+        "checks": (
+            "The model must reproduce the answers it was fitted to (posterior predictive check: bars = observed "
+            "shares, dots = what the model predicts, with 90% intervals), and the sampler must have converged "
+            "(R-hat, effective sample sizes, divergences: see the banner at the top)."
+        ),
+    }
+    if name == "root_causes":
+        if words.kind == "nps":
+            return Markdown(
+                "Which bad experiences (the bottom box of each scale) create detractors: how much more likely a "
+                "customer with a bad experience is to be a detractor than had it been just above the bottom box, "
+                "and the share of all detractors it explains."
+            )
+        return Markdown(
+            f"Left out: this section needs a 0-10 outcome split into classes; the outcome here is {words.kind} "
+            f"({words.measure}). The impacts and Kano penalties above show which bad experiences matter."
+        )
+    return Markdown(texts[name])
+
+
+def answers_in_scope(fit: Any, rows: np.ndarray | None) -> int:
+    """The number of answers a run reports on (its rows of the fit; all when ``rows`` is None)."""
+    return int(fit.prep.n if rows is None else np.count_nonzero(rows) if np.asarray(rows).dtype == bool else len(rows))
+
+
+def too_few_answers(n_answers: int, min_answers: int, segment: Any = "all", market: Any = "all") -> str | None:
+    """The statement a report shows instead of driver numbers when its group has fewer than ``min_answers``
+    answers (None when there are enough)."""
+    if n_answers >= min_answers:
+        return None
+    scope = ", ".join(
+        p
+        for p in (
+            "" if segment in (None, "all") else f"segment {segment}",
+            "" if market in (None, "all") else f"market {market}",
+        )
+        if p
+    )
+    return (
+        f"**Too few answers for driver estimates** ({scope or 'this run'}: n={n_answers}, fewer than "
+        f"min_answers = {min_answers}). No driver numbers are shown for this group: whole-sample numbers would "
+        "not describe it, and its own answers cannot support them."
+    )
+
+
+def has_estimates(summary: Any, statement: str | None = None) -> bool:
+    """True when the run has driver numbers; otherwise shows the reason (too few answers) and returns False."""
+    from IPython.display import Markdown, display
+
+    if summary is not None:
+        return True
+    display(Markdown(statement or "No driver numbers for this run."))
+    return False

@@ -12,6 +12,7 @@ import pandas as pd
 from cxresearch.diagnostics import Diagnostics, as_dict
 from cxresearch.drivers import effects as fx
 from cxresearch.drivers.fit import DriverFit
+from cxresearch.drivers.outcome import OutcomeWords, outcome_words
 
 
 @dataclass
@@ -35,13 +36,26 @@ class DriverSummary:
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def words(self) -> OutcomeWords:
+        """How the outcome is spoken of (kind, unit, direction: :mod:`cxresearch.drivers.outcome`)."""
+        return outcome_words(self.fit.prep)
+
+    @property
+    def improvement(self) -> str:
+        """The improvement impacts are read for, in words (e.g. '10% of the scale range (0.4 points on 1-5)')."""
+        prep = self.fit.prep
+        return fx.improvement_text(
+            [prep.scales[t] for t in prep.touchpoints], self.settings.get("improvement_share", fx.IMPROVEMENT_SHARE)
+        )
+
+    @property
     def diagnostics(self) -> Diagnostics:
         """The fit's gate verdict (:meth:`cxresearch.drivers.fit.DriverFit.diagnostics`)."""
         return self.fit.diagnostics()
 
     @property
     def impact_column(self) -> str:
-        return "impact_nps" if "impact_nps" in self.impacts.columns else "impact_outcome"
+        return self.words.column
 
     def touchpoint_table(self) -> pd.DataFrame:
         """One row per touchpoint: impact, rank, performance, P(fix first), Kano class."""
@@ -65,8 +79,12 @@ def summarize_drivers(
     kano_threshold: float = 0.25,
     seed: int = 0,
     max_rows: int = 50_000,
+    improvement_share: float = fx.IMPROVEMENT_SHARE,
 ) -> DriverSummary:
     """Compute every output of the driver study from a fit.
+
+    Impacts are read for a rise of ``improvement_share`` of each touchpoint's scale range (default 10%: the
+    same meaning on 1-5, 0-10 and 1-100 scales; 0.25 on a 1-5 scale is one step).
 
     ``rows``: the model rows to average impacts over (mask or indices; default all). Above ``max_rows``
     rows a random subsample of that size is used for the averages (the Bayesian bootstrap then reflects a
@@ -77,7 +95,7 @@ def summarize_drivers(
         sel = np.sort(np.random.default_rng(seed).choice(sel, size=max_rows, replace=False))
     rows = sel
     post = fx.posterior(fit, max_draws=max_draws, seed=seed)
-    draws = fx.impact_draws(post, rows=rows, population=population, seed=seed)
+    draws = fx.impact_draws(post, rows=rows, population=population, seed=seed, share=improvement_share)
     impacts = fx.impact_table(post, draws)
     ranking = fx.driver_ranking(post, draws)
     ipa = fx.importance_performance(post, draws, seed=seed)
@@ -118,6 +136,7 @@ def summarize_drivers(
             "population": population,
             "kano_threshold": kano_threshold,
             "rows_averaged": int(len(rows)),
+            "improvement_share": improvement_share,
         },
     )
 
@@ -125,6 +144,15 @@ def summarize_drivers(
 def results_dict(summary: DriverSummary) -> dict[str, Any]:
     """The results.json payload: diagnostics, per-touchpoint impact / P(fix first) / Kano, paths, top3."""
     out: dict[str, Any] = {"diagnostics": as_dict(summary.diagnostics)}
+    words = summary.words
+    out["outcome"] = {
+        "construct": words.construct,
+        "kind": words.kind,
+        "unit": words.unit,
+        "higher_is_better": words.higher_is_better,
+        "improvement": summary.improvement,
+        "improvement_share": summary.settings.get("improvement_share", fx.IMPROVEMENT_SHARE),
+    }
     col = summary.impact_column
     tps: dict[str, Any] = {}
     ipa = summary.importance_performance.set_index("touchpoint")
@@ -138,7 +166,14 @@ def results_dict(summary: DriverSummary) -> dict[str, Any]:
             "kano": kano.loc[tp, "kano"],
             "p_kano": kano.loc[tp, "p_kano"],
             "p_top3": rank.loc[tp, "p_top3"],
+            "expected_rank": rank.loc[tp, "expected_rank"],
+            "p_good_direction": rank.loc[tp, "p_good_direction"],
         }
+        if "impact_top_box" in row:
+            entry["impact_top_box_pts"] = {
+                "mean": row["impact_top_box"],
+                "interval": [row["impact_top_box_low"], row["impact_top_box_high"]],
+            }
         for share in ("promoter", "detractor"):
             if f"impact_{share}" in row:
                 entry[f"impact_{share}_pts"] = {
@@ -158,11 +193,24 @@ def results_dict(summary: DriverSummary) -> dict[str, Any]:
     return out
 
 
-def record_driver_results(summary: DriverSummary, prefix: str = "") -> dict[str, Any]:
-    """Record the results.json keys through :func:`cxresearch.record_result`; returns the payload."""
+def record_driver_results(
+    summary: DriverSummary | None, prefix: str = "", too_few: str | None = None, fit: DriverFit | None = None
+) -> dict[str, Any]:
+    """Record the results.json keys through :func:`cxresearch.record_result`; returns the payload.
+
+    ``summary`` None (a run with too few answers): records ``too_few_answers`` (the statement) and a headline
+    saying so, and no driver numbers."""
     from cxresearch import record_result
     from cxresearch.results import record_headline
 
+    if summary is None:
+        payload: dict[str, Any] = {"too_few_answers": too_few or "no driver numbers for this run"}
+        if fit is not None:
+            payload["diagnostics"] = as_dict(fit.diagnostics())
+        for key, value in payload.items():
+            record_result(f"{prefix}{key}", value)
+        record_headline("Driver estimates", "too few answers", "", None)
+        return payload
     payload = results_dict(summary)
     for key, value in payload.items():
         record_result(f"{prefix}{key}", value)
@@ -174,7 +222,7 @@ def record_driver_results(summary: DriverSummary, prefix: str = "") -> dict[str,
 def headline_rows(summary: DriverSummary) -> list[tuple[str, Any, str, list[float] | None]]:
     """The index's headline: the diagnostics verdict, then the top-3 drivers with their impact.
 
-    (label, value, unit, interval) rows; the impact is in NPS points for a 0-10 recommend outcome.
+    (label, value, unit, interval) rows; the impact is in the outcome's unit (:mod:`.outcome`).
     """
     d = summary.diagnostics
     verdict = "passed" if d.get("passed") else "FAILED: do not use"
@@ -182,7 +230,7 @@ def headline_rows(summary: DriverSummary) -> list[tuple[str, Any, str, list[floa
         verdict += " (approximate method)"
     rows: list[tuple[str, Any, str, list[float] | None]] = [("Model diagnostics", verdict, "", None)]
     col = summary.impact_column
-    unit = "points" if col == "impact_nps" else ""
+    unit = summary.words.unit_short
     impacts = summary.impacts.set_index("touchpoint")
     for rank, tp in enumerate(summary.top3, start=1):
         r = impacts.loc[tp]
@@ -209,21 +257,23 @@ def _likelihood_words(p: float) -> str:
     return "unlikely"
 
 
-_KANO_WORDS = {
-    "must-be": "a must-be: a bad experience hurts much more than a great one helps, so fix the failures",
-    "performance": "a performance driver: every step up in the rating counts",
-    "delighter": "a moment of truth (delighter): a great experience lifts recommendation much more than a poor "
-    "one hurts, so invest in making it excellent",
-    "indifferent": "indifferent: its rating barely moves recommendation",
-}
+def kano_words(kind: str, measure: str) -> str:
+    """One sentence per Kano class, naming what the outcome is (e.g. 'recommendation', 'P(churned)')."""
+    return {
+        "must-be": f"a must-be: a bad experience hurts {measure} much more than a great one helps, so fix the failures",
+        "performance": "a performance driver: every step up in the rating counts",
+        "delighter": f"a moment of truth (delighter): a great experience helps {measure} much more than a poor "
+        "one hurts, so invest in making it excellent",
+        "indifferent": f"indifferent: its rating barely moves {measure}",
+    }[kind]
 
 
 def fix_first_markdown(summary: DriverSummary) -> str:
     """First-screen text: which 3 touchpoints to fix first and why, with uncertainty in plain words."""
     fit = summary.fit
+    words = summary.words
     table = summary.touchpoint_table().set_index("touchpoint")
     col = summary.impact_column
-    unit = "NPS points" if col == "impact_nps" else "points of the outcome"
     lines = []
     d = summary.diagnostics
     if not d.get("passed"):
@@ -237,37 +287,52 @@ def fix_first_markdown(summary: DriverSummary) -> str:
             "> **Approximate fit** (ADVI): good for iterating; intervals may be too narrow. Confirm with "
             "the full (NUTS) run before deciding.\n"
         )
+    escalated = fit.settings.get("escalated")
+    if escalated:
+        lines.append(f"> **Sampler settings raised once:** {escalated}\n")
+    if not summary.top3:
+        lines.append("No touchpoint had enough users to estimate its impact.")
+        return "\n".join(lines)
     names = [table.loc[t, "label"] for t in summary.top3]
     lines.append(
         f"### Fix first: {', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else f"### Fix first: {names[0]}"
     )
     lines.append("")
+    good = "rise" if words.higher_is_better else "fall"
     lines.append(
-        "Ranked by how much NPS would rise if the touchpoint's rating went up one step for the customers "
-        "who use it (computed through the fitted model, with 90% intervals):"
+        f"Ranked by how much {words.measure} would {good} if the touchpoint's rating rose by {summary.improvement} "
+        "for the customers who use it (computed through the fitted model, with 90% intervals)."
     )
+    if words.direction_note():
+        lines.append(words.direction_note())
     lines.append("")
-    scale_note = {}
+    ranking = summary.ranking.set_index("touchpoint")
+    kano_measure = "recommendation" if words.kind == "nps" else words.measure
     for i, tp in enumerate(summary.top3, start=1):
         r = table.loc[tp]
         sc = fit.prep.scales[tp]
-        scale_note[tp] = f"{r['mean_rating']:.1f} out of {sc.max:g}"
-        rank1 = summary.ranking.set_index("touchpoint").loc[tp, "p_rank_1"]
+        rank1 = ranking.loc[tp, "p_rank_1"]
         why = (
-            f"{i}. **{r['label']}**: +{r[col]:.1f} {unit} (90% interval {r[f'{col}_low']:.1f} to "
-            f"{r[f'{col}_high']:.1f}) if its {100 * r['users']:.0f}% of users rated it one step higher. "
+            f"{i}. **{r['label']}**: {words.amount(r[col])} {words.unit} (90% interval "
+            f"{words.amount(r[f'{col}_low'], False)} to {words.amount(r[f'{col}_high'], False)}) for its "
+            f"{100 * r['users']:.0f}% of users. "
             f"It is {_likelihood_words(r['p_top3'])} among the three strongest drivers "
             f"(probability {100 * r['p_top3']:.0f}%"
         )
         why += f"; the strongest with probability {100 * rank1:.0f}%)." if i == 1 else ")."
-        why += f" Its users rate it {scale_note[tp]}"
+        if ranking.loc[tp, "p_good_direction"] < 0.9:
+            why += (
+                f" Whether improving it moves {words.measure} the right way at all is uncertain (probability "
+                f"{100 * ranking.loc[tp, 'p_good_direction']:.0f}%)."
+            )
+        why += f" Its users rate it {r['mean_rating']:.1f} out of {sc.max:g}"
         why += (
             ", below most touchpoints: a clear *fix first* (important and poorly rated, probability "
             f"{100 * r['p_fix_first']:.0f}%)."
             if r["quadrant"] == "fix first"
             else f" (probability {100 * r['p_fix_first']:.0f}% of being both important and poorly rated)."
         )
-        why += f" It behaves as {_KANO_WORDS[r['kano']]} ({100 * r['p_kano']:.0f}% sure)."
+        why += f" It behaves as {kano_words(r['kano'], kano_measure)} ({100 * r['p_kano']:.0f}% sure)."
         lines.append(why)
     joint = _joint_top3_probability(summary)
     lines.append("")
@@ -286,8 +351,7 @@ def fix_first_markdown(summary: DriverSummary) -> str:
 
 
 def _joint_top3_probability(summary: DriverSummary) -> float:
-    key = fx.impact_main_key(summary.impact_draws)
-    imp = summary.impact_draws[key]
+    imp = fx.benefit_draws(summary.posterior, summary.impact_draws)
     tps = summary.fit.prep.touchpoints
     idx = sorted(tps.index(t) for t in summary.top3)
     top = np.sort(np.argsort(-imp, axis=1)[:, :3], axis=1)

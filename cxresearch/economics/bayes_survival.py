@@ -655,20 +655,23 @@ def fit_piecewise_exponential(
         from cxresearch.runtime import run_threads
 
         cores = min(chains, run_threads())
+    from cxresearch.runtime import one_blas_thread
+
     if sampler == "nutpie":
         import nutpie
 
         compiled = nutpie.compile_pymc_model(model)
-        idata = nutpie.sample(
-            compiled,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=cores,
-            seed=seed,
-            progress_bar=False,
-            target_accept=target_accept,
-        )
+        with one_blas_thread():
+            idata = nutpie.sample(
+                compiled,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=cores,
+                seed=seed,
+                progress_bar=False,
+                target_accept=target_accept,
+            )
     else:
         with model:
             idata = pm.sample(

@@ -112,10 +112,13 @@ class DriversSettings(_Settings):
     target_accept: Level = 0.8
     low_rank: Any = None  # None or "auto": low-rank unless latent constructs; True / False to force
     advi_iterations: Annotated[int, Field(ge=100)] = 30000
+    escalate: bool = True
     emotion_mode: Literal["composite", "latent"] = "composite"
     model: dict[str, Any] = Field(default_factory=dict)
     max_draws: Annotated[int, Field(ge=10, le=100_000)] = 1000
     kano_threshold: Annotated[float, Field(strict=True, ge=0.0, lt=1.0)] = 0.25
+    improvement_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    min_answers: Annotated[int, Field(ge=1)] = 30
     impact_wave: str = "all"
     fit_scope: Literal["pooled", "run"] = "pooled"
     fit_cache: str = ""
