@@ -310,3 +310,40 @@ def test_plots_draw_a_mean_outside_its_interval_instead_of_crashing():
     fig = plot_kano(summary)
     assert len(fig.axes[0].collections) > 0
     plt.close(fig)
+
+
+def test_a_segment_gets_its_own_kano_class_and_its_own_performance(prep):
+    """A touchpoint that matters only in one segment (a partially pooled slope deviation there) is indifferent
+    for all customers together and a performance driver in that segment's report; the segment's performance
+    and usage are its own customers'."""
+    n_tp = len(prep.touchpoints)
+    t = prep.touchpoints.index("website")
+    coef_r = np.zeros((4, n_tp))
+    coef_r[1, 0] = 1.0  # touchpoint 0: a strong performance driver everywhere
+    level = prep.group_dims.index("segment")
+    offset = sum(len(prep.levels[d]) for d in prep.group_dims[:level])
+    private = offset + prep.levels["segment"].index("private")
+    slope_dev = np.zeros((1, sum(len(v) for v in prep.levels.values()), n_tp))
+    slope_dev[0, private, t] = 2.0  # website: slope 2 per half range in the private segment only
+    fit = _fake_fit(
+        prep,
+        {
+            "emotion__coef": np.zeros((4, n_tp)),
+            "emotion__slope_dev": 0.0,
+            "recommend__coef": coef_r,
+            "recommend__path": np.zeros(1),
+            "recommend__slope_dev": slope_dev,
+        },
+    )
+    post = fx.posterior(fit)
+    rows = (prep.frame["segment"].astype(str) == "private").to_numpy()
+    everyone = fx.kano_classes(post).set_index("touchpoint")
+    segment = fx.kano_classes(post, rows=rows).set_index("touchpoint")
+    assert everyone.loc["website", "kano"] == "indifferent"
+    assert segment.loc["website", "kano"] == "performance" and segment.loc["website", "p_kano"] == 1.0
+    draws = fx.impact_draws(post, rows=rows, population=False)
+    ipa = fx.importance_performance(post, draws, rows=rows).set_index("touchpoint")
+    st = prep.states[rows, t]
+    assert ipa.loc["website", "mean_rating"] == pytest.approx(st[st > 0].mean())  # states 1-5 = ratings 1-5
+    table = fx.impact_table(post, draws, rows=rows).set_index("touchpoint")
+    assert table.loc["website", "users"] == pytest.approx((st > 0).mean())

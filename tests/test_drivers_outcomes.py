@@ -1,7 +1,8 @@
 """Driver studies on outcomes other than 0-10 recommend, and groups too small for estimates.
 
 A churn survey with a known truth: only the call centre moves churn (higher = worse), five touchpoints on
-1-5, and one market with a single answer. The drivers notebook runs on it through the real runner (papermill,
+1-5, a third grouping (travel type) and a covariate (tenure, which lowers churn) declared in the dataset
+spec, and one market with a single answer. The drivers notebook runs on it through the real runner (papermill,
 HTML), and the rendered report must speak of churn, never of NPS, recommendation or detractors; the churn
 ranking must put the call centre first; the one-answer market must say "too few answers" and show no driver
 numbers. Fits are reproducible whatever the number of threads.
@@ -28,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 TOUCHPOINTS = ["app", "web", "call_centre", "branch", "billing"]
 CHURN_MODEL = (
     "{touchpoints: all, constructs: {churned: {items: [outcome], likelihood: bernoulli, label: churned}}, "
-    "paths: [touchpoints -> churned], group_by: [segment, market], higher_is_better: false}"
+    "paths: [touchpoints -> churned], group_by: [segment, market, travel], controls: [tenure], "
+    "higher_is_better: false}"
 )
 
 
@@ -48,8 +50,11 @@ def churn_survey(folder: Path, n: int = 2400, seed: int = 4) -> Path:
         rating = rng.integers(1, 6, n).astype(float)
         rating[rng.random(n) < 0.15] = 0  # 0 = not applicable
         frame[f"tp_{tp}"] = rating
+    frame["travel_type"] = rng.choice(["Business", "Leisure"], n)  # a third grouping (survey.groups)
+    frame["tenure_months"] = rng.uniform(1, 120, n).round(1)  # a covariate (survey.covariates)
     call = frame["tp_call_centre"].replace(0, 3.0)
-    frame["churned"] = (rng.random(n) < 1 / (1 + np.exp(1.0 + 1.2 * (call - 3)))).astype(int)
+    logit = -1.0 - 1.2 * (call - 3) - 0.8 * (frame["tenure_months"] - 60) / 35  # loyal customers churn less
+    frame["churned"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     frame.loc[n - 1, "market"] = "IS"  # one answer
     frame.to_parquet(folder / "survey.parquet", index=False)
     touchpoints = "\n".join(
@@ -60,6 +65,7 @@ def churn_survey(folder: Path, n: int = 2400, seed: int = 4) -> Path:
     spec.write_text(
         "version: 1\nname: churn-test\nas_of: 2026-10-31\ntables:\n  survey: {path: survey.parquet}\n"
         "survey:\n  table: survey\n  id: customer_id\n  segment: segment\n  market: market\n"
+        "  groups: {travel: travel_type}\n  covariates: {tenure: tenure_months}\n"
         f"  touchpoints:\n{touchpoints}\n"
         '  outcome: {kind: binary, column: churned, labels: {"1": 1, "0": 0}}\n',
         encoding="utf-8",
@@ -108,6 +114,8 @@ def test_churn_report_speaks_of_churn_and_ranks_the_true_driver_first(churn_run)
     assert results["outcome"]["kind"] == "binary" and results["outcome"]["higher_is_better"] is False
     assert results["diagnostics"]["passed"], results["diagnostics"]["reasons"]
     assert results["top3"][0] == "call_centre"
+    # the covariate is a control (standardised): longer tenure, less churn; travel is a third grouping
+    assert results["paths"]["tenure__churned"]["interval"][1] < 0
     call = results["touchpoints"]["call_centre"]
     # a better call centre lowers P(churned), in percentage points, clearly
     assert call["impact_pp"]["interval"][1] < 0 and call["p_good_direction"] > 0.99

@@ -141,9 +141,9 @@ def _survey_frame(cols: dict[str, pd.Series], spec: DatasetSpec, index: pd.Index
     frame = pd.DataFrame(cols, index=index)
     if "wave" not in frame:
         frame["wave"] = pd.Series("1", index=index, dtype=TEXT)
-    order = ["customer_id", "segment", "market", "wave", "survey_date", "unit", *s.touchpoints]
+    order = ["customer_id", "segment", "market", "wave", "survey_date", "unit", *s.groups, *s.touchpoints]
     order += list(s.emotion.items) if s.emotion else []
-    order += ["recommend", "outcome"]
+    order += ["recommend", "outcome", *s.covariates]
     return frame[[c for c in order if c in frame]]
 
 

@@ -123,6 +123,10 @@ def rules_for(spec: DatasetSpec, role: str) -> list[FieldRule]:
             rules.append(FieldRule("survey_date", s.date, "date", "survey date"))
         if s.unit:
             rules.append(FieldRule("unit", s.unit, "code", "unit"))
+        for key, column in s.groups.items():
+            rules.append(FieldRule(key, column, "code", f"group {key}"))
+        for key, column in s.covariates.items():
+            rules.append(FieldRule(key, column, "number", f"covariate {key}"))
         for key, tp in s.touchpoints.items():
             rules.append(
                 FieldRule(

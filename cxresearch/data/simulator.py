@@ -355,9 +355,97 @@ def parse_intervention(text: str) -> Intervention:
     return Intervention(touchpoint=fields["touchpoint"], **numbers)
 
 
+def parse_scales(text: str) -> dict[str, tuple[int, int]]:
+    """Parse ``mobile_app=0-10,online_payment=1-100`` into {touchpoint: (min, max)}."""
+    out: dict[str, tuple[int, int]] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        lo, _, hi = value.strip().partition("-")
+        try:
+            out[key.strip()] = (int(lo), int(hi))
+        except ValueError:
+            raise ValueError(f"scales {text!r}: {part!r} is not touchpoint=min-max (e.g. mobile_app=0-10)") from None
+    TouchpointScales.build(out)  # names and ranges checked here
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Parameters
 # ----------------------------------------------------------------------------------------------------------
+
+
+#: the share of the range an impact is read for in ``truth.population.impact_nps_range`` (the drivers default)
+IMPROVEMENT_SHARE = 0.1
+#: default boxes as shares of a scale's points (the drivers default): 1-2 and 5 on 1-5
+BOTTOM_BOX_SHARE, TOP_BOX_SHARE = 0.4, 0.2
+
+
+def _box_points(points: int, share: float) -> int:
+    return max(1, int(math.floor(share * points + 0.5)))
+
+
+@dataclass(frozen=True)
+class TouchpointScales:
+    """Each touchpoint's answer scale and boxes (``scales`` / ``boxes`` of :func:`simulate_dataset`).
+
+    A touchpoint on K points cuts the same latent quality at K - 1 cutpoints ``5 f - 2.5`` at the scale
+    fractions f = k / K (on 1-5 exactly the classic (-1.5, -0.5, 0.5, 1.5)); its contribution to emotion is
+    ``nu + 2 beta x + penalty [bottom box] + reward [top box]`` with x the rating's distance from the
+    midpoint in half ranges (-1 .. 1): on 1-5, ``beta`` per step as before, and the same Kano class on any
+    scale. Boxes default to the lowest 40% / highest 20% of the points.
+    """
+
+    minimum: tuple[int, ...]
+    points: tuple[int, ...]
+    bottom: tuple[int, ...]
+    top: tuple[int, ...]
+
+    @classmethod
+    def build(
+        cls, scales: dict[str, tuple[int, int]] | None = None, boxes: dict[str, tuple[int, int]] | None = None
+    ) -> TouchpointScales:
+        scales, boxes = dict(scales or {}), dict(boxes or {})
+        for name, what in (("scales", scales), ("boxes", boxes)):
+            unknown = sorted(set(what) - set(TOUCHPOINTS))
+            if unknown:
+                raise ValueError(f"{name}: {unknown} are not simulator touchpoints ({list(TOUCHPOINTS)})")
+        minimum, points, bottom, top = [], [], [], []
+        for key in TOUCHPOINTS:
+            lo, hi = (int(v) for v in scales.get(key, (1, 5)))
+            if hi - lo < 1 or hi - lo > 200:
+                raise ValueError(f"scales.{key}: {lo}-{hi} is not a scale of 2 to 201 points")
+            k = hi - lo + 1
+            b, t = boxes.get(key, (_box_points(k, BOTTOM_BOX_SHARE), _box_points(k, TOP_BOX_SHARE)))
+            if b < 1 or t < 1 or b + t > k:
+                raise ValueError(f"boxes.{key}: bottom {b} and top {t} points do not fit a {k}-point scale")
+            minimum.append(lo)
+            points.append(k)
+            bottom.append(int(b))
+            top.append(int(t))
+        return cls(tuple(minimum), tuple(points), tuple(bottom), tuple(top))
+
+    @property
+    def max_points(self) -> int:
+        return max(self.points)
+
+    def cutpoints(self, t: int) -> np.ndarray:
+        k = self.points[t]
+        return 5.0 * np.arange(1, k) / k - 2.5
+
+    def scale(self, t: int) -> list[int]:
+        return [self.minimum[t], self.minimum[t] + self.points[t] - 1]
+
+    def is_default(self) -> bool:
+        return (
+            all(p == 5 for p in self.points)
+            and all(m == 1 for m in self.minimum)
+            and all((b, t) == (2, 1) for b, t in zip(self.bottom, self.top))
+        )
+
+
+DEFAULT_SCALES = TouchpointScales.build()
 
 
 @dataclass
@@ -375,7 +463,7 @@ class _Params:
     quality_mkt: np.ndarray  # (4, 10)
     dev_seg: np.ndarray  # (3, 10)
     dev_mkt: np.ndarray  # (4, 10)
-    contrib: np.ndarray  # (12 groups * 10 tp * 6 ratings,) flat: emotion contribution of rating r (0 = unused)
+    contrib: np.ndarray  # (12 groups * 10 tp * (K + 1) states,) flat: emotion contribution of state r (0 = unused)
     alpha: np.ndarray  # (12,) alpha_seg + alpha_mkt by group = seg * 4 + mkt
     treated_units: np.ndarray  # sorted unit indices (empty without intervention)
     treated_mask: np.ndarray  # (U,) bool
@@ -386,6 +474,7 @@ class _Params:
     reward: np.ndarray = field(default_factory=lambda: np.array([r[12] for r in _TP_ROWS]))
     nu: np.ndarray = field(default_factory=lambda: np.array([r[13] for r in _TP_ROWS]))
     shift2: np.ndarray = field(default_factory=lambda: np.array([r[14] for r in _TP_ROWS]))
+    scales: TouchpointScales = DEFAULT_SCALES
 
     @property
     def n_units(self) -> int:
@@ -410,7 +499,9 @@ def _units_by_market(customers: int) -> np.ndarray:
     return counts
 
 
-def _make_params(customers: int, seed: int, intervention: Intervention | None) -> _Params:
+def _make_params(
+    customers: int, seed: int, intervention: Intervention | None, scales: TouchpointScales = DEFAULT_SCALES
+) -> _Params:
     rng = _rng(seed, _STREAM_PARAMS)
     n_by_mkt = _units_by_market(customers)
     offset = np.concatenate([[0], np.cumsum(n_by_mkt)[:-1]])
@@ -455,17 +546,24 @@ def _make_params(customers: int, seed: int, intervention: Intervention | None) -
         treated_units=treated,
         treated_mask=np.isin(np.arange(n_units), treated),
         intervention=intervention,
+        scales=scales,
     )
-    # contribution table C[g, t, r]: r = 0 unused, 1..5 rating
+    # contribution table C[g, t, r]: r = 0 unused, 1..K_t the rating's state (value = scale min + r - 1)
     beta_g = params.beta_group().reshape(len(SEGMENTS) * len(MARKETS), _N_TP)
-    r = np.arange(6)[None, None, :]
+    n_states = scales.max_points + 1
+    r = np.arange(n_states)[None, :]
+    pts = np.asarray(scales.points)[:, None]
+    x = (r - (pts + 1) / 2) / ((pts - 1) / 2)  # (T, S) distance from the midpoint in half ranges
+    bottom = (r >= 1) & (r <= np.asarray(scales.bottom)[:, None])
+    top = (r > pts - np.asarray(scales.top)[:, None]) & (r <= pts)
     contrib = (
         params.nu[None, :, None]
-        + beta_g[:, :, None] * (r - 3)
-        + params.penalty[None, :, None] * (r <= 2)
-        + params.reward[None, :, None] * (r == 5)
+        + 2.0 * beta_g[:, :, None] * x[None, :, :]
+        + params.penalty[None, :, None] * bottom[None, :, :]
+        + params.reward[None, :, None] * top[None, :, :]
     )
     contrib[:, :, 0] = 0.0
+    contrib[:, r[0][None, :] > pts] = 0.0  # states beyond a touchpoint's scale never occur
     params.contrib = contrib.ravel()
     params.alpha = (
         np.array([ALPHA_SEG[s] for s in SEGMENTS])[:, None] + np.array([ALPHA_MKT[m] for m in MARKETS])[None, :]
@@ -509,17 +607,31 @@ def _quality_location(
     return loc
 
 
-def _ratings(latent: np.ndarray) -> np.ndarray:
-    """Cut latent quality at QUALITY_CUTPOINTS into 1..5 (int8)."""
-    out = np.ones(latent.shape, dtype=np.int8)
-    for c in QUALITY_CUTPOINTS:
-        out += latent > c
+def _ratings(latent: np.ndarray, scales: TouchpointScales = DEFAULT_SCALES) -> np.ndarray:
+    """Cut each touchpoint's latent quality at its scale's cutpoints into states 1..K (int16); on 1-5 the
+    classic QUALITY_CUTPOINTS."""
+    if scales.is_default():
+        out = np.ones(latent.shape, dtype=np.int16)
+        for c in QUALITY_CUTPOINTS:
+            out += latent > c
+        return out
+    out = np.empty(latent.shape, dtype=np.int16)
+    for t in range(latent.shape[1]):
+        out[:, t] = 1 + np.searchsorted(scales.cutpoints(t), latent[:, t], side="left")
     return out
+
+
+def _expected_state(location: np.ndarray, scales: TouchpointScales, t: int) -> np.ndarray:
+    """E[state] (1..K) of touchpoint ``t`` given the latent quality's location (noise N(0, 1))."""
+    from scipy.special import ndtr
+
+    return 1.0 + sum(ndtr(location - c) for c in scales.cutpoints(t))
 
 
 def _eta_linear(params: _Params, group: np.ndarray, rated: np.ndarray) -> np.ndarray:
     """alpha + sum over used touchpoints of the emotion contribution; ``rated`` holds 0 for unused."""
-    index = (group.astype(np.int64)[:, None] * _N_TP + np.arange(_N_TP)[None, :]) * 6 + rated
+    n_states = params.scales.max_points + 1
+    index = (group.astype(np.int64)[:, None] * _N_TP + np.arange(_N_TP)[None, :]) * n_states + rated
     return params.alpha[group] + params.contrib[index].sum(axis=1)
 
 
@@ -543,7 +655,7 @@ def _draw_wave(
     treated = params.treated_mask[unit] if (wave == 2 and params.intervention is not None) else None
     latent = _quality_location(params, seg, mkt, unit, wave, treated)
     latent += rng.standard_normal((n, _N_TP))
-    rated = _ratings(latent) * used
+    rated = _ratings(latent, params.scales) * used
     group = seg.astype(np.int64) * len(MARKETS) + mkt
     eta = _eta_linear(params, group, rated) + rng.standard_normal(n)
     out = {
@@ -709,10 +821,12 @@ def _block_tables(ctx: _Context, block: int, first: int, n: int) -> tuple[pa.Tab
         "wave": _labels(ctx.wave_dict, rows_wave),
         "survey_date": _dates(np.concatenate([dates["1"][idx1], dates["2"]])[order]),
     }
+    scales = params.scales
     for t, row in enumerate(_TP_ROWS):
         values = rated[:, t].astype(np.int16)
         unused = values == 0
-        na_code = row[7]
+        values = np.where(unused, 0, values + (scales.minimum[t] - 1)).astype(np.int16)  # state -> answer value
+        na_code = _na_code(row[7], scales, t)
         if na_code == "blank":
             columns[f"tp_{row[0]}"] = pa.array(values, mask=unused)
         else:
@@ -776,6 +890,8 @@ def _population_truth(params: _Params, seed: int, samples: int) -> tuple[dict, d
     rng = _rng(seed, _STREAM_POPULATION)
     mom = _Moments()
     iv = params.intervention
+    scales = params.scales
+    n_states = scales.max_points + 1
     block = 100_000
     done = 0
     while done < samples:
@@ -789,7 +905,7 @@ def _population_truth(params: _Params, seed: int, samples: int) -> tuple[dict, d
             used = rng.random((n, _N_TP)) < params.p_use[seg]
             loc = _quality_location(params, seg, mkt, unit, wave, treated)
             noise = rng.standard_normal((n, _N_TP))
-            rated = _ratings(loc + noise) * used
+            rated = _ratings(loc + noise, scales) * used
             eta = _eta_linear(params, group, rated) + rng.standard_normal(n)
             x = GAMMA * eta + params.unit_rec[unit]
             p_det, p_prom = _class_probs(x)
@@ -811,30 +927,54 @@ def _population_truth(params: _Params, seed: int, samples: int) -> tuple[dict, d
             for t, key in enumerate(TOUCHPOINTS):
                 u = used[:, t]
                 lt = loc[u, t]
-                mom.add(("mean_rating", w, key), 1.0 + sum(ndtr(lt - c) for c in QUALITY_CUTPOINTS))
-                mom.add(("top_box", w, key), ndtr(lt - QUALITY_CUTPOINTS[-1]))
+                # mean rating on the touchpoint's own scale; top box = the top answer
+                mom.add(("mean_rating", w, key), scales.minimum[t] - 1.0 + _expected_state(lt, scales, t))
+                mom.add(("top_box", w, key), ndtr(lt - scales.cutpoints(t)[-1]))
             if wave == 1:
                 for t, key in enumerate(TOUCHPOINTS):
                     r_old = rated[:, t].astype(np.int64)
-                    r_new = np.where(used[:, t], np.minimum(r_old + 1, 5), r_old)
-                    base_index = (group * _N_TP + t) * 6
-                    delta = params.contrib[base_index + r_new] - params.contrib[base_index + r_old]
-                    d_det, d_prom = _class_probs(x + GAMMA * delta)
-                    diff = 100.0 * ((d_prom - d_det) - (p_prom - p_det))
+                    base_index = (group * _N_TP + t) * n_states
+
+                    def nps_change(
+                        steps: int,
+                        t: int = t,
+                        r_old: np.ndarray = r_old,
+                        base: np.ndarray = base_index,
+                        used: np.ndarray = used,
+                        x: np.ndarray = x,
+                        before: np.ndarray = p_prom - p_det,
+                    ) -> np.ndarray:
+                        r_new = np.where(used[:, t], np.minimum(r_old + steps, scales.points[t]), r_old)
+                        delta = params.contrib[base + r_new] - params.contrib[base + r_old]
+                        d_det, d_prom = _class_probs(x + GAMMA * delta)
+                        return 100.0 * ((d_prom - d_det) - before)
+
+                    diff = nps_change(1)  # one step (capped at the top)
                     mom.add(("impact", key), diff)
                     mom.add(("impact_users", key), diff[used[:, t]])
+                    changes: dict[int, np.ndarray] = {0: np.zeros_like(diff), 1: diff}
+                    # a rise of IMPROVEMENT_SHARE of the range: k points, one more for a share f of the users
+                    # (the expectation over that draw, exactly as the drivers study defines its impact)
+                    d = IMPROVEMENT_SHARE * (scales.points[t] - 1)
+                    k = int(math.floor(d + 1e-9))
+                    f = max(d - k, 0.0)
+                    for steps in (k, k + 1) if f > 0 else (k,):
+                        if steps not in changes:
+                            changes[steps] = nps_change(steps)
+                    ranged = (1.0 - f) * changes[k] + (f * changes[k + 1] if f > 0 else 0.0 * diff)
+                    mom.add(("impact_range", key), ranged)
             if wave == 2 and iv is not None and treated.any():
                 # same draws without the planted effect: the difference is the effect on the treated units
                 t = _TP_INDEX[iv.touchpoint]
                 loc0 = _quality_location(params, seg, mkt, unit, wave, treated, with_intervention=False)
-                rated0 = _ratings(loc0 + noise) * used
+                rated0 = _ratings(loc0 + noise, scales) * used
                 eta0 = eta - _eta_linear(params, group, rated) + _eta_linear(params, group, rated0)
                 p_det0, p_prom0 = _class_probs(GAMMA * eta0 + params.unit_rec[unit])
                 sel = treated
                 mom.add(("iv_nps",), (nps_i - 100.0 * (p_prom0 - p_det0))[sel])
                 ut = sel & used[:, t]
-                er1 = 1.0 + sum(ndtr(loc[ut, t] - c) for c in QUALITY_CUTPOINTS)
-                er0 = 1.0 + sum(ndtr(loc0[ut, t] - c) for c in QUALITY_CUTPOINTS)
+                er1 = _expected_state(loc[ut, t], scales, t)
+                er0 = _expected_state(loc0[ut, t], scales, t)
                 mom.add(("iv_rating",), er1 - er0)
 
     def shares(prefix: tuple) -> dict[str, float]:
@@ -862,6 +1002,8 @@ def _population_truth(params: _Params, seed: int, samples: int) -> tuple[dict, d
         "mean_recommend_by_wave": {w: mom.mean(("mean_recommend", w)) for w in WAVES},
         "impact_nps": {k: mom.mean(("impact", k)) for k in TOUCHPOINTS},
         "impact_nps_users": {k: mom.mean(("impact_users", k)) for k in TOUCHPOINTS},
+        "impact_nps_range": {k: mom.mean(("impact_range", k)) for k in TOUCHPOINTS},
+        "improvement_share": IMPROVEMENT_SHARE,
         "mean_rating": {k: mom.mean(("mean_rating", "1", k)) for k in TOUCHPOINTS},
         "top_box": {k: mom.mean(("top_box", "1", k)) for k in TOUCHPOINTS},
         "mean_rating_by_wave": {w: {k: mom.mean(("mean_rating", w, k)) for k in TOUCHPOINTS} for w in WAVES},
@@ -875,6 +1017,7 @@ def _population_truth(params: _Params, seed: int, samples: int) -> tuple[dict, d
             "mean_recommend_by_wave": {w: mom.se(("mean_recommend", w)) for w in WAVES},
             "impact_nps": {k: mom.se(("impact", k)) for k in TOUCHPOINTS},
             "impact_nps_users": {k: mom.se(("impact_users", k)) for k in TOUCHPOINTS},
+            "impact_nps_range": {k: mom.se(("impact_range", k)) for k in TOUCHPOINTS},
             "mean_rating": {k: mom.se(("mean_rating", "1", k)) for k in TOUCHPOINTS},
             "top_box": {k: mom.se(("top_box", "1", k)) for k in TOUCHPOINTS},
             "mean_rating_by_wave": {w: {k: mom.se(("mean_rating", w, k)) for k in TOUCHPOINTS} for w in WAVES},
@@ -976,9 +1119,15 @@ def _benchmark_truth() -> dict:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _dataset_spec(customers: int, seed: int, as_of: date) -> dict:
+def _na_code(code: Any, scales: TouchpointScales, t: int) -> Any:
+    """The touchpoint's not-applicable code, or blank when that code is an answer on its scale (0 on 0-10)."""
+    lo, hi = scales.scale(t)
+    return "blank" if code != "blank" and lo <= int(code) <= hi else code
+
+
+def _dataset_spec(customers: int, seed: int, as_of: date, scales: TouchpointScales = DEFAULT_SCALES) -> dict:
     touchpoints = {}
-    for row in _TP_ROWS:
+    for t, row in enumerate(_TP_ROWS):
         key, label, channel, stage, need, _kano, _mot, na_code = row[:8]
         touchpoints[key] = {
             "column": f"tp_{key}",
@@ -986,8 +1135,8 @@ def _dataset_spec(customers: int, seed: int, as_of: date) -> dict:
             "channel": channel,
             "stage": stage,
             "need": need,
-            "scale": [1, 5],
-            "not_applicable": [na_code],
+            "scale": scales.scale(t),
+            "not_applicable": [_na_code(na_code, scales, t)],
         }
     return {
         "version": 1,
@@ -1072,8 +1221,10 @@ def _truth(
             "need": need,
             "kano": kano,
             "moment_of_truth": mot,
-            "na_code": na_code,
+            "na_code": _na_code(na_code, params.scales, t),
             "column": f"tp_{key}",
+            "scale": params.scales.scale(t),
+            "boxes": {"bottom": params.scales.bottom[t], "top": params.scales.top[t]},
             "p_use": {s: float(params.p_use[i, t]) for i, s in enumerate(SEGMENTS)},
             "mu": float(params.mu[t]),
             "beta": float(params.beta[t]),
@@ -1104,7 +1255,7 @@ def _truth(
             for w, (a, b) in WAVE_WINDOWS_DAYS.items()
         },
         "rating": {
-            "scale": [1, 5],
+            "scale": [1, 5],  # the default; each touchpoint's own scale and boxes are under touchpoints
             "cutpoints": list(QUALITY_CUTPOINTS),
             "noise_sd": 1.0,
             "quality_unit_sd": QUALITY_UNIT_SD,
@@ -1199,12 +1350,17 @@ def simulate_dataset(
     as_of: date = date(2026, 6, 30),
     *,
     population_samples: int = POPULATION_SAMPLES,
+    scales: dict[str, tuple[int, int]] | None = None,
+    boxes: dict[str, tuple[int, int]] | None = None,
 ) -> SimulationSummary:
     """Simulate a CX dataset with known truth into folder ``out`` (see docs/SIMULATOR.md).
 
     Deterministic per (seed, customers, response_rate, intervention, as_of); ``chunk_size`` (customers per
     Parquet write, rounded up to whole RNG blocks of 50,000) bounds memory and does not change the data.
     ``population_samples`` sizes the Monte-Carlo population truth (its standard errors are in truth.json).
+    ``scales``: touchpoint -> (min, max) to record some touchpoints on other scales (e.g. ``{"mobile_app":
+    (0, 10), "online_payment": (1, 100)}``; default 1-5), ``boxes``: touchpoint -> (bottom, top) box in points
+    (default the lowest 40% / highest 20%); see :class:`TouchpointScales`.
     """
     started = time.perf_counter()
     if isinstance(customers, bool) or not isinstance(customers, (int, np.integer)) or customers < 1:
@@ -1227,7 +1383,7 @@ def simulate_dataset(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    params = _make_params(customers, seed, intervention)
+    params = _make_params(customers, seed, intervention, TouchpointScales.build(scales, boxes))
     ctx = _Context(
         params=params,
         seed=seed,
@@ -1273,7 +1429,11 @@ def simulate_dataset(
     spec_path = out / "dataset.yaml"
     # safe_dump quotes strings a YAML 1.1 reader would misread (NO, 007); leaf lists in flow style: [1, 5]
     spec_text = yaml.safe_dump(
-        _dataset_spec(customers, seed, as_of), sort_keys=False, allow_unicode=True, default_flow_style=None, width=110
+        _dataset_spec(customers, seed, as_of, params.scales),
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=None,
+        width=110,
     )
     spec_path.write_text(
         "# Written by `cxresearch simulate`; true parameters in truth.json.\n" + spec_text, encoding="utf-8"
@@ -1348,6 +1508,11 @@ class _InterventionParam(click.ParamType):
     show_default=True,
     help="Data as-of date (end of the observation window).",
 )
+@click.option(
+    "--scales",
+    default="",
+    help="Record touchpoints on other scales, e.g. mobile_app=0-10,online_payment=1-100 (default 1-5).",
+)
 def simulate_command(
     customers: int,
     seed: int,
@@ -1356,8 +1521,13 @@ def simulate_command(
     intervention: Intervention | None,
     chunk_size: int,
     as_of: Any,
+    scales: str,
 ) -> None:
     """Simulate survey, CRM and benchmark data with known truth (truth.json) into OUT."""
+    try:
+        parsed = parse_scales(scales)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scales") from None
     summary = simulate_dataset(
         out,
         customers=customers,
@@ -1366,5 +1536,6 @@ def simulate_command(
         intervention=intervention,
         chunk_size=chunk_size,
         as_of=as_of,
+        scales=parsed,
     )
     click.echo(summary.describe())

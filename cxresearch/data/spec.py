@@ -283,6 +283,11 @@ class Survey(_Strict):
     wave: str | None = None
     date: str | None = None
     unit: str | None = None  # branch / agent / team, if the survey carries it
+    # more groupings (name -> column), e.g. {travel: type_of_travel}: text codes, usable in a driver model's
+    # group_by like segment and market
+    groups: dict[str, str] = Field(default_factory=dict)
+    # numeric covariates (name -> column), e.g. {tenure: tenure_months}: usable as a driver model's controls
+    covariates: dict[str, str] = Field(default_factory=dict)
     touchpoints: dict[str, Touchpoint]
     emotion: Emotion | None = None
     outcome: Outcome
@@ -296,12 +301,20 @@ class Survey(_Strict):
             _check_identifier(key, "touchpoint name")
         return tps
 
+    @field_validator("groups", "covariates")
+    @classmethod
+    def _extra_names(cls, columns: dict[str, str]) -> dict[str, str]:
+        for key in columns:
+            _check_identifier(key, "group or covariate name")
+        return columns
+
     @model_validator(mode="after")
     def _output_names(self) -> Survey:
         reserved = {"customer_id", "segment", "market", "wave", "survey_date", "unit", "recommend", "outcome"}
         seen: dict[str, str] = {}
         names = [(k, "touchpoint") for k in self.touchpoints]
         names += [(k, "emotion item") for k in (self.emotion.items if self.emotion else {})]
+        names += [(k, "group") for k in self.groups] + [(k, "covariate") for k in self.covariates]
         for name, what in names:
             if name in reserved:
                 raise ValueError(f"{what} name {name!r} is reserved for a column of the canonical survey table")

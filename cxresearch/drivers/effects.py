@@ -425,11 +425,12 @@ def impact_table(p: Posterior, draws: dict[str, np.ndarray] | None = None, **kwa
     prep = p.fit.prep
     words = outcome_words(prep)
     draws = draws or impact_draws(p, **kwargs)
+    sel = _selection(p.fit, kwargs.get("rows"))  # usage among the answers the run reports on
     frame = pd.DataFrame(
         {
             "touchpoint": prep.touchpoints,
             "label": [prep.resolved.constructs[t].label or t for t in prep.touchpoints],
-            "users": [(prep.states[:, t] > 0).mean() for t in range(len(prep.touchpoints))],
+            "users": [(prep.states[sel, t] > 0).mean() for t in range(len(prep.touchpoints))],
         }
     )
     for key, arr in draws.items():
@@ -485,16 +486,17 @@ def driver_ranking(p: Posterior, draws: dict[str, np.ndarray]) -> pd.DataFrame:
     return frame.sort_values("expected_rank").reset_index(drop=True)
 
 
-def importance_performance(p: Posterior, draws: dict[str, np.ndarray], seed: int = 0) -> pd.DataFrame:
+def importance_performance(p: Posterior, draws: dict[str, np.ndarray], seed: int = 0, rows: Any = None) -> pd.DataFrame:
     """Importance (benefit: the impact in the good direction) vs performance (users' mean rating, 0-1) with
     P(fix first) (see module doc)."""
     prep = p.fit.prep
     imp = benefit_draws(p, draws)
     rng = np.random.default_rng(seed)
+    sel = _selection(p.fit, rows)  # performance as the run's own customers rate it
     means, ses = [], []
     for t, tp in enumerate(prep.touchpoints):
         sc = prep.scales[tp]
-        st = prep.states[:, t]
+        st = prep.states[sel, t]
         vals = (st[st > 0] - 1) / (sc.points - 1)
         means.append(vals.mean())
         ses.append(vals.std(ddof=1) / np.sqrt(len(vals)) if len(vals) > 1 else 0.0)
@@ -532,11 +534,34 @@ def importance_performance(p: Posterior, draws: dict[str, np.ndarray], seed: int
     return frame
 
 
-def kano_draws(p: Posterior) -> tuple[np.ndarray, np.ndarray]:
-    """(D, S): per draw and touchpoint, the hurt of a worst vs a neutral experience and the lift of a best
-    vs a neutral one, on the outcome's linear predictor (see the module docstring)."""
+def rows_slope_deviation(p: Posterior, rows: Any = None) -> np.ndarray | float:
+    """(S, T) the total slope deviation (on the outcome) of the run's answers from the average: each grouping's
+    level deviations weighted by the run's share of answers in each level (0 without groups or rows)."""
     prep = p.fit.prep
-    tot = touchpoint_total_terms(p)[prep.outcome]
+    if rows is None or not prep.group_dims:
+        return 0.0
+    sel = _selection(p.fit, rows)
+    if not len(sel):
+        return 0.0
+    dev = level_slope_deviations(p)[prep.outcome]  # (S, L, T)
+    out = np.zeros((p.n, len(prep.touchpoints)))
+    start = 0
+    for d in prep.group_dims:
+        n_levels = len(prep.levels[d])
+        share = np.bincount(prep.level_idx[d][sel], minlength=n_levels) / len(sel)
+        out += np.einsum("l,slt->st", share, dev[:, start : start + n_levels, :])
+        start += n_levels
+    return out
+
+
+def kano_draws(p: Posterior, rows: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """(D, S): per draw and touchpoint, the hurt of a worst vs a neutral experience and the lift of a best
+    vs a neutral one, on the outcome's linear predictor (see the module docstring). With ``rows`` (a segment's
+    or market's answers) the slopes include that group's partially pooled deviation, so its classes are its
+    own; the penalty and reward terms are shared by all groups."""
+    prep = p.fit.prep
+    tot = dict(touchpoint_total_terms(p)[prep.outcome])
+    tot["slope"] = tot["slope"] + rows_slope_deviation(p, rows)
     # the slope's column is in half ranges: from the minimum to the midpoint is 1, and so is midpoint -> top
     mid_gap = np.array(
         [(prep.scales[t].midpoint - prep.scales[t].min) / half_range(prep.scales[t]) for t in prep.touchpoints]
@@ -552,10 +577,11 @@ def kano_draws(p: Posterior) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(hurt, 0, None), np.clip(lift, 0, None)
 
 
-def kano_classes(p: Posterior, threshold: float = 0.25, asymmetry: float = 1 / 3) -> pd.DataFrame:
-    """Kano class per touchpoint with the probability of each class (rules in the module docstring)."""
+def kano_classes(p: Posterior, threshold: float = 0.25, asymmetry: float = 1 / 3, rows: Any = None) -> pd.DataFrame:
+    """Kano class per touchpoint with the probability of each class (rules in the module docstring); ``rows``:
+    the group's answers, whose own slope deviations enter (:func:`kano_draws`)."""
     prep = p.fit.prep
-    hurt, lift = kano_draws(p)
+    hurt, lift = kano_draws(p, rows)
     a = (lift - hurt) / np.maximum(lift + hurt, 1e-12)
     swing = np.maximum(hurt, lift)
     small = swing < threshold * swing.max(axis=1, keepdims=True)

@@ -181,6 +181,9 @@ class DriverModelSpec(_Strict):
     min_users: int = Field(20, ge=1)  # touchpoints with fewer users in the data are left out (reported)
     outcome: str | None = None  # the behaviour construct the impacts are read on (default: the final sink)
     higher_is_better: bool = True  # the outcome's direction: false for churn, complaints, effort (ranks flip)
+    # numeric columns held constant: each enters every endogenous equation as a standardised control (e.g. the
+    # dataset spec's survey.covariates: tenure, age); categorical ones go in group_by (survey.groups)
+    controls: list[str] = Field(default_factory=list)
     priors: PriorSpec = Field(default_factory=PriorSpec)
 
     @field_validator("constructs")
@@ -326,6 +329,19 @@ def resolve_model_spec(
             if new in paths:
                 raise ModelSpecError(f"{where}.paths[{i}] '{p}': path {s} -> {p.target} is declared twice")
             paths.append(new)
+    endogenous_targets = list(dict.fromkeys(p.target for p in paths))
+    for c_name in spec.controls:
+        if not _IDENT.match(c_name):
+            raise ModelSpecError(f"{where}.controls: {c_name!r} is not a column name usable as a construct")
+        if c_name in constructs and constructs[c_name].items != [c_name]:
+            raise ModelSpecError(f"{where}.controls: {c_name!r} is also a construct with other items")
+        constructs.setdefault(c_name, ConstructSpec(items=[c_name], label=c_name.replace("_", " ")))
+        for target in endogenous_targets:
+            if target == c_name:
+                raise ModelSpecError(f"{where}.controls: {c_name!r} is an endogenous construct, not a control")
+            new = PathSpec(source=c_name, target=target)
+            if new not in paths:
+                paths.append(new)
     order = _topological_order(list(constructs), paths, where)
     targets = {p.target for p in paths}
     for name in constructs:

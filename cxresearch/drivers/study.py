@@ -405,8 +405,9 @@ def section_text(summary: Any, name: str) -> Any:
             "Some touchpoints only hurt when they fail (**must-be**: fix the failures), some only help when "
             "excellent (**delighter**, a *moment of truth*: make them outstanding), some count at every step "
             f"(**performance**), and some barely matter (**indifferent**). Penalty = how much a worst experience "
-            f"hurts {measure} compared with a neutral one; reward = how much a best one helps. Classes are "
-            "estimated for all customers together."
+            f"hurts {measure} compared with a neutral one; reward = how much a best one helps. Classes are this "
+            "report's customers' own: their segment's and market's slopes (partially pooled) enter; penalties and "
+            "rewards are shared by all groups."
         ),
         "effects": (
             f"A touchpoint acts on {measure} *indirectly*, through {', '.join(words.mediators)}, and *directly*. "
@@ -470,5 +471,12 @@ def has_estimates(summary: Any, statement: str | None = None) -> bool:
 
     if summary is not None:
         return True
-    display(Markdown(statement or "No driver numbers for this run."))
+    # the full statement is at the top of the report; each section says why it is empty in one line
+    display(
+        Markdown(
+            "*No driver numbers: too few answers (see the top of the report).*"
+            if statement
+            else "*No driver numbers for this run.*"
+        )
+    )
     return False

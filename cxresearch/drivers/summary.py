@@ -91,15 +91,17 @@ def summarize_drivers(
     sample of ``max_rows`` customers: intervals a little wider, never narrower, than with every row).
     """
     sel = fx._selection(fit, rows)
+    # Kano classes are the group's own when the run covers part of the answers (a segment or a market)
+    group_rows = None if len(sel) == fit.prep.n else sel
     if len(sel) > max_rows:
         sel = np.sort(np.random.default_rng(seed).choice(sel, size=max_rows, replace=False))
     rows = sel
     post = fx.posterior(fit, max_draws=max_draws, seed=seed)
     draws = fx.impact_draws(post, rows=rows, population=population, seed=seed, share=improvement_share)
-    impacts = fx.impact_table(post, draws)
+    impacts = fx.impact_table(post, draws, rows=rows)
     ranking = fx.driver_ranking(post, draws)
-    ipa = fx.importance_performance(post, draws, seed=seed)
-    kano = fx.kano_classes(post, threshold=kano_threshold)
+    ipa = fx.importance_performance(post, draws, seed=seed, rows=rows)
+    kano = fx.kano_classes(post, threshold=kano_threshold, rows=group_rows)
     effects = pd.concat(
         [
             fx.touchpoint_effects(post, term)
