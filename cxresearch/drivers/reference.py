@@ -147,3 +147,76 @@ def ecsi_reference_check(
     parts = {"files": {f: sha256_file(folder / f) for f in ECSI_FILES}, "draws": draws, "tune": tune, "seed": seed}
     (table, verdict), reused = shared_result(cache_dir, "ecsi", parts, compute, save, load)
     return table, verdict, reused
+
+
+# --------------------------------------------------------------------------------------------------------
+# ECSI bank (plspm "satisfaction"): direct, indirect and total effects
+# --------------------------------------------------------------------------------------------------------
+BANK_BLOCKS = {
+    "IMAG": "imag",
+    "EXPE": "expe",
+    "QUAL": "qual",
+    "VAL": "val",
+    "SAT": "sat",
+    "LOY": "loy",
+}
+BANK_PATHS = (
+    "IMAG -> EXPE",
+    "IMAG -> SAT",
+    "IMAG -> LOY",
+    "EXPE -> QUAL",
+    "EXPE -> VAL",
+    "EXPE -> SAT",
+    "QUAL -> VAL",
+    "QUAL -> SAT",
+    "VAL -> SAT",
+    "SAT -> LOY",
+)
+
+
+def bank_effects_comparison(
+    folder: str | Path, draws: int = 1000, tune: int = 1000, chains: int = 2, seed: int = 1
+) -> tuple[pd.DataFrame, Any]:
+    """The ECSI bank model (composite mode, PLS Mode A weights) beside plspm's published direct, indirect and
+    total effects (``shared/data/ecsi_bank``): one row per construct pair with ``ours_<kind>`` (posterior
+    mean of the standardised effect), ``<kind>_low`` / ``<kind>_high`` (90%) and ``ref_<kind>``.
+
+    Per draw, B holds the standardised direct paths (B[target, source]); the total effects of a recursive
+    model are (I - B)^-1 - I and the indirect ones total - direct, so every effect carries its uncertainty.
+    """
+    import numpy as np
+
+    from cxresearch.drivers import effects as fx
+    from cxresearch.drivers.fit import fit_driver_model
+
+    folder = Path(folder)
+    data = pd.read_csv(folder / "satisfaction.csv")
+    reference = pd.read_csv(folder / "satisfaction.effects.csv")
+    constructs = {
+        name: {"items": [c for c in data.columns if c.rstrip("0123456789") == prefix], "weights": "pls"}
+        for name, prefix in BANK_BLOCKS.items()
+    }
+    spec = DriverModelSpec.model_validate({"constructs": constructs, "paths": list(BANK_PATHS), "group_by": []})
+    fit = fit_driver_model(data, spec, draws=draws, tune=tune, chains=chains, seed=seed)
+    post = fx.posterior(fit, max_draws=draws * chains)
+    names = list(BANK_BLOCKS)
+    k = len(names)
+    direct = np.zeros((post.n, k, k))  # [draw, target, source]
+    for target, eq in post.equations.items():
+        sd_target = fx._standardising_sd(post, target, None)
+        for s_i, source in enumerate(eq.layout.construct_sources):
+            std = eq.paths[:, s_i] * fx._standardising_sd(post, source, None) / sd_target
+            direct[:, names.index(target), names.index(source)] = std
+    total = np.linalg.inv(np.eye(k)[None] - direct) - np.eye(k)[None]
+    effects = {"direct": direct, "indirect": total - direct, "total": total}
+    rows = []
+    for _, ref in reference.iterrows():
+        t, s = names.index(ref["to"]), names.index(ref["from"])
+        row: dict[str, Any] = {"from": ref["from"], "to": ref["to"]}
+        for kind, arr in effects.items():
+            values = arr[:, t, s]
+            row[f"ours_{kind}"] = float(values.mean())
+            row[f"{kind}_low"], row[f"{kind}_high"] = (float(q) for q in np.quantile(values, [0.05, 0.95]))
+            row[f"ref_{kind}"] = float(ref[kind])
+        rows.append(row)
+    return pd.DataFrame(rows), fit

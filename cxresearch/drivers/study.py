@@ -138,6 +138,12 @@ def impact_table(summary: Any) -> pd.DataFrame:
                 format_interval(r[col], r[f"{col}_low"], r[f"{col}_high"], words.decimals) for _, r in t.iterrows()
             ],
             "P(top 3)": [format_pct(p) for p in t.p_top3],
+            f"P(improving it moves {words.measure} {words.good})": [
+                format_pct(p) for p in summary.ranking.set_index("touchpoint").loc[t.touchpoint, "p_good_direction"]
+            ],
+            "Rank by size": [
+                f"{r:.1f}" for r in summary.ranking.set_index("touchpoint").loc[t.touchpoint, "rank_by_size"]
+            ],
         }
     )
     extra = {"impact_promoter": "Promoters (pts)", "impact_detractor": "Detractors (pts)"}
