@@ -113,7 +113,8 @@ def _diag_text(d: Any) -> str:
 # --------------------------------------------------------------------------------------------------------
 def plain_pymc_model(prep):
     """The same model as ``build_model(prep)`` for a touchpoints -> ordinal outcome equation, written the
-    plain way: dense design matrix, gathered group slopes, ``pm.OrderedLogistic``."""
+    plain way: dense design matrix, gathered group deviations (slope, penalty, reward: fixed-sd offsets for
+    groupings with few levels, learned sds for the others, as ``build_model``), ``pm.OrderedLogistic``."""
     import pymc as pm
     import pytensor.tensor as pt
 
@@ -129,24 +130,38 @@ def plain_pymc_model(prep):
     n_rows = prep.n
     # centring of each touchpoint's contribution: subtract column means (same as the kernel's table centring)
     design = design - design.mean(axis=0, keepdims=True)
-    slope_x = prep.features["slope"][cols][np.arange(len(cols))[None, :], states]
+    # the columns of the terms that vary by group (slope; penalty and reward with asymmetric), per row
+    dev_x = {t: prep.features[t][cols][np.arange(len(cols))[None, :], states] for t in eq.dev_terms}
+    learned = [d for d in prep.group_dims if d in eq.learned_dims]
     coords = {
         "group_free": [f"{d}#{k}" for d in prep.group_dims for k in range(len(prep.levels[d]) - 1)],
-        "group_dim": list(prep.group_dims),
+        "learned_dim": learned,
         eq.name("term"): eq.terms,
         eq.touchpoints_dim: [prep.touchpoints[c] for c in cols],
     }
     with pm.Model(coords=coords) as model:
-        coef = pm.Normal(eq.name("coef"), 0.0, priors.touchpoint_sd, dims=(eq.name("term"), eq.touchpoints_dim))
-        sd = pm.HalfNormal(eq.name("sd_slope"), priors.group_sd, dims="group_dim")
-        z = (
-            pm.StudentT(eq.name("z_slope"), nu=4.0, mu=0.0, sigma=1.0, dims=("group_free", eq.touchpoints_dim))
-            if _uses_student_t()
-            else pm.Normal(eq.name("z_slope"), 0.0, 1.0, dims=("group_free", eq.touchpoints_dim))
-        )
-        scaled = z * sd[eq.dim_of_free][:, None]
-        dev = (eq.slope_basis * scaled.T[:, None, :]).sum(axis=2).T
-        cell_dev = pt.dot(eq.cell_of_level, dev)
+        prior_sd = np.array([[priors.slope_sd if t == "slope" else priors.touchpoint_sd] for t in eq.terms])
+        coef = pm.Normal(eq.name("coef"), 0.0, prior_sd, dims=(eq.name("term"), eq.touchpoints_dim))
+        group_part = 0.0
+        offset_free = np.flatnonzero([prep.group_dims[d] not in learned for d in eq.dim_of_free])
+        for term in eq.dev_terms:
+            if term == "slope":
+                parts: list[Any] = [priors.group_offset_sd] * len(prep.group_dims)
+                if learned:
+                    learned_sd = pm.HalfNormal(eq.name("sd_slope"), priors.group_sd, dims="learned_dim")
+                    for k, d in enumerate(learned):
+                        parts[prep.group_dims.index(d)] = learned_sd[k]
+                sd = pt.stack([pt.as_tensor_variable(float(x)) if isinstance(x, float) else x for x in parts])
+                z = pm.Normal(eq.name("z_slope"), 0.0, 1.0, dims=("group_free", eq.touchpoints_dim))
+                scaled = z * sd[eq.dim_of_free][:, None]
+            else:  # penalty / reward: fixed-scale offsets of the groupings with few levels only
+                z = pm.Normal(eq.name(f"z_{term}"), 0.0, 1.0, shape=(len(offset_free), len(cols)))
+                scaled = pt.set_subtensor(
+                    pt.zeros((len(eq.dim_of_free), len(cols)))[offset_free], z * priors.group_offset_sd
+                )
+            dev = (eq.slope_basis * scaled.T[:, None, :]).sum(axis=2).T
+            cell_dev = pt.dot(eq.cell_of_level, dev)
+            group_part = group_part + (dev_x[term] * cell_dev[prep.cell]).sum(axis=1)
         z_i = pm.Normal(eq.name("z_intercept"), 0.0, 1.0, dims="group_free")
         icpt = pt.dot(eq.cell_of_level, pt.dot(eq.intercept_basis, z_i * priors.group_intercept_sd))
         cuts = pm.Normal(
@@ -157,19 +172,10 @@ def plain_pymc_model(prep):
             transform=pm.distributions.transforms.ordered,
             initval=np.linspace(-3, 3, prep.n_categories[prep.outcome] - 1),
         )
-        group_part = (slope_x * cell_dev[prep.cell]).sum(axis=1)
         eta = pt.tensordot(design, coef, axes=[[1, 2], [0, 1]]) + group_part - group_part.mean() + icpt[prep.cell]
         pm.OrderedLogistic("y", eta=eta, cutpoints=cuts, observed=prep.outcomes[prep.outcome])
     assert n_rows == len(prep.outcomes[prep.outcome])
     return model
-
-
-def _uses_student_t() -> bool:
-    import inspect
-
-    from cxresearch.drivers import model as m
-
-    return "StudentT" in inspect.getsource(m.build_model)
 
 
 def _min_ess(idata, names) -> tuple[float, float]:

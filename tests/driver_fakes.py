@@ -9,6 +9,7 @@ from typing import Any
 import arviz as az
 import numpy as np
 
+from cxresearch.drivers.draws import dev_features
 from cxresearch.drivers.fit import DriverFit
 from cxresearch.drivers.kernels import equation_kernel, row_offsets
 from cxresearch.drivers.model import build_model, slope_deviations
@@ -38,7 +39,10 @@ def known_draws(prep: Any, n_draws: int, seed: int = 0) -> tuple[Any, dict[str, 
             sd = np.abs(rng.normal(0, 0.1, (n_draws, len(prep.group_dims))))
             z = rng.normal(0, 1, (n_draws, n_free, n_tj))
             post[eq.name("z_slope")] = z
-            post[eq.name("slope_dev")] = slope_deviations(eq, sd, z)  # what the model stores as a deterministic
+            for term in eq.dev_terms:  # what the model stores as deterministics (slope, penalty, reward)
+                post[eq.name(f"{term}_dev")] = slope_deviations(
+                    eq, sd, rng.normal(0, 1, z.shape) if term != "slope" else z
+                )
         if eq.intercept_dims:
             post[eq.name("z_intercept")] = rng.normal(0, 1, (n_draws, n_free))
         if eq.has_intercept:
@@ -75,7 +79,7 @@ def kernel_loglik(prep: Any, eq: Any, s: int, extra: np.ndarray, j: str) -> floa
         np.ascontiguousarray(extra, dtype=float),
         eq.theta[s],
         features,
-        prep.features["slope"][eq.cols],
+        dev_features(prep, eq.layout),
         eq.cols,
         prep.freq,
         row_offsets(prep.states, prep.cell, eq.cols, prep.n_cells, prep.n_states),

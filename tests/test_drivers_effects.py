@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from cxresearch.drivers import effects as fx
+from cxresearch.drivers.draws import dev_features
 from cxresearch.drivers.fit import DriverFit
 from cxresearch.drivers.kernels import gaussian_suffstat_kernel
 from cxresearch.drivers.model import gaussian_statistics, prepare_data
@@ -37,7 +38,9 @@ def _fake_fit(prep, overrides=None, seed=0, diagnostics=None, method="nuts") -> 
     layout, post = known_draws(prep, N_DRAWS, seed)
     overrides = dict(overrides or {})
     if overrides.pop("no_group_slopes", False):
-        overrides.update({eq.name("slope_dev"): 0.0 for eq in layout.equations.values() if eq.slope_dims})
+        overrides.update(
+            {eq.name(f"{term}_dev"): 0.0 for eq in layout.equations.values() if eq.slope_dims for term in eq.dev_terms}
+        )
     for k, v in overrides.items():
         post[k] = np.broadcast_to(v, post[k].shape).copy()
     return fake_fit(prep, post, layout, gate=diagnostics, method=method)
@@ -80,7 +83,7 @@ def test_numpy_linear_predictor_matches_the_likelihood_kernel(prep):
                     eq.intercept_cell[s],
                     eq.theta[s],
                     features,
-                    prep.features["slope"][eq.cols],
+                    dev_features(prep, eq.layout),
                     eq.cols,
                     prep.freq,
                     *stats,
@@ -314,8 +317,9 @@ def test_plots_draw_a_mean_outside_its_interval_instead_of_crashing():
 
 def test_a_segment_gets_its_own_kano_class_and_its_own_performance(prep):
     """A touchpoint that matters only in one segment (a partially pooled slope deviation there) is indifferent
-    for all customers together and a performance driver in that segment's report; the segment's performance
-    and usage are its own customers'."""
+    for all customers together and a performance driver in that segment's report; one whose bad experiences
+    hurt only there (a penalty deviation) is a must-be there; the segment's performance and usage are its
+    own customers'."""
     n_tp = len(prep.touchpoints)
     t = prep.touchpoints.index("website")
     coef_r = np.zeros((4, n_tp))
@@ -329,18 +333,23 @@ def test_a_segment_gets_its_own_kano_class_and_its_own_performance(prep):
         prep,
         {
             "emotion__coef": np.zeros((4, n_tp)),
-            "emotion__slope_dev": 0.0,
             "recommend__coef": coef_r,
             "recommend__path": np.zeros(1),
-            "recommend__slope_dev": slope_dev,
+            "no_group_slopes": True,
         },
     )
+    fit.idata.posterior["recommend__slope_dev"][:] = slope_dev[0][None, None]
+    # statements: a bad experience hurts badly in the private segment only (its own penalty deviation)
+    penalty_dev = np.zeros_like(slope_dev[0])
+    penalty_dev[private, prep.touchpoints.index("statements")] = -3.0
+    fit.idata.posterior["recommend__penalty_dev"][:] = penalty_dev[None, None]
     post = fx.posterior(fit)
     rows = (prep.frame["segment"].astype(str) == "private").to_numpy()
     everyone = fx.kano_classes(post).set_index("touchpoint")
     segment = fx.kano_classes(post, rows=rows).set_index("touchpoint")
-    assert everyone.loc["website", "kano"] == "indifferent"
+    assert everyone.loc["website", "kano"] == "indifferent" and everyone.loc["statements", "kano"] == "indifferent"
     assert segment.loc["website", "kano"] == "performance" and segment.loc["website", "p_kano"] == 1.0
+    assert segment.loc["statements", "kano"] == "must-be" and segment.loc["statements", "p_kano"] == 1.0
     draws = fx.impact_draws(post, rows=rows, population=False)
     ipa = fx.importance_performance(post, draws, rows=rows).set_index("touchpoint")
     st = prep.states[rows, t]

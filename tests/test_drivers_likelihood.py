@@ -133,11 +133,11 @@ def test_equation_kernel_gradient_matches_finite_differences_in_numba():
     n_terms = 4
     features = rng.normal(size=(n_terms, n_tp, n_states))
     features[:, :, 0] = 0.0
-    slope = features[1]
+    slope = features[1:]  # slope, penalty and reward vary by cell: (3, T, S)
     cols = np.arange(n_tp, dtype=np.int64)
     freq = np.zeros((cells, n_tp + 1, n_states))
     np.add.at(freq, (cell[:, None], np.arange(n_tp + 1)[None, :], states), 1.0)
-    coef, dev, icpt, extra = pt.dmatrix("coef"), pt.dmatrix("dev"), pt.dvector("icpt"), pt.dvector("extra")
+    coef, dev, icpt, extra = pt.dmatrix("coef"), pt.dtensor3("dev"), pt.dvector("icpt"), pt.dvector("extra")
     cuts = pt.dvector("cuts")
     ll = equation_loglik(
         "ordered_logistic",
@@ -158,7 +158,7 @@ def test_equation_kernel_gradient_matches_finite_differences_in_numba():
     )
     point = [
         rng.normal(size=(n_terms, n_tp)) * 0.3,
-        rng.normal(size=(cells, n_tp)) * 0.1,
+        rng.normal(size=(3, cells, n_tp)) * 0.1,
         np.zeros(cells),
         rng.normal(size=n) * 0.2,
         np.linspace(-2, 2, k - 1),
@@ -170,7 +170,8 @@ def test_equation_kernel_gradient_matches_finite_differences_in_numba():
     np.testing.assert_allclose(table, twin, atol=1e-12)
     h = 1e-6
     for arg in (0, 1, 3, 4):
-        for idx in list(np.ndindex(point[arg].shape))[:6]:
+        indices = list(np.ndindex(point[arg].shape))
+        for idx in indices[:3] + indices[-3:]:  # the first and the last entries (for dev: slope and reward)
             up = [p.copy() for p in point]
             dn = [p.copy() for p in point]
             up[arg][idx] += h
@@ -188,7 +189,7 @@ def test_gaussian_on_sufficient_statistics_equals_the_row_kernel(mode):
     n_terms = 4
     features = rng.normal(size=(n_terms, n_tp, n_states))
     features[:, :, 0] = 0.0
-    slope = features[1]
+    slope = features[1:]  # slope, penalty and reward vary by cell
     cols = np.array([0, 2, 3], dtype=np.int64)  # an equation on a subset of the touchpoints
     freq = np.zeros((cells, n_tp + 1, n_states))
     np.add.at(freq, (cell[:, None], np.arange(n_tp + 1)[None, :], states), 1.0)
@@ -196,7 +197,7 @@ def test_gaussian_on_sufficient_statistics_equals_the_row_kernel(mode):
     m, yv, yy_n = gaussian_sufficient_statistics(states, cell, y, cols, cells, n_states)
     assert m.shape == (cells, (len(cols) + 1) * n_states, (len(cols) + 1) * n_states)
     assert yy_n[1] == n and m.sum() == n * (len(cols) + 1) ** 2  # every row counted once per slot pair
-    coef, dev, icpt, sigma = pt.dmatrix("coef"), pt.dmatrix("dev"), pt.dvector("icpt"), pt.dvector("sigma")
+    coef, dev, icpt, sigma = pt.dmatrix("coef"), pt.dtensor3("dev"), pt.dvector("icpt"), pt.dvector("sigma")
     rows = equation_loglik(
         "gaussian",
         coef,
@@ -205,20 +206,20 @@ def test_gaussian_on_sufficient_statistics_equals_the_row_kernel(mode):
         np.zeros(n),
         sigma,
         features[:, cols],
-        slope[cols],
+        slope[:, cols],
         cols,
         freq,
         row_offsets(states, cell, cols, cells, n_states),
         y,
     )
-    stats = gaussian_suffstat_loglik(coef, dev, icpt, sigma, features[:, cols], slope[cols], cols, freq, m, yv, yy_n)
+    stats = gaussian_suffstat_loglik(coef, dev, icpt, sigma, features[:, cols], slope[:, cols], cols, freq, m, yv, yy_n)
     args = [coef, dev, icpt, sigma]
     f = pytensor.function(args, [rows, *pt.grad(rows, args)], mode=mode)
     g = pytensor.function(args, [stats, *pt.grad(stats, args)], mode=mode)
     for _ in range(3):
         point = [
             rng.normal(size=(n_terms, len(cols))) * 0.5,
-            rng.normal(size=(cells, len(cols))) * 0.3,
+            rng.normal(size=(3, cells, len(cols))) * 0.3,
             rng.normal(size=cells),
             np.array([rng.uniform(0.5, 2.0)]),
         ]

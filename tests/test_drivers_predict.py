@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cxresearch.drivers.draws import dev_features
 from cxresearch.drivers.fit import DriverFit
 from cxresearch.drivers.kernels import _gather, build_table, row_offsets
 from cxresearch.drivers.model import prepare_data
@@ -83,7 +84,7 @@ def _kernel_eta(prep, eq, s: int, extra: np.ndarray) -> np.ndarray:
     """eta of one equation at draw s by the numba kernels the sampler runs (build_table + _gather)."""
     features = np.stack([prep.features[t][eq.cols] for t in eq.layout.terms])
     table, _ = build_table(
-        eq.coef[s], eq.cell_dev[s], eq.intercept_cell[s], features, prep.features["slope"][eq.cols], eq.cols, prep.freq
+        eq.coef[s], eq.cell_dev[s], eq.intercept_cell[s], features, dev_features(prep, eq.layout), eq.cols, prep.freq
     )
     eta = np.empty(prep.n)
     _gather(
@@ -179,10 +180,11 @@ def test_unseen_level_falls_back_to_the_population_with_a_warning(demo):
     assert d_seg == 0
     states = prep.states[:30] if (prep.index[:30] == rows.index).all() else None
     assert states is not None
-    slope = prep.features["slope"][eq.cols]  # (T_j, S)
     st = states[:, eq.cols]
-    own = np.einsum("srt,rt->sr", eq.level_dev[:, level, :], slope[np.arange(len(eq.cols))[None, :], st])
-    own = own + eq.intercept_level_dev[:, level]
+    own = eq.intercept_level_dev[:, level]
+    for term, dev in eq.level_devs.items():  # slope, penalty and reward vary by level
+        column = prep.features[term][eq.cols]  # (T_j, S)
+        own = own + np.einsum("srt,rt->sr", dev[:, level, :], column[np.arange(len(eq.cols))[None, :], st])
     np.testing.assert_allclose(eta_known.values - eta_new.values, own, atol=1e-10)
 
 

@@ -9,7 +9,7 @@ use (touchpoint terms, group deviations, intercepts; :func:`build_tables` is the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,7 +29,7 @@ class EquationDraws:
     layout: EquationLayout
     coef: np.ndarray  # (S, terms, T_j)
     level_dev: np.ndarray | None  # (S, L, T_j) slope deviations by level
-    cell_dev: np.ndarray  # (S, C, T_j)
+    cell_dev: np.ndarray  # (S, V, C, T_j): deviations of the V group-varying terms (layout.dev_terms) per cell
     intercept_cell: np.ndarray  # (S, C)
     paths: np.ndarray  # (S, K_j)
     theta: np.ndarray  # cutpoints (S, K-1) or sigma (S, 1) or zeros
@@ -38,6 +38,7 @@ class EquationDraws:
     sd_eta: np.ndarray | None = None  # latent: (S,) sd of the latent score
     intercept_common: np.ndarray | None = None  # (S,) the population intercept (0 without one)
     intercept_level_dev: np.ndarray | None = None  # (S, L) intercept deviations by level, None without
+    level_devs: dict[str, np.ndarray] = field(default_factory=dict)  # term -> (S, L, T_j), every varying term
 
 
 @dataclass
@@ -69,10 +70,14 @@ def posterior(fit: DriverFit, max_draws: int = 1000, seed: int = 0) -> Posterior
     for j, eq in fit.layout.equations.items():
         n_tj = len(eq.tp_index)
         coef = _term_values(fit, eq.name("coef"), index) if n_tj else np.zeros((n_s, 1, 0))
-        level_dev, cell_dev = None, np.zeros((n_s, prep.n_cells, n_tj))
+        dev_terms = list(getattr(eq, "dev_terms", ["slope"]))
+        level_dev, level_devs = None, {}
+        cell_dev = np.zeros((n_s, len(dev_terms), prep.n_cells, n_tj))
         if eq.slope_dims:
-            level_dev = _term_values(fit, eq.name("slope_dev"), index)  # (S, L, T_j), whatever the parametrisation
-            cell_dev = np.einsum("cl,slt->sct", eq.cell_of_level, level_dev)
+            for v, term in enumerate(dev_terms):  # kept as deterministics whatever the parametrisation
+                level_devs[term] = _term_values(fit, eq.name(f"{term}_dev"), index)  # (S, L, T_j)
+                cell_dev[:, v] = np.einsum("cl,slt->sct", eq.cell_of_level, level_devs[term])
+            level_dev = level_devs["slope"]
         icpt = np.zeros((n_s, prep.n_cells))
         common = np.zeros(n_s)
         dev_i = None
@@ -93,7 +98,7 @@ def posterior(fit: DriverFit, max_draws: int = 1000, seed: int = 0) -> Posterior
             theta = np.zeros((n_s, 1))
         cols = eq.tp_index
         features = np.stack([prep.features[t][cols] for t in eq.terms]) if n_tj else np.zeros((1, 0, prep.n_states))
-        table = build_tables(coef, cell_dev, icpt, features, prep.features["slope"][cols], cols, prep.freq)
+        table = build_tables(coef, cell_dev, icpt, features, dev_features(prep, eq), cols, prep.freq)
         equations[j] = EquationDraws(
             layout=eq,
             coef=coef,
@@ -106,9 +111,16 @@ def posterior(fit: DriverFit, max_draws: int = 1000, seed: int = 0) -> Posterior
             cols=cols,
             intercept_common=common,
             intercept_level_dev=dev_i,
+            level_devs=level_devs,
         )
     latent_eta = {k: _term_values(fit, f"{k}__eta", index) for k in fit.layout.latent if f"{k}__eta" in post}
     return Posterior(fit=fit, index=index, equations=equations, latent_eta=latent_eta)
+
+
+def dev_features(prep: Any, eq: EquationLayout) -> np.ndarray:
+    """(V, T_j, S) the columns of the equation's group-varying terms (``eq.dev_terms``) at each state."""
+    terms = list(getattr(eq, "dev_terms", ["slope"]))
+    return np.stack([prep.features[t][eq.tp_index] for t in terms])
 
 
 def build_tables(
@@ -120,12 +132,13 @@ def build_tables(
     cols: np.ndarray,
     freq: np.ndarray,
 ) -> np.ndarray:
-    """NumPy twin of :func:`cxresearch.drivers.kernels.build_table`, vectorised over draws."""
+    """NumPy twin of :func:`cxresearch.drivers.kernels.build_table`, vectorised over draws: ``cell_dev``
+    (S, V, C, T_j) and ``slope_feature`` (V, T_j, S) for the V group-varying terms."""
     n_s = coef.shape[0]
-    n_cells = cell_dev.shape[1]
-    n_tj, n_states = slope_feature.shape
+    n_cells = cell_dev.shape[2]
+    _, n_tj, n_states = slope_feature.shape
     base = np.einsum("nkt,ktq->ntq", coef, features) if n_tj else np.zeros((n_s, 0, n_states))
-    table_tp = base[:, None, :, :] + cell_dev[..., None] * slope_feature[None, None, :, :]
+    table_tp = base[:, None, :, :] + np.einsum("svct,vtq->sctq", cell_dev, slope_feature)
     n_rows = freq[:, -1, :].sum()
     if n_tj:
         mean = np.einsum("ctq,nctq->nt", freq[:, cols, :], table_tp) / n_rows

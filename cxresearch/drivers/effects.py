@@ -534,16 +534,17 @@ def importance_performance(p: Posterior, draws: dict[str, np.ndarray], seed: int
     return frame
 
 
-def rows_slope_deviation(p: Posterior, rows: Any = None) -> np.ndarray | float:
-    """(S, T) the total slope deviation (on the outcome) of the run's answers from the average: each grouping's
-    level deviations weighted by the run's share of answers in each level (0 without groups or rows)."""
+def rows_term_deviation(p: Posterior, rows: Any = None, term: str = "slope") -> np.ndarray | float:
+    """(S, T) the total deviation of ``term`` (on the outcome) for the run's answers from the average: each
+    grouping's level deviations weighted by the run's share of answers in each level (0 without groups or
+    rows)."""
     prep = p.fit.prep
     if rows is None or not prep.group_dims:
         return 0.0
     sel = _selection(p.fit, rows)
     if not len(sel):
         return 0.0
-    dev = level_slope_deviations(p)[prep.outcome]  # (S, L, T)
+    dev = level_slope_deviations(p, term)[prep.outcome]  # (S, L, T)
     out = np.zeros((p.n, len(prep.touchpoints)))
     start = 0
     for d in prep.group_dims:
@@ -557,11 +558,12 @@ def rows_slope_deviation(p: Posterior, rows: Any = None) -> np.ndarray | float:
 def kano_draws(p: Posterior, rows: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """(D, S): per draw and touchpoint, the hurt of a worst vs a neutral experience and the lift of a best
     vs a neutral one, on the outcome's linear predictor (see the module docstring). With ``rows`` (a segment's
-    or market's answers) the slopes include that group's partially pooled deviation, so its classes are its
-    own; the penalty and reward terms are shared by all groups."""
+    or market's answers) the slope, penalty and reward include that group's partially pooled deviations, so its
+    classes are its own."""
     prep = p.fit.prep
     tot = dict(touchpoint_total_terms(p)[prep.outcome])
-    tot["slope"] = tot["slope"] + rows_slope_deviation(p, rows)
+    for term in ("slope", "penalty", "reward"):  # the group's own (partially pooled) terms
+        tot[term] = tot[term] + rows_term_deviation(p, rows, term)
     # the slope's column is in half ranges: from the minimum to the midpoint is 1, and so is midpoint -> top
     mid_gap = np.array(
         [(prep.scales[t].midpoint - prep.scales[t].min) / half_range(prep.scales[t]) for t in prep.touchpoints]
@@ -665,8 +667,9 @@ def detractor_root_causes(
 # --------------------------------------------------------------------------------------------------------
 # segments and markets
 # --------------------------------------------------------------------------------------------------------
-def level_slope_deviations(p: Posterior) -> dict[str, np.ndarray]:
-    """(S, L, T) deviation of each group level's total slope (on the outcome) from the average slope."""
+def level_slope_deviations(p: Posterior, term: str = "slope") -> dict[str, np.ndarray]:
+    """(S, L, T) deviation of each group level's total ``term`` (slope, penalty or reward; on each construct,
+    through the mediators) from the average."""
     prep = p.fit.prep
     n_tp = len(prep.touchpoints)
     n_levels = sum(len(prep.levels[d]) for d in prep.group_dims)
@@ -675,8 +678,8 @@ def level_slope_deviations(p: Posterior) -> dict[str, np.ndarray]:
     for j in prep.resolved.endogenous:
         eq = p.equations[j]
         cur = np.zeros((p.n, n_levels, n_tp))
-        if eq.level_dev is not None:
-            cur[:, :, eq.cols] += eq.level_dev
+        if term in eq.level_devs:
+            cur[:, :, eq.cols] += eq.level_devs[term]
         for s_i, s in enumerate(eq.layout.construct_sources):
             if s in total:
                 if s not in gains:

@@ -178,11 +178,13 @@ def gaussian_kernel(table, extra, theta, offsets, y):  # pragma: no cover - comp
 def build_table(coef, cell_dev, intercept_cell, features, slope_feature, cols, freq):  # pragma: no cover
     """Per-cell lookup table (C, T_j + 1, S) of one equation, centred on each touchpoint's mean contribution.
 
-    table[c, t, s] = sum_k coef[k, t] features[k, t, s] + cell_dev[c, t] slope_feature[t, s] - mean_t;
+    table[c, t, s] = sum_k coef[k, t] features[k, t, s] + sum_v cell_dev[v, c, t] slope_feature[v, t, s]
+    - mean_t, where v runs over the terms that vary by group (the slope; penalty and reward when they vary);
     the last slot holds the cell intercept at state 0. Returns (table, number of rows in ``freq``).
     """
     n_terms, n_tp, n_states = features.shape
-    n_cells = cell_dev.shape[0]
+    n_vary = cell_dev.shape[0]
+    n_cells = cell_dev.shape[1]
     table = np.zeros((n_cells, n_tp + 1, n_states))
     n_rows = 0.0
     for c in range(n_cells):
@@ -194,7 +196,10 @@ def build_table(coef, cell_dev, intercept_cell, features, slope_feature, cols, f
             for k in range(n_terms):
                 base += coef[k, t] * features[k, t, s]
             for c in range(n_cells):
-                table[c, t, s] = base + cell_dev[c, t] * slope_feature[t, s]
+                value = base
+                for v in range(n_vary):
+                    value += cell_dev[v, c, t] * slope_feature[v, t, s]
+                table[c, t, s] = value
         mean = 0.0
         for c in range(n_cells):
             for s in range(n_states):
@@ -233,7 +238,8 @@ def chain_table_gradient(g_table, coef, cell_dev, features, slope_feature, cols,
     """d logp / d table -> d logp / d (coef, cell_dev, intercept_cell), through :func:`build_table`
     (including its centring on each touchpoint's mean contribution)."""
     n_terms, n_tp, n_states = features.shape
-    n_cells = cell_dev.shape[0]
+    n_vary = cell_dev.shape[0]
+    n_cells = cell_dev.shape[1]
     g_coef = np.zeros_like(coef)
     g_dev = np.zeros_like(cell_dev)
     g_icpt = np.zeros(n_cells)
@@ -247,7 +253,8 @@ def chain_table_gradient(g_table, coef, cell_dev, features, slope_feature, cols,
                 g = g_table[c, t, s] - freq[c, cols[t], s] / n_rows * total
                 for k in range(n_terms):
                     g_coef[k, t] += g * features[k, t, s]
-                g_dev[c, t] += g * slope_feature[t, s]
+                for v in range(n_vary):
+                    g_dev[v, c, t] += g * slope_feature[v, t, s]
     for c in range(n_cells):
         g_icpt[c] = g_table[c, n_tp, 0]
     return g_coef, g_dev, g_icpt
@@ -367,14 +374,15 @@ class _FusedKernelOp(Op):
 class EquationLikelihood(_FusedKernelOp):
     """log p(y | eta) of one driver equation, with its lookup table built inside (few graph nodes).
 
-    Differentiable inputs: coef (terms, T_j), cell_dev (C, T_j), intercept_cell (C,), extra (N,),
-    theta (cutpoints / [sigma] / [0]). Data inputs: features (terms, T_j, S), slope_feature (T_j, S),
+    Differentiable inputs: coef (terms, T_j), cell_dev (V, C, T_j), intercept_cell (C,), extra (N,),
+    theta (cutpoints / [sigma] / [0]). Data inputs: features (terms, T_j, S), slope_feature (V, T_j, S) (the
+    columns of the V terms that vary by group: the slope, and penalty / reward when they vary),
     cols (T_j,) int64, freq (C, T + 1, S), offsets (N, T_j + 1) from :func:`row_offsets`, y (N,).
     Outputs: logp and its gradient with respect to each differentiable input.
     """
 
     __props__ = ("likelihood",)
-    input_ndims = (2, 2, 1, 1, 1, 3, 2, 1, 3, 2, 1)
+    input_ndims = (2, 3, 1, 1, 1, 3, 3, 1, 3, 2, 1)
     n_differentiable = 5
 
     def __init__(self, likelihood: str):
@@ -402,12 +410,12 @@ class GaussianSuffStatLikelihood(_FusedKernelOp):
     (touchpoint terms + cell intercepts, no row-level predictors), evaluated on the per-cell statistics of
     :func:`gaussian_sufficient_statistics`: the cost no longer grows with the number of answers.
 
-    Differentiable inputs: coef, cell_dev, intercept_cell, theta = [sigma]. Data inputs: features,
-    slope_feature, cols, freq, m (C, A, A), yv (C, A), yy_n ([sum y^2, n]).
+    Differentiable inputs: coef, cell_dev (V, C, T_j), intercept_cell, theta = [sigma]. Data inputs: features,
+    slope_feature (V, T_j, S), cols, freq, m (C, A, A), yv (C, A), yy_n ([sum y^2, n]).
     """
 
     __props__ = ()
-    input_ndims = (2, 2, 1, 1, 3, 2, 1, 3, 3, 2, 1)
+    input_ndims = (2, 3, 1, 1, 3, 3, 1, 3, 3, 2, 1)
     n_differentiable = 4
 
     def perform(self, node, inputs, output_storage) -> None:

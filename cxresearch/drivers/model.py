@@ -15,9 +15,12 @@ cells, composite scores, outcome codes), and :func:`build_model` writes the PyMC
 - **groups** (segment, market, ...): touchpoint slopes vary by level, ``sd_dim x z``. A grouping with few
   levels (``fixed_scale_levels``, default 5) has a fixed sd (``group_offset_sd``: regularised offsets, no
   variance to learn from 2-5 levels, no funnel); one with more levels learns its sd (one per grouping and
-  equation, non-centred). Intercepts vary too (``group_intercept_sd x z``). Deviations are centred on their
-  (user-)weighted mean so the common coefficient is the population average; ``<eq>__slope_dev`` keeps the
-  level deviations (group_level x touchpoint) whatever the parametrisation.
+  equation, non-centred). With ``asymmetric``, the bottom-box penalty and top-box reward vary too
+  (``varying``) by the groupings with few levels (fixed-scale offsets), so each segment and market has its
+  own, partially pooled, Kano classes; by a grouping with dozens of levels they are shared. Intercepts vary too
+  (``group_intercept_sd x z``). Deviations are centred on their (user-)weighted mean so the common
+  coefficient is the population average; ``<eq>__<term>_dev`` keeps the level deviations (group_level x
+  touchpoint) of each varying term whatever the parametrisation.
 
 Design columns are centred (their mean contribution is subtracted), which leaves every coefficient and
 every effect unchanged but decorrelates them from the cutpoints / intercepts: far fewer leapfrog steps.
@@ -534,6 +537,8 @@ class EquationLayout:
     sufficient_statistics: bool = False
     # groupings whose slope deviations have a learned sd (the others: fixed-scale regularised offsets)
     learned_dims: list[str] = field(default_factory=list)
+    # the touchpoint terms that vary by group (slope first; penalty and reward when they vary)
+    dev_terms: list[str] = field(default_factory=lambda: ["slope"])
 
     def name(self, what: str) -> str:
         return f"{self.target}__{what}"
@@ -750,7 +755,6 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
             features = (
                 np.stack([prep.features[t][tp_index] for t in eq.terms]) if n_tj else np.zeros((1, 0, prep.n_states))
             )
-            slope_feature = prep.features["slope"][tp_index] if n_tj else np.zeros((0, prep.n_states))
             if n_tj:
                 model.add_coord(eq.touchpoints_dim, tp_sources)
                 model.add_coord(eq.name("term"), eq.terms)
@@ -760,18 +764,34 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
             else:
                 coef = pt.zeros((1, 0))
             n_levels = len(eq.dim_of_level)
-            cell_dev = pt.zeros((n_cells, n_tj))
+            # the touchpoint terms that vary by group: the slope, and the bottom-box penalty and top-box
+            # reward when they are in the model and in ``varying`` (a segment's Kano class is its own)
+            # the touchpoint terms that vary by group: the slope by every grouping; the bottom-box penalty and
+            # top-box reward (when in the model and in ``varying``) by the groupings with few levels (segments,
+            # markets: each gets its own Kano classes), where fixed-scale offsets cost few parameters; with
+            # dozens of levels (airlines, branches) they are shared, which keeps the fit fast and converged
+            eq.learned_dims = [d for d in prep.group_dims if len(prep.levels[d]) > spec.fixed_scale_levels]
+            offset_free = np.flatnonzero([prep.group_dims[d] not in eq.learned_dims for d in eq.dim_of_free])
+            eq.dev_terms = ["slope"] + [
+                t for t in ("penalty", "reward") if t in eq.terms and t in vary and eq.slope_dims and len(offset_free)
+            ]
+            dev_feature = (
+                np.stack([prep.features[t][tp_index] for t in eq.dev_terms])
+                if n_tj
+                else np.zeros((1, 0, prep.n_states))
+            )
+            cell_devs: list[Any] = [pt.zeros((n_cells, n_tj)) for _ in eq.dev_terms]
             if eq.slope_dims:
-                # the sd of each grouping's slope deviations: fixed (regularised offsets) for groupings with
-                # few levels, learned (one per grouping, shared by the touchpoints) for the others
-                eq.learned_dims = [d for d in prep.group_dims if len(prep.levels[d]) > spec.fixed_scale_levels]
-                sd_parts: list[Any] = [priors.group_offset_sd] * len(prep.group_dims)
+                # the sd of each grouping's slope deviations: fixed (regularised offsets) for groupings with few
+                # levels, learned (one per grouping, shared by the touchpoints) for the others
                 if eq.learned_dims:
                     model.add_coord(eq.name("learned_dim"), eq.learned_dims)
+                sd_parts: list[Any] = [priors.group_offset_sd] * len(prep.group_dims)
+                if eq.learned_dims:
                     learned_sd = pm.HalfNormal(eq.name("sd_slope"), priors.group_sd, dims=eq.name("learned_dim"))
                     for k_d, d in enumerate(eq.learned_dims):
                         sd_parts[prep.group_dims.index(d)] = learned_sd[k_d]
-                sd = pt.stack([pt.as_tensor_variable(float(v)) if isinstance(v, float) else v for v in sd_parts])
+                sd = pt.stack([pt.as_tensor_variable(float(x)) if isinstance(x, float) else x for x in sd_parts])
                 if spec.parametrization == "centred" and eq.learned_dims:
                     scaled = pm.Normal(
                         eq.name("raw_slope"), 0.0, sd[eq.dim_of_free][:, None], dims=("group_free", eq.touchpoints_dim)
@@ -780,10 +800,19 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
                     # non-centred: with a fixed sd this is the centred model on a unit scale (no funnel)
                     z = pm.Normal(eq.name("z_slope"), 0.0, 1.0, dims=("group_free", eq.touchpoints_dim))
                     scaled = z * sd[eq.dim_of_free][:, None]
-                # deviations with a zero users'-weighted mean: the common slope is the population average
-                dev = (eq.slope_basis * scaled.T[:, None, :]).sum(axis=2).T  # (L, T_j)
-                pm.Deterministic(eq.name("slope_dev"), dev, dims=("group_level", eq.touchpoints_dim))
-                cell_dev = pt.dot(eq.cell_of_level, dev)
+                scaled_by_term = {"slope": scaled}
+                if len(eq.dev_terms) > 1:
+                    model.add_coord(eq.name("offset_free"), [coords["group_free"][i] for i in offset_free])
+                for term in eq.dev_terms[1:]:
+                    z_t = pm.Normal(eq.name(f"z_{term}"), 0.0, 1.0, dims=(eq.name("offset_free"), eq.touchpoints_dim))
+                    full = pt.zeros((len(eq.dim_of_free), n_tj))
+                    scaled_by_term[term] = pt.set_subtensor(full[offset_free], z_t * priors.group_offset_sd)
+                for v_i, term in enumerate(eq.dev_terms):
+                    # deviations with a zero users'-weighted mean: the common term is the population average
+                    dev = (eq.slope_basis * scaled_by_term[term].T[:, None, :]).sum(axis=2).T  # (L, T_j)
+                    pm.Deterministic(eq.name(f"{term}_dev"), dev, dims=("group_level", eq.touchpoints_dim))
+                    cell_devs[v_i] = pt.dot(eq.cell_of_level, dev)
+            cell_dev = pt.stack(cell_devs)  # (V, C, T_j)
             intercept_cell = pt.zeros((n_cells,))
             if has_intercept:
                 intercept_cell = intercept_cell + pm.Normal(eq.name("intercept"), 0.0, priors.coefficient_sd)
@@ -805,7 +834,7 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
                 eta_lin = extra + intercept_cell[cell]
                 if n_tj:
                     base = (coef[:, :, None] * features).sum(axis=0)
-                    table = base[None, :, :] + cell_dev[:, :, None] * slope_feature[None, :, :]
+                    table = base[None, :, :] + (cell_dev[:, :, :, None] * dev_feature[:, None, :, :]).sum(axis=0)
                     tp_freq = freq[:, tp_index, :]
                     table = table - ((tp_freq * table).sum(axis=(0, 2)) / freq[:, -1, :].sum())[None, :, None]
                     eta_lin = eta_lin + table[cell[:, None], np.arange(n_tj)[None, :], states[:, tp_index]].sum(axis=1)
@@ -814,7 +843,7 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
                 continue
             y = data[f"y__{j}"]
             common = (coef, cell_dev, intercept_cell, extra)
-            rest = (features, slope_feature, tp_index, freq, data[f"offsets__{j}"], y)
+            rest = (features, dev_feature, tp_index, freq, data[f"offsets__{j}"], y)
             if likelihood == "ordered_logistic":
                 k_cat = prep.n_categories[j]
                 model.add_coord(eq.name("cut"), list(range(k_cat - 1)))
@@ -845,7 +874,7 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
                 if eq.sufficient_statistics:
                     stats = [pm.Data(k, v) for k, v in gaussian_statistics(prep, eq).items()]
                     loglik = gaussian_suffstat_loglik(
-                        coef, cell_dev, intercept_cell, sigma[None], features, slope_feature, tp_index, freq, *stats
+                        coef, cell_dev, intercept_cell, sigma[None], features, dev_feature, tp_index, freq, *stats
                     )
                 else:
                     loglik = scale * equation_loglik("gaussian", *common, sigma[None], *rest)

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from cxresearch.drivers.draws import EquationDraws, Posterior, build_tables, posterior
+from cxresearch.drivers.draws import EquationDraws, Posterior, build_tables, dev_features, posterior
 from cxresearch.drivers.likelihoods import ordered_logistic_probs
 from cxresearch.drivers.model import _numeric_column
 
@@ -257,11 +257,11 @@ def equation_tables(p: Posterior, eq: EquationDraws, pseudo_levels: np.ndarray |
     prep = p.fit.prep
     coef = eq.coef[draws]
     n_s, n_tj = coef.shape[0], len(eq.cols)
-    new_dev = (
-        np.einsum("pl,slt->spt", pseudo_levels, eq.level_dev[draws])
-        if eq.level_dev is not None
-        else np.zeros((n_s, len(pseudo_levels), n_tj))
-    )
+    n_vary = eq.cell_dev.shape[1]
+    new_dev = np.zeros((n_s, n_vary, len(pseudo_levels), n_tj))
+    for v, term in enumerate(getattr(eq.layout, "dev_terms", ["slope"])):
+        if term in eq.level_devs:
+            new_dev[:, v] = np.einsum("pl,slt->spt", pseudo_levels, eq.level_devs[term][draws])
     # posterior() always sets intercept_common (zeros for an equation without an intercept)
     assert eq.intercept_common is not None
     new_icpt = np.repeat(eq.intercept_common[draws][:, None], len(pseudo_levels), axis=1)
@@ -273,10 +273,10 @@ def equation_tables(p: Posterior, eq: EquationDraws, pseudo_levels: np.ndarray |
     freq = np.concatenate([prep.freq, np.zeros((len(pseudo_levels),) + prep.freq.shape[1:])])
     tables = build_tables(
         coef,
-        np.concatenate([eq.cell_dev[draws], new_dev], axis=1),
+        np.concatenate([eq.cell_dev[draws], new_dev], axis=2),
         np.concatenate([eq.intercept_cell[draws], new_icpt], axis=1),
         features,
-        prep.features["slope"][eq.cols],
+        dev_features(prep, eq.layout),
         eq.cols,
         freq,
     )

@@ -153,8 +153,8 @@ class BoxSpec(_Strict):
     top: int = Field(ge=1)
 
 
-def _default_varying() -> list[Literal["intercept", "slope"]]:
-    return ["intercept", "slope"]
+def _default_varying() -> list[Literal["intercept", "slope", "penalty", "reward"]]:
+    return ["intercept", "slope", "penalty", "reward"]
 
 
 class DriverModelSpec(_Strict):
@@ -164,7 +164,9 @@ class DriverModelSpec(_Strict):
     constructs: dict[str, ConstructSpec] = Field(default_factory=dict)
     paths: list[PathSpec]
     group_by: list[str] = Field(default_factory=list)
-    varying: list[Literal["intercept", "slope"]] = Field(default_factory=_default_varying)
+    # what varies by group level: intercepts, slopes and (with asymmetric) the bottom-box penalty and top-box
+    # reward, so each segment / market has its own Kano classes (partially pooled)
+    varying: list[Literal["intercept", "slope", "penalty", "reward"]] = Field(default_factory=_default_varying)
     used_indicator: bool = True
     asymmetric: bool = True
     # boxes: a share of each touchpoint's scale points (0.4 = the lowest 40%: 1-2 on 1-5, 0-3 on 0-10,

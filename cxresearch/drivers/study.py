@@ -412,8 +412,8 @@ def section_text(summary: Any, name: str) -> Any:
             "excellent (**delighter**, a *moment of truth*: make them outstanding), some count at every step "
             f"(**performance**), and some barely matter (**indifferent**). Penalty = how much a worst experience "
             f"hurts {measure} compared with a neutral one; reward = how much a best one helps. Classes are this "
-            "report's customers' own: their segment's and market's slopes (partially pooled) enter; penalties and "
-            "rewards are shared by all groups."
+            "report's customers' own: their segment's and market's slopes, penalties and rewards (partially "
+            "pooled with the other groups) enter."
         ),
         "effects": (
             f"A touchpoint acts on {measure} *indirectly*, through {', '.join(words.mediators)}, and *directly*. "
