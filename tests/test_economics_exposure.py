@@ -45,40 +45,73 @@ def customers() -> pd.DataFrame:
     )
 
 
-def brute_force(frame: pd.DataFrame, covariates: list[str], breaks: list[float]) -> pd.DataFrame:
-    """Per customer and period: months at risk in (a, b] and an event when the churn time falls there."""
+def brute_force(
+    frame: pd.DataFrame, covariates: list[str], breaks: list[float], zero_tenure: float | None = 0.5
+) -> pd.DataFrame:
+    """Per customer and period: months at risk in (a, b] and an event when the churn time falls there.
+
+    ``zero_tenure``: the tenure a recorded 0 stands for (half a month by default); None drops those rows."""
     ends = breaks[1:] + [math.inf]
     rows = []
     for _, r in frame.iterrows():
+        tenure = r["tenure"] if r["tenure"] > 0 or zero_tenure is None else zero_tenure
         for j, (a, b) in enumerate(zip(breaks, ends)):
-            if r["tenure"] > a:
+            if tenure > a:
                 rows.append(
                     {
                         "period": j,
                         **{c: str(r[c]) for c in covariates},
-                        "exposure": min(r["tenure"], b) - a,
-                        "events": int(r["churn"] == 1 and r["tenure"] <= b),
+                        "exposure": min(tenure, b) - a,
+                        "events": int(r["churn"] == 1 and tenure <= b),
                         "at_risk": 1,
                     }
                 )
     return pd.DataFrame(rows).groupby(["period", *covariates], as_index=False)[["events", "exposure", "at_risk"]].sum()
 
 
-def test_exposure_table_matches_brute_force(customers: pd.DataFrame) -> None:
-    table = build_exposure_table(customers, covariates=["segment", "market"], period_breaks=BREAKS)
-    expected = brute_force(customers, ["segment", "market"], BREAKS)
-    got = table.frame.sort_values(["period", "segment", "market"]).reset_index(drop=True)
-    expected = expected.sort_values(["period", "segment", "market"]).reset_index(drop=True)
-    pd.testing.assert_frame_equal(got[["period", "segment", "market"]], expected[["period", "segment", "market"]])
+def _assert_matches(table, expected: pd.DataFrame, covariates: list[str]) -> None:
+    got = table.frame.sort_values(["period", *covariates]).reset_index(drop=True)
+    expected = expected.sort_values(["period", *covariates]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[["period", *covariates]], expected[["period", *covariates]])
     np.testing.assert_allclose(got["exposure"], expected["exposure"], rtol=0, atol=1e-9)
     np.testing.assert_array_equal(got["events"], expected["events"])
     np.testing.assert_array_equal(got["at_risk"], expected["at_risk"])
-    # totals: every month of tenure is at risk once; every churn after time 0 is an event
-    assert table.total_exposure == pytest.approx(customers["tenure"].sum(), abs=1e-9)
+
+
+def test_exposure_table_matches_brute_force(customers: pd.DataFrame) -> None:
+    table = build_exposure_table(customers, covariates=["segment", "market"], period_breaks=BREAKS)
+    _assert_matches(table, brute_force(customers, ["segment", "market"], BREAKS), ["segment", "market"])
+    # totals: every month of tenure is at risk once, tenure 0 (less than a month) as half a month
     zero = customers["tenure"] == 0
-    assert table.n_events == int(customers.loc[~zero, "churn"].sum())
-    assert table.n_zero_duration == int(zero.sum())
+    assert table.total_exposure == pytest.approx(customers["tenure"].sum() + 0.5 * zero.sum(), abs=1e-9)
+    assert table.n_events == int(customers["churn"].sum())
+    assert table.n_zero_duration == table.n_zero_half_unit == int(zero.sum()) == 2
+    assert table.zero_duration == "half_unit" and table.tenure_unit_months == 1.0
+    assert (
+        table.zero_duration_note
+        == "2 customers with tenure 0 (less than one month) counted as at risk for half a month (0.5 months)"
+    )
     assert table.levels == {"segment": ["affluent", "mass"], "market": ["ES", "MX", "NO"]}
+
+
+def test_zero_tenure_rules(customers: pd.DataFrame) -> None:
+    """ "drop" is the former rule (no time at risk); a coarser unit gives them half of it; "error" refuses."""
+    zero = customers["tenure"] == 0
+    dropped = build_exposure_table(customers, covariates=["market"], period_breaks=BREAKS, zero_duration="drop")
+    _assert_matches(dropped, brute_force(customers, ["market"], BREAKS, zero_tenure=None), ["market"])
+    assert dropped.total_exposure == pytest.approx(customers["tenure"].sum(), abs=1e-9)
+    assert dropped.n_zero_duration == 2 and dropped.n_zero_half_unit == 0
+    assert "left out" in dropped.zero_duration_note
+    years = build_exposure_table(customers, covariates=["market"], period_breaks=BREAKS, tenure_unit_months=12)
+    _assert_matches(years, brute_force(customers, ["market"], BREAKS, zero_tenure=6.0), ["market"])
+    assert years.total_exposure == pytest.approx(customers["tenure"].sum() + 6.0 * zero.sum(), abs=1e-9)
+    assert "less than one year" in years.zero_duration_note and "6 months" in years.zero_duration_note
+    with pytest.raises(ValueError, match="2 rows with duration 0"):
+        build_exposure_table(customers, period_breaks=BREAKS, zero_duration="error")
+    with pytest.raises(ValueError, match="zero_duration must be one of"):
+        build_exposure_table(customers, period_breaks=BREAKS, zero_duration="keep")
+    with pytest.raises(ValueError, match="tenure_unit_months"):
+        build_exposure_table(customers, period_breaks=BREAKS, tenure_unit_months=0)
 
 
 def test_parquet_relation_and_frame_sources_agree(customers: pd.DataFrame, tmp_path) -> None:
@@ -142,12 +175,32 @@ def test_breaks_beyond_the_data_are_refused(customers: pd.DataFrame) -> None:
         build_exposure_table(customers, period_breaks=[0, 10, 100, 200])
 
 
-def test_churn_at_time_zero_warns(customers: pd.DataFrame) -> None:
+def test_churn_at_time_zero(customers: pd.DataFrame) -> None:
     data = customers.copy()
     data.loc[0, "churn"] = 1  # tenure 0
-    with pytest.warns(UserWarning, match="churned at tenure = 0"):
+    # default: churned within its first month, an event at half a month in the first period
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         table = build_exposure_table(data, period_breaks=BREAKS)
-    assert table.n_zero_duration_events == 1
+    assert table.n_zero_duration_events == 1 and table.n_events == int(data["churn"].sum())
+    # the former rule: no time at risk, so the churn cannot be used, and a warning says so
+    with pytest.warns(UserWarning, match="churned at tenure = 0"):
+        dropped = build_exposure_table(data, period_breaks=BREAKS, zero_duration="drop")
+    assert dropped.n_zero_duration_events == 1 and dropped.n_events == int(data["churn"].sum()) - 1
+
+
+def test_customer_profile_half_unit_tenure(customers: pd.DataFrame) -> None:
+    """Active customers with tenure 0 conditioned on the tenure the survival models saw (half a unit)."""
+    kept = customer_profile(customers, covariates=["segment"], tenure_step=None)
+    assert kept["tenure"].min() == 0.0
+    half = customer_profile(
+        customers, covariates=["segment"], tenure_step=None, zero_duration="half_unit", tenure_unit_months=12
+    )
+    assert kept.loc[kept["tenure"] == 0, "n"].sum() == 2 and not (half["tenure"] == 0).any()
+    at_six = kept.loc[kept["tenure"].isin([0.0, 6.0]), "n"].sum()
+    assert half.loc[half["tenure"] == 6.0, "n"].sum() == at_six and half["n"].sum() == kept["n"].sum()
+    with pytest.raises(ValueError, match="zero_duration must be 'keep' or 'half_unit'"):
+        customer_profile(customers, covariates=["segment"], zero_duration="drop")
 
 
 def test_customer_profile_matches_pandas(customers: pd.DataFrame) -> None:

@@ -154,8 +154,9 @@ def test_bad_input_raises(profile: pd.DataFrame, products: pd.DataFrame) -> None
             horizon_months=12,
             discount_rate_annual=0.1,
         )
-    with pytest.raises(KeyError, match="no row for"):
-        run(profile, products[products["segment"] == "mass"])
+    partial = run(profile, products[products["segment"] == "mass"])  # no product counts for other segments
+    move = partial.move("detractor", "promoter")
+    assert not move["estimable"] and "no product counts" in move["reason"] and np.isnan(move["mean"])
 
 
 def test_class_cashflows_discount_to_the_class_clv(profile: pd.DataFrame, products: pd.DataFrame) -> None:

@@ -279,7 +279,7 @@ def test_piecewise_exponential_config_and_thinning_keep_the_gate(pwe) -> None:
         "tune": 400,
         "chains": 2,
         "seed": 2,
-        "target_accept": 0.95,
+        "target_accept": 0.9,
     }
     assert len(pwe.data_hash) == 64
     thin = pwe.thinned(100)

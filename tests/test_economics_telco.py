@@ -1,8 +1,10 @@
 """IBM telco churn data: our lifelines wrappers equal lifelines called directly; the Bayesian
 piecewise-exponential hazard ratios agree with the Cox model's.
 
-Tenure 0 rows (11 customers who joined this month, all censored, TotalCharges blank) have no time at risk:
-the wrappers drop them by default and count them; the direct lifelines calls get the same rows.
+Tenure 0 rows (11 customers who joined this month, all censored, TotalCharges blank): tenure 0 means less
+than one month, so by default the wrappers count them as at risk for half a month (and say so); the direct
+lifelines calls get the same rows with tenure 0.5. ``zero_duration="drop"``, the former default, leaves them
+out and counts them.
 """
 
 from __future__ import annotations
@@ -42,19 +44,60 @@ def telco() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def positive(telco: pd.DataFrame) -> pd.DataFrame:
-    return telco[telco["tenure"] > 0]
+    """The rows the lifelines fits see: tenure 0 (less than one month) as half a month."""
+    return telco.assign(tenure=telco["tenure"].where(telco["tenure"] > 0, 0.5).astype(float))
 
 
 def dummies(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     return pd.get_dummies(frame[column], prefix=column, prefix_sep="=", drop_first=True, dtype=float)
 
 
-def test_zero_tenure_rows_are_dropped_and_counted(telco: pd.DataFrame) -> None:
+def test_zero_tenure_rows_count_as_half_a_month(telco: pd.DataFrame) -> None:
     assert int((telco["tenure"] == 0).sum()) == 11
     km = kaplan_meier(telco, event_col="event")
-    assert km.n_dropped_zero == 11 and km.medians["n"].iloc[0] == len(telco) - 11
+    assert km.n_zero_half_unit == 11 and km.n_dropped_zero == 0 and km.medians["n"].iloc[0] == len(telco)
+    assert km.fitters["all"].durations.min() == 0.5
+    assert km.notes == [
+        "11 customers with tenure 0 (less than one month) counted as at risk for half a month (0.5 months)"
+    ]
+    # tenure in whole months over 72 months: no resolution note
+    cox = fit_cox(telco, covariates=["Contract"], event_col="event", check_ph=False)
+    assert cox.n_zero_half_unit == 11 and cox.n == len(telco) and cox.penalized_reason is None
     with pytest.raises(ValueError, match="11 rows with duration 0"):
         fit_cox(telco, covariates=["Contract"], event_col="event", zero_duration="error")
+
+
+def test_zero_tenure_rows_can_still_be_dropped(telco: pd.DataFrame) -> None:
+    """The former default: no time at risk, so left out and counted."""
+    km = kaplan_meier(telco, event_col="event", zero_duration="drop")
+    assert km.n_dropped_zero == 11 and km.n_zero_half_unit == 0 and km.medians["n"].iloc[0] == len(telco) - 11
+    assert km.notes == ["11 customers with tenure 0 (less than one month) left out: no time at risk counted for them"]
+    kept = telco[telco["tenure"] > 0]
+    cox = fit_cox(telco, covariates=["Contract"], event_col="event", zero_duration="drop", check_ph=False)
+    model = fit_parametric(telco, event_col="event", models=["weibull"], zero_duration="drop")
+    assert cox.n_dropped_zero == model.n_dropped_zero == 11 and cox.n == model.n == len(kept)
+    table = build_exposure_table(telco, event_col="event", zero_duration="drop")
+    assert table.total_exposure == pytest.approx(kept["tenure"].sum()) and table.n_zero_duration == 11
+
+
+def test_exposure_counts_the_time_lifelines_sees(telco: pd.DataFrame, positive: pd.DataFrame) -> None:
+    cox = fit_cox(telco, covariates=["Contract"], event_col="event", check_ph=False)
+    table = build_exposure_table(telco, covariates=["Contract"], event_col="event")
+    assert table.total_exposure == pytest.approx(float(cox.fitter.durations.sum()), rel=1e-12)
+    assert table.total_exposure == pytest.approx(float(positive["tenure"].sum()), rel=1e-12)
+    assert table.n_events == cox.events == int(telco["event"].sum()) and table.n_zero_half_unit == 11
+
+
+def test_no_separation_in_the_telco_contracts(telco: pd.DataFrame) -> None:
+    """Every contract, internet-service and payment level has churners and customers still active, overall
+    and within each contract: plain (unpenalised) fits, nothing flagged."""
+    covariates = ["Contract", "InternetService", "PaymentMethod"]
+    result = fit_cox(telco, covariates=covariates, event_col="event", check_ph=False)
+    assert result.separation.empty and result.penalized_reason is None and result.penalizer == 0.0
+    assert result.hazard_ratios["estimable"].all() and (result.hazard_ratios["note"] == "").all()
+    for _, rows in telco.groupby("Contract"):
+        split = fit_cox(rows, covariates=covariates[1:], event_col="event", check_ph=False)
+        assert split.separation.empty and split.penalized_reason is None and split.diagnostics().passed
 
 
 def test_kaplan_meier_matches_lifelines(telco: pd.DataFrame, positive: pd.DataFrame) -> None:

@@ -51,7 +51,7 @@ def describe_data(data: CXData, title: str = "") -> str:
             where = Path(files[0]).name if len(files) == 1 else f"{len(files)} files"
             lines.append(f"  {role}: {len(frame):,} rows ({where})")
     survey = data.survey
-    if survey is not None:
+    if survey is not None and spec.survey is not None:
 
         def values(col: str) -> str:
             return ", ".join(sorted(survey[col].dropna().unique().tolist(), key=natural_key))
@@ -66,6 +66,15 @@ def describe_data(data: CXData, title: str = "") -> str:
                 f"  NPS: {nps_score(survey['recommend'].astype('float64')):.1f} "
                 f"({survey['recommend'].notna().sum():,} answers)"
             )
+            warning = recommend_scale_warning(survey["recommend"], spec.survey.outcome.column)
+            if warning:
+                lines.append(f"  warning: {warning}")
+    if data.customers is not None and len(data.customers) and survey is None:
+        cust = data.customers
+        for col in ("segment", "market", *(spec.customers.groups if spec.customers else {})):
+            if col in cust:
+                shown = sorted(cust[col].dropna().astype(str).unique().tolist(), key=natural_key)
+                lines.append(f"  {col} (customers): {', '.join(shown[:12])}" + (" ..." if len(shown) > 12 else ""))
     if data.customers is not None and len(data.customers):
         churn = data.customers["churn"]
         lines.append(f"  churn rate: {100 * churn.mean():.1f}% ({int(churn.sum()):,} of {len(churn):,} customers)")
@@ -76,6 +85,22 @@ def describe_data(data: CXData, title: str = "") -> str:
         lines.append(f"  benchmark brands: {', '.join(brands)} (own: {spec.benchmark.own_brand})")
     lines += [f"  note: {note}" for note in data.notes]
     return "\n".join(lines)
+
+
+def recommend_scale_warning(answers: Any, column: str) -> str | None:
+    """A warning when a column declared as the 0-10 recommend answer only uses 1-5 (a CSAT score read as
+    0-10 would make everyone a detractor); None otherwise (or with fewer than 30 answers)."""
+    import pandas as pd
+
+    values = pd.to_numeric(pd.Series(answers), errors="coerce").dropna()
+    if len(values) < 30 or values.min() < 1 or values.max() > 5:
+        return None
+    return (
+        f"column {column!r} is declared as the 0-10 recommend answer, but its {len(values):,} answers only use "
+        f"{values.min():g}-{values.max():g}: read as 0-10, everyone would be a detractor (NPS -100). If it is a "
+        "1-5 score, declare the outcome with kind: ordinal (and, for the economics study, classes: {from: outcome, "
+        "levels: {...}}) or recode it to 0-10."
+    )
 
 
 def validate_dataset(spec: DatasetSpec | str | Path, segment: Any = None, market: Any = None) -> ValidationReport:

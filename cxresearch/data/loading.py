@@ -137,7 +137,7 @@ def _canonical(frame: pd.DataFrame, rules: Sequence[FieldRule]) -> dict[str, pd.
 
 
 def _survey_frame(cols: dict[str, pd.Series], spec: DatasetSpec, index: pd.Index) -> pd.DataFrame:
-    s = spec.survey
+    s = spec.require_survey("a survey frame")
     frame = pd.DataFrame(cols, index=index)
     if "wave" not in frame:
         frame["wave"] = pd.Series("1", index=index, dtype=TEXT)
@@ -163,6 +163,8 @@ def _customers_frame(cols: dict[str, pd.Series], spec: DatasetSpec, index: pd.In
         "start_date",
         "end_date",
         *c.cross_sell,
+        *c.groups,
+        *c.covariates,
     ]
     return frame[[col for col in order if col in frame]]
 
@@ -278,12 +280,14 @@ def load_dataset(
 
     c = spec.customers
     customers_wanted = "customers" in wanted and c is not None
-    needs_membership = customers_wanted and c is not None and (c.segment is None or c.market is None)
+    needs_membership = (
+        customers_wanted and c is not None and spec.survey is not None and (c.segment is None or c.market is None)
+    )
 
     with connect() as conn:
         loader = _Loader(spec, conn, validate)
         s = spec.survey
-        if "survey" in wanted or needs_membership:
+        if s is not None and ("survey" in wanted or needs_membership):
             rules = rules_for(spec, "survey")
             if "survey" not in wanted:  # only the customer -> segment/market membership is needed
                 rules = [r for r in rules if r.name in ("customer_id", "segment", "market", "wave")]
@@ -311,6 +315,15 @@ def load_dataset(
             if result.frame is not None:
                 assert result.table is not None  # load() returns a frame only together with its table
                 cust = result.frame
+                if s is None:  # no survey to place customers: one segment / market "all" where not declared
+                    for dim, values, declared in (("segment", segments, c.segment), ("market", markets, c.market)):
+                        if declared is None:
+                            if values is not None and set(map(str, values)) != {"all"}:
+                                raise ValueError(
+                                    f"dataset {spec.name!r}: cannot select {dim} {sorted(map(str, values))}: the "
+                                    f"customers table declares no {dim} column and there is no survey"
+                                )
+                            cust = cust.assign(**{dim: pd.Series("all", index=cust.index, dtype=TEXT)})
                 if needs_membership:
                     members = _membership(frames["survey"])
                     missing = [d for d in ("segment", "market") if d not in cust]
@@ -340,6 +353,7 @@ def load_dataset(
         if (
             "survey" in wanted
             and frames["survey"] is not None
+            and s is not None
             and s.unit is None
             and c is not None
             and c.unit

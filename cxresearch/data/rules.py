@@ -112,6 +112,8 @@ def rules_for(spec: DatasetSpec, role: str) -> list[FieldRule]:
     """The field rules of one table role ("survey", "customers", "benchmark") of a spec."""
     if role == "survey":
         s = spec.survey
+        if s is None:
+            return []
         rules = [
             FieldRule("customer_id", s.id, "id", "customer id", required=True),
             FieldRule("segment", s.segment, "code", "segment", required=True),
@@ -194,6 +196,10 @@ def rules_for(spec: DatasetSpec, role: str) -> list[FieldRule]:
             rules.append(FieldRule("margin", money, "number", "margin" if c.margin else "revenue"))
         for col in c.cross_sell:
             rules.append(FieldRule(col, col, "number", f"cross-sell column {col}"))
+        for key, column in c.groups.items():
+            rules.append(FieldRule(key, column, "code", f"group {key}"))
+        for key, column in c.covariates.items():
+            rules.append(FieldRule(key, column, "number", f"covariate {key}"))
         return rules
     if role == "benchmark":
         b = spec.benchmark

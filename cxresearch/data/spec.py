@@ -288,15 +288,15 @@ class Survey(_Strict):
     groups: dict[str, str] = Field(default_factory=dict)
     # numeric covariates (name -> column), e.g. {tenure: tenure_months}: usable as a driver model's controls
     covariates: dict[str, str] = Field(default_factory=dict)
-    touchpoints: dict[str, Touchpoint]
+    # the touchpoints rated (none: a survey with only the outcome, e.g. for the economics study; the drivers
+    # and measurement studies need at least one)
+    touchpoints: dict[str, Touchpoint] = Field(default_factory=dict)
     emotion: Emotion | None = None
     outcome: Outcome
 
     @field_validator("touchpoints")
     @classmethod
     def _tp_keys(cls, tps: dict[str, Touchpoint]) -> dict[str, Touchpoint]:
-        if not tps:
-            raise ValueError("declare at least one touchpoint")
         for key in tps:
             _check_identifier(key, "touchpoint name")
         return tps
@@ -329,7 +329,7 @@ class Customers(_Strict):
 
     table: str = "customers"
     id: str
-    segment: str | None = None  # taken from the survey when absent
+    segment: str | None = None  # taken from the survey when absent ("all" when there is no survey)
     market: str | None = None
     unit: str | None = None
     tenure: str | None = None  # duration column; or give start (and end) dates
@@ -341,6 +341,20 @@ class Customers(_Strict):
     margin: str | None = None  # monthly margin (preferred for CLV)
     revenue: str | None = None  # monthly revenue, if no margin
     cross_sell: list[str] = Field(default_factory=list)  # product / cross-sell count columns
+    # more groupings (name -> column), e.g. {contract: Contract}: text codes, usable as economics classes
+    groups: dict[str, str] = Field(default_factory=dict)
+    # numeric covariates (name -> column), e.g. {monthly_charges: MonthlyCharges}
+    covariates: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("groups", "covariates")
+    @classmethod
+    def _extra_names(cls, columns: dict[str, str]) -> dict[str, str]:
+        reserved = {"customer_id", "segment", "market", "unit", "tenure", "churn", "margin", "start_date", "end_date"}
+        for key in columns:
+            _check_identifier(key, "group or covariate name")
+            if key in reserved:
+                raise ValueError(f"group or covariate name {key!r} is reserved for a column of the customers table")
+        return columns
 
     @model_validator(mode="after")
     def _duration(self) -> Customers:
@@ -399,7 +413,7 @@ class DatasetSpec(_Strict):
     as_of: date | None = None  # data as-of date: report headers; active customers are censored here
     date_format: str | None = None  # strftime format of text dates (e.g. "%d/%m/%Y"); default ISO 8601
     tables: dict[str, TableSource]
-    survey: Survey
+    survey: Survey | None = None  # none: a customers table alone (survival and CLV by any grouping)
     customers: Customers | None = None
     benchmark: Benchmark | None = None
 
@@ -408,6 +422,8 @@ class DatasetSpec(_Strict):
 
     @model_validator(mode="after")
     def _tables_exist(self) -> DatasetSpec:
+        if self.survey is None and self.customers is None:
+            raise ValueError("declare a 'survey:' table, a 'customers:' table, or both")
         for role, block in (("survey", self.survey), ("customers", self.customers), ("benchmark", self.benchmark)):
             if block is not None and block.table not in self.tables:
                 raise ValueError(
@@ -419,6 +435,12 @@ class DatasetSpec(_Strict):
                 "are censored at that date"
             )
         return self
+
+    def require_survey(self, needed_by: str) -> Survey:
+        """The survey block, or a clear error naming what needs it (a spec may declare customers alone)."""
+        if self.survey is None:
+            raise ValueError(f"dataset {self.name!r}: the spec has no survey table ('survey:'); {needed_by} needs one")
+        return self.survey
 
     def resolve(self, relative: str) -> Path:
         """Resolve a path from the spec relative to the spec file's folder."""

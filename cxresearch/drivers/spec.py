@@ -387,7 +387,12 @@ def default_model_spec(
     dataset_spec: Any, emotion_mode: str = "composite", direct: bool = True, group_by: list[str] | None = None
 ) -> DriverModelSpec:
     """The standard CX chain for a dataset spec: touchpoints -> emotion -> outcome (+ direct paths)."""
-    survey = dataset_spec.survey
+    survey = dataset_spec.require_survey("the drivers study")
+    if not survey.touchpoints:
+        raise ValueError(
+            f"dataset {dataset_spec.name!r}: the survey declares no touchpoints; the drivers study links "
+            "touchpoint ratings to the outcome (declare them under survey.touchpoints)"
+        )
     constructs: dict[str, Any] = {}
     paths: list[str] = []
     outcome_name = "recommend" if survey.outcome.kind == "recommend" else "outcome"

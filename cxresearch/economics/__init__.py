@@ -10,6 +10,8 @@ Every fitted model (Kaplan-Meier, Cox, parametric AFT, piecewise exponential) ha
   covariate cell) and customer profiles, from a Parquet file, a DuckDB relation or a pandas frame.
 - :mod:`~cxresearch.economics.bayes_survival`: hierarchical piecewise-exponential model (PyMC + nutpie).
 - :mod:`~cxresearch.economics.clv`: CLV conditional on current tenure, with intervals.
+- :mod:`~cxresearch.economics.classes`: customer classes from any outcome or grouping, and what the data
+  can support per class (zero events, no active customer, prior-driven ratios).
 - :mod:`~cxresearch.economics.npe`: CLV by NPS class decomposed into retention, cross-sell and word of
   mouth; value of moving a detractor; value at risk by segment and market.
 
@@ -38,7 +40,7 @@ from cxresearch.economics.exposure import (
 )
 from cxresearch.economics.features import customer_cx_features, emotion_items, touchpoint_scales
 from cxresearch.economics.npe import NpeResult, WordOfMouthAssumptions, class_cashflows, net_promoter_economics
-from cxresearch.economics.scale import customer_relation_from_spec, exposure_from_spec
+from cxresearch.economics.scale import customer_relation_from_spec, exposure_from_spec, tenure_unit_months
 from cxresearch.economics.survival import (
     CoxResult,
     KaplanMeierResult,
@@ -46,6 +48,8 @@ from cxresearch.economics.survival import (
     fit_cox,
     fit_parametric,
     kaplan_meier,
+    separation_table,
+    tenure_resolution_note,
 )
 
 __all__ = [
@@ -80,5 +84,8 @@ __all__ = [
     "monthly_discount_factor",
     "net_promoter_economics",
     "nps_class_sql",
+    "separation_table",
+    "tenure_resolution_note",
+    "tenure_unit_months",
     "touchpoint_scales",
 ]

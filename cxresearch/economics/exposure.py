@@ -8,8 +8,14 @@ aggregated table is exactly the piecewise-exponential likelihood of the individu
 
 Period convention: period ``j`` covers tenure ``(a_j, a_{j+1}]`` (the last period is open to infinity).
 A customer with tenure ``t`` contributes ``max(0, min(t, a_{j+1}) - a_j)`` months at risk to period ``j``
-and an event to the period whose interval contains ``t`` when it churned. Customers with tenure 0 have no
-time at risk and contribute nothing (counted in :attr:`ExposureTable.n_zero_duration`).
+and an event to the period whose interval contains ``t`` when it churned.
+
+Tenure 0 means "less than one unit of the recorded tenure" (``tenure_unit_months``: 12 for whole years, 1
+for months). By default (``zero_duration="half_unit"``) such a customer is counted with half a unit at risk
+(tenure ``0.5 * tenure_unit_months``; a churned one churned then), the rule of the lifelines fits in
+:mod:`cxresearch.economics.survival`, so the total exposure equals the sum of the durations they see.
+``zero_duration="drop"`` gives them no time at risk (they contribute nothing; a churn at 0 is not an
+event, with a warning), ``"error"`` refuses them; all count them in :attr:`ExposureTable.n_zero_duration`.
 """
 
 from __future__ import annotations
@@ -124,15 +130,22 @@ def nps_class_sql(recommend_column: str) -> str:
 
 
 def default_period_breaks(
-    max_duration: float, breaks: Sequence[float] = DEFAULT_BREAKS, min_last_width: float = 6.0
+    max_duration: float,
+    breaks: Sequence[float] = DEFAULT_BREAKS,
+    min_last_width: float = 6.0,
+    tenure_unit_months: float = 1.0,
 ) -> list[float]:
     """Cut points from :data:`DEFAULT_BREAKS` strictly below the largest observed duration.
 
     The last period is open; a cut closer than ``min_last_width`` months to ``max_duration`` is dropped so
-    the last period keeps some time at risk.
+    the last period keeps some time at risk. Tenure recorded in units longer than a month (whole years:
+    ``tenure_unit_months`` 12) only changes at whole units, so cuts fall on whole units (0, 12, 24, ...).
     """
     if not max_duration > 0:
         raise ValueError(f"no positive durations (largest duration {max_duration})")
+    if tenure_unit_months > 1:
+        breaks = [b for b in breaks if abs(b / tenure_unit_months - round(b / tenure_unit_months)) < 1e-9]
+        min_last_width = max(min_last_width, tenure_unit_months)
     cuts = [float(b) for b in breaks if b < max_duration - min_last_width or b == 0]
     return cuts or [0.0]
 
@@ -154,9 +167,20 @@ class ExposureTable:
     n_events: int
     max_duration: float
     n_dropped_missing: int = 0
-    n_zero_duration: int = 0
-    n_zero_duration_events: int = 0
+    n_zero_duration: int = 0  # customers with tenure 0, whatever the rule
+    n_zero_duration_events: int = 0  # of which churned
     bins: dict[str, list[float]] = field(default_factory=dict)
+    #: the tenure-0 rule used ("drop" for tables made before the rule existed: they dropped them)
+    zero_duration: str = "drop"
+    tenure_unit_months: float = 1.0
+    n_zero_half_unit: int = 0  # customers with tenure 0 counted as at risk for half a unit
+
+    @property
+    def zero_duration_note(self) -> str | None:
+        """What happened to the customers with tenure 0, in words (None when there were none)."""
+        from cxresearch.economics.survival import zero_duration_note
+
+        return zero_duration_note(self.n_zero_duration, self.zero_duration, self.tenure_unit_months)
 
     @property
     def n_cells(self) -> int:
@@ -186,17 +210,25 @@ def build_exposure_table(
     missing: str = "error",
     max_levels: int = 200,
     connection: Any | None = None,
+    zero_duration: str = "half_unit",
+    tenure_unit_months: float = 1.0,
 ) -> ExposureTable:
     """Aggregate customers into events and time at risk per (period x covariate cell) with DuckDB.
 
     ``source``: pandas frame, Parquet path(s) or DuckDB relation with one row per customer.
     ``covariates`` are used as categories (their text value); numeric ones need ``bins`` (edges, left-closed).
     ``missing``: "error" raises on NULL covariates naming the column and count; "drop" leaves those rows
-    out (counted in ``n_dropped_missing``). Rows with duration 0 have no time at risk; churned ones are
-    counted in ``n_zero_duration_events`` with a warning, since the model cannot use them.
+    out (counted in ``n_dropped_missing``). Tenure 0 (``n_zero_duration``, churned ones in
+    ``n_zero_duration_events``): with ``zero_duration="half_unit"`` (default) at risk for half a unit of
+    ``tenure_unit_months`` (``n_zero_half_unit``), as the lifelines fits count them; with "drop" no time at
+    risk, and a churn at 0 is not an event (a warning says so); "error" raises.
     """
+    from cxresearch.economics.survival import check_tenure_unit, check_zero_duration
+
     if missing not in ("error", "drop"):
         raise ValueError(f"missing must be 'error' or 'drop', got {missing!r}")
+    check_zero_duration(zero_duration)
+    unit = check_tenure_unit(tenure_unit_months)
     covariates = list(covariates)
     edges = {k: [float(e) for e in v] for k, v in (bins or {}).items()}
     unknown_bins = sorted(set(edges) - set(covariates))
@@ -204,7 +236,8 @@ def build_exposure_table(
         raise KeyError(f"bins given for column(s) {unknown_bins} that are not covariates {covariates}")
     rel = as_relation(source, connection)
     _require_columns(rel, [duration_col, event_col, *covariates], "exposure table")
-    t, e = quote_ident(duration_col), quote_ident(event_col)
+    raw, e = quote_ident(duration_col), quote_ident(event_col)
+    t = raw
     cov_exprs = {c: covariate_expression(c, edges.get(c)) for c in covariates}
 
     checks = [
@@ -244,17 +277,29 @@ def build_exposure_table(
             )
 
     not_null = " AND ".join(f"{quote_ident(c)} IS NOT NULL" for c in covariates) or "TRUE"
+    if zero_duration == "half_unit":
+        # tenure 0 = less than one unit: at risk for half a unit, as the lifelines fits count it
+        t = f"(CASE WHEN {raw} = 0 THEN {_sql_literal(0.5 * unit)} ELSE CAST({raw} AS DOUBLE) END)"
     kept = _query(
         rel,
-        f"SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE {t} = 0) AS z, "
-        f"COUNT(*) FILTER (WHERE {t} = 0 AND {e} = 1) AS ze, "
+        f"SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE {raw} = 0) AS z, "
+        f"COUNT(*) FILTER (WHERE {raw} = 0 AND {e} = 1) AS ze, "
         f"COALESCE(SUM({e}), 0) AS d, MAX({t}) AS tmax FROM src WHERE {not_null}",
     ).iloc[0]
     n_kept = int(kept["n"])
     if n_kept == 0:
         raise ValueError(f"exposure table: no rows left after dropping missing covariates {covariates}")
+    if zero_duration == "error" and int(kept["z"]):
+        raise ValueError(
+            f"column {duration_col!r}: {int(kept['z'])} rows with duration 0; pass zero_duration='half_unit' "
+            f"to count them as at risk for half a unit of tenure, or 'drop' to leave them out"
+        )
     max_duration = float(kept["tmax"])
-    breaks = [float(b) for b in period_breaks] if period_breaks is not None else default_period_breaks(max_duration)
+    breaks = (
+        [float(b) for b in period_breaks]
+        if period_breaks is not None
+        else default_period_breaks(max_duration, tenure_unit_months=unit)
+    )
     if breaks[0] != 0 or any(b <= a for a, b in zip(breaks[:-1], breaks[1:])):
         raise ValueError(f"period_breaks must start at 0 and increase, got {breaks}")
     ends = breaks[1:] + [math.inf]
@@ -292,9 +337,10 @@ def build_exposure_table(
     for c in covariates:
         long[c] = long[c].astype(str)
     levels = {c: _sorted_levels(long[c].unique().tolist(), edges.get(c)) for c in covariates}
-    if int(kept["ze"]):
+    dropped_events = int(kept["ze"]) if zero_duration == "drop" else 0
+    if dropped_events:
         warnings.warn(
-            f"{int(kept['ze'])} customers churned at {duration_col} = 0: they have no time at risk "
+            f"{dropped_events} customers churned at {duration_col} = 0: they have no time at risk "
             f"and are not in the exposure table",
             UserWarning,
             stacklevel=2,
@@ -307,12 +353,15 @@ def build_exposure_table(
         duration_col=duration_col,
         event_col=event_col,
         n_customers=n_kept,
-        n_events=int(kept["d"]) - int(kept["ze"]),
+        n_events=int(kept["d"]) - dropped_events,
         max_duration=max_duration,
         n_dropped_missing=int(stats["n"]) - n_kept,
         n_zero_duration=int(kept["z"]),
         n_zero_duration_events=int(kept["ze"]),
         bins=edges,
+        zero_duration=zero_duration,
+        tenure_unit_months=unit,
+        n_zero_half_unit=int(kept["z"]) if zero_duration == "half_unit" else 0,
     )
 
 
@@ -343,21 +392,33 @@ def customer_profile(
     bins: Mapping[str, Sequence[float]] | None = None,
     missing: str = "drop",
     connection: Any | None = None,
+    zero_duration: str = "keep",
+    tenure_unit_months: float = 1.0,
 ) -> pd.DataFrame:
     """Customers grouped by covariates and tenure (bins of ``tenure_step`` months), for CLV at scale.
 
     Columns: covariates, ``tenure`` (mean tenure in the group), ``n``, ``margin_mean``, ``margin_sd``
     and, with ``products_col``, ``products_mean``. ``active_only`` keeps customers not churned (event 0),
     whose CLV is conditional on their current tenure. ``tenure_step=None`` keeps exact tenures.
+    ``zero_duration``: "keep" (default) conditions a customer with tenure 0 on tenure 0; "half_unit" on
+    half a unit of ``tenure_unit_months``, the tenure the survival models were fitted with (matters for
+    coarse units: half a year when tenure is recorded in whole years).
     """
+    from cxresearch.economics.survival import check_tenure_unit
+
     if missing not in ("error", "drop"):
         raise ValueError(f"missing must be 'error' or 'drop', got {missing!r}")
+    if zero_duration not in ("keep", "half_unit"):
+        raise ValueError(f"zero_duration must be 'keep' or 'half_unit', got {zero_duration!r}")
+    unit = check_tenure_unit(tenure_unit_months)
     covariates = list(covariates)
     rel = as_relation(source, connection)
     needed = [duration_col, event_col, margin_col, *covariates] + ([products_col] if products_col else [])
     _require_columns(rel, needed, "customer profile")
     bins = dict(bins or {})
     t, e, m = quote_ident(duration_col), quote_ident(event_col), quote_ident(margin_col)
+    if zero_duration == "half_unit":
+        t = f"(CASE WHEN {t} = 0 THEN {_sql_literal(0.5 * unit)} ELSE CAST({t} AS DOUBLE) END)"
     where = [f"{quote_ident(c)} IS NOT NULL" for c in covariates]
     if missing == "error":
         nulls = (

@@ -128,12 +128,12 @@ def plot_clv(summary: pd.DataFrame, group_col: str, title: str) -> Any:
     return fig
 
 
-def plot_npe_components(npe: Any, title: str = "What a customer is worth, by NPS class") -> Any:
+def plot_npe_components(npe: Any, title: str = "What a customer is worth, by class") -> Any:
     """Stacked bars: retention, cross-sell and word of mouth per class; the dot is the total."""
     import matplotlib.pyplot as plt
 
     wide = npe.clv_wide().set_index("nps_class")
-    classes = [c for c in NPS_CLASSES if c in wide.index]
+    classes = [c for c in getattr(npe, "classes", NPS_CLASSES) if c in wide.index]
     parts = [
         ("retention", "Retention (core margin)", PALETTE[0]),
         ("cross_sell", "Cross-sell / upsell", PALETTE[2]),

@@ -78,7 +78,7 @@ def _sql_parts(
 ) -> tuple[str, dict[str, tuple[str, str]], SourceTable, str]:
     """The relation's SQL; per checked customer column (SQL true for a bad value, raw column); the customer
     table and its filtered FROM clause."""
-    c, s = spec.customers, spec.survey
+    c, s = spec.customers, spec.require_survey("the DuckDB exposure table (NPS class per customer)")
     if c is None:
         raise ValueError(
             f"dataset {spec.name!r}: the spec has no customer table ('customers:'); tenure, churn "
@@ -285,9 +285,23 @@ def exposure_from_spec(
     as the notebook's models use) are aggregated by :func:`build_exposure_table`; memory and time grow with
     the cells, and only one scan of each source table is needed per aggregate.
     """
-    rel = customer_relation_from_spec(
-        spec_or_path, segment=segment, market=market, nps_wave=nps_wave, connection=connection
-    )
+    spec = spec_or_path if isinstance(spec_or_path, DatasetSpec) else load_spec(spec_or_path)
+    rel = customer_relation_from_spec(spec, segment=segment, market=market, nps_wave=nps_wave, connection=connection)
     if known_nps_only:
         rel = rel.filter("nps_class IS NOT NULL")
-    return build_exposure_table(rel, covariates=list(covariates), period_breaks=period_breaks, bins=bins)
+    return build_exposure_table(
+        rel,
+        covariates=list(covariates),
+        period_breaks=period_breaks,
+        bins=bins,
+        tenure_unit_months=tenure_unit_months(spec),
+    )
+
+
+def tenure_unit_months(spec: DatasetSpec) -> float:
+    """Months in one unit of the recorded tenure: the spec's ``tenure_unit`` (12 for whole years), or a day
+    when tenure comes from start / end dates. A tenure of 0 means less than one such unit."""
+    c = spec.customers
+    if c is None:
+        return 1.0
+    return float(MONTHS_PER_UNIT[c.tenure_unit]) if c.tenure else float(MONTHS_PER_UNIT["days"])

@@ -29,7 +29,9 @@ CX_BINS: dict[str, list[float]] = {
 
 def analysis_frame(data: Any, wave: str | None = "1") -> pd.DataFrame:
     """Customers joined with their CX covariates from the survey, plus ``products`` (sum of cross-sell columns,
-    1 when the spec declares none). ``nps_class`` is text (missing for customers without an answer)."""
+    1 when the spec declares none). ``nps_class`` is text (missing for customers without an answer, and for
+    every customer when the outcome is not a 0-10 recommend answer); ``outcome`` and the survey's groups
+    come along for :func:`customer_classes`."""
     from cxresearch.economics.features import customer_cx_features, emotion_items, touchpoint_scales
 
     if data.customers is None:
@@ -37,13 +39,20 @@ def analysis_frame(data: Any, wave: str | None = "1") -> pd.DataFrame:
             "the dataset has no customer table (spec 'customers:'): tenure, churn and margin "
             "are needed for the economics study"
         )
-    frame = customer_cx_features(
-        data.customers,
-        data.survey,
-        touchpoints=touchpoint_scales(data.spec),
-        emotion=emotion_items(data.spec),
-        wave=wave,
-    )
+    if data.survey is None or data.spec.survey is None:  # a customers table alone: classes from its groupings
+        frame = data.customers.copy()
+        frame["nps_class"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+    else:
+        survey_spec = data.spec.survey
+        carry = [c for c in ("outcome", *survey_spec.groups, *survey_spec.covariates) if c in data.survey.columns]
+        frame = customer_cx_features(
+            data.customers,
+            data.survey,
+            touchpoints=touchpoint_scales(data.spec),
+            emotion=emotion_items(data.spec),
+            wave=wave,
+            carry=carry,
+        )
     cross_sell = list(data.spec.customers.cross_sell) if data.spec.customers is not None else []
     if cross_sell:
         missing = int(frame[cross_sell].isna().any(axis=1).sum())
@@ -61,9 +70,9 @@ def varying(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
     return [c for c in columns if c in frame.columns and frame[c].nunique(dropna=True) > 1]
 
 
-def counts_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Customers, churned, active and with a known NPS class (the survival models use the latter)."""
-    known = frame["nps_class"].notna()
+def counts_table(frame: pd.DataFrame, class_col: str = "nps_class", class_label: str = "an NPS answer") -> pd.DataFrame:
+    """Customers, churned, active and with a known class (the survival models use the latter)."""
+    known = frame[class_col].notna()
     return pd.DataFrame(
         [
             {
@@ -71,32 +80,94 @@ def counts_table(frame: pd.DataFrame) -> pd.DataFrame:
                 "customers": len(frame),
                 "churned": int(frame["churn"].sum()),
                 "active": int((frame["churn"] == 0).sum()),
-                "tenure 0 (no time at risk)": int((frame["tenure"] == 0).sum()),
+                "tenure 0 (under one unit)": int((frame["tenure"] == 0).sum()),
             },
             {
-                "group": "With an NPS answer (modelled)",
+                "group": f"With {class_label} (modelled)",
                 "customers": int(known.sum()),
                 "churned": int(frame.loc[known, "churn"].sum()),
                 "active": int((frame.loc[known, "churn"] == 0).sum()),
-                "tenure 0 (no time at risk)": int((frame.loc[known, "tenure"] == 0).sum()),
+                "tenure 0 (under one unit)": int((frame.loc[known, "tenure"] == 0).sum()),
             },
         ]
     )
+
+
+def constant_terms(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(the columns that vary, the ones left out because they are constant or absent): a term that takes
+    one value in the data cannot enter a model."""
+    kept = varying(frame, columns)
+    return kept, [c for c in columns if c not in kept]
+
+
+def control_terms(frame: pd.DataFrame, controls: Sequence[str]) -> tuple[list[str], dict[str, list[float]], list[str]]:
+    """Split declared controls (columns of the analysis frame: customer or survey groups and covariates)
+    into categorical ones, numeric ones with quartile bins for the piecewise-exponential model (the Cox model
+    takes them as numbers), and notes on those left out (absent, constant, or missing for some customers).
+    Raises naming a control that is not a column."""
+    unknown = [c for c in controls if c not in frame.columns]
+    if unknown:
+        raise ValueError(
+            f"setting 'controls': {unknown} are not columns of the customers / survey data; declare them under "
+            "customers.groups / customers.covariates (or the survey's) in the dataset spec"
+        )
+    categorical: list[str] = []
+    numeric: dict[str, list[float]] = {}
+    notes: list[str] = []
+    for c in controls:
+        values = frame[c]
+        if values.isna().any():
+            notes.append(f"{c}: {int(values.isna().sum()):,} customers without a value (left out of the models)")
+        if values.nunique(dropna=True) < 2:
+            notes.append(f"{c}: one value in these data, left out")
+            continue
+        if pd.api.types.is_numeric_dtype(values) and values.nunique(dropna=True) > 5:
+            edges = sorted(set(np.quantile(values.dropna(), [0.25, 0.5, 0.75]).tolist()))
+            numeric[c] = [-np.inf, *edges, np.inf]
+        else:
+            categorical.append(c)
+    return categorical, numeric, notes
+
+
+def checked_margin_per_product(estimate: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The margin of an extra product to apply, and a note when it is implausible: a negative margin per
+    extra product (cross-selling would lose money) is flagged and not applied (cross-sell component zero)."""
+    est = dict(estimate)
+    if float(est["estimate"]) < 0:
+        note = (
+            f"The estimated monthly margin of an extra product is negative ({float(est['estimate']):,.2f}, se "
+            f"{float(est['se']):,.2f}): customers with more products earn less here, most likely through "
+            "pricing or customer mix, not because products lose money. It is not applied: the cross-sell "
+            "component is zero."
+        )
+        return {**est, "estimate": 0.0, "se": 0.0, "implausible_estimate": float(estimate["estimate"])}, note
+    return est, None
+
+
+def drop_classes(summary: pd.DataFrame, class_col: str, flagged: Mapping[str, str]) -> pd.DataFrame:
+    """A per-class table without the classes the data cannot support (their reasons are shown apart)."""
+    return summary[~summary[class_col].astype(str).isin(list(flagged))].reset_index(drop=True)
 
 
 def _pct(level: float) -> str:
     return f"{round(100 * check_level(level))}%"
 
 
-def hazard_ratio_table(table: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+def hazard_ratio_table(
+    table: pd.DataFrame, level: float = DEFAULT_LEVEL, labels: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """Hazard ratios for readers (from ``columns covariate, level, reference, hr, low, high``): what is
-    compared, the ratio and its ``level`` interval, and a plain reading."""
+    compared (covariates named by ``labels``, e.g. ``{"cx_class": "satisfaction"}``), the ratio and its
+    ``level`` interval, and a plain reading ("not estimable from these data: why" where ``estimable`` is
+    False)."""
     lv = _pct(level)
+    names = dict(labels or {})
 
     def compared(r: Any) -> str:
+        name = names.get(r.covariate, r.covariate)
         if r.level is None or (isinstance(r.level, float) and np.isnan(r.level)):
-            return f"{r.covariate} (one unit more)"
-        return f"{r.covariate} = {r.level} vs {r.reference}"
+            return f"{name} (one unit more)"
+        return f"{name} = {r.level} vs {r.reference}"
 
     out = pd.DataFrame(
         {
@@ -106,9 +177,13 @@ def hazard_ratio_table(table: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.
             f"{lv} high": table["high"].to_numpy(),
         }
     )
+    notes = table["note"] if "note" in table.columns else pd.Series("", index=table.index)
+    estimable = table["estimable"] if "estimable" in table.columns else pd.Series(True, index=table.index)
     out["Reading"] = [
-        ("churns faster" if lo > 1 else "churns slower" if hi < 1 else "no clear difference")
-        for lo, hi in zip(table["low"], table["high"], strict=True)
+        (note if str(note).startswith("not estimable") else f"not estimable from these data: {note}")
+        if not ok
+        else ("churns faster" if lo > 1 else "churns slower" if hi < 1 else "no clear difference")
+        for lo, hi, ok, note in zip(table["low"], table["high"], estimable, notes, strict=True)
     ]
     return out
 
@@ -148,9 +223,9 @@ def clv_table(summary: pd.DataFrame, group_col: str, level: float = DEFAULT_LEVE
     return out
 
 
-def order_classes(frame: pd.DataFrame, column: str = "nps_class") -> pd.DataFrame:
-    """Rows in detractor, passive, promoter order."""
-    rank = {c: i for i, c in enumerate(NPS_CLASSES)}
+def order_classes(frame: pd.DataFrame, column: str = "nps_class", levels: Sequence[str] = NPS_CLASSES) -> pd.DataFrame:
+    """Rows in class order, worst first (detractor, passive, promoter by default)."""
+    rank = {c: i for i, c in enumerate(levels)}
     return frame.sort_values(column, key=lambda s: s.map(rank)).reset_index(drop=True)
 
 
@@ -176,25 +251,43 @@ def median_results(table: pd.DataFrame) -> dict[str, Any]:
 
 
 def moves_table(npe: Any, level: float | None = None) -> pd.DataFrame:
-    """Value of moving one customer between classes, by component, wide (means) plus the total interval
-    (at the level of ``npe`` unless given: the table only renames, it does not recompute)."""
+    """Value of moving one customer to a better class, by component, wide (means) plus the interval of the
+    data-only value (retention + cross-sell) and of the total with word of mouth (at the level of ``npe``
+    unless given: the table only renames, it does not recompute). A move the data cannot support is a row
+    saying why."""
+    from cxresearch.economics.npe import class_moves
+
     lv = _pct(npe.level if level is None else level)
     moves = npe.value_of_moves
-    wide = moves.pivot_table(index=["from_class", "to_class"], columns="component", values="mean", sort=False)
-    total = moves[moves["component"] == "total"].set_index(["from_class", "to_class"])[["low", "high"]]
-    out = wide.join(total).reset_index()
-    out.insert(0, "Move", out["from_class"] + " -> " + out["to_class"])
-    cols = ["Move", "retention", "cross_sell", "word_of_mouth", "total", "low", "high"]
-    out = out[cols]
-    out.columns = [
-        "Move one customer",
-        "Retention",
-        "Cross-sell / upsell",
-        "Word of mouth",
-        "Total",
-        f"Total {lv} low",
-        f"Total {lv} high",
-    ]
+    rows = []
+    for from_c, to_c in class_moves(npe.classes):
+        key = f"{from_c}->{to_c}"
+        row: dict[str, Any] = {"Move one customer": f"{from_c} -> {to_c}"}
+        if key in npe.not_estimable or moves.empty:
+            row["Not estimable because"] = npe.not_estimable.get(key, "no estimate")
+            rows.append(row)
+            continue
+        sub = moves[(moves["from_class"] == from_c) & (moves["to_class"] == to_c)].set_index("component")
+        if sub.empty:
+            continue
+        row.update(
+            {
+                "Retention": sub.loc["retention", "mean"],
+                "Cross-sell / upsell": sub.loc["cross_sell", "mean"],
+                "From the data": sub.loc["clv", "mean"],
+                f"Data {lv} low": sub.loc["clv", "low"],
+                f"Data {lv} high": sub.loc["clv", "high"],
+                "Word of mouth (assumed)": sub.loc["word_of_mouth", "mean"],
+                "Total": sub.loc["total", "mean"],
+                f"Total {lv} low": sub.loc["total", "low"],
+                f"Total {lv} high": sub.loc["total", "high"],
+                "Not estimable because": "",
+            }
+        )
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if "Not estimable because" in out.columns and not out["Not estimable because"].fillna("").astype(bool).any():
+        out = out.drop(columns="Not estimable because")
     return out
 
 
@@ -249,40 +342,78 @@ def km_results(km: Any) -> dict[str, Any]:
 
 
 def cox_results(cox: Any, term: str = "nps_class=detractor", level: float | None = None) -> dict[str, Any]:
-    """The Cox model's hazard ratio of ``term`` (at ``level``, default the fit's), concordance, the
-    proportional-hazards verdict and the fit's diagnostics block."""
+    """The Cox model's hazard ratio of ``term`` against its reference (at ``level``, default the fit's; not a
+    number when the term is separated), concordance, the proportional-hazards verdict, whether the fit was
+    penalised and why, and the fit's diagnostics block. Key: ``cox.hazard_ratio_<level>_vs_<reference>``."""
+    table = cox.hazard_ratios.set_index("term")
+    covariate, category = term.split("=", 1)
+    reference = str(table.loc[term, "reference"]) if term in table.index else "reference"
+    key = f"cox.hazard_ratio_{category}_vs_{reference}"
+    estimable = bool(table.loc[term, "estimable"]) if "estimable" in table.columns and term in table.index else True
+    value: dict[str, Any] = (
+        {**cox.hazard_ratio(term, level), "estimable": True}
+        if estimable
+        else {"mean": None, "interval": [None, None], "estimable": False, "reason": str(table.loc[term, "note"])}
+    )
     return {
-        "cox.hazard_ratio_detractor_vs_promoter": cox.hazard_ratio(term, level),
+        key: value,
         "cox.concordance": float(cox.concordance),
         "cox.proportional_hazards_ok": bool(cox.ph_ok),
+        "cox.penalized_reason": getattr(cox, "penalized_reason", None),
         "cox.diagnostics": as_dict(cox.diagnostics()),
     }
 
 
-def parametric_results(parametric: Any, clv: Any) -> dict[str, Any]:
-    """The parametric model chosen by AIC, its diagnostics block and its CLV by NPS class."""
+def parametric_results(
+    parametric: Any, clv: Any, class_col: str = "nps_class", not_estimable: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The parametric model chosen by AIC, its diagnostics block and its CLV by class (classes the data
+    cannot support left out)."""
+    flagged = dict(not_estimable or {})
     return {
         "parametric.model": parametric.name,
         "parametric.diagnostics": as_dict(parametric.diagnostics()),
-        "parametric.clv": clv.to_results("nps_class"),
+        "parametric.clv": {k: v for k, v in clv.to_results(class_col).items() if k not in flagged},
     }
 
 
-def bayes_results(fit: Any, medians: pd.DataFrame, level: float = DEFAULT_LEVEL) -> dict[str, Any]:
+def bayes_results(
+    fit: Any,
+    medians: pd.DataFrame,
+    level: float = DEFAULT_LEVEL,
+    class_col: str = "nps_class",
+    not_estimable: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """The piecewise-exponential model's diagnostics block (the study's headline gate), the class hazard
-    ratios against promoters (at ``level``) and the median lifetimes by class."""
+    ratios against the best class (at ``level``) and the median lifetimes by class. A ratio in
+    ``not_estimable`` (class -> reason) is recorded as ``{"mean": null, "interval": [null, null],
+    "estimable": false, "reason": ...}``, never as the prior's number."""
     out: dict[str, Any] = {"diagnostics": as_dict(fit.diagnostics())}
-    for cls in fit.levels.get("nps_class", [])[1:]:
-        out[f"hazard_ratio.{cls}_vs_{fit.levels['nps_class'][0]}"] = fit.hazard_ratio("nps_class", cls, level=level)
-    out["median_survival"] = median_results(medians)
+    flagged = dict(not_estimable or {})
+    levels = fit.levels.get(class_col, [])
+    for cls in levels[1:]:
+        key = f"hazard_ratio.{cls}_vs_{levels[0]}"
+        if cls in flagged:
+            out[key] = {"mean": None, "interval": [None, None], "estimable": False, "reason": flagged[cls]}
+        else:
+            out[key] = {**fit.hazard_ratio(class_col, cls, level=level), "estimable": True}
+    out["median_survival"] = median_results(medians.rename(columns={class_col: "nps_class"}))
     return out
 
 
-def clv_results(clv: Any, clv_by: Mapping[str, Any]) -> dict[str, Any]:
-    """CLV by NPS class and by each other dimension, and the assumptions with the extrapolation flag."""
+def clv_results(
+    clv: Any, clv_by: Mapping[str, Any], class_col: str = "nps_class", not_estimable: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """CLV by class and by each other dimension, and the assumptions with the extrapolation flag; a class the
+    data cannot support is recorded with ``estimable`` False and the reason, not a number."""
     info = clv.extrapolation
+    flagged = dict(not_estimable or {})
+    by_class = {k: v for k, v in clv.to_results(class_col).items() if k not in flagged}
+    by_class.update(
+        {c: {"mean": None, "interval": [None, None], "estimable": False, "reason": r} for c, r in flagged.items()}
+    )
     return {
-        "clv": clv.to_results("nps_class"),
+        "clv": by_class,
         **{f"clv_by_{d}": result.to_results(d) for d, result in clv_by.items()},
         "clv_assumptions": {
             **clv.assumptions,
@@ -293,22 +424,30 @@ def clv_results(clv: Any, clv_by: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def npe_results(npe: Any, word_of_mouth: Any, margin_per_product: Mapping[str, Any]) -> dict[str, Any]:
-    """Net Promoter Economics for results.json: the value of moves, the components per class, the
-    assumptions used and value at risk by segment and market."""
+    """Net Promoter Economics for results.json: the value of moves (total with word of mouth, and from the
+    data alone), the components per class, the assumptions used (with their declared ranges), what is not
+    estimable and why, and value at risk by segment and market."""
     moves = npe.to_results()
     wide = npe.clv_wide()
     risk = npe.value_at_risk
+    worst, best = npe.classes[0], npe.classes[-1]
     return {
-        "value_detractor_to_promoter": moves.get("value_detractor_to_promoter"),
-        "value_detractor_to_passive": moves.get("value_detractor_to_passive"),
+        **{key: value for key, value in moves.items() if key.startswith("value_")},
+        "value_worst_to_best": npe.move(worst, best),
+        "value_worst_to_best_data_only": npe.move(worst, best, "clv"),
+        "npe.classes": list(npe.classes),
+        "npe.not_estimable": dict(npe.not_estimable),
         "npe.components": {
-            r["nps_class"]: {k: float(r[k]) for k in ("retention", "cross_sell", "word_of_mouth", "total")}
+            r["nps_class"]: {
+                k: float(r[k]) for k in ("retention", "cross_sell", "word_of_mouth", "total") if k in wide.columns
+            }
             for _, r in wide.iterrows()
         },
         "npe.assumptions": {
             "referrals_per_promoter": word_of_mouth.referrals_per_promoter,
             "prospects_lost_per_detractor": word_of_mouth.prospects_lost_per_detractor,
             "value_per_referral": word_of_mouth.value_per_referral,
+            "ranges": {k: list(v) for k, v in word_of_mouth.ranges.items()},
             "margin_per_product": float(margin_per_product["estimate"]),
         },
         "value_at_risk": {
@@ -323,6 +462,101 @@ def npe_results(npe: Any, word_of_mouth: Any, margin_per_product: Mapping[str, A
     }
 
 
+# ---------------------------------------------------------------------------------------------------
+# classes, what the data can support, and the words for it
+# ---------------------------------------------------------------------------------------------------
+def customer_classes(frame: pd.DataFrame, setting: Any, spec: Any) -> tuple[pd.DataFrame, Any]:
+    """The frame with its class column and the :class:`~cxresearch.economics.classes.ClassScheme`, from the
+    ``classes`` setting and the dataset spec (the outcome's label and value labels)."""
+    from cxresearch.economics.classes import assign_classes
+
+    if spec.survey is None:
+        return assign_classes(frame, setting)
+    outcome = spec.survey.outcome
+    value_labels = {int(v): str(k) for k, v in (outcome.labels or {}).items()}
+    return assign_classes(
+        frame, setting, outcome_label=outcome.label or outcome.column, value_labels=value_labels or None
+    )
+
+
+def evidence_table(evidence: Any) -> pd.DataFrame:
+    """Customers, churned and active per class, and what the data cannot support, for readers."""
+    out = evidence.table.rename(
+        columns={
+            "class": "Class",
+            "customers": "Customers",
+            "churned": "Churned",
+            "active": "Still active",
+            "churned_share": "Share churned",
+            "note": "What the data cannot support",
+        }
+    )
+    return out
+
+
+def sensitivity_table(sensitivity: pd.DataFrame, label: str) -> pd.DataFrame:
+    """The prior-sensitivity refits for readers: one row per class ratio, each prior scale's median and
+    interval in words, and whether the prior sets the number."""
+    from cxresearch.economics.classes import sensitivity_text
+
+    return pd.DataFrame(
+        {
+            "Compared": [f"{label} = {r['level']} vs {r['reference']}" for _, r in sensitivity.iterrows()],
+            "Hazard ratio under each prior scale": [sensitivity_text(r) for _, r in sensitivity.iterrows()],
+            "Reading": [
+                "set by the prior, not the data" if r["prior_driven"] else "the data decide it"
+                for _, r in sensitivity.iterrows()
+            ],
+        }
+    )
+
+
+def not_estimable_ratios(evidence: Any, sensitivity: pd.DataFrame | None = None) -> dict[str, str]:
+    """Class -> why its hazard ratio against the best class is not estimable: zero events (counts) or a
+    number the prior moves by more than its own interval (prior-sensitivity refits)."""
+    from cxresearch.economics.classes import sensitivity_text
+
+    out = dict(evidence.hazard_ratio)
+    if sensitivity is not None and len(sensitivity):
+        for _, row in sensitivity[sensitivity["prior_driven"]].iterrows():
+            text = f"set by the prior, not the data ({sensitivity_text(row)})"
+            out[str(row["level"])] = f"{out[str(row['level'])]}; {text}" if str(row["level"]) in out else text
+    return out
+
+
+def bayes_hazard_ratio_table(
+    fit: Any, not_estimable: Mapping[str, str], class_col: str, level: float = DEFAULT_LEVEL
+) -> pd.DataFrame:
+    """The Bayesian hazard ratios with ``estimable`` / ``note`` columns: a class ratio the data cannot
+    support shows no number (NaN), only the reason."""
+    table = fit.hazard_ratios(level=level)
+    flagged = (table["covariate"] == class_col) & table["level"].astype(str).isin(list(not_estimable))
+    table["estimable"] = ~flagged
+    table["note"] = [not_estimable.get(str(lv), "") if f else "" for lv, f in zip(table["level"], flagged, strict=True)]
+    for col in ("hr", "low", "high", "hr_median"):
+        table.loc[flagged, col] = np.nan
+    return table
+
+
+def evidence_banner_text(diagnostics: Any, flagged: Mapping[str, str]) -> str | None:
+    """The words shown under the gate when the sampler passed but some numbers come from the prior: the gate
+    checks the sampler, not whether the data inform a number (None when nothing is flagged)."""
+    if not flagged:
+        return None
+    verdict = "passed" if getattr(diagnostics, "passed", False) else "did not pass"
+    items = "; ".join(f"{c}: {r}" for c, r in flagged.items())
+    return (
+        f"The sampler diagnostics {verdict}, but that only says the sampler explored the posterior: these "
+        f"numbers are not estimable from these data and are not shown: {items}."
+    )
+
+
+def no_evidence(interval: Sequence[float]) -> bool:
+    """True when an interval includes zero (or is missing)."""
+    low, high = interval
+    return not (np.isfinite(low) and np.isfinite(high)) or (low <= 0 <= high)
+
+
 def headline_markdown(
     hazard_ratio: Mapping[str, Any],
     clv_summary: pd.DataFrame,
@@ -333,17 +567,34 @@ def headline_markdown(
     level: float = DEFAULT_LEVEL,
     scope: str,
     currency: str = "€",
+    move_data_only: Mapping[str, Any] | None = None,
+    classes: Sequence[str] = NPS_CLASSES,
+    class_col: str = "nps_class",
+    not_estimable: Mapping[str, str] | None = None,
 ) -> str:
-    """The first-screen summary for business readers: churn risk, CLV by class, value of a fixed detractor.
+    """The first-screen summary for business readers: churn risk, CLV by class, value of a fixed customer.
 
-    ``clv_summary`` is :class:`ClvResult.summary` by ``nps_class`` (columns clv, low, high);
-    ``move`` and ``hazard_ratio`` are ``{"mean", "interval"}`` dicts. A failed diagnostics gate leads.
+    ``classes`` run worst to best (detractor, passive, promoter by default). ``clv_summary`` is
+    :class:`ClvResult.summary` by class (columns clv, low, high); ``move`` (with word of mouth) and
+    ``move_data_only`` (retention + cross-sell) and ``hazard_ratio`` are ``{"mean", "interval"}`` dicts,
+    with ``estimable`` False and a ``reason`` when the data cannot support them. The data-only value comes
+    first; an interval that includes zero reads "no evidence". A failed diagnostics gate leads; classes the
+    data cannot support are named next, with the reason.
     """
     lv = _pct(level)
-    rows = {str(r["nps_class"]): r for _, r in clv_summary.iterrows()}
+    worst, best = classes[0], classes[-1]
+    flagged = dict(not_estimable or {})
+    rows = {str(r[class_col]): r for _, r in clv_summary.iterrows()}
+    nps = tuple(classes) == tuple(NPS_CLASSES)
+
+    def many(cls: str) -> str:  # "detractors", or "'Fiber optic' customers" for any other class
+        return f"{cls}s" if nps else f"'{cls}' customers"
+
+    def one(cls: str) -> str:  # "a detractor", or "an 'Fiber optic' customer"
+        return f"a {cls}" if nps else f"a customer in '{cls}'"
 
     def money(value: float) -> str:
-        return f"{currency}{value:,.0f}"
+        return f"{currency}{value:,.0f}" if value >= 0 else f"-{currency}{-value:,.0f}"
 
     lines = []
     if not diagnostics.get("passed", False):
@@ -351,23 +602,60 @@ def headline_markdown(
             "**Warning: the Bayesian survival model did not pass its diagnostics; the figures below are "
             "not reliable until it is re-run and passes.**"
         )
-    low, high = hazard_ratio["interval"]
-    lines.append(
-        f"- **Churn:** detractors leave **{hazard_ratio['mean']:.1f} times** as fast as promoters "
-        f"({lv} interval {low:.1f} to {high:.1f})."
-    )
+    if flagged:
+        lines.append(
+            "**Not estimable from these data:** "
+            + "; ".join(f"{c}: {r}" for c, r in flagged.items())
+            + ". Those numbers are left out below."
+        )
+    if hazard_ratio.get("estimable", True) and hazard_ratio.get("mean") is not None:
+        low, high = hazard_ratio["interval"]
+        lines.append(
+            f"- **Churn:** {many(worst)} leave **{hazard_ratio['mean']:.1f} times** as fast as {many(best)} "
+            f"({lv} interval {low:.1f} to {high:.1f})"
+            + (": **no evidence** of a difference (the interval includes 1)." if low <= 1 <= high else ".")
+        )
+    else:
+        lines.append(
+            f"- **Churn, {worst} vs {best}:** not estimable from these data ({hazard_ratio.get('reason', '')})."
+        )
     parts = []
-    for cls in ("promoter", "passive", "detractor"):
-        if cls in rows:
+    for cls in reversed(list(classes)):
+        if cls in flagged:
+            parts.append(f"{one(cls)}: not estimable")
+        elif cls in rows:
             r = rows[cls]
-            parts.append(f"a {cls} **{money(r['clv'])}** ({money(r['low'])} to {money(r['high'])})")
+            parts.append(f"{one(cls)} **{money(r['clv'])}** ({money(r['low'])} to {money(r['high'])})")
     if parts:
         lines.append(
             f"- **Customer value over the next {horizon_months} months** (discounted margin): " + ", ".join(parts) + "."
         )
-    m_low, m_high = move["interval"]
-    lines.append(
-        f"- **Turning one detractor into a promoter** is worth **{money(move['mean'])}** ({lv} interval "
-        f"{money(m_low)} to {money(m_high)}), word-of-mouth assumptions included."
-    )
+    data_move = move_data_only if move_data_only is not None else None
+    turning = f"Turning one {worst} into a {best}" if nps else f"Moving one customer from '{worst}' to '{best}'"
+    if not move.get("estimable", True) or move.get("mean") is None or not np.isfinite(move["mean"]):
+        lines.append(f"- **{turning}:** not estimable from these data ({move.get('reason', '')}).")
+    else:
+        if data_move is not None:
+            d_low, d_high = data_move["interval"]
+            verdict = (
+                " **No evidence** that it is worth anything: the interval includes zero."
+                if no_evidence(data_move["interval"])
+                else ""
+            )
+            lines.append(
+                f"- **{turning}**, from the data alone (retention and cross-sell): "
+                f"**{money(data_move['mean'])}** ({lv} interval {money(d_low)} to {money(d_high)}).{verdict}"
+            )
+            m_low, m_high = move["interval"]
+            if abs(move["mean"] - data_move["mean"]) > 1e-9:
+                lines.append(
+                    f"  With the word-of-mouth **assumptions** (params, not data): {money(move['mean'])} "
+                    f"({money(m_low)} to {money(m_high)})."
+                )
+        else:
+            m_low, m_high = move["interval"]
+            lines.append(
+                f"- **{turning}** is worth **{money(move['mean'])}** ({lv} interval "
+                f"{money(m_low)} to {money(m_high)}), word-of-mouth assumptions included."
+            )
     return f"### Headline ({scope})\n\n" + "\n".join(lines)

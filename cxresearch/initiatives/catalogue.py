@@ -323,7 +323,7 @@ def touchpoint_info_from_spec(spec: Any) -> dict[str, TouchpointInfo]:
             need=tp.need or tp.stage,
             label=tp.label,
         )
-        for key, tp in spec.survey.touchpoints.items()
+        for key, tp in spec.require_survey("the initiatives study").touchpoints.items()
     }
 
 

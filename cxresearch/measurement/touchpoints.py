@@ -43,7 +43,7 @@ NO_CHANNEL = "(no channel)"
 def touchpoint_specs(spec: DatasetSpec | Mapping[str, Touchpoint]) -> dict[str, Touchpoint]:
     """The touchpoints of a dataset spec (or pass a mapping through), in spec order."""
     if isinstance(spec, DatasetSpec):
-        return dict(spec.survey.touchpoints)
+        return dict(spec.require_survey("the measurement study").touchpoints)
     return dict(spec)
 
 

@@ -90,6 +90,8 @@ class ReportHeader:
     diagnostics: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     #: report sections that could not be computed: ``{section, error}`` (cxresearch.reports.section)
     failed_sections: list[dict[str, str]] = field(default_factory=list)
+    #: numbers the data cannot support (results.json blocks with ``"estimable": false``): dotted key -> reason
+    not_estimable: dict[str, str] = field(default_factory=dict)
 
 
 def strip_ansi(text: str) -> str:
@@ -106,6 +108,18 @@ def failed_diagnostics(results: Any, prefix: str = "") -> list[str]:
             if key == "diagnostics" and isinstance(value, Mapping) and value.get("passed") is False:
                 found.append(path)
             found.extend(failed_diagnostics(value, path))
+    return found
+
+
+def not_estimable_results(results: Any, prefix: str = "") -> dict[str, str]:
+    """Dotted keys of every block in ``results.json`` marked ``"estimable": false``, with its reason: the
+    numbers a report must not show, whatever the sampler's diagnostics say."""
+    found: dict[str, str] = {}
+    if isinstance(results, Mapping):
+        if results.get("estimable") is False:
+            found[prefix] = str(results.get("reason") or "not estimable from these data")
+        for key, value in results.items():
+            found.update(not_estimable_results(value, f"{prefix}.{key}" if prefix else str(key)))
     return found
 
 
@@ -214,9 +228,22 @@ def header_html(header: ReportHeader) -> str:
         # the same block in every report: which fits were checked, with the one gate's figures
         approximate = any(as_diagnostics(b).verdict == "approximate" for b in header.diagnostics.values())
         title = "Model diagnostics passed" + (" (approximate fits: see their check)" if approximate else "")
+        css = "cx-banner-checked"
+        caveat = ""
+        if header.not_estimable:
+            # the gate checks the samplers, not whether the data inform a number: never green beside those
+            title = (
+                f"Sampler diagnostics passed, but {len(header.not_estimable)} numbers are not estimable from these data"
+            )
+            css = "cx-banner-partial"
+            listed = "".join(
+                f"<li><strong>{_esc(key)}</strong>: {_esc(reason[:300])}</li>"
+                for key, reason in list(header.not_estimable.items())[:8]
+            )
+            caveat = f"<br>The gate checks the samplers; these are not shown as estimates:<ul>{listed}</ul>"
         parts.append(
-            f'<div class="cx-banner cx-banner-checked" id="cx-diagnostics-summary">'
-            f"<strong>{_esc(title)}</strong>{_diagnostics_lines(header.diagnostics, failed_only=False)}</div>"
+            f'<div class="cx-banner {css}" id="cx-diagnostics-summary">'
+            f"<strong>{_esc(title)}</strong>{caveat}{_diagnostics_lines(header.diagnostics, failed_only=False)}</div>"
         )
     return "\n".join(parts)
 

@@ -334,6 +334,7 @@ def check_parameters(notebook: str | Path, parameters: Mapping[str, Any], source
     """Check names (identifiers, declared in the parameters cell) and values (JSON-native, same kind
     as the default) before any kernel starts. ``source`` (the params file) prefixes every message."""
     declared = notebook_parameters(notebook)
+    several_kinds = settings_taking_several_kinds(notebook)
     problems = []
     for name, value in parameters.items():
         where = name if name in RUNNER_PARAMETERS else f"settings.{name}"
@@ -351,7 +352,7 @@ def check_parameters(notebook: str | Path, parameters: Mapping[str, Any], source
             problems.append(problem)
             continue
         ok, default = _literal(declared[name].get("default"))
-        if ok and not _compatible(default, value):
+        if ok and not _compatible(default, value) and name not in several_kinds:
             problems.append(
                 f"{where}: {value!r} is {_kind(value)}, but the notebook default "
                 f"{declared[name].get('default')} is {_kind(default)}"
@@ -359,6 +360,25 @@ def check_parameters(notebook: str | Path, parameters: Mapping[str, Any], source
     if problems:
         raise ParamsError("\n".join(f"{source}: {p}" for p in problems))
     check_settings_model(notebook, parameters, source)
+
+
+def settings_taking_several_kinds(notebook: str | Path) -> set[str]:
+    """Settings whose study model takes values of several kinds (e.g. a number or a range [low, high]): the
+    settings model checks those, not the notebook default's kind."""
+    import types
+    import typing
+
+    study = study_for_notebook(notebook)
+    if study is None:
+        return set()
+    from cxresearch.studies.settings import STUDY_MODELS
+
+    out = set()
+    for name, info in STUDY_MODELS[study].model_fields.items():
+        origin = typing.get_origin(info.annotation)
+        if origin is typing.Union or origin is types.UnionType:
+            out.add(name)
+    return out
 
 
 def check_settings_model(notebook: str | Path, parameters: Mapping[str, Any], source: str) -> None:
@@ -387,12 +407,22 @@ def segment_market_pairs(dataset: str | Path) -> set[tuple[str, str]]:
     """
     from cxresearch.data.loading import distinct_values  # pandas / DuckDB: loaded when a matrix is expanded
     from cxresearch.data.rules import DataValidationError
+    from cxresearch.data.spec import load_spec
 
     try:
-        pairs = distinct_values(dataset, "survey", ["segment", "market"])
+        spec = load_spec(dataset)
+        if spec.survey is not None:
+            pairs = distinct_values(spec, "survey", ["segment", "market"])
+            return {(str(s), str(m)) for s, m in pairs.itertuples(index=False)}
+        # a customers table alone: its segment / market columns, "all" where it declares none
+        assert spec.customers is not None  # a spec has a survey or a customers table
+        declared = [d for d in ("segment", "market") if getattr(spec.customers, d)]
+        if not declared:
+            return {("all", "all")}
+        rows = distinct_values(spec, "customers", declared)
     except (DataValidationError, ValueError) as exc:
-        raise ParamsError(f"{dataset}: cannot read the segments and markets of the survey table: {exc}") from None
-    return {(str(s), str(m)) for s, m in pairs.itertuples(index=False)}
+        raise ParamsError(f"{dataset}: cannot read the segments and markets: {exc}") from None
+    return {(str(r.get("segment", "all")), str(r.get("market", "all"))) for r in rows.to_dict("records")}
 
 
 def expand_matrix(

@@ -449,6 +449,7 @@ def execute_run(plan: RunPlan) -> dict[str, Any]:
         failed_diagnostics,
         fallback_report,
         mark_stop,
+        not_estimable_results,
         render_report,
     )
 
@@ -526,6 +527,7 @@ def execute_run(plan: RunPlan) -> dict[str, Any]:
         failed_diagnostics=failed_diag,
         diagnostics=diagnostics_blocks(results),
         failed_sections=sections,
+        not_estimable=not_estimable_results(results),
     )
     try:
         report = render_report(nb, header)

@@ -51,6 +51,8 @@ Number = Annotated[float, Field(strict=True)]
 Level = Annotated[float, Field(strict=True, gt=0.0, lt=1.0)]
 #: a non-negative ASSUMPTION (word of mouth)
 NonNegative = Annotated[float, Field(strict=True, ge=0.0)]
+#: an ASSUMPTION with its declared uncertainty: a number, or a range [low, high]
+Assumption = NonNegative | list[NonNegative]
 
 
 class _Settings(BaseModel):
@@ -158,16 +160,47 @@ class EconomicsSettings(_Settings):
     draws: Annotated[int, Field(ge=100, le=100_000)] = 1000
     tune: Annotated[int, Field(ge=100, le=100_000)] = 1000
     chains: Annotated[int, Field(ge=1, le=16)] = 4
-    target_accept: Level = 0.95
+    target_accept: Level = 0.9
     clv_draws: Annotated[int, Field(ge=100, le=100_000)] = 1000
     sampler: Literal["nutpie", "pymc"] = "nutpie"
     period_breaks: list[Number] = Field(default_factory=list)
     bayesian_cx_covariates: list[str] = Field(default_factory=list)
     extrapolation_tolerance: Annotated[float, Field(strict=True, ge=0.0, le=1.0)] = 0.25
-    referrals_per_promoter: NonNegative = 0.2
-    prospects_lost_per_detractor: NonNegative = 0.3
-    value_per_referral: NonNegative = 200.0
+    referrals_per_promoter: Assumption = 0.2
+    prospects_lost_per_detractor: Assumption = 0.3
+    value_per_referral: Assumption = 200.0
     base_products: Annotated[int, Field(ge=0)] = 1
+    # "nps", or {from: outcome | segment | market | <survey group>, levels: {class: [values]} | order: [...]}
+    classes: str | dict[str, Any] = "nps"
+    prior_sensitivity: bool = True
+    controls: list[str] = Field(default_factory=list)  # customer / survey groups or covariates, adjusted for
+
+    @field_validator("referrals_per_promoter", "prospects_lost_per_detractor", "value_per_referral")
+    @classmethod
+    def _assumption(cls, value: float | list[float]) -> float | list[float]:
+        if isinstance(value, list) and (len(value) != 2 or value[0] > value[1]):
+            raise ValueError(f"give a number or a range [low, high] with low <= high, got {value}")
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
+        if isinstance(value, str):
+            if value != "nps":
+                raise ValueError(f"{value!r} unknown: use nps, or {{from: outcome, levels: {{class: [values]}}}}")
+            return value
+        unknown = sorted(set(value) - {"from", "levels", "order", "label"})
+        if unknown or not isinstance(value.get("from"), str):
+            raise ValueError(
+                f"keys {unknown} unknown or 'from' missing: give from (outcome, segment, market or a survey "
+                "group) and levels ({class: [values]}, worst first) or order ([worst, ..., best])"
+            )
+        levels, order = value.get("levels"), value.get("order")
+        if levels is not None and not (isinstance(levels, dict) and all(isinstance(v, list) for v in levels.values())):
+            raise ValueError("classes.levels: give {class name: [values]}, worst class first")
+        if order is not None and not (isinstance(order, list) and len(order) >= 2):
+            raise ValueError("classes.order: give a list of at least two classes, worst first")
+        return value
 
     @field_validator("nps_wave")
     @classmethod
