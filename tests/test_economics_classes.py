@@ -290,3 +290,80 @@ def test_controls_split_into_groups_and_binned_numbers_with_notes() -> None:
     ]
     with pytest.raises(ValueError, match=r"'controls': \['tenure_band'\] are not columns"):
         control_terms(frame, ["tenure_band"])
+
+
+def test_declared_classes_without_customers_are_left_out_and_one_class_is_refused() -> None:
+    from cxresearch.economics.study import present_classes
+
+    five = {"from": "outcome", "levels": {"1": [1], "2": [2], "3": [3], "4": [4], "5": [5]}}
+    frame, scheme = assign_classes(cohort(), five)
+    frame = frame[frame["outcome"] != 1]  # nobody answered 1 in this market
+    restricted, notes = present_classes(frame, scheme)
+    assert restricted.levels == ("2", "3", "4", "5") and notes == [
+        "Declared classes without customers in this run, left out: 1."
+    ]
+    with pytest.raises(ValueError, match=r"only \['3'\] has customers in this run"):
+        present_classes(frame[frame["outcome"] == 3], scheme)
+
+
+def test_prior_flags_are_keyed_by_covariate_and_only_unsupported_survival_stops_the_value() -> None:
+    from cxresearch.economics.study import not_estimable_ratios, prior_driven_terms, value_not_estimable
+
+    frame, scheme = assign_classes(cohort(), {"from": "outcome", "levels": {"DSL": [1, 2], "mid": [3], "top": [4, 5]}})
+    evidence = class_evidence(frame, scheme)
+    sensitivity = pd.DataFrame(
+        [
+            # a control level that happens to share a class's name, set by the prior
+            {
+                "covariate": "internet",
+                "level": "DSL",
+                "reference": "No",
+                "prior_sd": 2.0,
+                "hr": 3.0,
+                "low": 1.0,
+                "high": 9.0,
+                "hr@1": 2.0,
+                "low@1": 1.0,
+                "high@1": 4.0,
+                "hr@5": 9.0,
+                "low@5": 2.0,
+                "high@5": 40.0,
+                "prior_driven": True,
+            },
+            {
+                "covariate": CLASS_COL,
+                "level": "mid",
+                "reference": "top",
+                "prior_sd": 2.0,
+                "hr": 1.5,
+                "low": 1.2,
+                "high": 1.9,
+                "hr@1": 1.5,
+                "low@1": 1.2,
+                "high@1": 1.9,
+                "hr@5": 1.5,
+                "low@5": 1.2,
+                "high@5": 1.9,
+                "prior_driven": False,
+            },
+        ]
+    )
+    assert set(prior_driven_terms(sensitivity)) == {("internet", "DSL")}
+    assert not_estimable_ratios(evidence, sensitivity, CLASS_COL) == {}  # the class DSL is not flagged
+    sensitivity.loc[1, "prior_driven"] = True
+    flags = not_estimable_ratios(evidence, sensitivity, CLASS_COL)
+    assert list(flags) == ["mid"] and flags["mid"].startswith("set by the prior, not the data (prior sd 2: 1.5")
+    # the reference class has events: a prior-driven class ratio means the class's own hazard is the prior's
+    assert list(value_not_estimable(evidence, flags)) == ["mid"]
+
+
+def test_value_at_risk_shows_the_data_only_value_first_in_class_words() -> None:
+    from cxresearch.economics import study
+
+    frame, scheme = assign_classes(cohort(), CSAT)
+    npe = _npe(frame, scheme, WordOfMouthAssumptions(0.5, 0.5, 300.0))
+    table = study.value_at_risk_table(npe, "segment")
+    assert list(table.columns[:4]) == ["Segment", "Active customers", "'dissatisfied' customers", "From the data"]
+    # constant hazard for every class: the data-only value is noise around zero, the assumed total is not
+    assert (table["Reading"] == "no evidence (data interval includes zero)").all()
+    assert (table["Total 90% low"] > 0).all()

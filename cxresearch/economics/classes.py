@@ -17,7 +17,7 @@ support: a class with zero events (its hazard ratio and survival would be set by
 data), a reference class with zero events (every contrast against it is then unbounded), a class with no
 active customer (there is nobody left to value). :func:`prior_sensitivity` refits the Bayesian survival
 model under two other prior scales and flags a hazard ratio whose estimate the prior moves by more than
-its own interval.
+its own interval (the median under another prior scale falls outside the model's interval).
 """
 
 from __future__ import annotations
@@ -46,6 +46,15 @@ class ClassScheme:
     source: str
     column: str = CLASS_COL
     word_of_mouth_roles: dict[str, str] = field(default_factory=dict)
+    #: the frame column the classes come from (``recommend``, ``outcome``, ``segment``, a group...): a model
+    #: must not also adjust for it
+    from_column: str = "recommend"
+
+    def restricted(self, present: Sequence[str]) -> ClassScheme:
+        """The same scheme on the classes that have customers in this run (order kept)."""
+        keep = tuple(c for c in self.levels if c in set(present))
+        roles = {c: r for c, r in self.word_of_mouth_roles.items() if c in keep}
+        return ClassScheme(keep, self.label, self.source, self.column, roles, self.from_column)
 
     @property
     def reference(self) -> str:
@@ -84,11 +93,12 @@ def assign_classes(
     if isinstance(setting, str):
         if setting != "nps":
             raise ValueError(f"setting 'classes': {setting!r} unknown; use 'nps' or {{from: ..., levels: ...}}")
-        if "recommend" not in frame.columns:
+        if "recommend" not in frame.columns or ("outcome" not in frame.columns and frame["recommend"].isna().all()):
             raise ValueError(
-                "setting 'classes': 'nps' needs a 0-10 recommend outcome, and this survey's outcome is not one; "
-                "declare classes from the outcome, e.g. classes: {from: outcome, levels: {dissatisfied: [1, 2], "
-                "neutral: [3], satisfied: [4, 5]}}"
+                "setting 'classes': 'nps' needs a 0-10 recommend outcome, and this dataset has none; declare "
+                "classes from the survey's outcome, e.g. classes: {from: outcome, levels: {dissatisfied: [1, 2], "
+                "neutral: [3], satisfied: [4, 5]}}, or from a grouping, e.g. classes: {from: contract, order: "
+                "[Month-to-month, One year, Two year]}"
             )
         answers = pd.to_numeric(frame["recommend"], errors="coerce").dropna()
         if len(answers) >= 30 and answers.min() >= 1 and answers.max() <= 5:
@@ -99,7 +109,13 @@ def assign_classes(
             )
         out = frame.assign(**{CLASS_COL: frame["nps_class"]})
         roles = {"promoter": "promoter", "detractor": "detractor"}
-        return out, ClassScheme(tuple(NPS_CLASSES), "NPS class", "recommend answer (0-10)", word_of_mouth_roles=roles)
+        return out, ClassScheme(
+            tuple(NPS_CLASSES),
+            "NPS class",
+            "recommend answer (0-10)",
+            word_of_mouth_roles=roles,
+            from_column="recommend",
+        )
 
     unknown_keys = sorted(set(setting) - {"from", "levels", "order", "label"})
     if unknown_keys or "from" not in setting:
@@ -167,7 +183,7 @@ def assign_classes(
     label = str(setting.get("label") or (outcome_label if source == "outcome" else source.replace("_", " ")))
     described = f"survey outcome '{label}'" if source in ("outcome", "recommend") else f"grouping '{source}'"
     out = frame.assign(**{CLASS_COL: cls.astype(object).where(cls.notna(), None)})
-    return out, ClassScheme(tuple(order), label, described, word_of_mouth_roles=roles)
+    return out, ClassScheme(tuple(order), label, described, word_of_mouth_roles=roles, from_column=column)
 
 
 @dataclass
@@ -176,8 +192,24 @@ class ClassEvidence:
 
     table: pd.DataFrame  # class, customers, churned, active, churned_share, note
     hazard_ratio: dict[str, str]  # class -> why its hazard ratio vs the reference is not estimable
-    value: dict[str, str]  # class -> why its CLV (and moves to / from it) is not estimable
+    survival: dict[str, str]  # class -> why its own survival is not estimable (zero events: the prior's)
+    no_active: dict[str, str]  # class -> no customer still active: nobody to value (moves *to* it still work)
     reference: str
+
+    @property
+    def value(self) -> dict[str, str]:
+        """Class -> why its CLV is not estimable (its survival is the prior's, or nobody is left to value)."""
+        return {**self.no_active, **self.survival}
+
+    @property
+    def reference_without_events(self) -> bool:
+        row = self.table[self.table["class"] == self.reference]
+        return bool(len(row)) and int(row["churned"].iloc[0]) == 0
+
+    @property
+    def empty(self) -> list[str]:
+        """Declared classes without a single customer in this run."""
+        return [str(c) for c in self.table.loc[self.table["customers"] == 0, "class"]]
 
     @property
     def any(self) -> bool:
@@ -197,7 +229,7 @@ def class_evidence(
     frame: pd.DataFrame, scheme: ClassScheme, *, event_col: str = "churn", min_events: int = 1
 ) -> ClassEvidence:
     """Count customers, events and active customers per class and flag what the data cannot support."""
-    rows, hr, value = [], {}, {}
+    rows, hr, survival, no_active = [], {}, {}, {}
     known = frame[frame[scheme.column].notna()]
     for cls in scheme.levels:
         sub = known[known[scheme.column].astype(str) == cls]
@@ -205,11 +237,14 @@ def class_evidence(
         active = n - events
         note = ""
         if n == 0:
-            note = "no customer in this class"
+            note = "no customer in this class in these data"
+            survival[cls] = note
         elif events < min_events:
             note = f"zero churn events among {n:,} customers: its churn rate is set by the prior, not the data"
+            survival[cls] = note
         elif active == 0:
             note = f"no customer still active (all {n:,} churned): there is nobody left to value"
+            no_active[cls] = note
         rows.append(
             {
                 "class": cls,
@@ -220,28 +255,26 @@ def class_evidence(
                 "note": note,
             }
         )
-        if n == 0 or events < min_events:
-            value[cls] = note
-        elif active == 0:
-            value[cls] = note
     table = pd.DataFrame(rows)
     ref = scheme.reference
     ref_row = table[table["class"] == ref].iloc[0]
     for cls in scheme.levels[:-1]:
         row = table[table["class"] == cls].iloc[0]
-        if ref_row["customers"] == 0 or ref_row["churned"] < min_events:
+        if row["customers"] == 0:
+            hr[cls] = "no customer in this class in these data"
+        elif ref_row["customers"] == 0 or ref_row["churned"] < min_events:
             hr[cls] = (
                 f"the reference class {ref!r} has zero churn events among {int(ref_row['customers']):,} customers, "
                 f"so no ratio against it is bounded by the data ({cls}: {int(row['churned']):,} of "
                 f"{int(row['customers']):,} churned)"
             )
-        elif row["customers"] == 0 or row["churned"] < min_events:
+        elif row["churned"] < min_events:
             hr[cls] = (
                 f"zero churn events among {int(row['customers']):,} {cls} customers (reference {ref!r}: "
                 f"{int(ref_row['churned']):,} of {int(ref_row['customers']):,} churned): the ratio's size is set by "
                 "the prior"
             )
-    return ClassEvidence(table=table, hazard_ratio=hr, value=value, reference=ref)
+    return ClassEvidence(table=table, hazard_ratio=hr, survival=survival, no_active=no_active, reference=ref)
 
 
 def prior_sensitivity(
@@ -260,8 +293,8 @@ def prior_sensitivity(
 
     One row per fixed-covariate comparison: ``hr``, ``low``, ``high`` under the fit's prior and
     ``hr@<sd>``, ``low@<sd>``, ``high@<sd>`` under each other scale, and ``prior_driven``: True when some
-    scale moves the median log hazard ratio by more than the width of its own interval (log scale) under the
-    fit's prior, i.e. the data do not pin the number down.
+    scale moves the median hazard ratio outside the fit's own ``level`` interval, i.e. the prior moves the
+    estimate by more than its interval: the data do not pin the number down.
     """
     from cxresearch.economics.bayes_survival import fit_piecewise_exponential
 
@@ -296,7 +329,6 @@ def prior_sensitivity(
                 "low": float(np.exp(low)),
                 "high": float(np.exp(high)),
             }
-            width = float(high - low)
             driven = False
             for sd, refit in refits.items():
                 alt = refit.contrast(c, category, ref)
@@ -304,7 +336,7 @@ def prior_sensitivity(
                 row[f"hr@{sd:g}"] = float(np.exp(np.median(alt)))
                 row[f"low@{sd:g}"] = float(np.exp(a_low))
                 row[f"high@{sd:g}"] = float(np.exp(a_high))
-                driven |= abs(float(np.median(alt) - np.median(base))) > width
+                driven |= not (low <= float(np.median(alt)) <= high)  # outside the model's own interval
             row["prior_driven"] = driven
             row["refits_passed"] = all(r.diagnostics().passed for r in refits.values())
             rows.append(row)

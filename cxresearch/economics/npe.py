@@ -235,10 +235,10 @@ def net_promoter_economics(
 
     ``classes``: the levels of ``class_col``, worst to best. ``word_of_mouth_roles``: which class speaks
     as a promoter / detractor (default: the NPS classes themselves; ``{}``: no word of mouth).
-    ``not_estimable``: ``{class: reason}`` for classes the data cannot support (e.g. zero churn events,
-    so their survival is set by the prior): their CLV and every move to or from them are reported as not
-    estimable with the reason, not computed. A class with no active customer is not estimable either (no
-    customer to value); moves from it are left out, moves to it are computed from the model.
+    ``not_estimable``: ``{class: reason}`` for classes whose survival the data cannot support (e.g. zero
+    churn events, so it is set by the prior): their CLV and every move to or from them are reported as not
+    estimable with the reason, not computed. A class with no active customer in ``profile`` is not
+    estimable either (no customer to value): moves from it are left out, moves to it are computed.
     ``profile``: active customers by covariates and tenure (``customer_profile(..., products_col=...)``).
     ``products``: mean / sd / n of the product count per (segment, class) (``group_summary``), or per class
     when ``segment_col`` is None. ``margin_per_product``: ``{"estimate", "se"}`` (``margin_per_product``).
@@ -275,9 +275,11 @@ def net_promoter_economics(
     if unknown:
         raise ValueError(f"profile column {class_col!r} has values {unknown} outside {classes}")
     flagged = {f"class:{c}": str(r) for c, r in (not_estimable or {}).items()}
+    nobody_active = set()  # a class with nobody left to value: moves *to* it are still computed
     for c in classes:
         if not (row_classes == c).any() and f"class:{c}" not in flagged:
             flagged[f"class:{c}"] = "no customer of this class is still active: there is no customer to value"
+            nobody_active.add(c)
 
     lifetime = discounted_lifetime_draws(
         model, profile, horizon_months=horizon_months, discount_rate_annual=discount_rate_annual, tenure_col=tenure_col
@@ -348,9 +350,11 @@ def net_promoter_economics(
     move_rows, per_row_value = [], {}
     for from_c, to_c in class_moves(classes):
         key = f"{from_c}->{to_c}"
-        reasons = [f"{c}: {flagged[f'class:{c}']}" for c in (from_c, to_c) if f"class:{c}" in flagged]
-        if f"class:{to_c}" in flagged and flagged[f"class:{to_c}"].startswith("no customer of this class is still"):
-            reasons = [r for r in reasons if not r.startswith(f"{to_c}:")]  # a target needs no active customer
+        reasons = [
+            f"{c}: {flagged[f'class:{c}']}"
+            for c in (from_c, to_c)
+            if f"class:{c}" in flagged and not (c == to_c and c in nobody_active)  # a target needs nobody active
+        ]
         idx = np.flatnonzero(row_classes == from_c)
         if reasons or idx.size == 0:
             flagged[key] = "; ".join(reasons) or f"{from_c}: no customer of this class is still active"
@@ -384,7 +388,7 @@ def net_promoter_economics(
             move_rows.append(
                 _summary_rows({"from_class": from_c, "to_class": to_c, "component": comp}, mean_draws, level)
             )
-        per_row_value[(from_c, to_c)] = (idx, parts_row["total"])
+        per_row_value[(from_c, to_c)] = (idx, parts_row["total"], parts_row["clv"])
     moves_table = pd.DataFrame(
         move_rows, columns=["from_class", "to_class", "component", "mean", "low", "high"] if not move_rows else None
     )
@@ -392,22 +396,27 @@ def net_promoter_economics(
     risk_rows = []
     worst_best = (classes[0], classes[-1])
     if worst_best in per_row_value:
-        idx, total = per_row_value[worst_best]
+        idx, total, data_only = per_row_value[worst_best]
         for dim in [c for c in (segment_col, market_col) if c]:
             levels = profile[dim].astype(str).to_numpy()
             for group in sorted(set(levels)):
                 in_group = levels == group
                 det = in_group[idx]
                 at_risk = (total[:, det] * w[:, idx][:, det]).sum(axis=1)
+                from_data = (data_only[:, det] * w[:, idx][:, det]).sum(axis=1)
                 draws[f"value_at_risk:{dim}={group}"] = at_risk
+                draws[f"value_at_risk_data:{dim}={group}"] = from_data
                 n_det = float(n[idx][det].sum())
-                s = summarise_draws(at_risk, level)
+                s, d = summarise_draws(at_risk, level), summarise_draws(from_data, level)
                 risk_rows.append(
                     {
                         "dimension": dim,
                         "level": group,
                         "n_customers": int(n[in_group].sum()),
                         "n_detractors": int(n_det),
+                        "data_only": d["mean"],
+                        "data_low": d["interval"][0],
+                        "data_high": d["interval"][1],
                         "value_at_risk": s["mean"],
                         "low": s["interval"][0],
                         "high": s["interval"][1],

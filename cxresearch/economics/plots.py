@@ -158,10 +158,9 @@ def plot_npe_components(npe: Any, title: str = "What a customer is worth, by cla
     return fig
 
 
-def plot_value_at_risk(
-    npe: Any, dimensions: Sequence[str] = ("segment", "market"), title: str = "Value at risk from detractors"
-) -> Any:
-    """Value at risk (detractors not promoters) per segment and market, with intervals."""
+def plot_value_at_risk(npe: Any, dimensions: Sequence[str] = ("segment", "market"), title: str | None = None) -> Any:
+    """Value at risk (the worst class not the best) per segment and market, from the data alone (bars, with
+    intervals) and with the word-of-mouth assumptions (open marker)."""
     import matplotlib.pyplot as plt
 
     table = npe.value_at_risk[npe.value_at_risk["dimension"].isin(list(dimensions))]
@@ -170,11 +169,22 @@ def plot_value_at_risk(
     for ax, dim in zip(axes[0], present):
         rows = table[table["dimension"] == dim]
         y = np.arange(len(rows))[::-1]
-        value, lo, hi = (rows[c].to_numpy(dtype=float) for c in ("value_at_risk", "low", "high"))
-        ax.barh(y, value, color=NPS_COLORS["detractor"], alpha=0.8)
+        value, lo, hi = (rows[c].to_numpy(dtype=float) for c in ("data_only", "data_low", "data_high"))
+        ax.barh(y, value, color=NPS_COLORS["detractor"], alpha=0.8, label="from the data")
         ax.errorbar(value, y, xerr=error_bars(value, lo, hi), fmt="none", ecolor="#333333", capsize=3)
+        ax.plot(
+            rows["value_at_risk"].to_numpy(dtype=float),
+            y,
+            "o",
+            mfc="none",
+            mec="#333333",
+            label="with word of mouth (assumed)",
+        )
+        ax.axvline(0, color="#7f7f7f", lw=0.8)
         ax.set_yticks(y, rows["level"].astype(str).tolist())
         ax.set_title(f"By {dim}")
         ax.set_xlabel("Value at risk")
-    fig.suptitle(title)
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    classes = getattr(npe, "classes", ["detractor", "passive", "promoter"])
+    fig.suptitle(title or f"Value at risk: '{classes[0]}' customers not '{classes[-1]}'")
     return fig

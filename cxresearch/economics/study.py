@@ -207,12 +207,14 @@ def logrank_text(km: Any) -> str:
     )
 
 
-def clv_table(summary: pd.DataFrame, group_col: str, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+def clv_table(
+    summary: pd.DataFrame, group_col: str, level: float = DEFAULT_LEVEL, label: str | None = None
+) -> pd.DataFrame:
     """CLV per group with its ``level`` interval, customers, mean margin and expected discounted months."""
     lv = _pct(level)
     out = summary[[group_col, "n_customers", "margin_mean", "discounted_months", "clv", "low", "high"]].copy()
     out.columns = [
-        group_col.replace("_", " ").capitalize(),
+        label or group_col.replace("_", " ").capitalize(),
         "Active customers",
         "Monthly margin",
         "Discounted months",
@@ -292,43 +294,53 @@ def moves_table(npe: Any, level: float | None = None) -> pd.DataFrame:
 
 
 def value_at_risk_table(npe: Any, dimension: str, level: float | None = None) -> pd.DataFrame:
-    """Value at risk by one dimension (segment or market), at the level of ``npe``."""
+    """Value at risk by one dimension (segment or market), at the level of ``npe``: what the worst class's
+    active customers would add in the best class, from the data alone (retention + cross-sell) and with
+    the word-of-mouth assumptions, with a reading of the data-only interval."""
     lv = _pct(npe.level if level is None else level)
-    rows = (
-        npe.value_at_risk[npe.value_at_risk["dimension"] == dimension]
-        if len(npe.value_at_risk)
-        else pd.DataFrame(
-            columns=[
-                "level",
-                "n_customers",
-                "n_detractors",
-                "value_at_risk",
-                "low",
-                "high",
-                "per_detractor",
-                "per_customer",
-            ]
-        )
-    )
-    out = rows[
-        ["level", "n_customers", "n_detractors", "value_at_risk", "low", "high", "per_detractor", "per_customer"]
-    ].copy()
+    worst = npe.classes[0]
+    cols = [
+        "level",
+        "n_customers",
+        "n_detractors",
+        "data_only",
+        "data_low",
+        "data_high",
+        "value_at_risk",
+        "low",
+        "high",
+        "per_detractor",
+    ]
+    risk = npe.value_at_risk
+    rows = risk[risk["dimension"] == dimension] if len(risk) else pd.DataFrame(columns=cols)
+    out = rows[cols].copy()
     out.columns = [
         dimension.capitalize(),
         "Active customers",
-        "Detractors",
-        "Value at risk",
-        f"{lv} low",
-        f"{lv} high",
-        "Per detractor",
-        "Per customer",
+        f"'{worst}' customers",
+        "From the data",
+        f"Data {lv} low",
+        f"Data {lv} high",
+        "With word of mouth (assumed)",
+        f"Total {lv} low",
+        f"Total {lv} high",
+        f"Per '{worst}' customer (total)",
     ]
-    return out
+    out["Reading"] = [
+        "no evidence (data interval includes zero)" if no_evidence([lo, hi]) else ""
+        for lo, hi in zip(out[f"Data {lv} low"], out[f"Data {lv} high"], strict=True)
+    ]
+    return out.reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------------
 # results.json blocks (dotted keys, as record_result takes them)
 # ---------------------------------------------------------------------------------------------------
+def result_key(name: Any) -> str:
+    """A class or level name as one part of a dotted results.json key (a "." would nest it)."""
+    return str(name).replace(".", "_")
+
+
 def record_results(results: Mapping[str, Any]) -> dict[str, Any]:
     """Record every ``{dotted key: value}`` in results.json (``cxresearch.record_result``); returns them."""
     from cxresearch.results import record_result
@@ -347,14 +359,19 @@ def cox_results(cox: Any, term: str = "nps_class=detractor", level: float | None
     penalised and why, and the fit's diagnostics block. Key: ``cox.hazard_ratio_<level>_vs_<reference>``."""
     table = cox.hazard_ratios.set_index("term")
     covariate, category = term.split("=", 1)
-    reference = str(table.loc[term, "reference"]) if term in table.index else "reference"
-    key = f"cox.hazard_ratio_{category}_vs_{reference}"
-    estimable = bool(table.loc[term, "estimable"]) if "estimable" in table.columns and term in table.index else True
-    value: dict[str, Any] = (
-        {**cox.hazard_ratio(term, level), "estimable": True}
-        if estimable
-        else {"mean": None, "interval": [None, None], "estimable": False, "reason": str(table.loc[term, "note"])}
-    )
+    reference = str(table.loc[term, "reference"]) if term in table.index else str(cox.design.reference.get(covariate))
+    key = f"cox.hazard_ratio_{result_key(category)}_vs_{result_key(reference)}"
+    if term not in table.index:
+        value: dict[str, Any] = {
+            "mean": None,
+            "interval": [None, None],
+            "estimable": False,
+            "reason": f"no term {term!r} in the model (no customer of that level)",
+        }
+    elif "estimable" in table.columns and not bool(table.loc[term, "estimable"]):
+        value = {"mean": None, "interval": [None, None], "estimable": False, "reason": str(table.loc[term, "note"])}
+    else:
+        value = {**cox.hazard_ratio(term, level), "estimable": True}
     return {
         key: value,
         "cox.concordance": float(cox.concordance),
@@ -370,10 +387,14 @@ def parametric_results(
     """The parametric model chosen by AIC, its diagnostics block and its CLV by class (classes the data
     cannot support left out)."""
     flagged = dict(not_estimable or {})
+    by_class = {k: v for k, v in clv.to_results(class_col).items() if k not in flagged}
+    by_class.update(
+        {c: {"mean": None, "interval": [None, None], "estimable": False, "reason": r} for c, r in flagged.items()}
+    )
     return {
         "parametric.model": parametric.name,
         "parametric.diagnostics": as_dict(parametric.diagnostics()),
-        "parametric.clv": {k: v for k, v in clv.to_results(class_col).items() if k not in flagged},
+        "parametric.clv": by_class,
     }
 
 
@@ -392,7 +413,7 @@ def bayes_results(
     flagged = dict(not_estimable or {})
     levels = fit.levels.get(class_col, [])
     for cls in levels[1:]:
-        key = f"hazard_ratio.{cls}_vs_{levels[0]}"
+        key = f"hazard_ratio.{result_key(cls)}_vs_{result_key(levels[0])}"
         if cls in flagged:
             out[key] = {"mean": None, "interval": [None, None], "estimable": False, "reason": flagged[cls]}
         else:
@@ -430,10 +451,9 @@ def npe_results(npe: Any, word_of_mouth: Any, margin_per_product: Mapping[str, A
     moves = npe.to_results()
     wide = npe.clv_wide()
     risk = npe.value_at_risk
-    worst, best = npe.classes[0], npe.classes[-1]
+    worst, best = npe.classes[0], npe.classes[-1]  # the total of this move is value_<worst>_to_<best>
     return {
-        **{key: value for key, value in moves.items() if key.startswith("value_")},
-        "value_worst_to_best": npe.move(worst, best),
+        **{result_key(key): value for key, value in moves.items() if key.startswith("value_")},
         "value_worst_to_best_data_only": npe.move(worst, best, "clv"),
         "npe.classes": list(npe.classes),
         "npe.not_estimable": dict(npe.not_estimable),
@@ -479,6 +499,22 @@ def customer_classes(frame: pd.DataFrame, setting: Any, spec: Any) -> tuple[pd.D
     )
 
 
+def present_classes(frame: pd.DataFrame, scheme: Any) -> tuple[Any, list[str]]:
+    """The scheme restricted to the classes with customers in ``frame`` (a CSAT level nobody chose in one
+    market, a segment's own classes), and a note naming the declared classes left out. Raises when fewer
+    than two classes remain: there is nothing to compare."""
+    counts = frame[scheme.column].astype(str).value_counts()
+    present = [c for c in scheme.levels if counts.get(c, 0) > 0]
+    if len(present) < 2:
+        raise ValueError(
+            f"classes ({scheme.source}): only {present or 'no class'} has customers in this run, so there is "
+            "nothing to compare; pool the run (segment / market all) or declare classes that vary within it"
+        )
+    missing = [c for c in scheme.levels if c not in present]
+    notes = [f"Declared classes without customers in this run, left out: {', '.join(missing)}."] if missing else []
+    return scheme.restricted(present), notes
+
+
 def evidence_table(evidence: Any) -> pd.DataFrame:
     """Customers, churned and active per class, and what the data cannot support, for readers."""
     out = evidence.table.rename(
@@ -494,14 +530,18 @@ def evidence_table(evidence: Any) -> pd.DataFrame:
     return out
 
 
-def sensitivity_table(sensitivity: pd.DataFrame, label: str) -> pd.DataFrame:
-    """The prior-sensitivity refits for readers: one row per class ratio, each prior scale's median and
-    interval in words, and whether the prior sets the number."""
+def sensitivity_table(sensitivity: pd.DataFrame, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The prior-sensitivity refits for readers: one row per ratio (covariates named by ``labels``), each
+    prior scale's median and interval in words, and whether the prior sets the number."""
     from cxresearch.economics.classes import sensitivity_text
 
+    names = dict(labels or {})
     return pd.DataFrame(
         {
-            "Compared": [f"{label} = {r['level']} vs {r['reference']}" for _, r in sensitivity.iterrows()],
+            "Compared": [
+                f"{names.get(r['covariate'], r['covariate'])} = {r['level']} vs {r['reference']}"
+                for _, r in sensitivity.iterrows()
+            ],
             "Hazard ratio under each prior scale": [sensitivity_text(r) for _, r in sensitivity.iterrows()],
             "Reading": [
                 "set by the prior, not the data" if r["prior_driven"] else "the data decide it"
@@ -511,28 +551,58 @@ def sensitivity_table(sensitivity: pd.DataFrame, label: str) -> pd.DataFrame:
     )
 
 
-def not_estimable_ratios(evidence: Any, sensitivity: pd.DataFrame | None = None) -> dict[str, str]:
-    """Class -> why its hazard ratio against the best class is not estimable: zero events (counts) or a
-    number the prior moves by more than its own interval (prior-sensitivity refits)."""
+def prior_driven_terms(sensitivity: pd.DataFrame | None) -> dict[tuple[str, str], str]:
+    """``{(covariate, level): reason}`` for every ratio the prior moves by more than its own interval."""
     from cxresearch.economics.classes import sensitivity_text
 
+    if sensitivity is None or not len(sensitivity):
+        return {}
+    return {
+        (str(r["covariate"]), str(r["level"])): f"set by the prior, not the data ({sensitivity_text(r)})"
+        for _, r in sensitivity[sensitivity["prior_driven"]].iterrows()
+    }
+
+
+def not_estimable_ratios(
+    evidence: Any, sensitivity: pd.DataFrame | None = None, class_col: str = "cx_class"
+) -> dict[str, str]:
+    """Class -> why its hazard ratio against the best class is not estimable: zero events or no customer
+    (counts), or a number the prior moves by more than its own interval (prior-sensitivity refits)."""
     out = dict(evidence.hazard_ratio)
-    if sensitivity is not None and len(sensitivity):
-        for _, row in sensitivity[sensitivity["prior_driven"]].iterrows():
-            text = f"set by the prior, not the data ({sensitivity_text(row)})"
-            out[str(row["level"])] = f"{out[str(row['level'])]}; {text}" if str(row["level"]) in out else text
+    for (covariate, level), text in prior_driven_terms(sensitivity).items():
+        if covariate == class_col:
+            out[level] = f"{out[level]}; {text}" if level in out else text
+    return out
+
+
+def value_not_estimable(evidence: Any, ratio_flags: Mapping[str, str]) -> dict[str, str]:
+    """Class -> why its own survival (and so its CLV and the moves to or from it) is not estimable: zero
+    events or no customer; or, when the reference class has events, a ratio set by the prior (the class's
+    hazard is then the prior's too). With a reference class without events every ratio is unbounded while
+    each other class's own hazard is still identified by its events, so those classes keep their value."""
+    out = dict(evidence.survival)
+    if not evidence.reference_without_events:
+        out.update({c: r for c, r in ratio_flags.items() if "set by the prior" in r and c not in out})
     return out
 
 
 def bayes_hazard_ratio_table(
-    fit: Any, not_estimable: Mapping[str, str], class_col: str, level: float = DEFAULT_LEVEL
+    fit: Any,
+    not_estimable: Mapping[str, str],
+    class_col: str,
+    level: float = DEFAULT_LEVEL,
+    other_terms: Mapping[tuple[str, str], str] | None = None,
 ) -> pd.DataFrame:
     """The Bayesian hazard ratios with ``estimable`` / ``note`` columns: a class ratio the data cannot
-    support shows no number (NaN), only the reason."""
+    support (``not_estimable``: class -> reason) and any other term in ``other_terms`` (``(covariate, level)``
+    -> reason, e.g. a prior-driven control) show no number (NaN), only the reason."""
     table = fit.hazard_ratios(level=level)
-    flagged = (table["covariate"] == class_col) & table["level"].astype(str).isin(list(not_estimable))
+    flagged_terms = {(class_col, str(k)): v for k, v in not_estimable.items()}
+    flagged_terms.update({k: v for k, v in (other_terms or {}).items() if k[0] != class_col})
+    keys = list(zip(table["covariate"].astype(str), table["level"].astype(str), strict=True))
+    flagged = pd.Series([k in flagged_terms for k in keys], index=table.index)
     table["estimable"] = ~flagged
-    table["note"] = [not_estimable.get(str(lv), "") if f else "" for lv, f in zip(table["level"], flagged, strict=True)]
+    table["note"] = [flagged_terms.get(k, "") for k in keys]
     for col in ("hr", "low", "high", "hr_median"):
         table.loc[flagged, col] = np.nan
     return table

@@ -240,6 +240,8 @@ def header_html(header: ReportHeader) -> str:
                 f"<li><strong>{_esc(key)}</strong>: {_esc(reason[:300])}</li>"
                 for key, reason in list(header.not_estimable.items())[:8]
             )
+            more = len(header.not_estimable) - 8
+            listed += f"<li>and {more} more (results.json)</li>" if more > 0 else ""
             caveat = f"<br>The gate checks the samplers; these are not shown as estimates:<ul>{listed}</ul>"
         parts.append(
             f'<div class="cx-banner {css}" id="cx-diagnostics-summary">'
