@@ -367,3 +367,15 @@ def test_value_at_risk_shows_the_data_only_value_first_in_class_words() -> None:
     # constant hazard for every class: the data-only value is noise around zero, the assumed total is not
     assert (table["Reading"] == "no evidence (data interval includes zero)").all()
     assert (table["Total 90% low"] > 0).all()
+
+
+def test_a_negative_margin_per_extra_product_is_flagged_and_not_applied() -> None:
+    from cxresearch.economics.study import checked_margin_per_product
+
+    used, note = checked_margin_per_product({"estimate": -3.2, "se": 0.8, "n": 500})
+    assert used["estimate"] == 0.0 and used["implausible_estimate"] == -3.2
+    assert note is not None and "negative (-3.20, se 0.80)" in note and "not applied" in note
+    assert checked_margin_per_product({"estimate": 4.0, "se": 0.5, "n": 500}) == (
+        {"estimate": 4.0, "se": 0.5, "n": 500},
+        None,
+    )
