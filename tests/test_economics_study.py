@@ -70,6 +70,7 @@ def test_notebook_runs_on_simulated_data_and_records_results(tmp_path, monkeypat
             "tune": 300,
             "chains": 2,
             "clv_draws": 300,
+            "prior_sensitivity": False,  # exercised by tests/test_economics_real.py
         },
     )
     recorded = json.loads(results.read_text())

@@ -31,7 +31,16 @@ def test_first_screen_is_the_recommended_plan(tmp_path: Path, monkeypatch: pytes
         str(out),
         kernel_name="cxresearch",
         cwd=str(NOTEBOOK.parent),
-        parameters={"dataset": str(tmp_path / "data" / "dataset.yaml"), "draws": 300, "budget": 40000},
+        parameters={
+            "dataset": str(tmp_path / "data" / "dataset.yaml"),
+            "draws": 300,
+            "budget": 40000,
+            # sized for CI: this test checks the report's shape, not the fits' gate
+            "driver_draws": 400,
+            "driver_tune": 400,
+            "survival_draws": 400,
+            "survival_tune": 400,
+        },
         progress_bar=False,
     )
     nb = json.loads(out.read_text())
