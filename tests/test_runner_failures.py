@@ -120,3 +120,30 @@ def test_rerun_skips_successes_and_reruns_failures(failing_run):
         assert good_after["run_id"] == good_before["run_id"] and result.output.count("[skip]") == 2
     # else: someone edited cxresearch/ meanwhile (a shared checkout); a rerun is then correct
     assert "[FAIL]  raises" in result.output
+
+
+def test_a_kernel_that_dies_while_starting_is_started_once_more(tmp_path, monkeypatch):
+    """A kernel that dies before answering its first request ran no cell (e.g. two kernels raced for one
+    port): the runner starts it once more and says so in the kernel log; one that dies again fails the run."""
+    import dataclasses
+    import sys
+
+    from cxresearch.studies.runner import execute_run, plan_runs
+
+    kernels = tmp_path / "jupyter" / "kernels" / "dies-starting"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(
+        json.dumps(
+            {"argv": [sys.executable, "-c", "import sys; sys.exit(3)"], "display_name": "dies", "language": "python"}
+        )
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    spec, _ = F.make_dataset(tmp_path / "data", ["mass"], ["NO"], n_per_cell=20)
+    params = F.write_params(
+        tmp_path / "params" / "good.yaml", F.params_text("good", "nps.ipynb", spec, "{segment: [mass]}")
+    )
+    plan = dataclasses.replace(plan_runs([params], out=tmp_path / "out").runs[0], kernel_name="dies-starting")
+    outcome = execute_run(plan)
+    assert outcome["status"] == "failed" and "before replying to kernel_info" in outcome["error"]["message"]
+    log = (Path(outcome["report"]).parent / "kernel.log").read_text()
+    assert log.count("kernel died while starting") == 1 and "started once more" in log

@@ -434,6 +434,11 @@ def _classify(exc: BaseException, plan: RunPlan) -> dict[str, Any]:
     }
 
 
+def died_starting(exc: BaseException) -> bool:
+    """True when a kernel died before it answered its first request: no cell ran, so starting again is safe."""
+    return "before replying to kernel_info" in str(exc)
+
+
 def execute_run(plan: RunPlan) -> dict[str, Any]:
     """Run one notebook in a fresh kernel and write its folder; never raises (failures are recorded).
 
@@ -465,22 +470,30 @@ def execute_run(plan: RunPlan) -> dict[str, Any]:
     error: dict[str, Any] | None = None
     t0 = time.perf_counter()
     with open(partial_log, "wb") as log:
-        try:
-            papermill.execute_notebook(
-                plan.notebook,
-                str(partial_nb),
-                parameters=plan.parameters,
-                kernel_name=plan.kernel_name,
-                progress_bar=False,
-                log_output=False,
-                request_save_on_cell_execute=True,
-                start_timeout=180,
-                execution_timeout=plan.execution_timeout,
-                kernel_manager_class=_kernel_manager_class(env, log),
-                resources={"metadata": {"path": str(run_dir)}},  # kernel working directory
-            )
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded, never hidden
-            error = _classify(exc, plan)
+        for attempt in (1, 2):
+            try:
+                papermill.execute_notebook(
+                    plan.notebook,
+                    str(partial_nb),
+                    parameters=plan.parameters,
+                    kernel_name=plan.kernel_name,
+                    progress_bar=False,
+                    log_output=False,
+                    request_save_on_cell_execute=True,
+                    start_timeout=180,
+                    execution_timeout=plan.execution_timeout,
+                    kernel_manager_class=_kernel_manager_class(env, log),
+                    resources={"metadata": {"path": str(run_dir)}},  # kernel working directory
+                )
+                error = None
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded, never hidden
+                error = _classify(exc, plan)
+                if attempt == 1 and died_starting(exc):
+                    # the kernel never ran a cell (e.g. two kernels racing for one port as they start): start
+                    # once more, and say so in the kernel log
+                    log.write(f"\n[cxresearch] kernel died while starting ({exc}); started once more\n".encode())
+                    continue
+            break
     elapsed = time.perf_counter() - t0
     os.replace(partial_log, run_dir / KERNEL_LOG_NAME)
     finished = _now()
