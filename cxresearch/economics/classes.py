@@ -145,7 +145,8 @@ def assign_classes(
             number = float(v)
             return labels.get(int(number), _label_value(v)) if number.is_integer() else str(v)
 
-        keys = values.map(lambda v: name(v) if pd.notna(v) else None)
+        names = {v: name(v) for v in present.unique()}  # once per distinct answer, not per customer
+        keys = values.map(names)
         default_order = [name(c) for c in codes]
     else:
         keys = values.map(lambda v: str(v).strip() if pd.notna(v) else None)

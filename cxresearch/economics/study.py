@@ -700,7 +700,7 @@ def headline_markdown(
         lines.append(
             f"- **Customer value over the next {horizon_months} months** (discounted margin): " + ", ".join(parts) + "."
         )
-    data_move = move_data_only if move_data_only is not None else None
+    data_move = move_data_only
     turning = f"Turning one {worst} into a {best}" if nps else f"Moving one customer from '{worst}' to '{best}'"
     if not move.get("estimable", True) or move.get("mean") is None or not np.isfinite(move["mean"]):
         lines.append(f"- **{turning}:** not estimable from these data ({move.get('reason', '')}).")
