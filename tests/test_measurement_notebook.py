@@ -79,3 +79,112 @@ def test_notebook_runs_on_simulator_data_and_records_the_headline_numbers(
     assert "by_segment" in results and "by_market" not in results  # one market: segments are compared
     assert results["league"]["units"] >= 2
     assert "mobile_app_wave2" in results["touchpoint_targets"]
+
+
+def _tiny_dataset(folder: Path) -> Path:
+    """One wave; a 1-100 and a 1-5 touchpoint; markets NO (76), ES (50) and XX (1 respondent); segment 'tiny'
+    (6 answers) has a single unit."""
+    import numpy as np
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    p = np.linspace(1, 4, 11) / np.linspace(1, 4, 11).sum()
+    rows = []
+    for seg, mkt, n, units in (
+        ("mass", "NO", 70, 4),
+        ("mass", "ES", 50, 3),
+        ("tiny", "NO", 6, 1),
+        ("mass", "XX", 1, 1),
+    ):
+        for i in range(n):
+            rows.append(
+                {
+                    "customer_id": f"c{len(rows)}",
+                    "segment": seg,
+                    "market": mkt,
+                    "unit": f"{mkt}-{seg}-{i % units}",
+                    "tp_app": int(np.clip(rng.normal(74, 18), 1, 100)),
+                    "tp_call": int(rng.integers(1, 6)) if rng.random() < 0.7 else 0,
+                    "recommend": int(rng.choice(11, p=p)),
+                }
+            )
+    pd.DataFrame(rows).to_parquet(folder / "survey.parquet", index=False)
+    spec = folder / "dataset.yaml"
+    spec.write_text(
+        "version: 1\nname: tiny-measurement\nas_of: 2026-10-31\ntables:\n  survey: {path: survey.parquet}\n"
+        "survey:\n  table: survey\n  id: customer_id\n  segment: segment\n  market: market\n  unit: unit\n"
+        "  touchpoints:\n"
+        "    app: {column: tp_app, label: Mobile app, stage: usage, scale: [1, 100]}\n"
+        "    call: {column: tp_call, label: Call centre, stage: service, scale: [1, 5], not_applicable: [0]}\n"
+        "  outcome: {kind: recommend, column: recommend}\n",
+        encoding="utf-8",
+    )
+    return spec
+
+
+@pytest.mark.timeout(240)
+def test_small_groups_one_wave_and_a_failing_section_on_a_tiny_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two real runs: everyone (the league section is given a metric that does not exist, so it fails inside
+    its own section and the rest renders), and the market with one respondent (counts only, 'too few
+    answers' in the report and the index headline). Neither prints anything to stderr (no warning boxes)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if "cxresearch" not in KernelSpecManager().find_kernel_specs():
+        pytest.skip("the 'cxresearch' Jupyter kernel is not installed (make setup installs it)")
+    import papermill
+
+    from cxresearch.studies.index import headline_entries
+
+    spec = _tiny_dataset(tmp_path / "data")
+    runs = {"all": {"league_metric": "nope"}, "XX": {}}
+    results, outputs = {}, {}
+    for market, extra in runs.items():
+        path = tmp_path / f"results-{market}.json"
+        monkeypatch.setenv("CXRESEARCH_RESULTS", str(path))
+        nb = papermill.execute_notebook(
+            str(NOTEBOOK),
+            str(tmp_path / f"out-{market}.ipynb"),
+            kernel_name="cxresearch",
+            cwd=str(NOTEBOOK.parent),
+            parameters={"dataset": str(spec), "market": market, "draws": 500, **extra},
+            progress_bar=False,
+        )
+        results[market] = json.loads(path.read_text())
+        outputs[market] = nb
+        for cell in nb.cells:
+            for out in cell.get("outputs", []):
+                assert out.get("name") != "stderr", (market, out.get("text"))  # no warning printed into the report
+
+    def text_of(nb) -> str:
+        parts = []
+        for cell in nb.cells:
+            for out in cell.get("outputs", []):
+                data = out.get("data", {})
+                parts.append(str(data.get("text/markdown", "")) + str(data.get("text/html", "")) + out.get("text", ""))
+        return "\n".join(parts)
+
+    everyone, one = results["all"], results["XX"]
+    # the failing league section is isolated: recorded, shown, and the sections after it ran
+    assert [e["section"] for e in everyone["sections_failed"]] == ["League table of units"]
+    assert "KeyError" in everyone["sections_failed"][0]["error"] and "diagnostics" in everyone
+    page = text_of(outputs["all"])
+    assert "League table of units: not computed" in page and "One survey wave (1): no change over time" in page
+    assert "What changed since the previous wave" not in page  # one wave: no heading for an empty section
+    assert "answers from" in page and "rows: none left out." in page  # the data line: what loading left out
+    assert "NPS wave by wave" not in page and "NPS with partial pooling" in page and "NPS, this market alone" in page
+    assert "too few answers (n=1)" in page  # market XX in the pooled table: counts only
+    assert everyone["by_market"]["XX"] == {"n": 1, "too_few_answers": True, "min_answers": 30}
+    assert everyone["by_market"]["NO"]["estimate"] == "with partial pooling" and "alone" in everyone["by_market"]["NO"]
+    assert everyone["by_segment"]["tiny"]["too_few_answers"] is True and "touchpoint_changes" not in everyone
+    app = everyone["touchpoints"]["app"]
+    assert app["top_box_definition"] == "81-100" and 60 < app["mean"] < 90  # 1-100: not pulled to the midpoint
+    # the one-respondent market: counts only, in the report and the index
+    assert one["n"] == 1 and one["nps"]["mean"] is None and one["too_few_answers"].startswith("**Too few answers")
+    assert headline_entries(one)[0] == ("NPS (this market alone)", "too few answers (n=1)")
+    assert all(block.get("too_few_answers") for block in one["touchpoints"].values())
+    assert not one.get("sections_failed") and "league" not in one and "by_segment" not in one
+    page = text_of(outputs["XX"])
+    assert "Too few answers for an NPS (market XX: n=1)" in page and "No league table" in page

@@ -47,7 +47,8 @@ def test_headline_quotes_the_tracked_wave_and_builds_its_results(sim: dict) -> N
     assert head.p_target == tracked["p_meets_target"] and head.n == int(tracked["n"])
     assert head.change is not None and head.change["to_wave"] == wave and head.change["from_wave"] == "1"
     results = _json_round_trip(study.headline_results(head))
-    assert set(results) == {"n", "nps", "shares", "shares_interval"}
+    assert set(results) == {"n", "counts", "nps", "shares", "shares_interval"}
+    assert sum(results["counts"].values()) == results["n"] and results["nps"]["estimate"] == "all customers"
     assert results["nps"]["interval"] == [head.low, head.high] and results["nps"]["level"] == 0.8
     assert results["nps"]["change"]["p_increase"] == head.change["p_increase"]
     assert math.isclose(sum(results["shares"].values()), 1.0, abs_tol=1e-9)

@@ -44,11 +44,11 @@ TPS = {
 }
 
 
-def test_rating_posterior_is_the_exact_dirichlet_over_scale_points() -> None:
+def test_rating_posterior_is_the_exact_dirichlet_with_one_answer_of_prior_over_the_scale_points() -> None:
     values = np.array([1] * 10 + [2] * 5 + [3] * 20 + [4] * 40 + [5] * 25 + [np.nan] * 30)
     draws = 40_000
     d = rating_draws(values, Scale(min=1, max=5), draws=draws, seed=1, top_box_points=1, bottom_box_points=2)
-    alpha = np.array([10, 5, 20, 40, 25]) + 1.0  # Dirichlet(1, ..., 1) prior; NaN (not applicable) ignored
+    alpha = np.array([10, 5, 20, 40, 25]) + 1.0 / 5  # prior of total weight 1 over 5 points; NaN ignored
     a0 = alpha.sum()
     exact_mean = float(np.dot(alpha / a0, np.arange(1, 6)))
     assert abs(d["mean"].mean() - exact_mean) < 4 * d["mean"].std() / math.sqrt(draws)

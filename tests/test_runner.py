@@ -238,9 +238,13 @@ def test_prepare_only_writes_parameterised_notebook(tmp_path):
     run_dir = tmp_path / "reports" / "nps" / "007--NO"  # 'out' resolved against the params file
     assert sorted(p.name for p in run_dir.iterdir()) == ["nps.prepared.ipynb"]
     nb = nbformat.read(run_dir / "nps.prepared.ipynb", as_version=4)
-    injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
-    assert 'segment = "007"' in injected.source and 'market = "NO"' in injected.source
-    assert nb.metadata.kernelspec.name == "cxresearch"
+    # the run's values are the parameters cell's defaults (a later papermill -p overrides only what it passes;
+    # tests/test_bad_inputs.py runs papermill on one)
+    assert not [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    defaults = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", [])).source
+    assert defaults.index('segment = "all"') < defaults.index('segment = "007"')  # after the notebook's own
+    assert 'market = "NO"' in defaults and f'dataset = "{spec}"' in defaults
+    assert nb.metadata.kernelspec.name == "cxresearch" and nb.metadata.cxresearch["prepared"] is True
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
 
 

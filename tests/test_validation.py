@@ -208,7 +208,8 @@ def test_dates_out_of_order_missing_or_unparseable(tmp_path: Path) -> None:
     messages = _problems(tmp_path, frames, kind="csv")
     assert messages == [
         "customers.csv: column start_date: 1 row with no start date (every row needs one)",
-        "customers.csv: column start_date: 1 row not a date (expected ISO 8601, YYYY-MM-DD): '31/12/2020'",
+        "customers.csv: column start_date: 1 row not a date (expected ISO 8601, YYYY-MM-DD; declare date_format "
+        "for other formats, e.g. '%d.%m.%Y'): '31/12/2020'",
         f"customers.csv: column start_date/end_date: 1 row with an end date before the start date (negative "
         f"duration): {c.at[1, 'start_date']} -> 2010-01-01",
         "customers.csv: column start_date: 1 row with a start date after as_of 2024-06-30 and no end date "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
@@ -104,3 +105,57 @@ def test_dump_round_trip_keeps_codes() -> None:
         "as_of": date(2024, 6, 30),
     }
     assert load_yaml_text(dump_yaml(data)) == data
+
+
+def _alias_bomb(levels: int) -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 9) + "]" for n in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_quickly() -> None:
+    """A 9-level "billion laughs" (9**10 strings once expanded) is measured, not built: an error at once."""
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"^p\.yaml: refused: the document expands to more than 200,000 values"):
+        load_yaml_text(_alias_bomb(9), source="p.yaml")
+    assert time.perf_counter() - t0 < 1
+
+
+def test_ordinary_aliases_still_load() -> None:
+    data = load_yaml_text(_alias_bomb(3) + "shared: &s {draws: 500}\nstudy_a: *s\nstudy_b: *s\n")
+    assert len(data["a3"]) == 9 and data["a3"][0][0][0] == ["lol"] * 9
+    assert data["study_a"] == data["study_b"] == {"draws": 500}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: &x [1, *x]\n", "refused: a recursive alias"),
+        ("a: &x {b: *x}\n", "refused: a recursive alias"),
+        ("a: " + "[" * 150 + "]" * 150 + "\n", "refused: nested more than 100 levels deep"),
+        ("[" * 1200 + "]" * 1200, "refused: nested"),
+    ],
+)
+def test_recursive_and_deep_documents_are_refused(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=rf"^s\.yaml: {re.escape(message)}"):
+        load_yaml_text(text, source="s.yaml")
+
+
+def test_oversized_file_is_refused_before_reading(tmp_path) -> None:
+    from cxresearch.yamlio import MAX_YAML_BYTES
+
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"a: 1\n" + b"#" * MAX_YAML_BYTES)
+    with pytest.raises(ValueError, match=rf"big\.yaml: {MAX_YAML_BYTES + 5:,} bytes is too large"):
+        load_yaml(path)
+    with pytest.raises(ValueError, match="characters is too large for a configuration file"):
+        load_yaml_text("a: 1\n" + "#" * MAX_YAML_BYTES)
+
+
+def test_non_utf8_file_names_the_byte(tmp_path) -> None:
+    path = tmp_path / "latin.yaml"
+    path.write_bytes("name: Zürich\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin\.yaml: not UTF-8 text \(byte 7\); save it as UTF-8"):
+        load_yaml(path)

@@ -13,6 +13,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+#: fewer answers than this in a group (segment, market, segment x market) are too few to report a driver
+#: model or a scorecard on: ``cxresearch validate`` warns, and the studies' ``min_answers`` default to it
+MIN_ANSWERS = 30
+
 _EXPORTS = {
     "load_dataset": "cxresearch.data.loading",
     "CXData": "cxresearch.data.loading",
@@ -26,15 +30,16 @@ _EXPORTS = {
     "rules_for": "cxresearch.data.rules",
     "ValidationReport": "cxresearch.data.check",
     "validate_dataset": "cxresearch.data.check",
+    "data_warnings": "cxresearch.data.check",
     "distinct_values": "cxresearch.data.loading",
     "nps_class": "cxresearch.data.nps",
     "nps_score": "cxresearch.data.nps",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "MIN_ANSWERS"])
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from cxresearch.data.check import ValidationReport, validate_dataset  # noqa: F401 (re-exported lazily)
+    from cxresearch.data.check import ValidationReport, data_warnings, validate_dataset  # noqa: F401 (re-exported lazily)
     from cxresearch.data.loading import CXData, distinct_values, explain_load, load_dataset  # noqa: F401 (re-exported lazily)
     from cxresearch.data.nps import nps_class, nps_score  # noqa: F401 (re-exported lazily)
     from cxresearch.data.rules import DataValidationError, FieldRule, Problem, rules_for  # noqa: F401 (re-exported lazily)

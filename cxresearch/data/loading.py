@@ -15,6 +15,7 @@ reversed, tenure in months, margin from revenue when no margin is given). The ra
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,17 +31,21 @@ from cxresearch.data.sources import (
     SourceReader,
     SourceTable,
     connect,
+    filter_clauses,
     filter_values,
     first_line,
+    inline_params,
     quote,
     source_hash,
 )
 from cxresearch.data.spec import DatasetSpec, load_spec
 from cxresearch.data.validation import ParsedValues, build_schema, run_schema
+from cxresearch.runtime import sha256_text
 
 __all__ = ["ROLES", "CXData", "distinct_values", "explain_load", "load_dataset", "source_hash"]
 
 ROLES: tuple[str, ...] = ("survey", "customers", "benchmark")
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,7 +53,10 @@ class CXData:
     """Canonical frames of one dataset (see docs/ARCHITECTURE.md) plus where they came from.
 
     ``hashes`` maps table role -> sha256 of the source bytes (a folder: sha256 of its files' names and
-    hashes); ``sources`` maps table role -> the files read; ``notes`` says what the loader left out.
+    hashes); ``sources`` maps table role -> the files read; ``notes`` says what the loader left out or
+    how it read the data (row numbers as ids); ``rows`` maps table role -> rows read (after the segment /
+    market filter); ``left_out`` maps table role -> {reason: rows} of rows that count as no answer
+    (survey: ``blank outcome``, ``not-applicable code``).
     """
 
     spec: DatasetSpec
@@ -58,11 +66,17 @@ class CXData:
     hashes: dict[str, str]
     sources: dict[str, list[str]]
     notes: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    left_out: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------- recoding
 #: name of the computed column holding tenure from start / end dates (customers)
 _TENURE = "__cx_tenure"
+#: name of the computed column that says whether a row passes the segment / market filter (numbered survey)
+_KEEP = "__cx_keep"
+#: canonical names of the survey outcome (rows without one are counted as left out)
+_OUTCOMES = ("recommend", "outcome")
 
 
 def _recode_columns(
@@ -72,23 +86,24 @@ def _recode_columns(
     ``__cx_v<i>`` value as read, ``__cx_b<i>`` bad, ``__cx_n<i>`` blank (required columns), ``__cx_c<i>``
     canonical value (when it differs from the value as read)."""
     items: list[tuple[str, str]] = []
+    date_format = spec.table_date_format(role)
     for i, rule in enumerate(rules):
         kind = table.columns.get(rule.column)
         if kind is None:  # reported by validation as a missing column
             continue
-        value, bad = parsed_sql(rule, kind, spec.date_format)
+        value, bad = parsed_sql(rule, kind, date_format)
         items += [(f"__cx_v{i}", value), (f"__cx_b{i}", bad)]
-        if rule.required:
+        if rule.required or rule.name in _OUTCOMES:
             items.append((f"__cx_n{i}", blank_sql(rule.column, kind)))
-        canonical = canonical_sql(rule, kind, spec.date_format)
+        canonical = canonical_sql(rule, kind, date_format)
         if canonical != value:
             items.append((f"__cx_c{i}", canonical))
     c = spec.customers
     if role == "customers" and c is not None and c.start and c.start in table.columns and spec.as_of is not None:
         names = {r.name for r in rules}
         if "start_date" in names and (not c.end or c.end in table.columns):
-            start = date_sql(c.start, table.columns[c.start], spec.date_format)[0]
-            end = date_sql(c.end, table.columns[c.end], spec.date_format)[0] if c.end else None
+            start = date_sql(c.start, table.columns[c.start], date_format)[0]
+            end = date_sql(c.end, table.columns[c.end], date_format)[0] if c.end else None
             items.append((_TENURE, tenure_from_dates_sql(start, end, spec.as_of)))
     return items
 
@@ -100,7 +115,9 @@ def _as_bool(values: pd.Series) -> pd.Series:
     return values.astype(bool)
 
 
-def _parsed(frame: pd.DataFrame, rules: Sequence[FieldRule], date_format: str | None) -> ParsedValues:
+def _parsed(
+    frame: pd.DataFrame, rules: Sequence[FieldRule], date_format: str | None, date_source: str = ""
+) -> ParsedValues:
     values, bad, blank = {}, {}, {}
     for i, rule in enumerate(rules):
         if f"__cx_v{i}" not in frame:
@@ -111,7 +128,7 @@ def _parsed(frame: pd.DataFrame, rules: Sequence[FieldRule], date_format: str | 
         bad[key] = _as_bool(frame[f"__cx_b{i}"])
         if f"__cx_n{i}" in frame:
             blank[key] = _as_bool(frame[f"__cx_n{i}"])
-    return ParsedValues(values, bad, blank, date_format)
+    return ParsedValues(values, bad, blank, date_format, date_source or "the spec's date_format")
 
 
 def _canonical(frame: pd.DataFrame, rules: Sequence[FieldRule]) -> dict[str, pd.Series]:
@@ -193,6 +210,8 @@ class _Loader:
         self.validate = validate
         self.problems: list[Problem] = []
         self.notes: list[str] = []
+        self.rows: dict[str, int] = {}
+        self.left_out: dict[str, dict[str, int]] = {}
 
     def load(
         self,
@@ -209,17 +228,36 @@ class _Loader:
             self.problems.append(exc.problem)
             return _Loaded(None, None)
         sql_filters = {col: values for col, (_, values) in filters.items() if values}
+        computed = _recode_columns(self.spec, role, rules, table)
+        numbered = role == "survey" and self.spec.survey is not None and self.spec.survey.id is None
+        if numbered and sql_filters:  # number every row first, filter after: a row keeps its number
+            clauses, bound = filter_clauses(table, sql_filters)
+            computed.append((_KEEP, inline_params(" AND ".join(clauses), bound)))
         try:
             frame = self.reader.fetch(
                 table,
                 [r.column for r in rules],
-                sql_filters,
+                {} if numbered else sql_filters,
                 keys,
                 key_column,
-                computed=_recode_columns(self.spec, role, rules, table),
+                computed=computed,
             )
         except SourceProblem as exc:
             self.problems.append(exc.problem)
+            return _Loaded(None, table)
+        row_ids: pd.Series | None = None
+        if numbered:
+            total = len(frame)
+            row_ids = pd.Series(pd.RangeIndex(1, total + 1).astype(str), dtype=TEXT)
+            if _KEEP in frame:
+                keep = frame[_KEEP].fillna(False).astype(bool).to_numpy()
+                frame, row_ids = frame[keep].reset_index(drop=True), row_ids[keep].reset_index(drop=True)
+            if total:
+                self.notes.append(
+                    f"{table.label}: no survey.id column: each row's number (1-{total:,}, in file order) is its id"
+                )
+        if frame.empty and self.reader.count(table) == 0:  # (an empty selection of a table with rows is no fault)
+            self.problems.append(Problem(table.label, None, _empty_message(table)))
             return _Loaded(None, table)
         if frame.empty and sql_filters:
             for col, (what, values) in filters.items():
@@ -235,7 +273,7 @@ class _Loader:
                     else:
                         self.problems.append(Problem(table.label, col, message))
         raw = frame[[col for col in frame.columns if not col.startswith("__cx_") or col == table.file_column]]
-        parsed = _parsed(frame, rules, self.spec.date_format)
+        parsed = _parsed(frame, rules, self.spec.table_date_format(role), self.spec.date_format_source(role))
         schema, registry = build_schema(
             self.spec, role, rules, list(raw.columns), parsed, essential_only=not self.validate
         )
@@ -243,7 +281,46 @@ class _Loader:
         if problems:
             self.problems += problems
             return _Loaded(None, table)
-        return _Loaded(pd.DataFrame(_canonical(frame, rules), index=frame.index), table)
+        self.rows[role] = len(frame)
+        self._count_left_out(role, rules, parsed, table)
+        columns = _canonical(frame, rules)
+        if row_ids is not None:
+            columns = {"customer_id": row_ids.set_axis(frame.index).rename("customer_id"), **columns}
+        return _Loaded(pd.DataFrame(columns, index=frame.index), table)
+
+    def _count_left_out(self, role: str, rules: Sequence[FieldRule], parsed: ParsedValues, table: SourceTable) -> None:
+        """Count the survey rows without an outcome (blank, or a not-applicable code) and say so in a note:
+        the NPS, scorecards and driver models leave them out."""
+        for rule in rules:
+            if rule.name not in _OUTCOMES or (rule.name, rule.column) not in parsed.values:
+                continue
+            values, _ = parsed.get(rule)
+            blank = parsed.is_blank(rule)
+            counts = {
+                "blank outcome": int(blank.sum()),
+                "not-applicable code": int((values.isna() & ~blank).sum()),
+            }
+            counts = {k: v for k, v in counts.items() if v}
+            self.left_out[role] = counts
+            if counts:
+                n_rows = len(values)
+                words = {"blank outcome": "blank outcome answer", "not-applicable code": "not-applicable outcome code"}
+                reasons = " and ".join(f"{n:,} {words[k]}{'s' if n != 1 else ''}" for k, n in counts.items())
+                self.notes.append(
+                    f"{table.label}: column {rule.column}: {n_rows - sum(counts.values()):,} answers from "
+                    f"{n_rows:,} rows: {reasons} left out ({rule.what})"
+                )
+
+
+def _empty_message(table: SourceTable) -> str:
+    """What an empty table is called: a file with a header line only, a folder, a database table, a query."""
+    if table.file_column is not None:
+        return f"the folder has no rows in any of its {len(table.files):,} files"
+    if table.alias is not None or table.label.endswith("(query)"):
+        return "the table is empty (no rows)" if not table.label.endswith("(query)") else "the query returns no rows"
+    if table.files and "parquet" in table.from_sql:
+        return "the file is empty (no rows)"
+    return "the file is empty (a header line and no data rows)"
 
 
 def _membership(survey: pd.DataFrame) -> pd.DataFrame:
@@ -386,7 +463,12 @@ def load_dataset(
             assert path is not None  # file_column is set only for a folder source, which has a path
             root = spec.resolve(path)
         hashes[role] = source_hash(table.files, root)
+        query = spec.tables[getattr(spec, role).table].query
+        if query is not None:  # its text and the bytes of the files it reads (wherever the folder lies)
+            hashes[role] = sha256_text("\n".join([query, *sorted(source_hash([f]) for f in table.files)]))
         sources[role] = [str(f) for f in table.files]
+    for note in loader.notes:  # returned in CXData.notes too; logged for notebooks and scripts
+        _LOG.info("%s", note)
     return CXData(
         spec=spec,
         survey=frames["survey"],
@@ -395,6 +477,8 @@ def load_dataset(
         hashes=hashes,
         sources=sources,
         notes=loader.notes,
+        rows={role: n for role, n in loader.rows.items() if frames.get(role) is not None},
+        left_out={role: n for role, n in loader.left_out.items() if frames.get(role) is not None},
     )
 
 

@@ -15,7 +15,8 @@ rule cannot drift between the two. The rules:
 - dates: ISO 8601 text (``TRY_CAST AS TIMESTAMP``) or the spec's ``date_format`` (``strptime`` codes);
   typed DATE / TIMESTAMP columns as they are;
 - labels and churn labels: matched on the stripped, lower-cased text (:func:`cxresearch.data.spec.label_key`);
-  churn without labels must be 0 or 1;
+  on a BOOLEAN column (a Yes/No column DuckDB typed through a query, a true/false Parquet column) labels
+  written yes/no, true/false, y/n, t/f or 1/0 match its true / false; churn without labels must be 0 or 1;
 - durations in months (``tenure_unit``: days / 30.4375, weeks * 7 / 30.4375, years * 12); tenure from
   start / end dates is ``(end or as_of) - start`` in days / 30.4375.
 
@@ -113,14 +114,28 @@ def date_sql(column: str, duckdb_type: str, date_format: str | None) -> tuple[st
     return value, f"({text} IS NOT NULL AND {value} IS NULL)"
 
 
+#: label words that name a BOOLEAN column's true / false (matched after label_key: stripped, lower case)
+BOOLEAN_WORDS = {
+    **dict.fromkeys(("true", "yes", "y", "t", "1"), "true"),
+    **dict.fromkeys(("false", "no", "n", "f", "0"), "false"),
+}
+
+
 def label_sql(column: str, duckdb_type: str, labels: dict[str, int], codes: Sequence[Any] = ()) -> tuple[str, str]:
     """(SQL INTEGER code of the label, SQL true where a non-blank value is neither a label nor a
-    not-applicable code). Labels and codes are matched on the stripped, lower-cased text."""
+    not-applicable code). Labels and codes are matched on the stripped, lower-cased text; on a BOOLEAN
+    column a label yes/no, true/false, y/n, t/f or 1/0 matches true / false."""
     numbers, words = split_na_codes(codes)
     na_words = sorted(words | {label_key(n) for n in numbers})
     key = f"lower({text_sql(column, duckdb_type)})"
     na = f"({key} IN ({', '.join(sql_literal(w) for w in na_words)}))" if na_words else "FALSE"
-    whens = " ".join(f"WHEN {sql_literal(label_key(k))} THEN {int(v)}" for k, v in labels.items())
+    boolean = duckdb_type.upper() == "BOOLEAN"
+
+    def match(label: str) -> str:
+        text = label_key(label)
+        return BOOLEAN_WORDS.get(text, text) if boolean else text
+
+    whens = " ".join(f"WHEN {sql_literal(match(k))} THEN {int(v)}" for k, v in labels.items())
     value = f"(CASE WHEN {na} THEN NULL ELSE (CASE {key} {whens} END) END)"
     return value, f"({key} IS NOT NULL AND NOT {na} AND {value} IS NULL)"
 

@@ -114,8 +114,9 @@ def rules_for(spec: DatasetSpec, role: str) -> list[FieldRule]:
         s = spec.survey
         if s is None:
             return []
-        rules = [
-            FieldRule("customer_id", s.id, "id", "customer id", required=True),
+        # without survey.id the loader numbers the rows (customer_id = row number) and there is no id rule
+        rules = [FieldRule("customer_id", s.id, "id", "customer id", required=True)] if s.id else []
+        rules += [
             FieldRule("segment", s.segment, "code", "segment", required=True),
             FieldRule("market", s.market, "code", "market", required=True),
         ]

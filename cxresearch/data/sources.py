@@ -9,7 +9,14 @@ are never written to. Used by :mod:`cxresearch.data.loading` and :mod:`cxresearc
 
 from __future__ import annotations
 
+import atexit
 import difflib
+import glob
+import hashlib
+import os
+import re
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from cxresearch.data.rules import TEXT, Problem, SourceInfo, natural_key
-from cxresearch.data.spec import DatasetSpec
+from cxresearch.data.spec import DatasetSpec, TableSource
 from cxresearch.runtime import sha256_file, sha256_text
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".csv.zst")
@@ -63,7 +70,7 @@ class SourceTable:
         return SourceInfo(self.label, tuple(self.columns), self.file_column, self.file_labels)
 
 
-def _filter_clauses(table: SourceTable, filters: Mapping[str, list[str] | None]) -> tuple[list[str], list[str]]:
+def filter_clauses(table: SourceTable, filters: Mapping[str, list[str] | None]) -> tuple[list[str], list[str]]:
     """WHERE clauses (bound ``?`` parameters) keeping rows whose raw value, as text, is one of the
     filter's values; columns the table lacks and empty filters are skipped."""
     clauses, params = [], []
@@ -81,7 +88,7 @@ def _filter_clauses(table: SourceTable, filters: Mapping[str, list[str] | None])
 def filtered_source_sql(table: SourceTable, filters: Mapping[str, list[str] | None]) -> str:
     """``(SELECT * FROM <source> WHERE <filters>)`` with every parameter inlined as a literal, for lazy
     relations (which take no parameters); the filters as :meth:`SourceReader.select_sql` applies them."""
-    clauses, values = _filter_clauses(table, filters)
+    clauses, values = filter_clauses(table, filters)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     return inline_params(f"(SELECT * FROM {table.from_sql} AS t{where})", list(table.params) + values)
 
@@ -120,12 +127,15 @@ class SourceReader:
             return self.tables[role]
         block = getattr(self.spec, role)
         src = self.spec.tables[block.table]
-        table = self._open_path(role, block.table, src) if src.path is not None else self._open_db(role, src)
+        if src.path is not None:
+            table = self._open_path(role, block.table, src)
+        else:
+            table = self._open_db(role, block.table, src)
         try:
             with self.using(table):
                 described = self.conn.execute(f"DESCRIBE SELECT * FROM {table.from_sql} AS t", table.params).fetchall()
         except duckdb.Error as exc:
-            raise SourceProblem(Problem(table.label, None, f"cannot read: {first_line(exc)}")) from None
+            raise SourceProblem(read_problem(exc, table, block.table)) from None
         table.columns = {str(row[0]): str(row[1]) for row in described if row[0] != FILE_COLUMN}
         self.tables[role] = table
         return table
@@ -136,6 +146,7 @@ class SourceReader:
         if not path.exists():
             raise SourceProblem(Problem(label, None, f"file or folder not found (looked for {path})"))
         delim = src.csv_delimiter
+        encoding = src.duckdb_encoding if src.encoding else None  # None: UTF-8, or a transcoded copy
         if path.is_dir():
 
             def readable(f: Path) -> bool:  # data files only: no hidden files or _SUCCESS-style markers
@@ -146,23 +157,28 @@ class SourceReader:
             files = sorted(f for f in path.rglob("*") if readable(f))
             if not files:
                 raise SourceProblem(Problem(label, None, "no CSV or Parquet files in this folder"))
+            base = label.rstrip("/\\")
+            labels = {str(f): f"{base}/{f.relative_to(path).as_posix()}" for f in files}
+            for f in files:
+                _refuse_empty(f, labels[str(f)])
             hive = any("=" in part for f in files for part in f.relative_to(path).parent.parts)
             hive_sql = ", hive_partitioning=true, hive_types_autocast=false" if hive else ""
-            csv = [str(f) for f in files if _format_of(f, None) == "csv"]
+            csv = [f for f in files if _format_of(f, None) == "csv"]
             parquet = [str(f) for f in files if _format_of(f, None) == "parquet"]
             parts, params = [], []
             if csv:
+                read = [str(_readable_copy(f, labels[str(f)], src)) for f in csv]
+                labels.update({r: labels[str(f)] for r, f in zip(read, csv)})
                 parts.append(
                     f"SELECT * FROM read_csv(?, all_varchar=true, header=true, union_by_name=true, "
-                    f"filename='{FILE_COLUMN}'{hive_sql}{', delim=?' if delim else ''})"
+                    f"filename='{FILE_COLUMN}'{hive_sql}{', delim=?' if delim else ''}"
+                    f"{', encoding=?' if encoding else ''})"
                 )
-                params += [csv] + ([delim] if delim else [])
+                params += [read] + ([delim] if delim else []) + ([encoding] if encoding else [])
             if parquet:
                 parts.append(f"SELECT * FROM read_parquet(?, union_by_name=true, filename='{FILE_COLUMN}'{hive_sql})")
                 params.append(parquet)
             from_sql = f"({' UNION ALL BY NAME '.join(parts)})"
-            base = label.rstrip("/\\")
-            labels = {str(f): f"{base}/{f.relative_to(path).as_posix()}" for f in files}
             return SourceTable(role, label, from_sql, params, files, file_column=FILE_COLUMN, file_labels=labels)
         fmt = _format_of(path, src.format)
         if fmt is None:
@@ -173,16 +189,27 @@ class SourceReader:
                     "cannot tell the format from the file name; add 'format: csv' or 'format: parquet' to the table",
                 )
             )
+        if path.is_file():
+            _refuse_empty(path, label)
         if fmt == "csv":
             if delim is None and _suffix(path).startswith(".tsv"):
                 delim = "\t"
-            from_sql = f"read_csv(?, all_varchar=true, header=true{', delim=?' if delim else ''})"
-            params = [str(path)] + ([delim] if delim else [])
+            from_sql = f"read_csv(?, all_varchar=true, header=true{', delim=?' if delim else ''}"
+            from_sql += f"{', encoding=?' if encoding else ''})"
+            params = [str(_readable_copy(path, label, src))] + ([delim] if delim else [])
+            params += [encoding] if encoding else []
         else:
+            if src.encoding is not None:
+                message = f"'encoding: {src.encoding}' applies to CSV files; a Parquet file stores its text as UTF-8"
+                raise SourceProblem(Problem(label, None, message))
             from_sql, params = "read_parquet(?)", [str(path)]
         return SourceTable(role, label, from_sql, params, [path])
 
-    def _open_db(self, role: str, src: Any) -> SourceTable:
+    def _open_db(self, role: str, name: str, src: TableSource) -> SourceTable:
+        if src.database is None:  # DuckDB SQL over files, run on the in-memory connection
+            assert src.query is not None  # TableSource requires a query without path and database
+            query, files = resolve_query_paths(src.query, self.spec.base_dir)
+            return SourceTable(role, f"table {name} (query)", f"({query.strip().rstrip(';')})", [], files)
         path = self.spec.resolve(src.database)
         label = f"{src.database} (table {src.table})" if src.table else f"{src.database} (query)"
         if not path.is_file():
@@ -197,9 +224,13 @@ class SourceReader:
                 raise SourceProblem(Problem(label, None, message)) from None
             self._aliases[key] = alias
         alias = self._aliases[key]
+        files = [path]
         if src.query is not None:
-            from_sql = f"({src.query.strip().rstrip(';')})"
+            query, read = resolve_query_paths(src.query, self.spec.base_dir)
+            from_sql = f"({query.strip().rstrip(';')})"
+            files += read
         else:
+            assert src.table is not None  # TableSource requires a table or a query with a database
             parts = src.table.split(".")
             known = self._db_tables(alias)
             wanted = parts[-1]
@@ -211,7 +242,7 @@ class SourceReader:
                     Problem(label, None, f"table {wanted!r} not found{hint} (tables: {', '.join(names) or 'none'})")
                 )
             from_sql = ".".join([alias] + [quote(p) for p in parts])
-        return SourceTable(role, label, from_sql, [], [path], alias=alias)
+        return SourceTable(role, label, from_sql, [], files, alias=alias)
 
     def _db_tables(self, alias: str) -> list[tuple[str, str]]:
         rows = self.conn.execute(
@@ -258,7 +289,7 @@ class SourceReader:
             items.append(quote(table.file_column))
         items += [f"{sql} AS {quote(alias)}" for alias, sql in computed]
         select = ", ".join(items) or "NULL AS __cx_none"
-        clauses, values = _filter_clauses(table, filters)
+        clauses, values = filter_clauses(table, filters)
         params = list(table.params) + values
         if semi_join is not None and semi_join in table.columns:
             clauses.append(f"trim(CAST({quote(semi_join)} AS VARCHAR)) IN (SELECT customer_id FROM __cx_keys)")
@@ -283,13 +314,17 @@ class SourceReader:
                 arrow = self.conn.sql(sql, params=params).to_arrow_table()
             frame = arrow.to_pandas(types_mapper=ARROW_TYPES.get, date_as_object=False)
         except duckdb.Error as exc:
-            raise SourceProblem(Problem(table.label, None, f"cannot read: {first_line(exc)}")) from None
+            raise SourceProblem(read_problem(exc, table, self._table_name(table))) from None
         finally:
             if keys is not None:
                 self.conn.unregister("__cx_keys")
         if "__cx_none" in frame:
             frame = frame.drop(columns="__cx_none")
         return frame.reset_index(drop=True)
+
+    def _table_name(self, table: SourceTable) -> str:
+        block = getattr(self.spec, table.role, None)
+        return block.table if block is not None else table.role
 
     def count(self, table: SourceTable) -> int:
         """Number of rows in a table (no filter)."""
@@ -314,6 +349,163 @@ class SourceReader:
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (DuckDB errors run over several lines)."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+_CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
+_CSV_FILE = re.compile(r"^\s*file = (.+?)\s*$", re.MULTILINE)
+
+
+def read_problem(exc: BaseException, table: SourceTable, name: str) -> Problem:
+    """A DuckDB read error as one line naming the file; a file that is not UTF-8 text gets DuckDB's reason
+    and the ``encoding`` to declare (DuckDB's own message runs over twenty lines)."""
+    text = str(exc)
+    if "not utf-8 encoded" not in text.lower() and "invalid unicode" not in text.lower():
+        return Problem(table.label, None, f"cannot read: {first_line(exc)}")
+    found = _CSV_FILE.search(text)
+    query = table.label.endswith("(query)")
+    label = table.label
+    if found and (table.file_column is not None or query):
+        label = table.file_labels.get(found.group(1), f"{table.label}: {found.group(1)}")
+    line = _CSV_LINE.search(text)
+    where = f" (line {line.group(1)})" if line else ""
+    fix = (
+        "read it with read_csv(..., encoding='latin-1') in the query"
+        if query
+        else f"add 'encoding: latin-1' to table {name!r} under 'tables'"
+    )
+    return Problem(
+        label,
+        None,
+        f"cannot read: the file is not UTF-8 text{where}: DuckDB found an invalid byte sequence ('This file is not "
+        f"utf-8 encoded'); if it was saved as Latin-1, {fix} (cp1252 for Excel on Windows, utf-16 for Unicode text)",
+    )
+
+
+def _refuse_empty(path: Path, label: str) -> None:
+    """A 0-byte file is one clear problem (DuckDB would read it as one column named column0)."""
+    if path.is_file() and path.stat().st_size == 0:
+        raise SourceProblem(Problem(label, None, "the file is empty (0 bytes)"))
+
+
+# --------------------------------------------------------------------------------------------- encodings
+_TRANSCODED: dict[tuple[str, int, int, str], Path] = {}
+_TRANSCODE_DIR: list[Path] = []
+
+
+def _transcode_dir() -> Path:
+    if not _TRANSCODE_DIR:
+        folder = Path(tempfile.mkdtemp(prefix="cxresearch-utf8-"))
+        atexit.register(shutil.rmtree, folder, True)
+        _TRANSCODE_DIR.append(folder)
+    return _TRANSCODE_DIR[0]
+
+
+def _readable_copy(path: Path, label: str, src: TableSource) -> Path:
+    """The file DuckDB reads: the source itself, or (an encoding DuckDB cannot decode, e.g. cp1252) a
+    temporary UTF-8 copy made once per process and source version. The source is only ever read."""
+    if src.encoding is None or src.duckdb_encoding is not None:
+        return path
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, src.encoding)
+    if key not in _TRANSCODED:
+        # decompressed while transcoding: the copy is plain text (.tsv keeps its tab delimiter)
+        name = hashlib.sha256(repr(key).encode()).hexdigest()[:16] + (".tsv" if ".tsv" in path.name.lower() else ".csv")
+        target = _transcode_dir() / name
+        opener = _gzip_open if path.name.lower().endswith(".gz") else open
+        try:
+            with opener(path, "rt", encoding=src.encoding, newline="") as inp:
+                with open(target, "w", encoding="utf-8", newline="") as out:
+                    shutil.copyfileobj(inp, out)
+        except (UnicodeDecodeError, OSError) as exc:
+            target.unlink(missing_ok=True)
+            raise SourceProblem(Problem(label, None, f"cannot read as {src.encoding}: {exc}")) from None
+        _TRANSCODED[key] = target
+    return _TRANSCODED[key]
+
+
+def _gzip_open(path: Path, mode: str, encoding: str, newline: str) -> Any:
+    import gzip
+
+    return gzip.open(path, mode, encoding=encoding, newline=newline)
+
+
+# --------------------------------------------------------------------------------------------- queries
+#: DuckDB table functions whose first argument is a file path, a glob or a list of them
+_FILE_FUNCTIONS = {
+    "read_csv",
+    "read_csv_auto",
+    "read_parquet",
+    "parquet_scan",
+    "read_json",
+    "read_json_auto",
+    "read_ndjson",
+    "read_ndjson_auto",
+    "read_text",
+    "read_blob",
+    "read_xlsx",
+    "sniff_csv",
+    "glob",
+}
+
+
+def _string_literal(query: str, start: int) -> tuple[str, int]:
+    """The value of the SQL string literal starting at ``start`` and the index after it."""
+    i, out = start + 1, []
+    while i < len(query):
+        if query[i] == "'":
+            if query[i + 1 : i + 2] == "'":
+                out.append("'")
+                i += 2
+                continue
+            return "".join(out), i + 1
+        out.append(query[i])
+        i += 1
+    return "".join(out), i
+
+
+def resolve_query_paths(query: str, base_dir: Path) -> tuple[str, list[Path]]:
+    """The query with every relative file path made absolute against ``base_dir`` (the spec's folder),
+    and the existing files it names (for the data hash).
+
+    Paths are the string literals that DuckDB reads as files: the first argument of a file function
+    (``read_csv('../x.csv')``, ``read_parquet(['a.parquet', 'b/*.parquet'])``) and a quoted file after
+    ``FROM`` / ``JOIN`` (``FROM 'x.parquet'``). Other literals (``WHERE x = 'a.csv'``), absolute paths
+    and URLs (``s3://``) are left as they are, whatever the working directory; absolute paths are still
+    listed among the files read.
+    """
+    tokens = [(int(start), str(kind)) for start, kind in duckdb.tokenize(query)]
+    texts = [
+        query[start : tokens[n + 1][0] if n + 1 < len(tokens) else len(query)].strip().lower()
+        for n, (start, _) in enumerate(tokens)
+    ]
+    out, last, files, in_list = [], 0, [], False
+    for n, (start, kind) in enumerate(tokens):
+        prev = texts[n - 1] if n >= 1 else ""
+        prev2 = texts[n - 2] if n >= 2 else ""
+        if texts[n] == "[" and prev == "(" and prev2 in _FILE_FUNCTIONS:
+            in_list = True
+            continue
+        if texts[n] == "]":
+            in_list = False
+            continue
+        if not kind.endswith("string_const") or query[start] != "'":
+            continue
+        if not (in_list or prev in ("from", "join") or (prev == "(" and prev2 in _FILE_FUNCTIONS)):
+            continue
+        value, end = _string_literal(query, start)
+        if not value or "://" in value:
+            continue
+        if Path(value).expanduser().is_absolute():  # read as written, but hashed like the others
+            files += [
+                Path(f) for f in sorted(glob.glob(str(Path(value).expanduser()), recursive=True)) if Path(f).is_file()
+            ]
+            continue
+        resolved = os.path.normpath(base_dir / Path(value).expanduser())
+        files += [Path(f) for f in sorted(glob.glob(resolved, recursive=True)) if Path(f).is_file()]
+        out += [query[last:start], "'" + resolved.replace("'", "''") + "'"]
+        last = end
+    out.append(query[last:])
+    return "".join(out), list(dict.fromkeys(files))
 
 
 def connect() -> duckdb.DuckDBPyConnection:

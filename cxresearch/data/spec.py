@@ -10,6 +10,7 @@ with pandera on load (:mod:`cxresearch.data.validation`).
 
 from __future__ import annotations
 
+import codecs
 import re
 from datetime import date
 from pathlib import Path
@@ -35,12 +36,42 @@ def _check_identifier(value: str, what: str) -> str:
     return value
 
 
+#: encodings DuckDB's CSV reader decodes itself (Python codec name -> DuckDB's name); any other encoding
+#: Python knows (cp1252, mac_roman, shift_jis...) is transcoded to a temporary UTF-8 copy first
+DUCKDB_ENCODINGS = {"utf-8": "utf-8", "utf-16": "utf-16", "iso8859-1": "latin-1"}
+
+
+def _check_date_format(value: str | None) -> str | None:
+    if value is not None and "%" not in value:
+        raise ValueError(
+            f"date_format {value!r} has no format codes; write it with strptime codes, e.g. '%d.%m.%Y' for 31.12.2024"
+        )
+    return value
+
+
+def _check_encoding(value: str | None) -> str | None:
+    """A text encoding Python knows (``latin-1``, ``ISO-8859-1``, ``cp1252``...), as written."""
+    if value is None:
+        return None
+    try:
+        codecs.lookup(value.strip())
+        return value.strip()
+    except LookupError:
+        raise ValueError(
+            f"unknown encoding {value!r}; use a name such as utf-8, latin-1, cp1252 (Windows Excel) or utf-16"
+        ) from None
+
+
 class TableSource(_Strict):
-    """Where a table comes from. Exactly one of ``path`` or ``database`` is given.
+    """Where a table comes from: a ``path``, a DuckDB ``database``, or a DuckDB SQL ``query`` over files.
 
     - ``path``: a CSV or Parquet file, or a folder of such files (all unioned by column name);
       relative paths are resolved against the spec file's folder.
     - ``database`` + ``table`` or ``query``: a DuckDB database file, read-only.
+    - ``query`` alone: DuckDB SQL over files, e.g. ``select * from read_csv('../x.csv')``; relative file
+      paths inside it resolve against the spec file's folder too.
+    - ``encoding`` (CSV only): the files' text encoding (default utf-8), e.g. ``latin-1`` or ``cp1252``.
+    - ``date_format``: strptime codes of this table's text dates (default: the spec's ``date_format``).
     """
 
     path: str | None = None
@@ -49,16 +80,47 @@ class TableSource(_Strict):
     table: str | None = None
     query: str | None = None
     csv_delimiter: str | None = None
+    encoding: str | None = None
+    date_format: str | None = None
+
+    @field_validator("date_format")
+    @classmethod
+    def _date_format(cls, value: str | None) -> str | None:
+        return _check_date_format(value)
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str | None) -> str | None:
+        return _check_encoding(value)
 
     @model_validator(mode="after")
     def _one_kind(self) -> TableSource:
-        if (self.path is None) == (self.database is None):
+        if self.path is not None and self.database is not None:
             raise ValueError("give exactly one of 'path' (CSV/Parquet file or folder) or 'database' (DuckDB file)")
+        if self.path is None and self.database is None and self.query is None:
+            raise ValueError(
+                "give one of 'path' (CSV/Parquet file or folder), 'database' (DuckDB file) or 'query' "
+                "(DuckDB SQL, e.g. select * from read_csv('survey.csv'))"
+            )
         if self.database is not None and (self.table is None) == (self.query is None):
             raise ValueError("a DuckDB source needs exactly one of 'table' or 'query'")
         if self.path is not None and (self.table is not None or self.query is not None):
             raise ValueError("'table' and 'query' apply only to a DuckDB 'database' source")
+        if self.path is None and self.database is None and self.table is not None:
+            raise ValueError("'table' needs a 'database' (DuckDB file)")
+        if self.encoding is not None and (self.path is None or self.format == "parquet"):
+            raise ValueError(
+                "'encoding' applies to CSV files given by 'path'; "
+                "inside a query write read_csv(..., encoding='latin-1')"
+            )
+        if self.path is None and self.csv_delimiter is not None:
+            raise ValueError("'csv_delimiter' applies to CSV files given by 'path'")
         return self
+
+    @property
+    def duckdb_encoding(self) -> str | None:
+        """The encoding as DuckDB's CSV reader names it; None when DuckDB cannot decode it itself."""
+        return DUCKDB_ENCODINGS.get(codecs.lookup(self.encoding or "utf-8").name)
 
 
 class Scale(_Strict):
@@ -79,7 +141,7 @@ class Scale(_Strict):
     @model_validator(mode="after")
     def _ordered(self) -> Scale:
         if not self.min < self.max:
-            raise ValueError(f"scale min {self.min} must be below max {self.max}")
+            raise ValueError(f"scale min {self.min:g} must be below max {self.max:g}")
         return self
 
     @property
@@ -123,6 +185,13 @@ def _check_na_codes(codes: list[NACode], scale: Scale | None, what: str) -> list
                 "it would be indistinguishable from a real answer"
             )
     return codes
+
+
+def check_box(value: float) -> float:
+    """A top / bottom box setting: a share of the scale below 1 (0.4) or a whole number of points (2)."""
+    if value >= 1 and value != int(value):
+        raise ValueError(f"a box is a share of the scale below 1 (0.4) or a whole number of points (2), got {value}")
+    return value
 
 
 def label_key(value: Any) -> str:
@@ -274,10 +343,15 @@ class Outcome(_Strict):
 
 
 class Survey(_Strict):
-    """The survey table: one row per answer (respondent x wave)."""
+    """The survey table: one row per answer (respondent x wave).
+
+    ``id`` may be left out for an anonymous survey: each row then gets its row number (1 = the first
+    data row; a folder counts its files in sorted name order) as its id, so answers cannot be joined to
+    customers.
+    """
 
     table: str = "survey"
-    id: str
+    id: str | None = None
     segment: str
     market: str
     wave: str | None = None
@@ -411,7 +485,8 @@ class DatasetSpec(_Strict):
     name: str
     description: str | None = None
     as_of: date | None = None  # data as-of date: report headers; active customers are censored here
-    date_format: str | None = None  # strftime format of text dates (e.g. "%d/%m/%Y"); default ISO 8601
+    # strftime format of text dates (e.g. "%d/%m/%Y"); default ISO 8601; a table's own date_format wins
+    date_format: str | None = None
     tables: dict[str, TableSource]
     survey: Survey | None = None  # none: a customers table alone (survival and CLV by any grouping)
     customers: Customers | None = None
@@ -419,6 +494,11 @@ class DatasetSpec(_Strict):
 
     #: folder the spec was read from; relative table paths resolve against it
     base_dir: Annotated[Path, Field(exclude=True)] = Path(".")
+
+    @field_validator("date_format")
+    @classmethod
+    def _date_format(cls, value: str | None) -> str | None:
+        return _check_date_format(value)
 
     @model_validator(mode="after")
     def _tables_exist(self) -> DatasetSpec:
@@ -434,7 +514,26 @@ class DatasetSpec(_Strict):
                 "customers with 'start' dates need 'as_of' (YYYY-MM-DD): customers still active (no end date) "
                 "are censored at that date"
             )
+        if self.survey is not None and self.survey.id is None and self.customers is not None:
+            raise ValueError(
+                "survey.id is needed when a customers table is declared: answers are joined to customers by id "
+                "(without an id column, each survey row is numbered and no answer can be matched to a customer)"
+            )
         return self
+
+    def table_date_format(self, role: str) -> str | None:
+        """The date format of one role's table: its own ``date_format``, else the spec's (None: ISO 8601)."""
+        block = getattr(self, role, None)
+        if block is None:
+            return self.date_format
+        return self.tables[block.table].date_format or self.date_format
+
+    def date_format_source(self, role: str) -> str:
+        """Where a role's date format comes from, in words, for messages."""
+        block = getattr(self, role, None)
+        if block is not None and self.tables[block.table].date_format:
+            return f"the date_format of table {block.table!r}"
+        return "the spec's date_format"
 
     def require_survey(self, needed_by: str) -> Survey:
         """The survey block, or a clear error naming what needs it (a spec may declare customers alone)."""
@@ -460,6 +559,7 @@ def format_pydantic_error(exc: Exception, source: str) -> str:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (not part of the spec; check its spelling)"
+        msg = msg.removeprefix("Value error, ")
         lines.append(f"{source}: {loc}: {msg}")
     return "\n".join(lines)
 

@@ -123,9 +123,11 @@ class ParsedValues:
         bad: Mapping[tuple[str, str], pd.Series],
         blank: Mapping[tuple[str, str], pd.Series],
         date_format: str | None,
+        date_source: str = "the spec's date_format",
     ):
         self.values, self.bad, self.blank = dict(values), dict(bad), dict(blank)
         self.date_format = date_format
+        self.date_source = date_source  # where the format comes from, in words ("the spec's date_format")
 
     def get(self, rule: FieldRule, raw: pd.Series | None = None) -> tuple[pd.Series, pd.Series]:
         """(values, bad) of one rule's column (``raw`` is accepted for the checks' call shape, not read)."""
@@ -173,10 +175,16 @@ def _column_checks(
             add(in_scale, stem)
         if rule.kind == "recommend":
             add(lambda s: _whole(parsed.get(rule, s)[0]), f"not a whole number on the scale {rule.scale}")
+        elif rule.kind == "rating" and not essential_only and _integer_scale(rule.scale):
+            # the scorecards and driver models count answers per scale point: 3.5 on 1-5 is no answer there
+            add(
+                lambda s: _whole(parsed.get(rule, s)[0]),
+                f"not a whole number on the integer scale {rule.scale} of {rule.what}",
+            )
         if rule.kind == "duration" and not essential_only:
             add(lambda s: ~(parsed.get(rule, s)[0] < 0), "with a negative duration")
     elif rule.kind == "date":
-        expected = rule_date_hint(parsed.date_format)
+        expected = rule_date_hint(parsed.date_format, parsed.date_source)
         add(lambda s: ~parsed.get(rule, s)[1], f"not a date (expected {expected})")
     elif rule.kind == "label":
         known = ", ".join(sorted(rule.labels or {}))
@@ -200,9 +208,16 @@ def _column_checks(
     return checks
 
 
-def rule_date_hint(date_format: str | None) -> str:
-    """How the expected date format is described in messages."""
-    return f"the spec's date_format {date_format}" if date_format else "ISO 8601, YYYY-MM-DD"
+def rule_date_hint(date_format: str | None, source: str = "the spec's date_format") -> str:
+    """How the expected date format is described in messages (``source``: where the format is declared)."""
+    if not date_format:
+        return "ISO 8601, YYYY-MM-DD; declare date_format for other formats, e.g. '%d.%m.%Y'"
+    return f"{source} {date_format}"
+
+
+def _integer_scale(scale: Any) -> bool:
+    """True for a scale of whole-number points (1-5, 0-10, 1-100)."""
+    return scale is not None and float(scale.min).is_integer() and float(scale.max).is_integer()
 
 
 def _whole(values: pd.Series) -> pd.Series:
@@ -320,7 +335,8 @@ def _frame_checks(
                     if end is not None and has("end_date")
                     else pd.Series(pd.NaT, index=df.index)
                 )
-                return ~(e.isna() & (s > as_of))
+                unreadable = parsed.get(end)[1] if end is not None and has("end_date") else False
+                return ~(e.isna() & (s > as_of) & ~unreadable)
 
             add(
                 started,
@@ -335,8 +351,9 @@ def _frame_checks(
 
             def churn_has_end(df: pd.DataFrame) -> pd.Series:
                 flag = parsed.get(churn, df[churn.column])[0]
-                e = parsed.get(end, df[end.column])[0]
-                return ~(flag.eq(1).fillna(False).astype(bool) & e.isna())
+                e, unreadable = parsed.get(end, df[end.column])
+                # an end date that does not parse is reported as a date problem, not as a missing end date
+                return ~(flag.eq(1).fillna(False).astype(bool) & e.isna() & ~unreadable)
 
             add(
                 churn_has_end,

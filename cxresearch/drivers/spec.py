@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cxresearch.data.spec import Scale
+from cxresearch.data.spec import Scale, check_box
 
 #: the placeholder that stands for every touchpoint construct in a path
 TOUCHPOINTS = "touchpoints"
@@ -199,11 +199,7 @@ class DriverModelSpec(_Strict):
     @field_validator("bottom_box", "top_box")
     @classmethod
     def _box(cls, value: float) -> float:
-        if value >= 1 and value != int(value):
-            raise ValueError(
-                f"a box is a share of the scale below 1 (0.4) or a whole number of points (2), got {value}"
-            )
-        return value
+        return check_box(value)
 
     @field_validator("group_by")
     @classmethod

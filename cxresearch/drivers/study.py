@@ -453,22 +453,10 @@ def answers_in_scope(fit: Any, rows: np.ndarray | None) -> int:
 
 def too_few_answers(n_answers: int, min_answers: int, segment: Any = "all", market: Any = "all") -> str | None:
     """The statement a report shows instead of driver numbers when its group has fewer than ``min_answers``
-    answers (None when there are enough)."""
-    if n_answers >= min_answers:
-        return None
-    scope = ", ".join(
-        p
-        for p in (
-            "" if segment in (None, "all") else f"segment {segment}",
-            "" if market in (None, "all") else f"market {market}",
-        )
-        if p
-    )
-    return (
-        f"**Too few answers for driver estimates** ({scope or 'this run'}: n={n_answers}, fewer than "
-        f"min_answers = {min_answers}). No driver numbers are shown for this group: whole-sample numbers would "
-        "not describe it, and its own answers cannot support them."
-    )
+    answers (None when there are enough); the wording every study shares (:mod:`cxresearch.reports.small_n`)."""
+    from cxresearch.reports.small_n import too_few_answers as statement
+
+    return statement(n_answers, min_answers, segment, market)
 
 
 def has_estimates(summary: Any, statement: str | None = None) -> bool:

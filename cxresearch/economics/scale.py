@@ -114,11 +114,11 @@ def _sql_parts(
     else:
         # guaranteed by the spec's validators: Customers needs 'start' without 'tenure', DatasetSpec 'as_of' with it
         assert c.start is not None and spec.as_of is not None
-        start, bad_start = date_sql(c.start, ct[c.start], spec.date_format)
+        start, bad_start = date_sql(c.start, ct[c.start], spec.table_date_format("customers"))
         end: str | None = None
         bad_end = "FALSE"
         if c.end:
-            end, bad_end = date_sql(c.end, ct[c.end], spec.date_format)
+            end, bad_end = date_sql(c.end, ct[c.end], spec.table_date_format("customers"))
         sel.append(f"{tenure_from_dates_sql(start, end, spec.as_of)} AS tenure")
         checks["start_date"] = (f"({bad_start} OR {start} IS NULL)", c.start)
         if c.end:
@@ -150,10 +150,11 @@ def _sql_parts(
     customers_from = f"{filtered_source_sql(ctable, cust_filters)} AS t"
     customers_sql = f"SELECT {', '.join(sel)} FROM {customers_from}"
 
+    assert s.id is not None  # the spec requires survey.id when customers are declared
     sid = text_sql(s.id, st[s.id])
     wave = text_sql(s.wave, st[s.wave]) if s.wave else "'1'"
     rec, _ = recommend_sql(srules["recommend"], st[s.outcome.column])
-    order = date_sql(s.date, st[s.date], spec.date_format)[0] if s.date else "NULL::TIMESTAMP"
+    order = date_sql(s.date, st[s.date], spec.table_date_format("survey"))[0] if s.date else "NULL::TIMESTAMP"
     survey_from = filtered_source_sql(stable, {s.segment: segments, s.market: markets})
     answers_sql = (
         f"SELECT {sid} AS customer_id, {wave} AS wave, {rec} AS recommend, {order} AS answered, "

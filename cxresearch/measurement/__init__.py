@@ -12,7 +12,7 @@ from cxresearch.measurement.benchmark import (
     verdict,
 )
 from cxresearch.measurement.kpi import nps_tracking, target_probability, touchpoint_tracking
-from cxresearch.measurement.league import LeagueTable, league_table
+from cxresearch.measurement.league import LeagueTable, league_table, rankable_units
 from cxresearch.measurement.nps import (
     SharePosterior,
     class_counts,
@@ -47,6 +47,7 @@ __all__ = [
     "nps_posterior",
     "nps_tracking",
     "pairwise_differences",
+    "rankable_units",
     "rating_draws",
     "select_wave",
     "strengths_and_weaknesses",

@@ -181,6 +181,17 @@ def _fit_units(
     return est, None, "unit means, no pooling (t posterior)"
 
 
+def rankable_units(
+    survey: pd.DataFrame, metric: str = "nps", unit: str = "unit", spec: DatasetSpec | None = None, min_answers: int = 1
+) -> list[str]:
+    """The units :func:`league_table` would rank: those with at least ``min_answers`` answers on ``metric``
+    (a league needs two; a notebook checks first and says why there is no table)."""
+    if unit not in survey.columns or survey.empty:
+        return []
+    stats, _, _ = _unit_data(survey, metric, unit, spec, min_answers)
+    return stats["unit"].astype(str).tolist()
+
+
 def league_table(
     survey: pd.DataFrame,
     metric: str = "nps",

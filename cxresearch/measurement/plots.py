@@ -176,23 +176,44 @@ def plot_kpi_trend(
 
 
 def plot_scorecard(scorecard: pd.DataFrame, title: str = "Touchpoint scorecard") -> Any:
-    """Two panels sharing the touchpoint axis: mean rating, and top-box / bottom-box shares (with intervals)."""
+    """Two panels sharing the touchpoint axis: mean rating, and top-box / bottom-box shares (with intervals).
+
+    Touchpoints on different scales (1-5 beside 1-100) share no rating axis: the mean is then drawn as its
+    position on its own scale (0% = the lowest answer, 100% = the highest), and each label names its scale."""
     frame = scorecard.reset_index(drop=True)
-    labels = [_wrap(f"{lab} (n={n:,})", 32) for lab, n in zip(frame["label"], frame["n_customers"])]
+    mixed = frame["scale"].nunique() > 1
+    labels = [
+        _wrap(f"{lab} ({scale}, n={n:,})" if mixed else f"{lab} (n={n:,})", 32)
+        for lab, scale, n in zip(frame["label"], frame["scale"], frame["n_customers"])
+    ]
     y = np.arange(len(frame))[::-1]
     fig, (ax1, ax2) = _new_figure(
         11, _height(len(frame), per_row=0.5), ncols=2, sharey=True, gridspec_kw={"width_ratios": [1, 1.2]}
     )
-    ax1.hlines(y, frame["mean_low"], frame["mean_high"], color=PALETTE[0], linewidth=2.5)
-    ax1.plot(frame["mean"], y, "o", color=PALETTE[0], markersize=7)
+    mean, low, high = (frame[c].to_numpy(dtype=float) for c in ("mean", "mean_low", "mean_high"))
+    if mixed:
+        lo = frame["scale_min"].to_numpy(dtype=float)
+        width = frame["scale_max"].to_numpy(dtype=float) - lo
+        mean, low, high = ((v - lo) / width for v in (mean, low, high))
+    ax1.hlines(y, low, high, color=PALETTE[0], linewidth=2.5)
+    ax1.plot(mean, y, "o", color=PALETTE[0], markersize=7)
     ax1.set_yticks(y, labels)
-    ax1.set_xlabel(f"Mean rating (scale {frame['scale'].iloc[0]})" if frame["scale"].nunique() == 1 else "Mean rating")
+    if mixed:
+        _pct_axis(ax1)
+        ax1.set_xlabel("Mean rating: position on its own scale (0% lowest, 100% highest answer)")
+    else:
+        ax1.set_xlabel(f"Mean rating (scale {frame['scale'].iloc[0]})")
     ax1.set_title("Mean rating", loc="left")
-    top_def = frame["top_box_definition"].iloc[0] if frame["top_box_definition"].nunique() == 1 else "top"
-    bottom_def = frame["bottom_box_definition"].iloc[0] if frame["bottom_box_definition"].nunique() == 1 else "bottom"
+    top_def = frame["top_box_definition"].iloc[0] if frame["top_box_definition"].nunique() == 1 else None
+    bottom_def = frame["bottom_box_definition"].iloc[0] if frame["bottom_box_definition"].nunique() == 1 else None
     for metric, color, offset, name in (
-        ("top_box", NPS_COLORS["promoter"], 0.15, f"Top box ({top_def})"),
-        ("bottom_box", NPS_COLORS["detractor"], -0.15, f"Bottom box ({bottom_def})"),
+        ("top_box", NPS_COLORS["promoter"], 0.15, f"Top box ({top_def})" if top_def else "Top box (highest answers)"),
+        (
+            "bottom_box",
+            NPS_COLORS["detractor"],
+            -0.15,
+            f"Bottom box ({bottom_def})" if bottom_def else "Bottom box (lowest answers)",
+        ),
     ):
         ax2.hlines(y + offset, frame[f"{metric}_low"], frame[f"{metric}_high"], color=color, linewidth=2.5)
         ax2.plot(frame[metric], y + offset, "o", color=color, markersize=6, label=name)

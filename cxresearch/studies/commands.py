@@ -43,9 +43,15 @@ import click
 )
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
     help="Output root (overrides 'out' in the params files; default ./reports).",
+)
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="When another `cxresearch run` is writing to the same out folder, wait for it to finish "
+    "(default: exit at once, naming its pid).",
 )
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar over runs (default: when writing to a terminal)."
@@ -58,13 +64,18 @@ def run_command(
     force: bool,
     prepare_only: bool,
     out: Path | None,
+    wait: bool,
     progress: bool | None,
 ) -> None:
     """Run study notebooks for every segment x market of each PARAMS file, then write the index.
 
     Each run writes <out>/<study>/<segment>--<market>/ with the executed notebook, report.html,
-    results.json and manifest.json. Runs whose inputs are unchanged and that succeeded are skipped.
-    Exits 1 when any run failed (the failures are listed).
+    results.json, manifest.json and kernel.log. Runs whose inputs are unchanged and that succeeded are
+    skipped. One command at a time writes to an out folder (a lock; see --wait).
+
+    Ctrl-C (SIGINT) or SIGTERM stops the kernels, marks unfinished runs interrupted (the next run
+    redoes them) and writes the index. Exit status: 0 all runs succeeded, 1 a run failed (the failures
+    are listed) or the command could not start, 130 / 143 stopped by SIGINT / SIGTERM.
     """
     from cxresearch.data.spec import SpecError
     from cxresearch.studies.params import ParamsError
@@ -80,8 +91,12 @@ def run_command(
             force=force,
             prepare_only=prepare_only,
             progress=progress,
+            wait=wait,
         )
     except (ParamsError, RunnerError, SpecError) as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:  # a second Ctrl-C: the index was written on the way out
+        click.echo("stopped: unfinished runs are marked interrupted; rerun the command to do them", err=True)
+        click.get_current_context().exit(130)
     if summary.exit_code:
         click.get_current_context().exit(summary.exit_code)

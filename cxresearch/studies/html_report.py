@@ -5,7 +5,8 @@ segment, market, data as-of date, run id, status and duration, and a red banner 
 the run failed (cell error, cell timeout, dead kernel: papermill stamps nothing for the last two) or a
 model did not pass its diagnostics. Every user string in the header is HTML-escaped. The page needs
 no network: require.js, MathJax, mermaid and widget scripts are left out (they load from a CDN), CSS
-is inlined and figures are inline PNG data.
+is inlined and figures are inline PNG data. What cells wrote to stderr (warnings, log lines) is moved to
+the run's kernel.log before rendering (:func:`move_stderr`); the report keeps one line at the bottom.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ FAILURE_TITLES = {
     "timeout": "RUN FAILED: a notebook cell timed out",
     "dead_kernel": "RUN FAILED: the kernel died (out of memory, or killed)",
     "runner_error": "RUN FAILED: the runner could not execute the notebook",
+    "io_error": "RUN FAILED: the run's files could not be written (disk full, or the folder is not writable)",
+    "interrupted": "RUN INTERRUPTED: the command was stopped before this notebook finished",
 }
+#: Where the stderr output of the notebook's cells goes instead of the report (the run's kernel log).
+STDERR_NOTE = "see kernel.log"
 
 _CSS = """
 .cx-header{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:16px 0 8px;
@@ -52,6 +57,9 @@ _CSS = """
 .cx-banner a{color:#0b57d0;text-decoration:underline}
 .cx-banner ul{margin:4px 0 0;padding-left:20px;font-size:.92em}
 .cx-banner-checked{border-left-color:#1b5e20;background:#e9f5ec;color:#1b5e20;font-size:.95em}
+.cx-footnote{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#57606a;font-size:.85em;
+  margin:24px 0 12px;padding-top:8px;border-top:1px solid #d0d7de}
+.cx-status-interrupted{color:#8a4b00;font-weight:700}
 .celltag_cx-stop-marker p,.celltag_papermill-error-cell-tag p{color:#b71c1c;font-size:1.4em;font-weight:700;
   font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif}
 """
@@ -65,6 +73,7 @@ _TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block body_header -%}{{ super() }}
 {{ resources.cx_header }}
 {%- endblock body_header -%}
+{%- block body_footer -%}{{ resources.cx_footer }}{{ super() }}{%- endblock body_footer -%}
 """
 
 
@@ -92,6 +101,8 @@ class ReportHeader:
     failed_sections: list[dict[str, str]] = field(default_factory=list)
     #: numbers the data cannot support (results.json blocks with ``"estimable": false``): dotted key -> reason
     not_estimable: dict[str, str] = field(default_factory=dict)
+    #: cells whose stderr output (warnings, log lines) was moved to kernel.log (see :func:`move_stderr`)
+    stderr_cells: int = 0
 
 
 def strip_ansi(text: str) -> str:
@@ -188,9 +199,9 @@ def header_html(header: ReportHeader) -> str:
         css = f' class="cx-status-{_esc(header.status)}"' if key == "status" else ""
         items.append(f'<dt>{label}</dt><dd data-field="{key}"{css}>{_esc(value)}</dd>')
     parts = [f'<header class="cx-header" id="cx-run-header"><h1>{_esc(heading)}</h1><dl>{"".join(items)}</dl></header>']
-    if header.status == "failed":
+    if header.status in ("failed", "interrupted"):
         error = dict(header.error or {})
-        kind = str(error.get("kind", "runner_error"))
+        kind = str(error.get("kind", "interrupted" if header.status == "interrupted" else "runner_error"))
         title = FAILURE_TITLES.get(kind, FAILURE_TITLES["runner_error"])
         anchor = PAPERMILL_ANCHOR if kind == "cell_error" else STOP_ANCHOR
         message = strip_ansi(str(error.get("message") or "no error message"))
@@ -202,7 +213,7 @@ def header_html(header: ReportHeader) -> str:
         parts.append(
             '<div class="cx-banner cx-banner-failed" id="cx-failure-banner" role="alert">'
             f"<strong>{_esc(title)}</strong>"
-            f"<br>The numbers below are incomplete: the notebook is shown up to the point where it stopped."
+            "<br>The numbers below are incomplete: the notebook is shown up to the point where it stopped."
             f"{where}<pre>{_esc(message)}</pre></div>"
         )
     if header.failed_sections:
@@ -248,6 +259,40 @@ def header_html(header: ReportHeader) -> str:
             f"<strong>{_esc(title)}</strong>{caveat}{_diagnostics_lines(header.diagnostics, failed_only=False)}</div>"
         )
     return "\n".join(parts)
+
+
+def footer_html(header: ReportHeader) -> str:
+    """One discreet line at the bottom when cells wrote warnings or other text to stderr (kept in kernel.log)."""
+    if not header.stderr_cells:
+        return ""
+    n = header.stderr_cells
+    return (
+        f'<p class="cx-footnote" id="cx-stderr-note">{n} {"cell" if n == 1 else "cells"} wrote warnings or other '
+        f"messages to stderr: {STDERR_NOTE}</p>"
+    )
+
+
+def move_stderr(nb: Any) -> list[tuple[int, int | None, str]]:
+    """Take the stderr stream outputs (warnings, log lines, printed in red) out of the executed notebook
+    ``nb`` (in place) and return them as ``(cell index, execution count, text)``, for the kernel log.
+
+    A cell that raised keeps its stderr: with its error output it explains the failure.
+    """
+    moved = []
+    for index, cell in enumerate(nb.cells):
+        outputs = cell.get("outputs") if cell.get("cell_type") == "code" else None
+        if not outputs or any(o.get("output_type") == "error" for o in outputs):
+            continue
+        kept, text = [], []
+        for output in outputs:
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                text.append(strip_ansi("".join(output.get("text", ""))))
+            else:
+                kept.append(output)
+        if text:
+            cell["outputs"] = kept
+            moved.append((index, cell.get("execution_count"), "".join(text)))
+    return moved
 
 
 def last_started_cell(nb: Any) -> int | None:
@@ -308,7 +353,12 @@ def render_report(nb: Any, header: ReportHeader) -> str:
         embed_images=True,
     )
     title = f"{header.title or header.study} - {header.segment} / {header.market}"
-    resources = {"metadata": {"name": title}, "cx_header": header_html(header), "cx_css": _CSS}
+    resources = {
+        "metadata": {"name": title},
+        "cx_header": header_html(header),
+        "cx_footer": footer_html(header),
+        "cx_css": _CSS,
+    }
     body, _ = exporter.from_notebook_node(_report_cells(nb), resources=resources)
     return body
 
@@ -317,5 +367,6 @@ def fallback_report(header: ReportHeader, note: str) -> str:
     """A minimal page (header, banners, a note) for when nbconvert itself fails."""
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_esc(header.study)}</title>'
-        f"<style>{_CSS}</style></head><body>{header_html(header)}<pre>{_esc(note)}</pre></body></html>"
+        f"<style>{_CSS}</style></head><body>{header_html(header)}<pre>{_esc(note)}</pre>{footer_html(header)}"
+        "</body></html>"
     )

@@ -195,7 +195,7 @@ th{background:#f6f8fa;position:sticky;top:0}
 td.num{text-align:right;white-space:nowrap}
 .status{font-weight:700;white-space:nowrap}
 .status-succeeded{color:#1b5e20} .status-failed{color:#b71c1c} .status-running{color:#8a4b00}
-.status-partial{color:#8a4b00}
+.status-partial{color:#8a4b00} .status-interrupted{color:#8a4b00}
 .status-not-run{color:#57606a;font-weight:400}
 .flag{display:inline-block;margin-top:2px;padding:1px 6px;border-radius:4px;background:#fdecea;color:#b71c1c;
   font-size:.85em;font-weight:700}
@@ -243,7 +243,8 @@ def index_html(rows: list[IndexRow], title: str = "cxresearch study reports") ->
             if row.diagnostics_failed
             else ""
         )
-        err = f'<div class="err">{_esc(row.error[:300])}</div>' if row.error and row.status == "failed" else ""
+        shows_error = bool(row.error) and row.status in ("failed", "interrupted")
+        err = f'<div class="err">{_esc((row.error or "")[:300])}</div>' if shows_error else ""
         if row.headline:
             kpis = "".join(
                 f'<li class="headline"><span class="kpi-label">{_esc(k)}</span> {_esc(v)}</li>' for k, v in row.headline

@@ -77,6 +77,14 @@ def data_hashes(dataset: str | Path) -> dict[str, Any]:
     spec = load_spec(dataset)
     tables: dict[str, Any] = {}
     for name, source in spec.tables.items():
+        if source.path is None and source.database is None and source.query is not None:
+            # a query over files (read_csv('../x.csv')): the query text and every file it reads
+            from cxresearch.data.sources import resolve_query_paths
+
+            _, read = resolve_query_paths(source.query, spec.base_dir)
+            hashes = {"(query)": sha256_text(source.query), **{str(p.resolve()): sha256_file(p) for p in read}}
+            tables[name] = {"source": "query", "sha256": combine_hashes(hashes), "files": hashes}
+            continue
         where = source.path if source.path is not None else source.database
         if where is None:
             raise ValueError(f"{dataset}: tables.{name}: neither path nor database is set")

@@ -421,7 +421,8 @@ def segment_market_pairs(dataset: str | Path) -> set[tuple[str, str]]:
             return {("all", "all")}
         rows = distinct_values(spec, "customers", declared)
     except (DataValidationError, ValueError) as exc:
-        raise ParamsError(f"{dataset}: cannot read the segments and markets: {exc}") from None
+        text = str(exc).removeprefix(f"{dataset}: ")  # the spec's own errors already name it
+        raise ParamsError(f"{dataset}: cannot read the segments and markets: {text}") from None
     return {(str(r.get("segment", "all")), str(r.get("market", "all"))) for r in rows.to_dict("records")}
 
 

@@ -5,6 +5,11 @@
 folder; ``run_studies`` does it all, in local worker processes or on a Dask cluster, with a progress
 bar, one line per finished run, skipping unchanged successes, and the report index at the end.
 
+Faults: the out folder is checked and locked before any kernel starts
+(:mod:`cxresearch.studies.outfolder`); a file that cannot be written fails only its run (``io_error``);
+SIGINT / SIGTERM kill the kernels, mark unfinished runs ``interrupted`` and still write the index; no
+``running`` manifest and no temporary file outlives the command.
+
 Threads: each run's kernel gets ``cores // workers`` threads for BLAS / OpenMP / numba / PyTensor
 (environment variables set for the kernel only), so N parallel runs do not oversubscribe the cores.
 The default is one worker per two cores: a Bayesian fit runs its chains in parallel, and two cores
@@ -13,9 +18,12 @@ per fit keeps that while leaving memory for the kernels.
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -163,6 +171,7 @@ class RunPlan:
     cxresearch_version: str = __version__
     git: dict[str, Any] | None = None
     packages: dict[str, Any] = field(default_factory=dict)
+    out_from_params: bool = False  # out came from the params file's `out` key (for messages)
 
     @property
     def run_dir(self) -> Path:
@@ -302,6 +311,7 @@ def plan_runs(
                     threads=threads,
                     git=git,
                     packages=packages,
+                    out_from_params=out is None and loaded.out is not None,
                 )
             )
     selected = [p for p in all_runs if _matches(p, filters)]
@@ -323,10 +333,12 @@ def new_run_id() -> str:
     return f"{_now().strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
 
 
-def _kernel_manager_class(extra_env: Mapping[str, str], log: Any = None) -> type:
+def _kernel_manager_class(extra_env: Mapping[str, str], log: Any = None, kernels: list[int] | None = None) -> type:
     """An AsyncKernelManager that starts its kernel with ``extra_env`` on top of this process's
     environment (no process-global state is touched, so concurrent runs in threads are safe), its
-    stdout / stderr going to the open file ``log`` (kernel messages, crash output)."""
+    stdout / stderr going to the open file ``log`` (kernel messages, crash output). The kernel's process
+    group id goes into ``kernels`` (a stop request kills it); a kernel that starts after a stop request
+    is killed at once."""
     from jupyter_client.manager import AsyncKernelManager
 
     extra = dict(extra_env)
@@ -342,6 +354,11 @@ def _kernel_manager_class(extra_env: Mapping[str, str], log: Any = None) -> type
                 kw.setdefault("stdout", log)
                 kw.setdefault("stderr", log)
             await super().start_kernel(env=env, **kw)
+            pgid = getattr(self.provisioner, "pgid", None) or getattr(self.provisioner, "pid", None)
+            if kernels is not None and pgid:
+                kernels.append(int(pgid))
+                if _STOP.is_set():
+                    _kill_group(int(pgid))
 
     return RunKernelManager
 
@@ -419,6 +436,13 @@ def _classify(exc: BaseException, plan: RunPlan) -> dict[str, Any]:
             "message": f"a cell ran longer than execution_timeout = {plan.execution_timeout:g} s "
             f"(params file {Path(plan.params_file).name}) and was stopped",
         }
+    if isinstance(exc, OSError) and exc.errno in _IO_HINTS:  # papermill saving the notebook as cells finish
+        return {
+            "kind": "io_error",
+            "ename": type(exc).__name__,
+            "message": f"could not save the executed notebook ({plan.notebook_name}) while it ran: "
+            f"{describe_os_error(exc)}",
+        }
     if isinstance(exc, DeadKernelError):
         return {
             "kind": "dead_kernel",
@@ -439,12 +463,208 @@ def died_starting(exc: BaseException) -> bool:
     return "before replying to kernel_info" in str(exc)
 
 
+class OutputWriteError(OSError):
+    """One of a run's files could not be written; the message names it (``str(exc)`` of a failed write
+    names no file: ``[Errno 27] File too large``)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+_IO_HINTS = {
+    errno.EIO: "an input / output error of the disk or network file system",
+    errno.ENOSPC: "the disk is full: free space and rerun",
+    errno.EDQUOT: "the disk quota is used up: free space and rerun",
+    errno.EFBIG: "a file size limit applies (ulimit -f): raise it and rerun",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "the folder is not writable",
+    errno.EPERM: "the folder is not writable",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``[Errno 28] No space left on device`` plus what to do about it."""
+    text = f"[Errno {exc.errno}] {exc.strerror}" if exc.errno and exc.strerror else str(exc) or type(exc).__name__
+    hint = _IO_HINTS.get(exc.errno or 0)
+    return f"{text} ({hint})" if hint else text
+
+
+def _write_output(path: Path, content: str | bytes) -> None:
+    """Write one of a run's files atomically; an OSError becomes :class:`OutputWriteError` naming it."""
+    try:
+        write_text_atomic(path, content)
+    except OutputWriteError:
+        raise
+    except OSError as exc:
+        raise OutputWriteError(exc.errno or 0, f"could not write {path}: {describe_os_error(exc)}") from exc
+
+
+def _write_json_output(path: Path, data: Any) -> None:
+    import json
+
+    _write_output(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False, ensure_ascii=False) + "\n")
+
+
+# --------------------------------------------------------------------------- stopping (SIGINT / SIGTERM)
+
+#: Set when the command was asked to stop: runs not started yet are not started, kernels are killed.
+_STOP = threading.Event()
+#: The signal that asked (SIGINT or SIGTERM).
+_STOP_SIGNAL: list[int] = []
+#: Process groups of the kernels running now, by run id (each kernel leads its own session).
+_KERNELS: dict[str, list[int]] = {}
+
+
+def stop_requested() -> int | None:
+    """The signal that stopped this command, or None."""
+    return _STOP_SIGNAL[0] if _STOP.is_set() and _STOP_SIGNAL else (signal.SIGINT if _STOP.is_set() else None)
+
+
+def request_stop(signum: int = signal.SIGINT) -> None:
+    """Stop: kill every running kernel (their runs end ``interrupted``) and start no other run."""
+    if not _STOP_SIGNAL:
+        _STOP_SIGNAL.append(int(signum))
+    _STOP.set()
+    for pgids in list(_KERNELS.values()):
+        for pgid in list(pgids):
+            _kill_group(pgid)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        try:
+            os.kill(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _signal_name(signum: int | None) -> str:
+    if signum == signal.SIGINT:
+        return "SIGINT (Ctrl-C)"
+    if signum is None:
+        return "a stop request"
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _interrupted_error(signum: int | None) -> dict[str, Any]:
+    return {
+        "kind": "interrupted",
+        "ename": "Interrupted",
+        "message": f"stopped by {_signal_name(signum)} before the notebook finished; "
+        "the next `cxresearch run` runs it again",
+    }
+
+
 def execute_run(plan: RunPlan) -> dict[str, Any]:
     """Run one notebook in a fresh kernel and write its folder; never raises (failures are recorded).
 
-    Writes, atomically: the executed notebook, ``results.json``, ``report.html`` and, last,
-    ``manifest.json``. Returns a summary (see :func:`outcome_from_manifest`).
+    Writes, atomically: the executed notebook, ``results.json``, ``report.html``, ``kernel.log`` and,
+    last, ``manifest.json``. A file that cannot be written (disk full, read-only folder) fails the run
+    with the reason (``io_error``); a stop request (SIGINT / SIGTERM) kills the kernel and marks the run
+    ``interrupted``. No ``running`` manifest and no temporary file outlives the call. Returns a summary
+    (see :func:`outcome_from_manifest`).
     """
+    if _STOP.is_set():
+        return _not_started(plan)
+    run_dir = plan.run_dir
+    run_id = new_run_id()
+    started = _now()
+    partials = (
+        run_dir / f".{plan.notebook_name}.{run_id}.partial.ipynb",
+        run_dir / f".results.{run_id}.json",
+        run_dir / f".{KERNEL_LOG_NAME}.{run_id}.partial",
+    )
+    manifest_written = False
+    try:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputWriteError(exc.errno or 0, f"could not create {run_dir}: {describe_os_error(exc)}") from exc
+        _write_json_output(run_dir / MANIFEST_NAME, _manifest(plan, run_id, "running", started, None, None))
+        manifest_written = True
+        return _execute(plan, run_id, started, *partials)
+    except Exception as exc:  # noqa: BLE001 - a run's failure is recorded, never raised
+        return _failed_writing(plan, run_id, started, exc, manifest_written)
+    finally:
+        _KERNELS.pop(run_id, None)
+        for tmp in partials:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
+def _not_started(plan: RunPlan) -> dict[str, Any]:
+    """Outcome of a run the command was stopped before starting (nothing written; its folder keeps
+    whatever an earlier command left)."""
+    error = _interrupted_error(stop_requested())
+    error["message"] = f"not started: the command was stopped by {_signal_name(stop_requested())}"
+    outcome = outcome_from_manifest(plan, {"status": "interrupted", "error": error}, {})
+    outcome["not_started"] = True
+    return outcome
+
+
+def _write_fallback_report(plan: RunPlan, run_id: str, status: str, error: Mapping[str, Any]) -> None:
+    """The small report of a run that has no executed notebook to render (header and the reason)."""
+    from cxresearch.studies.html_report import ReportHeader, fallback_report
+
+    header = ReportHeader(
+        study=plan.study,
+        title=plan.title,
+        segment=plan.segment,
+        market=plan.market,
+        run_id=run_id,
+        status=status,
+        as_of=plan.data.get("as_of"),
+        error=dict(error),
+    )
+    write_text_atomic(plan.run_dir / REPORT_NAME, fallback_report(header, error["message"]))
+
+
+def _failed_writing(
+    plan: RunPlan, run_id: str, started: datetime, exc: BaseException, manifest_written: bool
+) -> dict[str, Any]:
+    """Record a run whose files could not be written (or that failed in the runner itself): a small
+    report and a ``failed`` manifest where the disk still takes them, else no ``running`` manifest."""
+    if isinstance(exc, OSError):
+        error: dict[str, Any] = {
+            "kind": "io_error",
+            "ename": type(exc.__cause__ or exc).__name__ if isinstance(exc, OutputWriteError) else type(exc).__name__,
+            "message": str(exc) if isinstance(exc, OutputWriteError) else describe_os_error(exc),
+        }
+    else:
+        error = {
+            "kind": "runner_error",
+            "ename": type(exc).__name__,
+            "message": f"{type(exc).__name__}: {exc}",
+            "traceback_tail": "".join(traceback.format_exception(exc)[-3:]),
+        }
+    finished = _now()
+    manifest = _manifest(plan, run_id, "failed", started, finished, error)
+    run_dir = plan.run_dir
+    try:
+        _write_fallback_report(plan, run_id, "failed", error)
+    except OSError:
+        pass
+    try:
+        write_json_atomic(run_dir / MANIFEST_NAME, manifest)
+    except OSError:
+        if manifest_written:  # the disk takes nothing more: at least no manifest may say "running"
+            try:
+                (run_dir / MANIFEST_NAME).unlink(missing_ok=True)
+            except OSError:
+                pass
+    return outcome_from_manifest(plan, manifest, {})
+
+
+def _execute(
+    plan: RunPlan, run_id: str, started: datetime, partial_nb: Path, partial_results: Path, partial_log: Path
+) -> dict[str, Any]:
     import nbformat
     import papermill
 
@@ -454,19 +674,15 @@ def execute_run(plan: RunPlan) -> dict[str, Any]:
         failed_diagnostics,
         fallback_report,
         mark_stop,
+        move_stderr,
         not_estimable_results,
         render_report,
     )
 
     run_dir = plan.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run_id = new_run_id()
-    started = _now()
-    write_json_atomic(run_dir / MANIFEST_NAME, _manifest(plan, run_id, "running", started, None, None))
-    partial_nb = run_dir / f".{plan.notebook_name}.{run_id}.partial.ipynb"
-    partial_results = run_dir / f".results.{run_id}.json"
     env = {**thread_env(plan.threads), RESULTS_ENV: str(partial_results), RUN_ID_ENV: run_id}
-    partial_log = run_dir / f".{KERNEL_LOG_NAME}.{run_id}.partial"
+    kernels: list[int] = []
+    _KERNELS[run_id] = kernels
     error: dict[str, Any] | None = None
     t0 = time.perf_counter()
     with open(partial_log, "wb") as log:
@@ -482,22 +698,26 @@ def execute_run(plan: RunPlan) -> dict[str, Any]:
                     request_save_on_cell_execute=True,
                     start_timeout=180,
                     execution_timeout=plan.execution_timeout,
-                    kernel_manager_class=_kernel_manager_class(env, log),
+                    kernel_manager_class=_kernel_manager_class(env, log, kernels),
                     resources={"metadata": {"path": str(run_dir)}},  # kernel working directory
                 )
                 error = None
             except Exception as exc:  # noqa: BLE001 - every failure is recorded, never hidden
                 error = _classify(exc, plan)
-                if attempt == 1 and died_starting(exc):
+                if attempt == 1 and died_starting(exc) and not _STOP.is_set():
                     # the kernel never ran a cell (e.g. two kernels racing for one port as they start): start
                     # once more, and say so in the kernel log
                     log.write(f"\n[cxresearch] kernel died while starting ({exc}); started once more\n".encode())
                     continue
             break
+    _KERNELS.pop(run_id, None)
+    if error is not None and _STOP.is_set():
+        error = _interrupted_error(stop_requested())
     elapsed = time.perf_counter() - t0
-    os.replace(partial_log, run_dir / KERNEL_LOG_NAME)
     finished = _now()
     status = "failed" if error else "succeeded"
+    if error and error["kind"] == "interrupted":
+        status = "interrupted"
 
     nb = None
     if partial_nb.is_file():
@@ -505,11 +725,25 @@ def execute_run(plan: RunPlan) -> dict[str, Any]:
             nb = nbformat.read(partial_nb, as_version=4)
         except Exception as exc:  # noqa: BLE001
             error = error or {"kind": "runner_error", "message": f"executed notebook unreadable: {exc}"}
-            status = "failed"
-    if nb is not None and error and error["kind"] in ("timeout", "dead_kernel"):
+            status = "failed" if status != "interrupted" else status
+    if nb is not None and error and error["kind"] in ("timeout", "dead_kernel", "interrupted"):
         index = mark_stop(nb, error["message"])
         error["cell_index"] = index
         nb.metadata.setdefault("papermill", {})["exception"] = True
+    moved = move_stderr(nb) if nb is not None else []
+    if moved:
+        with open(partial_log, "ab") as log:
+            log.write(
+                f"\n[cxresearch] stderr output of the notebook's cells (warnings, log lines), kept out of "
+                f"{REPORT_NAME}:\n".encode()
+            )
+            for index, count, text in moved:
+                where = f"cell {index}" + (f" (execution count {count})" if count is not None else "")
+                log.write(f"--- {where} ---\n{text.rstrip()}\n".encode())
+    try:
+        os.replace(partial_log, run_dir / KERNEL_LOG_NAME)
+    except OSError as exc:
+        raise OutputWriteError(exc.errno or 0, f"could not write {run_dir / KERNEL_LOG_NAME}: {exc}") from exc
     results: dict[str, Any] = {}
     if partial_results.is_file():
         import json
@@ -541,6 +775,7 @@ def execute_run(plan: RunPlan) -> dict[str, Any]:
         diagnostics=diagnostics_blocks(results),
         failed_sections=sections,
         not_estimable=not_estimable_results(results),
+        stderr_cells=len(moved),
     )
     try:
         report = render_report(nb, header)
@@ -555,38 +790,50 @@ def execute_run(plan: RunPlan) -> dict[str, Any]:
             "market": plan.market,
             "status": status,
         }
-        write_text_atomic(run_dir / plan.notebook_name, nbformat.writes(nb))
+        _write_output(run_dir / plan.notebook_name, nbformat.writes(nb))
     else:
-        write_text_atomic(run_dir / plan.notebook_name, Path(plan.notebook).read_text(encoding="utf-8"))
-    write_json_atomic(run_dir / RESULTS_NAME, results)
-    write_text_atomic(run_dir / REPORT_NAME, report)
+        _write_output(run_dir / plan.notebook_name, Path(plan.notebook).read_text(encoding="utf-8"))
+    _write_json_output(run_dir / RESULTS_NAME, results)
+    _write_output(run_dir / REPORT_NAME, report)
     manifest = _manifest(plan, run_id, status, started, finished, error, failed_diag, sections)
     manifest["duration_s"] = round(elapsed, 3)
-    write_json_atomic(run_dir / MANIFEST_NAME, manifest)
-    for tmp in (partial_nb, partial_results):
-        tmp.unlink(missing_ok=True)
+    _write_json_output(run_dir / MANIFEST_NAME, manifest)
     return outcome_from_manifest(plan, manifest, results)
 
 
 def prepare_run(plan: RunPlan) -> dict[str, Any]:
     """Write the parameterised (not executed) notebook ``<name>.prepared.ipynb`` into the run folder,
-    for debugging in JupyterLab with the ``cxresearch`` kernel."""
+    for debugging in JupyterLab with the ``cxresearch`` kernel.
+
+    The run's values become the defaults of the notebook's ``parameters`` cell (appended below the
+    original defaults), not a separate injected cell: ``papermill prepared.ipynb out.ipynb -p market X``
+    then replaces only ``market`` (papermill injects its own cell after the parameters cell), and the
+    dataset, segment, seed and settings of the run stay.
+    """
     import nbformat
-    import papermill
+    from papermill.translators import translate_parameters
 
     run_dir = plan.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
     target = run_dir / f"{Path(plan.notebook).stem}.prepared.ipynb"
-    nb = papermill.execute_notebook(
-        plan.notebook,
-        None,
-        parameters=plan.parameters,
-        kernel_name=plan.kernel_name,
-        prepare_only=True,
-        progress_bar=False,
+    nb = nbformat.read(plan.notebook, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    values = translate_parameters(
+        plan.kernel_name, "python", plan.parameters, f"Prepared by cxresearch run --prepare-only: {plan.folder}"
     )
+    cell.source = cell.source.rstrip("\n") + "\n\n" + values.strip("\n")
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None
     nb.metadata["kernelspec"] = {"name": plan.kernel_name, "display_name": "Python (cxresearch)", "language": "python"}
-    write_text_atomic(target, nbformat.writes(nb))
+    nb.metadata["cxresearch"] = {
+        "prepared": True,
+        "study": plan.study,
+        "segment": plan.segment,
+        "market": plan.market,
+        "params_file": plan.params_file,
+        "parameters": plan.parameters,
+    }
+    _write_output(target, nbformat.writes(nb))
     return {
         "study": plan.study,
         "segment": plan.segment,
@@ -630,30 +877,24 @@ def outcome_from_manifest(
     }
 
 
-def _lost(plan: RunPlan, exc: BaseException) -> dict[str, Any]:
-    """Outcome (and, where the folder is reachable, a failed manifest) for a run whose worker died."""
+def _lost(plan: RunPlan, exc: BaseException | None) -> dict[str, Any]:
+    """Outcome (and, where the folder is reachable, a failed manifest) for a run whose worker died;
+    ``exc`` None: a run the command stopped (SIGINT / SIGTERM) while a Dask worker had it."""
     run_id = new_run_id()
     now = _now()
-    error = {
-        "kind": "runner_error",
-        "ename": type(exc).__name__,
-        "message": f"the worker running this notebook was lost: {type(exc).__name__}: {exc}",
-    }
-    manifest = _manifest(plan, run_id, "failed", now, now, error)
+    status = "failed" if exc is not None else "interrupted"
+    error = (
+        {
+            "kind": "runner_error",
+            "ename": type(exc).__name__,
+            "message": f"the worker running this notebook was lost: {type(exc).__name__}: {exc}",
+        }
+        if exc is not None
+        else _interrupted_error(stop_requested())
+    )
+    manifest = _manifest(plan, run_id, status, now, now, error)
     try:
-        from cxresearch.studies.html_report import ReportHeader, fallback_report
-
-        header = ReportHeader(
-            study=plan.study,
-            title=plan.title,
-            segment=plan.segment,
-            market=plan.market,
-            run_id=run_id,
-            status="failed",
-            as_of=plan.data.get("as_of"),
-            error=error,
-        )
-        write_text_atomic(plan.run_dir / REPORT_NAME, fallback_report(header, error["message"]))
+        _write_fallback_report(plan, run_id, status, error)
         write_json_atomic(plan.run_dir / MANIFEST_NAME, manifest)
     except OSError:
         pass
@@ -670,14 +911,26 @@ class RunSummary:
     outcomes: list[dict[str, Any]]
     index_paths: list[Path]
     notes: list[str]
+    #: the signal that stopped the command (SIGINT / SIGTERM), or None
+    stopped_by: int | None = None
+    #: index files that could not be written: (path, reason)
+    index_errors: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
     def failed(self) -> list[dict[str, Any]]:
         return [o for o in self.outcomes if o["status"] == "failed"]
 
     @property
+    def interrupted(self) -> list[dict[str, Any]]:
+        return [o for o in self.outcomes if o["status"] == "interrupted"]
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        """128 + the signal when stopped (130 for Ctrl-C, 143 for SIGTERM), 1 when a run failed or an index
+        could not be written, else 0."""
+        if self.stopped_by:
+            return 128 + int(self.stopped_by)
+        return 1 if self.failed or self.index_errors else 0
 
 
 def summary_line(outcome: Mapping[str, Any]) -> str:
@@ -689,6 +942,8 @@ def summary_line(outcome: Mapping[str, Any]) -> str:
         tag = "[skip]"
     elif status == "failed":
         tag = "[FAIL]"
+    elif status == "interrupted":
+        tag = "[stop]"
     elif status == "prepared":
         tag = "[prep]"
     elif status == "partial":
@@ -702,11 +957,13 @@ def summary_line(outcome: Mapping[str, Any]) -> str:
         parts.append(f"-> {outcome['path']}")
     elif outcome.get("skipped"):
         parts.append(f"unchanged since run {outcome.get('run_id')}")
+    elif status == "interrupted":
+        parts.append(str((outcome.get("error") or {}).get("message", "interrupted")))
     else:
         parts.append(format_duration(outcome.get("duration_s")))
         if status == "failed":
             error = outcome.get("error") or {}
-            parts.append(f"{error.get('kind', 'error')}: {str(error.get('message', '')).splitlines()[0][:160]}")
+            parts.append(f"{error.get('kind', 'error')}: {str(error.get('message', '')).splitlines()[0][:240]}")
         else:
             parts.extend(f"{k}={v}" if isinstance(v, str) else f"{k}={v:.4g}" for k, v in outcome.get("kpis", []))
             if outcome.get("diagnostics_failed"):
@@ -714,6 +971,66 @@ def summary_line(outcome: Mapping[str, Any]) -> str:
             if outcome.get("sections_failed"):
                 parts.append("SECTIONS NOT COMPUTED: " + ", ".join(outcome["sections_failed"]))
     return "  ".join(parts)
+
+
+def _out_sources(plan: Plan, out: str | Path | None) -> dict[Path, str]:
+    """Where each out folder came from, for messages: ``--out``, ``<params file>: out`` or the default."""
+    sources: dict[Path, str] = {}
+    for p in plan.all_runs:
+        root = Path(p.out_root)
+        if root in sources:
+            continue
+        if out is not None:
+            sources[root] = "--out"
+        elif p.out_from_params:
+            sources[root] = f"{p.params_file}: out"
+        else:
+            sources[root] = "out (default ./reports)"
+    return sources
+
+
+#: set while the sweep of leftovers and the index are written at the end of a command: a further signal
+#: is noted but does not interrupt them
+_WRITING_INDEX = threading.Event()
+
+
+class _StopSignals:
+    """SIGINT / SIGTERM handlers for the length of one command (main thread only): the first signal stops
+    the runs (:func:`request_stop`), a second one raises KeyboardInterrupt (the index is still written),
+    except while the index is being written, which it never interrupts."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        _STOP.clear()
+        _STOP_SIGNAL.clear()
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if _STOP.is_set():
+            request_stop(signum)
+            if _WRITING_INDEX.is_set():  # leaving now would lose the index the message promised
+                return
+            raise KeyboardInterrupt
+        request_stop(signum)
+        try:
+            self.say(
+                f"stopping ({_signal_name(signum)}): the kernels are stopped, unfinished runs are marked "
+                "interrupted and the index is written; signal again to leave at once"
+            )
+        except RuntimeError:  # the signal came while the main thread was printing: the summary says it
+            pass
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        _STOP.clear()  # the stop belonged to this command (its summary has it)
+        _STOP_SIGNAL.clear()
 
 
 def run_studies(
@@ -728,19 +1045,30 @@ def run_studies(
     dataset: str | Path | None = None,
     progress: bool | None = None,
     echo: Callable[[str], None] | None = None,
+    wait: bool = False,
 ) -> RunSummary:
     """Validate, expand, execute (skipping unchanged successes unless ``force``) and index.
 
     ``workers``: parallel local runs (default: one per two cores); ignored with ``scheduler``, a Dask
     scheduler address whose cluster runs the same :func:`execute_run` (paths must be visible to its
     workers). ``progress``: tqdm bar (None: only on a terminal). ``echo``: where per-run lines go.
+
+    Each out folder is checked (a folder, writable) and locked for the whole command: another command on
+    the same folder raises :class:`RunnerError` at once, or is waited for with ``wait``. Leftovers of a
+    killed earlier command are cleaned first. SIGINT / SIGTERM stop the kernels, mark unfinished runs
+    ``interrupted`` and still write the index (``RunSummary.stopped_by``). The index is always written;
+    one that cannot be is reported in ``RunSummary.index_errors``.
     """
     from tqdm.auto import tqdm
 
-    from cxresearch.studies.index import write_index
+    from cxresearch.studies.outfolder import OutFolderError, OutFolderLock, check_out_folder, sweep_stale
 
     def say(line: str) -> None:
-        (echo or (lambda s: tqdm.write(s, file=sys.stdout)))(line)
+        if echo is not None:
+            echo(line)
+        else:
+            tqdm.write(line, file=sys.stdout)
+            sys.stdout.flush()  # one line per run as it finishes, also into a pipe or a log file
 
     import logging
 
@@ -751,13 +1079,41 @@ def run_studies(
         if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
             logger.addHandler(logging.NullHandler())
     plan = plan_runs(params_files, out=out, only=only, dataset=dataset)
-    for note in plan.notes:
-        say(f"note: {note}")
-    if prepare_only:
-        prepared = [prepare_run(p) for p in plan.runs]
-        for outcome in prepared:
-            say(summary_line(outcome))
-        return RunSummary(outcomes=prepared, index_paths=[], notes=plan.notes)
+    locks: list[OutFolderLock] = []
+    try:
+        for root, where in sorted(_out_sources(plan, out).items()):
+            check_out_folder(root, where)
+            lock = OutFolderLock(root)
+            lock.acquire(wait=wait, say=say)
+            locks.append(lock)
+            for note in sweep_stale(root):
+                say(f"note: {note}")
+        for note in plan.notes:
+            say(f"note: {note}")
+        if prepare_only:
+            prepared = [prepare_run(p) for p in plan.runs]
+            for outcome in prepared:
+                say(summary_line(outcome))
+            return RunSummary(outcomes=prepared, index_paths=[], notes=plan.notes)
+        with _StopSignals(say):
+            return _run_planned(plan, force=force, workers=workers, scheduler=scheduler, progress=progress, say=say)
+    except OutFolderError as exc:
+        raise RunnerError(str(exc)) from None
+    finally:
+        for lock in reversed(locks):
+            lock.release()
+
+
+def _run_planned(
+    plan: Plan,
+    *,
+    force: bool,
+    workers: int | None,
+    scheduler: str | None,
+    progress: bool | None,
+    say: Callable[[str], None],
+) -> RunSummary:
+    from tqdm.auto import tqdm
 
     outcomes: list[dict[str, Any]] = []
     todo: list[RunPlan] = []
@@ -777,6 +1133,8 @@ def run_studies(
         disable=(not progress) if progress is not None else None,
         dynamic_ncols=True,
     )
+    index_paths: list[Path] = []
+    index_errors: list[tuple[Path, str]] = []
     try:
         for outcome in outcomes:
             bar.update(1)
@@ -787,21 +1145,34 @@ def run_studies(
             say(summary_line(outcome))
     finally:
         bar.close()
+        _WRITING_INDEX.set()  # a further signal no longer interrupts: the sweep and the index take a moment
+        try:
+            if _STOP.is_set():  # a second signal may have left runs behind: none stays "running"
+                from cxresearch.studies.outfolder import sweep_stale
 
-    index_paths = [
-        write_index(root, planned=[p for p in plan.all_runs if Path(p.out_root) == root]) for root in plan.out_roots
-    ]
-    summary = RunSummary(outcomes=outcomes, index_paths=index_paths, notes=plan.notes)
-    counts = {
-        s: sum(1 for o in outcomes if o["status"] == s and not o["skipped"]) for s in ("succeeded", "partial", "failed")
-    }
+                for root in plan.out_roots:
+                    sweep_stale(root)
+            index_paths, index_errors = _write_indexes(plan, say)
+        finally:
+            _WRITING_INDEX.clear()
+    summary = RunSummary(
+        outcomes=outcomes,
+        index_paths=index_paths,
+        notes=plan.notes,
+        stopped_by=stop_requested(),
+        index_errors=index_errors,
+    )
+    ran = [o for o in outcomes if not o["skipped"]]
+    counts = {s: sum(1 for o in ran if o["status"] == s) for s in ("succeeded", "partial", "failed", "interrupted")}
     skipped = sum(1 for o in outcomes if o["skipped"])
     flagged = sum(1 for o in outcomes if o["diagnostics_failed"] and o["status"] in ("succeeded", "partial"))
     say(
         f"{len(outcomes)} runs: {counts['succeeded']} succeeded, "
         + (f"{counts['partial']} partial (sections not computed), " if counts["partial"] else "")
         + f"{counts['failed']} failed, "
-        f"{skipped} skipped (unchanged)" + (f", {flagged} with failed diagnostics" if flagged else "")
+        + (f"{counts['interrupted']} interrupted, " if counts["interrupted"] else "")
+        + f"{skipped} skipped (unchanged)"
+        + (f", {flagged} with failed diagnostics" if flagged else "")
     )
     for path in index_paths:
         say(f"index: {path}")
@@ -811,9 +1182,28 @@ def run_studies(
             error = o.get("error") or {}
             say(
                 f"  {o['study']} segment={o['segment']} market={o['market']}: {error.get('kind')}: "
-                f"{str(error.get('message', '')).splitlines()[0][:200]} -> {o['report']}"
+                f"{str(error.get('message', '')).splitlines()[0][:240]} -> {o['report']}"
             )
+    if summary.stopped_by:
+        left = len(plan.runs) - len(outcomes) + sum(1 for o in outcomes if o["status"] == "interrupted")
+        runs = "run" if left == 1 else "runs"
+        say(f"stopped by {_signal_name(summary.stopped_by)}: {left} {runs} not finished; rerun the command to do them")
     return summary
+
+
+def _write_indexes(plan: Plan, say: Callable[[str], None]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Write every out folder's index; one that cannot be written is one line, not a traceback."""
+    from cxresearch.studies.index import INDEX_NAME, write_index
+
+    paths, errors = [], []
+    for root in plan.out_roots:
+        try:
+            paths.append(write_index(root, planned=[p for p in plan.all_runs if Path(p.out_root) == root]))
+        except OSError as exc:
+            reason = describe_os_error(exc)
+            errors.append((root / INDEX_NAME, reason))
+            say(f"index: could not write {root / INDEX_NAME}: {reason}; the run folders are complete")
+    return paths, errors
 
 
 def _read_results(run_dir: Path) -> dict[str, Any]:
@@ -838,7 +1228,8 @@ def interleave_studies(plans: Sequence[RunPlan]) -> list[RunPlan]:
 
 
 def _execute_all(plans: list[RunPlan], workers: int | None, scheduler: str | None) -> Iterable[dict[str, Any]]:
-    """Yield outcomes as runs finish: on a Dask cluster, in local processes, or in this process."""
+    """Yield outcomes as runs finish: on a Dask cluster or in local kernel processes (driven by threads, so
+    the main thread stays free to handle SIGINT / SIGTERM)."""
     if not plans:
         return
     if scheduler:
@@ -849,10 +1240,6 @@ def _execute_all(plans: list[RunPlan], workers: int | None, scheduler: str | Non
     n = min(workers or default_workers(len(plans), cores), len(plans))  # 1 run on 2 workers gets every core
     threads = threads_per_run(n, cores)
     plans = [replace(p, threads=threads) for p in plans]
-    if n == 1:
-        for p in plans:
-            yield execute_run(p)
-        return
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     # Each run's work happens in its own kernel *process*; a thread only drives it (papermill talks to
@@ -872,7 +1259,7 @@ def _execute_all(plans: list[RunPlan], workers: int | None, scheduler: str | Non
 
 
 def _execute_dask(plans: list[RunPlan], address: str) -> Iterable[dict[str, Any]]:
-    from distributed import Client, as_completed
+    from distributed import Client, wait
 
     try:
         client = Client(address, timeout="30s")
@@ -885,8 +1272,22 @@ def _execute_dask(plans: list[RunPlan], address: str) -> Iterable[dict[str, Any]
             p = replace(p, threads=threads)
             key = f"cxresearch-run-{p.study}-{short_hash(p.folder, 10)}-{uuid.uuid4().hex[:6]}"
             futures[client.submit(execute_run, p, key=key, pure=False)] = p
-        for future in as_completed(list(futures)):
+        pending = set(futures)
+        while pending:
+            if _STOP.is_set():
+                # runs already on a worker cannot be stopped from here: they are marked interrupted (and
+                # rerun next time); a worker that finishes one later writes its real outcome over it
+                client.cancel(list(pending))
+                for future in pending:
+                    yield _lost(futures[future], None)
+                return
             try:
-                yield future.result()
-            except Exception as exc:  # noqa: BLE001 - worker lost / task failed on the cluster
-                yield _lost(futures[future], exc)
+                done = wait(list(pending), timeout=1, return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                continue
+            for future in done:
+                pending.discard(future)
+                try:
+                    yield future.result()
+                except Exception as exc:  # noqa: BLE001 - worker lost / task failed on the cluster
+                    yield _lost(futures[future], exc)

@@ -26,6 +26,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from cxresearch.data.spec import check_box
+
 __all__ = [
     "STUDY_MODELS",
     "STUDY_NOTEBOOKS",
@@ -77,6 +79,15 @@ def _wave(value: str) -> str:
     return value
 
 
+class MeasurementBoxes(BaseModel):
+    """The bottom and top box of one touchpoint, in answer points (``{bottom: 2, top: 1}`` on 1-5)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    bottom: Annotated[int, Field(ge=1)]
+    top: Annotated[int, Field(ge=1)]
+
+
 class MeasurementSettings(_Settings):
     """notebooks/measurement.ipynb: NPS, touchpoints, benchmark, league tables, KPI tracking."""
 
@@ -89,8 +100,14 @@ class MeasurementSettings(_Settings):
     pooling_method: Literal["exact", "nuts"] = "exact"
     draws: Annotated[int, Field(ge=100)] = 4000
     level: Level = 0.9
-    top_box_points: Annotated[int, Field(ge=1)] = 1
-    bottom_box_points: Annotated[int, Field(ge=1)] = 2
+    # boxes as in the driver models: a share of each scale's points (0.2 = the highest 20%: 5 on 1-5, 9-10 on
+    # 0-10, 81-100 on 1-100), or a whole number of points when every touchpoint has the same scale; ``boxes``
+    # sets them per touchpoint in points ({mobile_app: {bottom: 40, top: 20}})
+    top_box: Annotated[float, Field(strict=True, gt=0.0)] = 0.2
+    bottom_box: Annotated[float, Field(strict=True, gt=0.0)] = 0.4
+    boxes: dict[str, MeasurementBoxes] = Field(default_factory=dict)
+    # below this many answers a group (the run, a wave, a segment, a touchpoint) gets counts, not estimates
+    min_answers: Annotated[int, Field(ge=1)] = 30
     # a strength needs P(ours better) >= this, a weakness <= 1 - this: above 0.5 or the two overlap
     benchmark_threshold: Annotated[float, Field(strict=True, gt=0.5, le=1.0)] = 0.9
     league_unit: str = "unit"
@@ -102,6 +119,11 @@ class MeasurementSettings(_Settings):
     @classmethod
     def _headline(cls, value: str) -> str:
         return _wave(value)
+
+    @field_validator("top_box", "bottom_box")
+    @classmethod
+    def _box(cls, value: float) -> float:
+        return check_box(value)
 
 
 class DriversSettings(_Settings):
