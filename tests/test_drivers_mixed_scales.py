@@ -4,7 +4,8 @@ on 1-5, and tech_support's bottom box is its lowest point only (the default is t
 The drivers model reads each touchpoint on its own scale (slopes per half range, boxes as shares or declared
 per touchpoint) and reports impacts for a rise of 10% of each scale range; the simulator computes the same
 estimand from its generative model (``truth.population.impact_nps_range``). Checked: the 90% intervals cover
-the truth at a calibrated rate over repeated data sets, and at demo size the top three and the Kano classes
+the truth at a calibrated rate over repeated data sets (with data sets on the default scales, in one test),
+and at demo size the top three and the Kano classes
 are the simulator's.
 """
 
@@ -26,12 +27,14 @@ SCALES = {"mobile_app": (0, 10), "online_payment": (1, 100)}
 BOXES = {"tech_support": (1, 1)}
 
 
-def _simulate(tmp_path_factory, customers: int, seed: int):
+def _simulate(tmp_path_factory, customers: int, seed: int, scales: bool = True):
+    """A simulated data set on the mixed scales (``scales``) or on the simulator's default 1-5 scales."""
     from cxresearch.data import load_dataset
     from cxresearch.data.simulator import simulate_dataset
 
-    out = tmp_path_factory.mktemp(f"mixed{seed}")
-    simulate_dataset(out, customers, seed, population_samples=100_000, scales=SCALES, boxes=BOXES)
+    out = tmp_path_factory.mktemp(f"mixed{seed}" if scales else f"sim{seed}")
+    mixed = {"scales": SCALES, "boxes": BOXES} if scales else {}
+    simulate_dataset(out, customers, seed, population_samples=100_000, **mixed)
     return load_dataset(out / "dataset.yaml"), json.loads((out / "truth.json").read_text())
 
 
@@ -62,23 +65,49 @@ def test_scales_and_boxes_reach_the_model(tmp_path_factory):
         assert prep.features["slope"][t, 1] == -1.0 and prep.features["slope"][t, points] == 1.0
 
 
-def test_impact_intervals_cover_the_truth_on_mixed_scales(tmp_path_factory):
-    """90% intervals of the impact of a 10%-of-range rise cover the truth in 80-97% of 10 x 10 cases
-    (~800 answers each, 2 x 250 draws; with 100 intervals a calibrated 90% falls below 80% with probability
-    ~0.001 and above 97% with ~0.01, binomial sd 3 points). Measured when written: 15 data sets, passed."""
-    hits = []
-    for k in range(10):
-        data, truth = _simulate(tmp_path_factory, 800, 2000 + k)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit = fit_driver_model(data, _model(data), draws=250, tune=250, chains=2, seed=k, escalate=False)
-        summary = summarize_drivers(fit, rows=_wave1(fit), max_draws=500, seed=k)
-        imp = summary.impacts.set_index("touchpoint")
-        true = np.array([truth["population"]["impact_nps_range"][t] for t in imp.index])
-        hits.append((imp["impact_nps_low"].to_numpy() <= true) & (true <= imp["impact_nps_high"].to_numpy()))
-    hits_arr = np.array(hits)
-    coverage = float(hits_arr.mean())
-    assert 0.80 <= coverage <= 0.97, f"coverage {coverage:.3f}; by touchpoint {hits_arr.mean(axis=0)}"
+def test_impact_intervals_cover_the_truth_on_default_and_mixed_scales(tmp_path_factory):
+    """90% intervals of touchpoint impacts cover the simulator's truth in 80-97% of 14 x 10 cases: 7 data sets
+    on the default 1-5 scales (``impact_nps``: a rise of one step, 25% of the range) and 7 on mixed scales
+    (``impact_nps_range``: a rise of 10% of each range), ~800 answers each, 2 chains x 250 draws (the gate is
+    not the point here; coverage is). With 140 intervals a calibrated 90% falls outside 80-97% with
+    probability below 1% (binomial sd 2.5 points); each form alone must reach 75% of its 70 intervals (a
+    calibrated 90% falls below with probability ~1e-5), so one form cannot hide behind the other.
+    One test for both forms keeps CI within its time: the two used to be separate tests of 14 and 10 data
+    sets (87.5% over 20 default data sets and 15 mixed ones passed when written).
+    """
+    from cxresearch.drivers.effects import IMPROVEMENT_SHARE
+
+    hits: dict[str, list[np.ndarray]] = {"default": [], "mixed": []}
+    first_fit = None
+    for k in range(7):
+        for form, found in hits.items():
+            mixed = form == "mixed"
+            data, truth = _simulate(tmp_path_factory, 800, (2000 if mixed else 1000) + k, scales=mixed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit = fit_driver_model(
+                    data, _model(data) if mixed else None, draws=250, tune=250, chains=2, seed=k, escalate=False
+                )
+            first_fit = first_fit or fit
+            share = IMPROVEMENT_SHARE if mixed else 0.25
+            summary = summarize_drivers(fit, rows=_wave1(fit), max_draws=500, seed=k, improvement_share=share)
+            imp = summary.impacts.set_index("touchpoint")
+            key = "impact_nps_range" if mixed else "impact_nps"
+            true = np.array([truth["population"][key][t] for t in imp.index])
+            found.append((imp["impact_nps_low"].to_numpy() <= true) & (true <= imp["impact_nps_high"].to_numpy()))
+    by_form = {form: float(np.mean(found)) for form, found in hits.items()}
+    coverage = float(np.mean(hits["default"] + hits["mixed"]))
+    assert 0.80 <= coverage <= 0.97, f"coverage {coverage:.3f}; by form {by_form}"
+    assert min(by_form.values()) >= 0.75, by_form
+    # the short runs are honest about themselves: diagnostics are reported for every parameter
+    d = first_fit.diagnostics()
+    assert d.method == "nuts (nutpie)" and d.draws == 500 and d.chains == 2
+    assert np.isfinite([d.rhat_max, d.ess_bulk_min, d.ess_tail_min]).all()
+    assert d.passed == (not d.reasons)
+    # the one gate asks for bulk and tail ESS >= 400: 500 draws rarely give it on every parameter, and a miss
+    # must be reported with its reason (no share-of-draws allowance any more)
+    if d.ess_bulk_min < 400:
+        assert not d.passed and any("bulk ESS" in r for r in d.reasons)
 
 
 def test_demo_size_mixed_scales_recovers_top3_and_kano(tmp_path_factory):
