@@ -9,6 +9,8 @@ Every fitted model (Kaplan-Meier, Cox, parametric AFT, piecewise exponential) ha
 - :mod:`~cxresearch.economics.exposure`: DuckDB exposure tables (events and months at risk per period x
   covariate cell) and customer profiles, from a Parquet file, a DuckDB relation or a pandas frame.
 - :mod:`~cxresearch.economics.bayes_survival`: hierarchical piecewise-exponential model (PyMC + nutpie).
+- :mod:`~cxresearch.economics.sbg`: shifted-beta-geometric model of contractual retention (maximum
+  likelihood) and its comparison with the piecewise-exponential projection.
 - :mod:`~cxresearch.economics.clv`: CLV conditional on current tenure, with intervals.
 - :mod:`~cxresearch.economics.classes`: customer classes from any outcome or grouping, and what the data
   can support per class (zero events, no active customer, prior-driven ratios).
@@ -40,6 +42,13 @@ from cxresearch.economics.exposure import (
 )
 from cxresearch.economics.features import customer_cx_features, emotion_items, touchpoint_scales
 from cxresearch.economics.npe import NpeResult, WordOfMouthAssumptions, class_cashflows, net_promoter_economics
+from cxresearch.economics.sbg import (
+    SbgComparison,
+    ShiftedBetaGeometricFit,
+    cohort_to_customers,
+    compare_sbg_pwe,
+    fit_sbg,
+)
 from cxresearch.economics.scale import customer_relation_from_spec, exposure_from_spec, tenure_unit_months
 from cxresearch.economics.survival import (
     CoxResult,
@@ -62,9 +71,13 @@ __all__ = [
     "NpeResult",
     "ParametricSurvivalModel",
     "PiecewiseExponentialFit",
+    "SbgComparison",
+    "ShiftedBetaGeometricFit",
     "WordOfMouthAssumptions",
     "build_exposure_table",
     "class_cashflows",
+    "cohort_to_customers",
+    "compare_sbg_pwe",
     "constant_hazard_clv",
     "customer_cx_features",
     "customer_lifetime_value",
@@ -76,6 +89,7 @@ __all__ = [
     "fit_cox",
     "fit_parametric",
     "fit_piecewise_exponential",
+    "fit_sbg",
     "group_summary",
     "join_nps_class",
     "kaplan_meier",
