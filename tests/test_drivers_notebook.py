@@ -50,6 +50,7 @@ def test_notebook_runs_and_records_results(tmp_path):
     """A quick end-to-end run (approximate mode, small data) records the results.json keys."""
     import json
     import os
+    import re
 
     import papermill as pm
 
@@ -85,6 +86,8 @@ def test_notebook_runs_and_records_results(tmp_path):
 
     payload = run("ES")
     assert payload["diagnostics"]["method"].startswith("advi (approximate")
+    # what loading used and left out, in the report (the pooled fit's data: every answer of the data set)
+    assert re.search(r"\*\*Data\*\*: [\d,]+ answers from [\d,]+ rows: ", (tmp_path / "out-ES.ipynb").read_text())
     assert len(payload["top3"]) == 3
     tp = payload["touchpoints"]["mobile_app"]
     assert {"impact_nps", "p_fix_first", "kano"} <= set(tp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -74,6 +75,7 @@ def test_notebook_runs_on_simulated_data_and_records_results(tmp_path, monkeypat
         },
     )
     recorded = json.loads(results.read_text())
+    assert re.search(r"\*\*Survey\*\*: [\d,]+ answers from [\d,]+ rows: ", (tmp_path / "out.ipynb").read_text())
     for key in ("hazard_ratio", "median_survival", "clv", "value_detractor_to_promoter", "diagnostics"):
         assert key in recorded, key
     assert set(recorded["clv"]) == {"detractor", "passive", "promoter"}

@@ -31,6 +31,7 @@ _EXPORTS = {
     "ValidationReport": "cxresearch.data.check",
     "validate_dataset": "cxresearch.data.check",
     "data_warnings": "cxresearch.data.check",
+    "loading_line": "cxresearch.data.check",
     "distinct_values": "cxresearch.data.loading",
     "nps_class": "cxresearch.data.nps",
     "nps_score": "cxresearch.data.nps",
@@ -39,7 +40,7 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "MIN_ANSWERS"])
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from cxresearch.data.check import ValidationReport, data_warnings, validate_dataset  # noqa: F401 (re-exported lazily)
+    from cxresearch.data.check import ValidationReport, data_warnings, loading_line, validate_dataset  # noqa: F401 (re-exported lazily)
     from cxresearch.data.loading import CXData, distinct_values, explain_load, load_dataset  # noqa: F401 (re-exported lazily)
     from cxresearch.data.nps import nps_class, nps_score  # noqa: F401 (re-exported lazily)
     from cxresearch.data.rules import DataValidationError, FieldRule, Problem, rules_for  # noqa: F401 (re-exported lazily)

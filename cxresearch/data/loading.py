@@ -48,6 +48,10 @@ ROLES: tuple[str, ...] = ("survey", "customers", "benchmark")
 _LOG = logging.getLogger(__name__)
 
 
+#: the reasons a survey row has no outcome answer (``CXData.left_out`` keys), as words for a sentence
+LEFT_OUT_WORDS = {"blank outcome": "blank outcome answer", "not-applicable code": "not-applicable outcome code"}
+
+
 @dataclass
 class CXData:
     """Canonical frames of one dataset (see docs/ARCHITECTURE.md) plus where they came from.
@@ -304,8 +308,7 @@ class _Loader:
             self.left_out[role] = counts
             if counts:
                 n_rows = len(values)
-                words = {"blank outcome": "blank outcome answer", "not-applicable code": "not-applicable outcome code"}
-                reasons = " and ".join(f"{n:,} {words[k]}{'s' if n != 1 else ''}" for k, n in counts.items())
+                reasons = " and ".join(f"{n:,} {LEFT_OUT_WORDS[k]}{'s' if n != 1 else ''}" for k, n in counts.items())
                 self.notes.append(
                     f"{table.label}: column {rule.column}: {n_rows - sum(counts.values()):,} answers from "
                     f"{n_rows:,} rows: {reasons} left out ({rule.what})"

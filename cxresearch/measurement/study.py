@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cxresearch.data.check import loading_line
 from cxresearch.measurement.posterior import DEFAULT_LEVEL, check_level
 from cxresearch.reports.display import scope_text  # noqa: F401  (re-exported for the notebooks)
 from cxresearch.reports.small_n import enough_answers, run_scope, too_few_answers, too_few_line
@@ -880,30 +881,6 @@ def one_wave_text(waves: Sequence[str]) -> str | None:
 
 
 #: how the data layer's reasons for leaving a survey row out are said (CXData.left_out keys)
-LEFT_OUT_WORDS = {"blank outcome": "blank outcome answer", "not-applicable code": "not-applicable outcome code"}
-
-
-def loading_line(data: Any, role: str = "survey") -> str | None:
-    """What loading used and left out, in one line: '17,859 answers from 17,942 rows: 83 blank outcome
-    answers left out.' (from :class:`~cxresearch.data.CXData` ``rows`` and ``left_out``), plus 'no survey.id
-    column: each row's number is its id.' when the spec declares no id. None when the role was not loaded."""
-    rows = getattr(data, "rows", {}).get(role)
-    if rows is None:
-        return None
-    counts = {k: int(v) for k, v in getattr(data, "left_out", {}).get(role, {}).items() if v}
-    answers = int(rows) - sum(counts.values())
-    line = f"{answers:,} answer{'' if answers == 1 else 's'} from {int(rows):,} row{'' if rows == 1 else 's'}"
-    if counts:
-        reasons = " and ".join(f"{n:,} {LEFT_OUT_WORDS.get(k, k)}{'' if n == 1 else 's'}" for k, n in counts.items())
-        line += f": {reasons} left out."
-    else:
-        line += ": none left out."
-    table = getattr(getattr(data, "spec", None), role, None)
-    if table is not None and getattr(table, "id", "") is None and rows:
-        line += f" No {role}.id column: each row's number (in file order) is its id."
-    return line
-
-
 def data_text(data: Any, waves: Sequence[str]) -> str:
     """The report's data line: what loading used and left out (:func:`loading_line`) and the survey waves;
     with one wave it says why the report shows no change over time (:func:`one_wave_text`)."""
