@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cxresearch.data import MIN_ANSWERS
-from cxresearch.data.loading import LEFT_OUT_WORDS, CXData, load_dataset
+from cxresearch.data.loading import CXData, left_out_text, load_dataset
 from cxresearch.data.nps import nps_score
 from cxresearch.data.rules import DataValidationError, Problem, natural_key
 from cxresearch.data.spec import DatasetSpec, SpecError, load_spec
@@ -237,14 +237,7 @@ def loading_line(data: Any, role: str = "survey") -> str | None:
     rows = getattr(data, "rows", {}).get(role)
     if rows is None:
         return None
-    counts = {k: int(v) for k, v in getattr(data, "left_out", {}).get(role, {}).items() if v}
-    answers = int(rows) - sum(counts.values())
-    line = f"{answers:,} answer{'' if answers == 1 else 's'} from {int(rows):,} row{'' if rows == 1 else 's'}"
-    if counts:
-        reasons = " and ".join(f"{n:,} {LEFT_OUT_WORDS.get(k, k)}{'' if n == 1 else 's'}" for k, n in counts.items())
-        line += f": {reasons} left out."
-    else:
-        line += ": none left out."
+    line = left_out_text(rows, getattr(data, "left_out", {}).get(role, {})) + "."
     table = getattr(getattr(data, "spec", None), role, None)
     if table is not None and getattr(table, "id", "") is None and rows:
         line += f" No {role}.id column: each row's number (in file order) is its id."

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,18 @@ _LOG = logging.getLogger(__name__)
 
 #: the reasons a survey row has no outcome answer (``CXData.left_out`` keys), as words for a sentence
 LEFT_OUT_WORDS = {"blank outcome": "blank outcome answer", "not-applicable code": "not-applicable outcome code"}
+
+
+def left_out_text(rows: int, counts: Mapping[str, int]) -> str:
+    """'17,859 answers from 17,942 rows: 83 blank outcome answers left out' (``counts``: reason -> rows, as in
+    ``CXData.left_out``), or '... : none left out'; the one wording of the loader's note and the reports."""
+    counts = {k: int(n) for k, n in counts.items() if n}
+    answers = int(rows) - sum(counts.values())
+    text = f"{answers:,} answer{'' if answers == 1 else 's'} from {int(rows):,} row{'' if rows == 1 else 's'}"
+    if not counts:
+        return f"{text}: none left out"
+    reasons = " and ".join(f"{n:,} {LEFT_OUT_WORDS.get(k, k)}{'' if n == 1 else 's'}" for k, n in counts.items())
+    return f"{text}: {reasons} left out"
 
 
 @dataclass
@@ -307,11 +319,8 @@ class _Loader:
             counts = {k: v for k, v in counts.items() if v}
             self.left_out[role] = counts
             if counts:
-                n_rows = len(values)
-                reasons = " and ".join(f"{n:,} {LEFT_OUT_WORDS[k]}{'s' if n != 1 else ''}" for k, n in counts.items())
                 self.notes.append(
-                    f"{table.label}: column {rule.column}: {n_rows - sum(counts.values()):,} answers from "
-                    f"{n_rows:,} rows: {reasons} left out ({rule.what})"
+                    f"{table.label}: column {rule.column}: {left_out_text(len(values), counts)} ({rule.what})"
                 )
 
 
@@ -465,10 +474,11 @@ def load_dataset(
             path = spec.tables[getattr(spec, role).table].path
             assert path is not None  # file_column is set only for a folder source, which has a path
             root = spec.resolve(path)
-        hashes[role] = source_hash(table.files, root)
         query = spec.tables[getattr(spec, role).table].query
         if query is not None:  # its text and the bytes of the files it reads (wherever the folder lies)
             hashes[role] = sha256_text("\n".join([query, *sorted(source_hash([f]) for f in table.files)]))
+        else:
+            hashes[role] = source_hash(table.files, root)
         sources[role] = [str(f) for f in table.files]
     for note in loader.notes:  # returned in CXData.notes too; logged for notebooks and scripts
         _LOG.info("%s", note)

@@ -537,26 +537,13 @@ def headline(
     classes = ("detractor", "passive", "promoter")
     many_waves = len(wave_order(survey["wave"].unique())) >= 2 if "wave" in survey.columns else False
     counts = {k: int(posterior.groups[k].iloc[0]) for k in classes}
-    if not enough_answers(int(head["n"]), min_answers):
-        nan = float("nan")
-        return Headline(
-            tracking=tracking,
-            posterior=posterior,
-            wave=str(wave),
-            n=int(head["n"]),
-            mean=nan,
-            low=nan,
-            high=nan,
-            p_target=nan,
-            target=float(target_nps),
-            level=level,
-            shares={k: nan for k in classes},
-            shares_interval={k: [nan, nan] for k in classes},
-            change=None,
-            counts=counts,
-            min_answers=int(min_answers),
-            many_waves=many_waves,
-        )
+    enough = enough_answers(int(head["n"]), min_answers)
+    if enough:
+        shares = {k: float(head[f"{k}_mean"]) for k in classes}
+        shares_interval = {k: interval_pair(head[f"{k}_low"], head[f"{k}_high"]) for k in classes}
+    else:  # counts only: no estimate is shown for too few answers
+        mean = low = high = p_target = float("nan")
+        shares, shares_interval = {k: float("nan") for k in classes}, {k: [float("nan")] * 2 for k in classes}
     return Headline(
         tracking=tracking,
         posterior=posterior,
@@ -568,9 +555,9 @@ def headline(
         p_target=float(p_target),
         target=float(target_nps),
         level=level,
-        shares={k: float(head[f"{k}_mean"]) for k in classes},
-        shares_interval={k: interval_pair(head[f"{k}_low"], head[f"{k}_high"]) for k in classes},
-        change=latest_change(tracking) if many_waves else None,
+        shares=shares,
+        shares_interval=shares_interval,
+        change=latest_change(tracking) if enough and many_waves else None,
         counts=counts,
         min_answers=int(min_answers),
         many_waves=many_waves,

@@ -27,7 +27,8 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -489,20 +490,27 @@ def describe_os_error(exc: OSError) -> str:
     return f"{text} ({hint})" if hint else text
 
 
-def _write_output(path: Path, content: str | bytes) -> None:
-    """Write one of a run's files atomically; an OSError becomes :class:`OutputWriteError` naming it."""
+@contextmanager
+def _naming_failed_write(path: Path) -> Iterator[None]:
+    """An OSError while writing ``path`` becomes :class:`OutputWriteError` naming the file."""
     try:
-        write_text_atomic(path, content)
+        yield
     except OutputWriteError:
         raise
     except OSError as exc:
         raise OutputWriteError(exc.errno or 0, f"could not write {path}: {describe_os_error(exc)}") from exc
 
 
-def _write_json_output(path: Path, data: Any) -> None:
-    import json
+def _write_output(path: Path, content: str | bytes) -> None:
+    """Write one of a run's files atomically; a failure names the file."""
+    with _naming_failed_write(path):
+        write_text_atomic(path, content)
 
-    _write_output(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False, ensure_ascii=False) + "\n")
+
+def _write_json_output(path: Path, data: Any) -> None:
+    """Write one of a run's JSON files atomically; a failure names the file."""
+    with _naming_failed_write(path):
+        write_json_atomic(path, data)
 
 
 # --------------------------------------------------------------------------- stopping (SIGINT / SIGTERM)
