@@ -11,7 +11,7 @@ DEMO_INTERVENTION ?= touchpoint=branch_visit,effect=0.5,treated_share=0.5
 REPORTS ?= reports
 WORKERS ?= 2
 
-.PHONY: setup demo lint test test-fast bench bench-quick lab clean
+.PHONY: setup demo lint test test-fast bench bench-quick bench-recovery lab clean
 
 # Virtual environment + editable install + Jupyter kernel named `cxresearch`.
 # Re-runs only when pyproject.toml changes.
@@ -36,17 +36,27 @@ lint: setup
 	$(BIN)/ruff format --check cxresearch tests benchmarks
 	$(BIN)/mypy
 
+# Tests run in parallel, one test file per worker (module fixtures such as a shared fit stay in one process).
+TEST_WORKERS ?= auto
 test: setup lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
 
 bench-quick: setup
 	$(BIN)/python benchmarks/run.py --quick
+
+# Initiative values fitted vs the simulator's truth over repeated data sets (issue 23): 1-5 scales, the
+# saturating emotion form and mixed scales; about 150 s per replication on 2 cores
+RECOVERY_R ?= 12
+bench-recovery: setup
+	$(BIN)/python benchmarks/initiatives_recovery.py --replications $(RECOVERY_R) --seeds 101 --workers $(WORKERS) --out benchmarks/out/recovery.json --markdown benchmarks/out/recovery.md
+	$(BIN)/python benchmarks/initiatives_recovery.py --replications $(RECOVERY_R) --seeds 301 --emotion-form saturating --workers $(WORKERS) --out benchmarks/out/recovery_saturating.json --markdown benchmarks/out/recovery_saturating.md
+	$(BIN)/python benchmarks/initiatives_recovery.py --replications $(RECOVERY_R) --seeds 201 --scales mixed --workers $(WORKERS) --out benchmarks/out/recovery_mixed.json --markdown benchmarks/out/recovery_mixed.md
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

@@ -181,7 +181,9 @@ def test_check_against_dataset_names_unknown_codes():
 
 def test_bottom_box_default_by_scale():
     assert TOUCHPOINTS["mobile_app"].bottom_box_max == 2  # 1-2 on a 1-5 scale
-    assert TOUCHPOINTS["nps_like"].bottom_box_max == 2  # 0-2 on a 0-10 scale
+    assert TOUCHPOINTS["nps_like"].bottom_box_max == 3  # 0-3 on a 0-10 scale: the drivers' bottom box (40%)
+    wide = TouchpointInfo("online_payment", 1.0, 100.0)
+    assert wide.bottom_box_max == 40  # 1-40 on 1-100, the answers the drivers' bottom-box penalty covers
 
 
 def test_activation_is_the_monthly_average_of_a_delayed_linear_ramp():

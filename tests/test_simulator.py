@@ -6,6 +6,8 @@ and the Monte-Carlo SE recorded in truth.json), a false-alarm rate of about 6e-5
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import math
 import re
@@ -13,21 +15,27 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
 from cxresearch.data.simulator import (
+    EMOTION_SATURATION,
     MARKETS,
     SEGMENTS,
     TOUCHPOINTS,
     Intervention,
+    TouchpointScales,
+    _eta_mean,
+    _make_params,
     parse_intervention,
     simulate_command,
     simulate_dataset,
 )
 from cxresearch.data.spec import load_spec
+from cxresearch.initiatives.truth import TrueDriverModel
 
 AS_OF = date(2026, 6, 30)
 NA_CODES = {"call_centre": 99, "complaint_handling": 99, "website": None}  # None = NULL; others 0
@@ -529,3 +537,207 @@ def test_output_loads_through_load_dataset(sim: dict) -> None:
     assert customers is not None and len(customers) == 50_000 and customers["churn"].isin([0, 1]).all()
     assert (customers["tenure"] > 0).all()
     assert data.benchmark is not None and data.benchmark["is_own"].sum() == len(sim["benchmark"]) / 4
+
+
+# ---------------------------------------------------------------------------------------- emotion form
+
+
+def _model_frame(survey: pd.DataFrame, scales: dict | None = None) -> pd.DataFrame:
+    """Raw survey rows as the initiatives models read them: touchpoint keys, not applicable = NaN (``scales``:
+    touchpoint -> (min, max), default 1-5)."""
+    frame = survey[["segment", "market", "unit", "wave"]].copy()
+    for key in TOUCHPOINTS:
+        raw = survey[f"tp_{key}"].astype("float64")
+        frame[key] = raw.where(raw.between(*(scales or {}).get(key, (1, 5))))
+    frame["recommend"] = survey["nps_raw"].to_numpy() - 1
+    return frame
+
+
+def _simulator_eta(frame: pd.DataFrame, customers: int, seed: int, form: str, scales: dict | None = None) -> np.ndarray:
+    """alpha + f(lin) by the simulator's own code for these rows (state = rating - scale min + 1, 0 unused)."""
+    params = _make_params(customers, seed, None, TouchpointScales.build(scales), emotion_form=form)
+    group = np.array([SEGMENTS.index(s) * len(MARKETS) + MARKETS.index(m) for s, m in zip(frame.segment, frame.market)])
+    lows = np.array([params.scales.minimum[t] for t in range(len(TOUCHPOINTS))])
+    rated = (frame[list(TOUCHPOINTS)].to_numpy() - lows[None, :] + 1).astype(float)
+    return _eta_mean(params, group, np.nan_to_num(rated, nan=0.0).astype(np.int64))
+
+
+def _without_form(truth: dict) -> dict:
+    """The same truth read as linear (the emotion-form keys dropped)."""
+    out = copy.deepcopy(truth)
+    out["drivers"].pop("emotion_form")
+    out["drivers"].pop("emotion_saturation")
+    return out
+
+
+@pytest.fixture(scope="module")
+def saturating(tmp_path_factory) -> dict:
+    """20,000 customers with saturating emotion (about 10,000 answers per wave)."""
+    out = tmp_path_factory.mktemp("sim_saturating")
+    simulate_dataset(out, customers=20_000, seed=20261122, population_samples=100_000, emotion_form="saturating")
+    truth = json.loads((out / "truth.json").read_text())
+    return {"truth": truth, "frame": _model_frame(pq.read_table(out / "survey.parquet").to_pandas())}
+
+
+def test_linear_emotion_form_is_unchanged(tmp_path: Path) -> None:
+    """The default (and explicit "linear") output is that of the simulator before emotion forms existed: the
+    data's content hashes and truth values below were computed with the earlier code (same settings)."""
+    kwargs = {"customers": 3_000, "seed": 7, "population_samples": 20_000}
+    simulate_dataset(tmp_path / "a", **kwargs)
+    simulate_dataset(tmp_path / "b", emotion_form="linear", **kwargs)
+    for name in ("survey.parquet", "customers.parquet", "benchmark.parquet", "dataset.yaml", "truth.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    expected = {
+        "survey": "38aeca7cbbcceb1f9f51ebbb83213d73f59c56bd9d3b9cd372c44c5068e46480",
+        "customers": "f1f544ac2012094ee20d0cafb873e42c2c5bac5dca6734bd46b8c00fc8207137",
+    }
+    for name, digest in expected.items():
+        frame = pq.read_table(tmp_path / "a" / f"{name}.parquet").to_pandas()
+        assert hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest() == digest, name
+    truth = json.loads((tmp_path / "a" / "truth.json").read_text())
+    assert "emotion_form" not in truth["drivers"] and "emotion_saturation" not in truth["drivers"]
+    pop = truth["population"]
+    assert pop["shares_by_wave"]["1"]["nps"] == pytest.approx(18.191689970354155, rel=1e-9)
+    assert pop["shares_by_wave"]["2"]["nps"] == pytest.approx(20.906742363991103, rel=1e-9)
+    assert pop["impact_nps"]["mobile_app"] == pytest.approx(8.419903658767591, rel=1e-9)
+    assert pop["impact_nps_range"]["statements"] == pytest.approx(1.0396937478065984, rel=1e-9)
+    # the linear path is the documented formula; the saturating path bends the same sum of contributions
+    frame = _model_frame(pq.read_table(tmp_path / "a" / "survey.parquet").to_pandas())
+    drivers = truth["drivers"]
+    alpha = frame.segment.map(drivers["alpha_seg"]).to_numpy() + frame.market.map(drivers["alpha_mkt"]).to_numpy()
+    lin = np.zeros(len(frame))
+    for key, tp in truth["touchpoints"].items():
+        r = frame[key].to_numpy()
+        beta = np.array([drivers["beta_by_group"][f"{s}|{m}"][key] for s, m in zip(frame.segment, frame.market)])
+        term = tp["nu"] + beta * (r - 3) + tp["penalty"] * (r <= 2) + tp["reward"] * (r == 5)
+        lin += np.where(np.isnan(r), 0.0, term)
+    np.testing.assert_allclose(_simulator_eta(frame, 3_000, 7, "linear"), alpha + lin, rtol=0, atol=1e-12)
+    bent = alpha + EMOTION_SATURATION * (1 - np.exp(-lin / EMOTION_SATURATION))
+    np.testing.assert_allclose(_simulator_eta(frame, 3_000, 7, "saturating"), bent, rtol=0, atol=1e-12)
+
+
+def test_saturating_emotion_form_changes_emotion_only_and_is_recorded(tmp_path: Path) -> None:
+    kwargs = {"customers": 2_000, "seed": 4, "population_samples": 20_000}
+    iv = Intervention("branch_visit", 0.5)
+    simulate_dataset(tmp_path / "lin", intervention=iv, **kwargs)
+    summary = simulate_dataset(tmp_path / "sat", intervention=iv, emotion_form="saturating", **kwargs)
+    assert "saturating emotion" in summary.describe()
+    lin = pq.read_table(tmp_path / "lin" / "survey.parquet").to_pandas()
+    sat = pq.read_table(tmp_path / "sat" / "survey.parquet").to_pandas()
+    # same random draws up to emotion: who answers and the ratings are identical (survey dates are drawn after
+    # the Poisson products, whose draws consume the stream by class, so they and churn/value differ)
+    same = ["customer_id", "segment", "market", "unit", "wave", *(f"tp_{k}" for k in TOUCHPOINTS)]
+    pd.testing.assert_frame_equal(lin[same], sat[same])
+    # f(lin) <= lin everywhere (concave, f(0) = 0, f'(0) = 1) and the noise is shared: row by row, no answer
+    # is higher under the bend (frustration, reverse-keyed in the export, no lower), and some are lower
+    assert (sat["nps_raw"] <= lin["nps_raw"]).all() and (sat["nps_raw"] < lin["nps_raw"]).sum() > 50
+    assert (sat["emo_happy"] <= lin["emo_happy"]).all() and (sat["emo_frustrated"] >= lin["emo_frustrated"]).all()
+    truth_lin = json.loads((tmp_path / "lin" / "truth.json").read_text())
+    truth_sat = json.loads((tmp_path / "sat" / "truth.json").read_text())
+    assert truth_sat["drivers"]["emotion_form"] == "saturating"
+    assert truth_sat["drivers"]["emotion_saturation"] == EMOTION_SATURATION
+    assert "emotion_form" not in truth_lin["drivers"]
+    assert truth_sat["population"]["impact_nps"] != truth_lin["population"]["impact_nps"]
+    assert truth_sat["population"]["shares_by_wave"]["1"]["nps"] < truth_lin["population"]["shares_by_wave"]["1"]["nps"]
+    for truth in (truth_lin, truth_sat):
+        assert math.isfinite(truth["intervention"]["true_effect_nps"]) and truth["intervention"]["true_effect_nps"] > 0
+    assert truth_sat["intervention"]["true_effect_nps"] != truth_lin["intervention"]["true_effect_nps"]
+    assert "saturating emotion" in (tmp_path / "sat" / "dataset.yaml").read_text()
+    with pytest.raises(ValueError, match="emotion_form"):
+        simulate_dataset(tmp_path / "bad", customers=10, seed=1, emotion_form="cubic")
+    runner = CliRunner()
+    ok = runner.invoke(
+        simulate_command, ["-n", "500", "--seed", "4", "--out", str(tmp_path / "cli"), "--emotion-form", "saturating"]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((tmp_path / "cli" / "truth.json").read_text())["drivers"]["emotion_form"] == "saturating"
+    bad = runner.invoke(simulate_command, ["-n", "10", "--out", str(tmp_path / "x"), "--emotion-form", "cubic"])
+    assert bad.exit_code == 2 and "cubic" in bad.output
+
+
+def test_true_driver_model_reads_the_emotion_form(saturating: dict, tmp_path: Path) -> None:
+    """TrueDriverModel's expected emotion is the simulator's own alpha + f(lin) for every respondent, under
+    either form; an unknown form or a saturating form without its S is an error, never read as linear."""
+    truth, frame = saturating["truth"], saturating["frame"].head(3_000)
+    model = TrueDriverModel(truth)
+    assert (model.emotion_form, model.emotion_saturation) == ("saturating", EMOTION_SATURATION)
+    sim_eta = _simulator_eta(frame, 20_000, 20261122, "saturating")
+    np.testing.assert_allclose(model.expected_emotion(frame), sim_eta, rtol=0, atol=1e-9)
+    linear = TrueDriverModel(_without_form(truth))
+    np.testing.assert_allclose(
+        linear.expected_emotion(frame), _simulator_eta(frame, 20_000, 20261122, "linear"), rtol=0, atol=1e-9
+    )
+    assert np.abs(linear.expected_emotion(frame) - sim_eta).mean() > 0.1
+    # on mixed scales too (2 beta x on each touchpoint's own scale and boxes, as the simulator)
+    scales = {"mobile_app": (0, 10), "online_payment": (1, 100), "statements": (1, 7)}
+    simulate_dataset(tmp_path / "mixed", 2_000, 5, population_samples=20_000, scales=scales, emotion_form="saturating")
+    mixed = _model_frame(pq.read_table(tmp_path / "mixed" / "survey.parquet").to_pandas(), scales)
+    assert mixed["online_payment"].max() > 50 and mixed["mobile_app"].min() == 0
+    mixed_model = TrueDriverModel(tmp_path / "mixed" / "truth.json")
+    mixed_eta = _simulator_eta(mixed, 2_000, 5, "saturating", scales)
+    np.testing.assert_allclose(mixed_model.expected_emotion(mixed), mixed_eta, rtol=0, atol=1e-9)
+    bad = copy.deepcopy(truth)
+    bad["drivers"]["emotion_form"] = "cubic"
+    with pytest.raises(ValueError, match=r"drivers\.emotion_form = 'cubic'"):
+        TrueDriverModel(bad)
+    (tmp_path / "truth.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="cubic"):
+        TrueDriverModel(tmp_path / "truth.json")
+    del bad["drivers"]["emotion_saturation"]
+    bad["drivers"]["emotion_form"] = "saturating"
+    with pytest.raises(KeyError, match="emotion_saturation"):
+        TrueDriverModel(bad)
+
+
+def test_true_driver_model_class_mix_matches_saturating_data(saturating: dict) -> None:
+    """Given each row's ratings, group and unit, the rows' NPS classes are independent draws with the true
+    probabilities p_i, so observed share - mean(p_i) has sd sqrt(sum p_i (1 - p_i)) / n (about 0.003 for the
+    ~20,000 rows here; for NPS points, per-row variance p_prom + p_det - (p_prom - p_det)^2, about 0.5).
+    The truth must match within 4 sd; the linear truth on the same rows misses the NPS by about 5 points
+    (some 11 sd): the check would catch a TrueDriverModel that ignored the form."""
+    truth, frame = saturating["truth"], saturating["frame"]
+    rec = frame["recommend"].to_numpy()
+    observed = np.array([(rec <= 6).mean(), ((rec >= 7) & (rec <= 8)).mean(), (rec >= 9).mean()])
+    n = len(frame)
+
+    def nps_gap(model: TrueDriverModel) -> tuple[np.ndarray, float, float, float]:
+        p = model.class_probabilities(frame)
+        se_share = np.sqrt((p * (1 - p)).sum(axis=0)) / n
+        diff = p[:, 2] - p[:, 0]
+        se_nps = 100 * math.sqrt(float((p[:, 2] + p[:, 0] - diff**2).sum())) / n
+        gap = 100 * (observed[2] - observed[0]) - 100 * float(diff.mean())
+        return p.mean(axis=0), se_share, gap, se_nps
+
+    mix, se_share, gap, se_nps = nps_gap(TrueDriverModel(truth))
+    assert np.all(np.abs(observed - mix) <= 4 * se_share), (observed, mix, se_share)
+    assert abs(gap) <= 4 * se_nps, (gap, se_nps)
+    _, _, gap_linear, se_linear = nps_gap(TrueDriverModel(_without_form(truth)))
+    assert gap_linear < -6 * se_linear, (gap_linear, se_linear)  # the linear truth overstates the NPS
+
+
+def test_population_truth_follows_the_emotion_form(saturating: dict) -> None:
+    """truth.population.impact_nps (+1 step for the users of a touchpoint, wave 1) against the same change
+    computed with TrueDriverModel on the wave-1 respondents (an iid sample of the population: response does
+    not depend on anything): the per-row NPS change is exact given the row, so the sampling se is
+    sd(change) / sqrt(n); combined with the truth's Monte-Carlo se, within 4 se. The linear truth's impact
+    on the same rows is well outside (more than 6 se)."""
+    truth, frame = saturating["truth"], saturating["frame"]
+    wave1 = frame[frame["wave"] == "1"].reset_index(drop=True)
+    pop = truth["population"]
+    model, linear = TrueDriverModel(truth), TrueDriverModel(_without_form(truth))
+    for key in ("mobile_app", "online_payment"):
+        after = wave1.copy()
+        after[key] = np.minimum(after[key] + 1, 5)  # NaN (not used) stays NaN
+
+        def change(m: TrueDriverModel, after: pd.DataFrame = after) -> tuple[float, float]:
+            before, then = m.class_probabilities(wave1), m.class_probabilities(after)
+            d = 100 * ((then[:, 2] - then[:, 0]) - (before[:, 2] - before[:, 0]))
+            return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+
+        est, se = change(model)
+        assert _within(est, pop["impact_nps"][key], se, pop["se"]["impact_nps"][key]), (key, est, se)
+        est_linear, se_linear = change(linear)
+        assert not _within(est_linear, pop["impact_nps"][key], se_linear, pop["se"]["impact_nps"][key], k=6.0)
+    mix = model.class_mix(wave1, 1)[0]
+    shares = pop["shares_by_wave"]["1"]
+    assert _within(100 * (mix[2] - mix[0]), shares["nps"], pop["se"]["shares_by_wave"]["1"]["nps"], 0.6)

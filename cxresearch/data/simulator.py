@@ -261,6 +261,13 @@ EMOTION_ITEMS: dict[str, dict[str, Any]] = {
     },
 }
 GAMMA = 1.40  # recommend = ordered logistic(GAMMA * eta + unit_rec[u])
+
+#: how the experience (the sum of the touchpoint contributions) enters emotion; see :func:`_bend`
+EMOTION_FORMS: tuple[str, ...] = ("linear", "saturating")
+#: S of the saturating form ``S * (1 - exp(-lin / S))``: on the default population the mean gap between lin and
+#: the bent experience is about 19% of sd(lin), and the marginal effect of experience runs from about 0.5 (best
+#: served 5%) to 1.4 (worst served 5%) of the linear one
+EMOTION_SATURATION = 2.5
 RECOMMEND_CUTPOINTS: tuple[float, ...] = (-4.57, -4.07, -3.56, -3.06, -2.6, -1.79, -1.11, 0.01, 1.49, 2.99)
 UNIT_REC_SD = 0.25
 
@@ -475,6 +482,7 @@ class _Params:
     nu: np.ndarray = field(default_factory=lambda: np.array([r[13] for r in _TP_ROWS]))
     shift2: np.ndarray = field(default_factory=lambda: np.array([r[14] for r in _TP_ROWS]))
     scales: TouchpointScales = DEFAULT_SCALES
+    emotion_form: str = "linear"
 
     @property
     def n_units(self) -> int:
@@ -500,7 +508,11 @@ def _units_by_market(customers: int) -> np.ndarray:
 
 
 def _make_params(
-    customers: int, seed: int, intervention: Intervention | None, scales: TouchpointScales = DEFAULT_SCALES
+    customers: int,
+    seed: int,
+    intervention: Intervention | None,
+    scales: TouchpointScales = DEFAULT_SCALES,
+    emotion_form: str = "linear",
 ) -> _Params:
     rng = _rng(seed, _STREAM_PARAMS)
     n_by_mkt = _units_by_market(customers)
@@ -547,6 +559,7 @@ def _make_params(
         treated_mask=np.isin(np.arange(n_units), treated),
         intervention=intervention,
         scales=scales,
+        emotion_form=_check_emotion_form(emotion_form),
     )
     # contribution table C[g, t, r]: r = 0 unused, 1..K_t the rating's state (value = scale min + r - 1)
     beta_g = params.beta_group().reshape(len(SEGMENTS) * len(MARKETS), _N_TP)
@@ -628,11 +641,49 @@ def _expected_state(location: np.ndarray, scales: TouchpointScales, t: int) -> n
     return 1.0 + sum(ndtr(location - c) for c in scales.cutpoints(t))
 
 
-def _eta_linear(params: _Params, group: np.ndarray, rated: np.ndarray) -> np.ndarray:
-    """alpha + sum over used touchpoints of the emotion contribution; ``rated`` holds 0 for unused."""
+def _experience(params: _Params, group: np.ndarray, rated: np.ndarray) -> np.ndarray:
+    """``lin``: the sum over used touchpoints of the emotion contribution; ``rated`` holds 0 for unused."""
     n_states = params.scales.max_points + 1
     index = (group.astype(np.int64)[:, None] * _N_TP + np.arange(_N_TP)[None, :]) * n_states + rated
-    return params.alpha[group] + params.contrib[index].sum(axis=1)
+    return params.contrib[index].sum(axis=1)
+
+
+def _check_emotion_form(form: str) -> str:
+    if form not in EMOTION_FORMS:
+        raise ValueError(f"emotion_form must be one of {list(EMOTION_FORMS)}, got {form!r}")
+    return form
+
+
+def _bend(params: _Params, lin: np.ndarray) -> np.ndarray:
+    """The experience part of emotion, ``f(lin)``: ``lin`` itself (linear) or ``S * (1 - exp(-lin / S))``
+    (saturating, S = :data:`EMOTION_SATURATION`).
+
+    The saturating form is concave with ``f(0) = 0`` and ``f'(0) = 1``, so a neutral experience (every rating
+    at its midpoint, lin near 0) reads as in the linear form, while ``f'(lin) = exp(-lin / S)`` gives both
+    bends CX research reports: diminishing returns above neutral (emotion levels off towards S however many
+    touchpoints go well) and stronger negativity below it (each further bad experience hurts more: "bad is
+    stronger than good", Baumeister et al. 2001). A symmetric ``S * tanh(lin / S)`` was rejected because it
+    also flattens the bottom, i.e. makes the worst-served customers *less* sensitive to one more failure. The
+    bend makes the touchpoints interact (a touchpoint's effect on emotion scales with ``exp(-lin / S)``, the
+    rest of the customer's experience), which an additive driver model cannot represent exactly.
+    """
+    if params.emotion_form == "linear":
+        return lin
+    s = EMOTION_SATURATION
+    return -s * np.expm1(-lin / s)
+
+
+def _bend_change(params: _Params, lin: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """``f(lin + delta) - f(lin)`` (exactly ``delta`` in the linear form)."""
+    if params.emotion_form == "linear":
+        return delta
+    s = EMOTION_SATURATION
+    return -s * np.exp(-lin / s) * np.expm1(-delta / s)
+
+
+def _eta_mean(params: _Params, group: np.ndarray, rated: np.ndarray) -> np.ndarray:
+    """alpha + f(lin): emotion without its N(0, 1) noise (the noise stays outside the bend)."""
+    return params.alpha[group] + _bend(params, _experience(params, group, rated))
 
 
 def _ordered_logistic(rng: np.random.Generator, location: np.ndarray, cutpoints: np.ndarray) -> np.ndarray:
@@ -657,7 +708,7 @@ def _draw_wave(
     latent += rng.standard_normal((n, _N_TP))
     rated = _ratings(latent, params.scales) * used
     group = seg.astype(np.int64) * len(MARKETS) + mkt
-    eta = _eta_linear(params, group, rated) + rng.standard_normal(n)
+    eta = _eta_mean(params, group, rated) + rng.standard_normal(n)
     out = {
         "rated": rated,
         "recommend": _ordered_logistic(rng, GAMMA * eta + params.unit_rec[unit], np.asarray(RECOMMEND_CUTPOINTS)),
@@ -906,7 +957,8 @@ def _population_truth(params: _Params, seed: int, samples: int) -> tuple[dict, d
             loc = _quality_location(params, seg, mkt, unit, wave, treated)
             noise = rng.standard_normal((n, _N_TP))
             rated = _ratings(loc + noise, scales) * used
-            eta = _eta_linear(params, group, rated) + rng.standard_normal(n)
+            lin = _experience(params, group, rated)
+            eta = params.alpha[group] + _bend(params, lin) + rng.standard_normal(n)
             x = GAMMA * eta + params.unit_rec[unit]
             p_det, p_prom = _class_probs(x)
             nps_i = 100.0 * (p_prom - p_det)
@@ -942,11 +994,12 @@ def _population_truth(params: _Params, seed: int, samples: int) -> tuple[dict, d
                         base: np.ndarray = base_index,
                         used: np.ndarray = used,
                         x: np.ndarray = x,
+                        lin: np.ndarray = lin,
                         before: np.ndarray = p_prom - p_det,
                     ) -> np.ndarray:
                         r_new = np.where(used[:, t], np.minimum(r_old + steps, scales.points[t]), r_old)
                         delta = params.contrib[base + r_new] - params.contrib[base + r_old]
-                        d_det, d_prom = _class_probs(x + GAMMA * delta)
+                        d_det, d_prom = _class_probs(x + GAMMA * _bend_change(params, lin, delta))
                         return 100.0 * ((d_prom - d_det) - before)
 
                     diff = nps_change(1)  # one step (capped at the top)
@@ -968,7 +1021,7 @@ def _population_truth(params: _Params, seed: int, samples: int) -> tuple[dict, d
                 t = _TP_INDEX[iv.touchpoint]
                 loc0 = _quality_location(params, seg, mkt, unit, wave, treated, with_intervention=False)
                 rated0 = _ratings(loc0 + noise, scales) * used
-                eta0 = eta - _eta_linear(params, group, rated) + _eta_linear(params, group, rated0)
+                eta0 = eta - _eta_mean(params, group, rated) + _eta_mean(params, group, rated0)
                 p_det0, p_prom0 = _class_probs(GAMMA * eta0 + params.unit_rec[unit])
                 sel = treated
                 mom.add(("iv_nps",), (nps_i - 100.0 * (p_prom0 - p_det0))[sel])
@@ -1125,7 +1178,13 @@ def _na_code(code: Any, scales: TouchpointScales, t: int) -> Any:
     return "blank" if code != "blank" and lo <= int(code) <= hi else code
 
 
-def _dataset_spec(customers: int, seed: int, as_of: date, scales: TouchpointScales = DEFAULT_SCALES) -> dict:
+def _dataset_spec(
+    customers: int,
+    seed: int,
+    as_of: date,
+    scales: TouchpointScales = DEFAULT_SCALES,
+    emotion_form: str = "linear",
+) -> dict:
     touchpoints = {}
     for t, row in enumerate(_TP_ROWS):
         key, label, channel, stage, need, _kano, _mot, na_code = row[:8]
@@ -1142,8 +1201,9 @@ def _dataset_spec(customers: int, seed: int, as_of: date, scales: TouchpointScal
         "version": 1,
         "name": f"cxsim-seed{seed}-n{customers}",
         "description": (
-            f"Simulated CX data (cxresearch simulator): {customers} customers, seed {seed}. "
-            "True parameters in truth.json; model in docs/SIMULATOR.md."
+            f"Simulated CX data (cxresearch simulator): {customers} customers, seed {seed}"
+            + ("" if emotion_form == "linear" else f", {emotion_form} emotion")
+            + ". True parameters in truth.json; model in docs/SIMULATOR.md."
         ),
         "as_of": as_of.isoformat(),
         "tables": {
@@ -1263,6 +1323,12 @@ def _truth(
         "touchpoints": touchpoints,
         "drivers": {
             "eta_noise_sd": 1.0,
+            # absent = linear (so the linear form's truth.json is that of earlier versions, byte for byte)
+            **(
+                {"emotion_form": params.emotion_form, "emotion_saturation": EMOTION_SATURATION}
+                if params.emotion_form != "linear"
+                else {}
+            ),
             "alpha_seg": dict(ALPHA_SEG),
             "alpha_mkt": dict(ALPHA_MKT),
             "beta_by_group": {
@@ -1328,12 +1394,14 @@ class SimulationSummary:
     units: int
     seconds: float
     files: dict[str, Path]
+    emotion_form: str = "linear"
 
     def describe(self) -> str:
         """One paragraph for the command line."""
         names = ", ".join(p.name for p in self.files.values())
+        form = "" if self.emotion_form == "linear" else f", {self.emotion_form} emotion"
         return (
-            f"Simulated {self.customers:,} customers (seed {self.seed}) in {self.seconds:.1f} s into "
+            f"Simulated {self.customers:,} customers (seed {self.seed}{form}) in {self.seconds:.1f} s into "
             f"{self.out}: {names}. Survey {self.survey_rows:,} rows (waves 1 and 2), customers "
             f"{self.customer_rows:,} rows, benchmark {self.benchmark_rows:,} rows, {self.units:,} units. "
             f"True parameters in truth.json; load with dataset.yaml."
@@ -1352,15 +1420,20 @@ def simulate_dataset(
     population_samples: int = POPULATION_SAMPLES,
     scales: dict[str, tuple[int, int]] | None = None,
     boxes: dict[str, tuple[int, int]] | None = None,
+    emotion_form: str = "linear",
 ) -> SimulationSummary:
     """Simulate a CX dataset with known truth into folder ``out`` (see docs/SIMULATOR.md).
 
-    Deterministic per (seed, customers, response_rate, intervention, as_of); ``chunk_size`` (customers per
-    Parquet write, rounded up to whole RNG blocks of 50,000) bounds memory and does not change the data.
+    Deterministic per (seed, customers, response_rate, intervention, as_of, scales, boxes, emotion_form);
+    ``chunk_size`` (customers per Parquet write, rounded up to whole RNG blocks of 50,000) bounds memory and
+    does not change the data.
     ``population_samples`` sizes the Monte-Carlo population truth (its standard errors are in truth.json).
     ``scales``: touchpoint -> (min, max) to record some touchpoints on other scales (e.g. ``{"mobile_app":
     (0, 10), "online_payment": (1, 100)}``; default 1-5), ``boxes``: touchpoint -> (bottom, top) box in points
-    (default the lowest 40% / highest 20%); see :class:`TouchpointScales`.
+    (default the lowest 40% / highest 20%); see :class:`TouchpointScales`. ``emotion_form``: ``"linear"``
+    (default) or ``"saturating"``, how the touchpoint experience enters emotion (see :func:`_bend`; the
+    saturating data share the linear data's respondents, units and ratings; emotion, recommendation and
+    what follows from them differ).
     """
     started = time.perf_counter()
     if isinstance(customers, bool) or not isinstance(customers, (int, np.integer)) or customers < 1:
@@ -1380,10 +1453,11 @@ def simulate_dataset(
     customers, seed = int(customers), int(seed)
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    _check_emotion_form(emotion_form)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    params = _make_params(customers, seed, intervention, TouchpointScales.build(scales, boxes))
+    params = _make_params(customers, seed, intervention, TouchpointScales.build(scales, boxes), emotion_form)
     ctx = _Context(
         params=params,
         seed=seed,
@@ -1429,7 +1503,7 @@ def simulate_dataset(
     spec_path = out / "dataset.yaml"
     # safe_dump quotes strings a YAML 1.1 reader would misread (NO, 007); leaf lists in flow style: [1, 5]
     spec_text = yaml.safe_dump(
-        _dataset_spec(customers, seed, as_of, params.scales),
+        _dataset_spec(customers, seed, as_of, params.scales, emotion_form),
         sort_keys=False,
         allow_unicode=True,
         default_flow_style=None,
@@ -1452,6 +1526,7 @@ def simulate_dataset(
         units=params.n_units,
         seconds=time.perf_counter() - started,
         files={**files, "dataset": spec_path, "truth": truth_path},
+        emotion_form=emotion_form,
     )
 
 
@@ -1513,6 +1588,14 @@ class _InterventionParam(click.ParamType):
     default="",
     help="Record touchpoints on other scales, e.g. mobile_app=0-10,online_payment=1-100 (default 1-5).",
 )
+@click.option(
+    "--emotion-form",
+    type=click.Choice(EMOTION_FORMS),
+    default="linear",
+    show_default=True,
+    help="How the touchpoint experience enters emotion: linear, or saturating (diminishing returns above a "
+    "neutral experience, stronger negativity below it; docs/SIMULATOR.md).",
+)
 def simulate_command(
     customers: int,
     seed: int,
@@ -1522,6 +1605,7 @@ def simulate_command(
     chunk_size: int,
     as_of: Any,
     scales: str,
+    emotion_form: str,
 ) -> None:
     """Simulate survey, CRM and benchmark data with known truth (truth.json) into OUT."""
     try:
@@ -1537,5 +1621,6 @@ def simulate_command(
         chunk_size=chunk_size,
         as_of=as_of,
         scales=parsed,
+        emotion_form=emotion_form,
     )
     click.echo(summary.describe())

@@ -13,13 +13,14 @@ cells, composite scores, outcome codes), and :func:`build_model` writes the PyMC
   or ordered logistic).
 - **endogenous observed constructs**: ordered logistic (cutpoints), Bernoulli (logit) or Gaussian.
 - **groups** (segment, market, ...): touchpoint slopes vary by level, ``sd_dim x z``. A grouping with few
-  levels (``fixed_scale_levels``, default 5) has a fixed sd (``group_offset_sd``: regularised offsets, no
-  variance to learn from 2-5 levels, no funnel); one with more levels learns its sd (one per grouping and
-  equation, non-centred). With ``asymmetric``, the bottom-box penalty and top-box reward vary too
-  (``varying``) by the groupings with few levels (fixed-scale offsets), so each segment and market has its
-  own, partially pooled, Kano classes; by a grouping with dozens of levels they are shared. Intercepts vary too
-  (``group_intercept_sd x z``). Deviations are centred on their (user-)weighted mean so the common
-  coefficient is the population average; ``<eq>__<term>_dev`` keeps the level deviations (group_level x
+  levels (``fixed_scale_levels``, default 5) has a fixed sd (``slope_offset_sd``, else ``group_offset_sd``:
+  regularised offsets, no variance to learn from 2-5 levels, no funnel); one with more levels learns its sd
+  (one per grouping and equation, non-centred). With ``asymmetric``, the bottom-box penalty and top-box
+  reward vary too (``varying``) by the groupings with few levels (fixed-scale offsets, ``group_offset_sd``),
+  so each segment and market has its own, partially pooled, Kano classes; by a grouping with dozens of
+  levels they are shared. Intercepts vary too (``group_intercept_sd x z``); an ``intercept_only`` grouping
+  (e.g. wave) shifts the intercepts alone. Deviations are centred on their (user-)weighted mean so the
+  common coefficient is the population average; ``<eq>__<term>_dev`` keeps the level deviations (group_level x
   touchpoint) of each varying term whatever the parametrisation.
 
 Design columns are centred (their mean contribution is subtracted), which leaves every coefficient and
@@ -770,8 +771,18 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
             # top-box reward (when in the model and in ``varying``) by the groupings with few levels (segments,
             # markets: each gets its own Kano classes), where fixed-scale offsets cost few parameters; with
             # dozens of levels (airlines, branches) they are shared, which keeps the fit fast and converged
-            eq.learned_dims = [d for d in prep.group_dims if len(prep.levels[d]) > spec.fixed_scale_levels]
-            offset_free = np.flatnonzero([prep.group_dims[d] not in eq.learned_dims for d in eq.dim_of_free])
+            # intercept-only groupings (e.g. wave) shift the intercepts alone: their touchpoint deviations are 0
+            intercept_only = set(spec.intercept_only)
+            eq.learned_dims = [
+                d for d in prep.group_dims if len(prep.levels[d]) > spec.fixed_scale_levels and d not in intercept_only
+            ]
+            offset_free = np.flatnonzero(
+                [
+                    prep.group_dims[d] not in eq.learned_dims and prep.group_dims[d] not in intercept_only
+                    for d in eq.dim_of_free
+                ]
+            )
+            slope_on = np.array([0.0 if d in intercept_only else 1.0 for d in prep.group_dims])
             eq.dev_terms = ["slope"] + [
                 t for t in ("penalty", "reward") if t in eq.terms and t in vary and eq.slope_dims and len(offset_free)
             ]
@@ -786,7 +797,10 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
                 # levels, learned (one per grouping, shared by the touchpoints) for the others
                 if eq.learned_dims:
                     model.add_coord(eq.name("learned_dim"), eq.learned_dims)
-                sd_parts: list[Any] = [priors.group_offset_sd] * len(prep.group_dims)
+                # slopes may get a wider fixed sd than the penalty / reward offsets (PriorSpec.slope_offset_sd);
+                # an intercept-only grouping keeps a unit-sd placeholder and is switched off by ``slope_on``
+                slope_fixed_sd = priors.slope_offset_sd or priors.group_offset_sd
+                sd_parts: list[Any] = [1.0 if d in intercept_only else float(slope_fixed_sd) for d in prep.group_dims]
                 if eq.learned_dims:
                     learned_sd = pm.HalfNormal(eq.name("sd_slope"), priors.group_sd, dims=eq.name("learned_dim"))
                     for k_d, d in enumerate(eq.learned_dims):
@@ -800,6 +814,8 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
                     # non-centred: with a fixed sd this is the centred model on a unit scale (no funnel)
                     z = pm.Normal(eq.name("z_slope"), 0.0, 1.0, dims=("group_free", eq.touchpoints_dim))
                     scaled = z * sd[eq.dim_of_free][:, None]
+                if intercept_only:
+                    scaled = scaled * slope_on[eq.dim_of_free][:, None]
                 scaled_by_term = {"slope": scaled}
                 if len(eq.dev_terms) > 1:
                     model.add_coord(eq.name("offset_free"), [coords["group_free"][i] for i in offset_free])

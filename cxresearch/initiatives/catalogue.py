@@ -22,9 +22,9 @@ Effects (:mod:`cxresearch.initiatives.effects` lists the distribution forms):
   points; capped at the scale maximum). A fractional uplift moves a rating up one whole step with
   probability equal to the fraction (so the mean rating rises by the uplift before capping).
 - ``remove_bad``: that share of the bottom-box experiences (ratings ``<= bottom_box_max``; default the
-  lowest quarter of the scale points, 1-2 on a 1-5 scale) is removed: each removed bad experience becomes
-  a *typical* good one (a draw from the in-scope ratings above the bottom box), or the rating given in
-  ``becomes``.
+  drivers' bottom box, the lowest 40% of the scale points: 1-2 on 1-5, 0-3 on 0-10, 1-40 on 1-100) is
+  removed: each removed bad experience becomes a *typical* good one (a draw from the in-scope ratings above
+  the bottom box), or the rating given in ``becomes``.
 
 Scope: ``segments`` and ``markets`` ("all" or a list) select the customers affected. ``channels`` and
 ``needs`` label the initiative for the roadmap; when omitted they come from the dataset spec's touchpoints
@@ -40,6 +40,7 @@ Every error names the key path, e.g. ``catalogue[app_redesign].effect: ...``.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cxresearch.drivers.spec import DriverModelSpec
 from cxresearch.initiatives.effects import EffectDistribution, EffectSpecError, parse_distribution
 from cxresearch.yamlio import load_yaml
 
@@ -294,6 +296,10 @@ def load_catalogue(source: Any, where: str = "catalogue") -> Catalogue:
         raise CatalogueError(_format_errors(exc, list(source), where)) from None
 
 
+#: the default bottom box as a share of a scale's points: the drivers' (``DriverModelSpec.bottom_box``)
+BOTTOM_BOX_SHARE: float = float(DriverModelSpec.model_fields["bottom_box"].default)
+
+
 @dataclass(frozen=True)
 class TouchpointInfo:
     """What the initiatives layer needs to know about one touchpoint."""
@@ -307,9 +313,12 @@ class TouchpointInfo:
 
     @property
     def bottom_box_max(self) -> float:
-        """Default bottom box: the lowest quarter of the scale points (1-2 on 1-5, 0-2 on 0-10)."""
-        points = int(round(self.scale_max - self.scale_min))
-        return self.scale_min + max(1, points // 4)
+        """Default bottom box: the drivers' bottom box, the lowest 40% of the scale points (1-2 on 1-5, 0-3 on
+        0-10, 1-40 on 1-100), so "remove bad experiences" removes the answers the driver model's bottom-box
+        penalty is estimated on (the lowest quarter, used before, left 26-40 on 1-100 out of the initiative
+        while the penalty covered them)."""
+        points = int(round(self.scale_max - self.scale_min)) + 1
+        return self.scale_min + max(1, int(math.floor(BOTTOM_BOX_SHARE * points + 0.5))) - 1
 
 
 def touchpoint_info_from_spec(spec: Any) -> dict[str, TouchpointInfo]:

@@ -175,8 +175,13 @@ class FittedDriverModel:
         prep = self.fit.prep
         d = self.diagnostics
         chain = " -> ".join(["touchpoints", *self.mediators, self.outcome])
+        intercept_only = list(prep.resolved.spec.intercept_only)
+        both = [g for g in self.group_by if g not in intercept_only]
+        groups = f"slopes and intercepts by {', '.join(both) or 'nothing'}"
+        if intercept_only:
+            groups += f", intercepts by {', '.join(intercept_only)}"
         return (
-            f"Bayesian driver model ({chain}, slopes and intercepts by {', '.join(self.group_by) or 'nothing'}; "
+            f"Bayesian driver model ({chain}, {groups}; "
             f"{d.get('method') or self.fit.method}, {prep.n:,} answers, {self.n_draws} posterior draws used; "
             f"{_gate_figures(d)})"
         )
@@ -369,11 +374,13 @@ def fit_driver_scenario_model(
     seed: int = 1,
     max_draws: int = 500,
     advi_iterations: int = 30000,
+    slope_offset_sd: float | None = 0.3,
 ) -> FittedDriverModel:
     """Fit the drivers path model to the survey (``wave``: "all" or one wave) and adapt it for scenarios.
 
-    ``model``: a drivers model spec mapping (empty / None: the dataset's standard chain touchpoints ->
-    emotion -> recommend with direct paths, grouped by segment and market).
+    ``model``: a drivers model spec mapping, used as given (empty / None: :func:`scenario_model_spec`, the
+    dataset's standard chain touchpoints -> emotion -> recommend with direct paths, grouped by segment and
+    market, with ``slope_offset_sd`` and, on several waves, a wave intercept).
     """
     from cxresearch.drivers import fit_driver_model
 
@@ -383,11 +390,13 @@ def fit_driver_scenario_model(
         if str(wave) not in waves:
             raise ValueError(f"driver_wave {wave!r} is not in the survey (waves: {waves})")
         survey = survey[survey["wave"].astype(str) == str(wave)].reset_index(drop=True)
+    spec: Any = model or scenario_model_spec(data.spec, survey, slope_offset_sd=slope_offset_sd)
+    check_scenario_spec(spec, data.spec)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # compiler / BLAS notices; the diagnostics are reported instead
         fit = fit_driver_model(
             survey,
-            model or None,
+            spec,
             dataset_spec=data.spec,
             method=method,
             draws=draws,
@@ -398,6 +407,61 @@ def fit_driver_scenario_model(
             advi_iterations=advi_iterations,
         )
     return FittedDriverModel(fit, max_draws=max_draws)
+
+
+def scenario_model_spec(dataset_spec: Any, survey: pd.DataFrame, slope_offset_sd: float | None = 0.3) -> Any:
+    """The driver model the initiatives value scenarios with (a :class:`~cxresearch.drivers.spec.DriverModelSpec`).
+
+    The drivers study's standard chain (touchpoints -> emotion -> outcome with the direct paths), grouped by
+    segment and market, with two changes that matter when an initiative is scoped to a segment or market and
+    valued in money (docs/notes/issue-23/REPORT.md):
+
+    - the segment and market *slope* offsets get the fixed prior sd ``slope_offset_sd`` (default 0.3, wider
+      than the drivers study's 0.1, which shrinks a planted segment difference of 3-4 prior sd by about half
+      at 10k answers and undervalues the initiatives that reach that segment); the bottom-box penalty and
+      top-box reward offsets keep the tight ``group_offset_sd``;
+    - fitted to several waves, the wave enters as an intercept-only grouping: a level shift between waves is
+      not read as a touchpoint effect, and the links (the same in every wave) use every answer.
+    """
+    from cxresearch.drivers.spec import default_model_spec
+
+    spec = default_model_spec(dataset_spec)
+    group_by = [g for g in spec.group_by if g in survey.columns]
+    intercept_only: list[str] = []
+    if "wave" in survey.columns and survey["wave"].astype(str).nunique() > 1:
+        group_by.append("wave")
+        intercept_only.append("wave")
+    priors = spec.priors.model_copy(update={"slope_offset_sd": slope_offset_sd})
+    return spec.model_copy(update={"group_by": group_by, "intercept_only": intercept_only, "priors": priors})
+
+
+def check_scenario_spec(spec: Any, dataset_spec: Any) -> None:
+    """Refuse a driver model whose emotion mediator has no direct touchpoint -> outcome paths.
+
+    A composite emotion score carries measurement error (reliability about 0.6 once the touchpoints are
+    known, on the simulator), which attenuates emotion -> outcome by about 45%. The direct paths take up that
+    part, so the total touchpoint -> outcome effects, and the initiative values built on them, stay right;
+    without them the values are 22-34% low (docs/notes/issue-23/REPORT.md, "emotion -> recommend").
+    """
+    from cxresearch.drivers.spec import TOUCHPOINTS, DriverModelSpec
+
+    model = spec if isinstance(spec, DriverModelSpec) else DriverModelSpec.model_validate(dict(spec))
+    constructs = model.constructs
+
+    def from_touchpoints(source: str) -> bool:  # ``touchpoints`` or one touchpoint's name
+        return source == TOUCHPOINTS or source not in constructs
+
+    for mediator, c in constructs.items():
+        if c.mode != "composite" or not any(p.target == mediator for p in model.paths):
+            continue
+        for outcome in sorted({p.target for p in model.paths if p.source == mediator}):
+            if not any(from_touchpoints(p.source) and p.target == outcome for p in model.paths):
+                raise ValueError(
+                    f"driver model for the initiatives: the composite mediator {mediator!r} feeds {outcome!r}, "
+                    f"but no touchpoint has a direct path to {outcome!r}. A composite score's measurement error "
+                    f"attenuates {mediator} -> {outcome} by about half, and only the direct paths recover it: "
+                    f"add '{TOUCHPOINTS} -> {outcome}' to the paths (or use mode: latent for {mediator!r})"
+                )
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -7,13 +7,16 @@ truth has no posterior uncertainty: every draw is the same.
 
 Driver model (one respondent i of segment s, market m, unit u)::
 
-    eta_i  = alpha_seg[s] + alpha_mkt[m]
-             + sum_t used_it * (nu_t + beta_t[s,m] * (r_it - 3) + penalty_t * [r_it <= 2] + reward_t * [r_it == 5])
-             + N(0, 1)
+    lin_i  = sum_t used_it * (nu_t + beta_t[s,m] * (r_it - 3) + penalty_t * [r_it <= 2] + reward_t * [r_it == 5])
+             (on 1-5; on another scale nu_t + 2 beta_t[s,m] x_it + penalty_t [bottom box] + reward_t [top box],
+             x_it the rating's distance from the scale's midpoint in half ranges, as the simulator's mixed scales)
+    eta_i  = alpha_seg[s] + alpha_mkt[m] + f(lin_i) + N(0, 1)
     recommend ~ OrderedLogistic(gamma * eta_i + unit_rec[u], cutpoints c_0..c_9),  P(y <= k) = logistic(c_k - .)
 
-so P(detractor) = P(y <= 6), P(passive) = P(y <= 8) - P(y <= 6). The N(0, 1) emotion noise (and the unit
-effect when the respondent's unit is unknown, N(0, unit_sd)) is integrated with Gauss-Hermite quadrature.
+with ``f(lin) = lin`` (``drivers.emotion_form`` "linear", or the key absent) or ``f(lin) = S * (1 - exp(-lin /
+S))`` ("saturating", S = ``drivers.emotion_saturation``; any other form is an error), so P(detractor) =
+P(y <= 6), P(passive) = P(y <= 8) - P(y <= 6). The N(0, 1) emotion noise (and the unit effect when the
+respondent's unit is unknown, N(0, unit_sd)) is integrated with Gauss-Hermite quadrature.
 
 Value model: Weibull proportional hazards by segment with class and market hazard ratios,
 ``S(t) = exp(-HR * (t / scale_seg) ** shape)``, conditioned on the customer's current tenure (active
@@ -25,6 +28,7 @@ reported as the cross-sell part. The simulator plants no word-of-mouth value, so
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +51,28 @@ def load_truth(truth: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+#: the simulator's emotion forms (``drivers.emotion_form``; absent = linear): docs/SIMULATOR.md
+EMOTION_FORMS: tuple[str, ...] = ("linear", "saturating")
+
+
+def read_emotion_form(drivers: Mapping[str, Any]) -> tuple[str, float | None]:
+    """``(form, S)`` of ``truth.drivers``: ("linear", None) when ``emotion_form`` is absent or "linear",
+    ("saturating", S) with S = ``emotion_saturation``; any other value is an error (never read as linear)."""
+    form = drivers.get("emotion_form", "linear")
+    if form == "linear":
+        return "linear", None
+    if form != "saturating":
+        raise ValueError(
+            f"truth.json: drivers.emotion_form = {form!r} is not a known emotion form (one of {list(EMOTION_FORMS)})"
+        )
+    if "emotion_saturation" not in drivers:
+        raise KeyError("truth.json: drivers.emotion_form is 'saturating' but drivers.emotion_saturation is missing")
+    scale = drivers["emotion_saturation"]
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"truth.json: drivers.emotion_saturation must be a positive number, got {scale!r}")
+    return "saturating", float(scale)
+
+
 def _get(truth: Mapping[str, Any], *keys: str) -> Any:
     node: Any = truth
     for i, key in enumerate(keys):
@@ -59,7 +85,8 @@ def _get(truth: Mapping[str, Any], *keys: str) -> Any:
 class TrueDriverModel:
     """The simulator's true experience -> emotion -> recommendation model (a DriverScenarioModel)."""
 
-    #: rating-scale anchors of the simulator's 1-5 touchpoint scale
+    #: rating-scale anchors of the simulator's default 1-5 touchpoint scale (a touchpoint's own ``scale`` and
+    #: ``boxes`` in truth.json take precedence; truth files without them are on 1-5 with boxes 1-2 and 5)
     centre, bad_max, top = 3.0, 2.0, 5.0
 
     def __init__(self, truth: str | Path | Mapping[str, Any], quadrature_nodes: int = 40) -> None:
@@ -73,6 +100,7 @@ class TrueDriverModel:
         }
         self.dev_seg = drivers.get("dev_seg", {})
         self.dev_mkt = drivers.get("dev_mkt", {})
+        self.emotion_form, self.emotion_saturation = read_emotion_form(drivers)
         rec = _get(drivers, "recommend")
         self.gamma = float(rec["gamma"])
         self.cutpoints = np.asarray(rec["cutpoints"], dtype=float)
@@ -94,14 +122,18 @@ class TrueDriverModel:
             + float(self.dev_mkt.get(market, {}).get(tp, 0.0))
         )
 
-    def expected_emotion(self, survey: pd.DataFrame) -> np.ndarray:
-        """E[eta_i | ratings, segment, market] per respondent (the emotion without its noise)."""
+    def bend(self, lin: np.ndarray) -> np.ndarray:
+        """f(lin): the experience part of emotion under the truth's emotion form."""
+        if self.emotion_saturation is None:
+            return lin
+        s = self.emotion_saturation
+        return -s * np.expm1(-np.asarray(lin, dtype=float) / s)
+
+    def experience(self, survey: pd.DataFrame) -> np.ndarray:
+        """lin_i: the sum of the used touchpoints' emotion contributions per respondent (before the bend)."""
         seg = survey["segment"].astype(str).to_numpy()
         mkt = survey["market"].astype(str).to_numpy()
-        unknown = sorted(set(seg) - set(self.alpha_seg)) + sorted(set(mkt) - set(self.alpha_mkt))
-        if unknown:
-            raise ValueError(f"survey: segment/market codes {unknown} are not in truth.json")
-        eta = np.array([self.alpha_seg[s] for s in seg]) + np.array([self.alpha_mkt[m] for m in mkt])
+        lin = np.zeros(len(survey))
         groups = pd.Series(list(zip(seg, mkt)))
         codes, uniques = pd.factorize(groups)
         for tp, par in self.touchpoints.items():
@@ -112,15 +144,41 @@ class TrueDriverModel:
             if not used.any():
                 continue
             betas = np.array([self.beta(s, m, tp) for s, m in uniques])[codes]
-            rr = np.where(used, r, self.centre)
+            lo, k, bottom, top = self._scale(tp, par)
+            state = np.where(used, r, lo) - lo + 1  # 1..k
+            x = (state - (k + 1) / 2) / ((k - 1) / 2)  # distance from the midpoint in half ranges, -1..1
             contrib = (
                 float(par["nu"])
-                + betas * (rr - self.centre)
-                + float(par["penalty"]) * (rr <= self.bad_max)
-                + float(par["reward"]) * (rr >= self.top)
+                + 2.0 * betas * x
+                + float(par["penalty"]) * (state <= bottom)
+                + float(par["reward"]) * (state >= k - top + 1)  # boxes in whole points (ratings may be fractional)
             )
-            eta += np.where(used, contrib, 0.0)
-        return eta
+            lin += np.where(used, contrib, 0.0)
+        return lin
+
+    @staticmethod
+    def _scale(tp: str, par: Mapping[str, Any]) -> tuple[float, int, int, int]:
+        """(scale minimum, points k, bottom-box points, top-box points) of a touchpoint (docs/SIMULATOR.md:
+        on 1-5, ``2 beta x`` is ``beta (r - 3)``, the bottom box 1-2 and the top box 5)."""
+        lo, hi = (int(v) for v in par.get("scale", (1, 5)))
+        k = hi - lo + 1
+        if k < 2:
+            raise ValueError(f"truth.json: touchpoints.{tp}.scale {[lo, hi]} has fewer than 2 points")
+        boxes = par.get("boxes", {})
+        bottom = int(boxes.get("bottom", max(1, int(np.floor(0.4 * k + 0.5)))))
+        top = int(boxes.get("top", max(1, int(np.floor(0.2 * k + 0.5)))))
+        return float(lo), k, bottom, top
+
+    def expected_emotion(self, survey: pd.DataFrame) -> np.ndarray:
+        """E[eta_i | ratings, segment, market] = alpha_seg + alpha_mkt + f(lin_i) per respondent (the emotion
+        without its noise; f follows ``drivers.emotion_form``)."""
+        seg = survey["segment"].astype(str).to_numpy()
+        mkt = survey["market"].astype(str).to_numpy()
+        unknown = sorted(set(seg) - set(self.alpha_seg)) + sorted(set(mkt) - set(self.alpha_mkt))
+        if unknown:
+            raise ValueError(f"survey: segment/market codes {unknown} are not in truth.json")
+        alpha = np.array([self.alpha_seg[s] for s in seg]) + np.array([self.alpha_mkt[m] for m in mkt])
+        return alpha + self.bend(self.experience(survey))
 
     def class_probabilities(self, survey: pd.DataFrame) -> np.ndarray:
         """P(detractor, passive, promoter) per respondent, shape [n, 3] (noise integrated out)."""

@@ -272,7 +272,10 @@ class InitiativesSettings(_Settings):
     driver_tune: Annotated[int, Field(ge=50, le=100_000)] = 700
     driver_chains: Annotated[int, Field(ge=1, le=16)] = 2
     driver_max_draws: Annotated[int, Field(ge=10, le=100_000)] = 500
-    driver_wave: str = "latest"
+    driver_wave: str = "all"
+    # fixed prior sd of the segment / market slope offsets of the initiatives' driver model (see
+    # cxresearch.initiatives.fitted.scenario_model_spec); null: the drivers study's group_offset_sd (0.1)
+    driver_slope_offset_sd: Annotated[float, Field(strict=True, gt=0.0, le=5.0)] | None = 0.3
     survival_draws: Annotated[int, Field(ge=50, le=100_000)] = 1000
     survival_tune: Annotated[int, Field(ge=50, le=100_000)] = 1000
     survival_chains: Annotated[int, Field(ge=1, le=16)] = 2
