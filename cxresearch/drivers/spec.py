@@ -419,6 +419,10 @@ def default_model_spec(
     if survey.outcome.kind == "ordinal":
         scale = [0, max(survey.outcome.labels.values())]
     constructs[outcome_name] = {"items": [outcome_name], "likelihood": likelihood, "scale": scale}
+    # the reports name the outcome by its label, else by its export column ("P(recommended)", not "P(outcome)")
+    label = survey.outcome.label or (None if survey.outcome.kind == "recommend" else survey.outcome.column)
+    if label:
+        constructs[outcome_name]["label"] = label
     if survey.emotion is not None:
         constructs["emotion"] = {"items": list(survey.emotion.items), "mode": emotion_mode}
         paths += [f"{TOUCHPOINTS} -> emotion", f"emotion -> {outcome_name}"]
