@@ -47,7 +47,7 @@ FIT_DEFAULTS: dict[str, Any] = {
     "driver_slope_offset_sd": 0.3,
     "survival_draws": 1000,
     "survival_tune": 1000,
-    "survival_chains": 2,
+    "survival_chains": 4,
     "value_nps_wave": "1",
     "word_of_mouth": {"referrals_per_promoter": 0.0, "prospects_lost_per_detractor": 0.0, "value_per_referral": 0.0},
 }
@@ -145,7 +145,7 @@ def fitted_models(
     driver_slope_offset_sd: float | None = 0.3,
     survival_draws: int = 1000,
     survival_tune: int = 1000,
-    survival_chains: int = 2,
+    survival_chains: int = 4,
     value_nps_wave: str = "1",
     word_of_mouth: Mapping[str, float] | None = None,
     driver_model: Mapping[str, Any] | None = None,

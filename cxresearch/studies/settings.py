@@ -278,7 +278,7 @@ class InitiativesSettings(_Settings):
     driver_slope_offset_sd: Annotated[float, Field(strict=True, gt=0.0, le=5.0)] | None = 0.3
     survival_draws: Annotated[int, Field(ge=50, le=100_000)] = 1000
     survival_tune: Annotated[int, Field(ge=50, le=100_000)] = 1000
-    survival_chains: Annotated[int, Field(ge=1, le=16)] = 2
+    survival_chains: Annotated[int, Field(ge=1, le=16)] = 4
     value_nps_wave: str = "1"
     word_of_mouth: WordOfMouth = Field(default_factory=WordOfMouth)
     baseline_wave: str = "latest"
