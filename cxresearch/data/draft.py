@@ -190,16 +190,16 @@ def _doubtful_rating(p: ColumnProfile) -> str:
 
 def _binary_labels(p: ColumnProfile) -> dict[str, int] | None:
     """Labels {value: 0/1} of a two-valued yes/no column, None when it is not one."""
-    values = [str(k) if not isinstance(k, int) else str(k) for k in p.counts]
+    return _two_valued_labels(p, ones=YES, zeros=NO)
+
+
+def _two_valued_labels(p: ColumnProfile, ones: set[str], zeros: set[str]) -> dict[str, int] | None:
+    """{value: 1 / 0} of a column with exactly two values, one in ``ones`` and one in ``zeros`` (case and
+    spaces ignored), None otherwise."""
+    values = [str(k) for k in p.counts]
     if p.distinct != 2 or len(values) != 2:
         return None
-    out: dict[str, int] = {}
-    for v in values:
-        key = v.strip().lower()
-        if key in YES:
-            out[v] = 1
-        elif key in NO:
-            out[v] = 0
+    out = {v: 1 if v.strip().lower() in ones else 0 for v in values if v.strip().lower() in ones | zeros}
     return out if sorted(out.values()) == [0, 1] else None
 
 
@@ -680,15 +680,7 @@ STAYED = {"active", "retained", "stayed", "current", "open", "existing", "live",
 
 def _churn_labels(p: ColumnProfile) -> dict[str, int] | None:
     """Churn labels {value: 0/1} of a two-valued text column (churned / active...), None when unclear."""
-    values = [str(k) for k in p.counts]
-    out = {}
-    for v in values:
-        key = v.strip().lower()
-        if key in CHURNED:
-            out[v] = 1
-        elif key in STAYED:
-            out[v] = 0
-    return out if len(values) == 2 and sorted(out.values()) == [0, 1] else None
+    return _two_valued_labels(p, ones=CHURNED, zeros=STAYED)
 
 
 def _customers_id(t: _Table) -> ColumnProfile | None:
