@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-AREAS = ["runner", "simulator", "drivers", "economics", "setup"]
+AREAS = ["runner", "simulator", "drivers", "economics", "validation", "setup"]
 COLUMNS = ["workload", "size", "ours", "baseline", "ratio", "target", "met", "diagnostics"]
 
 

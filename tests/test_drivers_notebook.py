@@ -98,7 +98,14 @@ def test_notebook_runs_and_records_results(tmp_path):
     assert payload["headline"][1]["unit"] == "NPS pts" and len(payload["headline"][1]["interval"]) == 2
     # one pooled fit of every market, fitted by the first run and loaded by the next
     assert payload["fit"]["scope"] == "pooled" and payload["fit"]["shared"]["reused"] is False
+    # held-out accuracy beside the baselines, computed once (holdout of 20% of respondents) and shared
+    validation = payload["validation"]
+    assert validation["scheme"] == "holdout: 20% of respondents" and validation["main_event"] == "promoter"
+    assert 0.5 < validation["auc"] <= 1 and validation["log_loss"] > 0 and 0 < validation["brier"] < 1
+    assert set(validation["baselines"]) == {"logistic", "one-hot logistic", "gradient boosting"}
+    assert "How well does this model predict?" in (tmp_path / "out-ES.ipynb").read_text()
     other = run("all")
     assert other["fit"]["shared"] == {"key": payload["fit"]["shared"]["key"], "reused": True}
+    assert other["validation"]["answers"] > validation["answers"]  # every held-out answer, not only ES's
     assert other["fit"]["answers_fitted"] == payload["fit"]["answers_fitted"]
     assert other["touchpoints"]["mobile_app"]["impact_nps"] != tp["impact_nps"]  # averaged over other answers

@@ -76,8 +76,10 @@ def test_notebook_runs_on_simulated_data_and_records_results(tmp_path, monkeypat
     )
     recorded = json.loads(results.read_text())
     assert re.search(r"\*\*Survey\*\*: [\d,]+ answers from [\d,]+ rows: ", (tmp_path / "out.ipynb").read_text())
-    for key in ("hazard_ratio", "median_survival", "clv", "value_detractor_to_promoter", "diagnostics"):
+    for key in ("hazard_ratio", "median_survival", "clv", "value_detractor_to_promoter", "diagnostics", "validation"):
         assert key in recorded, key
+    assert "sections_failed" not in recorded, recorded.get("sections_failed")
+    assert set(recorded["validation"]["retention"]) == {"12", "24", "36"} and recorded["validation"]["c_index"]["bayes"]
     assert set(recorded["clv"]) == {"detractor", "passive", "promoter"}
     from cxresearch.diagnostics import RESULT_KEYS
 

@@ -8,7 +8,7 @@ chosen from fitted values against the true best plan. Here:
   comparison and the paired check, aggregation, the failure list), including a deliberately broken model
   (the truth with its emotion -> recommend slope ``gamma`` halved) that the same check must reject, both
   with synthetic numbers and end to end through the engines;
-- one slow test: 4 replications at 8,000 customers with reduced samplers, checking the *pooled* ratio
+- one slow test: 3 replications at 8,000 customers with reduced samplers, checking the *pooled* ratio
   (sum of fitted benefits / sum of true benefits over the six initiatives) and the fits' convergence; the
   plan values are printed, not checked, at this size. The per-initiative medians and the plans need
   R >= 20 (docs/notes/issue-23/REPORT.md, "Recovery test sizing"): they are the benchmark's job.
@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import initiatives_recovery as rec  # noqa: E402
 
 # --------------------------------------------------------------------------------------- CI-sized settings
-#: replications, customers and samplers of the slow test (about 4 minutes on 2 quiet cores, 2 workers)
-CI_SEEDS = [301, 302, 303, 304]
+#: replications, customers and samplers of the slow test (about 3 minutes on 2 quiet cores, 2 workers)
+CI_SEEDS = [301, 302, 303]
 CI_CUSTOMERS = 8_000
 CI_FIT = {"driver_draws": 300, "driver_tune": 300, "survival_draws": 300, "survival_tune": 300}
 CI_ENGINE_DRAWS = 100

@@ -286,3 +286,29 @@ def comparison_table_plot(table: pd.DataFrame, title: str = "Ours vs SmartPLS"):
     ax.set_title(title)
     ax.legend(fontsize=8)
     return fig
+
+
+def plot_calibration(evaluation: Any, rows: Any = None, title: str | None = None):
+    """Predicted vs observed share of the main event in deciles of predicted probability (90% intervals of the
+    observed share), for our model; the diagonal is perfect calibration."""
+    event = evaluation.events.main
+    table = evaluation.calibration(evaluation.models[0], event, rows)  # our model comes first
+    fig, ax = _fig(5.5, 5.0)
+    lims = [0.0, float(max(table["high"].max(), table["predicted"].max(), 0.05)) * 1.05]
+    ax.plot(lims, lims, color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+    ax.errorbar(
+        table["predicted"],
+        table["observed"],
+        yerr=[table["observed"] - table["low"], table["high"] - table["observed"]],
+        fmt="o",
+        capsize=3,
+        label="observed share (90% interval)",
+    )
+    ax.set_xlim(lims)
+    ax.set_ylim(lims)
+    ax.set_xlabel(f"predicted P({event})")
+    ax.set_ylabel(f"observed share {event}")
+    ax.set_title(title or f"Held-out calibration: P({event}) in deciles")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig

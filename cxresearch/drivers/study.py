@@ -474,3 +474,122 @@ def has_estimates(summary: Any, statement: str | None = None) -> bool:
         )
     )
     return False
+
+
+# --------------------------------------------------------------------------------------------------------
+# how well the model predicts answers it did not see (cxresearch.drivers.evaluate)
+# --------------------------------------------------------------------------------------------------------
+def validation_for_run(
+    data: Any,
+    model: Any,
+    fit: Any,
+    *,
+    validation: str,
+    folds: int = 5,
+    share: float = 0.2,
+    wave: str = "",
+    split: str = "",
+    draws: int = 1000,
+    cache_dir: str | None = None,
+    **fit_settings: Any,
+) -> Any:
+    """The held-out evaluation a run reports (None when ``validation`` is "none").
+
+    The driver model is refitted on each training part with the run's sampler settings (``draws`` per chain)
+    and scored with the baselines on the held-out answers. With ``cache_dir`` it is computed once and shared
+    by every run of the study (each report reads its own customers' rows of it); PSIS-LOO of ``fit`` is added.
+    """
+    from cxresearch.drivers.evaluate import evaluate_drivers, loo_summary, shared_evaluation
+
+    if validation == "none":
+        return None
+    settings = dict(fit_settings, draws=draws)
+    split_settings: dict[str, Any] = {
+        "scheme": validation,
+        "folds": folds,
+        "holdout_share": share,
+        "holdout_wave": wave or None,
+        "split_column": split or None,
+    }
+    if cache_dir:
+        evaluation, _ = shared_evaluation(data, model, cache_dir, **split_settings, **settings, fitted=fit)
+        return evaluation
+    evaluation = evaluate_drivers(data, model, **split_settings, **settings)
+    evaluation.loo = loo_summary(fit)
+    return evaluation
+
+
+def validation_rows(evaluation: Any, segment: Any = "all", market: Any = "all") -> np.ndarray | None:
+    """Mask of the held-out answers of this run's segment and market (None: every held-out answer)."""
+    mask = np.ones(len(evaluation.rows), dtype=bool)
+    for dim, value in (("segment", segment), ("market", market)):
+        if value in (None, "all", "") or dim not in evaluation.rows.columns:
+            continue
+        wanted = [str(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+        mask &= evaluation.rows[dim].astype("string").isin(wanted).fillna(False).to_numpy()
+    return None if mask.all() else mask
+
+
+def validation_scope(
+    evaluation: Any, segment: Any = "all", market: Any = "all", min_answers: int = 30
+) -> tuple[np.ndarray | None, str]:
+    """(rows the report scores, a note): this run's held-out answers, or every held-out answer with a note
+    when the run has fewer than ``min_answers`` of them (too few to score on their own)."""
+    rows = validation_rows(evaluation, segment, market)
+    if rows is None:
+        return None, ""
+    n = int(rows.sum())
+    events = evaluation.events
+    if events.likelihood != "gaussian":
+        y = evaluation.rows["y"].to_numpy()[rows].astype(int)
+        both = len(np.unique(events.events[events.main][y])) == 2 if n else False
+    else:
+        both = n > 2
+    if n >= min_answers and both:
+        return rows, f"Scored on this report's {n:,} held-out answers."
+    return None, (
+        f"This report's customers have {n:,} held-out answers: too few to score on their own "
+        f"(fewer than {min_answers}, or all in one class); the figures below are the whole survey's."
+    )
+
+
+def validation_table(evaluation: Any, rows: np.ndarray | None = None) -> pd.DataFrame:
+    """The analyst's table: each model's held-out metrics (rounded) and median fit time."""
+    table = evaluation.table(rows)
+    table.index = ["driver model (ours)" if m == "driver model" else f"{m} (baseline)" for m in table.index.astype(str)]
+    table.index.name = "model"
+    table = table.rename(columns=lambda c: c.replace("_", " "))
+    return table.round(3)
+
+
+def validation_markdown(evaluation: Any, rows: np.ndarray | None = None, note: str = "") -> Any:
+    """The business sentence, the scheme and the evaluation fits' gate, and PSIS-LOO for the analyst."""
+    from IPython.display import Markdown
+
+    from cxresearch.drivers.evaluate import loo_text
+
+    passed, total, reasons = evaluation.gates()
+    gate = (
+        f"All {total} evaluation fits passed the diagnostics gate."
+        if passed == total
+        else f"{total - passed} of {total} evaluation fits FAILED the diagnostics gate ({'; '.join(reasons[:2])})."
+    )
+    left = "; ".join(f"{v:,} {k}" for k, v in evaluation.left_out.items())
+    text = (
+        f"{evaluation.summary_sentence(rows)}\n\n"
+        f"*For the analyst:* {evaluation.scheme}; the model is refitted on each training part and predicts the "
+        "held-out respondents from their ratings and groups; the baselines are fitted on the same parts. "
+        f"{gate} {note}" + (f" Held-out answers left out: {left}." if left else "") + f"\n\n{loo_text(evaluation.loo)}"
+    )
+    return Markdown(text)
+
+
+def record_validation(evaluation: Any, rows: np.ndarray | None = None, note: str = "") -> dict[str, Any]:
+    """Record ``validation`` in results.json: our metrics, the baselines', the scheme, the gates."""
+    from cxresearch import record_result
+
+    payload = evaluation.to_dict(rows)
+    payload["scope"] = "this report's customers" if rows is not None else "every held-out answer"
+    if note:
+        payload["note"] = note
+    return record_result("validation", payload)

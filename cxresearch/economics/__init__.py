@@ -14,6 +14,8 @@ Every fitted model (Kaplan-Meier, Cox, parametric AFT, piecewise exponential) ha
 - :mod:`~cxresearch.economics.clv`: CLV conditional on current tenure, with intervals.
 - :mod:`~cxresearch.economics.classes`: customer classes from any outcome or grouping, and what the data
   can support per class (zero events, no active customer, prior-driven ratios).
+- :mod:`~cxresearch.economics.validation`: held-out C-index, integrated Brier score and retention at 12 / 24 /
+  36 months of the Bayesian model beside Cox, on customers the fits did not see.
 - :mod:`~cxresearch.economics.npe`: CLV by NPS class decomposed into retention, cross-sell and word of
   mouth; value of moving a detractor; value at risk by segment and market.
 
@@ -60,6 +62,7 @@ from cxresearch.economics.survival import (
     separation_table,
     tenure_resolution_note,
 )
+from cxresearch.economics.validation import SurvivalEvaluation, evaluate_survival, harrell_c
 
 __all__ = [
     "ClvResult",
@@ -73,6 +76,7 @@ __all__ = [
     "PiecewiseExponentialFit",
     "SbgComparison",
     "ShiftedBetaGeometricFit",
+    "SurvivalEvaluation",
     "WordOfMouthAssumptions",
     "build_exposure_table",
     "class_cashflows",
@@ -85,12 +89,14 @@ __all__ = [
     "customer_relation_from_spec",
     "discounted_lifetime_draws",
     "emotion_items",
+    "evaluate_survival",
     "exposure_from_spec",
     "fit_cox",
     "fit_parametric",
     "fit_piecewise_exponential",
     "fit_sbg",
     "group_summary",
+    "harrell_c",
     "join_nps_class",
     "kaplan_meier",
     "margin_per_product",

@@ -422,6 +422,55 @@ def bayes_results(
     return out
 
 
+def validation_results(evaluation: Any, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The held-out validation (:class:`~cxresearch.economics.validation.SurvivalEvaluation`) as
+    ``validation.*`` keys of results.json (``labels`` name covariates in its sentence, as in the report)."""
+    return {f"validation.{key}": value for key, value in evaluation.to_dict(labels).items()}
+
+
+def validation_gate_markdown(evaluation: Any) -> str | None:
+    """A line under the validation heading when the held-out fits failed the gate (None when they passed).
+
+    Not the report's red banner: that one is for the model the report's numbers come from; a failed
+    evaluation fit makes only the accuracy figures unreliable (e.g. a class with zero churners, whose
+    hazard ratio the data cannot pin down, mixes slowly again on a smaller training part)."""
+    diagnostics = evaluation.diagnostics
+    if diagnostics is None or diagnostics.passed:
+        return None
+    reasons = "; ".join(diagnostics.reasons[:2])
+    return (
+        f"**The held-out evaluation's own fits did not pass the diagnostics gate** ({reasons}): read the accuracy "
+        "figures below with care. The report's model above is not affected (its gate is in the banner at the top)."
+    )
+
+
+def validation_fold_table(evaluation: Any) -> pd.DataFrame:
+    """One row per validation fold for the analyst: customers trained on and held out, Harrell's C and the
+    integrated Brier score of both models (and of the no-covariate reference), the Bayesian fit's gate and
+    time, and why a number is missing."""
+    folds = evaluation.folds
+    notes = [
+        "; ".join(str(n) for n in (r.c_note, r.ibs_note, r.cox_note) if isinstance(n, str) and n)
+        for r in folds.itertuples(index=False)
+    ]
+    return pd.DataFrame(
+        {
+            "Fold": folds["fold"],
+            "Trained on": folds["n_train"],
+            "Held out": folds["n_test"],
+            "Churned (held out)": folds["events_test"],
+            "C Bayesian": folds["c_bayes"],
+            "C Cox": folds["c_cox"],
+            "IBS Bayesian": folds["ibs_bayes"],
+            "IBS Cox": folds["ibs_cox"],
+            "IBS no covariates": folds["ibs_null"],
+            "Gate": folds["gate"],
+            "Fit (s)": folds["fit_seconds"],
+            "Note": notes,
+        }
+    )
+
+
 def clv_results(
     clv: Any, clv_by: Mapping[str, Any], class_col: str = "nps_class", not_estimable: Mapping[str, str] | None = None
 ) -> dict[str, Any]:

@@ -148,6 +148,13 @@ class DriversSettings(_Settings):
     fit_cache: str = ""
     reference_check: bool = True
     reference_data: str = ""
+    # how well the model predicts answers it did not see (cxresearch.drivers.evaluate)
+    validation: Literal["holdout", "kfold", "none"] = "holdout"
+    validation_folds: Annotated[int, Field(ge=2, le=20)] = 5
+    validation_share: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    validation_wave: str = ""
+    validation_split: str = ""
+    validation_draws: Annotated[int, Field(ge=100, le=100_000)] = 1000
 
     @field_validator("impact_wave")
     @classmethod
@@ -196,6 +203,13 @@ class EconomicsSettings(_Settings):
     classes: str | dict[str, Any] = "nps"
     prior_sensitivity: bool = True
     controls: list[str] = Field(default_factory=list)  # customer / survey groups or covariates, adjusted for
+    # held-out validation of the survival models (cxresearch.economics.validation): one holdout by default (one
+    # extra fit per run); kfold refits validation_folds times; none skips the section
+    validation: Literal["holdout", "kfold", "none"] = "holdout"
+    validation_folds: Annotated[int, Field(ge=2, le=20)] = 5
+    validation_share: Annotated[float, Field(strict=True, ge=0.05, le=0.5)] = 0.2  # customers held out (holdout)
+    validation_draws: Annotated[int, Field(ge=100, le=100_000)] = 1000  # per chain, per validation fit
+    validation_tune: Annotated[int, Field(ge=100, le=100_000)] = 1000
 
     @field_validator("referrals_per_promoter", "prospects_lost_per_detractor", "value_per_referral")
     @classmethod
