@@ -11,7 +11,7 @@ DEMO_INTERVENTION ?= touchpoint=branch_visit,effect=0.5,treated_share=0.5
 REPORTS ?= reports
 WORKERS ?= 2
 
-.PHONY: setup demo lint test test-fast bench bench-quick bench-recovery lab clean
+.PHONY: setup demo lint test test-fast bench bench-quick bench-recovery bench-validation lab clean
 
 # Virtual environment + editable install + Jupyter kernel named `cxresearch`.
 # Re-runs only when pyproject.toml changes.
@@ -57,6 +57,12 @@ bench-recovery: setup
 	$(BIN)/python benchmarks/initiatives_recovery.py --replications $(RECOVERY_R) --seeds 101 --workers $(WORKERS) --out benchmarks/out/recovery.json --markdown benchmarks/out/recovery.md
 	$(BIN)/python benchmarks/initiatives_recovery.py --replications $(RECOVERY_R) --seeds 301 --emotion-form saturating --workers $(WORKERS) --out benchmarks/out/recovery_saturating.json --markdown benchmarks/out/recovery_saturating.md
 	$(BIN)/python benchmarks/initiatives_recovery.py --replications $(RECOVERY_R) --seeds 201 --scales mixed --workers $(WORKERS) --out benchmarks/out/recovery_mixed.json --markdown benchmarks/out/recovery_mixed.md
+
+# Held-out accuracy (issue 17): the driver model beside three baselines on Skytrax lounge / seat and simulated
+# data (5-fold; about an hour on 2 cores), and the survival models beside Cox (about 2 minutes)
+bench-validation: setup
+	$(BIN)/python benchmarks/bench_validation.py --folds 5 --markdown benchmarks/out/validation.md
+	$(BIN)/python benchmarks/survival_validation.py --out benchmarks/out/survival_validation.json
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

@@ -170,6 +170,117 @@ def test_predict_on_the_fitted_rows_gives_the_in_sample_probabilities(sim):
 
 
 # --------------------------------------------------------------------------------------------------------
+# what real exports bring (a posterior of known draws stands in for the sampler: the evaluation's own logic)
+# --------------------------------------------------------------------------------------------------------
+def _known_draws_fitter(frame, model=None, *, dataset_spec=None, seed=1, **_):
+    from cxresearch.drivers.fit import resolve_model
+    from cxresearch.drivers.model import prepare_data
+    from driver_fakes import fake_fit, known_draws
+
+    prep = prepare_data(frame, resolve_model(model, dataset_spec), dataset_spec)
+    layout, post = known_draws(prep, 8, seed)
+    return fake_fit(prep, post, layout)
+
+
+@pytest.fixture
+def known_fits(monkeypatch):
+    import cxresearch.drivers.fit as fit_module
+
+    monkeypatch.setattr(fit_module, "fit_driver_model", _known_draws_fitter)
+
+
+def test_held_out_rows_the_model_cannot_score_are_counted_not_crashed_on(sim, known_fits):
+    survey = sim.survey.copy()
+    survey.loc[survey.index[:5], "market"] = pd.NA  # blank grouping value
+    survey.loc[survey.index[5:11], ["emo_happy", "emo_trust", "emo_frustrated"]] = np.nan  # no emotion answer
+    ev = evaluate_drivers(survey, dataset_spec=sim.spec, folds=3, mediators="observed", seed=4)
+    assert ev.left_out["blank market"] == 5 and ev.left_out["no answer to emotion"] == 6
+    assert len(ev.rows) == int(survey["recommend"].notna().sum()) - 11
+    assert {"segment", "market", "wave"} <= set(ev.rows.columns)
+
+
+def test_an_ordinal_outcome_without_a_declared_scale_is_scored_on_the_whole_surveys_values(sim, known_fits):
+    """A custom 1-5 outcome with a single 5: folds without it see a 1-4 scale; every split is scored on 1-5."""
+    survey = sim.survey.copy()
+    csat = np.clip(survey["recommend"] // 2, 1, 4)
+    csat.iloc[0] = 5
+    survey["csat"] = csat
+    model = {
+        "touchpoints": "all",
+        "constructs": {"csat": {"items": ["csat"], "likelihood": "ordered_logistic"}},
+        "paths": ["touchpoints -> csat"],
+        "group_by": ["segment"],
+    }
+    ev = evaluate_drivers(survey, model, dataset_spec=sim.spec, folds=3, seed=1)
+    np.testing.assert_array_equal(ev.events.values, [1, 2, 3, 4, 5])
+    for name, pred in ev.predictions.items():
+        assert pred.shape == (len(ev.rows), 5), name
+        np.testing.assert_allclose(pred.sum(axis=1), 1.0, atol=1e-9)
+    assert ev.events.main == "top box (5)"
+    # a report of a segment that is not one of the model's groupings scores its own answers
+    from cxresearch.drivers.study import validation_scope
+
+    segment = str(ev.rows["segment"].iloc[0])
+    scored, note = validation_scope(ev, segment="all", market=str(ev.rows["market"].iloc[0]), min_answers=1)
+    assert scored is not None and scored.sum() < len(ev.rows) and "held-out answers" in note
+    assert validation_scope(ev, segment=segment, min_answers=10**6)[1].startswith("This report's customers have")
+
+
+def test_baselines_survive_singleton_classes_one_class_and_many_levels(sim):
+    from cxresearch.drivers.evaluate import fit_baseline
+    from cxresearch.drivers.model import prepare_data
+    from cxresearch.drivers.spec import default_model_spec
+    from driver_fakes import fake_fit, known_draws
+
+    prep = prepare_data(sim.survey, default_model_spec(sim.spec), sim.spec)
+    fit = fake_fit(prep, *reversed(known_draws(prep, 2, 0)))
+    rows = prep.frame.copy()
+    train, test = rows.iloc[:300].copy(), rows.iloc[300:400].copy()
+    y = prep.outcomes["recommend"][:300].copy()
+    y[0] = 1  # one training answer of value 1: early stopping's stratified split could not hold it out
+    y[y == 0] = 2  # no answer of value 0 at all
+    for name in BASELINES:
+        probs = fit_baseline(name, train, y, test, fit, "predicted", 11, seed=1)
+        assert probs.shape == (100, 11) and np.allclose(probs.sum(axis=1), 1.0)
+        # a value no training answer took keeps a small, finite probability (not 0: 27.6 nats of log-loss)
+        assert (probs[:, 0] > 0).all() and (probs[:, 0] < 0.01).all(), name
+    only = fit_baseline("logistic", train, np.full(300, 9), test, fit, "predicted", 11, seed=1)
+    assert only[:, 9].min() > 0.9  # one class: its smoothed share, no classifier
+    train["market"] = [f"route {i}" for i in range(300)]  # more levels than the booster's 255 bins
+    assert fit_baseline("gradient boosting", train, y, test, fit, "predicted", 11, seed=1).shape == (100, 11)
+
+
+def test_a_missing_id_column_is_refused_not_replaced_by_rows():
+    frame = _panel().rename(columns={"customer_id": "resp"})
+    with pytest.raises(ValueError, match="respondent id column 'customer_id' is not in the survey"):
+        make_splits(frame, folds=5)
+    assert len(make_splits(frame, folds=5, id_column="resp")) == 5
+
+
+def test_the_sentence_calls_a_difference_only_when_its_interval_excludes_zero():
+    """Four equally good predictors on 400 answers: 'about as well as'; a far better one: 'better than'."""
+    rng = np.random.default_rng(5)
+    logit = rng.normal(0, 1.5, 400)
+    y = (rng.random(400) < 1 / (1 + np.exp(-logit))).astype(int)
+
+    def noisy(sd):
+        p = 1 / (1 + np.exp(-(logit + rng.normal(0, sd, 400))))
+        return np.column_stack([1 - p, p])
+
+    events = OutcomeEvents("bernoulli", np.array([0.0, 1.0]), {"recommended": np.array([False, True])}, "recommended")
+    rows = pd.DataFrame({"split": "fold 1", "y": y, "unseen_level": False})
+    fits = [{"split": "fold 1", "gate_passed": True, "gate_reasons": [], "time_s": {}}]
+    from cxresearch.drivers.evaluate import DriverEvaluation
+
+    same = DriverEvaluation("test", events, rows, {OURS: noisy(0.5), **{b: noisy(0.5) for b in BASELINES}}, fits, "r")
+    assert "about as well as the best alternative" in same.summary_sentence()
+    better = DriverEvaluation("test", events, rows, {OURS: noisy(0.0), "logistic": noisy(3.0)}, fits, "r")
+    assert "better than the best alternative, logistic" in better.summary_sentence()
+    alone = DriverEvaluation("test", events, rows, {OURS: noisy(0.0)}, fits, "r")
+    assert "alternative" not in alone.summary_sentence() and "well calibrated" in alone.summary_sentence()
+
+
+# --------------------------------------------------------------------------------------------------------
 # the evaluation end to end (approximate fits: fast; the NUTS path is the slow test below)
 # --------------------------------------------------------------------------------------------------------
 def test_evaluation_scores_every_answer_with_the_baselines_and_round_trips(sim, tmp_path):

@@ -103,7 +103,7 @@ def test_notebook_runs_and_records_results(tmp_path):
     assert validation["scheme"] == "holdout: 20% of respondents" and validation["main_event"] == "promoter"
     assert 0.5 < validation["auc"] <= 1 and validation["log_loss"] > 0 and 0 < validation["brier"] < 1
     assert set(validation["baselines"]) == {"logistic", "one-hot logistic", "gradient boosting"}
-    assert "How well does this model predict?" in (tmp_path / "out-ES.ipynb").read_text()
+    assert not payload.get("sections_failed"), payload.get("sections_failed")  # the section ran to its end
     other = run("all")
     assert other["fit"]["shared"] == {"key": payload["fit"]["shared"]["key"], "reused": True}
     assert other["validation"]["answers"] > validation["answers"]  # every held-out answer, not only ES's

@@ -159,7 +159,7 @@ def test_the_result_reads_for_business_and_analyst_and_records_json(simulated) -
     assert table["Measure"].str.startswith("Retention at").sum() == 3 and len(table) == 5
     assert table.loc[0, "Measure"] == "Concordance (Harrell's C) (mean of 3 folds)"
     sentence = ev.sentence()
-    assert sentence.startswith("On customers the model did not see, it ranks who leaves first correctly ")
+    assert sentence.startswith("On customers the model did not see, its ranking of who leaves first scores C = ")
     assert "36-month retention" in sentence and "Warning" not in sentence
     block = json.loads(json.dumps(to_jsonable(ev.to_dict())))
     assert block["method"] == "kfold" and block["n_folds"] == 3 and block["diagnostics"]["passed"]

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from cxresearch.drivers.model import _numeric_column
-from cxresearch.runtime import json_default
+from cxresearch.runtime import json_default, one_blas_thread
 
 #: the baselines fitted beside the driver model, in the order reports show them
 BASELINES = ("logistic", "one-hot logistic", "gradient boosting")
@@ -55,6 +55,8 @@ OURS = "driver model"
 SCHEMES = ("kfold", "holdout")
 #: decile bins of the calibration table
 CALIBRATION_BINS = 10
+#: paired bootstrap resamples of the held-out answers behind the intervals of the comparison sentence
+BOOTSTRAP = 200
 #: posterior draws used to predict held-out rows (the posterior mean probability is stable well below this)
 PREDICT_DRAWS = 500
 
@@ -76,13 +78,21 @@ class Split:
 
 
 def respondent_ids(frame: pd.DataFrame, id_column: str | None = "customer_id") -> pd.Series:
-    """Each row's respondent id (the row label when the frame has no id column)."""
-    if id_column and id_column in frame.columns:
-        ids = frame[id_column].astype("string")
-        if ids.isna().any():
-            raise ValueError(f"survey.{id_column}: {int(ids.isna().sum())} rows have no respondent id")
-        return ids
-    return pd.Series(frame.index.astype(str), index=frame.index, dtype="string")
+    """Each row's respondent id; ``id_column=None``: each row its own respondent (the row label).
+
+    A named id column that is absent raises: falling back to rows would put a panel respondent's answers on
+    both sides of a split without a word."""
+    if id_column is None:
+        return pd.Series(frame.index.astype(str), index=frame.index, dtype="string")
+    if id_column not in frame.columns:
+        raise ValueError(
+            f"respondent id column {id_column!r} is not in the survey (have {list(frame.columns)}); pass "
+            "id_column=None only when every row is a different respondent"
+        )
+    ids = frame[id_column].astype("string")
+    if ids.isna().any():
+        raise ValueError(f"survey.{id_column}: {int(ids.isna().sum())} rows have no respondent id")
+    return ids
 
 
 def make_splits(
@@ -183,11 +193,13 @@ class OutcomeEvents:
     main: str  # the event of the headline AUC / Brier / calibration slope
 
 
-def outcome_events(fit: Any) -> OutcomeEvents:
-    """The events the metrics score for a fitted model's outcome (see the module docstring)."""
+def outcome_events(prep: Any) -> OutcomeEvents:
+    """The events the metrics score for a prepared model's outcome (see the module docstring).
+
+    The main event is the high end in every case: P(1) of a binary outcome (churned, for a churn model),
+    promoters on 0-10, the top box of another scale."""
     from cxresearch.drivers.outcome import outcome_words
 
-    prep = fit.prep
     outcome = prep.outcome
     likelihood = prep.likelihood(outcome)
     if likelihood == "gaussian":
@@ -200,6 +212,7 @@ def outcome_events(fit: Any) -> OutcomeEvents:
         return OutcomeEvents(likelihood, values, {"promoter": values >= 9, "detractor": values <= 6}, "promoter")
     spec = prep.resolved.spec
     points = len(values)
+    # the boxes as the model spec reads them for touchpoints (cxresearch.drivers.model.box_points)
     top, bottom = (
         int(v) if v >= 1 else max(1, int(np.floor(v * points + 0.5))) for v in (spec.top_box, spec.bottom_box)
     )
@@ -207,8 +220,6 @@ def outcome_events(fit: Any) -> OutcomeEvents:
     bottom_name = f"bottom box ({values[0]:g}-{values[bottom - 1]:g})" if bottom > 1 else f"bottom box ({values[0]:g})"
     mask_top = np.arange(points) >= points - top
     mask_bottom = np.arange(points) < bottom
-    if not spec.higher_is_better:
-        return OutcomeEvents(likelihood, values, {bottom_name: mask_bottom, top_name: mask_top}, bottom_name)
     return OutcomeEvents(likelihood, values, {top_name: mask_top, bottom_name: mask_bottom}, top_name)
 
 
@@ -309,7 +320,14 @@ def baseline_features(fit: Any, mediators: str) -> tuple[list[str], list[str]]:
     return ratings, list(prep.group_dims)
 
 
-def _baseline_model(name: str, ratings: list[str], groups: list[str], likelihood: str, seed: int) -> Any:
+def _baseline_model(
+    name: str,
+    ratings: list[str],
+    groups: list[str],
+    likelihood: str,
+    seed: int,
+    n_levels: Mapping[str, int] | None = None,
+) -> Any:
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.impute import SimpleImputer
@@ -318,6 +336,7 @@ def _baseline_model(name: str, ratings: list[str], groups: list[str], likelihood
     from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
     gaussian = likelihood == "gaussian"
+    n_levels = n_levels or {}
     if name == "logistic":
         prep = make_pipeline(SimpleImputer(strategy="mean", add_indicator=True), StandardScaler())
         head = LinearRegression() if gaussian else LogisticRegression(max_iter=2000)
@@ -333,11 +352,12 @@ def _baseline_model(name: str, ratings: list[str], groups: list[str], likelihood
             [("ratings", "passthrough", ratings)] + ([("groups", encode, groups)] if groups else []),
             verbose_feature_names_out=False,
         )
-        categorical = [False] * len(ratings) + [True] * len(groups)
+        # a grouping with more levels than the booster's bins (255) enters as its level code, not a category
+        categorical = [False] * len(ratings) + [n_levels.get(g, 0) < 250 for g in groups]
         booster_class = HistGradientBoostingRegressor if gaussian else HistGradientBoostingClassifier
         # early stopping on a tenth of the training answers: the number of trees is learnt, not fixed
         booster = booster_class(
-            categorical_features=categorical or None, early_stopping=True, max_iter=300, random_state=seed
+            categorical_features=categorical or None, early_stopping=True, max_iter=200, random_state=seed
         )
         return make_pipeline(transformer, booster)
     raise ValueError(f"unknown baseline {name!r} (have {BASELINES})")
@@ -368,22 +388,40 @@ def fit_baseline(
     """A baseline's held-out prediction: class probabilities (n_test, n_classes), or the mean (Gaussian)."""
     ratings, groups = baseline_features(fit, mediators)
     likelihood = fit.prep.likelihood(fit.prep.outcome)
-    model = _baseline_model(name, ratings, groups, likelihood, seed)
     x_train, x_test = baseline_frame(train, ratings, groups), baseline_frame(test, ratings, groups)
+    n_levels = {g: int(x_train[g].nunique()) for g in groups}
+    model = _baseline_model(name, ratings, groups, likelihood, seed, n_levels)
     if name == "one-hot logistic":  # each answer point a category (the blank one too)
         for column in ratings:
             x_train[column] = x_train[column].map(lambda v: "n/a" if pd.isna(v) else f"{v:g}").astype(object)
             x_test[column] = x_test[column].map(lambda v: "n/a" if pd.isna(v) else f"{v:g}").astype(object)
-    with warnings.catch_warnings():
+    counts = np.bincount(y_train.astype(int), minlength=n_classes) if likelihood != "gaussian" else None
+    if counts is not None and np.count_nonzero(counts) < 2:
+        # one class in the whole training part: no classifier can be fitted; predict its shares
+        return np.tile(_smoothed_shares(counts), (len(test), 1))
+    if name == "gradient boosting" and counts is not None and counts[counts > 0].min() < 2:
+        # early stopping holds out a stratified tenth, which a class with one answer cannot give
+        model.set_params(**{model.steps[-1][0] + "__early_stopping": False, model.steps[-1][0] + "__max_iter": 100})
+    # one OpenMP / BLAS thread: the booster's threads otherwise fight the sampler's for the cores (a 600-answer
+    # fit took 2 s alone and 48 s beside a running sampler) and the figures stay the same on any machine
+    with warnings.catch_warnings(), one_blas_thread():
         warnings.simplefilter("ignore")
         model.fit(x_train, y_train)
         if likelihood == "gaussian":
             return np.asarray(model.predict(x_test), dtype=float)
         seen = model.predict_proba(x_test)
-    # a class no training answer took gets probability zero (clipped before log-loss)
     probs = np.zeros((len(test), n_classes))
     probs[:, np.asarray(model.classes_, dtype=int)] = seen
-    return probs
+    # a class no training answer took would get probability 0 (27.6 nats of log-loss per held-out answer in it
+    # after clipping): mix in the add-1/2 training shares with the weight of one pseudo-answer per class
+    assert counts is not None
+    weight = 0.5 * n_classes / (counts.sum() + 0.5 * n_classes)
+    return (1 - weight) * probs + weight * _smoothed_shares(counts)
+
+
+def _smoothed_shares(counts: np.ndarray) -> np.ndarray:
+    """Add-1/2 class shares of the training answers."""
+    return (counts + 0.5) / (counts.sum() + 0.5 * len(counts))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -406,6 +444,7 @@ class DriverEvaluation:
     outcome: str
     left_out: dict[str, int] = field(default_factory=dict)
     loo: dict[str, Any] | None = None
+    reused: bool = False  # loaded from a study's shared cache (shared_evaluation), not computed by this run
 
     @property
     def models(self) -> list[str]:
@@ -466,16 +505,20 @@ class DriverEvaluation:
             return metrics
 
         passed, total, reasons = self.gates()
+        mask = np.ones(len(self.rows), dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
         return {
             "scheme": self.scheme,
             "answers": int(table["answers"].iloc[0]),
             "main_event": self.events.main or None,
             **block(OURS),
-            "baselines": {name: block(name) for name in self.models if name != OURS},
-            "fit_time_s": self.fit_times(),
+            "baselines": {self.display_name(name): block(name) for name in self.models if name != OURS},
+            "comparison": self.comparison(rows),
+            "fit_time_s": {self.display_name(m): t for m, t in self.fit_times().items()},
             "gate": {"passed": passed, "fits": total, "failed": reasons},
             "left_out": dict(self.left_out),
+            "unseen_level_answers": int(self.rows["unseen_level"].to_numpy()[mask].sum()),
             "loo": self.loo,
+            "reused": self.reused,
         }
 
     def fit_times(self) -> dict[str, float]:
@@ -488,8 +531,70 @@ class DriverEvaluation:
         table["fit time (s)"] = pd.Series(self.fit_times())
         return table
 
+    def comparison(self, rows: np.ndarray | None = None, n_boot: int = BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
+        """Our headline metric against the best baseline's, and our calibration slope, each with a 90% interval
+        from a paired bootstrap over held-out answers (the same resampled answers score every model).
+
+        Keys: ``metric``, ``ours``, ``best`` (None without baselines), ``best_value``, ``difference``,
+        ``difference_low`` / ``_high``, ``slope``, ``slope_low`` / ``_high`` (None for a Gaussian outcome)."""
+        mask = np.ones(len(self.rows), dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
+        y = self.rows["y"].to_numpy()[mask]
+        gaussian = self.events.likelihood == "gaussian"
+        table = self.metrics(rows)
+        metric = self.headline_metric()
+        out: dict[str, Any] = {"metric": metric, "ours": float(table.loc[OURS, metric]), "best": None}
+        event = self.events.events.get(self.events.main)
+
+        def score(pred: np.ndarray, idx: np.ndarray) -> float:
+            from sklearn.metrics import roc_auc_score
+
+            if gaussian:
+                return float(regression_metrics(pred[idx], y[idx])["r2"])
+            assert event is not None
+            hit = event[y[idx].astype(int)]
+            if hit.all() or not hit.any():
+                return float("nan")
+            return float(roc_auc_score(hit, pred[idx][:, event].sum(axis=1)))
+
+        ours = self.predictions[OURS][mask]
+        rng = np.random.default_rng(seed)
+        samples = [rng.integers(0, len(y), len(y)) for _ in range(n_boot)]
+        others = [m for m in self.models if m != OURS]
+        if others:
+            # gaussian: R^2 (higher is better) ranks the models, as the headline RMSE does in reverse
+            ranked = table.loc[others, "r2" if gaussian else metric]
+            best = str(ranked.idxmax())
+            theirs = self.predictions[best][mask]
+            diffs = np.array([score(ours, idx) - score(theirs, idx) for idx in samples])
+            diffs = diffs[np.isfinite(diffs)]
+            key = "r2" if gaussian else metric
+            out.update(
+                best=best,
+                best_value=float(table.loc[best, metric]),
+                difference=float(table.loc[OURS, key] - table.loc[best, key]),
+                difference_low=float(np.quantile(diffs, 0.05)) if len(diffs) else None,
+                difference_high=float(np.quantile(diffs, 0.95)) if len(diffs) else None,
+            )
+        out["slope"] = out["slope_low"] = out["slope_high"] = None
+        if not gaussian and event is not None:
+            p_event = np.clip(ours[:, event].sum(axis=1), 1e-6, 1 - 1e-6)
+            hit = event[y.astype(int)].astype(int)
+            slopes = np.array([calibration_fit(p_event[idx], hit[idx])[0] for idx in samples[: n_boot // 2]])
+            slopes = slopes[np.isfinite(slopes)]
+            out["slope"] = float(table.loc[OURS, "calibration_slope"])
+            if len(slopes):
+                out["slope_low"], out["slope_high"] = (float(q) for q in np.quantile(slopes, [0.05, 0.95]))
+        return out
+
+    def display_name(self, model: str) -> str:
+        """A model's name in tables and sentences (a Gaussian outcome's baselines are regressions)."""
+        if self.events.likelihood == "gaussian":
+            return {"logistic": "linear regression", "one-hot logistic": "one-hot ridge regression"}.get(model, model)
+        return model
+
     def summary_sentence(self, rows: np.ndarray | None = None) -> str:
-        """One sentence for a business reader: how often the model ranks the event right, against the baselines."""
+        """One sentence for a business reader: how often the model ranks the event right, against the best
+        baseline (a difference is called one only when its 90% bootstrap interval excludes zero)."""
         table = self.metrics(rows)
         n = int(table["answers"].iloc[0])
         passed, total, _ = self.gates()
@@ -498,37 +603,55 @@ class DriverEvaluation:
             if passed == total
             else f" ({total - passed} of {total} evaluation fits failed the diagnostics gate: read with care)"
         )
-        if self.events.likelihood == "gaussian":
-            r2 = table.loc[OURS, "r2"]
-            best = table["r2"].drop(OURS).idxmax()
-            return (
-                f"On {n:,} answers the model did not see, it explains {r2:.0%} of the variation in {self.outcome} "
-                f"({best}: {table.loc[best, 'r2']:.0%}){gate}."
-            )
-        col = self.headline_metric()
-        ours = table.loc[OURS, col]
+        c = self.comparison(rows)
+        ours = c["ours"]
         if not np.isfinite(ours):
             return f"On {n:,} held-out answers every answer was in one class: the ranking cannot be scored{gate}."
-        others = table[col].drop(OURS)
-        best = others.idxmax()
-        gap = ours - others.max()
-        comparison = (
-            "as well as the best alternative"
-            if abs(gap) < 0.005
-            else f"better than every alternative (best: {best}, {others.max():.3f})"
-            if gap > 0
-            else f"{-gap:.3f} below {best} ({others.max():.3f})"
+        gaussian = self.events.likelihood == "gaussian"
+        value = (lambda v: f"R^2 {v:.2f}") if gaussian else (lambda v: f"AUC {v:.3f}")
+        comparison = ""
+        if c["best"] is not None:
+            best = (
+                f"{self.display_name(c['best'])} ({value(table.loc[c['best'], 'r2'] if gaussian else c['best_value'])})"
+            )
+            low, high = c["difference_low"], c["difference_high"]
+            interval = (
+                f"difference {c['difference']:+.3f}, 90% interval {low:+.3f} to {high:+.3f}" if low is not None else ""
+            )
+            if low is not None and low > 0:
+                comparison = f", better than the best alternative, {best} ({interval})"
+            elif high is not None and high < 0:
+                comparison = f", below the best alternative, {best} ({interval})"
+            else:
+                comparison = f", about as well as the best alternative, {best} ({interval})"
+        if gaussian:
+            r2 = table.loc[OURS, "r2"]
+            return (
+                f"On {n:,} answers the model did not see, it explains {r2:.0%} of the variation in "
+                f"{self.outcome}{comparison}{gate}."
+            )
+        event = self.events.main
+        phrase = (
+            f"one {event} and one respondent who is not"
+            if event in ("promoter", "detractor")
+            else (
+                f"one answer in the {event} and one outside it"
+                if event.startswith(("top box", "bottom box"))
+                else f"one '{event}' and one not"
+            )
         )
-        slope = table.loc[OURS, "calibration_slope"]
-        calibrated = (
-            "its probabilities are well calibrated"
-            if np.isfinite(slope) and 0.9 <= slope <= 1.1
-            else f"its probabilities are {'too extreme' if slope < 1 else 'too timid'} (calibration slope {slope:.2f})"
-        )
+        slope, s_low, s_high = c["slope"], c["slope_low"], c["slope_high"]
+        if slope is None or not np.isfinite(slope):
+            calibrated = "its calibration cannot be scored"
+        elif s_low is not None and s_low <= 1.0 <= s_high or 0.9 <= slope <= 1.1:
+            calibrated = f"its probabilities are well calibrated (slope {slope:.2f})"
+        else:
+            calibrated = (
+                f"its probabilities are {'too extreme' if slope < 1 else 'too timid'} (calibration slope {slope:.2f})"
+            )
         return (
-            f"On {n:,} answers the model did not see, given one answer that is {self.events.main} and one that is "
-            f"not, it gives the first the higher probability {ours:.1%} of the time (AUC {ours:.3f}), "
-            f"{comparison}; {calibrated}{gate}."
+            f"Shown {phrase}, from {n:,} answers the model did not see, it gives the first the higher "
+            f"probability {ours:.1%} of the time ({value(ours)}){comparison}; {calibrated}{gate}."
         )
 
 
@@ -537,23 +660,62 @@ def _finite(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def observed_outcome(fit: Any, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(values, usable mask) of the outcome for any rows: class codes on the fitted model's classes, or the
-    standardised score of a Gaussian composite (the fitted data's moments)."""
-    from cxresearch.drivers.predict import observed_scores
-
-    prep = fit.prep
+def outcome_codes(prep: Any, frame: pd.DataFrame, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values, usable mask) of the outcome for any rows: class codes on the answer values ``values`` (the
+    whole survey's, so every split codes alike), or a Gaussian composite's standardised score (the fitted
+    data's moments; rows with no item answered are not usable)."""
     outcome = prep.outcome
     c = prep.resolved.constructs[outcome]
-    likelihood = prep.likelihood(outcome)
-    if likelihood == "gaussian":
-        score = observed_scores(prep, frame, [outcome])[outcome]
-        return score, np.isfinite(score)
+    if prep.likelihood(outcome) == "gaussian":
+        answered = np.column_stack([_numeric_column(frame, i, "survey") for i in c.items])
+        usable = np.isfinite(answered).any(axis=1)
+        score = np.full(len(frame), np.nan)
+        if usable.any():
+            from cxresearch.drivers.predict import observed_scores
+
+            score[usable] = observed_scores(prep, frame[usable], [outcome])[outcome]
+        return score, usable & np.isfinite(score)
     x = _numeric_column(frame, c.items[0], "survey")
-    values = prep.category_values[outcome]
     code = np.round(x - values[0])
-    usable = np.isfinite(x) & (code >= 0) & (code < len(values))
+    usable = np.isfinite(x) & (code >= 0) & (code < len(values)) & (np.abs(x - np.round(x)) < 1e-9)
     return np.where(usable, code, 0).astype(int), usable
+
+
+def predictable_rows(prep: Any, frame: pd.DataFrame, mediators: str) -> tuple[np.ndarray, dict[str, int]]:
+    """Which held-out rows the fitted model can predict, and why the others cannot (counts): the rows the fit
+    itself would have left out (a blank grouping value; with observed mediators, no answer to a mediator)."""
+    keep = np.ones(len(frame), dtype=bool)
+    reasons: dict[str, int] = {}
+    for g in prep.group_dims:
+        blank = frame[g].isna().to_numpy() if g in frame.columns else np.ones(len(frame), dtype=bool)
+        if (blank & keep).any():
+            reasons[f"blank {g}"] = int((blank & keep).sum())
+        keep &= ~blank
+    if mediators == "observed":
+        resolved = prep.resolved
+        for name in resolved.order:
+            c = resolved.constructs[name]
+            if c.kind == "touchpoint" or name == prep.outcome or c.mode == "latent":
+                continue
+            items = [i for i in c.items if i in frame.columns]
+            answered = (
+                np.column_stack([np.isfinite(_numeric_column(frame, i, "survey")) for i in items]).any(axis=1)
+                if items
+                else np.zeros(len(frame), dtype=bool)
+            )
+            if (~answered & keep).any():
+                reasons[f"no answer to {name}"] = int((~answered & keep).sum())
+            keep &= answered
+    return keep, reasons
+
+
+def _on_grid(probs: np.ndarray, fold_values: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Class probabilities over a fold's answer values placed on the survey's values (absent ones: 0)."""
+    if len(fold_values) == len(values) and np.allclose(fold_values, values):
+        return probs
+    out = np.zeros((probs.shape[0], len(values)))
+    out[:, np.round(fold_values - values[0]).astype(int)] = probs
+    return out
 
 
 def evaluate_drivers(
@@ -582,8 +744,13 @@ def evaluate_drivers(
     baselines then get those items too). ``fit_settings``: :func:`cxresearch.drivers.fit_driver_model`'s
     keywords (draws, tune, chains, method...). ``fitted``: the fit of every answer, for PSIS-LOO
     (:func:`loo_table`) beside the held-out figures.
+
+    The outcome's answer values are the whole survey's (a fold whose answers miss the top value still predicts
+    it at probability 0 from the baselines' point of view, smoothed; see :func:`fit_baseline`), so every split
+    is scored on the same classes and events.
     """
-    from cxresearch.drivers.fit import fit_driver_model
+    from cxresearch.drivers.fit import fit_driver_model, resolve_model
+    from cxresearch.drivers.model import prepare_data
     from cxresearch.drivers.predict import predict
 
     frame, spec = survey, dataset_spec
@@ -591,9 +758,15 @@ def evaluate_drivers(
         frame, spec = survey.survey, dataset_spec or survey.spec
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"survey must be a DataFrame or CXData, got {type(survey).__name__}")
+    if mediators not in ("predicted", "observed"):
+        raise ValueError(f"mediators must be 'predicted' or 'observed', got {mediators!r}")
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise ValueError(f"unknown baselines {unknown} (have {list(BASELINES)})")
+    # the whole survey's model arrays (no fit): the outcome's answer values and events every split shares
+    whole = prepare_data(frame, resolve_model(model, spec), spec)
+    events = outcome_events(whole)
+    values = events.values
     splits = make_splits(
         frame,
         scheme=scheme,
@@ -608,41 +781,48 @@ def evaluate_drivers(
     parts: list[pd.DataFrame] = []
     predictions: dict[str, list[np.ndarray]] = {OURS: [], **{b: [] for b in baselines}}
     fits: list[dict[str, Any]] = []
-    left_out = {"blank or off-scale outcome": 0}
-    events: OutcomeEvents | None = None
-    outcome = ""
+    left_out: dict[str, int] = {}
+    gaussian = events.likelihood == "gaussian"
     for split in splits:
         train, test = frame[split.train], frame[split.test]
         t0 = time.perf_counter()
         fit = fit_driver_model(train, model, dataset_spec=spec, **fit_settings)
-        events = events or outcome_events(fit)
-        outcome = fit.prep.outcome
-        y_test, usable = observed_outcome(fit, test)
-        left_out["blank or off-scale outcome"] += int((~usable).sum())
-        test, y_test = test[usable], y_test[usable]
-        likelihood = events.likelihood
+        y_test, usable = outcome_codes(fit.prep, test, values)
+        if (~usable).any():
+            left_out["blank or off-scale outcome"] = left_out.get("blank or off-scale outcome", 0) + int(
+                (~usable).sum()
+            )
+        can, why = predictable_rows(fit.prep, test[usable], mediators)
+        for reason, count in why.items():
+            left_out[reason] = left_out.get(reason, 0) + count
+        test, y_test = test[usable][can], y_test[usable][can]
+        if not len(test):
+            raise ValueError(f"validation split {split.name!r}: no held-out answer can be scored ({left_out})")
         with warnings.catch_warnings():
             # a group level no training answer had is predicted at the population value (flagged per row)
             warnings.simplefilter("ignore", UserWarning)
-            kind = "expected" if likelihood == "gaussian" else "probability"
+            kind = "expected" if gaussian else "probability"
             pred = predict(fit, test, kind=kind, mediators=mediators, max_draws=PREDICT_DRAWS)
         mean = pred.mean("sample").to_numpy()
-        if likelihood == "bernoulli":
+        if events.likelihood == "bernoulli":
             mean = np.column_stack([1 - mean, mean])
+        elif not gaussian:
+            mean = _on_grid(mean, np.asarray(fit.prep.category_values[fit.prep.outcome]), values)
         predictions[OURS].append(mean)
         times = {OURS: time.perf_counter() - t0}
         gate = fit.diagnostics()
-        # the baselines learn from the same training answers the driver model kept (usable outcome)
-        y_train, usable_train = observed_outcome(fit, train)
-        train = train[usable_train]
-        y_train = y_train[usable_train]
-        n_classes = len(events.values)
+        # the baselines learn from the training answers the driver model kept (usable outcome, groups)
+        y_train, usable_train = outcome_codes(fit.prep, train, values)
+        keep_train, _ = predictable_rows(fit.prep, train[usable_train], "predicted")
+        train, y_train = train[usable_train][keep_train], y_train[usable_train][keep_train]
         for name in baselines:
             t0 = time.perf_counter()
-            predictions[name].append(fit_baseline(name, train, y_train, test, fit, mediators, n_classes, seed))
+            predictions[name].append(fit_baseline(name, train, y_train, test, fit, mediators, len(values), seed))
             times[name] = time.perf_counter() - t0
-        groups = {g: test[g].astype("string").to_numpy() for g in fit.prep.group_dims if g in test.columns}
-        part = pd.DataFrame({"split": split.name, "y": y_test, **groups}, index=test.index)
+        part = pd.DataFrame({"split": split.name, "y": y_test}, index=test.index)
+        for g in dict.fromkeys([*fit.prep.group_dims, "segment", "market", "wave"]):
+            if g in test.columns and g not in part.columns:
+                part[g] = test[g].astype("string").to_numpy()
         part["unseen_level"] = _unseen_mask(fit, test)
         parts.append(part)
         fits.append(
@@ -655,16 +835,14 @@ def evaluate_drivers(
                 "time_s": times,
             }
         )
-    assert events is not None
-    rows = pd.concat(parts)
     return DriverEvaluation(
         scheme=_scheme_text(scheme, splits),
         events=events,
-        rows=rows,
+        rows=pd.concat(parts),
         predictions={k: np.concatenate(v) for k, v in predictions.items()},
         fits=fits,
-        outcome=outcome,
-        left_out={k: v for k, v in left_out.items() if v},
+        outcome=whole.outcome,
+        left_out=left_out,
         loo=loo_summary(fitted) if fitted is not None else None,
     )
 
@@ -792,17 +970,21 @@ def shared_evaluation(
 ) -> tuple[DriverEvaluation, bool]:
     """:func:`evaluate_drivers` once per data, model and settings, shared by the runs of a study through
     ``cache_dir`` (as :func:`cxresearch.drivers.store.shared_fit` shares the fit); returns (evaluation, reused)."""
-    from cxresearch.drivers.store import shared_result
-    from cxresearch.runtime import frame_hash
+    import sklearn
+
+    from cxresearch.drivers.store import fit_key, shared_result
 
     frame = survey.survey if hasattr(survey, "survey") else survey
     spec = dataset_spec or getattr(survey, "spec", None)
-    key = {
-        "data": frame_hash(frame),
-        "model": model if isinstance(model, Mapping) else str(model),
-        "settings": {k: v for k, v in settings.items() if k not in ("fitted", "cores")},
-    }
     fitted = settings.pop("fitted", None)
+    key = {
+        # the folds' fits: data, model, dataset spec (scales, boxes), sampler and split settings, seed
+        "folds": fit_key(frame, model, {k: v for k, v in settings.items() if k != "cores"}, spec),
+        # the baselines
+        "scikit-learn": sklearn.__version__,
+        # PSIS-LOO is of the report's own fit: its data and sampler settings
+        "fitted": None if fitted is None else [fitted.data_hash, fitted.sampler_config],
+    }
 
     def compute() -> DriverEvaluation:
         evaluation = evaluate_drivers(frame, model, dataset_spec=spec, **settings)

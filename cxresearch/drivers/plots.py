@@ -291,6 +291,8 @@ def comparison_table_plot(table: pd.DataFrame, title: str = "Ours vs SmartPLS"):
 def plot_calibration(evaluation: Any, rows: Any = None, title: str | None = None):
     """Predicted vs observed share of the main event in deciles of predicted probability (90% intervals of the
     observed share), for our model; the diagonal is perfect calibration."""
+    if evaluation.events.likelihood == "gaussian":
+        return None  # a continuous outcome has no probability to calibrate (its table gives RMSE and R^2)
     event = evaluation.events.main
     table = evaluation.calibration(evaluation.models[0], event, rows)  # our model comes first
     fig, ax = _fig(5.5, 5.0)

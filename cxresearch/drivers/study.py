@@ -512,7 +512,8 @@ def validation_for_run(
         "split_column": split or None,
     }
     if cache_dir:
-        evaluation, _ = shared_evaluation(data, model, cache_dir, **split_settings, **settings, fitted=fit)
+        evaluation, reused = shared_evaluation(data, model, cache_dir, **split_settings, **settings, fitted=fit)
+        evaluation.reused = reused
         return evaluation
     evaluation = evaluate_drivers(data, model, **split_settings, **settings)
     evaluation.loo = loo_summary(fit)
@@ -554,12 +555,21 @@ def validation_scope(
 
 
 def validation_table(evaluation: Any, rows: np.ndarray | None = None) -> pd.DataFrame:
-    """The analyst's table: each model's held-out metrics (rounded) and median fit time."""
+    """The analyst's table: one row per model (ours first), its held-out metrics and median fit time."""
     table = evaluation.table(rows)
-    table.index = ["driver model (ours)" if m == "driver model" else f"{m} (baseline)" for m in table.index.astype(str)]
-    table.index.name = "model"
-    table = table.rename(columns=lambda c: c.replace("_", " "))
-    return table.round(3)
+    names = [
+        "driver model (ours)" if m == "driver model" else f"{evaluation.display_name(m)} (baseline)"
+        for m in table.index.astype(str)
+    ]
+    table = table.rename(columns=lambda c: c.replace("_", " ")).reset_index(drop=True)
+    table.insert(0, "model", names)
+    return table
+
+
+def validation_formats(table: pd.DataFrame) -> dict[str, str]:
+    """Number formats of :func:`validation_table` for :func:`cxresearch.reports.show_table`."""
+    formats = {c: "{:.3f}" for c in table.columns if c not in ("model", "answers", "fit time (s)")}
+    return {**formats, "answers": "{:,.0f}", "fit time (s)": "{:.1f}"}
 
 
 def validation_markdown(evaluation: Any, rows: np.ndarray | None = None, note: str = "") -> Any:
@@ -575,11 +585,21 @@ def validation_markdown(evaluation: Any, rows: np.ndarray | None = None, note: s
         else f"{total - passed} of {total} evaluation fits FAILED the diagnostics gate ({'; '.join(reasons[:2])})."
     )
     left = "; ".join(f"{v:,} {k}" for k, v in evaluation.left_out.items())
-    text = (
-        f"{evaluation.summary_sentence(rows)}\n\n"
+    mask = np.ones(len(evaluation.rows), dtype=bool) if rows is None else rows
+    unseen = int(evaluation.rows["unseen_level"].to_numpy()[mask].sum())
+    parts = [
         f"*For the analyst:* {evaluation.scheme}; the model is refitted on each training part and predicts the "
-        "held-out respondents from their ratings and groups; the baselines are fitted on the same parts. "
-        f"{gate} {note}" + (f" Held-out answers left out: {left}." if left else "") + f"\n\n{loo_text(evaluation.loo)}"
+        "held-out respondents from their ratings and groups; the baselines are fitted on the same parts.",
+        gate,
+        note,
+        f"Held-out answers left out: {left}." if left else "",
+        f"{unseen:,} held-out answers are in a group level their training part did not have: predicted at the "
+        "population level."
+        if unseen
+        else "",
+    ]
+    text = (
+        f"{evaluation.summary_sentence(rows)}\n\n" + " ".join(p for p in parts if p) + f"\n\n{loo_text(evaluation.loo)}"
     )
     return Markdown(text)
 

@@ -365,7 +365,7 @@ class SurvivalEvaluation:
         return out
 
     def sentence(self, labels: Mapping[str, str] | None = None) -> str:
-        """One sentence for a business reader: how often the model ranks who leaves first correctly (beside
+        """One sentence for a business reader: how well the model ranks who leaves first (Harrell's C, beside
         Cox), and whether its longest checkable retention matches what happened; a failed gate leads.
         ``labels`` name covariates for readers, as in :meth:`table`."""
         parts: list[str] = []
@@ -378,8 +378,13 @@ class SurvivalEvaluation:
                 f"validation fit(s) ({', '.join(failed)}), so read these figures with care. "
             )
         if c["bayes"] is not None:
-            cox = f" (Cox: {c['cox']:.0%})" if c["cox"] is not None else ""
-            parts.append(f"it ranks who leaves first correctly {c['bayes']:.0%} of the time{cox}")
+            # Harrell's C counts a pair the model ties (customers in the same cells) as half right, so it is
+            # a score from 0.5 (a coin toss) to 1 (a perfect ranking), not a share of pairs ordered right
+            cox = f"; Cox: {c['cox']:.2f}" if c["cox"] is not None else ""
+            parts.append(
+                f"its ranking of who leaves first scores C = {c['bayes']:.2f} (0.5 is a coin toss, 1 a perfect "
+                f"ranking{cox})"
+            )
         else:
             parts.append(f"its ranking cannot be checked ({self._reason('c_bayes')})")
         pct = f"{round(100 * self.level)}%"

@@ -18,7 +18,10 @@ import click
 
 @click.command("evaluate")
 @click.argument("params", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True, help="k-fold by respondent.")
+@click.option(
+    "--folds", type=click.IntRange(2, 20), default=None,
+    help="k-fold by respondent (the default scheme; folds: the params' validation_folds, 5).",
+)  # fmt: skip
 @click.option(
     "--holdout-share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
     help="Instead of k-fold: hold out this share of respondents at random.",
@@ -71,7 +74,7 @@ def evaluate_command(
             data,
             model,
             scheme="holdout" if holdout else "kfold",
-            folds=folds,
+            folds=folds or s["validation_folds"],
             holdout_share=holdout_share or 0.2,
             holdout_wave=holdout_wave,
             split_column=split_column,
@@ -86,14 +89,16 @@ def evaluate_command(
             advi_iterations=s["advi_iterations"],
             escalate=s["escalate"],
         )
-    except LeakageError as exc:
+    except (LeakageError, ValueError) as exc:  # a split that leaks, a wave or column not in the data
         raise click.ClickException(str(exc)) from None
     out.mkdir(parents=True, exist_ok=True)
     table = evaluation.table()
     table.to_csv(out / "metrics.csv")
     evaluation.fold_metrics().to_csv(out / "folds.csv")
+    written = ["metrics.csv", "folds.csv"]
     if evaluation.events.likelihood != "gaussian":
         evaluation.calibration(OURS).to_csv(out / "calibration.csv", index=False)
+        written.append("calibration.csv")
     (out / "validation.json").write_text(json.dumps(evaluation.to_dict(), indent=2))
     save_evaluation(evaluation, out / "evaluation")
     click.echo(table.round(3).T.to_string())
@@ -103,4 +108,4 @@ def evaluate_command(
     click.echo(f"{evaluation.scheme}; {passed} of {total} driver-model fits passed the diagnostics gate.")
     for reason in reasons:
         click.echo(f"  gate failed: {reason}")
-    click.echo(f"written: {out}/metrics.csv, folds.csv, calibration.csv, validation.json, evaluation/")
+    click.echo(f"written in {out}: {', '.join(written)}, validation.json, evaluation/")

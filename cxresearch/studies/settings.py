@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from cxresearch.data.spec import check_box
 
@@ -151,10 +151,19 @@ class DriversSettings(_Settings):
     # how well the model predicts answers it did not see (cxresearch.drivers.evaluate)
     validation: Literal["holdout", "kfold", "none"] = "holdout"
     validation_folds: Annotated[int, Field(ge=2, le=20)] = 5
-    validation_share: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    validation_share: Annotated[float, Field(ge=0.05, le=0.5)] = 0.2
     validation_wave: str = ""
     validation_split: str = ""
     validation_draws: Annotated[int, Field(ge=100, le=100_000)] = 1000
+
+    @model_validator(mode="after")
+    def _one_holdout(self) -> DriversSettings:
+        chosen = [k for k in ("validation_wave", "validation_split") if getattr(self, k)]
+        if chosen and self.validation != "holdout":
+            raise ValueError(f"{chosen[0]} holds out answers: it needs validation: holdout (got {self.validation!r})")
+        if len(chosen) == 2:
+            raise ValueError("validation_wave and validation_split are two ways to hold out answers: set one")
+        return self
 
     @field_validator("impact_wave")
     @classmethod
