@@ -644,7 +644,8 @@ class DriverEvaluation:
         if slope is None or not np.isfinite(slope):
             calibrated = "its calibration cannot be scored"
         elif s_low is not None and s_low <= 1.0 <= s_high or 0.9 <= slope <= 1.1:
-            calibrated = f"its probabilities are well calibrated (slope {slope:.2f})"
+            interval = f", 90% interval {s_low:.2f} to {s_high:.2f}" if s_low is not None else ""
+            calibrated = f"its probabilities are well calibrated (slope {slope:.2f}{interval}; 1 is perfect)"
         else:
             calibrated = (
                 f"its probabilities are {'too extreme' if slope < 1 else 'too timid'} (calibration slope {slope:.2f})"
