@@ -104,7 +104,19 @@ class PreparedData:
         )
 
     def structure_key(self) -> tuple:
-        """What a compiled model depends on besides the data values (for reusing compiled models)."""
+        """What a compiled model depends on besides the data values (for reusing compiled models).
+
+        The group deviations' zero-mean bases are weighted by each level's share of the rows and of each
+        touchpoint's users (:func:`level_weights`) and enter the graph as constants, so the shares are part of
+        the key: a compiled model of other data with other shares would centre the deviations on the other
+        data's mix (and a saved fit, rebuilt from its own data on loading, would no longer reproduce it)."""
+        import hashlib
+
+        every = np.arange(len(self.touchpoints))
+        shares = hashlib.sha256()
+        for dim in self.group_dims:
+            shares.update(np.round(level_weights(self, dim, None), 12).tobytes())
+            shares.update(np.round(level_weights(self, dim, every), 12).tobytes())
         return (
             self.resolved.model_dump_json(),
             tuple(self.touchpoints),
@@ -112,6 +124,7 @@ class PreparedData:
             tuple(tuple(v) for v in self.levels.values()),
             self.n_states,
             tuple(sorted(self.n_categories.items())),
+            shares.hexdigest(),
         )
 
 
