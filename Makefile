@@ -39,7 +39,7 @@ lint: setup
 # Tests run in parallel, one test file per worker (module fixtures such as a shared fit stay in one process).
 TEST_WORKERS ?= auto
 test: setup lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"

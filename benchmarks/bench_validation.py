@@ -64,7 +64,7 @@ def evaluate_skytrax(which: str, folds: int, quick: bool) -> dict[str, Any]:
         return {"evaluation": ev, "wall_s": time.perf_counter() - started, "answers": len(data.survey)}
 
 
-def evaluate_simulated(folds: int, quick: bool) -> dict[str, Any]:
+def evaluate_simulated(folds: int, quick: bool, customers: int = 8000) -> dict[str, Any]:
     """The evaluation on simulated data, with the true model's held-out AUC."""
     from sklearn.metrics import roc_auc_score
 
@@ -74,7 +74,7 @@ def evaluate_simulated(folds: int, quick: bool) -> dict[str, Any]:
     from cxresearch.initiatives.truth import TrueDriverModel
 
     with tempfile.TemporaryDirectory() as tmp:
-        simulate_dataset(tmp, 2000 if quick else 8000, 11, population_samples=2000)
+        simulate_dataset(tmp, 2000 if quick else customers, 11, population_samples=2000)
         data = load_dataset(Path(tmp) / "dataset.yaml")
         survey = data.survey[data.survey["wave"].astype(str) == "1"]
         settings = _settings()
@@ -155,7 +155,7 @@ def markdown(name: str, result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(only: list[str], folds: int, quick: bool) -> tuple[list[dict[str, Any]], list[str]]:
+def run(only: list[str], folds: int, quick: bool, customers: int = 8000) -> tuple[list[dict[str, Any]], list[str]]:
     rows, texts = [], []
     for name in only:
         if name in ("lounge", "seat"):
@@ -165,7 +165,7 @@ def run(only: list[str], folds: int, quick: bool) -> tuple[list[dict[str, Any]],
             result = evaluate_skytrax(name, folds, quick)
             label = f"skytrax {name}"
         else:
-            result = evaluate_simulated(folds, quick)
+            result = evaluate_simulated(folds, quick, customers)
             label = "simulated"
         rows += table_rows(label, result)
         texts.append(markdown(label, result))
@@ -183,12 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default=",".join(WORKLOADS))
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--customers", type=int, default=8000, help="simulated customers (wave 1 is evaluated)")
     parser.add_argument("--markdown", type=Path, default=None, help="write the tables here")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(HERE))
     from run import markdown_table
 
-    table_rows_, texts = run([w for w in args.only.split(",") if w], args.folds, args.quick)
+    table_rows_, texts = run([w for w in args.only.split(",") if w], args.folds, args.quick, args.customers)
     out = markdown_table(table_rows_) + "\n\n" + "\n\n".join(texts)
     print(out)
     if args.markdown:

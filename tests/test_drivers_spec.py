@@ -189,3 +189,64 @@ def test_low_rank_auto_uses_the_diagonal_mass_matrix_for_latent_constructs(demo)
     assert choose_low_rank(True, latent, 300) is True and choose_low_rank(False, composite, 10) is False
     with pytest.raises(ValueError, match="'sometimes'"):
         choose_low_rank("sometimes", composite, 10)
+
+
+def _sparse_groups_survey(n: int = 360, seed: int = 0) -> pd.DataFrame:
+    """Ratings 1-5 on two touchpoints, recommend 0-10, a segment of 3 levels (120 answers each) and a branch of
+    90 levels with 4 answers each (most real branch / airline groupings look like this)."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "app": rng.integers(1, 6, n).astype(float),
+            "call": rng.integers(1, 6, n).astype(float),
+            "recommend": rng.integers(0, 11, n).astype(float),
+            "segment": np.repeat(["a", "b", "c"], n // 3),
+            "branch": [f"b{i:02d}" for i in np.tile(np.arange(90), n // 90)],
+        }
+    )
+
+
+SPARSE_MODEL = {
+    "constructs": {
+        "app": {"items": ["app"], "kind": "touchpoint", "scale": [1, 5]},
+        "call": {"items": ["call"], "kind": "touchpoint", "scale": [1, 5]},
+        "recommend": {"items": ["recommend"], "likelihood": "ordered_logistic", "scale": [0, 10]},
+    },
+    "paths": ["touchpoints -> recommend"],
+    "group_by": ["segment", "branch"],
+}
+
+
+def test_a_grouping_with_too_few_answers_per_level_shifts_intercepts_only():
+    """90 branches with 4 answers each cannot inform branch-specific driver strengths: the branch levels shift
+    the intercept alone (no learned sd, no slope deviations, no group differences), the 3 segments with 120
+    answers each keep theirs, and the report says why in words."""
+    import pymc as pm
+
+    from cxresearch.drivers.model import build_model
+    from cxresearch.drivers.study import shared_slopes_text
+
+    survey = _sparse_groups_survey()
+    prep = prepare_data(survey, SPARSE_MODEL)
+    assert prep.shared_slopes == {"branch": 4.0}
+    assert prep.intercept_only == ["branch"] and prep.slope_groupings == ["segment"]
+    text = shared_slopes_text(prep)
+    assert "**branch** (90 levels, a median of 4 answers per level)" in text and "at least 5" in text
+    model, layout = build_model(prep)
+    names = {v.name for v in model.free_RVs}
+    assert "recommend__sd_slope" not in names  # the branch sd would have been the only learned one
+    z = model["recommend__z_slope"]
+    assert z.eval().shape[0] == 2  # the segment's 2 free values only, not 2 + 89
+    dev = pm.draw(model["recommend__slope_dev"], random_seed=1)
+    levels = model.coords["group_level"]
+    branch_rows = [i for i, name in enumerate(levels) if name.startswith("branch=")]
+    segment_rows = [i for i, name in enumerate(levels) if name.startswith("segment=")]
+    assert np.all(dev[branch_rows] == 0) and np.all(dev[segment_rows] != 0)
+    # the key of a compiled model follows: another threshold is another graph
+    wide = prepare_data(survey, {**SPARSE_MODEL, "group_slopes_min_answers": 4})
+    assert wide.shared_slopes == {} and wide.structure_key() != prep.structure_key()
+    assert prepare_data(survey, {**SPARSE_MODEL, "group_slopes_min_answers": 0}).shared_slopes == {}
+    assert shared_slopes_text(wide) is None
+    # a grouping of few levels keeps its (regularised, fixed-scale) slopes however few its answers
+    few = survey.iloc[:12].assign(segment=["a", "b", "c"] * 4)
+    assert "segment" not in prepare_data(few, {**SPARSE_MODEL, "group_by": ["segment"]}).shared_slopes

@@ -698,6 +698,9 @@ def group_differences(p: Posterior) -> pd.DataFrame:
     dev = level_slope_deviations(p)[prep.outcome]
     rows, offset = [], 0
     for d in prep.group_dims:
+        if d not in prep.slope_groupings:  # intercepts only: no slope differences were estimated
+            offset += len(prep.levels[d])
+            continue
         for l_i, level in enumerate(prep.levels[d]):
             s = summarise(SLOPE_UNIT * dev[:, offset + l_i, :])
             for t_i, tp in enumerate(prep.touchpoints):
@@ -727,6 +730,9 @@ def pairwise_group_differences(p: Posterior) -> pd.DataFrame:
     rows, offset = [], 0
     for d in prep.group_dims:
         lv = prep.levels[d]
+        if d not in prep.slope_groupings:  # intercepts only: no slope differences were estimated
+            offset += len(lv)
+            continue
         for a in range(len(lv)):
             for b in range(a + 1, len(lv)):
                 s = summarise(SLOPE_UNIT * (dev[:, offset + a, :] - dev[:, offset + b, :]))

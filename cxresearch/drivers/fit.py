@@ -222,12 +222,17 @@ def model_config_of(model: DriverModelSpec | Mapping[str, Any]) -> dict[str, Any
     return spec.model_dump(mode="json")
 
 
-_COMPILED: dict[tuple, tuple[Any, ModelLayout, Any]] = {}
+# compiled models by structure (see compile_driver_model); one process keeps a few
+_COMPILED: dict[tuple, Any] = {}
+_COMPILED_MAX = 16
 
 
 def _data_values(prep: PreparedData, layout: ModelLayout) -> dict[str, np.ndarray]:
+    """The shared data of a driver model's graph for ``prep`` (names as in :func:`.model.build_model`)."""
     values = {"states": prep.states, "cell": prep.cell, "freq": prep.freq, **equation_offsets(prep)}
     for eq in layout.equations.values():
+        values[eq.name("slope_basis")] = eq.slope_basis
+        values[eq.name("intercept_basis")] = eq.intercept_basis
         if eq.sufficient_statistics:
             values.update(gaussian_statistics(prep, eq))
     for k, v in prep.outcomes.items():
@@ -240,24 +245,65 @@ def _data_values(prep: PreparedData, layout: ModelLayout) -> dict[str, np.ndarra
     return values
 
 
+def _compiled_key(prep: PreparedData, layout: ModelLayout) -> tuple:
+    """What a compiled model can be reused for: the data's structure, the likelihood form chosen for its size
+    (sufficient statistics or rows) and, for latent constructs, the item answers (constants of the graph)."""
+    import hashlib
+
+    key = prep.structure_key() + tuple(eq.sufficient_statistics for eq in layout.equations.values())
+    if layout.latent:
+        items = hashlib.sha256()
+        for k in sorted(prep.items):
+            for name in sorted(prep.items[k]):
+                items.update(f"{k}/{name}".encode())
+                items.update(np.ascontiguousarray(prep.items[k][name], dtype=float).tobytes())
+        key += (prep.n, items.hexdigest())
+    return key
+
+
+def _with_initial_point(compiled: Any, model: Any) -> Any:
+    """``compiled`` starting from ``model``'s initial point (nutpie keeps the first model's, and the cutpoints
+    start at the data's class shares), so a reused compiled model samples exactly as a fresh compilation would:
+    same data, same seed, same draws. The flat layout is nutpie's: value variables in the model's order."""
+    import dataclasses
+    import threading
+
+    from pymc.initial_point import make_initial_point_fn
+
+    point_fn = make_initial_point_fn(
+        model=model, default_strategy="support_point", jitter_rvs=set(model.free_RVs), return_transformed=True
+    )
+    names = [v.name for v in model.value_vars]
+    lock = threading.Lock()
+
+    def flat_initial_point(seed: Any = None) -> np.ndarray:
+        with lock:
+            point = point_fn(seed)
+        return np.concatenate([np.asarray(point[n], dtype="float64").ravel() for n in names])
+
+    return dataclasses.replace(compiled, initial_point_func=flat_initial_point)
+
+
 def compile_driver_model(prep: PreparedData, reuse: bool = True) -> tuple[Any, ModelLayout, Any]:
-    """``(pymc_model, layout, nutpie_compiled)`` for prepared data; cached by model structure."""
+    """``(pymc_model, layout, nutpie_compiled)`` for prepared data.
+
+    Compiling the graph to machine code (numba) takes 5-15 s; building the PyMC model well under one. So the
+    model is always built for ``prep``, and a compiled model of the same structure (:func:`_compiled_key`) is
+    reused with this data swapped in (rows, frequencies, group bases, initial point): k-fold refits, segments
+    of one study and repeated simulations compile once per process."""
     import nutpie
 
-    key = prep.structure_key() + (
-        (prep.n,)
-        if prep.resolved.constructs and any(c.mode == "latent" for c in prep.resolved.constructs.values())
-        else ()
-    )
-    if reuse and key in _COMPILED:
-        model, layout, compiled = _COMPILED[key]
-        shared = set(compiled.shared_data) if hasattr(compiled, "shared_data") else set()
-        values = {k: v for k, v in _data_values(prep, layout).items() if k in shared}
-        return model, layout, compiled.with_data(**values)
     model, layout = build_model(prep)
+    key = _compiled_key(prep, layout)
+    if reuse and key in _COMPILED:
+        compiled = _COMPILED[key]
+        values = {k: v for k, v in _data_values(prep, layout).items() if k in compiled.shared_data}
+        return model, layout, _with_initial_point(compiled.with_data(**values), model)
     compiled = nutpie.compile_pymc_model(model)
     if reuse:
-        _COMPILED[key] = (model, layout, compiled)
+        while len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[key] = compiled
     return model, layout, compiled
 
 

@@ -19,9 +19,10 @@ cells, composite scores, outcome codes), and :func:`build_model` writes the PyMC
   reward vary too (``varying``) by the groupings with few levels (fixed-scale offsets, ``group_offset_sd``),
   so each segment and market has its own, partially pooled, Kano classes; by a grouping with dozens of
   levels they are shared. Intercepts vary too (``group_intercept_sd x z``); an ``intercept_only`` grouping
-  (e.g. wave) shifts the intercepts alone. Deviations are centred on their (user-)weighted mean so the
-  common coefficient is the population average; ``<eq>__<term>_dev`` keeps the level deviations (group_level x
-  touchpoint) of each varying term whatever the parametrisation.
+  (e.g. wave) shifts the intercepts alone, and so does a grouping of many levels whose median level has fewer
+  than ``group_slopes_min_answers`` answers (``PreparedData.shared_slopes``). Deviations are centred on
+  their (user-)weighted mean so the common coefficient is the population average; ``<eq>__<term>_dev``
+  keeps the level deviations (group_level x touchpoint) of each varying term whatever the parametrisation.
 
 Design columns are centred (their mean contribution is subtracted), which leaves every coefficient and
 every effect unchanged but decorrelates them from the cutpoints / intercepts: far fewer leapfrog steps.
@@ -80,10 +81,26 @@ class PreparedData:
     dropped_rows: dict[str, int] = field(default_factory=dict)
     dropped_touchpoints: dict[str, str] = field(default_factory=dict)
     boxes: dict[str, tuple[int, int]] = field(default_factory=dict)  # (bottom, top) box points per touchpoint
+    # groupings whose levels have too few answers to vary the touchpoint slopes (DriverModelSpec.
+    # group_slopes_min_answers): grouping -> median answers per level; they shift the intercepts alone
+    shared_slopes: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_cells(self) -> int:
         return int(self.cell_levels.shape[0])
+
+    @property
+    def intercept_only(self) -> list[str]:
+        """Groupings that shift the intercepts alone: the spec's ``intercept_only`` and :attr:`shared_slopes`."""
+        declared = [g for g in self.resolved.spec.intercept_only if g in self.group_dims]
+        return declared + [g for g in self.shared_slopes if g not in declared]
+
+    @property
+    def slope_groupings(self) -> list[str]:
+        """Groupings whose levels have their own touchpoint slopes (deviations from the average)."""
+        if "slope" not in self.resolved.spec.varying:
+            return []
+        return [g for g in self.group_dims if g not in self.intercept_only]
 
     @property
     def outcome(self) -> str:
@@ -104,19 +121,19 @@ class PreparedData:
         )
 
     def structure_key(self) -> tuple:
-        """What a compiled model depends on besides the data values (for reusing compiled models).
+        """What a compiled model depends on besides its shared data (for reusing compiled models).
 
-        The group deviations' zero-mean bases are weighted by each level's share of the rows and of each
-        touchpoint's users (:func:`level_weights`) and enter the graph as constants, so the shares are part of
-        the key: a compiled model of other data with other shares would centre the deviations on the other
-        data's mix (and a saved fit, rebuilt from its own data on loading, would no longer reproduce it)."""
+        Everything that enters the graph as a constant is here: the model, touchpoints, groupings and their
+        levels, answer points and the touchpoint feature tables (scales and boxes). The data that differ between
+        data sets of one structure (rows, frequencies, counts, and the group deviations' zero-mean bases, which
+        are weighted by each level's share) are shared variables that :func:`.fit.compile_driver_model` swaps in.
+        """
         import hashlib
 
-        every = np.arange(len(self.touchpoints))
-        shares = hashlib.sha256()
-        for dim in self.group_dims:
-            shares.update(np.round(level_weights(self, dim, None), 12).tobytes())
-            shares.update(np.round(level_weights(self, dim, every), 12).tobytes())
+        features = hashlib.sha256()
+        for term in sorted(self.features):
+            features.update(term.encode())
+            features.update(np.ascontiguousarray(self.features[term], dtype=float).tobytes())
         return (
             self.resolved.model_dump_json(),
             tuple(self.touchpoints),
@@ -124,7 +141,8 @@ class PreparedData:
             tuple(tuple(v) for v in self.levels.values()),
             self.n_states,
             tuple(sorted(self.n_categories.items())),
-            shares.hexdigest(),
+            features.hexdigest(),
+            tuple(self.intercept_only),
         )
 
 
@@ -332,6 +350,7 @@ def prepare_data(
             if name in outcomes:
                 outcomes[name] = scores[name]
 
+    shared_slopes = _groupings_too_sparse_for_slopes(spec, levels, level_idx)
     return PreparedData(
         resolved=resolved,
         n=n,
@@ -359,7 +378,25 @@ def prepare_data(
         dropped_rows=dropped_rows,
         dropped_touchpoints=dropped_tp,
         boxes=boxes,
+        shared_slopes=shared_slopes,
     )
+
+
+def _groupings_too_sparse_for_slopes(
+    spec: DriverModelSpec, levels: dict[str, list[str]], level_idx: dict[str, np.ndarray]
+) -> dict[str, float]:
+    """Groupings with a learned sd (more than ``fixed_scale_levels`` levels) whose median level has fewer than
+    ``group_slopes_min_answers`` answers: grouping -> that median. Their levels shift the intercepts alone."""
+    if not spec.group_slopes_min_answers or "slope" not in spec.varying or "intercept" not in spec.varying:
+        return {}
+    out = {}
+    for g, lv in levels.items():
+        if len(lv) <= spec.fixed_scale_levels or g in spec.intercept_only:
+            continue
+        median = float(np.median(np.bincount(level_idx[g], minlength=len(lv))))
+        if median < spec.group_slopes_min_answers:
+            out[g] = median
+    return out
 
 
 def _numeric_column(frame: pd.DataFrame, column: str, where: str) -> np.ndarray:
@@ -785,7 +822,7 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
             # markets: each gets its own Kano classes), where fixed-scale offsets cost few parameters; with
             # dozens of levels (airlines, branches) they are shared, which keeps the fit fast and converged
             # intercept-only groupings (e.g. wave) shift the intercepts alone: their touchpoint deviations are 0
-            intercept_only = set(spec.intercept_only)
+            intercept_only = set(prep.intercept_only)  # declared, and groupings with too few answers per level
             eq.learned_dims = [
                 d for d in prep.group_dims if len(prep.levels[d]) > spec.fixed_scale_levels and d not in intercept_only
             ]
@@ -819,16 +856,26 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
                     for k_d, d in enumerate(eq.learned_dims):
                         sd_parts[prep.group_dims.index(d)] = learned_sd[k_d]
                 sd = pt.stack([pt.as_tensor_variable(float(x)) if isinstance(x, float) else x for x in sd_parts])
-                if spec.parametrization == "centred" and eq.learned_dims:
-                    scaled = pm.Normal(
-                        eq.name("raw_slope"), 0.0, sd[eq.dim_of_free][:, None], dims=("group_free", eq.touchpoints_dim)
-                    )
+                # free values only for the groupings whose slopes vary (intercept-only ones stay at 0)
+                slope_free = np.flatnonzero(slope_on[eq.dim_of_free] > 0)
+                free_dim = "group_free"
+                if len(slope_free) < len(eq.dim_of_free):
+                    free_dim = eq.name("slope_free")
+                    if len(slope_free):
+                        model.add_coord(free_dim, [coords["group_free"][i] for i in slope_free])
+                sd_free = sd[eq.dim_of_free[slope_free]][:, None]
+                if not len(slope_free):
+                    part = pt.zeros((0, n_tj))
+                elif spec.parametrization == "centred" and eq.learned_dims:
+                    part = pm.Normal(eq.name("raw_slope"), 0.0, sd_free, dims=(free_dim, eq.touchpoints_dim))
                 else:
                     # non-centred: with a fixed sd this is the centred model on a unit scale (no funnel)
-                    z = pm.Normal(eq.name("z_slope"), 0.0, 1.0, dims=("group_free", eq.touchpoints_dim))
-                    scaled = z * sd[eq.dim_of_free][:, None]
-                if intercept_only:
-                    scaled = scaled * slope_on[eq.dim_of_free][:, None]
+                    z = pm.Normal(eq.name("z_slope"), 0.0, 1.0, dims=(free_dim, eq.touchpoints_dim))
+                    part = z * sd_free
+                if len(slope_free) < len(eq.dim_of_free):
+                    scaled = pt.set_subtensor(pt.zeros((len(eq.dim_of_free), n_tj))[slope_free], part)
+                else:
+                    scaled = part
                 scaled_by_term = {"slope": scaled}
                 if len(eq.dev_terms) > 1:
                     model.add_coord(eq.name("offset_free"), [coords["group_free"][i] for i in offset_free])
@@ -836,9 +883,12 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
                     z_t = pm.Normal(eq.name(f"z_{term}"), 0.0, 1.0, dims=(eq.name("offset_free"), eq.touchpoints_dim))
                     full = pt.zeros((len(eq.dim_of_free), n_tj))
                     scaled_by_term[term] = pt.set_subtensor(full[offset_free], z_t * priors.group_offset_sd)
+                # the zero-mean bases depend on the level shares: shared data, so a compiled model is reused on
+                # other data of the same structure with that data's own centring
+                slope_basis = pm.Data(eq.name("slope_basis"), eq.slope_basis)
                 for v_i, term in enumerate(eq.dev_terms):
                     # deviations with a zero users'-weighted mean: the common term is the population average
-                    dev = (eq.slope_basis * scaled_by_term[term].T[:, None, :]).sum(axis=2).T  # (L, T_j)
+                    dev = (slope_basis * scaled_by_term[term].T[:, None, :]).sum(axis=2).T  # (L, T_j)
                     pm.Deterministic(eq.name(f"{term}_dev"), dev, dims=("group_level", eq.touchpoints_dim))
                     cell_devs[v_i] = pt.dot(eq.cell_of_level, dev)
             cell_dev = pt.stack(cell_devs)  # (V, C, T_j)
@@ -849,7 +899,8 @@ def build_model(prep: PreparedData, minibatch: int | None = None, seed: int = 1)
                 # level intercepts: N(0, group_intercept_sd) deviations with a fixed scale (with 3-4 levels a
                 # learned scale is barely identified and makes a funnel), centred on the rows' mean
                 z_i = pm.Normal(eq.name("z_intercept"), 0.0, 1.0, dims="group_free")
-                dev_i = pt.dot(eq.intercept_basis, z_i * priors.group_intercept_sd)
+                intercept_basis = pm.Data(eq.name("intercept_basis"), eq.intercept_basis)  # shared, as the slopes'
+                dev_i = pt.dot(intercept_basis, z_i * priors.group_intercept_sd)
                 intercept_cell = intercept_cell + pt.dot(eq.cell_of_level, dev_i)
 
             extra = pt.zeros_like(cell, dtype="float64")

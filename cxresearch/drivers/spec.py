@@ -187,6 +187,13 @@ class DriverModelSpec(_Strict):
     # with a fixed sd (priors.group_offset_sd): with 2-5 levels a learned sd is barely identified and makes
     # a funnel the sampler cannot explore; more levels learn their sd (non-centred, or centred)
     fixed_scale_levels: int = Field(5, ge=1)
+    # a grouping with more levels than that varies the touchpoint slopes only when its median level has at least
+    # this many answers; below it the levels shift the intercepts alone (PreparedData.shared_slopes says which
+    # and why): a level with two or three answers cannot inform its own slopes (they would be the prior's), and
+    # the learned sd of hundreds of such deviations stalls the sampler (Skytrax seat: 96 airlines, median 3.5
+    # reviews: 3 of 5 cross-validation fits failed the gate on that sd, with no gain in held-out accuracy).
+    # 0: every grouping varies its slopes
+    group_slopes_min_answers: float = Field(5, ge=0)
     parametrization: Literal["noncentred", "centred"] = "noncentred"  # group deviations with a learned sd
     min_users: int = Field(20, ge=1)  # touchpoints with fewer users in the data are left out (reported)
     outcome: str | None = None  # the behaviour construct the impacts are read on (default: the final sink)

@@ -247,6 +247,23 @@ def paths_table(summary: Any) -> pd.DataFrame:
     )
 
 
+def shared_slopes_text(prep: Any) -> str | None:
+    """Words for the groupings whose levels have too few answers for their own touchpoint slopes (their levels
+    shift the baseline only; ``DriverModelSpec.group_slopes_min_answers``), or None when there are none."""
+    if not prep.shared_slopes:
+        return None
+    need = prep.resolved.spec.group_slopes_min_answers
+    parts = [
+        f"**{g}** ({len(prep.levels[g])} levels, a median of {median:g} answers per level)"
+        for g, median in prep.shared_slopes.items()
+    ]
+    return (
+        f"Too few answers to estimate driver strengths per level of {', '.join(parts)}: at least {need:g} per "
+        "level on the median are needed. Those levels share the drivers' strengths and shift only the baseline, "
+        "so no differences between them are shown."
+    )
+
+
 def group_table(summary: Any, threshold: float = 0.95) -> pd.DataFrame:
     pw = summary.pairwise_differences
     if pw.empty:

@@ -192,6 +192,9 @@ def results_dict(summary: DriverSummary) -> dict[str, Any]:
         paths[f"{row['source']}__{row['target']}"] = entry
     out["paths"] = paths
     out["top3"] = list(summary.top3)
+    prep = summary.fit.prep
+    # groupings whose levels had too few answers for their own driver strengths (median answers per level)
+    out["shared_slopes"] = {g: {"median_answers_per_level": m} for g, m in prep.shared_slopes.items()}
     return out
 
 

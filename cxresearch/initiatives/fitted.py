@@ -175,7 +175,7 @@ class FittedDriverModel:
         prep = self.fit.prep
         d = self.diagnostics
         chain = " -> ".join(["touchpoints", *self.mediators, self.outcome])
-        intercept_only = list(prep.resolved.spec.intercept_only)
+        intercept_only = list(prep.intercept_only)
         both = [g for g in self.group_by if g not in intercept_only]
         groups = f"slopes and intercepts by {', '.join(both) or 'nothing'}"
         if intercept_only:
