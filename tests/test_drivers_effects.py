@@ -213,7 +213,8 @@ def test_results_payload_and_first_screen_text(prep):
     fit = _fake_fit(prep, seed=3)
     summary = summarize_drivers(fit, max_draws=N_DRAWS)
     payload = results_dict(summary)
-    assert set(payload) == {"diagnostics", "outcome", "touchpoints", "paths", "top3"}
+    assert set(payload) == {"diagnostics", "outcome", "touchpoints", "paths", "top3", "shared_slopes"}
+    assert payload["shared_slopes"] == {}  # every grouping here has enough answers per level for its own slopes
     assert payload["outcome"]["kind"] == "nps" and payload["outcome"]["higher_is_better"] is True
     assert set(payload["diagnostics"]) >= {
         "rhat_max",

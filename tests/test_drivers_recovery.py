@@ -94,15 +94,20 @@ def test_compiled_model_is_reused_on_other_data_and_samples_as_a_fresh_compilati
     until issue 20, when reuse centred the deviations on the first data's mix) and its initial point. So with
     the same seed it gives exactly the draws of a fresh compilation, and its saved fit, rebuilt from its own
     data on loading, predicts the same."""
-    from cxresearch.drivers.fit import _with_initial_point, compile_driver_model
+    from cxresearch.drivers.fit import _COMPILED, _compiled_key, _with_initial_point
+    from cxresearch.drivers.model import build_model
 
     data, _, first, _ = demo_fit
     again = fit_driver_model(data, None, draws=100, tune=100, chains=2, seed=3, escalate=False)
     assert again.timings["compile_s"] < 2.0
-    other, _ = _simulate(tmp_path_factory, 12_000, 77)  # large enough for the same likelihood form as the demo
-    fit = fit_driver_model(other, None, draws=100, tune=100, chains=2, seed=3, escalate=False)
+    # other data of the same structure: the demo's first wave (other level shares; about 10,000 answers, enough for
+    # the same likelihood form, the emotion equation on sufficient statistics)
+    other = data.survey[data.survey["wave"].astype(str) == "1"]
+    fit = fit_driver_model(other, None, dataset_spec=data.spec, draws=100, tune=100, chains=2, seed=3, escalate=False)
     assert fit.timings["compile_s"] < 2.0, fit.timings
-    fresh = fit_driver_model(other, None, draws=100, tune=100, chains=2, seed=3, escalate=False, reuse_compiled=False)
+    fresh = fit_driver_model(
+        other, None, dataset_spec=data.spec, draws=100, tune=100, chains=2, seed=3, escalate=False, reuse_compiled=False
+    )
     assert fresh.timings["compile_s"] > 2 * fit.timings["compile_s"]
     varying = [j for j, eq in fit.layout.equations.items() if eq.slope_basis.size]
     assert varying and not any(
@@ -111,11 +116,13 @@ def test_compiled_model_is_reused_on_other_data_and_samples_as_a_fresh_compilati
     assert {f"{j}__slope_dev" for j in varying} <= set(fresh.idata.posterior.data_vars)
     for name, values in fresh.idata.posterior.data_vars.items():
         np.testing.assert_allclose(fit.idata.posterior[name].values, values.values, rtol=1e-9, err_msg=name)
-    rows = other.survey.iloc[:50]
+    rows = other.iloc[:50]
     path = fit.save(tmp_path_factory.mktemp("refit") / "fit")
     back = type(fit).load(path, model_config=fit.model_config, data_hash=fit.data_hash)
     np.testing.assert_array_equal(back.predict(rows).values, fit.predict(rows).values)
-    # the initial point is nutpie's own layout: the same values as the compiled model's function
-    model, _, compiled = compile_driver_model(fit.prep, reuse=False)
+    # the initial point is nutpie's own layout: for the model it was compiled from (the demo fit's, kept in the
+    # process's cache), the same values as nutpie's function
+    model, layout = build_model(first.prep)
+    compiled = _COMPILED[_compiled_key(first.prep, layout)]
     ours = _with_initial_point(compiled, model).initial_point_func(5)
     np.testing.assert_array_equal(ours, compiled.initial_point_func(5))

@@ -22,7 +22,7 @@ def test_first_screen_is_the_recommended_plan(tmp_path: Path, monkeypatch: pytes
         pytest.skip("the 'cxresearch' Jupyter kernel is not installed (make setup installs it)")
     import papermill
 
-    simulate_dataset(tmp_path / "data", customers=8_000, seed=4, population_samples=1_000)
+    simulate_dataset(tmp_path / "data", customers=5_000, seed=4, population_samples=1_000)
     results_path = tmp_path / "results.json"
     monkeypatch.setenv("CXRESEARCH_RESULTS", str(results_path))
     out = tmp_path / "out.ipynb"
@@ -33,13 +33,14 @@ def test_first_screen_is_the_recommended_plan(tmp_path: Path, monkeypatch: pytes
         cwd=str(NOTEBOOK.parent),
         parameters={
             "dataset": str(tmp_path / "data" / "dataset.yaml"),
-            "draws": 300,
+            "draws": 200,
             "budget": 40000,
             # sized for CI: this test checks the report's shape, not the fits' gate
-            "driver_draws": 400,
-            "driver_tune": 400,
-            "survival_draws": 400,
-            "survival_tune": 400,
+            "driver_draws": 250,
+            "driver_tune": 250,
+            "survival_draws": 250,
+            "survival_tune": 250,
+            "survival_chains": 2,
         },
         progress_bar=False,
     )
