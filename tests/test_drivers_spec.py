@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -224,7 +226,7 @@ def test_a_grouping_with_too_few_answers_per_level_shifts_intercepts_only():
     import pymc as pm
 
     from cxresearch.drivers.model import build_model
-    from cxresearch.drivers.study import shared_slopes_text
+    from cxresearch.drivers.study import model_description, shared_slopes_text
 
     survey = _sparse_groups_survey()
     prep = prepare_data(survey, SPARSE_MODEL)
@@ -232,6 +234,9 @@ def test_a_grouping_with_too_few_answers_per_level_shifts_intercepts_only():
     assert prep.intercept_only == ["branch"] and prep.slope_groupings == ["segment"]
     text = shared_slopes_text(prep)
     assert "**branch** (90 levels, a median of 4 answers per level)" in text and "at least 5" in text
+    described = model_description(SimpleNamespace(prep=prep))
+    assert "Slopes and intercepts vary by segment (partial pooling)" in described
+    assert "Intercepts alone vary by branch (too few answers per level for their own slopes)" in described
     model, layout = build_model(prep)
     names = {v.name for v in model.free_RVs}
     assert "recommend__sd_slope" not in names  # the branch sd would have been the only learned one

@@ -338,8 +338,12 @@ def model_description(fit: Any) -> str:
     lines.append(f"{len(prep.touchpoints)} touchpoint experiences; " + "; ".join(parts) + ". ")
     paths = sorted({f"{'touchpoints' if p.source in prep.touchpoints else p.source} -> {p.target}" for p in r.paths})
     lines.append("Paths: " + ", ".join(paths) + ". ")
-    if prep.group_dims:
-        lines.append(f"Slopes and intercepts vary by {' and '.join(prep.group_dims)} (partial pooling). ")
+    if prep.slope_groupings:
+        lines.append(f"Slopes and intercepts vary by {' and '.join(prep.slope_groupings)} (partial pooling). ")
+    shifted = [g for g in prep.intercept_only if g in prep.group_dims]
+    if shifted:
+        why = " (too few answers per level for their own slopes)" if set(shifted) & set(prep.shared_slopes) else ""
+        lines.append(f"Intercepts alone vary by {' and '.join(shifted)}{why}. ")
     lines.append(
         "A not-used touchpoint keeps the respondent (a used / not-used term); bottom-box and top-box "
         "terms capture asymmetric effects."
