@@ -164,16 +164,9 @@ def test_same_seed_gives_identical_draws_at_one_and_two_threads(tmp_path):
     simulate_dataset(tmp_path / "data", 20_000, 9, population_samples=1000)
     data = load_dataset(tmp_path / "data" / "dataset.yaml")
     digests = []
-    try:
-        for threads in (1, 2):
-            with threadpool_limits(limits=threads), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fit = fit_driver_model(data, None, draws=100, tune=100, chains=2, cores=threads, seed=5, escalate=False)
-            digests.append(_draws_digest(fit))
-    finally:
-        # the compiled model keeps this data set's zero-mean bases as constants: later tests of the same
-        # structure must compile their own (see the closing note of issue 16)
-        from cxresearch.drivers import fit as fit_module
-
-        fit_module._COMPILED.clear()
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = fit_driver_model(data, None, draws=100, tune=100, chains=2, cores=threads, seed=5, escalate=False)
+        digests.append(_draws_digest(fit))
     assert digests[0] == digests[1]

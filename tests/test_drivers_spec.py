@@ -236,7 +236,7 @@ def test_a_grouping_with_too_few_answers_per_level_shifts_intercepts_only():
     assert "**branch** (90 levels, a median of 4 answers per level)" in text and "at least 5" in text
     described = model_description(SimpleNamespace(prep=prep))
     assert "Slopes and intercepts vary by segment (partial pooling)" in described
-    assert "Intercepts alone vary by branch (too few answers per level for their own slopes)" in described
+    assert "Intercepts alone vary by branch (too few answers per level for its own slopes)" in described
     model, layout = build_model(prep)
     names = {v.name for v in model.free_RVs}
     assert "recommend__sd_slope" not in names  # the branch sd would have been the only learned one
@@ -255,3 +255,23 @@ def test_a_grouping_with_too_few_answers_per_level_shifts_intercepts_only():
     # a grouping of few levels keeps its (regularised, fixed-scale) slopes however few its answers
     few = survey.iloc[:12].assign(segment=["a", "b", "c"] * 4)
     assert "segment" not in prepare_data(few, {**SPARSE_MODEL, "group_by": ["segment"]}).shared_slopes
+
+
+def test_no_grouping_with_slopes_gives_empty_difference_tables_with_their_columns():
+    """Only a sparse grouping (90 branches, 4 answers each): no group differences are estimated, and the tables
+    say so with their columns (a plot or a filter on them must not fail); the model sentence names the branch."""
+    from cxresearch.drivers import effects as fx
+    from cxresearch.drivers.study import model_description
+    from driver_fakes import fake_fit, known_draws
+
+    prep = prepare_data(_sparse_groups_survey(), {**SPARSE_MODEL, "group_by": ["branch"]})
+    assert prep.group_dims == ["branch"] and prep.slope_groupings == []
+    layout, post = known_draws(prep, 20)
+    p = fx.posterior(fake_fit(prep, post, layout))
+    groups, pairs = fx.group_differences(p), fx.pairwise_group_differences(p)
+    assert groups.empty and {"dimension", "level", "touchpoint", "p_positive"} <= set(groups.columns)
+    assert pairs.empty and {"dimension", "level_a", "level_b", "p_positive"} <= set(pairs.columns)
+    described = model_description(SimpleNamespace(prep=prep))
+    assert "Intercepts alone vary by branch (too few answers" in described and "Slopes and" not in described
+    only_intercepts = prepare_data(_sparse_groups_survey(), {**SPARSE_MODEL, "varying": ["intercept"]})
+    assert "Intercepts alone vary by segment and branch" in model_description(SimpleNamespace(prep=only_intercepts))

@@ -716,7 +716,7 @@ def group_differences(p: Posterior) -> pd.DataFrame:
                     }
                 )
         offset += len(prep.levels[d])
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["dimension", "level", "touchpoint", "mean", "low", "high", "p_positive"])
 
 
 def pairwise_group_differences(p: Posterior) -> pd.DataFrame:
@@ -750,7 +750,9 @@ def pairwise_group_differences(p: Posterior) -> pd.DataFrame:
                         }
                     )
         offset += len(lv)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(
+        rows, columns=["dimension", "level_a", "level_b", "touchpoint", "mean", "low", "high", "p_positive"]
+    )
 
 
 def impact_by_group(p: Posterior, dimension: str, population: bool = True, seed: int = 0) -> pd.DataFrame:

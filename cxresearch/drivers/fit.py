@@ -23,6 +23,7 @@ shape kind (bootstrap, simulation studies, segments with the same levels) skips 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import warnings
 from collections.abc import Mapping
@@ -222,9 +223,10 @@ def model_config_of(model: DriverModelSpec | Mapping[str, Any]) -> dict[str, Any
     return spec.model_dump(mode="json")
 
 
-# compiled models by structure (see compile_driver_model); one process keeps a few
+# compiled models by structure (see compile_driver_model); one process keeps a few; the runner's threads share them
 _COMPILED: dict[tuple, Any] = {}
 _COMPILED_MAX = 16
+_COMPILED_LOCK = threading.Lock()
 
 
 def _data_values(prep: PreparedData, layout: ModelLayout) -> dict[str, np.ndarray]:
@@ -295,15 +297,17 @@ def compile_driver_model(prep: PreparedData, reuse: bool = True) -> tuple[Any, M
 
     model, layout = build_model(prep)
     key = _compiled_key(prep, layout)
-    if reuse and key in _COMPILED:
-        compiled = _COMPILED[key]
-        values = {k: v for k, v in _data_values(prep, layout).items() if k in compiled.shared_data}
-        return model, layout, _with_initial_point(compiled.with_data(**values), model)
+    with _COMPILED_LOCK:
+        cached = _COMPILED.get(key) if reuse else None
+    if cached is not None:
+        values = {k: v for k, v in _data_values(prep, layout).items() if k in cached.shared_data}
+        return model, layout, _with_initial_point(cached.with_data(**values), model)
     compiled = nutpie.compile_pymc_model(model)
     if reuse:
-        while len(_COMPILED) >= _COMPILED_MAX:
-            _COMPILED.pop(next(iter(_COMPILED)))
-        _COMPILED[key] = compiled
+        with _COMPILED_LOCK:
+            while len(_COMPILED) >= _COMPILED_MAX:
+                _COMPILED.pop(next(iter(_COMPILED)), None)
+            _COMPILED[key] = compiled
     return model, layout, compiled
 
 

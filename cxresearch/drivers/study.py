@@ -338,12 +338,15 @@ def model_description(fit: Any) -> str:
     lines.append(f"{len(prep.touchpoints)} touchpoint experiences; " + "; ".join(parts) + ". ")
     paths = sorted({f"{'touchpoints' if p.source in prep.touchpoints else p.source} -> {p.target}" for p in r.paths})
     lines.append("Paths: " + ", ".join(paths) + ". ")
+    varying = prep.resolved.spec.varying
     if prep.slope_groupings:
-        lines.append(f"Slopes and intercepts vary by {' and '.join(prep.slope_groupings)} (partial pooling). ")
-    shifted = [g for g in prep.intercept_only if g in prep.group_dims]
+        what = "Slopes and intercepts" if "intercept" in varying else "Slopes"
+        lines.append(f"{what} vary by {' and '.join(prep.slope_groupings)} (partial pooling). ")
+    shifted = [g for g in prep.group_dims if g not in prep.slope_groupings] if "intercept" in varying else []
     if shifted:
-        why = " (too few answers per level for their own slopes)" if set(shifted) & set(prep.shared_slopes) else ""
-        lines.append(f"Intercepts alone vary by {' and '.join(shifted)}{why}. ")
+        sparse = " (too few answers per level for its own slopes)"
+        named = [g + sparse if g in prep.shared_slopes else g for g in shifted]
+        lines.append(f"Intercepts alone vary by {' and '.join(named)}. ")
     lines.append(
         "A not-used touchpoint keeps the respondent (a used / not-used term); bottom-box and top-box "
         "terms capture asymmetric effects."

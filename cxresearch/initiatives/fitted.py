@@ -176,7 +176,7 @@ class FittedDriverModel:
         d = self.diagnostics
         chain = " -> ".join(["touchpoints", *self.mediators, self.outcome])
         intercept_only = list(prep.intercept_only)
-        both = [g for g in self.group_by if g not in intercept_only]
+        both = list(prep.slope_groupings)
         groups = f"slopes and intercepts by {', '.join(both) or 'nothing'}"
         if intercept_only:
             groups += f", intercepts by {', '.join(intercept_only)}"
