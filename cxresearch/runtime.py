@@ -56,6 +56,17 @@ def combine_hashes(entries: Mapping[str, str]) -> str:
     return digest.hexdigest()
 
 
+def arrays_hash(arrays: Mapping[str, Any]) -> str:
+    """One sha256 over named arrays (as float64 values), independent of the mapping's order."""
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        digest.update(f"{name}\0".encode())
+        digest.update(np.ascontiguousarray(arrays[name], dtype="float64").tobytes())
+    return digest.hexdigest()
+
+
 def package_source_hash(package_dir: str | Path | None = None) -> str:
     """sha256 over every ``cxresearch/**/*.py`` file (relative path + content), in sorted order."""
     root = Path(package_dir) if package_dir else Path(__file__).resolve().parent

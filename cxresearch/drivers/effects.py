@@ -689,6 +689,14 @@ def level_slope_deviations(p: Posterior, term: str = "slope") -> dict[str, np.nd
     return total
 
 
+def _slope_grouping_offsets(prep: Any) -> list[tuple[str, int]]:
+    """(grouping, position of its first level among the stacked levels) for the groupings whose slopes vary;
+    intercept-only ones (declared, or too few answers per level) have no slope differences to show."""
+    sizes = {d: len(prep.levels[d]) for d in prep.group_dims}
+    starts = dict(zip(prep.group_dims, np.cumsum([0] + list(sizes.values()))[:-1].tolist()))
+    return [(d, starts[d]) for d in prep.slope_groupings]
+
+
 def group_differences(p: Posterior) -> pd.DataFrame:
     """Each level's slope deviation from the average (total effect on the outcome per 10% of the scale range),
     with its 90% interval and P(deviation > 0); rows for every group dimension, level and touchpoint."""
@@ -696,11 +704,8 @@ def group_differences(p: Posterior) -> pd.DataFrame:
     if not prep.group_dims:
         return pd.DataFrame(columns=["dimension", "level", "touchpoint", "mean", "low", "high", "p_positive"])
     dev = level_slope_deviations(p)[prep.outcome]
-    rows, offset = [], 0
-    for d in prep.group_dims:
-        if d not in prep.slope_groupings:  # intercepts only: no slope differences were estimated
-            offset += len(prep.levels[d])
-            continue
+    rows = []
+    for d, offset in _slope_grouping_offsets(prep):
         for l_i, level in enumerate(prep.levels[d]):
             s = summarise(SLOPE_UNIT * dev[:, offset + l_i, :])
             for t_i, tp in enumerate(prep.touchpoints):
@@ -715,7 +720,6 @@ def group_differences(p: Posterior) -> pd.DataFrame:
                         "p_positive": s["p_positive"][t_i],
                     }
                 )
-        offset += len(prep.levels[d])
     return pd.DataFrame(rows, columns=["dimension", "level", "touchpoint", "mean", "low", "high", "p_positive"])
 
 
@@ -727,12 +731,9 @@ def pairwise_group_differences(p: Posterior) -> pd.DataFrame:
             columns=["dimension", "level_a", "level_b", "touchpoint", "mean", "low", "high", "p_positive"]
         )
     dev = level_slope_deviations(p)[prep.outcome]
-    rows, offset = [], 0
-    for d in prep.group_dims:
+    rows = []
+    for d, offset in _slope_grouping_offsets(prep):
         lv = prep.levels[d]
-        if d not in prep.slope_groupings:  # intercepts only: no slope differences were estimated
-            offset += len(lv)
-            continue
         for a in range(len(lv)):
             for b in range(a + 1, len(lv)):
                 s = summarise(SLOPE_UNIT * (dev[:, offset + a, :] - dev[:, offset + b, :]))
@@ -749,7 +750,6 @@ def pairwise_group_differences(p: Posterior) -> pd.DataFrame:
                             "p_positive": s["p_positive"][t_i],
                         }
                     )
-        offset += len(lv)
     return pd.DataFrame(
         rows, columns=["dimension", "level_a", "level_b", "touchpoint", "mean", "low", "high", "p_positive"]
     )

@@ -45,7 +45,7 @@ from cxresearch.drivers.model import (
 )
 from cxresearch.drivers.spec import DriverModelSpec, ResolvedModel, default_model_spec, parse_model_spec
 from cxresearch.protocol import DEFAULT_LEVEL, FittedModel, load_idata, save_idata, summary_frame
-from cxresearch.runtime import frame_hash, json_default, one_blas_thread
+from cxresearch.runtime import arrays_hash, frame_hash, json_default, one_blas_thread
 
 METHODS = ("nuts", "approx")
 STATE_NAME = "state.json"
@@ -250,16 +250,9 @@ def _data_values(prep: PreparedData, layout: ModelLayout) -> dict[str, np.ndarra
 def _compiled_key(prep: PreparedData, layout: ModelLayout) -> tuple:
     """What a compiled model can be reused for: the data's structure, the likelihood form chosen for its size
     (sufficient statistics or rows) and, for latent constructs, the item answers (constants of the graph)."""
-    import hashlib
-
     key = prep.structure_key() + tuple(eq.sufficient_statistics for eq in layout.equations.values())
     if layout.latent:
-        items = hashlib.sha256()
-        for k in sorted(prep.items):
-            for name in sorted(prep.items[k]):
-                items.update(f"{k}/{name}".encode())
-                items.update(np.ascontiguousarray(prep.items[k][name], dtype=float).tobytes())
-        key += (prep.n, items.hexdigest())
+        key += (arrays_hash({f"{k}/{name}": v for k, items in prep.items.items() for name, v in items.items()}),)
     return key
 
 
@@ -268,7 +261,6 @@ def _with_initial_point(compiled: Any, model: Any) -> Any:
     start at the data's class shares), so a reused compiled model samples exactly as a fresh compilation would:
     same data, same seed, same draws. The flat layout is nutpie's: value variables in the model's order."""
     import dataclasses
-    import threading
 
     from pymc.initial_point import make_initial_point_fn
 

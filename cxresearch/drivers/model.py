@@ -128,12 +128,8 @@ class PreparedData:
         data sets of one structure (rows, frequencies, counts, and the group deviations' zero-mean bases, which
         are weighted by each level's share) are shared variables that :func:`.fit.compile_driver_model` swaps in.
         """
-        import hashlib
+        from cxresearch.runtime import arrays_hash
 
-        features = hashlib.sha256()
-        for term in sorted(self.features):
-            features.update(term.encode())
-            features.update(np.ascontiguousarray(self.features[term], dtype=float).tobytes())
         return (
             self.resolved.model_dump_json(),
             tuple(self.touchpoints),
@@ -141,7 +137,7 @@ class PreparedData:
             tuple(tuple(v) for v in self.levels.values()),
             self.n_states,
             tuple(sorted(self.n_categories.items())),
-            features.hexdigest(),
+            arrays_hash(self.features),
             tuple(self.intercept_only),
         )
 
