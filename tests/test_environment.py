@@ -78,10 +78,11 @@ def _third_party_imports() -> dict[str, set[str]]:
 
 
 def test_every_imported_package_is_declared():
-    """What the package imports is a declared runtime dependency (no package that only works by accident)."""
+    """What the package imports is a declared runtime dependency or optional extra (no package that only works by
+    accident); an extra is imported only where a setting asks for it (jax: ``backend: jax``)."""
     from importlib.metadata import packages_distributions
 
-    declared = set(_runtime_requirements())
+    declared = set(_runtime_requirements()) | set(_optional_extras())
     providers = packages_distributions()
     undeclared = {}
     for module, files in _third_party_imports().items():
@@ -103,6 +104,12 @@ def test_every_declared_runtime_package_is_used():
     not_imported = {"ipykernel", "jupyterlab"}
     unused = sorted(set(_runtime_requirements()) - used_dists - not_imported)
     assert unused == [], f"declared in pyproject.toml but never imported by cxresearch: {unused}"
+
+
+def _optional_extras() -> dict[str, str]:
+    """The user-facing extras of pyproject.toml (``pip install 'cxresearch[jax]'``), not the test tools."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    return {_name(r): r for group, reqs in extras.items() if group != "dev" for r in reqs}
 
 
 def _runtime_requirements() -> dict[str, str]:

@@ -18,6 +18,12 @@ observed equations <= :data:`cxresearch.drivers.predict.LOG_LIKELIHOOD_MAX_VALUE
 
 Compiled models are cached by model structure, so refitting the same model to new data of the same
 shape kind (bootstrap, simulation studies, segments with the same levels) skips the compilation.
+
+``backend``: ``"numba"`` (default) compiles the log-density to machine code with numba: the fastest gradient
+on a CPU, but 10-15 s per compilation and about a minute the first time on a new machine (empty caches).
+``"jax"`` (optional: ``pip install 'cxresearch[jax]'``, or a CUDA build of jaxlib for a GPU) hands the same
+graph to XLA (:mod:`.kernels_jax`): 3-5 s to compile, no disk cache needed, and the path to an accelerator;
+on a CPU each gradient costs about 2-3x numba's (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from cxresearch.protocol import DEFAULT_LEVEL, FittedModel, load_idata, save_ida
 from cxresearch.runtime import arrays_hash, frame_hash, json_default, one_blas_thread
 
 METHODS = ("nuts", "approx")
+BACKENDS = ("numba", "jax")
 STATE_NAME = "state.json"
 ROWS_NAME = "rows.parquet"
 
@@ -275,32 +282,63 @@ def _with_initial_point(compiled: Any, model: Any) -> Any:
             point = point_fn(seed)
         return np.concatenate([np.asarray(point[n], dtype="float64").ravel() for n in names])
 
+    if hasattr(compiled, "_make_initial_points"):  # the JAX backend's model (nutpie's PyFuncModel)
+        return dataclasses.replace(compiled, _make_initial_points=flat_initial_point)
     return dataclasses.replace(compiled, initial_point_func=flat_initial_point)
 
 
-def compile_driver_model(prep: PreparedData, reuse: bool = True) -> tuple[Any, ModelLayout, Any]:
+def compile_driver_model(
+    prep: PreparedData, reuse: bool = True, backend: str = "numba"
+) -> tuple[Any, ModelLayout, Any]:
     """``(pymc_model, layout, nutpie_compiled)`` for prepared data.
 
     Compiling the graph to machine code (numba) takes 5-15 s; building the PyMC model well under one. So the
     model is always built for ``prep``, and a compiled model of the same structure (:func:`_compiled_key`) is
     reused with this data swapped in (rows, frequencies, group bases, initial point): k-fold refits, segments
-    of one study and repeated simulations compile once per process."""
+    of one study and repeated simulations compile once per process. ``backend``: ``"numba"`` or ``"jax"``
+    (see the module docstring)."""
     import nutpie
 
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     model, layout = build_model(prep)
-    key = _compiled_key(prep, layout)
+    key = (backend, *_compiled_key(prep, layout))
     with _COMPILED_LOCK:
         cached = _COMPILED.get(key) if reuse else None
     if cached is not None:
-        values = {k: v for k, v in _data_values(prep, layout).items() if k in cached.shared_data}
+        names = cached.shared_data if backend == "numba" else cached._shared_data
+        values: dict[str, Any] = {k: v for k, v in _data_values(prep, layout).items() if k in names}
+        if backend == "jax":  # onto the device once (a GPU's memory), not at every gradient evaluation
+            import jax.numpy as jnp
+
+            values = {k: jnp.asarray(v) for k, v in values.items()}
         return model, layout, _with_initial_point(cached.with_data(**values), model)
-    compiled = nutpie.compile_pymc_model(model)
+    if backend == "jax":
+        _import_jax_backend()
+        # the data stay shared variables (nutpie would freeze them into the graph as constants by default), so a
+        # compiled model can take another data set, and XLA does not embed the rows in its program
+        compiled = _with_initial_point(
+            nutpie.compile_pymc_model(model, backend="jax", gradient_backend="pytensor", freeze_model=False), model
+        )
+    else:
+        compiled = nutpie.compile_pymc_model(model)
     if reuse:
         with _COMPILED_LOCK:
             while len(_COMPILED) >= _COMPILED_MAX:
                 _COMPILED.pop(next(iter(_COMPILED)), None)
             _COMPILED[key] = compiled
     return model, layout, compiled
+
+
+def _import_jax_backend() -> None:
+    """Register the fused likelihood Ops with PyTensor's JAX linker, or say how to install JAX."""
+    try:
+        from cxresearch.drivers import kernels_jax  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"backend 'jax' needs JAX ({exc}): pip install 'cxresearch[jax]' (CPU), or jax with a CUDA jaxlib "
+            "for a GPU (https://docs.jax.dev/en/latest/installation.html); or use backend 'numba'"
+        ) from None
 
 
 def resolve_model(model: DriverModelSpec | Mapping[str, Any] | None, dataset_spec: Any = None) -> DriverModelSpec:
@@ -337,6 +375,7 @@ def fit_driver_model(
     *,
     dataset_spec: Any | None = None,
     method: str = "nuts",
+    backend: str = "numba",
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 2,
@@ -362,6 +401,8 @@ def fit_driver_model(
     (see :func:`choose_low_rank`). ``model``: a :class:`DriverModelSpec` or its mapping;
     None gives the standard chain touchpoints -> emotion -> outcome (+ direct) from the dataset spec.
     ``log_likelihood``: store the per-row log-likelihood (True / False; None = auto, see the module docstring).
+    ``backend``: ``"numba"`` (default) or ``"jax"`` for NUTS (see the module docstring; the draws differ between
+    backends in the last digits, so the same seed gives the same posterior only within Monte Carlo error).
     ``escalate``: when a NUTS fit fails the gate, run it once more with twice the draws, a longer warm-up and a
     higher target_accept (``sampler_config['escalated']`` says what was done and why).
     """
@@ -369,6 +410,8 @@ def fit_driver_model(
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     frame = survey
     if hasattr(survey, "survey") and hasattr(survey, "spec"):
         frame, dataset_spec = survey.survey, dataset_spec or survey.spec
@@ -392,8 +435,9 @@ def fit_driver_model(
         from cxresearch.runtime import run_threads
 
         t0 = time.perf_counter()
-        pm_model, layout, compiled = compile_driver_model(prep, reuse=reuse_compiled)
+        pm_model, layout, compiled = compile_driver_model(prep, reuse=reuse_compiled, backend=backend)
         timings["compile_s"] = time.perf_counter() - t0
+        settings["backend"] = backend
         low_rank = choose_low_rank(low_rank, prep, compiled.n_dim)
         settings["low_rank"] = low_rank
         cores = cores or min(chains, run_threads())

@@ -81,6 +81,7 @@ def evaluate_command(
             mediators=mediators,
             seed=loaded.params.seed,
             method=s["method"],
+            backend=s["backend"],
             draws=draws or s["validation_draws"],
             tune=s["tune"],
             chains=s["chains"],

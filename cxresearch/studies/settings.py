@@ -130,6 +130,7 @@ class DriversSettings(_Settings):
     """notebooks/drivers.ipynb: the Bayesian path model of touchpoints -> emotion -> recommendation."""
 
     method: Literal["nuts", "approx"] = "nuts"
+    backend: Literal["numba", "jax"] = "numba"
     draws: Annotated[int, Field(ge=100, le=100_000)] = 1000
     tune: Annotated[int, Field(ge=50, le=100_000)] = 1000
     chains: Annotated[int, Field(ge=1, le=16)] = 2
