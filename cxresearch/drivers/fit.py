@@ -254,10 +254,11 @@ def _data_values(prep: PreparedData, layout: ModelLayout) -> dict[str, np.ndarra
     return values
 
 
-def _compiled_key(prep: PreparedData, layout: ModelLayout) -> tuple:
-    """What a compiled model can be reused for: the data's structure, the likelihood form chosen for its size
-    (sufficient statistics or rows) and, for latent constructs, the item answers (constants of the graph)."""
-    key = prep.structure_key() + tuple(eq.sufficient_statistics for eq in layout.equations.values())
+def _compiled_key(prep: PreparedData, layout: ModelLayout, backend: str = "numba") -> tuple:
+    """What a compiled model can be reused for: the backend, the data's structure, the likelihood form chosen for
+    its size (sufficient statistics or rows) and, for latent constructs, the item answers (constants of the
+    graph)."""
+    key = (backend, *prep.structure_key(), *(eq.sufficient_statistics for eq in layout.equations.values()))
     if layout.latent:
         key += (arrays_hash({f"{k}/{name}": v for k, items in prep.items.items() for name, v in items.items()}),)
     return key
@@ -302,7 +303,7 @@ def compile_driver_model(
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     model, layout = build_model(prep)
-    key = (backend, *_compiled_key(prep, layout))
+    key = _compiled_key(prep, layout, backend)
     with _COMPILED_LOCK:
         cached = _COMPILED.get(key) if reuse else None
     if cached is not None:
