@@ -36,14 +36,13 @@ lint: setup
 	$(BIN)/ruff format --check cxresearch tests benchmarks
 	$(BIN)/mypy
 
-# Tests run in parallel, one test file per worker (module fixtures such as a shared fit stay in one process),
-# heaviest files first (tests/conftest.py HEAVY_FIRST; xdist's own reordering by test count is turned off).
+# Tests run in parallel, one test file per worker (module fixtures such as a shared fit stay in one process).
 TEST_WORKERS ?= auto
 test: setup lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
