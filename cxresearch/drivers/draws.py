@@ -131,18 +131,19 @@ def build_tables(
     slope_feature: np.ndarray,
     cols: np.ndarray,
     freq: np.ndarray,
+    xp: Any = np,
 ) -> np.ndarray:
     """NumPy twin of :func:`cxresearch.drivers.kernels.build_table`, vectorised over draws: ``cell_dev``
-    (S, V, C, T_j) and ``slope_feature`` (V, T_j, S) for the V group-varying terms."""
+    (S, V, C, T_j) and ``slope_feature`` (V, T_j, S) for the V group-varying terms. ``xp``: the array module
+    (``jax.numpy`` for the JAX backend's likelihood, :mod:`.kernels_jax`); no in-place writes, so it traces."""
     n_s = coef.shape[0]
-    n_cells = cell_dev.shape[2]
     _, n_tj, n_states = slope_feature.shape
-    base = np.einsum("nkt,ktq->ntq", coef, features) if n_tj else np.zeros((n_s, 0, n_states))
-    table_tp = base[:, None, :, :] + np.einsum("svct,vtq->sctq", cell_dev, slope_feature)
+    base = xp.einsum("nkt,ktq->ntq", coef, features) if n_tj else xp.zeros((n_s, 0, n_states))
+    table_tp = base[:, None, :, :] + xp.einsum("svct,vtq->sctq", cell_dev, slope_feature)
     n_rows = freq[:, -1, :].sum()
     if n_tj:
-        mean = np.einsum("ctq,nctq->nt", freq[:, cols, :], table_tp) / n_rows
+        mean = xp.einsum("ctq,nctq->nt", freq[:, cols, :], table_tp) / n_rows
         table_tp = table_tp - mean[:, None, :, None]
-    slot = np.zeros((n_s, n_cells, 1, n_states))
-    slot[:, :, 0, 0] = intercept_cell
-    return np.concatenate([table_tp, slot], axis=2)
+    # the intercept slot: the cell intercept at state 0, zeros elsewhere
+    slot = intercept_cell[:, :, None, None] * (xp.arange(n_states) == 0)[None, None, None, :]
+    return xp.concatenate([table_tp, slot], axis=2)

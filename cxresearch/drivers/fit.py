@@ -318,9 +318,7 @@ def compile_driver_model(
         _import_jax_backend()
         # the data stay shared variables (nutpie would freeze them into the graph as constants by default), so a
         # compiled model can take another data set, and XLA does not embed the rows in its program
-        compiled = _with_initial_point(
-            nutpie.compile_pymc_model(model, backend="jax", gradient_backend="pytensor", freeze_model=False), model
-        )
+        compiled = nutpie.compile_pymc_model(model, backend="jax", gradient_backend="pytensor", freeze_model=False)
     else:
         compiled = nutpie.compile_pymc_model(model)
     if reuse:

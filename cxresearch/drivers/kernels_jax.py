@@ -3,9 +3,8 @@
 The numba kernels loop over rows; here the same quantities are array expressions that XLA compiles for
 the CPU or a GPU:
 
-- the lookup table is two contractions (``coef x features`` for every cell, ``cell_dev x slope_feature``
-  per cell), centred on each touchpoint's mean contribution with the per-cell frequencies, exactly as
-  :func:`.kernels.build_table`;
+- the lookup table is the NumPy twin's (:func:`.draws.build_tables` on jax.numpy): two contractions, centred on
+  each touchpoint's mean contribution with the per-cell frequencies, as :func:`.kernels.build_table`;
 - eta is a gather of the rows' table positions (``offsets``) summed over the touchpoints;
 - the row log-likelihoods are the same softplus forms as the numba kernels (ordered logistic without the
   category-only term, which the model adds from the counts; Bernoulli; Gaussian);
@@ -22,21 +21,14 @@ import jax
 import jax.numpy as jnp
 from pytensor.link.jax.dispatch import jax_funcify
 
+from .draws import build_tables
 from .kernels import _KIND, EquationLikelihood, GaussianSuffStatLikelihood
-
-jax.config.update("jax_enable_x64", True)
 
 
 def build_table(coef, cell_dev, intercept_cell, features, slope_feature, cols, freq):
-    """(C, T_j + 1, S) table of one equation and the number of rows; see :func:`.kernels.build_table`."""
-    base = jnp.einsum("kt,kts->ts", coef, features)
-    table = base[None, :, :] + jnp.einsum("vct,vts->cts", cell_dev, slope_feature)
-    n_rows = freq[:, -1, :].sum()
-    mean = (freq[:, cols, :] * table).sum(axis=(0, 2)) / n_rows
-    table = table - mean[None, :, None]
-    n_cells, _, n_states = table.shape
-    icpt = jnp.zeros((n_cells, 1, n_states), dtype=table.dtype).at[:, 0, 0].set(intercept_cell)
-    return jnp.concatenate([table, icpt], axis=1)
+    """(C, T_j + 1, S) table of one equation: the NumPy twin :func:`.draws.build_tables` (one draw) in jax.numpy."""
+    one_draw = (coef[None], cell_dev[None], intercept_cell[None])
+    return build_tables(*one_draw, features, slope_feature, cols, freq, xp=jnp)[0]
 
 
 def _row_loglik(kind: int, eta, theta, y):
