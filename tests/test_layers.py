@@ -2,8 +2,8 @@
 
     data  <-  measurement / drivers / economics  <-  initiatives  <-  studies  <-  cli
 
-Neutral modules (runtime, diagnostics, protocol, reports, results, yamlio, the package root) may be imported by
-every layer and import none of the layers. measurement, drivers and economics do not import each other.
+Neutral modules (runtime, compile_cache, diagnostics, protocol, reports, results, yamlio, the package root) may be
+imported by every layer and import none of the layers. measurement, drivers and economics do not import each other.
 Every import counts, including those inside functions (a function-level import still ties the layers together
 and is how a cycle hides); imports under ``if TYPE_CHECKING:`` count for the layers but not for cycles (Python
 never runs them).
@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cxresearch"
 
 #: rank of each layer; an import must go to a lower rank, or to the same layer (inside one area), or to neutral
 LAYER_RANK = {"data": 0, "measurement": 1, "drivers": 1, "economics": 1, "initiatives": 2, "studies": 3, "cli": 4}
-NEUTRAL = {"", "runtime", "diagnostics", "protocol", "reports", "results", "yamlio"}
+NEUTRAL = {"", "runtime", "diagnostics", "protocol", "reports", "results", "yamlio", "compile_cache"}
 
 
 def module_name(path: Path) -> str:

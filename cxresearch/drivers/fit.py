@@ -293,7 +293,8 @@ def compile_driver_model(
 ) -> tuple[Any, ModelLayout, Any]:
     """``(pymc_model, layout, nutpie_compiled)`` for prepared data.
 
-    Compiling the graph to machine code (numba) takes 5-15 s; building the PyMC model well under one. So the
+    Compiling the graph to machine code (numba) takes 5-15 s the first time a structure is seen on a machine, about
+    1 s once it is in the disk cache (:mod:`cxresearch.compile_cache`); building the PyMC model well under one. So the
     model is always built for ``prep``, and a compiled model of the same structure (:func:`_compiled_key`) is
     reused with this data swapped in (rows, frequencies, group bases, initial point): k-fold refits, segments
     of one study and repeated simulations compile once per process. ``backend``: ``"numba"`` or ``"jax"``
@@ -320,7 +321,9 @@ def compile_driver_model(
         # compiled model can take another data set, and XLA does not embed the rows in its program
         compiled = nutpie.compile_pymc_model(model, backend="jax", gradient_backend="pytensor", freeze_model=False)
     else:
-        compiled = nutpie.compile_pymc_model(model)
+        from cxresearch.compile_cache import compile_pymc_model
+
+        compiled = compile_pymc_model(model)  # nutpie's, with its C callbacks cached on disk
     if reuse:
         with _COMPILED_LOCK:
             while len(_COMPILED) >= _COMPILED_MAX:

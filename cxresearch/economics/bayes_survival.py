@@ -754,7 +754,9 @@ def fit_piecewise_exponential(
     if sampler == "nutpie":
         import nutpie
 
-        compiled = nutpie.compile_pymc_model(model)
+        from cxresearch.compile_cache import compile_pymc_model
+
+        compiled = compile_pymc_model(model)  # nutpie's, with its C callbacks cached on disk
         with one_blas_thread():
             idata = nutpie.sample(
                 compiled,
