@@ -183,7 +183,9 @@ def _callback(
     }
     body_name = body_src.split("def ", 1)[1].split("(", 1)[0]
     # the body is compiled only when the callback is not in the cache (its code is linked into the callback's)
-    body = numba.njit(compile_numba_function_src(body_src, body_name, dict(env)))
+    body = numba.njit(no_cpython_wrapper=True, no_cfunc_wrapper=True)(
+        compile_numba_function_src(body_src, body_name, dict(env))
+    )
     wrapper_name = wrapper_src.split("def ", 1)[1].split("(", 1)[0]
     return compile_numba_function_src(wrapper_src, wrapper_name, {**env, "body": body}, cache_key=key), key
 
