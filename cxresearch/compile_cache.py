@@ -17,9 +17,10 @@ key and the versions involved. A second compilation of a model of the same struc
 both wrappers from disk (about 0.1 s).
 
 It uses nutpie's internal helpers (``_make_functions``, ``make_user_data``, ``_prepare_dims_and_coords``,
-``address_as_void_pointer``), checked at import; where they are missing (another nutpie version) or the
-graph has no cache key, :func:`compile_pymc_model` says so in a warning and calls
-``nutpie.compile_pymc_model`` instead (same model, slower compilation).
+``address_as_void_pointer``), so it runs only on the nutpie releases it was checked against
+(:data:`CHECKED_NUTPIE`); with another release :func:`compile_pymc_model` says so in a warning and calls
+``nutpie.compile_pymc_model`` instead (same model, slower compilation). A graph without a PyTensor cache key
+gets its wrappers compiled as nutpie would, without writing them to disk.
 """
 
 from __future__ import annotations
@@ -104,8 +105,16 @@ def _readonly_intrinsic() -> Any:
     return as_readonly
 
 
+#: nutpie releases (major.minor) whose internal helpers this module was checked against
+CHECKED_NUTPIE = ("0.16",)
+
+
 def _nutpie_internals() -> Any:
-    """nutpie's compile module when it has the helpers this module relies on, else None."""
+    """nutpie's compile module when it is a checked release with the helpers this module relies on, else None."""
+    import nutpie
+
+    if ".".join(nutpie.__version__.split(".")[:2]) not in CHECKED_NUTPIE:
+        return None
     try:
         from nutpie import compile_pymc as cp
     except ImportError:
@@ -202,8 +211,9 @@ def compile_pymc_model(model: Any) -> Any:
     cp = _nutpie_internals()
     if cp is None:
         warnings.warn(
-            f"nutpie {nutpie.__version__} lacks the helpers cxresearch uses to cache compiled models; "
-            "compiling without the cache (slower, same model)",
+            f"nutpie {nutpie.__version__} is not a release cxresearch's compile cache was checked against "
+            f"({', '.join(CHECKED_NUTPIE)}); compiling with nutpie.compile_pymc_model instead (same model, "
+            "about 10 s more per fit)",
             stacklevel=2,
         )
         return nutpie.compile_pymc_model(model)

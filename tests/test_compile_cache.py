@@ -158,3 +158,15 @@ def test_a_new_process_loads_both_callbacks_from_the_disk_cache():
         assert done.returncode == 0, done.stderr[-2000:]
         hits.append(json.loads(done.stdout.strip().splitlines()[-1]))
     assert hits[1] == [1, 1]
+
+
+def test_an_unchecked_nutpie_release_compiles_with_nutpie_and_says_so(monkeypatch):
+    import cxresearch.compile_cache as cc
+
+    monkeypatch.setattr(cc, "CHECKED_NUTPIE", ("0.0",))
+    model = _small_model()
+    with pytest.warns(UserWarning, match=r"not a release cxresearch's compile cache was checked against \(0\.0\)"):
+        compiled = cc.compile_pymc_model(model)
+    x = compiled.initial_point_func(1)
+    assert _logp(compiled, x)[0] == 0
+    assert _logp(compiled, x)[1] == _logp(nutpie.compile_pymc_model(model), x)[1]
