@@ -233,14 +233,19 @@ def compile_pymc_model(model: Any) -> Any:
             return_transformed=True,
         )
     )
-    n_dim, n_expanded, logp_fn_pt, expand_fn_pt, initial_point_fn, shape_info = cp._make_functions(
-        model,
-        mode="NUMBA",
-        compute_grad=True,
-        join_expanded=True,
-        pymc_initial_point_fn=initial_point_fn,
-        var_names=None,
-    )
+    with warnings.catch_warnings():
+        # PyTensor's graph rewrites look up the C BLAS flags even for a function numba compiles, and the first lookup
+        # in a process warns on a pip install that no C BLAS was found; this function uses none (numba calls BLAS
+        # itself), so that warning is wrong here. Filtered for this compilation only.
+        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS", category=UserWarning)
+        n_dim, n_expanded, logp_fn_pt, expand_fn_pt, initial_point_fn, shape_info = cp._make_functions(
+            model,
+            mode="NUMBA",
+            compute_grad=True,
+            join_expanded=True,
+            pymc_initial_point_fn=initial_point_fn,
+            var_names=None,
+        )
     shared_data: dict[str, np.ndarray] = {}
     shared_vars: dict[str, Any] = {}
     for var in [*logp_fn_pt.get_shared(), *expand_fn_pt.get_shared()]:

@@ -170,3 +170,34 @@ def test_an_unchecked_nutpie_release_compiles_with_nutpie_and_says_so(monkeypatc
     x = compiled.initial_point_func(1)
     assert _logp(compiled, x)[0] == 0
     assert _logp(compiled, x)[1] == _logp(nutpie.compile_pymc_model(model), x)[1]
+
+
+def test_no_c_blas_warning_from_a_numba_compilation():
+    """PyTensor warns on a pip install that it found no C BLAS, also while compiling a function numba runs (the
+    survival model's rewrites look the flags up); the cached compilation does not pass that wrong warning on."""
+    script = textwrap.dedent(
+        f"""
+        import sys, warnings
+        warnings.simplefilter("always")
+        sys.path.insert(0, {str(__file__.rsplit("/", 1)[0])!r})
+        from test_economics_gate import segment_cohort
+        from cxresearch.economics import build_exposure_table
+        from cxresearch.economics.bayes_survival import build_model
+        exposure = build_exposure_table(segment_cohort(), covariates=["cls", "segment"])
+        model, _ = build_model(exposure, fixed=["cls"], hierarchical=["segment"], reference={{"cls": "a"}})
+        if sys.argv[1] == "nutpie":
+            import nutpie
+            nutpie.compile_pymc_model(model)
+        else:
+            from cxresearch.compile_cache import compile_pymc_model
+            compile_pymc_model(model)
+        """
+    )
+    stderr = {}
+    for which in ("nutpie", "cached"):
+        done = subprocess.run([sys.executable, "-c", script, which], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        stderr[which] = done.stderr
+    if "could not link to a BLAS" not in stderr["nutpie"]:
+        pytest.skip("PyTensor links to a C BLAS on this machine: no warning to hold back")
+    assert "could not link to a BLAS" not in stderr["cached"]
