@@ -9,6 +9,7 @@ lifelines' plain fit.
 
 from __future__ import annotations
 
+import gc
 import math
 import warnings
 from collections.abc import Iterator
@@ -28,6 +29,9 @@ HAZARD = {"detractor": 0.04, "passive": 0.025, "promoter": 0.02}
 @pytest.fixture(autouse=True)
 def no_warnings() -> Iterator[None]:
     """lifelines' warnings are caught inside the wrappers, never printed raw."""
+    # objects other tests left behind in this worker (an unclosed event loop, say) are collected first: freed
+    # inside the block, their ResourceWarning would fail a test whose code raised nothing
+    gc.collect()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         yield

@@ -5,6 +5,7 @@ the same time at risk as the lifelines fits.
 
 from __future__ import annotations
 
+import gc
 import math
 import warnings
 from collections.abc import Iterator
@@ -19,6 +20,9 @@ from cxresearch.economics.survival import survival_frame, tenure_resolution_note
 
 @pytest.fixture(autouse=True)
 def no_warnings() -> Iterator[None]:
+    # objects other tests left behind in this worker (an unclosed event loop, say) are collected first: freed
+    # inside the block, their ResourceWarning would fail a test whose code raised nothing
+    gc.collect()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         yield
