@@ -25,8 +25,8 @@ gets its wrappers compiled as nutpie would, without writing them to disk.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import threading
 import warnings
 from typing import Any
 
@@ -83,9 +83,8 @@ def expand_wrapper(dim, expanded, x_, out_, user_data_):
         return -2
 """
 
-_LOCK = threading.Lock()
 
-
+@functools.cache
 def _readonly_intrinsic() -> Any:
     """A numba intrinsic that retypes an array as read-only (same memory, same data model).
 
@@ -148,7 +147,9 @@ def _extract_lines(names: list[str], shared_data: dict[str, np.ndarray]) -> tupl
 
 
 def _callback(
+    body_name: str,
     body_template: str,
+    wrapper_name: str,
     wrapper_template: str,
     inner: Any,
     names: list[str],
@@ -187,19 +188,14 @@ def _callback(
         "inner": inner,
         "RECORD": record,
         "address_as_void_pointer": cp.address_as_void_pointer,
-        "as_readonly": _AS_READONLY,
+        "as_readonly": _readonly_intrinsic(),
         **dtypes,
     }
-    body_name = body_src.split("def ", 1)[1].split("(", 1)[0]
     # the body is compiled only when the callback is not in the cache (its code is linked into the callback's)
     body = numba.njit(no_cpython_wrapper=True, no_cfunc_wrapper=True)(
         compile_numba_function_src(body_src, body_name, dict(env))
     )
-    wrapper_name = wrapper_src.split("def ", 1)[1].split("(", 1)[0]
     return compile_numba_function_src(wrapper_src, wrapper_name, {**env, "body": body}, cache_key=key), key
-
-
-_AS_READONLY: Any = None
 
 
 def compile_pymc_model(model: Any) -> Any:
@@ -218,10 +214,6 @@ def compile_pymc_model(model: Any) -> Any:
         )
         return nutpie.compile_pymc_model(model)
     from pymc.initial_point import make_initial_point_fn
-
-    global _AS_READONLY
-    if _AS_READONLY is None:
-        _AS_READONLY = _readonly_intrinsic()
 
     # as nutpie.compile_pymc_model: support points with a U(-1, 1) jitter on every free variable
     initial_point_fn = cp._wrap_with_lock(
@@ -262,17 +254,34 @@ def compile_pymc_model(model: Any) -> Any:
     expand_names = [v.name for v in expand_fn_pt.get_shared()]
     sizes = {"n_dim": n_dim, "n_expanded": n_expanded}
     logp_py, logp_key = _callback(
-        _LOGP_SRC, _LOGP_WRAPPER_SRC, logp_fn_pt.vm.jit_fn, logp_names, shared_data, record, sizes, cp
+        "logp_body",
+        _LOGP_SRC,
+        "logp_wrapper",
+        _LOGP_WRAPPER_SRC,
+        logp_fn_pt.vm.jit_fn,
+        logp_names,
+        shared_data,
+        record,
+        sizes,
+        cp,
     )
     expand_py, expand_key = _callback(
-        _EXPAND_SRC, _EXPAND_WRAPPER_SRC, expand_fn_pt.vm.jit_fn, expand_names, shared_data, record, sizes, cp
+        "expand_body",
+        _EXPAND_SRC,
+        "expand_wrapper",
+        _EXPAND_WRAPPER_SRC,
+        expand_fn_pt.vm.jit_fn,
+        expand_names,
+        shared_data,
+        record,
+        sizes,
+        cp,
     )
     u64, f64p = numba.types.uint64, numba.types.CPointer(numba.types.double)
     logp_sig = numba.types.int64(u64, f64p, f64p, f64p, numba.types.voidptr)
     expand_sig = numba.types.int64(u64, u64, f64p, f64p, numba.types.voidptr)
-    with _LOCK:
-        logp_c = numba.cfunc(logp_sig, cache=logp_key is not None)(logp_py)
-        expand_c = numba.cfunc(expand_sig, cache=expand_key is not None)(expand_py)
+    logp_c = numba.cfunc(logp_sig, cache=logp_key is not None)(logp_py)  # under numba's global compile lock
+    expand_c = numba.cfunc(expand_sig, cache=expand_key is not None)(expand_py)
     dims, coords = cp._prepare_dims_and_coords(model, shape_info)
     return cp.CompiledPyMCModel(
         _n_dim=n_dim,
