@@ -225,3 +225,22 @@ def test_gaussian_on_sufficient_statistics_equals_the_row_kernel(mode):
         ]
         for a, b in zip(f(*point), g(*point)):
             np.testing.assert_allclose(b, a, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("n_cells", [6, 400])  # 6 x 8 x 12 entries: uint16 offsets; 400 x 8 x 12 > 65,536: int32
+def test_gather_over_draws_equals_the_per_draw_lookup(n_cells):
+    """Predictions' lookup over posterior draws: eta[d, i] = sum_t table[d, cell_i, t, state_it], the sum the
+    likelihood kernels compute for one draw (checked entry by entry against numpy's indexing)."""
+    from cxresearch.drivers.predict import _gather_tables
+
+    rng = np.random.default_rng(3)
+    n_draws, n_slots, n_states, n = 7, 8, 12, 500
+    table = rng.normal(size=(n_draws, n_cells, n_slots, n_states))
+    states = rng.integers(0, n_states, size=(n, n_slots)).astype(np.int32)
+    cell = rng.integers(0, n_cells, size=n).astype(np.int32)
+    offsets = row_offsets(states, cell, np.arange(n_slots - 1), n_cells, n_states)
+    assert offsets.dtype == (np.uint16 if n_cells * n_slots * n_states <= 65536 else np.int32)
+    expected = table[:, cell[:, None], np.arange(n_slots)[None, :], states].sum(axis=-1)
+    np.testing.assert_allclose(_gather_tables(table, states, cell), expected, rtol=0, atol=1e-12)
+    # a non-contiguous table (a slice of draws) gives the same numbers
+    np.testing.assert_allclose(_gather_tables(table[::2], states, cell), expected[::2], rtol=0, atol=1e-12)

@@ -234,3 +234,32 @@ def test_fitted_driver_model_uses_the_forward_pass_for_any_ordinal_or_binary_out
         binary.class_mix(rows, N_DRAWS)
     with pytest.raises(ValueError, match="outcome 'emotion' is gaussian: it has no answer classes"):
         FittedDriverModel(fake_fit(_prep(demo, GAUSSIAN), seed=11), max_draws=N_DRAWS)
+
+
+ORDINAL = {
+    "touchpoints": "all",
+    "constructs": {
+        "emotion": {"items": ["emo_happy", "emo_frustrated"]},
+        "trust": {"items": ["emo_trust"], "likelihood": "ordered_logistic"},
+    },
+    "paths": ["touchpoints -> emotion", "emotion -> trust", "touchpoints -> trust"],
+    "group_by": ["segment", "market"],
+    "outcome": "trust",
+}
+
+
+@pytest.mark.parametrize("model", [None, ORDINAL, BERNOULLI, GAUSSIAN], ids=["nps", "ordinal", "bernoulli", "gaussian"])
+def test_impact_kernel_equals_pushing_each_change_through_the_equations(demo, model, monkeypatch):
+    """The one-pass impact kernel (total contribution tables, linear mediators) gives the numbers of the numpy
+    propagation through every equation, for every outcome kind, with the Bayesian bootstrap weights."""
+    from cxresearch.drivers import effects as fx
+
+    post = fx.posterior(fake_fit(_prep(demo, model), seed=3))
+    assert fx._linear_mediators(post)
+    fast = fx.impact_draws(post, population=True, seed=4)
+    monkeypatch.setattr(fx, "_linear_mediators", lambda p: False)
+    slow = fx.impact_draws(post, population=True, seed=4)
+    assert fast.keys() == slow.keys()
+    for key in slow:
+        assert np.abs(slow[key]).max() > 0
+        np.testing.assert_allclose(fast[key], slow[key], rtol=0, atol=1e-12 * max(1.0, np.abs(slow[key]).max()))

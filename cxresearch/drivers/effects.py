@@ -34,8 +34,10 @@ probabilities), so every number carries its uncertainty:
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -340,6 +342,106 @@ def improvement_text(scales: Any, share: float = IMPROVEMENT_SHARE) -> str:
     return f"{100 * share:g}% of the scale range ({parts}; capped at the top)"
 
 
+#: outcome measures the impact kernel computes (codes of :func:`_impact_kernel`'s ``kind``)
+_KIND_CODE = {"nps": 0, "ordered_logistic": 1, "bernoulli": 2, "gaussian": 3}
+
+
+@numba.njit(inline="always")
+def _logistic(x: float) -> float:
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    q = math.exp(x)
+    return q / (1.0 + q)
+
+
+@numba.njit(inline="always")
+def _measures(eta, cuts, values, kind):  # pragma: no cover - compiled
+    """(first, second) outcome measure at linear predictor ``eta``: nps -> (P(promoter), P(detractor));
+    ordinal -> (E[answer], P(top category)); bernoulli -> (P(yes), 0); gaussian -> (eta, 0)."""
+    if kind == 0:
+        return 1.0 - _logistic(cuts[PROMOTER_MIN - 1] - eta), _logistic(cuts[DETRACTOR_MAX] - eta)
+    if kind == 1:
+        below, expected = 0.0, 0.0
+        for k in range(cuts.shape[0]):
+            cdf = _logistic(cuts[k] - eta)
+            expected += values[k] * (cdf - below)
+            below = cdf
+        expected += values[cuts.shape[0]] * (1.0 - below)
+        return expected, 1.0 - below
+    if kind == 2:
+        return _logistic(eta), 0.0
+    return eta, 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _impact_kernel(total, eta0, cell, states, weights, steps, frac, top, cuts, values, kind):  # pragma: no cover
+    """out[m, d, t] = sum_i w[d, i] (measure_m(eta0 + change) - measure_m(eta0)) over the users i of touchpoint
+    t, where the rating rises ``steps[t]`` points for a share 1 - frac[t] of the users and one more for the
+    rest (capped at ``top[t]``) and the outcome's linear predictor changes by total[d, cell, t, new] -
+    total[d, cell, t, old] (every path to the outcome, mediators linear: :func:`_total_tables`).
+
+    The same numbers as pushing each change through the equations with numpy (:func:`_propagate`), in one
+    pass: each row's baseline measures once per draw, no (draws, rows) temporaries."""
+    n_draws, n = eta0.shape
+    n_tp = states.shape[1]
+    out = np.zeros((2, n_draws, n_tp))
+    for d in range(n_draws):
+        tab = total[d]
+        cut = cuts[d]
+        for i in range(n):
+            e0 = eta0[d, i]
+            w = weights[d, i]
+            c = cell[i]
+            b0, b1 = _measures(e0, cut, values, kind)
+            for t in range(n_tp):
+                old = states[i, t]
+                if old == 0:
+                    continue
+                for extra in range(2):
+                    share = frac[t] if extra else 1.0 - frac[t]
+                    if share <= 0.0:
+                        continue
+                    new = min(old + steps[t] + extra, top[t])
+                    if new == old:
+                        continue
+                    a0, a1 = _measures(e0 + tab[c, t, new] - tab[c, t, old], cut, values, kind)
+                    out[0, d, t] += share * w * (a0 - b0)
+                    out[1, d, t] += share * w * (a1 - b1)
+    return out
+
+
+def _linear_mediators(p: Posterior) -> bool:
+    """Whether every construct that feeds another is Gaussian or latent: then a rating's change reaches the
+    outcome's linear predictor additively, through one table of total contributions (:func:`_total_tables`)."""
+    prep = p.fit.prep
+    endogenous = set(prep.resolved.endogenous)
+    return all(
+        prep.likelihood(s) in ("gaussian", "latent")
+        for j in endogenous
+        for s in p.equations[j].layout.construct_sources
+        if s in endogenous
+    )
+
+
+def _total_tables(p: Posterior, draws: slice) -> np.ndarray:
+    """(S, C, T, n_states): each touchpoint state's contribution to the outcome's linear predictor in each
+    cell, directly and through the (linear) mediators' paths; a rating change moves the outcome by the
+    difference of two entries."""
+    prep = p.fit.prep
+    n_tp = len(prep.touchpoints)
+    totals: dict[str, np.ndarray] = {}
+    for j in prep.resolved.endogenous:
+        eq = p.equations[j]
+        tab = eq.table[draws]  # (S, C, T_j + 1, n_states): slot k is touchpoint eq.cols[k]
+        cur = np.zeros((tab.shape[0], tab.shape[1], n_tp, tab.shape[3]))
+        cur[:, :, eq.cols, :] = tab[:, :, : len(eq.cols), :]
+        for s_i, s in enumerate(eq.layout.construct_sources):
+            if s in totals:
+                cur += eq.paths[draws][:, s_i][:, None, None, None] * totals[s]
+        totals[j] = cur
+    return totals[prep.outcome]
+
+
 def impact_draws(
     p: Posterior,
     rows: Any = None,
@@ -382,12 +484,41 @@ def impact_draws(
             m["top_box"] = 1.0 - _sigmoid(theta[:, -1][:, None] - eta)
         return m
 
+    fast = _linear_mediators(p) and (kind == "nps" or like in _KIND_CODE)
+    if fast:
+        steps_frac = [improvement_steps(prep.scales[name], share) for name in prep.touchpoints]
+        whole_steps = np.array([k for k, _ in steps_frac], dtype=np.int64)
+        one_more = np.array([f for _, f in steps_frac], dtype=np.float64)
+        tops = np.array([prep.scales[name].points for name in prep.touchpoints], dtype=np.int64)
+        states = np.ascontiguousarray(prep.states[sel, :n_tp], dtype=np.int64)
+        cells = np.ascontiguousarray(prep.cell[sel], dtype=np.int64)
+        cat_values = np.asarray(values if values is not None else np.zeros(1), dtype=np.float64)
     for start in range(0, p.n, chunk):
         draws = slice(start, min(start + chunk, p.n))
         n_s = draws.stop - draws.start
         weights = _bootstrap_weights(rng, n_s, len(sel), population)
         base = linear_predictors(p, sel, draws)
         theta = p.equations[outcome].theta[draws]
+        if fast:
+            change = _impact_kernel(
+                _total_tables(p, draws),
+                np.ascontiguousarray(base[outcome]),
+                cells,
+                states,
+                weights,
+                whole_steps,
+                one_more,
+                tops,
+                np.ascontiguousarray(theta, dtype=np.float64),
+                cat_values,
+                _KIND_CODE["nps" if kind == "nps" else like],
+            )
+            for m_i, key in enumerate(keys[1:] if kind == "nps" else keys):
+                out[key][draws] = change[m_i]
+            if kind == "nps":
+                out["nps"][draws] = 100.0 * (out["promoter"][draws] - out["detractor"][draws])
+            continue
+        before_all = measures(base[outcome], theta)  # once per chunk: the same for every touchpoint's users
         for t in range(n_tp):
             used = prep.states[sel, t] > 0
             if not used.any():
@@ -397,7 +528,7 @@ def impact_draws(
             k, f = improvement_steps(prep.scales[prep.touchpoints[t]], share)
             base_u = {key: v[:, used] for key, v in base.items()}
             eta0 = base_u[outcome]
-            before = measures(eta0, theta)
+            before = {key: v[:, used] for key, v in before_all.items()}
             after = {key: np.zeros_like(v) for key, v in before.items()}
             for steps, weight in ((k, 1.0 - f), (k + 1, f)):
                 if weight <= 0:
@@ -640,7 +771,7 @@ def detractor_root_causes(
             new = np.full(len(rows_bad), bottom + 1)
             base_b = {k: v[:, bad] for k, v in base.items()}
             delta = _propagate(p, rows_bad, t, new, draws, base_b)
-            d_now, _ = _class_probs(base_b[prep.outcome], theta)
+            d_now = p_det_all[:, bad]
             d_fixed, _ = _class_probs(base_b[prep.outcome] + delta[prep.outcome], theta)
             w = weights[:, bad]
             diff = d_now - d_fixed
@@ -809,11 +940,16 @@ def posterior_predictive_check(p: Posterior, seed: int = 0, rows: Any = None) ->
     if like == "ordered_logistic":
         k = prep.n_categories[outcome]
         pred = np.empty((eta.shape[0], k))
-        for start in range(0, eta.shape[0], 20):  # draw chunks bound the (draws, rows, K) temporaries
+        for start in range(0, eta.shape[0], 20):  # draw chunks bound the temporaries
             part = slice(start, start + 20)
-            cdf = _sigmoid(theta[part, None, :] - eta[part, :, None])
-            sims = (rng.random(eta[part].shape)[:, :, None] > cdf).sum(axis=2)  # category draws
-            pred[part] = np.stack([(sims == c).mean(axis=1) for c in range(k)], axis=1)
+            # a category draw is the number of cutpoints with u > logistic(theta_k - eta), i.e. with
+            # theta_k < eta + logit(u): one logit per answer and a search in the sorted cutpoints instead of
+            # K logistic functions per answer
+            u = rng.random(eta[part].shape)
+            z = eta[part] + (np.log(u) - np.log1p(-u))
+            for d_i, d in enumerate(range(part.start, min(part.stop, eta.shape[0]))):
+                sims = np.searchsorted(theta[d], z[d_i], side="left")
+                pred[d] = np.bincount(sims, minlength=k) / len(sel)
         obs = np.bincount(observed, minlength=k) / len(sel)
         cats = prep.category_values[outcome]
     elif like == "bernoulli":

@@ -87,6 +87,27 @@ def _gather(table, extra, offsets, eta):
         eta[i] = e
 
 
+@numba.njit(cache=True, nogil=True)
+def gather_over_draws(flat_tables, offsets):  # pragma: no cover - compiled
+    """eta[d, i] = sum_t flat_tables[d, offsets[i, t]] for every posterior draw d (predictions, effects), with
+    ``offsets`` the rows' flat table positions (:func:`row_offsets`).
+
+    One draw's table stays in cache while the rows' offsets stream past it: about one load per (draw, row,
+    slot). numpy's fancy indexing built a (draws, rows, slots) temporary first and was memory-bound (36 of
+    the 80 s of a 100k-row summary)."""
+    n_draws = flat_tables.shape[0]
+    n, n_slots = offsets.shape
+    eta = np.empty((n_draws, n))
+    for d in range(n_draws):
+        flat = flat_tables[d]
+        for i in range(n):
+            e = 0.0
+            for t in range(n_slots):
+                e += flat[offsets[i, t]]
+            eta[d, i] = e
+    return eta
+
+
 @numba.njit(inline="always")
 def _scatter(table, offsets, d):
     """d logp / d table: sum of the rows' d logp / d eta over their table entries.

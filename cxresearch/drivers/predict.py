@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from cxresearch.drivers.draws import EquationDraws, Posterior, build_tables, dev_features, posterior
+from cxresearch.drivers.kernels import gather_over_draws, row_offsets
 from cxresearch.drivers.likelihoods import ordered_logistic_probs
 from cxresearch.drivers.model import _numeric_column
 
@@ -285,14 +286,10 @@ def equation_tables(p: Posterior, eq: EquationDraws, pseudo_levels: np.ndarray |
 
 def _gather_tables(table: np.ndarray, states: np.ndarray, cell: np.ndarray) -> np.ndarray:
     """eta (draws, n) = sum_t table[draw, cell_i, t, states_it] (the kernels' ``_gather``, over draws)."""
-    n_s, _, n_slots, n_states = table.shape
-    flat_index = (cell[:, None].astype(np.int64) * n_slots + np.arange(n_slots)[None, :]) * n_states + states
-    flat = table.reshape(n_s, -1)
-    eta = np.empty((n_s, len(cell)))
-    step = max(1, int(2e7 // max(1, n_s * n_slots)))  # bound the gather's temporary to ~160 MB
-    for start in range(0, len(cell), step):
-        eta[:, start : start + step] = flat[:, flat_index[start : start + step]].sum(axis=-1)
-    return eta
+    n_draws, n_cells, n_slots, n_states = table.shape
+    # flat positions as in the likelihood kernels (uint16 where the table allows: less memory traffic per draw)
+    offsets = row_offsets(states, cell, np.arange(n_slots - 1), n_cells, n_states)
+    return gather_over_draws(np.ascontiguousarray(table, dtype=np.float64).reshape(n_draws, -1), offsets)
 
 
 def expected_score(p: Posterior, construct: str, eta: np.ndarray, draws: slice) -> np.ndarray:
