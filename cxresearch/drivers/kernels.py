@@ -96,15 +96,10 @@ def gather_over_draws(flat_tables, offsets):  # pragma: no cover - compiled
     slot). numpy's fancy indexing built a (draws, rows, slots) temporary first and was memory-bound (36 of
     the 80 s of a 100k-row summary)."""
     n_draws = flat_tables.shape[0]
-    n, n_slots = offsets.shape
-    eta = np.empty((n_draws, n))
+    eta = np.empty((n_draws, offsets.shape[0]))
+    no_extra = np.zeros(offsets.shape[0])
     for d in range(n_draws):
-        flat = flat_tables[d]
-        for i in range(n):
-            e = 0.0
-            for t in range(n_slots):
-                e += flat[offsets[i, t]]
-            eta[d, i] = e
+        _gather(flat_tables[d], no_extra, offsets, eta[d])  # the likelihood kernels' lookup, one draw at a time
     return eta
 
 
