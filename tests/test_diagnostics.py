@@ -122,3 +122,23 @@ def test_round_trip_combine_and_describe():
     assert all(r.startswith("value: ") for r in both.reasons) and set(both.parts) == {"driver", "value", "scorecard"}
     assert "R-hat max" in describe(good) and "nothing sampled" in describe(exact())
     assert as_dict(None) is None and as_dict(good)["gate"] == dict(GATE)
+
+
+def test_a_fit_that_only_diverged_is_rerun_with_smaller_steps_and_the_same_draws() -> None:
+    from cxresearch.drivers.fit import escalated_settings
+
+    rng = np.random.default_rng(3)
+    diverging = np.zeros((2, 2000), bool)
+    diverging[0, :5] = True  # 0.125% of the draws: over the 0.1% limit
+    mixed = check_mcmc(_idata({"x": rng.normal(size=(2, 2000))}, diverging=diverging))
+    assert not mixed.passed and mixed.divergences == 5 and mixed.rhat_max <= GATE["rhat_max"]
+    assert escalated_settings(mixed, 2000, 700, 0.8) == (2000, 700, 0.95)
+    # chains that disagree as well: twice the draws and a longer warm-up, besides the smaller steps
+    apart = rng.normal(size=(2, 2000)) + np.array([[0.0], [0.5]])
+    stuck = check_mcmc(_idata({"x": apart}, diverging=diverging))
+    assert stuck.rhat_max > GATE["rhat_max"]
+    assert escalated_settings(stuck, 2000, 700, 0.8) == (4000, 1400, 0.95)
+    # no divergences, too few effective draws: more draws, target_accept 0.9
+    slow = check_mcmc(_idata({"x": np.cumsum(rng.normal(size=(2, 2000)), axis=1) * 0.01}))
+    assert not slow.passed and not slow.divergences
+    assert escalated_settings(slow, 1000, 300, 0.8) == (2000, 1000, 0.9)

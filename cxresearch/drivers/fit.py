@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from cxresearch.diagnostics import Diagnostics, as_diagnostics, check_approximate, check_mcmc, pareto_k
+from cxresearch.diagnostics import GATE, Diagnostics, as_diagnostics, check_approximate, check_mcmc, pareto_k
 from cxresearch.drivers.model import (
     ModelLayout,
     PreparedData,
@@ -355,6 +355,24 @@ def resolve_model(model: DriverModelSpec | Mapping[str, Any] | None, dataset_spe
 LOW_RANK_MAX_DIM = 1000
 
 
+def escalated_settings(gate: Diagnostics, draws: int, tune: int, target_accept: float) -> tuple[int, int, float]:
+    """(draws, tune, target_accept) of the one rerun of a NUTS fit that failed the gate: smaller steps when it
+    diverged (target_accept 0.95, else 0.9); twice the draws and a longer warm-up when the chains mixed too little
+    (R-hat, bulk or tail ESS, E-BFMI). A fit whose only fault is divergences keeps its draws and warm-up: more
+    draws do not remove divergences, smaller steps do, and the chains had already mixed."""
+    mixed_well = (
+        gate.rhat_max is not None
+        and gate.rhat_max <= GATE["rhat_max"]
+        and (gate.ess_bulk_min or 0.0) >= GATE["ess_bulk_min"]
+        and (gate.ess_tail_min or 0.0) >= GATE["ess_tail_min"]
+        and (gate.bfmi_min is None or gate.bfmi_min >= GATE["bfmi_min"])
+    )
+    accept = max(target_accept, 0.95 if gate.divergences else 0.9)
+    if gate.divergences and mixed_well:
+        return draws, tune, accept
+    return 2 * draws, max(2 * tune, 1000), accept
+
+
 def choose_low_rank(low_rank: bool | str | None, prep: PreparedData, n_dim: int) -> bool:
     """Resolve ``low_rank="auto"`` (or None): the low-rank mass matrix for models of touchpoint terms, the diagonal one
     for models with latent constructs (one score per respondent and construct) or above
@@ -405,8 +423,9 @@ def fit_driver_model(
     ``log_likelihood``: store the per-row log-likelihood (True / False; None = auto, see the module docstring).
     ``backend``: ``"numba"`` (default) or ``"jax"`` for NUTS (see the module docstring; the draws differ between
     backends in the last digits, so the same seed gives the same posterior only within Monte Carlo error).
-    ``escalate``: when a NUTS fit fails the gate, run it once more with twice the draws, a longer warm-up and a
-    higher target_accept (``sampler_config['escalated']`` says what was done and why).
+    ``escalate``: when a NUTS fit fails the gate, run it once more with a higher target_accept, and with twice the
+    draws and a longer warm-up unless divergences were its only fault (``sampler_config['escalated']`` says what
+    was done and why).
     """
     from cxresearch.drivers.predict import attach_log_likelihood
 
@@ -464,9 +483,7 @@ def fit_driver_model(
         t0 = time.perf_counter()
         idata, gate = run_nuts(draws, tune, target_accept)
         if escalate and not gate.passed:
-            # once: a longer warm-up, twice the draws, and smaller steps when it diverged; the report says so
-            more_draws, more_tune = 2 * draws, max(2 * tune, 1000)
-            accept = max(target_accept, 0.95 if gate.divergences else 0.9)
+            more_draws, more_tune, accept = escalated_settings(gate, draws, tune, target_accept)
             first = "; ".join(gate.reasons[:2])
             idata, gate = run_nuts(more_draws, more_tune, accept)
             settings["escalated"] = (
