@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -24,7 +25,7 @@ TARGET_MIN = {"demo": 5, "test": 15}
 
 
 def time_make(target: str, clone: Path, timeout_s: int, env: dict[str, str]) -> tuple[float, int, str]:
-    """Run `make <target>` in ``clone``; return (seconds, exit code, the last lines of its output)."""
+    """Run `make <target>` in ``clone``; return (seconds, exit code, its output)."""
     start = time.perf_counter()
     proc = subprocess.run(
         ["make", target],
@@ -36,7 +37,16 @@ def time_make(target: str, clone: Path, timeout_s: int, env: dict[str, str]) -> 
         env=env,
         check=False,
     )
-    return time.perf_counter() - start, proc.returncode, "\n".join(proc.stdout.splitlines()[-3:])
+    return time.perf_counter() - start, proc.returncode, proc.stdout
+
+
+def pytest_summary(output: str) -> str:
+    """pytest's last summary line (``817 passed, 37 skipped, ... in 778.01s``), or what the output ends with."""
+    found = re.findall(r"^=*\s*(\d+ (?:passed|failed).*? in [\d.]+s.*?)\s*=*$", output, flags=re.MULTILINE)
+    if found:
+        return found[-1]
+    lines = output.strip().splitlines()
+    return lines[-1] if lines else "no output"
 
 
 def demo_runs(reports: Path) -> tuple[int, int, list[str]]:
@@ -77,7 +87,7 @@ def rows(quick: bool = False) -> list[dict]:
                 diagnostics += f"; {ok} of {runs} runs succeeded, {len(failed_gates)} failed gates"
                 diagnostics += "".join(f"; {g}" for g in failed_gates[:5])
             else:
-                diagnostics += f"; {tail.splitlines()[-1] if tail else ''}"
+                diagnostics += f"; {pytest_summary(tail)}"
             out.append(
                 {
                     "workload": f"make {target} (fresh clone, empty compile caches)",

@@ -48,3 +48,14 @@ def test_make_bench_runs_the_speed_suite_and_refuses_unknown_areas(capsys) -> No
     with pytest.raises(SystemExit):
         bench_run.main(["--only", "drivrs", "--no-record"])
     assert "drivrs" in capsys.readouterr().err
+
+
+def test_the_test_row_names_pytests_summary_not_makes_last_line() -> None:
+    output = (
+        "tests/test_x.py::test_y 12.0s call\n"
+        "= 817 passed, 37 skipped, 1 xfailed, 3 warnings in 778.01s (0:12:58) =\n"
+        "make[1]: Leaving directory '/tmp/repo'\n"
+    )
+    assert bench_setup.pytest_summary(output) == "817 passed, 37 skipped, 1 xfailed, 3 warnings in 778.01s (0:12:58)"
+    assert bench_setup.pytest_summary("1 failed, 2 passed in 3.50s\n") == "1 failed, 2 passed in 3.50s"
+    assert bench_setup.pytest_summary("make: *** [test] Error 2\n") == "make: *** [test] Error 2"
