@@ -503,18 +503,23 @@ def bench_cold_small(backend: str = "numba", timeout_s: int = 1800) -> dict[str,
     what a new user pays for her first small survey. The package's own compiled kernels are cached next to its
     source by numba, so they are pointed at the empty folder too."""
     import json
-    import os
     import subprocess
     import tempfile
+
+    from profile_fit import empty_cache_env
 
     code = _COLD_CHILD.format(
         here=str(REPO / "benchmarks"), params=str(REPO / "params" / "drivers.yaml"), backend=backend
     )
     with tempfile.TemporaryDirectory(prefix="cx-cold-") as tmp:
-        env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={tmp}/pytensor", NUMBA_CACHE_DIR=f"{tmp}/numba")
         t0 = time.perf_counter()
         out = subprocess.run(
-            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+            [sys.executable, "-c", code],
+            env=empty_cache_env(tmp),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
         )
         wall = time.perf_counter() - t0
     if out.returncode != 0:

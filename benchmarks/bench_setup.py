@@ -12,13 +12,14 @@ Targets: `make demo` under 5 minutes with every run succeeded and 0 failed diagn
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from profile_fit import empty_cache_env
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_MIN = {"demo": 5, "test": 15}
@@ -71,12 +72,7 @@ def rows(quick: bool = False) -> list[dict]:
         if shared.is_dir():  # tests on the public data look for ../shared beside the checkout
             (Path(tmp) / "shared").symlink_to(shared)
         for target in ("demo", "test"):
-            caches = Path(tmp) / f"caches-{target}"  # empty: a new machine (see the module docstring)
-            env = dict(
-                os.environ,
-                PYTENSOR_FLAGS=f"base_compiledir={caches}/pytensor",
-                NUMBA_CACHE_DIR=str(caches / "numba"),
-            )
+            env = empty_cache_env(Path(tmp) / f"caches-{target}")  # empty: a new machine (module docstring)
             seconds, code, tail = time_make(target, clone, timeout_s=3600, env=env)
             limit = TARGET_MIN[target]
             met = code == 0 and seconds < limit * 60

@@ -89,10 +89,16 @@ def prepared(workload: str, seed: int = 0) -> Any:
     return prepare_data(survey, resolve_model(None, spec), dataset_spec=spec)
 
 
+def empty_cache_env(folder: str | Path) -> dict[str, str]:
+    """This process's environment with PyTensor's compile folder and numba's cache directory under ``folder``
+    (new and empty: a child process started with it compiles as on a new machine)."""
+    return dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={folder}/pytensor", NUMBA_CACHE_DIR=f"{folder}/numba")
+
+
 def _cold_compile_seconds(workload: str) -> float:
     """Compile time in a fresh process with empty PyTensor and numba caches."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={tmp}/pytensor", NUMBA_CACHE_DIR=f"{tmp}/numba")
+        env = empty_cache_env(tmp)
         code = (
             "import sys, time, warnings; warnings.simplefilter('ignore'); "
             f"sys.path.insert(0, {str(HERE)!r}); import profile_fit as pf; "

@@ -40,7 +40,14 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from cxresearch.diagnostics import GATE, Diagnostics, as_diagnostics, check_approximate, check_mcmc, pareto_k
+from cxresearch.diagnostics import (
+    Diagnostics,
+    as_diagnostics,
+    check_approximate,
+    check_mcmc,
+    mcmc_reasons,
+    pareto_k,
+)
 from cxresearch.drivers.model import (
     ModelLayout,
     PreparedData,
@@ -358,18 +365,14 @@ LOW_RANK_MAX_DIM = 1000
 def escalated_settings(gate: Diagnostics, draws: int, tune: int, target_accept: float) -> tuple[int, int, float]:
     """(draws, tune, target_accept) of the one rerun of a NUTS fit that failed the gate: smaller steps when it
     diverged (target_accept 0.95, else 0.9); twice the draws and a longer warm-up when the chains mixed too little
-    (R-hat, bulk or tail ESS, E-BFMI). A fit whose only fault is divergences keeps its draws and warm-up: more
-    draws do not remove divergences, smaller steps do, and the chains had already mixed."""
-    mixed_well = (
-        gate.rhat_max is not None
-        and gate.rhat_max <= GATE["rhat_max"]
-        and (gate.ess_bulk_min or 0.0) >= GATE["ess_bulk_min"]
-        and (gate.ess_tail_min or 0.0) >= GATE["ess_tail_min"]
-        and (gate.bfmi_min is None or gate.bfmi_min >= GATE["bfmi_min"])
-    )
+    (the gate's other criteria: R-hat, bulk or tail ESS, E-BFMI). A fit whose only fault is divergences keeps its
+    draws and warm-up: more draws do not remove divergences, smaller steps do, and the chains had already mixed."""
     accept = max(target_accept, 0.95 if gate.divergences else 0.9)
-    if gate.divergences and mixed_well:
-        return draws, tune, accept
+    chains, n_draws, rhat, bulk, tail = gate.chains, gate.draws, gate.rhat_max, gate.ess_bulk_min, gate.ess_tail_min
+    if gate.divergences and chains and n_draws and rhat is not None and bulk is not None and tail is not None:
+        # the gate's own criteria, with the divergences left out
+        if not mcmc_reasons(chains, n_draws, rhat, None, bulk, None, tail, None, 0, gate.bfmi_min):
+            return draws, tune, accept
     return 2 * draws, max(2 * tune, 1000), accept
 
 
