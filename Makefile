@@ -28,6 +28,8 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/cxresearch simulate --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED) --intervention $(DEMO_INTERVENTION) --out $(DEMO_DIR)
 	$(BIN)/cxresearch validate $(DEMO_DIR)/dataset.yaml
+	$(BIN)/cxresearch simulate --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED) --comments en --out $(DEMO_DIR)_verbatims
+	$(BIN)/cxresearch validate $(DEMO_DIR)_verbatims/dataset.yaml
 	$(BIN)/cxresearch run params/*.yaml --out $(REPORTS) --workers $(WORKERS)
 
 # Static checks (part of `make test`): ruff lint + format check on code and tests, mypy on the package.
@@ -68,4 +70,4 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/
 
 clean:
-	rm -rf $(REPORTS) $(DEMO_DIR) .pytest_cache
+	rm -rf $(REPORTS) $(DEMO_DIR) $(DEMO_DIR)_verbatims .pytest_cache

@@ -1,9 +1,10 @@
 """Layers point down only, and no two modules import each other (read from the source's AST, not by grep).
 
-    data  <-  measurement / drivers / economics  <-  initiatives  <-  studies  <-  cli
+    data  <-  measurement / drivers / economics / verbatims  <-  initiatives  <-  studies  <-  cli
 
 Neutral modules (runtime, compile_cache, diagnostics, protocol, reports, results, yamlio, the package root) may be
-imported by every layer and import none of the layers. measurement, drivers and economics do not import each other.
+imported by every layer and import none of the layers. measurement, drivers, economics and verbatims do not import
+each other.
 Every import counts, including those inside functions (a function-level import still ties the layers together
 and is how a cycle hides); imports under ``if TYPE_CHECKING:`` count for the layers but not for cycles (Python
 never runs them).
@@ -19,7 +20,16 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "cxresearch"
 
 #: rank of each layer; an import must go to a lower rank, or to the same layer (inside one area), or to neutral
-LAYER_RANK = {"data": 0, "measurement": 1, "drivers": 1, "economics": 1, "initiatives": 2, "studies": 3, "cli": 4}
+LAYER_RANK = {
+    "data": 0,
+    "measurement": 1,
+    "drivers": 1,
+    "economics": 1,
+    "verbatims": 1,
+    "initiatives": 2,
+    "studies": 3,
+    "cli": 4,
+}
 NEUTRAL = {"", "runtime", "diagnostics", "protocol", "reports", "results", "yamlio", "compile_cache"}
 
 

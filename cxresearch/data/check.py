@@ -78,6 +78,14 @@ def describe_data(data: CXData, title: str = "", warnings: list[str] | None = No
             counts = survey["outcome"].value_counts().sort_index()
             per_code = ", ".join(f"{int(code)}: {int(n):,}" for code, n in counts.items())
             lines.append(f"  outcome ({spec.survey.outcome.kind}): {int(counts.sum()):,} answers ({per_code})")
+        if spec.survey.comments is not None:
+            names = [n for n in spec.survey.comments.names if n in survey]
+            written = survey[names].apply(lambda col: col.str.strip().str.len() > 0).any(axis=1) if names else []
+            n_written = int(sum(written))
+            lines.append(
+                f"  comments: {n_written:,} of {len(survey):,} answers ({100 * n_written / max(len(survey), 1):.0f}%; "
+                f"column {', '.join(spec.survey.comments.columns)}, language {spec.survey.comments.language})"
+            )
     if data.customers is not None and len(data.customers) and survey is None:
         cust = data.customers
         for col in ("segment", "market", *(spec.customers.groups if spec.customers else {})):

@@ -152,7 +152,7 @@ def _canonical(frame: pd.DataFrame, rules: Sequence[FieldRule]) -> dict[str, pd.
     out: dict[str, pd.Series] = {}
     for i, rule in enumerate(rules):
         values = frame[f"__cx_c{i}" if f"__cx_c{i}" in frame else f"__cx_v{i}"].rename(rule.name)
-        if rule.kind in ("id", "code"):
+        if rule.kind in ("id", "code", "text"):
             out[rule.name] = values.astype(TEXT)
         elif rule.kind == "date":
             out[rule.name] = values.astype("datetime64[ns]")
@@ -176,7 +176,7 @@ def _survey_frame(cols: dict[str, pd.Series], spec: DatasetSpec, index: pd.Index
         frame["wave"] = pd.Series("1", index=index, dtype=TEXT)
     order = ["customer_id", "segment", "market", "wave", "survey_date", "unit", *s.groups, *s.touchpoints]
     order += list(s.emotion.items) if s.emotion else []
-    order += ["recommend", "outcome", *s.covariates]
+    order += ["recommend", "outcome", *s.covariates, *(s.comments.names if s.comments else [])]
     return frame[[c for c in order if c in frame]]
 
 

@@ -176,7 +176,7 @@ def parsed_sql(rule: FieldRule, duckdb_type: str, date_format: str | None = None
         return label_sql(col, duckdb_type, rule.labels or {}, rule.na_codes)
     if kind == "churn":
         return churn_sql(col, duckdb_type, rule.labels)
-    if kind in ("id", "code"):
+    if kind in ("id", "code", "text"):
         return text_sql(col, duckdb_type), "FALSE"
     raise ValueError(f"unknown field kind {kind!r} of column {col!r}")
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from cxresearch.data.spec import DatasetSpec, NACode, Recode, Scale, label_key
 
-FieldKind = Literal["id", "code", "date", "rating", "recommend", "label", "churn", "duration", "number"]
+FieldKind = Literal["id", "code", "text", "date", "rating", "recommend", "label", "churn", "duration", "number"]
 
 #: days per month used to express durations in months (365.25 / 12)
 DAYS_PER_MONTH = 30.4375
@@ -149,6 +149,9 @@ def rules_for(spec: DatasetSpec, role: str) -> list[FieldRule]:
                         reverse=item.reverse,
                     )
                 )
+        if s.comments is not None:
+            for name, column in zip(s.comments.names, s.comments.columns, strict=True):
+                rules.append(FieldRule(name, column, "text", f"comment column {column!r}"))
         out = s.outcome
         if out.kind == "recommend":
             rules.append(

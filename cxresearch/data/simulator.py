@@ -2,8 +2,9 @@
 
 ``simulate_dataset`` writes ``survey.parquet``, ``customers.parquet``, ``benchmark.parquet``, a valid
 ``dataset.yaml`` and ``truth.json`` (every true parameter plus Monte-Carlo population truths) so that every
-estimator in cxresearch can be checked against the truth. The model and the truth keys are documented in
-``docs/SIMULATOR.md``; keep the two in step.
+estimator in cxresearch can be checked against the truth. Optionally (``comments="en" | "es"``) the survey gets a
+free-text ``comment`` column with planted topics, hidden issues that shift emotion, and planted personal data.
+The model and the truth keys are documented in ``docs/SIMULATOR.md``; keep the two in step.
 
 Design for scale: customers are generated in fixed blocks of :data:`RNG_BLOCK` customers, block ``b`` drawing
 from ``SeedSequence(seed, spawn_key=(1, b))``, so the output depends only on the seed and the model settings
@@ -302,6 +303,9 @@ BENCH_ATTR_NOISE_SD = 1.3
 
 # RNG streams: SeedSequence(seed, spawn_key=(stream, ...))
 _STREAM_PARAMS, _STREAM_DATA, _STREAM_POPULATION, _STREAM_INTERVENTION, _STREAM_BENCHMARK = 0, 1, 2, 3, 4
+#: comments (optional): (5, b) per block of customers, (5,) for the population truth; the other streams never
+#: see a comment draw, so data without comments are those of earlier versions
+_STREAM_COMMENTS = 5
 POPULATION_SAMPLES = 400_000
 
 
@@ -699,8 +703,15 @@ def _draw_wave(
     unit: np.ndarray,
     wave: int,
     emotions: bool,
+    eta_shift: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """One survey wave for the given customers: ratings (0 = unused), recommend 0-10, emotion items 1-7."""
+    """One survey wave for the given customers: ratings (0 = unused), recommend 0-10, emotion items 1-7.
+
+    ``eta_shift`` (comments on): each customer's shift of emotion from the hidden comment issues, added before
+    recommend and the emotion items are drawn; the output then also holds ``eta_mean`` (alpha + f(lin)) and
+    ``eta_shift`` for the exact truths, and ``recommend_unshifted``, the answer the same draws give without the
+    shift. None draws exactly what the simulator drew before comments existed.
+    """
     n = seg.shape[0]
     used = rng.random((n, _N_TP)) < params.p_use[seg]
     treated = params.treated_mask[unit] if (wave == 2 and params.intervention is not None) else None
@@ -708,11 +719,22 @@ def _draw_wave(
     latent += rng.standard_normal((n, _N_TP))
     rated = _ratings(latent, params.scales) * used
     group = seg.astype(np.int64) * len(MARKETS) + mkt
-    eta = _eta_mean(params, group, rated) + rng.standard_normal(n)
-    out = {
-        "rated": rated,
-        "recommend": _ordered_logistic(rng, GAMMA * eta + params.unit_rec[unit], np.asarray(RECOMMEND_CUTPOINTS)),
-    }
+    out: dict[str, np.ndarray] = {"rated": rated}
+    cutpoints = np.asarray(RECOMMEND_CUTPOINTS)
+    if eta_shift is None:
+        eta = _eta_mean(params, group, rated) + rng.standard_normal(n)
+        out["recommend"] = _ordered_logistic(rng, GAMMA * eta + params.unit_rec[unit], cutpoints)
+    else:
+        out["eta_mean"] = _eta_mean(params, group, rated)
+        out["eta_shift"] = eta_shift
+        unshifted = out["eta_mean"] + rng.standard_normal(n)
+        eta = unshifted + eta_shift
+        # _ordered_logistic's draw and sums, shared by the answer without the shift (bit for bit the answer of the
+        # data without comments, which keeps the data stream in step in _block_tables)
+        logistic = rng.logistic(size=n)
+        for key, value in (("recommend", eta), ("recommend_unshifted", unshifted)):
+            location = GAMMA * value + params.unit_rec[unit]
+            out[key] = np.searchsorted(cutpoints, location + logistic, side="left").astype(np.int8)
     if emotions:
         for item, spec in EMOTION_ITEMS.items():
             scored = 1 + _ordered_logistic(rng, spec["loading"] * eta, np.asarray(spec["cutpoints"]))
@@ -754,7 +776,7 @@ def _dates(days: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
     return pa.array(days.astype("datetime64[D]"), type=pa.date32(), mask=mask)
 
 
-def _survey_schema() -> pa.Schema:
+def _survey_schema(comments: bool = False) -> pa.Schema:
     fields = [
         pa.field("customer_id", pa.string()),
         pa.field("segment", pa.string()),
@@ -766,6 +788,7 @@ def _survey_schema() -> pa.Schema:
     fields += [pa.field(f"tp_{key}", pa.int16()) for key in TOUCHPOINTS]
     fields += [pa.field(item, pa.int16()) for item in EMOTION_ITEMS]
     fields += [pa.field("nps_raw", pa.int16())]
+    fields += [pa.field("comment", pa.string())] if comments else []
     return pa.schema(fields)
 
 
@@ -786,6 +809,513 @@ def _customers_schema() -> pa.Schema:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Optional free-text comments (simulate_dataset(comments="en" | "es"))
+# ----------------------------------------------------------------------------------------------------------
+
+COMMENT_LANGUAGES: tuple[str, ...] = ("en", "es")
+#: P(a complaint sentence) for a user who rated the topic's touchpoint in the bottom box
+P_WRITE_COMPLAINT = 0.5
+#: P(a praise sentence) for an answer with a top-box rating on any touchpoint
+P_WRITE_PRAISE = 0.25
+#: P(a sentence) for an answer that has a hidden issue or the neutral topic
+P_WRITE_PLANTED = 0.8
+#: share of the answers with something to say that write nothing all the same
+P_COMMENT_SILENT = 0.25
+#: share of the answers with nothing to say that write a short filler ("ok", "nothing to add")
+P_COMMENT_FILLER = 0.10
+#: share of the comments with content that add a filler sentence ("Thanks.")
+P_COMMENT_EXTRA_FILLER = 0.30
+#: share of the comments that carry planted personal data (an e-mail, a phone or an account / card number)
+P_PERSONAL_DATA = 0.02
+PERSONAL_DATA_KINDS: tuple[str, ...] = ("email", "phone", "number")
+#: Gauss-Hermite nodes for the emotion noise in ``effect_detractor``
+COMMENT_QUADRATURE_NODES = 40
+
+
+@dataclass(frozen=True)
+class CommentTopic:
+    """A planted comment topic.
+
+    ``complaint``: written by users of ``touchpoint`` who rated it in the bottom box; ``praise``: by answers
+    with a top-box rating; both follow the ratings, so they say nothing beyond them. ``hidden``: an issue no
+    touchpoint measures, present in an answer with probability ``prevalence`` and shifting its emotion by
+    ``delta``; ``neutral``: the same with ``delta`` 0 (a planted null). ``p_write``: P(the comment mentions it).
+    """
+
+    name: str
+    kind: str
+    p_write: float
+    touchpoint: str | None = None
+    prevalence: float | None = None
+    delta: float = 0.0
+
+
+COMMENT_TOPICS: tuple[CommentTopic, ...] = (
+    CommentTopic("call_centre_waits", "complaint", P_WRITE_COMPLAINT, touchpoint="call_centre"),
+    CommentTopic("app_failures", "complaint", P_WRITE_COMPLAINT, touchpoint="mobile_app"),
+    CommentTopic("statement_fees", "complaint", P_WRITE_COMPLAINT, touchpoint="statements"),
+    CommentTopic("branch_queues", "complaint", P_WRITE_COMPLAINT, touchpoint="branch_visit"),
+    CommentTopic("praise", "praise", P_WRITE_PRAISE),
+    CommentTopic("fraud_security", "hidden", P_WRITE_PLANTED, prevalence=0.08, delta=-1.5),
+    CommentTopic("loan_rates", "hidden", P_WRITE_PLANTED, prevalence=0.10, delta=-0.8),
+    CommentTopic("life_events", "neutral", P_WRITE_PLANTED, prevalence=0.08, delta=0.0),
+)
+#: the topics an answer has or not by a draw of its own (hidden issues and the neutral topic), in order
+_PLANTED_TOPICS: tuple[CommentTopic, ...] = tuple(t for t in COMMENT_TOPICS if t.prevalence is not None)
+
+
+@dataclass(frozen=True)
+class _TopicText:
+    """A topic's vocabulary in one language: every clause holds one of the ``keywords`` (and no other
+    topic's), so a keyword search finds exactly the comments that mention the topic."""
+
+    keywords: tuple[str, ...]
+    templates: tuple[str, ...]  # "{x}" = a clause
+    clauses: tuple[str, ...]
+
+
+_COMMENT_TEXT: dict[str, dict[str, _TopicText]] = {
+    "en": {
+        "call_centre_waits": _TopicText(
+            ("hold", "agent", "transferred", "helpline", "operator", "callback"),
+            ("{x}", "When I phoned, {x}", "{x}, which is unacceptable", "Last time I rang, {x}"),
+            (
+                "I was kept on hold for ages",
+                "the agent transferred me three times",
+                "nobody picks up the helpline",
+                "the operator hung up on me",
+                "I waited on hold forever and the line went dead",
+                "the helpline menu is endless and no agent answers",
+                "they promised a callback that never came",
+                "I had to repeat my problem to every operator",
+            ),
+        ),
+        "app_failures": _TopicText(
+            ("app", "crashes", "freezes", "login", "update", "bugs"),
+            ("{x}", "{x}, so annoying", "Since last month {x}", "Please fix it: {x}"),
+            (
+                "the app crashes at login",
+                "the app freezes after every update",
+                "the fingerprint login never works in the app",
+                "the app keeps logging me out",
+                "the app is slow and the screens take forever to load",
+                "transfers fail in the app with an error",
+                "the latest update of the app is full of bugs",
+            ),
+        ),
+        "statement_fees": _TopicText(
+            ("statement", "fees", "charges", "commission", "overdraft"),
+            ("{x}", "{x} and nobody explains why", "Frankly, {x}", "Looking at my statement, {x}"),
+            (
+                "the statement fees are confusing",
+                "I do not understand the charges on my statement",
+                "there are hidden charges every month",
+                "the maintenance commission appeared without warning",
+                "my monthly statement is impossible to read",
+                "they charged me an overdraft commission I never agreed to",
+                "the fees on the statement keep going up",
+            ),
+        ),
+        "branch_queues": _TopicText(
+            ("branch", "queue", "queued", "counter", "cashier", "appointment", "clerk"),
+            ("{x}", "Once again, {x}", "{x}, very frustrating", "Honestly, {x}"),
+            (
+                "the queue at the branch was huge",
+                "there was only one cashier at the counter",
+                "the branch closes too early",
+                "I needed an appointment just to see an adviser",
+                "the clerk at the branch was rude",
+                "my local branch closed and the next one is far away",
+                "I queued for an hour at the counter",
+            ),
+        ),
+        "praise": _TopicText(
+            ("friendly", "helpful", "great", "excellent", "kind", "polite", "quickly", "professional", "pleasant"),
+            ("{x}", "{x}, thank you", "{x}, keep it up", "{x}!"),
+            (
+                "friendly and helpful staff",
+                "great service",
+                "the staff were very kind",
+                "excellent attention, quick and polite",
+                "they solved everything quickly",
+                "very professional people",
+                "a pleasant experience overall",
+            ),
+        ),
+        "fraud_security": _TopicText(
+            ("fraud", "stole", "stolen", "unauthorised", "phishing", "suspicious"),
+            ("{x}", "Last month {x}", "{x} and I feel unsafe", "I am worried because {x}"),
+            (
+                "my card was blocked after a fraud alert",
+                "someone stole money from my account",
+                "there were unauthorised payments on my card",
+                "I was the victim of a phishing scam",
+                "the security team took weeks to refund the stolen money",
+                "a suspicious transaction emptied my account",
+                "they froze my card because of fraud",
+            ),
+        ),
+        "loan_rates": _TopicText(
+            ("mortgage", "interest", "loan", "repayments", "refinancing", "instalments"),
+            ("{x}", "{x}, I may switch banks", "To be honest, {x}", "{x} and that hurts my budget"),
+            (
+                "the interest rate on my mortgage went up again",
+                "my loan repayments are too high",
+                "the mortgage rate is much higher than elsewhere",
+                "they refused to lower the interest on my loan",
+                "the loan arrangement costs were excessive",
+                "refinancing the mortgage was impossible",
+                "the variable rate makes my instalments unpredictable",
+            ),
+        ),
+        "life_events": _TopicText(
+            ("moving", "job", "abroad", "relocated", "married", "retiring"),
+            ("{x}", "By the way, {x}", "Just so you know, {x}", "{x}, so things have been busy"),
+            (
+                "I am moving house next month",
+                "I just started a new job",
+                "I have been travelling abroad a lot",
+                "we relocated to another city",
+                "I got married this year",
+                "I am retiring soon",
+                "I spent the summer working abroad",
+            ),
+        ),
+    },
+    "es": {
+        "call_centre_waits": _TopicText(
+            ("espera", "agente", "operador", "operadora", "llamada", "colgó"),
+            ("{x}", "Cuando llamé, {x}", "{x}, es inaceptable", "La última vez que llamé {x}"),
+            (
+                "me tuvieron en espera mucho tiempo",
+                "el agente me pasó de un departamento a otro tres veces",
+                "nadie contesta la llamada en atención al cliente",
+                "la operadora me colgó el teléfono",
+                "esperé al teléfono una eternidad y se cortó la llamada",
+                "prometieron devolverme la llamada y nunca lo hicieron",
+                "tuve que repetir mi problema a cada operador",
+            ),
+        ),
+        "app_failures": _TopicText(
+            ("app", "aplicación", "cuelga", "congelada", "actualización", "sesión"),
+            ("{x}", "{x}, qué pesadez", "Desde el mes pasado {x}", "Arreglad esto: {x}"),
+            (
+                "la app se cuelga al entrar",
+                "la aplicación se queda congelada después de cada actualización",
+                "la huella para entrar en la app nunca funciona",
+                "la app me cierra la sesión todo el rato",
+                "la aplicación va lenta y las pantallas tardan en cargar",
+                "las transferencias fallan en la app con un error",
+                "la última actualización de la app está llena de fallos",
+            ),
+        ),
+        "statement_fees": _TopicText(
+            ("extracto", "comisiones", "comisión", "cargos", "descubierto"),
+            ("{x}", "{x} y nadie lo explica", "Sinceramente, {x}", "Mirando el extracto, {x}"),
+            (
+                "las comisiones del extracto no se entienden",
+                "no entiendo los cargos de mi extracto",
+                "hay cargos ocultos todos los meses",
+                "apareció una comisión de mantenimiento sin avisar",
+                "el extracto mensual es imposible de leer",
+                "me cobraron una comisión por descubierto que nunca acepté",
+                "las comisiones del extracto no paran de subir",
+            ),
+        ),
+        "branch_queues": _TopicText(
+            ("oficina", "sucursal", "cola", "ventanilla", "cajero", "cita"),
+            ("{x}", "Otra vez, {x}", "{x}, muy frustrante", "La verdad, {x}"),
+            (
+                "la cola en la oficina era enorme",
+                "solo había un cajero en la ventanilla",
+                "la oficina cierra demasiado pronto",
+                "necesité cita previa solo para ver al gestor",
+                "el empleado de la sucursal fue muy borde",
+                "cerraron mi sucursal y la siguiente está lejos",
+                "esperé una hora de cola en la ventanilla",
+            ),
+        ),
+        "praise": _TopicText(
+            ("amable", "atento", "estupendo", "excelente", "rápidos", "enseguida", "profesional", "agradable"),
+            ("{x}", "{x}, gracias", "{x}, seguid así", "{x}, de verdad"),
+            (
+                "personal amable y atento",
+                "un servicio estupendo",
+                "el trato fue excelente",
+                "muy rápidos y educados",
+                "me lo resolvieron todo enseguida",
+                "gente muy profesional",
+                "una experiencia muy agradable",
+            ),
+        ),
+        "fraud_security": _TopicText(
+            ("fraude", "robaron", "robado", "estafa", "sospechosa", "autorizados"),
+            ("{x}", "El mes pasado {x}", "{x} y no me siento seguro", "Estoy preocupado porque {x}"),
+            (
+                "me bloquearon la tarjeta por fraude",
+                "me robaron dinero de la cuenta",
+                "hubo pagos no autorizados con mi tarjeta",
+                "fui víctima de una estafa por phishing",
+                "el equipo de seguridad tardó semanas en devolver el dinero robado",
+                "una operación sospechosa vació mi cuenta",
+                "congelaron la tarjeta por un aviso de fraude",
+            ),
+        ),
+        "loan_rates": _TopicText(
+            ("hipoteca", "interés", "préstamo", "cuotas", "cuota", "renegociar"),
+            ("{x}", "{x}, igual me cambio de banco", "Sinceramente, {x}", "{x} y eso afecta a mi economía"),
+            (
+                "el tipo de interés de la hipoteca volvió a subir",
+                "las cuotas del préstamo son demasiado altas",
+                "el interés de la hipoteca es mucho más alto que en otros bancos",
+                "no quisieron bajar el interés de mi préstamo",
+                "los gastos de apertura del préstamo fueron excesivos",
+                "fue imposible renegociar la hipoteca",
+                "el tipo variable hace que la cuota sea impredecible",
+            ),
+        ),
+        "life_events": _TopicText(
+            ("mudo", "mudado", "trabajo", "extranjero", "casado", "jubilo"),
+            ("{x}", "Por cierto, {x}", "Para que lo sepáis, {x}", "{x}, así que ando liado"),
+            (
+                "me mudo de casa el mes que viene",
+                "acabo de empezar en un trabajo nuevo",
+                "he estado viajando mucho al extranjero",
+                "nos hemos mudado a otra ciudad",
+                "me he casado este año",
+                "me jubilo pronto",
+                "pasé el verano trabajando en el extranjero",
+            ),
+        ),
+    },
+}
+#: a whole comment from an answer with nothing to say
+_COMMENT_FILLERS = {
+    "en": ("ok", "nothing to add", "all fine", "no comment", "nothing else", "that is all"),
+    "es": ("ok", "nada que añadir", "todo bien", "sin comentarios", "nada más", "eso es todo"),
+}
+#: a sentence added to a comment with content
+_COMMENT_EXTRA_FILLERS = {
+    "en": ("That is all.", "Thanks.", "Nothing else to add.", "Regards."),
+    "es": ("Eso es todo.", "Gracias.", "Nada más que añadir.", "Saludos."),
+}
+#: sentences that carry personal data, by kind ("{x}" = the e-mail, phone or number)
+_PERSONAL_DATA_TEMPLATES = {
+    "en": {
+        "email": ("My e-mail is {x}.", "Write to me at {x}."),
+        "phone": ("Call me on {x}.", "My phone number is {x}."),
+        "number": ("My card number is {x}.", "Please check account {x}."),
+    },
+    "es": {
+        "email": ("Mi correo es {x}.", "Escribidme a {x}."),
+        "phone": ("Llamadme al {x}.", "Mi móvil es el {x}."),
+        "number": ("Mi número de tarjeta es {x}.", "Revisad la cuenta {x}."),
+    },
+}
+_FAKE_FIRST_NAMES = ("ana", "john", "maria", "peter", "lucia", "david", "carmen", "james", "sofia", "pablo")
+_FAKE_LAST_NAMES = ("garcia", "smith", "lopez", "jones", "martin", "brown", "sanchez", "taylor", "perez", "wilson")
+
+
+def _check_comments(comments: str | None) -> str | None:
+    if comments is not None and comments not in COMMENT_LANGUAGES:
+        raise ValueError(f"comments must be None, 'en' or 'es', got {comments!r}")
+    return comments
+
+
+def _sentence(template: str, clause: str) -> str:
+    """``template`` filled with ``clause``, capitalised and closed with a full stop if it has no end mark."""
+    text = template.format(x=clause)
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."
+
+
+@dataclass
+class _CommentState:
+    """The comments' language, the rendered sentences, and the truths counted block by block."""
+
+    language: str
+    sentences: list[tuple[str, ...]] = field(default_factory=list)  # per topic: every template x clause
+    clauses: list[tuple[str, ...]] = field(default_factory=list)  # per topic: every clause as a bare sentence
+    answers: int = 0
+    with_comment: int = 0
+    present: np.ndarray = field(default_factory=lambda: np.zeros(len(COMMENT_TOPICS), np.int64))
+    mentions: np.ndarray = field(default_factory=lambda: np.zeros(len(COMMENT_TOPICS), np.int64))
+    effect_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(COMMENT_TOPICS)))
+    personal_data: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PERSONAL_DATA_KINDS, 0))
+
+    def __post_init__(self) -> None:
+        texts = _COMMENT_TEXT[self.language]
+        self.sentences = [
+            tuple(_sentence(tpl, clause) for tpl in texts[t.name].templates for clause in texts[t.name].clauses)
+            for t in COMMENT_TOPICS
+        ]
+        self.clauses = [tuple(_sentence("{x}", clause) for clause in texts[t.name].clauses) for t in COMMENT_TOPICS]
+
+
+def _draw_planted_topics(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which of the hidden / neutral topics each of ``n`` answers has (n, P) and their emotion shift (n,)."""
+    prevalence = np.array([t.prevalence for t in _PLANTED_TOPICS], dtype=np.float64)
+    delta = np.array([t.delta for t in _PLANTED_TOPICS])
+    has = rng.random((n, len(_PLANTED_TOPICS))) < prevalence[None, :]
+    return has, has @ delta
+
+
+def _detractor_probability(location: np.ndarray) -> np.ndarray:
+    """P(recommend <= 6) given ``GAMMA * (alpha + f(lin) + shifts) + unit_rec``, the N(0, 1) emotion noise
+    integrated out by Gauss-Hermite quadrature (the recommend draw's logistic noise exactly)."""
+    from scipy.special import expit
+
+    nodes, weights = np.polynomial.hermite_e.hermegauss(COMMENT_QUADRATURE_NODES)
+    weights = weights / weights.sum()
+    return expit(RECOMMEND_CUTPOINTS[6] - location[:, None] - GAMMA * nodes[None, :]) @ weights
+
+
+def _add_detractor_effects(
+    state: _CommentState, planted: np.ndarray, eta_mean: np.ndarray, eta_shift: np.ndarray, unit_rec: np.ndarray
+) -> None:
+    """Add each hidden issue's exact change in P(detractor) (present vs absent, the answer's other issues kept)
+    over the answers that have it: ``effect_detractor`` is its average."""
+    location = GAMMA * (eta_mean + eta_shift) + unit_rec
+    for j, topic in enumerate(_PLANTED_TOPICS):
+        if topic.delta == 0.0:
+            continue
+        has = planted[:, j]
+        if has.any():
+            with_issue = _detractor_probability(location[has])
+            without = _detractor_probability(location[has] - GAMMA * topic.delta)
+            state.effect_sum[COMMENT_TOPICS.index(topic)] += float((with_issue - without).sum())
+
+
+def _personal_data_text(rng: np.random.Generator, kind: str) -> str:
+    """A fake e-mail, phone number (three formats) or 12-16 digit account / card number (grouped or not)."""
+    if kind == "email":
+        first, last = rng.choice(_FAKE_FIRST_NAMES), rng.choice(_FAKE_LAST_NAMES)
+        return f"{first}.{last}@example.com"
+    digits = "".join(str(d) for d in rng.integers(0, 10, 16))
+    if kind == "phone":
+        form = int(rng.integers(0, 3))
+        if form == 0:
+            return f"+34 6{digits[:2]} {digits[2:5]} {digits[5:8]}"
+        if form == 1:
+            return f"(555) {digits[:3]}-{digits[3:7]}"
+        return f"6{digits[:8]}"
+    if rng.random() < 0.5:  # grouped in fours, as printed on a card
+        length = 16 if rng.random() < 0.5 else 12
+        return " ".join(digits[i : i + 4] for i in range(0, length, 4))
+    return digits[: int(rng.integers(12, 17))]
+
+
+def _block_comments(
+    rng: np.random.Generator, state: _CommentState, scales: TouchpointScales, rated: np.ndarray, planted: np.ndarray
+) -> pa.Array:
+    """The comment of each survey row (null where none), given its ratings (states, 0 = unused) and planted
+    topics; the block's counts are added to ``state``."""
+    n, k = int(rated.shape[0]), len(COMMENT_TOPICS)
+    bottom = (rated >= 1) & (rated <= np.asarray(scales.bottom)[None, :])
+    top = rated > (np.asarray(scales.points) - np.asarray(scales.top))[None, :]
+    trigger = np.zeros((n, k), dtype=bool)
+    for i, topic in enumerate(COMMENT_TOPICS):
+        if topic.kind == "complaint":
+            trigger[:, i] = bottom[:, _TP_INDEX[str(topic.touchpoint)]]
+        elif topic.kind == "praise":
+            trigger[:, i] = top.any(axis=1)
+        else:
+            trigger[:, i] = planted[:, _PLANTED_TOPICS.index(topic)]
+    p_write = np.array([t.p_write for t in COMMENT_TOPICS])
+    mention: np.ndarray = trigger & (rng.random((n, k)) < p_write[None, :])
+    has_content: np.ndarray = np.any(mention, axis=1)
+    silent: np.ndarray = rng.random(n) < P_COMMENT_SILENT
+    filler_only: np.ndarray = ~has_content & (rng.random(n) < P_COMMENT_FILLER)
+    mention &= ~silent[:, None]
+    written: np.ndarray = (has_content & ~silent) | filler_only
+    extra_filler: np.ndarray = rng.random(n) < P_COMMENT_EXTRA_FILLER
+    personal: np.ndarray = written & (rng.random(n) < P_PERSONAL_DATA)
+    sizes = np.array([len(s) for s in state.sentences])
+    pick: np.ndarray = rng.integers(0, sizes[None, :], (n, k))
+    # a mention is two sentences of the topic (customers say a little more about what they write about): the
+    # second a different clause, so the clauses of a topic co-occur as the words of a real topic do
+    n_clauses = np.array([len(c) for c in state.clauses])
+    second: np.ndarray = (pick % n_clauses[None, :] + rng.integers(1, n_clauses[None, :], (n, k))) % n_clauses
+    order_keys: np.ndarray = rng.random((n, k + 2))  # topics, a filler-only comment, personal data: shuffled
+    fillers, extras = _COMMENT_FILLERS[state.language], _COMMENT_EXTRA_FILLERS[state.language]
+    filler_pick: np.ndarray = rng.integers(0, len(fillers), n)
+    extra_pick: np.ndarray = rng.integers(0, len(extras), n)
+
+    texts: list[str | None] = [None] * n
+    rows = np.flatnonzero(written)
+    for row, topics, keys, picks, seconds, content, extra, with_personal, filler, extra_text in zip(
+        rows.tolist(),
+        mention[rows].tolist(),
+        order_keys[rows].tolist(),
+        pick[rows].tolist(),
+        second[rows].tolist(),
+        has_content[rows].tolist(),
+        extra_filler[rows].tolist(),
+        personal[rows].tolist(),
+        filler_pick[rows].tolist(),
+        extra_pick[rows].tolist(),
+    ):
+        parts = [
+            (keys[i], f"{state.sentences[i][picks[i]]} {state.clauses[i][seconds[i]]}") for i in range(k) if topics[i]
+        ]
+        if not content:
+            parts.append((keys[k], fillers[filler]))
+        elif extra:
+            parts.append((2.0, extras[extra_text]))  # after the content
+        if with_personal:
+            kind = PERSONAL_DATA_KINDS[int(rng.integers(0, len(PERSONAL_DATA_KINDS)))]
+            templates = _PERSONAL_DATA_TEMPLATES[state.language][kind]
+            text = templates[int(rng.integers(0, len(templates)))].format(x=_personal_data_text(rng, kind))
+            state.personal_data[kind] += 1
+            if not content:  # "nothing to add" -> "Nothing to add." beside a sentence
+                parts[0] = (parts[0][0], _sentence("{x}", parts[0][1]))
+            parts.append((keys[k + 1], text))
+        texts[row] = " ".join(sentence for _, sentence in sorted(parts))
+    state.answers += n
+    state.with_comment += int(written.sum())
+    state.present += trigger.sum(axis=0)
+    state.mentions += mention.sum(axis=0)
+    return pa.array(texts, type=pa.string())
+
+
+def _comments_truth(state: _CommentState) -> dict:
+    """truth.json's ``comments`` section (docs/SIMULATOR.md, *Comments*)."""
+    answers = max(state.answers, 1)
+    topics = {}
+    for i, topic in enumerate(COMMENT_TOPICS):
+        present = int(state.present[i])
+        if topic.kind != "hidden" or topic.delta == 0.0:
+            effect: float | None = 0.0
+        else:
+            effect = float(state.effect_sum[i] / present) if present else None
+        topics[topic.name] = {
+            "kind": topic.kind,
+            "touchpoint": topic.touchpoint,
+            "keywords": list(_COMMENT_TEXT[state.language][topic.name].keywords),
+            "prevalence": int(state.mentions[i]) / answers,
+            "delta": topic.delta,
+            "effect_detractor": effect,
+            "planted_prevalence": topic.prevalence,
+            "p_write": topic.p_write,
+            "present": present / answers,
+            "mentions": int(state.mentions[i]),
+        }
+    return {
+        "language": state.language,
+        "column": "comment",
+        "answers": state.answers,
+        "with_comment": state.with_comment,
+        "share_with_comment": state.with_comment / answers,
+        "p_silent": P_COMMENT_SILENT,
+        "p_filler": P_COMMENT_FILLER,
+        "p_personal_data": P_PERSONAL_DATA,
+        "personal_data": dict(state.personal_data),
+        "quadrature_nodes": COMMENT_QUADRATURE_NODES,
+        "topics": topics,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------
 # One block of customers
 # ----------------------------------------------------------------------------------------------------------
 
@@ -801,6 +1331,7 @@ class _Context:
     mkt_dict: pa.Array
     unit_dict: pa.Array
     wave_dict: pa.Array
+    comments: _CommentState | None = None  # None: no comments
 
 
 def _block_tables(ctx: _Context, block: int, first: int, n: int) -> tuple[pa.Table, pa.Table]:
@@ -809,9 +1340,17 @@ def _block_tables(ctx: _Context, block: int, first: int, n: int) -> tuple[pa.Tab
     rng = _rng(ctx.seed, _STREAM_DATA, block)
     seg, mkt, unit = _draw_population(rng, n, params)
     respond = rng.random((n, 2)) < ctx.response_rate
-    wave1 = _draw_wave(rng, params, seg, mkt, unit, wave=1, emotions=True)
     idx2 = np.flatnonzero(respond[:, 1])
-    wave2 = _draw_wave(rng, params, seg[idx2], mkt[idx2], unit[idx2], wave=2, emotions=True)
+    state = ctx.comments
+    shift1 = shift2 = None
+    if state is not None:
+        # hidden / neutral comment topics of each customer's wave-1 and wave-2 answer, from the comments stream
+        comment_rng = _rng(ctx.seed, _STREAM_COMMENTS, block)
+        planted1, shift1 = _draw_planted_topics(comment_rng, n)
+        planted2, shift2 = _draw_planted_topics(comment_rng, n)
+        planted2, shift2 = planted2[idx2], shift2[idx2]
+    wave1 = _draw_wave(rng, params, seg, mkt, unit, wave=1, emotions=True, eta_shift=shift1)
+    wave2 = _draw_wave(rng, params, seg[idx2], mkt[idx2], unit[idx2], wave=2, emotions=True, eta_shift=shift2)
 
     # --- churn and value (every customer), driven by the wave-1 recommend draw
     cls = _nps_class_index(wave1["recommend"])
@@ -827,8 +1366,17 @@ def _block_tables(ctx: _Context, block: int, first: int, n: int) -> tuple[pa.Tab
     meanlog = np.array([BASE_MARGIN[s][0] for s in SEGMENTS])[seg]
     sdlog = np.array([BASE_MARGIN[s][1] for s in SEGMENTS])[seg]
     base = np.exp(meanlog + sdlog * rng.standard_normal(n))
-    rate = np.array([PRODUCT_RATE[s] for s in SEGMENTS])[seg] * np.array([PRODUCT_MULT[c] for c in _CLASS_NAMES])[cls]
-    extra = rng.poisson(rate)
+    segment_rate = np.array([PRODUCT_RATE[s] for s in SEGMENTS])[seg]
+    class_mult = np.array([PRODUCT_MULT[c] for c in _CLASS_NAMES])
+    rate = segment_rate * class_mult[cls]
+    if state is None:
+        extra = rng.poisson(rate)
+    else:
+        # products from the comments stream; the data stream then draws (and drops) the products of the class
+        # without the hidden issues, because Poisson draws use the stream by rate: the survey dates drawn next are
+        # then exactly those of the data without comments
+        extra = comment_rng.poisson(rate)
+        rng.poisson(segment_rate * class_mult[_nps_class_index(wave1["recommend_unshifted"])])
     margin = np.round(base + PRODUCT_MARGIN * extra, 2)
 
     # --- survey dates
@@ -886,7 +1434,13 @@ def _block_tables(ctx: _Context, block: int, first: int, n: int) -> tuple[pa.Tab
     for item in EMOTION_ITEMS:
         columns[item] = pa.array(stacked(item).astype(np.int16))
     columns["nps_raw"] = pa.array(stacked("recommend").astype(np.int16) + 1)
-    survey = pa.table(columns, schema=_survey_schema())
+    if state is not None:
+        planted = np.concatenate([planted1[idx1], planted2])[order]
+        _add_detractor_effects(
+            state, planted, stacked("eta_mean"), stacked("eta_shift"), params.unit_rec[unit[rows_cust]]
+        )
+        columns["comment"] = _block_comments(comment_rng, state, scales, rated, planted)
+    survey = pa.table(columns, schema=_survey_schema(state is not None))
     return survey, customers
 
 
@@ -934,11 +1488,17 @@ def _expected_recommend(x: np.ndarray) -> np.ndarray:
     return sum(expit(x - c) for c in RECOMMEND_CUTPOINTS)
 
 
-def _population_truth(params: _Params, seed: int, samples: int) -> tuple[dict, dict | None]:
-    """Monte-Carlo truths of the generative model on its own RNG stream (Rao-Blackwellised where closed)."""
+def _population_truth(params: _Params, seed: int, samples: int, comments: bool = False) -> tuple[dict, dict | None]:
+    """Monte-Carlo truths of the generative model on its own RNG stream (Rao-Blackwellised where closed).
+
+    ``comments``: the data's emotion carries the hidden comment issues' shifts, so the population's does too:
+    each draw's issues come with their prevalences from the comments stream ``(5,)`` (the population stream's
+    draws stay those of the data without comments).
+    """
     from scipy.special import ndtr
 
     rng = _rng(seed, _STREAM_POPULATION)
+    comment_rng = _rng(seed, _STREAM_COMMENTS) if comments else None
     mom = _Moments()
     iv = params.intervention
     scales = params.scales
@@ -959,6 +1519,8 @@ def _population_truth(params: _Params, seed: int, samples: int) -> tuple[dict, d
             rated = _ratings(loc + noise, scales) * used
             lin = _experience(params, group, rated)
             eta = params.alpha[group] + _bend(params, lin) + rng.standard_normal(n)
+            if comment_rng is not None:
+                eta += _draw_planted_topics(comment_rng, n)[1]
             x = GAMMA * eta + params.unit_rec[unit]
             p_det, p_prom = _class_probs(x)
             nps_i = 100.0 * (p_prom - p_det)
@@ -1184,6 +1746,7 @@ def _dataset_spec(
     as_of: date,
     scales: TouchpointScales = DEFAULT_SCALES,
     emotion_form: str = "linear",
+    comments: str | None = None,
 ) -> dict:
     touchpoints = {}
     for t, row in enumerate(_TP_ROWS):
@@ -1203,6 +1766,7 @@ def _dataset_spec(
         "description": (
             f"Simulated CX data (cxresearch simulator): {customers} customers, seed {seed}"
             + ("" if emotion_form == "linear" else f", {emotion_form} emotion")
+            + ("" if comments is None else f", comments ({comments})")
             + ". True parameters in truth.json; model in docs/SIMULATOR.md."
         ),
         "as_of": as_of.isoformat(),
@@ -1233,6 +1797,7 @@ def _dataset_spec(
                 "label": "Likelihood to recommend (coded 1-11)",
                 "recode": {"from": [1, 11], "to": [0, 10]},
             },
+            **({"comments": {"column": "comment", "language": comments}} if comments is not None else {}),
         },
         "customers": {
             "table": "customers",
@@ -1267,6 +1832,7 @@ def _truth(
     response_rate: float,
     population: dict,
     intervention_truth: dict | None,
+    comments_truth: dict | None = None,
 ) -> dict:
     def by_tp(values: np.ndarray) -> dict[str, float]:
         return {k: float(v) for k, v in zip(TOUCHPOINTS, values)}
@@ -1373,12 +1939,17 @@ def _truth(
         },
         "benchmark": {**_benchmark_truth(), "respondents": _benchmark_respondents(customers)},
         "intervention": intervention_truth,
+        # absent without comments (so that truth.json is that of earlier versions, byte for byte)
+        **({"comments": comments_truth} if comments_truth is not None else {}),
     }
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Public entry points
 # ----------------------------------------------------------------------------------------------------------
+
+
+_LANGUAGE_NAMES = {"en": "English", "es": "Spanish"}
 
 
 @dataclass(frozen=True)
@@ -1395,14 +1966,18 @@ class SimulationSummary:
     seconds: float
     files: dict[str, Path]
     emotion_form: str = "linear"
+    comments: str | None = None  # the comments' language; None: no comments
+    comment_rows: int = 0  # survey rows with a comment
 
     def describe(self) -> str:
         """One paragraph for the command line."""
         names = ", ".join(p.name for p in self.files.values())
         form = "" if self.emotion_form == "linear" else f", {self.emotion_form} emotion"
+        form += "" if self.comments is None else f", comments in {_LANGUAGE_NAMES[self.comments]}"
+        with_comment = "" if self.comments is None else f", {self.comment_rows:,} with a comment"
         return (
             f"Simulated {self.customers:,} customers (seed {self.seed}{form}) in {self.seconds:.1f} s into "
-            f"{self.out}: {names}. Survey {self.survey_rows:,} rows (waves 1 and 2), customers "
+            f"{self.out}: {names}. Survey {self.survey_rows:,} rows (waves 1 and 2{with_comment}), customers "
             f"{self.customer_rows:,} rows, benchmark {self.benchmark_rows:,} rows, {self.units:,} units. "
             f"True parameters in truth.json; load with dataset.yaml."
         )
@@ -1421,10 +1996,12 @@ def simulate_dataset(
     scales: dict[str, tuple[int, int]] | None = None,
     boxes: dict[str, tuple[int, int]] | None = None,
     emotion_form: str = "linear",
+    comments: str | None = None,
 ) -> SimulationSummary:
     """Simulate a CX dataset with known truth into folder ``out`` (see docs/SIMULATOR.md).
 
-    Deterministic per (seed, customers, response_rate, intervention, as_of, scales, boxes, emotion_form);
+    Deterministic per (seed, customers, response_rate, intervention, as_of, scales, boxes, emotion_form,
+    comments);
     ``chunk_size`` (customers per Parquet write, rounded up to whole RNG blocks of 50,000) bounds memory and
     does not change the data.
     ``population_samples`` sizes the Monte-Carlo population truth (its standard errors are in truth.json).
@@ -1433,7 +2010,12 @@ def simulate_dataset(
     (default the lowest 40% / highest 20%); see :class:`TouchpointScales`. ``emotion_form``: ``"linear"``
     (default) or ``"saturating"``, how the touchpoint experience enters emotion (see :func:`_bend`; the
     saturating data share the linear data's respondents, units and ratings; emotion, recommendation and
-    what follows from them differ).
+    what follows from them differ). ``comments``: None (default, no comments: the data of earlier versions) or
+    ``"en"`` / ``"es"``: a free-text ``comment`` column in that language with planted topics (touchpoint
+    complaints and praise that follow the ratings, hidden issues that lower emotion, a neutral topic) and
+    planted personal data; the hidden issues enter emotion, so recommendation and what follows differ while the
+    respondents, units and ratings stay those of the data without comments, and the population truth includes
+    the issues. Truths in ``truth.json["comments"]`` (docs/SIMULATOR.md, *Comments*).
     """
     started = time.perf_counter()
     if isinstance(customers, bool) or not isinstance(customers, (int, np.integer)) or customers < 1:
@@ -1454,6 +2036,7 @@ def simulate_dataset(
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     _check_emotion_form(emotion_form)
+    _check_comments(comments)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -1468,12 +2051,13 @@ def simulate_dataset(
         mkt_dict=pa.array(list(MARKETS)),
         unit_dict=pa.array(params.unit_ids),
         wave_dict=pa.array(list(WAVES)),
+        comments=_CommentState(comments) if comments is not None else None,
     )
     files = {name: out / f"{name}.parquet" for name in ("survey", "customers", "benchmark")}
     blocks_per_chunk = max(1, -(-chunk_size // RNG_BLOCK))
     survey_rows = 0
     with (
-        pq.ParquetWriter(files["survey"], _survey_schema()) as survey_writer,
+        pq.ParquetWriter(files["survey"], _survey_schema(comments is not None)) as survey_writer,
         pq.ParquetWriter(files["customers"], _customers_schema()) as customer_writer,
     ):
         pending_s: list[pa.Table] = []
@@ -1503,7 +2087,7 @@ def simulate_dataset(
     spec_path = out / "dataset.yaml"
     # safe_dump quotes strings a YAML 1.1 reader would misread (NO, 007); leaf lists in flow style: [1, 5]
     spec_text = yaml.safe_dump(
-        _dataset_spec(customers, seed, as_of, params.scales, emotion_form),
+        _dataset_spec(customers, seed, as_of, params.scales, emotion_form, comments),
         sort_keys=False,
         allow_unicode=True,
         default_flow_style=None,
@@ -1512,8 +2096,9 @@ def simulate_dataset(
     spec_path.write_text(
         "# Written by `cxresearch simulate`; true parameters in truth.json.\n" + spec_text, encoding="utf-8"
     )
-    population, intervention_truth = _population_truth(params, seed, population_samples)
-    truth = _truth(params, seed, customers, as_of, float(response_rate), population, intervention_truth)
+    population, intervention_truth = _population_truth(params, seed, population_samples, comments is not None)
+    comments_truth = _comments_truth(ctx.comments) if ctx.comments is not None else None
+    truth = _truth(params, seed, customers, as_of, float(response_rate), population, intervention_truth, comments_truth)
     truth_path = out / "truth.json"
     truth_path.write_text(json.dumps(truth, indent=1, allow_nan=False) + "\n", encoding="utf-8")
     return SimulationSummary(
@@ -1527,6 +2112,8 @@ def simulate_dataset(
         seconds=time.perf_counter() - started,
         files={**files, "dataset": spec_path, "truth": truth_path},
         emotion_form=emotion_form,
+        comments=comments,
+        comment_rows=ctx.comments.with_comment if ctx.comments is not None else 0,
     )
 
 
@@ -1596,6 +2183,13 @@ class _InterventionParam(click.ParamType):
     help="How the touchpoint experience enters emotion: linear, or saturating (diminishing returns above a "
     "neutral experience, stronger negativity below it; docs/SIMULATOR.md).",
 )
+@click.option(
+    "--comments",
+    type=click.Choice(COMMENT_LANGUAGES),
+    default=None,
+    help="Add a free-text comment column in this language, with planted topics (complaints, praise, hidden "
+    "issues that lower emotion, a neutral topic) and planted personal data (docs/SIMULATOR.md). Default: none.",
+)
 def simulate_command(
     customers: int,
     seed: int,
@@ -1606,6 +2200,7 @@ def simulate_command(
     as_of: Any,
     scales: str,
     emotion_form: str,
+    comments: str | None,
 ) -> None:
     """Simulate survey, CRM and benchmark data with known truth (truth.json) into OUT."""
     try:
@@ -1622,5 +2217,6 @@ def simulate_command(
         as_of=as_of,
         scales=parsed,
         emotion_form=emotion_form,
+        comments=comments,
     )
     click.echo(summary.describe())

@@ -342,6 +342,43 @@ class Outcome(_Strict):
         return self
 
 
+class Comments(_Strict):
+    """Free-text answers ("why did you give that score?"): one or more text columns of the survey table.
+
+    One column is read into the canonical column ``comment``; several into ``comment_1``, ``comment_2``... in
+    the order given (the verbatims study reads them as one comment per answer). ``language``: ``en``, ``es`` or
+    ``auto`` (each comment's language from its stop words).
+    """
+
+    column: str | list[str]
+    language: Literal["en", "es", "auto"] = "auto"
+
+    @field_validator("column")
+    @classmethod
+    def _columns(cls, value: str | list[str]) -> str | list[str]:
+        columns = [value] if isinstance(value, str) else value
+        if not columns:
+            raise ValueError("name at least one text column")
+        blank = [c for c in columns if not str(c).strip()]
+        if blank:
+            raise ValueError(f"a comment column name must not be empty, got {columns!r}")
+        twice = sorted({c for c in columns if columns.count(c) > 1})
+        if twice:
+            raise ValueError(f"comment columns named twice: {twice}")
+        return value
+
+    @property
+    def columns(self) -> list[str]:
+        """The source columns, in order."""
+        return [self.column] if isinstance(self.column, str) else list(self.column)
+
+    @property
+    def names(self) -> list[str]:
+        """The canonical column names: ``comment``, or ``comment_1``... for several columns."""
+        cols = self.columns
+        return ["comment"] if len(cols) == 1 else [f"comment_{i}" for i in range(1, len(cols) + 1)]
+
+
 class Survey(_Strict):
     """The survey table: one row per answer (respondent x wave).
 
@@ -367,6 +404,8 @@ class Survey(_Strict):
     touchpoints: dict[str, Touchpoint] = Field(default_factory=dict)
     emotion: Emotion | None = None
     outcome: Outcome
+    # free-text answers (the verbatims study): {column: why, language: en}
+    comments: Comments | None = None
 
     @field_validator("touchpoints")
     @classmethod
@@ -389,6 +428,7 @@ class Survey(_Strict):
         names = [(k, "touchpoint") for k in self.touchpoints]
         names += [(k, "emotion item") for k in (self.emotion.items if self.emotion else {})]
         names += [(k, "group") for k in self.groups] + [(k, "covariate") for k in self.covariates]
+        reserved |= set(self.comments.names) if self.comments else set()
         for name, what in names:
             if name in reserved:
                 raise ValueError(f"{what} name {name!r} is reserved for a column of the canonical survey table")

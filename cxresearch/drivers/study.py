@@ -284,38 +284,10 @@ def group_table(summary: Any, threshold: float = 0.95) -> pd.DataFrame:
 
 
 def diagnostics_table(fit: Any) -> pd.DataFrame:
-    """The gate's figures for the report (:func:`cxresearch.diagnostics.as_dict` of ``fit.diagnostics()``)."""
-    from cxresearch.diagnostics import GATE, as_dict
+    """The gate's figures for the report (:func:`cxresearch.reports.gate_table`) with the fit's time."""
+    from cxresearch.reports import gate_table
 
-    d = as_dict(fit.diagnostics())
-    if d is None:
-        raise ValueError("diagnostics_table: the fit reports no diagnostics")
-
-    def number(value: Any, spec: str) -> str:
-        return "n/a" if value is None else format(value, spec)
-
-    chains = d.get("chains") or 1
-    rows = [("Method", d["method"]), ("Chains x draws", f"{chains} x {(d.get('draws') or 0) // max(chains, 1)}")]
-    if d.get("approximate"):
-        rows.append((f"Pareto-k (gate < {GATE['pareto_k_max']})", number(d.get("pareto_k"), ".2f")))
-    else:
-        rows += [
-            (f"R-hat (max, gate <= {GATE['rhat_max']})", number(d.get("rhat_max"), ".3f")),
-            (f"Bulk ESS (min, gate >= {GATE['ess_bulk_min']:.0f})", number(d.get("ess_bulk_min"), ".0f")),
-            (f"Tail ESS (min, gate >= {GATE['ess_tail_min']:.0f})", number(d.get("ess_tail_min"), ".0f")),
-            (f"Divergences (gate <= {100 * GATE['divergence_share_max']:.1f}% of draws)", str(d.get("divergences"))),
-            (f"E-BFMI (min, gate >= {GATE['bfmi_min']})", number(d.get("bfmi_min"), ".2f")),
-        ]
-    rows += [
-        (
-            "Passed",
-            ("yes (approximate)" if d.get("approximate") else "yes")
-            if d["passed"]
-            else "NO: " + "; ".join(d["reasons"]),
-        ),
-        ("Time (s)", f"{fit.timings.get('total_s', float('nan')):.0f}"),
-    ]
-    return pd.DataFrame(rows, columns=["Check", "Value"])
+    return gate_table(fit.diagnostics(), {"Time (s)": f"{fit.timings.get('total_s', float('nan')):.0f}"})
 
 
 def model_description(fit: Any) -> str:

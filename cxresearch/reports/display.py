@@ -115,6 +115,37 @@ def diagnostics_banner(diagnostics: Mapping[str, Any]) -> Any:
     )
 
 
+def gate_table(diagnostics: Mapping[str, Any] | None, extra: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The one gate's figures as a Check / Value table for a report's model-checks section (``extra`` rows last)."""
+    from cxresearch.diagnostics import GATE, as_dict
+
+    d = as_dict(diagnostics)
+    if d is None:
+        raise ValueError("gate_table: no diagnostics to show")
+
+    def number(value: Any, spec: str) -> str:
+        return "n/a" if value is None else format(value, spec)
+
+    chains = d.get("chains") or 1
+    rows = [("Method", d["method"]), ("Chains x draws", f"{chains} x {(d.get('draws') or 0) // max(chains, 1)}")]
+    if d.get("approximate"):
+        rows.append((f"Pareto-k (gate < {GATE['pareto_k_max']})", number(d.get("pareto_k"), ".2f")))
+    else:
+        rows += [
+            (f"R-hat (max, gate <= {GATE['rhat_max']})", number(d.get("rhat_max"), ".3f")),
+            (f"Bulk ESS (min, gate >= {GATE['ess_bulk_min']:.0f})", number(d.get("ess_bulk_min"), ".0f")),
+            (f"Tail ESS (min, gate >= {GATE['ess_tail_min']:.0f})", number(d.get("ess_tail_min"), ".0f")),
+            (f"Divergences (gate <= {100 * GATE['divergence_share_max']:.1f}% of draws)", str(d.get("divergences"))),
+            (f"E-BFMI (min, gate >= {GATE['bfmi_min']})", number(d.get("bfmi_min"), ".2f")),
+        ]
+    passed = (
+        ("yes (approximate)" if d.get("approximate") else "yes") if d["passed"] else "NO: " + "; ".join(d["reasons"])
+    )
+    rows.append(("Passed", passed))
+    rows += list((extra or {}).items())
+    return pd.DataFrame(rows, columns=["Check", "Value"])
+
+
 def show_table(
     frame: pd.DataFrame,
     formats: Mapping[str, str] | None = None,

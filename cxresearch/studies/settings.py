@@ -35,6 +35,7 @@ __all__ = [
     "EconomicsSettings",
     "InitiativesSettings",
     "MeasurementSettings",
+    "VerbatimsSettings",
     "SettingsError",
     "check_study_settings",
     "study_for_notebook",
@@ -330,12 +331,47 @@ class InitiativesSettings(_Settings):
         return value
 
 
+class VerbatimsSettings(_Settings):
+    """notebooks/verbatims.ipynb: themes of free-text comments and their link to the bad outcome."""
+
+    dataset: str = "../data/demo_verbatims/dataset.yaml"  # the demo survey with comments (make demo)
+
+    n_themes: Annotated[int, Field(ge=0, le=40)] = 10  # at most this many discovered themes (besides the codebook's)
+    codebook: dict[str, Any] | list[Any] = Field(default_factory=dict)  # {theme: [keywords]} pinned wave over wave
+    language: Literal["", "en", "es", "auto"] = ""  # "": the dataset spec's comments.language
+    min_comments: Annotated[int, Field(ge=1)] = 20  # a theme (or a group's share) needs this many comments
+    min_answers: Annotated[int, Field(ge=10)] = 100  # comments needed to model the outcome at all
+    adjust_for_ratings: bool = True
+    level: Level = 0.9
+    draws: Annotated[int, Field(ge=100, le=100_000)] = 2000
+    tune: Annotated[int, Field(ge=50, le=100_000)] = 1000
+    chains: Annotated[int, Field(ge=1, le=16)] = 2
+    target_accept: Level = 0.9
+    truth_check: bool = True  # simulated data: planted topics beside the themes found
+
+    @field_validator("codebook")
+    @classmethod
+    def _codebook(cls, value: Any, info: ValidationInfo) -> Any:
+        from cxresearch.verbatims.themes import parse_codebook
+
+        # raises CodebookError (a ValueError) naming the key path
+        parse_codebook(value, where=f"{_prefix(info)}codebook")
+        return value
+
+    @model_validator(mode="after")
+    def _some_theme(self) -> VerbatimsSettings:
+        if self.n_themes == 0 and not self.codebook:
+            raise ValueError("n_themes is 0 and there is no codebook: no themes to find")
+        return self
+
+
 #: study name -> its settings model
 STUDY_MODELS: dict[str, type[_Settings]] = {
     "measurement": MeasurementSettings,
     "drivers": DriversSettings,
     "economics": EconomicsSettings,
     "initiatives": InitiativesSettings,
+    "verbatims": VerbatimsSettings,
 }
 #: notebook file name -> study (how a params file's notebook says which settings model applies)
 STUDY_NOTEBOOKS: dict[str, str] = {f"{name}.ipynb": name for name in STUDY_MODELS}
@@ -379,7 +415,7 @@ def check_study_settings(
 ) -> BaseModel:
     """Validate a study's notebook parameters (any subset; the rest take the notebook defaults).
 
-    ``study``: measurement, drivers, economics or initiatives. ``source`` (e.g. the params file) prefixes
+    ``study``: measurement, drivers, economics, initiatives or verbatims. ``source`` (e.g. the params file) prefixes
     every line of the message; ``prefix`` the key path of study settings (``"settings."`` in a params
     file; the runner's dataset / segment / market / seed keep their own names). Returns the validated
     model; raises :class:`SettingsError` naming each bad key and its value, unknown keys with the closest
