@@ -60,6 +60,8 @@ def roles_of(spec_path: Path) -> dict[str, dict[str, Any]]:
                     "scale": (s.emotion.scale.min, s.emotion.scale.max),
                     "reverse": item.reverse,
                 }
+        for col in s.comments.columns if s.comments is not None else []:
+            out[col] = {"role": "comment"}
         o = s.outcome
         recode = (o.recode.from_.min, o.recode.from_.max) if o.recode else None
         out[o.column] = {"role": "outcome", "kind": o.kind, "recode": recode, "labels": o.labels}
@@ -307,6 +309,7 @@ def test_skytrax_draft_matches_the_hand_written_spec(which, tmp_path):
         "airline_name": {"role": "market"},
         "date": {"role": "date"},
         "recommended": {"role": "outcome", "kind": "binary", "labels": {"0": 0, "1": 1}},
+        "content": {"role": "comment"},  # the review's text, for the verbatims study (titles repeat: not drafted)
     }
     for col in SKYTRAX_TOUCHPOINTS[which]:
         truth[col] = {"role": "touchpoint", "scale": (1.0, 5.0), "na": {"blank", "0"}}
@@ -319,8 +322,10 @@ def test_skytrax_draft_matches_the_hand_written_spec(which, tmp_path):
     assert "overall_rating" in result.output  # commented out and listed to confirm
     if which == "lounge":
         assert "two scales mixed" in text  # 1-5 for most reviews, 6-10 for 58: not silently mixed
-    assert sorted(p.stem for p in (tmp_path / "params").glob("*.yaml")) == ["drivers"]
-    assert CliRunner().invoke(main, ["run", str(tmp_path / "params" / "drivers.yaml"), "--prepare-only"]).exit_code == 0
+    assert sorted(p.stem for p in (tmp_path / "params").glob("*.yaml")) == ["drivers", "verbatims"]
+    for study in ("drivers", "verbatims"):
+        prepared = CliRunner().invoke(main, ["run", str(tmp_path / "params" / f"{study}.yaml"), "--prepare-only"])
+        assert prepared.exit_code == 0, prepared.output
 
 
 def test_ecsi_mobi_draft_follows_the_ecsi_model(tmp_path):

@@ -78,6 +78,9 @@ START_RE = re.compile(r"(^|_)(start|since|open|opened|join|joined|signup|begin|a
 END_RE = re.compile(r"(^|_)(end|ended|close|closed|cancel|cancelled|churn|leave|left|stop|exit|last)(_|$)")
 MARGIN_RE = re.compile(r"(^|_)(margin|profit|contribution)($|_)")
 REVENUE_RE = re.compile(r"(^|_)(revenue|charges|spend|arpu|bill|sales|fee|fees)($|_)")
+#: a text column is drafted as free-text comments with at least this many answers of this median word count,
+#: nearly all of them different (titles and product names repeat; what people write in their words does not)
+COMMENT_MIN_ANSWERS, COMMENT_MIN_WORDS, COMMENT_MIN_DISTINCT = 20, 6, 0.9
 PRODUCTS_RE = re.compile(r"(^|_)(n_products|products|num_products|product_count|nproducts|holdings)($|_)")
 DATE_RE = re.compile(r"(survey|response|interview|answer|completed|submitted|date)")
 
@@ -507,6 +510,24 @@ def _guess_survey(t: _Table, customers: _Table | None) -> tuple[list[Guess], lis
             why = f"ECSI {ECSI_BLOCKS[_ECSI_ITEM.match(p.name).group(1)]} item; {why}"  # type: ignore[union-attr]
         add(p, "touchpoint", why, sure, scale=scale)
     _share_codes(guesses, t)
+
+    # free text ("why?"): long answers in words, most of them different, for the verbatims study
+    for p in t.profiles:
+        if p.name in used or p.kind != "text":
+            continue
+        answers = frame[p.name].dropna().astype(str).str.strip()
+        answers = answers[answers != ""]
+        if len(answers) < COMMENT_MIN_ANSWERS:
+            continue
+        words = answers.str.split().str.len()
+        if words.median() >= COMMENT_MIN_WORDS and answers.nunique() >= COMMENT_MIN_DISTINCT * len(answers):
+            add(
+                p,
+                "comment",
+                f"free text: {len(answers):,} answers, a median of {words.median():.0f} words, "
+                f"{answers.nunique():,} different",
+                "likely",
+            )
     return guesses, decisions
 
 
@@ -933,7 +954,7 @@ def _write(
 
 
 def _survey_lines(t: _Table, guesses: list[Guess]) -> list[str]:
-    by_role = {g.role: g for g in guesses if g.role not in ("touchpoint", "emotion", "none")}
+    by_role = {g.role: g for g in guesses if g.role not in ("touchpoint", "emotion", "none", "comment")}
     lines = ["survey:", f"  table: {t.name}"]
     if "id" in by_role:
         lines.append(f"  id: {yaml_scalar(by_role['id'].column)}" + _comment(by_role["id"]))
@@ -1003,6 +1024,11 @@ def _survey_lines(t: _Table, guesses: list[Guess]) -> list[str]:
             lines.append(f"    not_applicable: {yaml_flow(g.detail['not_applicable'])}")
     else:
         lines.append("  outcome: {kind: recommend, column: CHOOSE_THE_OUTCOME_COLUMN}  # CHECK: no outcome found")
+    comments = [g for g in guesses if g.role == "comment"]
+    if comments:
+        columns: Any = comments[0].column if len(comments) == 1 else [g.column for g in comments]
+        why = "; ".join(f"{g.column}: {g.why}" for g in comments)
+        lines.append(f"  comments: {yaml_flow({'column': columns, 'language': 'auto'})}  # likely: {why}")
     left = [g for g in guesses if g.role == "none"]
     others = [p for p in t.profiles if p.name not in {g.column for g in guesses}]
     if left or others:
@@ -1101,6 +1127,8 @@ def draft_spec(exports: Sequence[str | Path], out: str | Path, name: str | None 
         if outcome.get("kind") == "recommend":
             studies.append("measurement")
         studies.append("drivers")
+    if survey_spec.get("comments"):
+        studies.append("verbatims")
     if customers is not None and outcome.get("kind") == "recommend" and survey_spec.get("id"):
         studies.append("economics")
         if survey_spec.get("touchpoints"):

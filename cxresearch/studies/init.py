@@ -29,6 +29,7 @@ TITLES = {
     "drivers": "What drives the outcome",
     "economics": "Churn and customer lifetime value",
     "initiatives": "Initiatives: value and roadmap",
+    "verbatims": "What customers write",
 }
 
 
@@ -102,6 +103,8 @@ def draft_params(draft: Draft, out: Path) -> list[Path]:
             comments["catalogue"] = (
                 "EXAMPLE ONLY: replace with your initiatives (touchpoints, effect in rating points, costs)"
             )
+        if study == "verbatims":
+            comments["codebook"] = "{}: themes found in the text; pin names and keywords to keep them wave over wave"
         if study == "drivers":
             comments["model"] = "{}: the default path model of the dataset spec (touchpoints -> emotion -> outcome)"
             settings["fit_cache"] = "../_fits"

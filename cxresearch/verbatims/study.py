@@ -92,8 +92,10 @@ def analyse_comments(
     themes: Themes | None = None
     shares: dict[str, pd.DataFrame] = {}
     n = comments.n_comments
-    if n == 0:
-        return VerbatimsResult(comments, None, None, {}, frame, too_few=too_few_text(n, min_answers), notes=notes)
+    if n < min_comments:  # a handful of comments: list nothing rather than "themes" of three texts
+        return VerbatimsResult(
+            comments, None, None, {}, frame, too_few=too_few_text(n, min_answers, min_comments), notes=notes
+        )
     themes = ThemeModel(
         n_themes=n_themes, codebook=parse_codebook(codebook), language=comments_language(comments), seed=seed
     ).fit(comments)
@@ -101,7 +103,9 @@ def analyse_comments(
         if by in frame and frame[by].nunique() >= 1:
             shares[by] = theme_shares(themes, frame, by, min_comments=min_comments, order=order)
     if n < min_answers:
-        return VerbatimsResult(comments, themes, None, shares, frame, too_few=too_few_text(n, min_answers), notes=notes)
+        return VerbatimsResult(
+            comments, themes, None, shares, frame, too_few=too_few_text(n, min_answers, min_comments), notes=notes
+        )
     ratings = None
     if adjust_for_ratings and spec.touchpoints:
         scales = {k: tp.scale for k, tp in spec.touchpoints.items()}
@@ -130,11 +134,11 @@ def comments_language(comments: PreparedComments) -> str:
     return langs.pop() if len(langs) == 1 else "auto"
 
 
-def too_few_text(n_comments: int, min_answers: int) -> str:
+def too_few_text(n_comments: int, min_answers: int, min_comments: int = 20) -> str:
     """The honest words for a run without enough comments to model."""
     return (
         f"Too few comments to link themes to behaviour: {n_comments:,} answers commented, and the model needs "
-        f"at least {min_answers:,}. The themes below are listed as they are; their effects are not estimated."
+        f"at least {min_answers:,}. Themes are listed from {min_comments:,} comments on, without their effects."
     )
 
 
