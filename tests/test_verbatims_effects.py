@@ -72,11 +72,27 @@ def test_effects_recover_the_true_average_effects(fitted) -> None:
     assert effects.table["theme"].iloc[0] == "fraud"  # the largest impact first
 
 
-def test_impact_is_the_effect_times_the_share(fitted) -> None:
-    effects, _, presence = fitted
-    row = effects.table.set_index("theme").loc["fraud"]
-    assert row["share"] == pytest.approx(presence["fraud"].mean())
-    assert row["impact"] == pytest.approx(row["effect"] * row["share"], rel=1e-9)
+def test_effects_do_not_depend_on_how_the_answers_are_chunked(fitted, monkeypatch) -> None:
+    """The average marginal effects are summed over chunks of answers (memory stays flat on large surveys): a
+    chunk of 700 answers gives the one-chunk result."""
+    import cxresearch.verbatims.effects as effects_module
+
+    effects, _, _ = fitted
+    whole = effects.table.set_index("theme")
+    monkeypatch.setattr(effects_module, "ROWS_PER_CHUNK", 700)
+    again = effects_module._effects_table(
+        effects.idata,
+        effects.design,
+        effects.observed,
+        [t for t in whole.index if whole.loc[t, "verdict"] not in ("too few comments", "in every answer")],
+        {"rare": "too few comments"},
+        whole["comments"],
+        effects.level,
+        1000,
+        2,
+    ).set_index("theme")
+    for column in ("effect", "effect_low", "effect_high", "impact"):
+        assert np.allclose(again.loc[whole.index, column], whole[column], equal_nan=True, rtol=1e-10), column
 
 
 def test_a_theme_with_too_few_comments_is_not_estimated(fitted) -> None:
@@ -85,6 +101,27 @@ def test_a_theme_with_too_few_comments_is_not_estimated(fitted) -> None:
     assert rare["verdict"] == "too few comments" and np.isnan(rare["effect"])
     assert any("Too few comments" in note and "rare" in note for note in effects.notes)
     assert effects.adjusted_for == ["branch"]
+
+
+def test_the_bad_outcome_comes_from_the_spec_labels_not_the_data() -> None:
+    churn = SimpleNamespace(kind="binary", labels={"No": 0, "Yes": 1}, label=None, column="churned")
+    survey = pd.DataFrame({"outcome": [1, 1, 1, 1]})  # a filtered run where every customer churned
+    assert outcome_target(survey, churn).label == "churned = No"  # the lowest *declared* code, not the data's
+    assert outcome_target(survey, churn).values.tolist() == [0.0] * 4
+    yes = outcome_target(pd.DataFrame({"outcome": [0, 1, np.nan]}), churn, bad="yes")
+    assert yes.label == "churned = Yes" and yes.values.tolist()[:2] == [0.0, 1.0]
+    with pytest.raises(ValueError, match=r"bad_outcome: 'maybe' is not a label of the outcome 'churned'"):
+        outcome_target(survey, churn, bad="maybe")
+    with pytest.raises(ValueError, match="detractor"):
+        outcome_target(pd.DataFrame({"recommend": [3]}), SimpleNamespace(kind="recommend"), bad="promoter")
+
+
+def test_short_scales_get_box_flags_only() -> None:
+    rng = np.random.default_rng(0)
+    survey = pd.DataFrame({"three": rng.integers(1, 4, 60), "two": rng.integers(0, 2, 60)})
+    design, _ = rating_design(survey, {"three": Scale(min=1, max=3), "two": Scale(min=0, max=1)})
+    assert list(design.columns) == ["three:bottom", "three:top", "two:bottom"]
+    assert np.linalg.matrix_rank(design.to_numpy()) == design.shape[1]  # no column repeats the others
 
 
 def test_targets_and_rating_terms() -> None:

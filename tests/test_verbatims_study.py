@@ -84,10 +84,11 @@ def test_simulated_comments_recover_the_planted_topics_and_drivers(tmp_path: Pat
     assert set(ranked[:2]) == drivers, ranked
     for name in ("fraud_security", "loan_rates"):
         assert check[name]["covered"], check[name]
-    # zero-truth topics (complaints and praise beside their ratings, the neutral topic): 90% intervals, so one
-    # miss in six is within chance on a single data set; more is a bias
+    # the other six (complaints and praise beside their ratings, the neutral topic) have no effect of their own;
+    # against what comments can show of that (study.comparable_effect) 90% intervals miss about one in ten: two
+    # misses of six happen in 11% of data sets, three in 1.6%: three or more is a bias
     nulls = [row for row in check.values() if row["true_effect"] == 0]
-    assert len(nulls) == 6 and sum(not row["covered"] for row in nulls) <= 1, nulls
+    assert len(nulls) == 6 and sum(not row["covered"] for row in nulls) <= 2, nulls
 
 
 @pytest.mark.slow
@@ -157,7 +158,7 @@ def test_too_few_comments_says_so_and_fits_nothing(tmp_path: Path) -> None:
 
     simulate_dataset(tmp_path, 400, 2, population_samples=1000, comments="en")
     data = load_dataset(tmp_path / "dataset.yaml", tables=["survey"])
-    result = analyse_comments(data, n_themes=3, min_answers=500)
+    result = analyse_comments(data, n_themes=3, model_min_comments=500)
     assert result.effects is None and result.themes is not None
     assert result.too_few is not None and "Too few comments" in result.too_few
     assert f"{result.comments.n_comments:,} answers commented" in result.too_few

@@ -340,8 +340,9 @@ class VerbatimsSettings(_Settings):
     codebook: dict[str, Any] | list[Any] = Field(default_factory=dict)  # {theme: [keywords]} pinned wave over wave
     language: Literal["", "en", "es", "auto"] = ""  # "": the dataset spec's comments.language
     min_comments: Annotated[int, Field(ge=1)] = 20  # a theme (or a group's share) needs this many comments
-    min_answers: Annotated[int, Field(ge=10)] = 100  # comments needed to model the outcome at all
+    model_min_comments: Annotated[int, Field(ge=10)] = 100  # comments needed to model the outcome at all
     adjust_for_ratings: bool = True
+    bad_outcome: str = ""  # the outcome label that is the bad outcome ("": detractor, or the lowest label)
     level: Level = 0.9
     draws: Annotated[int, Field(ge=100, le=100_000)] = 2000
     tune: Annotated[int, Field(ge=50, le=100_000)] = 1000

@@ -38,6 +38,8 @@ import pandas as pd
 
 from cxresearch.diagnostics import Diagnostics, check_mcmc
 
+#: a touchpoint rated by fewer answers is left out of the model (said in the report)
+MIN_RATED = 30
 #: levels below which a grouping gets fixed offsets instead of a learned scale
 POOLED_MIN_LEVELS = 5
 BOTTOM_SHARE, TOP_SHARE = 0.4, 0.2
@@ -56,12 +58,17 @@ class Target:
         return float(self.values.dropna().mean())
 
 
-def outcome_target(survey: pd.DataFrame, outcome: Any) -> Target:
-    """The bad outcome of a survey: detractor (recommend 0-6) or the lowest class of a labelled outcome.
+def outcome_target(survey: pd.DataFrame, outcome: Any, bad: str = "") -> Target:
+    """The bad outcome of a survey: a detractor (recommend 0-6), or one class of a labelled outcome.
 
-    ``outcome``: the dataset spec's :class:`~cxresearch.data.spec.Outcome` (its kind, label and labels).
+    ``outcome``: the dataset spec's :class:`~cxresearch.data.spec.Outcome` (its kind, label and labels). ``bad``:
+    the label of the bad class (e.g. "Yes" for ``churned: {Yes: 1, No: 0}``); empty: the lowest code the spec's
+    labels declare (the worst class of an ordinal outcome, "no" of a yes / no one), never the lowest code a
+    filtered run happens to hold. An unknown label is an error naming the labels.
     """
     if outcome.kind == "recommend":
+        if bad and bad != "detractor":
+            raise ValueError(f"bad_outcome: a 0-10 recommend outcome's bad class is 'detractor', got {bad!r}")
         if "recommend" not in survey:
             raise KeyError("survey: no 'recommend' column for the detractor target")
         rec = survey["recommend"].astype("Float64")
@@ -69,18 +76,26 @@ def outcome_target(survey: pd.DataFrame, outcome: Any) -> Target:
     if "outcome" not in survey:
         raise KeyError("survey: no 'outcome' column for the target")
     codes = survey["outcome"].astype("Float64")
-    labels = {int(v): str(k) for k, v in (outcome.labels or {}).items()}
-    lowest = int(codes.min()) if codes.notna().any() else 0
-    name = outcome.label or outcome.column
-    return Target(
-        (codes == lowest).astype("Float64").where(codes.notna()).astype(float), f"{name} = {labels.get(lowest, lowest)}"
-    )
+    labels = {str(k): int(v) for k, v in (outcome.labels or {}).items()}
+    if bad:
+        found = [k for k in labels if k.strip().lower() == bad.strip().lower()]
+        if not found:
+            raise ValueError(
+                f"bad_outcome: {bad!r} is not a label of the outcome {outcome.column!r} (labels: {list(labels)})"
+            )
+        code = labels[found[0]]
+    else:
+        code = min(labels.values()) if labels else 0
+    name = {v: k for k, v in labels.items()}.get(code, str(code))
+    label = outcome.label or outcome.column
+    return Target((codes == code).astype("Float64").where(codes.notna()).astype(float), f"{label} = {name}")
 
 
 def rating_design(
-    survey: pd.DataFrame, scales: Mapping[str, Any], min_answers: int = 30
+    survey: pd.DataFrame, scales: Mapping[str, Any], min_answers: int = MIN_RATED
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Columns of the rating terms (position, bottom box, top box, not rated) per touchpoint.
+    """Columns of the rating terms (position, bottom box, top box, not rated) per touchpoint (on a scale of 3
+    points or fewer the box flags alone, on 2 points one flag: the position would repeat them).
 
     ``scales``: touchpoint -> its spec Scale (``min`` / ``max``). Touchpoints rated by fewer than ``min_answers``
     answers are left out (returned in the second element, so the report can say so).
@@ -99,10 +114,12 @@ def rating_design(
         points = int(round(hi - lo)) + 1
         bottom_pts = max(1, int(round(BOTTOM_SHARE * points)))
         top_pts = max(1, int(round(TOP_SHARE * points)))
-        pos = np.where(rated, (r - lo) / (hi - lo) - 0.5, 0.0)
-        cols[f"{tp}:position"] = pos
+        # on 3 points or fewer the position is a sum of the box flags (collinear): boxes only; on 2, one flag
+        if points > 3:
+            cols[f"{tp}:position"] = np.where(rated, (r - lo) / (hi - lo) - 0.5, 0.0)
         cols[f"{tp}:bottom"] = (rated & (r <= lo + bottom_pts - 1)).astype(float)
-        cols[f"{tp}:top"] = (rated & (r >= hi - top_pts + 1)).astype(float)
+        if points > 2:
+            cols[f"{tp}:top"] = (rated & (r >= hi - top_pts + 1)).astype(float)
         if (~rated).any():
             cols[f"{tp}:not_rated"] = (~rated).astype(float)
     design = pd.DataFrame(cols, index=survey.index)
@@ -128,17 +145,21 @@ class ThemeEffects:
     n_left_out: int
     level: float
     adjusted_for: list[str]
+    groups: list[str] = field(default_factory=list)  # the groupings with intercepts (those with 2+ levels)
     notes: list[str] = field(default_factory=list)
     idata: Any = None
+    design: Any = field(default=None, repr=False)  # the centred model matrices (for summaries on other draws)
+    observed: Any = field(default=None, repr=False)  # the modelled 0 / 1 outcomes
 
     def describe(self) -> str:
         """One sentence on the model, for the report."""
         ratings = (
             f"beside the ratings of {len(self.adjusted_for)} touchpoints" if self.adjusted_for else "without ratings"
         )
+        groups = f", with {' and '.join(self.groups)} intercepts" if self.groups else ""
         return (
-            f"Bayesian logistic model of P({self.target}) on theme presence {ratings}, with segment and market "
-            f"intercepts; {self.n_answers:,} answers ({self.n_left_out:,} without an outcome left out); "
+            f"Bayesian logistic model of P({self.target}) on theme presence {ratings}{groups}; "
+            f"{self.n_answers:,} answers ({self.n_left_out:,} without an outcome left out); "
             f"{self.diagnostics.get('method')}, {self.diagnostics.get('chains')} chains x "
             f"{int(self.diagnostics.get('draws') or 0) // max(int(self.diagnostics.get('chains') or 1), 1):,} draws."
         )
@@ -182,9 +203,12 @@ def fit_theme_effects(
     counts = presence.loc[keep].sum()
     modelled = [t for t in presence.columns if counts[t] >= min_comments and counts[t] < keep.sum()]
     notes = []
-    too_few = [t for t in presence.columns if t not in modelled]
+    too_few = [t for t in presence.columns if counts[t] < min_comments]
+    everywhere = [t for t in presence.columns if t not in modelled and t not in too_few]
     if too_few:
         notes.append(f"Too few comments to estimate (under {min_comments}): {', '.join(too_few)}.")
+    if everywhere:
+        notes.append(f"In every answer modelled, so nothing to compare with: {', '.join(everywhere)}.")
     X_theme = presence.loc[keep, modelled].to_numpy(dtype=float)
     rating_terms = list(ratings.columns) if ratings is not None else []
     R = ratings.loc[keep].to_numpy(dtype=float) if ratings is not None and rating_terms else np.zeros((len(y), 0))
@@ -252,7 +276,8 @@ def fit_theme_effects(
         notes.append(f"The first fit did not pass the gate ({'; '.join(gate.reasons)}): rerun with twice the draws.")
         idata = sample(2 * draws, 2 * tune, max(target_accept, 0.95))
         gate = check_mcmc(idata, method="NUTS (nutpie)")
-    table = _effects_table(idata, design, y, modelled, too_few, counts, level, max_draws, seed)
+    unestimated = {t: "too few comments" for t in too_few} | {t: "in every answer" for t in everywhere}
+    table = _effects_table(idata, design, y, modelled, unestimated, counts, level, max_draws, seed)
     return ThemeEffects(
         table=table,
         diagnostics=gate,
@@ -262,29 +287,45 @@ def fit_theme_effects(
         n_left_out=n_left_out,
         level=level,
         adjusted_for=adjusted_for,
+        groups=list(group_terms),
         notes=notes,
         idata=idata,
+        design=design,
+        observed=y,
     )
 
 
-def _log_odds(post: Any, pick: np.ndarray, design: Mapping[str, Any]) -> np.ndarray:
-    """Each modelled answer's fitted log-odds of the bad outcome per kept draw [draws, answers], rebuilt from the
-    posterior and the design (the same sum as the model; nothing per answer is stored in the trace)."""
+#: answers whose log-odds are rebuilt at once (1,000 draws x 10,000 answers = 80 MB)
+ROWS_PER_CHUNK = 10_000
+
+
+def _posterior_draws(post: Any, pick: np.ndarray, design: Mapping[str, Any]) -> dict[str, Any]:
+    """The kept draws of every parameter the log-odds need, as arrays [draws, ...]."""
 
     def draws(name: str) -> np.ndarray:
         values = post[name].stack(sample=("chain", "draw")).isel(sample=pick).to_numpy()
-        return values.T if values.ndim > 1 else values  # [draws, ...]
+        return values.T if values.ndim > 1 else values
 
-    n = design["n"]
-    eta = np.repeat(draws("intercept")[:, None], n, axis=1)
+    out: dict[str, Any] = {"intercept": draws("intercept")}
     if design["themes"].shape[1]:
-        eta += draws("theme_effect") @ design["themes"].T
+        out["theme_effect"] = draws("theme_effect")
     if design["ratings"].shape[1]:
-        eta += draws("rating_effect") @ design["ratings"].T
-    for g, (codes, pooled) in design["groups"].items():
-        z = draws(f"z_{g}")
-        scale = draws(f"sd_{g}")[:, None] if pooled else 0.5
-        eta += (scale * z)[:, codes]
+        out["rating_effect"] = draws("rating_effect")
+    for g, (_, pooled) in design["groups"].items():
+        out[f"offset_{g}"] = draws(f"z_{g}") * (draws(f"sd_{g}")[:, None] if pooled else 0.5)
+    return out
+
+
+def _log_odds(draws: Mapping[str, Any], design: Mapping[str, Any], rows: np.ndarray) -> np.ndarray:
+    """The fitted log-odds of the bad outcome of answers ``rows`` per kept draw [draws, rows], rebuilt from the
+    posterior draws and the design: the model's own sum (nothing per answer is stored in the trace)."""
+    eta = np.repeat(draws["intercept"][:, None], len(rows), axis=1)
+    if "theme_effect" in draws:
+        eta += draws["theme_effect"] @ design["themes"][rows].T
+    if "rating_effect" in draws:
+        eta += draws["rating_effect"] @ design["ratings"][rows].T
+    for g, (codes, _) in design["groups"].items():
+        eta += draws[f"offset_{g}"][:, codes[rows]]
     return eta
 
 
@@ -293,7 +334,7 @@ def _effects_table(
     design: Mapping[str, Any],
     y: np.ndarray,
     modelled: list[str],
-    too_few: list[str],
+    unestimated: Mapping[str, str],
     counts: pd.Series,
     level: float,
     max_draws: int,
@@ -307,15 +348,24 @@ def _effects_table(
     total = int(post.sizes["chain"]) * int(post.sizes["draw"])
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(total, size=min(max_draws, total), replace=False))
-    eta = _log_odds(post, pick, design)
+    draws = _posterior_draws(post, pick, design)
     presence_rows = design["themes"] > design["themes"].min(axis=0)  # centred 0/1 columns: above the minimum = 1
     n = len(y)
-    if modelled:
-        beta = post["theme_effect"].stack(sample=("chain", "draw")).to_numpy()[:, pick]  # [themes, draws]
+    # per theme and draw, the sum over the answers that have it of P(bad | theme) - P(bad | the same without it),
+    # accumulated over chunks of answers so memory stays flat however large the survey
+    sums = np.zeros((len(modelled), len(pick)))
+    for start in range(0, n, ROWS_PER_CHUNK):
+        chunk = np.arange(start, min(start + ROWS_PER_CHUNK, n))
+        eta = _log_odds(draws, design, chunk)
+        for j in range(len(modelled)):
+            has = presence_rows[chunk, j]
+            if has.any():
+                eta_with = eta[:, has]
+                beta = draws["theme_effect"][:, j][:, None]
+                sums[j] += (expit(eta_with) - expit(eta_with - beta)).sum(axis=1)
     for j, theme in enumerate(modelled):
         has = presence_rows[:, j]
-        eta_with = eta[:, has]  # the fitted log-odds of answers that have the theme
-        effect = (expit(eta_with) - expit(eta_with - beta[j][:, None])).mean(axis=1) * 100.0
+        effect = sums[j] / has.sum() * 100.0
         share = has.mean()
         impact = effect * share
         lo, hi = np.quantile(effect, [tail, 1 - tail])
@@ -337,7 +387,7 @@ def _effects_table(
                 "verdict": verdict,
             }
         )
-    for theme in too_few:
+    for theme, why in unestimated.items():
         rows.append(
             {
                 "theme": theme,
@@ -351,7 +401,7 @@ def _effects_table(
                 "impact": np.nan,
                 "impact_low": np.nan,
                 "impact_high": np.nan,
-                "verdict": "too few comments",
+                "verdict": why,
             }
         )
     table = pd.DataFrame(rows)

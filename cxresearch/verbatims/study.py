@@ -18,9 +18,17 @@ import pandas as pd
 
 from cxresearch.data.nps import NPS_CLASSES
 from cxresearch.diagnostics import as_dict
-from cxresearch.verbatims.effects import ThemeEffects, fit_theme_effects, outcome_target, rating_design
+from cxresearch.verbatims.effects import MIN_RATED, ThemeEffects, fit_theme_effects, outcome_target, rating_design
 from cxresearch.verbatims.text import PreparedComments, prepare_comments
-from cxresearch.verbatims.themes import CodebookTheme, ThemeModel, Themes, normalise, parse_codebook, theme_shares
+from cxresearch.verbatims.themes import (
+    CodebookTheme,
+    NoThemeWords,
+    ThemeModel,
+    Themes,
+    normalise,
+    parse_codebook,
+    theme_shares,
+)
 
 
 @dataclass
@@ -64,8 +72,9 @@ def analyse_comments(
     codebook: Any = None,
     language: str = "",
     min_comments: int = 20,
-    min_answers: int = 100,
+    model_min_comments: int = 100,
     adjust_for_ratings: bool = True,
+    bad_outcome: str = "",
     level: float = 0.9,
     draws: int = 2000,
     tune: int = 1000,
@@ -75,8 +84,9 @@ def analyse_comments(
 ) -> VerbatimsResult:
     """Mask, find themes, break them down and link them to the bad outcome, for the survey rows of ``data``.
 
-    ``language``: ``en`` / ``es`` / ``auto``; empty: the dataset spec's ``comments.language``. With fewer than
-    ``min_answers`` comments the themes are still listed but no model is fitted (``too_few``).
+    ``language``: ``en`` / ``es`` / ``auto``; empty: the dataset spec's ``comments.language``. ``bad_outcome``: the
+    outcome label modelled as the bad outcome (:func:`~cxresearch.verbatims.effects.outcome_target`). With fewer than
+    ``model_min_comments`` comments the themes are still listed but no model is fitted (``too_few``).
     """
     spec = data.spec.require_survey("the verbatims study")
     if spec.comments is None:
@@ -86,7 +96,7 @@ def analyse_comments(
         )
     survey = data.survey
     comments = prepare_comments(survey, spec.comments.names, language or spec.comments.language)
-    frame = survey.copy()
+    frame = survey.drop(columns=list(spec.comments.names))  # the raw comments stay behind: only masked text goes on
     frame["outcome_class"], class_order = outcome_classes(survey, spec.outcome)
     notes: list[str] = []
     themes: Themes | None = None
@@ -94,28 +104,39 @@ def analyse_comments(
     n = comments.n_comments
     if n < min_comments:  # a handful of comments: list nothing rather than "themes" of three texts
         return VerbatimsResult(
-            comments, None, None, {}, frame, too_few=too_few_text(n, min_answers, min_comments), notes=notes
+            comments, None, None, {}, frame, too_few=too_few_text(n, model_min_comments, min_comments), notes=notes
         )
-    themes = ThemeModel(
-        n_themes=n_themes, codebook=parse_codebook(codebook), language=comments_language(comments), seed=seed
-    ).fit(comments)
+    try:
+        themes = ThemeModel(
+            n_themes=n_themes, codebook=parse_codebook(codebook), language=comments_language(comments), seed=seed
+        ).fit(comments)
+    except NoThemeWords as exc:
+        return VerbatimsResult(comments, None, None, {}, frame, too_few=f"No themes: {exc}.", notes=notes)
     for by, order in (("segment", None), ("market", None), ("outcome_class", class_order)):
         if by in frame and frame[by].nunique() >= 1:
             shares[by] = theme_shares(themes, frame, by, min_comments=min_comments, order=order)
-    if n < min_answers:
+    if n < model_min_comments:
         return VerbatimsResult(
-            comments, themes, None, shares, frame, too_few=too_few_text(n, min_answers, min_comments), notes=notes
+            comments,
+            themes,
+            None,
+            shares,
+            frame,
+            too_few=too_few_text(n, model_min_comments, min_comments),
+            notes=notes,
         )
     ratings = None
     if adjust_for_ratings and spec.touchpoints:
         scales = {k: tp.scale for k, tp in spec.touchpoints.items()}
         ratings, left_out = rating_design(survey, scales)
         if left_out:
-            notes.append(f"Touchpoints rated by under 30 answers are left out of the model: {', '.join(left_out)}.")
+            notes.append(
+                f"Touchpoints rated by under {MIN_RATED} answers are left out of the model: {', '.join(left_out)}."
+            )
     effects = fit_theme_effects(
         survey,
         themes.presence,
-        outcome_target(survey, spec.outcome),
+        outcome_target(survey, spec.outcome, bad_outcome),
         ratings=ratings,
         min_comments=min_comments,
         level=level,
@@ -134,11 +155,11 @@ def comments_language(comments: PreparedComments) -> str:
     return langs.pop() if len(langs) == 1 else "auto"
 
 
-def too_few_text(n_comments: int, min_answers: int, min_comments: int = 20) -> str:
+def too_few_text(n_comments: int, model_min_comments: int, min_comments: int = 20) -> str:
     """The honest words for a run without enough comments to model."""
     return (
         f"Too few comments to link themes to behaviour: {n_comments:,} answers commented, and the model needs "
-        f"at least {min_answers:,}. Themes are listed from {min_comments:,} comments on, without their effects."
+        f"at least {model_min_comments:,}. Themes are listed from {min_comments:,} comments on, without their effects."
     )
 
 
@@ -148,6 +169,7 @@ def data_line(result: VerbatimsResult) -> str:
     c = result.comments
     langs = c.language.value_counts()
     lang_text = ", ".join(f"{int(v):,} in {'English' if k == 'en' else 'Spanish'}" for k, v in langs.items())
+    lang_text = f"; {lang_text}" if lang_text else ""
     masked = {k: v for k, v in c.masked.items() if v}
     mask_text = (
         "personal data masked before anything was read: " + ", ".join(f"{v:,} {k}" for k, v in masked.items())
@@ -155,7 +177,7 @@ def data_line(result: VerbatimsResult) -> str:
         else "no personal data found to mask (e-mails, links, phone numbers, long digit runs)"
     )
     return (
-        f"{len(c.text):,} answers, {c.n_comments:,} with a comment ({100 * c.n_comments / max(len(c.text), 1):.0f}%; "
+        f"{len(c.text):,} answers, {c.n_comments:,} with a comment ({100 * c.n_comments / max(len(c.text), 1):.0f}%"
         f"{lang_text}); {mask_text}."
     )
 
@@ -211,6 +233,7 @@ def effects_table(result: VerbatimsResult) -> pd.DataFrame:
         "lowers": f"lowers P({e.target})",
         "no evidence": "no evidence of an effect",
         "too few comments": "too few comments",
+        "in every answer": "in every answer: nothing to compare with",
     }
     return pd.DataFrame(
         {
@@ -238,10 +261,12 @@ def effects_text(result: VerbatimsResult) -> str:
     top = ", ".join(
         f"**{name}** ({imp:+.1f} points)" for name, imp in zip(raises["theme"][:3], raises["impact"][:3], strict=True)
     )
+    held = (["their ratings"] if e.adjusted_for else []) + list(e.groups)
+    held_text = " and ".join([", ".join(held[:-1]), held[-1]] if len(held) > 1 else held) or "nothing else"
     head = (
         f"P({e.target}) is {100 * e.rate:.1f}% over the {e.n_answers:,} answers modelled. A theme's *effect* is how "
         f"many points higher P({e.target}) is for the answers that mention it than for the same answers without it "
-        f"(holding {'their ratings, ' if e.adjusted_for else ''}segment and market equal); "
+        f"(holding {held_text} equal); "
         "its *impact* is that effect times the share of answers that mention it: how far the overall rate would fall "
         "if nobody had that complaint."
     )
@@ -316,8 +341,9 @@ def truth_text(check: pd.DataFrame) -> str:
         text += (
             f" The fitted effect's interval covers the true effect for {int(known['covered'].sum())} of {len(known)} "
             "matched topics. Complaints and praise that only repeat a rating have a true effect of 0 beside the "
-            "ratings. A hidden issue's effect is on the answers that have it; comments can only show it where it "
-            "is written, so its comparable truth is diluted by the carriers who wrote nothing about it."
+            "ratings, and a hidden issue's is on the answers that have it. Comments can only show what is written: "
+            "the carriers who wrote nothing dilute an issue's effect, and whoever wrote anything carries fewer "
+            "unmentioned issues, so 'what comments can show' is the truth the intervals are checked against."
         )
     return text
 
@@ -396,9 +422,9 @@ def record_verbatims_results(result: VerbatimsResult) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ truth
-def planted_topics(dataset: str | Path) -> tuple[dict[str, Mapping[str, Any]], int] | None:
-    """The planted comment topics of a simulated dataset (``truth.json`` beside its spec) and the number of
-    answers its counts refer to, or None."""
+def planted_topics(dataset: str | Path) -> tuple[dict[str, Mapping[str, Any]], dict[str, float]] | None:
+    """The planted comment topics of a simulated dataset (``truth.json`` beside its spec) and what the truth says
+    of the comments as a whole (``answers`` its counts refer to, ``p_silent``), or None."""
     import json
 
     truth = Path(dataset).parent / "truth.json"
@@ -406,7 +432,8 @@ def planted_topics(dataset: str | Path) -> tuple[dict[str, Mapping[str, Any]], i
         return None
     comments = json.loads(truth.read_text(encoding="utf-8")).get("comments", {})
     topics = comments.get("topics")
-    return (dict(topics), int(comments.get("answers") or 0)) if topics else None
+    meta = {"answers": float(comments.get("answers") or 0), "p_silent": float(comments.get("p_silent") or 0.0)}
+    return (dict(topics), meta) if topics else None
 
 
 def match_topics(themes: Themes, comments: PreparedComments, topics: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
@@ -435,28 +462,50 @@ def match_topics(themes: Themes, comments: PreparedComments, topics: Mapping[str
     )
 
 
-def comparable_effect(topic: Mapping[str, Any], answers: int) -> float:
-    """The true effect (points of P(detractor)) a comment-based model can recover for a planted topic.
+def comparable_effect(name: str, topics: Mapping[str, Mapping[str, Any]], meta: Mapping[str, float]) -> float:
+    """The true effect (points of P(detractor)) a comment-based model can recover for planted topic ``name``.
 
-    ``effect_detractor`` is the effect on the answers that *have* the issue. Comments show it only where it is
-    written: answers that have it but did not write about it (silent carriers) sit among the answers without
-    the theme, so the contrast the comments allow is the effect times (1 - the silent carriers' share of
-    those answers). Topics without ``present`` / ``mentions`` counts keep the plain effect.
+    ``effect_detractor`` is a hidden issue's effect on the answers that *have* it, and 0 for every other topic.
+    Comments show what is written, which moves the contrast the model can estimate in two ways:
+
+    - a hidden issue's carriers who wrote nothing about it (silent carriers) sit among the answers without the
+      theme: its own effect is diluted by their share of those answers (from the ``present`` / ``mentions``
+      counts);
+    - whoever mentions a topic wrote something, so fewer of them carry *another* hidden issue unmentioned than the
+      answers that wrote nothing: for each other hidden issue k (prevalence p_k, written with probability w_k, a
+      share ``p_silent`` of writers silent) the carriers' share among those without its mention is
+      p_k (1 - w_k) / (1 - p_k w_k) for writers against p_k (1 - w_k (1 - s)) / (1 - p_k w_k (1 - s)) for everyone,
+      and the difference times issue k's effect is added. For a complaint that only repeats a rating this is
+      about -0.8 points on the demo, not 0.
     """
+    topic = topics[name]
+    answers, silent_share = float(meta.get("answers", 0.0)), float(meta.get("p_silent", 0.0))
     effect = 100.0 * float(topic.get("effect_detractor") or 0.0)  # null: no answer had the topic
     present, mentions = topic.get("present"), topic.get("mentions")
-    if not effect or present is None or mentions is None or answers <= mentions:
-        return effect
-    silent = max(float(present) * answers - float(mentions), 0.0) / (answers - float(mentions))
-    return effect * (1.0 - silent)
+    if effect and present is not None and mentions is not None and answers > mentions:
+        silent = max(float(present) * answers - float(mentions), 0.0) / (answers - float(mentions))
+        effect *= 1.0 - silent
+    for other, t in topics.items():
+        k_effect = 100.0 * float(t.get("effect_detractor") or 0.0)
+        p, w = t.get("planted_prevalence"), t.get("p_write")
+        if other == name or t.get("kind") != "hidden" or not k_effect or p is None or w is None:
+            continue
+        p, w = float(p), float(w)
+        writers = p * (1 - w) / (1 - p * w)
+        everyone = p * (1 - w * (1 - silent_share)) / (1 - p * w * (1 - silent_share))
+        effect += k_effect * (writers - everyone)
+    return effect
 
 
 def truth_check(
-    result: VerbatimsResult, topics: Mapping[str, Mapping[str, Any]], answers: int, min_jaccard: float = 0.5
+    result: VerbatimsResult,
+    topics: Mapping[str, Mapping[str, Any]],
+    meta: Mapping[str, float],
+    min_jaccard: float = 0.5,
 ) -> pd.DataFrame:
     """Planted topics beside the themes that found them: the true effect on P(detractor) (points), the part of
     it comments can show (:func:`comparable_effect`) and the fitted effect with its interval; ``covered``: the
-    comparable truth inside the interval. ``answers``: the survey answers the truth counts (truth.json)."""
+    comparable truth inside the interval. ``topics`` and ``meta``: :func:`planted_topics`."""
     if result.themes is None:
         return pd.DataFrame()
     matched = match_topics(result.themes, result.comments, topics)
@@ -464,7 +513,7 @@ def truth_check(
     rows = []
     for _, m in matched.iterrows():
         topic = topics[m["topic"]]
-        true = comparable_effect(topic, answers)
+        true = comparable_effect(m["topic"], topics, meta)
         row: dict[str, Any] = {
             "topic": m["topic"],
             "kind": topic.get("kind"),

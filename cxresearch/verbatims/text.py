@@ -5,14 +5,17 @@ the theme model, the tables, the examples and everything stored see only the mas
 
 - e-mail addresses with ``[email]``,
 - web links with ``[link]``,
-- phone numbers (8-15 digits in three or more groups, or after ``+`` or ``(``; 9-10 digits in one run) with
+- phone numbers (8-15 digits in groups, with or without ``+`` or brackets; 9-10 digits in one run) with
   ``[phone]``,
-- any other run of 6 or more digits, and longer grouped numbers (account, card, customer or order numbers),
-  with ``[number]``.
+- any other run of 6 or more digits, longer grouped numbers (account, card, customer or order numbers), IBANs
+  and words holding 6+ digits among letters (a DNI / NIE such as 12345678Z, "order12345678") with
+  ``[number]``.
 
-Left alone: dates (``2024-03-09``, ``09/03/2024``), and two groups of digits, which in comments are times,
-ranges, prices and model numbers ("0830-0930", "08.20-09.40", "747-400", "$100.000"), not people.
-Over-masking is the safe side, so anything else with enough digits is masked.
+Left alone: dates (``2024-03-09``, ``09/03/2024``, also with a time), ranges of clock times ("0830-0930",
+"08.20-09.40") and numbers of fewer than 8 digits in groups, which in comments are prices, years and model
+numbers ("747-400", "$100.000", "March 19 2014"), not people. Over-masking is the safe side, so anything else
+with enough digits is masked. Names and street addresses are not recognised; they cannot name a theme either,
+because a theme's terms must occur in at least ``min_df`` (5) comments.
 """
 
 from __future__ import annotations
@@ -25,12 +28,19 @@ import pandas as pd
 
 from cxresearch.verbatims.stopwords import language_votes, strip_accents
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-_LINK = re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)
+_EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}")
+# a scheme or www., or any domain followed by a path ("bank.com/reset?user=juan")
+_LINK = re.compile(r"\b(?:https?://|www\.)\S+|\b(?:[\w-]+\.)+[A-Za-z]{2,}/\S*", re.IGNORECASE)
+# an IBAN, with or without its groups of four (ES91 2100 0418 4502 0005 1332)
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?\b")
+# a word that holds 6+ digits among letters: a DNI / NIE (12345678Z, X1234567L), an order or customer number
+_DIGITS_IN_WORD = re.compile(r"\b(?=\w*\d{6})\w+\b")
 # a run of digits with the separators phone and card numbers use; checked by its digit count below
 _DIGITS = re.compile(r"(?<![\w@])\+?\(?\d[\d\s().-]*\d(?![\w@])")
-_DATE = re.compile(r"^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})$")
-_TIME_RANGE = re.compile(r"^\d{1,2}[.:]\d{2}\s*-\s*\d{1,2}[.:]\d{2}$")
+# a date, maybe with the hour of a time after it ("2024-03-09 14" of "2024-03-09 14:30")
+_DATE = re.compile(r"^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})(?:\s+\d{1,2})?$")
+# a range of clock times: 08.20-09.40, 0830-0930, 2230-2400
+_TIME_RANGE = re.compile(r"^(?:\d{1,2}[.:]\d{2}|[0-2]\d[0-5]\d)\s*-\s*(?:\d{1,2}[.:]\d{2}|[0-2]\d[0-5]\d)$")
 _PHONE_DIGITS = (8, 15)
 _LONG_RUN = 6
 
@@ -41,9 +51,10 @@ MASKS: dict[str, str] = {"email": "[email]", "link": "[link]", "phone": "[phone]
 def _digit_mask(match: re.Match[str], counts: dict[str, int]) -> str:
     """A phone number or a long number masked; dates, times, prices and model numbers kept.
 
-    Masked: a run of 6+ digits with no separator (9-10 digits read as a phone); digits in three or more groups,
-    or after ``+`` or ``(``, adding up to 8+ (a phone up to 15 digits, a card or account number above). Kept:
-    two groups ("0830-0930", "747-400", "March 19 2014", "$100.000") and anything under 6 digits.
+    Masked: a run of 6+ digits with no separator (9-10 digits read as a phone); groups of digits adding up to 8
+    or more (a phone up to 15 digits, "612 345678", "07700 900123"; a card or account number above). Kept: dates
+    (with the hour of a time after them), ranges of clock times ("0830-0930", "08.20-09.40") and groups adding up
+    to fewer than 8 digits ("747-400", "March 19 2014", "$100.000").
     """
     text = match.group(0)
     groups = re.findall(r"\d+", text)
@@ -55,7 +66,7 @@ def _digit_mask(match: re.Match[str], counts: dict[str, int]) -> str:
             return text
         kind = "phone" if digits in (9, 10) else "number"
     else:
-        if digits < _PHONE_DIGITS[0] or not (len(groups) >= 3 or text.startswith(("+", "("))):
+        if digits < _PHONE_DIGITS[0]:
             return text
         kind = "phone" if digits <= _PHONE_DIGITS[1] else "number"
     counts[kind] += 1
@@ -79,8 +90,14 @@ def mask_personal_data(text: str, counts: dict[str, int] | None = None) -> str:
         tally["link"] += 1
         return MASKS["link"]
 
+    def number(m: re.Match[str]) -> str:
+        tally["number"] += 1
+        return MASKS["number"]
+
     text = _EMAIL.sub(email, text)
     text = _LINK.sub(link, text)
+    text = _IBAN.sub(number, text)
+    text = _DIGITS_IN_WORD.sub(lambda m: m.group(0) if m.group(0).isdigit() else number(m), text)
     return _DIGITS.sub(lambda m: _digit_mask(m, tally), text)
 
 

@@ -15,9 +15,11 @@ NMF fits twice as many factors as ``n_themes`` and :func:`merge_factors` joins t
 together over the comments until ``n_themes`` remain: with as many factors as themes, a frequent topic takes
 several (one per phrasing) and rare topics none.
 
-A comment *has* a discovered theme when the theme holds at least ``presence_share`` of the comment's NMF weight
-and that weight is at least a tenth of the theme's 99th percentile over comments (a word in passing is not a
-theme). Each theme is labelled by its top terms and two example comments (masked, shortened).
+A comment *has* a discovered theme when the theme's NMF weight in it is at least ``presence_share`` (one half)
+of the comment's heaviest theme and at least a tenth of the theme's 99th percentile over comments (a word in
+passing is not a theme). The rule is relative to the comment's own top theme, not to its total weight, so a
+long comment that covers four topics has all four, as a short one has its one. Each theme is labelled by its top
+terms and two example comments (masked, shortened).
 :meth:`ThemeModel.transform` reads new comments (a later wave) with the fitted vocabulary and factors.
 """
 
@@ -37,6 +39,10 @@ from cxresearch.verbatims.text import PreparedComments, shorten, strip_masks
 #: NMF factors fitted per theme asked for: a frequent topic splits into several factors (its many phrasings),
 #: which :func:`merge_factors` joins again, so rarer topics keep factors of their own
 FACTORS_PER_THEME = 2
+
+
+class NoThemeWords(ValueError):
+    """The comments share too few words to find any theme in (too few comments, or only stop words)."""
 
 
 class CodebookError(ValueError):
@@ -99,9 +105,13 @@ def parse_codebook(raw: Any, where: str = "codebook") -> list[CodebookTheme]:
     return themes
 
 
+_INNER_HYPHEN = re.compile(r"(?<=[^\W\d_])-(?=[^\W\d_])")
+
+
 def normalise(text: str) -> str:
-    """Lower case, accents removed, masks removed: the text keywords and the vectoriser read."""
-    return strip_accents(strip_masks(text).lower())
+    """Lower case, accents removed, masks removed, hyphens inside words dropped ("wi-fi" reads as "wifi"): the
+    text keywords and the vectoriser read."""
+    return _INNER_HYPHEN.sub("", strip_accents(strip_masks(text).lower()))
 
 
 @dataclass
@@ -140,7 +150,7 @@ class ThemeModel:
     language: str = "auto"
     min_df: int = 5
     max_df: float = 0.5
-    presence_share: float = 0.25
+    presence_share: float = 0.5
     top_terms: int = 6
     seed: int = 1
     _vectoriser: Any = field(default=None, init=False, repr=False)
@@ -186,15 +196,18 @@ class ThemeModel:
                 stop_words=sorted(stop_words(self.language)),
                 token_pattern=r"(?u)\b[^\W\d_]{2,}\b",
                 ngram_range=(1, 2),
-                min_df=min(self.min_df, max(1, len(texts) // 10)),
+                min_df=self.min_df,  # never lower: a name or an address in a few comments must not name a theme
                 max_df=self.max_df,
                 sublinear_tf=True,
                 max_features=20_000,
             )
             try:
                 matrix = vectoriser.fit_transform(self._discovery_text(texts))
-            except ValueError as exc:  # every word a stop word or too rare
-                raise ValueError(f"comments: no words left to find themes in ({exc})") from None
+            except ValueError:  # every word a stop word or in fewer than min_df comments
+                raise NoThemeWords(
+                    f"no word (other than stop words) occurs in {self.min_df} of the {len(texts):,} comments or more: "
+                    "too few comments to find themes in"
+                ) from None
             k = min(FACTORS_PER_THEME * self.n_themes, matrix.shape[1], max(1, matrix.shape[0] - 1))
             nmf = NMF(n_components=k, init="nndsvda", random_state=self.seed, max_iter=1000, tol=1e-5)
             factors = nmf.fit_transform(matrix)
@@ -233,9 +246,8 @@ class ThemeModel:
         weights = pd.DataFrame(0.0, index=index, columns=self._names)
         if self._names and len(texts) and self._floor is not None:
             doc_topic = self._nmf.transform(self._vectoriser.transform(self._discovery_text(texts))) @ self._membership
-            total = doc_topic.sum(axis=1, keepdims=True)
-            share = np.divide(doc_topic, total, out=np.zeros_like(doc_topic), where=total > 0)
-            has = (share >= self.presence_share) & (doc_topic >= self._floor[None, :])
+            top = doc_topic.max(axis=1, keepdims=True)
+            has = (doc_topic >= self.presence_share * top) & (doc_topic >= self._floor[None, :]) & (top > 0)
             weights.loc[texts.index, :] = doc_topic
             for j, name in enumerate(self._names):
                 presence[name] = pd.Series(has[:, j], index=texts.index).reindex(index, fill_value=False)
