@@ -266,6 +266,20 @@ def _draws_needed(draws: int, ess: float) -> int:
     return int(math.ceil(draws * factor / 100.0) * 100)
 
 
+def escalated_settings(gate: Diagnostics, draws: int, tune: int, target_accept: float) -> tuple[int, int, float]:
+    """(draws, tune, target_accept) of the one rerun of a NUTS fit that failed the gate: smaller steps when it
+    diverged (target_accept 0.95, else 0.9); twice the draws and a longer warm-up when the chains mixed too little
+    (the gate's other criteria: R-hat, bulk or tail ESS, E-BFMI). A fit whose only fault is divergences keeps its
+    draws and warm-up: more draws do not remove divergences, smaller steps do, and the chains had already mixed."""
+    accept = max(target_accept, 0.95 if gate.divergences else 0.9)
+    chains, n_draws, rhat, bulk, tail = gate.chains, gate.draws, gate.rhat_max, gate.ess_bulk_min, gate.ess_tail_min
+    if gate.divergences and chains and n_draws and rhat is not None and bulk is not None and tail is not None:
+        # the gate's own criteria, with the divergences left out
+        if not mcmc_reasons(chains, n_draws, rhat, None, bulk, None, tail, None, 0, gate.bfmi_min):
+            return draws, tune, accept
+    return 2 * draws, max(2 * tune, 1000), accept
+
+
 def check_approximate(
     method: str, pareto_k: float | None, converged: bool = True, draws: int | None = None, **extra: Any
 ) -> Diagnostics:

@@ -125,7 +125,7 @@ def test_round_trip_combine_and_describe():
 
 
 def test_a_fit_that_only_diverged_is_rerun_with_smaller_steps_and_the_same_draws() -> None:
-    from cxresearch.drivers.fit import escalated_settings
+    from cxresearch.diagnostics import escalated_settings
 
     rng = np.random.default_rng(3)
     diverging = np.zeros((2, 2000), bool)

@@ -17,8 +17,9 @@ terms Normal(0, 1) on the log-odds (an odds ratio above e^2 = 7.4 for one compla
 segment and market offsets sum to zero, with a learned half-normal(0.5) scale from 5 levels up and a fixed
 scale of 0.5 below (a scale is not learnable from 2-4 groups). Every column is centred, so the intercept is the
 average log-odds and the sampler does not have to untangle it from the slopes. Sampled with nutpie; every number
-passes the one diagnostics gate (:func:`cxresearch.diagnostics.check_mcmc`), with one rerun at twice the draws
-and target_accept 0.95 when it does not.
+passes the one diagnostics gate (:func:`cxresearch.diagnostics.check_mcmc`), with the project's one rerun when
+it does not (:func:`cxresearch.diagnostics.escalated_settings`: smaller steps after divergences, twice the draws
+when the chains mixed too little).
 
 A theme's **effect** is its average marginal effect on P(bad) among the answers that have it: per posterior
 draw, the mean over those answers of P(bad | theme) - P(bad | the same answer without it). Its **impact** is the
@@ -36,10 +37,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxresearch.diagnostics import Diagnostics, check_mcmc
+from cxresearch.diagnostics import Diagnostics, check_mcmc, escalated_settings
 
 #: a touchpoint rated by fewer answers is left out of the model (said in the report)
 MIN_RATED = 30
+#: the scale of a grouping's offsets when it has too few levels to learn one
+FIXED_GROUP_SD = 0.5
 #: levels below which a grouping gets fixed offsets instead of a learned scale
 POOLED_MIN_LEVELS = 5
 BOTTOM_SHARE, TOP_SHARE = 0.4, 0.2
@@ -223,8 +226,9 @@ def fit_theme_effects(
                 group_levels[g] = levels
     # centred columns: the intercept is the average log-odds, nearly uncorrelated with the slopes (a far better
     # geometry for the sampler); a theme's counterfactual (present -> absent) is still a change of exactly 1
+    present = X_theme > 0
     X_theme, R = X_theme - X_theme.mean(0), R - R.mean(0)
-    design = {"n": len(y), "themes": X_theme, "ratings": R, "groups": group_terms}
+    design = {"n": len(y), "themes": X_theme, "present": present, "ratings": R, "groups": group_terms}
     if len(np.unique(y)) < 2:
         raise ValueError(
             f"every modelled answer has the same outcome ({target.label} = {int(y[0])}): nothing to explain"
@@ -251,7 +255,7 @@ def fit_theme_effects(
             for g, (codes, pooled) in group_terms.items():
                 model.add_coord(g, group_levels[g])
                 z = pm.ZeroSumNormal(f"z_{g}", 1.0, dims=g)  # offsets sum to zero: the intercept stays the mean
-                scale: Any = pm.HalfNormal(f"sd_{g}", 0.5) if pooled else 0.5
+                scale: Any = pm.HalfNormal(f"sd_{g}", 0.5) if pooled else FIXED_GROUP_SD
                 eta = eta + (scale * z)[pm.Data(f"codes_{g}", codes)]
             pm.Bernoulli("bad", logit_p=eta, observed=pm.Data("observed", y))
         compiled = compile_pymc_model(model)
@@ -273,8 +277,12 @@ def fit_theme_effects(
     idata = sample(draws, tune, target_accept)
     gate = check_mcmc(idata, method="NUTS (nutpie)")
     if not gate.passed and escalate:
-        notes.append(f"The first fit did not pass the gate ({'; '.join(gate.reasons)}): rerun with twice the draws.")
-        idata = sample(2 * draws, 2 * tune, max(target_accept, 0.95))
+        more_draws, more_tune, accept = escalated_settings(gate, draws, tune, target_accept)
+        notes.append(
+            f"The first fit did not pass the gate ({'; '.join(gate.reasons)}): rerun with {more_draws:,} draws, "
+            f"{more_tune:,} warm-up and target_accept {accept:g}."
+        )
+        idata = sample(more_draws, more_tune, accept)
         gate = check_mcmc(idata, method="NUTS (nutpie)")
     unestimated = {t: "too few comments" for t in too_few} | {t: "in every answer" for t in everywhere}
     table = _effects_table(idata, design, y, modelled, unestimated, counts, level, max_draws, seed)
@@ -312,7 +320,7 @@ def _posterior_draws(post: Any, pick: np.ndarray, design: Mapping[str, Any]) -> 
     if design["ratings"].shape[1]:
         out["rating_effect"] = draws("rating_effect")
     for g, (_, pooled) in design["groups"].items():
-        out[f"offset_{g}"] = draws(f"z_{g}") * (draws(f"sd_{g}")[:, None] if pooled else 0.5)
+        out[f"offset_{g}"] = draws(f"z_{g}") * (draws(f"sd_{g}")[:, None] if pooled else FIXED_GROUP_SD)
     return out
 
 
@@ -349,7 +357,7 @@ def _effects_table(
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(total, size=min(max_draws, total), replace=False))
     draws = _posterior_draws(post, pick, design)
-    presence_rows = design["themes"] > design["themes"].min(axis=0)  # centred 0/1 columns: above the minimum = 1
+    presence_rows = design["present"]
     n = len(y)
     # per theme and draw, the sum over the answers that have it of P(bad | theme) - P(bad | the same without it),
     # accumulated over chunks of answers so memory stays flat however large the survey

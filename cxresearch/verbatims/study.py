@@ -447,10 +447,9 @@ def match_topics(themes: Themes, comments: PreparedComments, topics: Mapping[str
     has = themes.has_comment.to_numpy()
     names = list(topics)
     covered = np.zeros((len(names), int(has.sum())), dtype=bool)
-    texts = comments.text[has]
+    texts = comments.text[has].map(normalise)
     for i, name in enumerate(names):
-        pattern = CodebookTheme(name, tuple(topics[name]["keywords"])).pattern()
-        covered[i] = texts.map(lambda t, p=pattern: bool(p.search(normalise(t)))).to_numpy()
+        covered[i] = texts.str.contains(CodebookTheme(name, tuple(topics[name]["keywords"])).pattern()).to_numpy()
     presence = themes.presence.to_numpy()[has].T  # [themes, comments]
     inter = covered.astype(float) @ presence.T.astype(float)
     union = covered.sum(1)[:, None] + presence.sum(1)[None, :] - inter

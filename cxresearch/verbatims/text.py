@@ -173,8 +173,8 @@ def prepare_comments(survey: pd.DataFrame, columns: Sequence[str], language: str
         raise KeyError(f"survey: comment column(s) {missing} not found (have {list(survey.columns)})")
     if language not in ("en", "es", "auto"):
         raise ValueError(f"comments language must be one of en, es, auto; got {language!r}")
-    parts = survey[list(columns)].astype("string")
-    joined = parts.apply(lambda row: " / ".join(str(v).strip() for v in row if pd.notna(v) and str(v).strip()), axis=1)
+    stripped = [survey[c].astype("string").str.strip().fillna("").tolist() for c in columns]
+    joined = pd.Series([" / ".join(p for p in row if p) for row in zip(*stripped, strict=True)], index=survey.index)
     counts = {k: 0 for k in MASKS}
     masked = joined.map(lambda t: mask_personal_data(t, counts) if t else t)
     has_words = masked.map(lambda t: bool(t) and bool(tokens(strip_masks(t))))

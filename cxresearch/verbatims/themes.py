@@ -174,8 +174,9 @@ class ThemeModel:
         return np.asarray(self._membership).T @ self._nmf.components_
 
     # ---------------------------------------------------------------------------------------- fitting
-    def _discovery_text(self, texts: pd.Series) -> pd.Series:
-        text = texts.map(normalise)
+    def _discovery_text(self, normalised: pd.Series) -> pd.Series:
+        """The normalised comments without the codebook's keywords: what discovery reads."""
+        text = normalised
         for theme in self.codebook:
             pattern = theme.pattern()
             text = text.map(lambda t, p=pattern: p.sub(" ", t))
@@ -189,6 +190,7 @@ class ThemeModel:
         texts = comments.text.dropna()
         if len(texts) == 0:
             raise ValueError("no comments to find themes in (every comment is blank)")
+        normalised = texts.map(normalise)  # once per comment, for the codebook and the vectoriser alike
         self._names = []
         if self.n_themes:
             vectoriser = TfidfVectorizer(
@@ -202,7 +204,7 @@ class ThemeModel:
                 max_features=20_000,
             )
             try:
-                matrix = vectoriser.fit_transform(self._discovery_text(texts))
+                matrix = vectoriser.fit_transform(self._discovery_text(normalised))
             except ValueError:  # every word a stop word or in fewer than min_df comments
                 raise NoThemeWords(
                     f"no word (other than stop words) occurs in {self.min_df} of the {len(texts):,} comments or more: "
@@ -218,8 +220,8 @@ class ThemeModel:
             terms = np.asarray(vectoriser.get_feature_names_out())
             for row in self._components:
                 self._names.append(self._unique_name(" · ".join(_top_terms(row, terms, 3))))
-        presence, weights = self._read(comments)
-        table = self._table(comments, presence, weights)
+        presence, weights = self._read(comments, normalised)
+        table = self._table(comments, presence, weights, normalised)
         return Themes(table, presence, weights, comments.has_comment, self)
 
     def _unique_name(self, name: str) -> str:
@@ -235,17 +237,20 @@ class ThemeModel:
             raise RuntimeError("fit the theme model before reading new comments with it")
         return self._read(comments)[0]
 
-    def _read(self, comments: PreparedComments) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def _read(
+        self, comments: PreparedComments, normalised: pd.Series | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
         index = comments.text.index
         texts = comments.text.dropna()
+        normalised = texts.map(normalise) if normalised is None else normalised
         presence = pd.DataFrame(index=index)
         for theme in self.codebook:
-            pattern = theme.pattern()
-            hit = texts.map(lambda t, p=pattern: bool(p.search(normalise(t))))
+            hit = normalised.str.contains(theme.pattern())
             presence[theme.name] = hit.reindex(index, fill_value=False).astype(bool)
         weights = pd.DataFrame(0.0, index=index, columns=self._names)
         if self._names and len(texts) and self._floor is not None:
-            doc_topic = self._nmf.transform(self._vectoriser.transform(self._discovery_text(texts))) @ self._membership
+            matrix = self._vectoriser.transform(self._discovery_text(normalised))
+            doc_topic = self._nmf.transform(matrix) @ self._membership
             top = doc_topic.max(axis=1, keepdims=True)
             has = (doc_topic >= self.presence_share * top) & (doc_topic >= self._floor[None, :]) & (top > 0)
             weights.loc[texts.index, :] = doc_topic
@@ -253,14 +258,15 @@ class ThemeModel:
                 presence[name] = pd.Series(has[:, j], index=texts.index).reindex(index, fill_value=False)
         return presence.astype(bool), weights
 
-    def _table(self, comments: PreparedComments, presence: pd.DataFrame, weights: pd.DataFrame) -> pd.DataFrame:
+    def _table(
+        self, comments: PreparedComments, presence: pd.DataFrame, weights: pd.DataFrame, normalised: pd.Series
+    ) -> pd.DataFrame:
         n = max(comments.n_comments, 1)
         rows = []
         terms = np.asarray(self._vectoriser.get_feature_names_out()) if self._names else np.array([])
         for theme in self.codebook:
             has = presence[theme.name]
-            pattern = theme.pattern()
-            score = comments.text[has].map(lambda t, p=pattern: len(p.findall(normalise(t))))
+            score = normalised[has[has].index].str.count(theme.pattern())
             rows.append(
                 {
                     "theme": theme.name,
