@@ -85,6 +85,16 @@ class EffectDistribution:
             return np.full(n, self._point_value())
         return self._clip(np.asarray(self._frozen().rvs(size=n, random_state=rng), dtype=float))
 
+    def stratified_sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` draws, one from each of ``n`` equal-probability slices of the distribution, in random order
+        (Latin hypercube sampling in one dimension). Each draw still has this distribution and the order is
+        independent of anything else, but their mean is exact to O(1/n) instead of O(1/sqrt(n)): with 1,000
+        independent draws a value's expected benefit moved by about 1% from seed to seed."""
+        if self.is_point:
+            return np.full(n, self._point_value())
+        u = (rng.permutation(n) + rng.random(n)) / n
+        return self.quantile(u)
+
     def quantile(self, q: float | np.ndarray) -> np.ndarray:
         """Quantile function (after clipping)."""
         q = np.asarray(q, dtype=float)
