@@ -393,7 +393,7 @@ class InitiativeEngine:
             self.customer_counts = {(str(k[0]), str(k[1])): int(v) for k, v in customer_counts.items()}
         else:
             raise ValueError("give the customers table or customer_counts {(segment, market): active customers}")
-        self._mix_cache: dict[Stratum, tuple[np.ndarray, np.ndarray | None]] = {}
+        self._baseline_cache: dict[Stratum, tuple[np.ndarray, np.ndarray | None]] = {}
         self._shift_point_cache: dict[Any, tuple[np.ndarray, np.ndarray | None]] = {}
         self._shift_cache: dict[Any, tuple[np.ndarray, list[np.ndarray], np.ndarray | None]] = {}
         self._value_cache: dict[Stratum, ClvDraws] = {}
@@ -541,11 +541,11 @@ class InitiativeEngine:
 
     def _baseline(self, stratum: Stratum) -> tuple[np.ndarray, np.ndarray | None]:
         """(class mix [draws, 3], mean emotion [draws] or None) of a stratum's respondents as they are."""
-        if stratum not in self._mix_cache:
+        if stratum not in self._baseline_cache:
             frame = self._respondents[stratum]
             mix, emotion = self._weighted_sum(stratum, frame, np.ones(len(frame)))
-            self._mix_cache[stratum] = (mix / len(frame), None if emotion is None else emotion / len(frame))
-        return self._mix_cache[stratum]
+            self._baseline_cache[stratum] = (mix / len(frame), None if emotion is None else emotion / len(frame))
+        return self._baseline_cache[stratum]
 
     def shift(
         self, stratum: Stratum, changes: Sequence[tuple[Initiative, float]]
