@@ -616,7 +616,7 @@ class InitiativeEngine:
         if key not in self._shift_cache:
             joint = len(subset) > 1
             grids = [self._grid(i, joint) for i in subset]
-            has_emotion = self._baseline(stratum)[1] is not None
+            has_emotion = getattr(self.driver, "emotion_mean", None) is not None  # no baseline pass needed
             shape = tuple(len(g) for g in grids)
             F = np.empty(shape + (self.draws, 3))
             E = np.empty(shape + (self.draws,)) if has_emotion else None
