@@ -88,27 +88,28 @@ def test_demo_size_finds_planted_group_differences_and_no_false_ones(demo_fit):
 
 @pytest.mark.slow
 def test_compiled_model_is_reused_on_other_data_and_samples_as_a_fresh_compilation(demo_fit, tmp_path_factory):
-    """A refit of the same answers (another seed) skips the compilation, and so does a fit of other data of
-    the same structure (same model, touchpoints, levels and scales, other level shares). The reused model must
-    be the other data's model: its rows, its group bases (weighted by its level shares; constants of the graph
-    until issue 20, when reuse centred the deviations on the first data's mix) and its initial point. So with
-    the same seed it gives exactly the draws of a fresh compilation, and its saved fit, rebuilt from its own
-    data on loading, predicts the same."""
+    """A refit of the same answers (another seed) skips the compilation, and so does a fit of other data of the
+    same structure (same model, touchpoints, levels and scales, other level shares); the fit records whether it
+    reused a compiled model (its compile time is no test of that: a reuse took 2.15 s once on a busy CI machine).
+    The reused model must be the other data's model: its rows, its group bases (weighted by its level shares;
+    constants of the graph until issue 20, when reuse centred the deviations on the first data's mix) and its
+    initial point. So with the same seed it gives exactly the draws of a fresh compilation, and its saved fit,
+    rebuilt from its own data on loading, predicts the same."""
     from cxresearch.drivers.fit import _COMPILED, _compiled_key, _with_initial_point
     from cxresearch.drivers.model import build_model
 
     data, _, first, _ = demo_fit
     again = fit_driver_model(data, None, draws=100, tune=100, chains=2, seed=3, escalate=False)
-    assert again.timings["compile_s"] < 2.0
+    assert again.settings["compiled_model_reused"]
     # other data of the same structure: the demo's first wave (other level shares; about 10,000 answers, enough for
     # the same likelihood form, the emotion equation on sufficient statistics)
     other = data.survey[data.survey["wave"].astype(str) == "1"]
     fit = fit_driver_model(other, None, dataset_spec=data.spec, draws=100, tune=100, chains=2, seed=3, escalate=False)
-    assert fit.timings["compile_s"] < 2.0, fit.timings
+    assert fit.settings["compiled_model_reused"], fit.settings
     fresh = fit_driver_model(
         other, None, dataset_spec=data.spec, draws=100, tune=100, chains=2, seed=3, escalate=False, reuse_compiled=False
     )
-    assert fresh.timings["compile_s"] > 2 * fit.timings["compile_s"]
+    assert not fresh.settings["compiled_model_reused"]
     varying = [j for j, eq in fit.layout.equations.items() if eq.slope_basis.size]
     assert varying and not any(
         np.allclose(fit.layout.equations[j].slope_basis, first.layout.equations[j].slope_basis) for j in varying

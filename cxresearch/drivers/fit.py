@@ -306,6 +306,13 @@ def compile_driver_model(
     reused with this data swapped in (rows, frequencies, group bases, initial point): k-fold refits, segments
     of one study and repeated simulations compile once per process. ``backend``: ``"numba"`` or ``"jax"``
     (see the module docstring)."""
+    model, layout, compiled, _ = _compile_or_reuse(prep, reuse, backend)
+    return model, layout, compiled
+
+
+def _compile_or_reuse(prep: PreparedData, reuse: bool, backend: str) -> tuple[Any, ModelLayout, Any, bool]:
+    """:func:`compile_driver_model`, and whether a compiled model of the same structure was reused (recorded in a
+    fit's settings: a fact, where the compile time on a busy machine is only a hint)."""
     import nutpie
 
     if backend not in BACKENDS:
@@ -321,7 +328,7 @@ def compile_driver_model(
             import jax.numpy as jnp
 
             values = {k: jnp.asarray(v) for k, v in values.items()}
-        return model, layout, _with_initial_point(cached.with_data(**values), model)
+        return model, layout, _with_initial_point(cached.with_data(**values), model), True
     if backend == "jax":
         _import_jax_backend()
         # the data stay shared variables (nutpie would freeze them into the graph as constants by default), so a
@@ -336,7 +343,7 @@ def compile_driver_model(
             while len(_COMPILED) >= _COMPILED_MAX:
                 _COMPILED.pop(next(iter(_COMPILED)), None)
             _COMPILED[key] = compiled
-    return model, layout, compiled
+    return model, layout, compiled, False
 
 
 def _import_jax_backend() -> None:
@@ -445,9 +452,10 @@ def fit_driver_model(
         from cxresearch.runtime import run_threads
 
         t0 = time.perf_counter()
-        pm_model, layout, compiled = compile_driver_model(prep, reuse=reuse_compiled, backend=backend)
+        pm_model, layout, compiled, reused = _compile_or_reuse(prep, reuse_compiled, backend)
         timings["compile_s"] = time.perf_counter() - t0
         settings["backend"] = backend
+        settings["compiled_model_reused"] = reused
         low_rank = choose_low_rank(low_rank, prep, compiled.n_dim)
         settings["low_rank"] = low_rank
         cores = cores or min(chains, run_threads())
