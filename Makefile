@@ -11,7 +11,7 @@ DEMO_INTERVENTION ?= touchpoint=branch_visit,effect=0.5,treated_share=0.5
 REPORTS ?= reports
 WORKERS ?= 2
 
-.PHONY: setup demo lint test test-fast bench bench-quick bench-recovery bench-validation lab clean
+.PHONY: setup demo lint test test-durations test-fast bench bench-quick bench-recovery bench-validation lab clean
 
 # Virtual environment + editable install + Jupyter kernel named `cxresearch`.
 # Re-runs only when pyproject.toml changes.
@@ -41,10 +41,15 @@ lint: setup
 # Tests run in parallel, one test file per worker (module fixtures such as a shared fit stay in one process).
 TEST_WORKERS ?= auto
 test: setup lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
+
+# Seconds per test file for the longest-first order of `make test` (tests/durations.json); the full suite again
+test-durations: setup
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=0 > .pytest-durations.log || (tail -20 .pytest-durations.log; exit 1)
+	$(BIN)/python tests/durations.py < .pytest-durations.log
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow"
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
@@ -70,4 +75,4 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/
 
 clean:
-	rm -rf $(REPORTS) $(DEMO_DIR) $(DEMO_DIR)_verbatims .pytest_cache
+	rm -rf $(REPORTS) $(DEMO_DIR) $(DEMO_DIR)_verbatims .pytest_cache .pytest-durations.log

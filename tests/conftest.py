@@ -1,7 +1,9 @@
-"""Shared fixtures: the real public data in ../shared/data (skipped cleanly when absent)."""
+"""Shared fixtures: the real public data in ../shared/data (skipped cleanly when absent); the longest test files
+run first."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,6 +14,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
+#: seconds per test file in one full run (``--durations=0``, both workers' time summed; files under 5 s left out)
+DURATIONS = Path(__file__).with_name("durations.json")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest files first. ``make test`` hands whole files to two workers in collection order
+    (``--dist loadfile --no-loadscope-reorder``); started last, one long file keeps one worker busy while the
+    other idles (xdist's own order, by number of tests, put the two longest files near the end). Order within a
+    file is kept; files not in durations.json follow in their usual order."""
+    seconds = json.loads(DURATIONS.read_text(encoding="utf-8")) if DURATIONS.is_file() else {}
+    rank = {path: -s for path, s in seconds.items()}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0].removeprefix("tests/"), 0))
 
 
 @pytest.fixture(scope="session")

@@ -80,6 +80,7 @@ def churn_run(tmp_path_factory):
         "draws": 500,
         "tune": 500,
         "max_draws": 400,
+        "validation_draws": 500,  # the held-out fit at the run's draws (its default, 1,000, doubles its cost)
         "reference_check": "false",
         "fit_cache": "../_fits",
         "model": CHURN_MODEL,

@@ -264,7 +264,14 @@ def test_cxresearch_run_renders_every_drafted_study(messy, tmp_path):
     quick = {
         "measurement": {"draws": 1000},
         "drivers": {"method": "approx", "advi_iterations": 3000, "max_draws": 200, "reference_check": False},
-        "economics": {"draws": 200, "tune": 200, "chains": 2, "clv_draws": 200, "prior_sensitivity": False},
+        "economics": {
+            "draws": 200,
+            "tune": 200,
+            "chains": 2,
+            "clv_draws": 200,
+            "prior_sensitivity": False,
+            "validation_draws": 200,
+        },
         "initiatives": {
             "driver_method": "approx",
             "driver_max_draws": 100,
