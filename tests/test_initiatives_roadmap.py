@@ -6,12 +6,18 @@ import itertools
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cxresearch.data import load_dataset
 from cxresearch.data.simulator import simulate_dataset
 from cxresearch.initiatives.catalogue import load_catalogue, touchpoint_info_from_spec
-from cxresearch.initiatives.report import format_money, plan_headline_markdown, record_initiative_results
+from cxresearch.initiatives.report import (
+    format_money,
+    format_money_exact,
+    plan_headline_markdown,
+    record_initiative_results,
+)
 from cxresearch.initiatives.roadmap import build_roadmap, rank_initiatives, select_under_budget
 from cxresearch.initiatives.truth import TrueDriverModel, TrueValueModel
 from cxresearch.initiatives.value import InitiativeEngine, overlap_groups
@@ -223,3 +229,28 @@ def test_format_money():
     assert format_money(-1_500_000) == "-€1.5M"
     assert format_money(950) == "€950"
     assert format_money(None) == "n/a"
+    # exact amounts (the validation table): the sign before the currency, as above, not '€-4,684'
+    assert format_money_exact(-4_683.7) == "-€4,684" and format_money_exact(12_736.2) == "€12,736"
+    assert format_money_exact(-0.4) == "€0" and format_money_exact(float("nan")) == "n/a"
+
+
+def test_validation_table_and_plan_sentence_put_the_sign_before_the_currency():
+    from cxresearch.initiatives.study import plan_check_text, truth_comparison_display
+
+    frame = pd.DataFrame(
+        {
+            "label": ["Call-centre first-contact resolution"],
+            **{f"{side}_{k}": [v] for side in ("fitted", "truth") for k, v in (("mean", -4683.7), ("low", -12881.2))},
+            "fitted_high": [4840.4],
+            "truth_high": [-1000.0],
+            "fitted_nps_shift": [0.4],
+            "truth_nps_shift": [0.5],
+            "covered": [True],
+        }
+    )
+    shown = truth_comparison_display(frame).iloc[0]
+    assert shown["Net value, fitted models"] == "-€4,684 (-€12,881 to €4,840)"
+    assert shown["Net value, true models"] == "-€4,684 (-€12,881 to -€1,000)"
+    plan = {"same_plan": False, "fitted_plan": ["a"], "true_best_plan": ["b"], "fitted_plan_true_value": -250.0}
+    text = plan_check_text({**plan, "true_best_value": 12_736.0, "share_of_best": -0.02})
+    assert "worth -€250 in the simulated world" in text and "(b: €12,736)" in text

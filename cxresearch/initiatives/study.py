@@ -26,6 +26,7 @@ from cxresearch.initiatives.catalogue import (
     load_catalogue,
     touchpoint_info_from_spec,
 )
+from cxresearch.initiatives.report import format_money_exact
 from cxresearch.initiatives.roadmap import Roadmap, build_roadmap, rank_initiatives
 from cxresearch.initiatives.value import (
     INTERVAL,
@@ -452,16 +453,19 @@ def fitted_vs_truth(data: Any, study: StudyResult, truth: str | Path | Mapping[s
 def truth_comparison_display(frame: pd.DataFrame, currency: str = "€") -> pd.DataFrame:
     """The comparison for readers: one row per initiative, money in whole units, interval in words."""
     lv = f"{round(100 * (INTERVAL[1] - INTERVAL[0]))}%"
+
+    def with_interval(mean: float, low: float, high: float) -> str:
+        money = [format_money_exact(x, currency) for x in (mean, low, high)]
+        return f"{money[0]} ({money[1]} to {money[2]})"
+
     return pd.DataFrame(
         {
             "Initiative": frame["label"],
             "Net value, fitted models": [
-                f"{currency}{m:,.0f} ({currency}{lo:,.0f} to {currency}{hi:,.0f})"
-                for m, lo, hi in zip(frame.fitted_mean, frame.fitted_low, frame.fitted_high)
+                with_interval(m, lo, hi) for m, lo, hi in zip(frame.fitted_mean, frame.fitted_low, frame.fitted_high)
             ],
             "Net value, true models": [
-                f"{currency}{m:,.0f} ({currency}{lo:,.0f} to {currency}{hi:,.0f})"
-                for m, lo, hi in zip(frame.truth_mean, frame.truth_low, frame.truth_high)
+                with_interval(m, lo, hi) for m, lo, hi in zip(frame.truth_mean, frame.truth_low, frame.truth_high)
             ],
             "NPS shift (fitted / true)": [
                 f"{a:+.1f} / {b:+.1f}" for a, b in zip(frame.fitted_nps_shift, frame.truth_nps_shift)
@@ -500,13 +504,13 @@ def plan_check_text(plan: Mapping[str, Any], labels: Mapping[str, str] | None = 
     if plan["same_plan"]:
         return (
             f"The plan chosen from the fitted values ({names(plan['fitted_plan'])}) is the true best plan under "
-            f"the budget: true net value {currency}{plan['true_best_value']:,.0f}."
+            f"the budget: true net value {format_money_exact(plan['true_best_value'], currency)}."
         )
     return (
         f"The plan chosen from the fitted values ({names(plan['fitted_plan'])}) is worth "
-        f"{currency}{plan['fitted_plan_true_value']:,.0f} in the simulated world, "
+        f"{format_money_exact(plan['fitted_plan_true_value'], currency)} in the simulated world, "
         f"{100 * plan['share_of_best']:.0f}% of the true best plan ({names(plan['true_best_plan'])}: "
-        f"{currency}{plan['true_best_value']:,.0f})."
+        f"{format_money_exact(plan['true_best_value'], currency)})."
     )
 
 
