@@ -14,13 +14,13 @@ from cxresearch.data.simulator import simulate_dataset
 from cxresearch.initiatives.catalogue import load_catalogue, touchpoint_info_from_spec
 from cxresearch.initiatives.report import (
     format_money,
-    format_money_exact,
     plan_headline_markdown,
     record_initiative_results,
 )
 from cxresearch.initiatives.roadmap import build_roadmap, rank_initiatives, select_under_budget
 from cxresearch.initiatives.truth import TrueDriverModel, TrueValueModel
 from cxresearch.initiatives.value import InitiativeEngine, overlap_groups
+from cxresearch.reports.display import format_money_exact
 from cxresearch.results import recorded_results
 
 

@@ -18,7 +18,10 @@ import pandas as pd
 from cxresearch.data.nps import NPS_CLASSES
 from cxresearch.diagnostics import as_dict
 from cxresearch.protocol import DEFAULT_LEVEL, check_level
-from cxresearch.reports.display import scope_text  # noqa: F401  (re-exported for the notebooks)
+from cxresearch.reports.display import (
+    format_money_exact,
+    scope_text,  # noqa: F401  (re-exported for the notebooks)
+)
 
 #: Bins that turn the continuous CX covariates into categories for the piecewise-exponential model.
 CX_BINS: dict[str, list[float]] = {
@@ -713,7 +716,7 @@ def headline_markdown(
         return f"a {cls}" if nps else f"a customer in '{cls}'"
 
     def money(value: float) -> str:
-        return f"{currency}{value:,.0f}" if value >= 0 else f"-{currency}{-value:,.0f}"
+        return format_money_exact(value, currency)
 
     lines = []
     if not diagnostics.get("passed", False):

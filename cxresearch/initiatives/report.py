@@ -31,15 +31,6 @@ def format_money(value: float | None, currency: str = "€") -> str:
     return f"{sign}{currency}{text}"
 
 
-def format_money_exact(value: float | None, currency: str = "€") -> str:
-    """-4683.7 -> '-€4,684': whole units with thousands separators, the sign before the currency (as
-    :func:`format_money`; an f-string of a negative number gives '€-4,684')."""
-    if value is None or not np.isfinite(value):
-        return "n/a"
-    rounded = round(float(value))
-    return f"{'-' if rounded < 0 else ''}{currency}{abs(rounded):,.0f}"
-
-
 def plan_headline_markdown(
     roadmap: Roadmap,
     singles: Mapping[str, ValueResult],

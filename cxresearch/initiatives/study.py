@@ -26,7 +26,6 @@ from cxresearch.initiatives.catalogue import (
     load_catalogue,
     touchpoint_info_from_spec,
 )
-from cxresearch.initiatives.report import format_money_exact
 from cxresearch.initiatives.roadmap import Roadmap, build_roadmap, rank_initiatives
 from cxresearch.initiatives.value import (
     INTERVAL,
@@ -36,6 +35,7 @@ from cxresearch.initiatives.value import (
     ValueResult,
     summarise_draws,
 )
+from cxresearch.reports.display import format_money_exact
 
 #: Fit settings of the fitted models (the params keys) and their defaults; see :func:`fitted_models`.
 FIT_DEFAULTS: dict[str, Any] = {

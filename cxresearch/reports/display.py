@@ -46,6 +46,15 @@ def format_pct(value: float, digits: int = 0) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{100 * value:.{digits}f}%"
 
 
+def format_money_exact(value: float | None, currency: str = "€") -> str:
+    """-4683.7 -> '-€4,684': whole units with thousands separators, the sign before the currency (an f-string of
+    a negative amount gives '€-4,684')."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    rounded = round(float(value))
+    return f"{'-' if rounded < 0 else ''}{currency}{abs(rounded):,.0f}"
+
+
 def format_interval(mean: float, low: float, high: float, digits: int = 1, unit: str = "") -> str:
     """'31.2 (90% interval 27.0 to 35.1)'."""
     if any(v is None or pd.isna(v) for v in (mean, low, high)):
